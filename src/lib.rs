@@ -1,0 +1,18 @@
+//! rekindle: keeps storage drivers alive (re-initialization, reload, export, backup init).
+//! The crate root: the layers, from the pure core outwards.
+//!
+//! # Layout
+//! - [`lifecycle`]: the sans-IO driver state machine (`Lifecycle::step`). Imports nothing
+//!   from the rest of the crate.
+//!
+//! See `ARCHITECTURE.md` for the map of layers and what each may import.
+//!
+//! rekindle keeps storage drivers alive: it re-initializes failed drivers with
+//! backoff, reloads config on SIGHUP with a drain, passes the connector to
+//! `create_export`, and keeps a backup service down until its driver is set up.
+//!
+//! The heart is [`lifecycle::Lifecycle::step`], a pure transition function.
+
+#![warn(missing_docs)]
+
+pub mod lifecycle;

@@ -1,0 +1,108 @@
+//! Invariants: the safety properties of one transition, checked from the
+//! outside. One module, used by property tests, the simulator and the checker.
+
+use thiserror::Error;
+
+use super::{Effect, Event, Lifecycle, State, StateName, TimerKind};
+
+/// A broken invariant, naming the transition that broke it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("invariant `{rule}` broken by {event:?} in state {from}: {detail}")]
+pub struct Violation {
+    /// Short name of the invariant.
+    pub rule: &'static str,
+    /// State before the transition.
+    pub from: StateName,
+    /// The event.
+    pub event: Event,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// Checks one accepted transition `before --event--> after` with `effects`.
+pub fn check_transition(
+    before: &Lifecycle,
+    event: &Event,
+    after: &Lifecycle,
+    effects: &[Effect],
+) -> Result<(), Violation> {
+    let fail = |rule: &'static str, detail: String| Violation {
+        rule,
+        from: before.state().name(),
+        event: event.clone(),
+        detail,
+    };
+    let budget = after.policy().reinit_driver_count;
+
+    if matches!(event, Event::OperationStarted) && before.state().name() != StateName::Ready {
+        return Err(fail("operations only when ready", "an operation was accepted".into()));
+    }
+    if after.state().name() == StateName::Reloading
+        && before.state().name() != StateName::Reloading
+        && before.state().in_flight() > 0
+    {
+        return Err(fail(
+            "reloading only with zero in-flight",
+            format!("{} operations were in flight", before.state().in_flight()),
+        ));
+    }
+    if after.state().in_flight() < before.state().in_flight()
+        && !matches!(event, Event::OperationFinished)
+        && after.state().name() != StateName::Stopped
+    {
+        return Err(fail(
+            "no in-flight operation is cut",
+            format!(
+                "in-flight went from {} to {}",
+                before.state().in_flight(),
+                after.state().in_flight()
+            ),
+        ));
+    }
+    if budget > 0 && after.state().attempt() > budget {
+        return Err(fail(
+            "attempts within reinit_driver_count",
+            format!("attempt {} > budget {budget}", after.state().attempt()),
+        ));
+    }
+    let schedules_retry = effects.iter().any(|e| {
+        matches!(e, Effect::ScheduleTimer { timer, .. } if timer.kind == TimerKind::Retry)
+    });
+    if after.state().name() == StateName::FailedFatal && schedules_retry {
+        return Err(fail("fatal never retried", "a retry was scheduled".into()));
+    }
+    let runs = effects
+        .iter()
+        .filter(|e| matches!(e, Effect::RunSetup { .. }))
+        .count();
+    if runs > 1 {
+        return Err(fail("one setup at a time", format!("{runs} setups started")));
+    }
+    if runs == 1 {
+        if let Some(old) = before.state().setup() {
+            let aborted = effects
+                .iter()
+                .any(|e| matches!(e, Effect::AbortSetup { setup } if *setup == old.id));
+            if !aborted {
+                return Err(fail(
+                    "one setup at a time",
+                    format!("setup {} still in flight when another started", old.id),
+                ));
+            }
+        }
+        if before.state().name() == StateName::FailedFatal
+            && !matches!(event, Event::ReloadRequested { .. })
+        {
+            return Err(fail("fatal never retried", "setup ran without a reload".into()));
+        }
+        if after.state().setup().is_none() {
+            return Err(fail("one setup at a time", "setup started but state has none".into()));
+        }
+    }
+    if let State::Failed(super::Failed::Fatal { .. }) = after.state() {
+        if after.state().retry().is_some() {
+            return Err(fail("fatal never retried", "fatal state holds a retry".into()));
+        }
+    }
+    Ok(())
+}

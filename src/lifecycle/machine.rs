@@ -1,0 +1,446 @@
+//! Lifecycle: the pure transition function `step(state, event, now) -> (state, effects)`.
+//! No clock, no I/O, no runtime: time comes in, effects go out as values.
+
+use std::mem;
+
+use super::{
+    AfterDrain, ConfigId, Draining, DriverError, Effect, Effects, Event, Failed, Generation,
+    Jitter, Moment, Notification, PendingConfig, Policy, Ready, Refused, Retry, Setup, State,
+    Timer, TimerKind, Why,
+};
+
+/// One driver's lifecycle: its [`State`] plus the bookkeeping a transition
+/// needs (policy, current config, generation counter, jitter generator).
+/// Everything is plain data, so a `Lifecycle` can be cloned, hashed and
+/// compared (the model checker does all three).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct Lifecycle {
+    state: State,
+    policy: Policy,
+    config: ConfigId,
+    last_generation: Generation,
+    jitter: Jitter,
+}
+
+impl Lifecycle {
+    /// A driver in `Uninitialized` running on `config` with `policy`;
+    /// `seed` seeds the backoff jitter.
+    pub fn new(policy: Policy, config: ConfigId, seed: u64) -> Self {
+        Lifecycle {
+            state: State::Uninitialized,
+            policy,
+            config,
+            last_generation: 0,
+            jitter: Jitter::from_seed(seed),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The config the driver runs on (or is being set up with).
+    pub fn config(&self) -> ConfigId {
+        self.config
+    }
+
+    /// The last generation handed out (timers and setups use fresh ones).
+    pub fn last_generation(&self) -> Generation {
+        self.last_generation
+    }
+
+    /// The pure transition: the lifecycle after `event` at `now`, and the
+    /// effects the shell must perform in order. A refused event leaves
+    /// `self` as it was and says why; nothing here panics.
+    pub fn step(&self, event: Event, now: Moment) -> Result<(Lifecycle, Effects), Refused> {
+        let mut next = self.clone();
+        let effects = next.apply(event, now)?;
+        Ok((next, effects))
+    }
+
+    /// [`Lifecycle::step`] in place: on `Err` nothing changed.
+    pub fn apply(&mut self, event: Event, now: Moment) -> Result<Effects, Refused> {
+        let event_name = event.name();
+        let mut effects = Effects::new();
+        let state = mem::replace(&mut self.state, State::Uninitialized);
+        match self.transition(state, event, now, &mut effects) {
+            Ok(next) => {
+                self.state = next;
+                Ok(effects)
+            }
+            Err((old, why)) => {
+                let refused = Refused {
+                    state: old.name(),
+                    event: event_name,
+                    why,
+                };
+                self.state = old;
+                Err(refused)
+            }
+        }
+    }
+
+    fn transition(
+        &mut self,
+        state: State,
+        event: Event,
+        now: Moment,
+        fx: &mut Effects,
+    ) -> Result<State, (State, Why)> {
+        use State as S;
+        match (state, event) {
+            // ---- start ---------------------------------------------------
+            (S::Uninitialized, Event::Start) => Ok(self.begin_setup(0, now, fx, S::Initializing)),
+            (s @ S::Stopped, Event::Start) => Err((s, Why::Stopped)),
+            (s, Event::Start) => Err((s, Why::AlreadyStarted)),
+
+            // ---- operations ----------------------------------------------
+            (S::Ready(mut r), Event::OperationStarted) => match r.in_flight.checked_add(1) {
+                Some(n) => {
+                    r.in_flight = n;
+                    Ok(S::Ready(r))
+                }
+                None => Err((S::Ready(r), Why::InFlightLimit)),
+            },
+            (s @ S::Draining(_), Event::OperationStarted) => Err((s, Why::Draining)),
+            (s @ S::Stopped, Event::OperationStarted) => Err((s, Why::Stopped)),
+            (s, Event::OperationStarted) => {
+                let next_retry = s.retry().map(|r| r.at);
+                Err((s, Why::NotReady { next_retry }))
+            }
+            (S::Ready(mut r), Event::OperationFinished) if r.in_flight > 0 => {
+                r.in_flight -= 1;
+                Ok(S::Ready(r))
+            }
+            (S::Draining(mut d), Event::OperationFinished) if d.ready.in_flight > 0 => {
+                d.ready.in_flight -= 1;
+                if d.ready.in_flight == 0 {
+                    Ok(self.finish_drain(d, now, fx))
+                } else {
+                    Ok(S::Draining(d))
+                }
+            }
+            (s, Event::OperationFinished) => Err((s, Why::NoneInFlight)),
+
+            // ---- setup results (stale ones are ignored) ------------------
+            (S::Initializing(s) | S::Reloading(s), Event::SetupSucceeded { setup })
+                if setup == s.id =>
+            {
+                fx.push(Effect::Notify(Notification::InitEnd { attempt: s.attempt }));
+                fx.push(Effect::PublishCapabilities { epoch: s.id });
+                Ok(S::Ready(Ready {
+                    in_flight: 0,
+                    since: now,
+                    attempt: s.attempt,
+                    epoch: s.id,
+                }))
+            }
+            (S::Initializing(s) | S::Reloading(s), Event::SetupFailed { setup, error })
+                if setup == s.id =>
+            {
+                Ok(self.setup_failed(s, error, now, fx))
+            }
+            (s, Event::SetupSucceeded { .. } | Event::SetupFailed { .. }) => Ok(s),
+
+            // ---- timers (stale ones are ignored) -------------------------
+            (S::Initializing(s) | S::Reloading(s), Event::TimerFired(t))
+                if t == timer(TimerKind::SetupDeadline, s.id) =>
+            {
+                Ok(self.setup_timed_out(s, now, fx))
+            }
+            (S::Failed(Failed::Recoverable { retry: Some(r), .. }), Event::TimerFired(t))
+                if t == timer(TimerKind::Retry, r.timer) =>
+            {
+                Ok(self.begin_setup(r.attempt, now, fx, S::Initializing))
+            }
+            (S::Draining(d), Event::TimerFired(t))
+                if d.deadline.map(|(_, g)| timer(TimerKind::DrainDeadline, g)) == Some(t) =>
+            {
+                Ok(self.drain_deadline_passed(d, fx))
+            }
+            (s, Event::TimerFired(_)) => Ok(s),
+
+            // ---- publisher tick: publish, reinit when due, sweep deadlines --
+            (S::Ready(mut r), Event::PublisherTick) => {
+                self.settle_budget(&mut r, now);
+                fx.push(Effect::PublishCapabilities { epoch: r.epoch });
+                Ok(S::Ready(r))
+            }
+            (S::Failed(Failed::Recoverable { retry: Some(r), .. }), Event::PublisherTick)
+                if now >= r.at =>
+            {
+                Ok(self.begin_setup(r.attempt, now, fx, S::Initializing))
+            }
+            (S::Initializing(s) | S::Reloading(s), Event::PublisherTick) if now >= s.deadline => {
+                Ok(self.setup_timed_out(s, now, fx))
+            }
+            (S::Draining(d), Event::PublisherTick)
+                if d.deadline.is_some_and(|(at, _)| now >= at) =>
+            {
+                Ok(self.drain_deadline_passed(d, fx))
+            }
+            (s, Event::PublisherTick) => Ok(s),
+
+            // ---- health ----------------------------------------------------
+            (S::Ready(mut r), Event::HealthLost { epoch, error }) if epoch == r.epoch => {
+                self.settle_budget(&mut r, now);
+                fx.push(Effect::Notify(Notification::HealthLost {
+                    error: error.clone(),
+                }));
+                if r.in_flight == 0 {
+                    Ok(self.fail(r.attempt, error, now, fx))
+                } else {
+                    Ok(S::Draining(Draining {
+                        ready: r,
+                        deadline: None,
+                        then: AfterDrain::HealthLost(error),
+                    }))
+                }
+            }
+            (s, Event::HealthLost { .. }) => Ok(s),
+
+            // ---- reload ----------------------------------------------------
+            (
+                S::Uninitialized,
+                Event::ReloadRequested {
+                    config, policy, ..
+                },
+            ) => {
+                self.config = config;
+                self.policy = policy;
+                Ok(S::Uninitialized)
+            }
+            (S::Ready(r), Event::ReloadRequested { changed: false, .. }) => Ok(S::Ready(r)),
+            (
+                S::Ready(r),
+                Event::ReloadRequested {
+                    config, policy, ..
+                },
+            ) => {
+                let pending = PendingConfig { config, policy };
+                if r.in_flight == 0 {
+                    Ok(self.reload_now(pending, now, fx))
+                } else {
+                    Ok(self.drain(r, AfterDrain::Reload(pending), now, fx))
+                }
+            }
+            (
+                S::Draining(mut d),
+                Event::ReloadRequested {
+                    config,
+                    changed,
+                    policy,
+                },
+            ) => match d.then {
+                AfterDrain::Shutdown => Ok(S::Draining(d)),
+                // The operator reverted the change: keep serving, untouched.
+                AfterDrain::Reload(_) if !changed => Ok(S::Ready(d.ready)),
+                AfterDrain::Reload(_) | AfterDrain::HealthLost(_) => {
+                    d.then = AfterDrain::Reload(PendingConfig { config, policy });
+                    if d.deadline.is_none() {
+                        d.deadline = Some(self.arm_drain_deadline(now, fx));
+                    }
+                    Ok(S::Draining(d))
+                }
+            },
+            (
+                S::Initializing(s) | S::Reloading(s),
+                Event::ReloadRequested {
+                    config,
+                    changed: true,
+                    policy,
+                },
+            ) => {
+                fx.push(Effect::AbortSetup { setup: s.id });
+                Ok(self.reload_now(PendingConfig { config, policy }, now, fx))
+            }
+            // Same config: the setup in flight goes on, with a fresh budget.
+            (S::Initializing(s), Event::ReloadRequested { .. }) => {
+                Ok(S::Initializing(Setup { attempt: 0, ..s }))
+            }
+            (S::Reloading(s), Event::ReloadRequested { .. }) => {
+                Ok(S::Reloading(Setup { attempt: 0, ..s }))
+            }
+            // A failed driver (fatal or given up or waiting) is set up again
+            // with a fresh budget, changed config or not.
+            (
+                S::Failed(_),
+                Event::ReloadRequested {
+                    config, policy, ..
+                },
+            ) => Ok(self.reload_now(PendingConfig { config, policy }, now, fx)),
+            (s @ S::Stopped, Event::ReloadRequested { .. }) => Err((s, Why::Stopped)),
+
+            // ---- shutdown --------------------------------------------------
+            (S::Ready(r), Event::ShutdownRequested) if r.in_flight > 0 => {
+                Ok(self.drain(r, AfterDrain::Shutdown, now, fx))
+            }
+            (S::Draining(d), Event::ShutdownRequested) => match d.then {
+                AfterDrain::Shutdown => Ok(S::Draining(d)),
+                _ => Ok(self.drain(d.ready, AfterDrain::Shutdown, now, fx)),
+            },
+            (S::Stopped, Event::ShutdownRequested) => Ok(S::Stopped),
+            (s, Event::ShutdownRequested) => {
+                if let Some(setup) = s.setup() {
+                    fx.push(Effect::AbortSetup { setup: setup.id });
+                }
+                fx.push(Effect::Stop);
+                Ok(S::Stopped)
+            }
+        }
+    }
+
+    fn fresh_generation(&mut self) -> Generation {
+        self.last_generation = self.last_generation.wrapping_add(1);
+        self.last_generation
+    }
+
+    /// Starts setup attempt `attempt` with its deadline; `into` picks
+    /// Initializing or Reloading.
+    fn begin_setup(
+        &mut self,
+        attempt: u32,
+        now: Moment,
+        fx: &mut Effects,
+        into: fn(Setup) -> State,
+    ) -> State {
+        let id = self.fresh_generation();
+        let deadline = now + self.policy.driver_init_timeout;
+        fx.push(Effect::Notify(Notification::InitStart { attempt }));
+        fx.push(Effect::RunSetup { setup: id, attempt });
+        fx.push(Effect::ScheduleTimer {
+            timer: timer(TimerKind::SetupDeadline, id),
+            at: deadline,
+        });
+        into(Setup {
+            attempt,
+            id,
+            deadline,
+        })
+    }
+
+    fn setup_failed(&mut self, s: Setup, error: DriverError, now: Moment, fx: &mut Effects) -> State {
+        fx.push(Effect::Notify(Notification::InitError {
+            attempt: s.attempt,
+            error: error.clone(),
+        }));
+        self.fail(s.attempt, error, now, fx)
+    }
+
+    fn setup_timed_out(&mut self, s: Setup, now: Moment, fx: &mut Effects) -> State {
+        fx.push(Effect::AbortSetup { setup: s.id });
+        let error = DriverError::Timeout(self.policy.driver_init_timeout);
+        self.setup_failed(s, error, now, fx)
+    }
+
+    /// Classifies a failure of attempt `attempt`: fatal, retry with backoff,
+    /// or give up when the budget is spent.
+    fn fail(&mut self, attempt: u32, error: DriverError, now: Moment, fx: &mut Effects) -> State {
+        if error.is_fatal() {
+            return State::Failed(Failed::Fatal { reason: error });
+        }
+        if !self.policy.may_retry_after(attempt) {
+            fx.push(Effect::Notify(Notification::GaveUp {
+                attempts: attempt.saturating_add(1),
+            }));
+            return State::Failed(Failed::Recoverable {
+                attempt,
+                retry: None,
+                last_error: error,
+            });
+        }
+        let next = attempt.saturating_add(1);
+        let delay = self.policy.backoff_with_jitter(next, &mut self.jitter);
+        let timer_id = self.fresh_generation();
+        let at = now + delay;
+        fx.push(Effect::Notify(Notification::RetryScheduled {
+            attempt: next,
+            delay,
+        }));
+        fx.push(Effect::ScheduleTimer {
+            timer: timer(TimerKind::Retry, timer_id),
+            at,
+        });
+        State::Failed(Failed::Recoverable {
+            attempt,
+            retry: Some(Retry {
+                attempt: next,
+                at,
+                timer: timer_id,
+            }),
+            last_error: error,
+        })
+    }
+
+    /// Resets the attempt budget of a driver Ready for `reinit_reset_after`.
+    fn settle_budget(&self, r: &mut Ready, now: Moment) {
+        if now.saturating_since(r.since) >= self.policy.reinit_reset_after {
+            r.attempt = 0;
+        }
+    }
+
+    fn arm_drain_deadline(&mut self, now: Moment, fx: &mut Effects) -> (Moment, Generation) {
+        let id = self.fresh_generation();
+        let at = now + self.policy.graceful_shutdown_timeout;
+        fx.push(Effect::ScheduleTimer {
+            timer: timer(TimerKind::DrainDeadline, id),
+            at,
+        });
+        (at, id)
+    }
+
+    fn drain(&mut self, ready: Ready, then: AfterDrain, now: Moment, fx: &mut Effects) -> State {
+        let deadline = Some(self.arm_drain_deadline(now, fx));
+        State::Draining(Draining {
+            ready,
+            deadline,
+            then,
+        })
+    }
+
+    fn finish_drain(&mut self, d: Draining, now: Moment, fx: &mut Effects) -> State {
+        match d.then {
+            AfterDrain::Reload(pending) => self.reload_now(pending, now, fx),
+            AfterDrain::Shutdown => {
+                fx.push(Effect::Stop);
+                State::Stopped
+            }
+            AfterDrain::HealthLost(error) => self.fail(d.ready.attempt, error, now, fx),
+        }
+    }
+
+    fn drain_deadline_passed(&mut self, d: Draining, fx: &mut Effects) -> State {
+        match d.then {
+            // In-flight work is never cut by a reload: abort it instead.
+            AfterDrain::Reload(_) | AfterDrain::HealthLost(_) => {
+                fx.push(Effect::Notify(Notification::ReloadAborted {
+                    in_flight: d.ready.in_flight,
+                }));
+                State::Ready(d.ready)
+            }
+            AfterDrain::Shutdown => {
+                fx.push(Effect::Stop);
+                State::Stopped
+            }
+        }
+    }
+
+    fn reload_now(&mut self, pending: PendingConfig, now: Moment, fx: &mut Effects) -> State {
+        self.config = pending.config;
+        self.policy = pending.policy;
+        fx.push(Effect::ApplyConfig {
+            config: pending.config,
+        });
+        self.begin_setup(0, now, fx, State::Reloading)
+    }
+}
+
+fn timer(kind: TimerKind, generation: Generation) -> Timer {
+    Timer { kind, generation }
+}
