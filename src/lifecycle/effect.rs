@@ -8,7 +8,7 @@ use arrayvec::ArrayVec;
 use super::{ConfigId, DriverError, Generation, Moment, Timer};
 
 /// The most effects one transition produces.
-pub const MAX_EFFECTS: usize = 6;
+pub const MAX_EFFECTS: usize = 5;
 
 /// The effects of one transition, in the order the shell must perform them.
 /// Inline storage: a transition never allocates for its effects.

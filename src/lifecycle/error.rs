@@ -60,9 +60,9 @@ impl DriverError {
     /// everything else is recoverable.
     pub fn class(&self) -> ErrorClass {
         match self {
-            DriverError::Config(_) | DriverError::NotSupported(_) | DriverError::MissingLibrary(_) => {
-                ErrorClass::Fatal
-            }
+            DriverError::Config(_)
+            | DriverError::NotSupported(_)
+            | DriverError::MissingLibrary(_) => ErrorClass::Fatal,
             DriverError::Backend(_)
             | DriverError::Timeout(_)
             | DriverError::Panicked(_)

@@ -57,8 +57,9 @@ pub enum Event {
         config: ConfigId,
         /// Whether this driver's config differs from the one it runs on.
         changed: bool,
-        /// The policy of the new config.
-        policy: Policy,
+        /// The policy of the new config (boxed: reloads are rare, and a
+        /// small `Event` keeps every other transition cheap).
+        policy: Box<Policy>,
     },
     /// A timer the lifecycle armed fired.
     TimerFired(Timer),
@@ -130,13 +131,18 @@ impl Event {
             Event::OperationStarted => EventName::OperationStarted,
             Event::OperationFinished => EventName::OperationFinished,
             Event::ReloadRequested { .. } => EventName::ReloadRequested,
-            Event::TimerFired(Timer { kind: TimerKind::Retry, .. }) => EventName::RetryTimer,
-            Event::TimerFired(Timer { kind: TimerKind::SetupDeadline, .. }) => {
-                EventName::SetupDeadline
-            }
-            Event::TimerFired(Timer { kind: TimerKind::DrainDeadline, .. }) => {
-                EventName::DrainDeadline
-            }
+            Event::TimerFired(Timer {
+                kind: TimerKind::Retry,
+                ..
+            }) => EventName::RetryTimer,
+            Event::TimerFired(Timer {
+                kind: TimerKind::SetupDeadline,
+                ..
+            }) => EventName::SetupDeadline,
+            Event::TimerFired(Timer {
+                kind: TimerKind::DrainDeadline,
+                ..
+            }) => EventName::DrainDeadline,
             Event::ShutdownRequested => EventName::ShutdownRequested,
             Event::HealthLost { .. } => EventName::HealthLost,
         }

@@ -35,15 +35,21 @@ pub fn check_transition(
     let budget = after.policy().reinit_driver_count;
 
     if matches!(event, Event::OperationStarted) && before.state().name() != StateName::Ready {
-        return Err(fail("operations only when ready", "an operation was accepted".into()));
+        return Err(fail(
+            "operations only when ready",
+            "an operation was accepted".into(),
+        ));
     }
+    // In flight once this event is accounted for (a finishing operation counts out).
+    let remaining = before.state().in_flight()
+        - u32::from(matches!(event, Event::OperationFinished) && before.state().in_flight() > 0);
     if after.state().name() == StateName::Reloading
         && before.state().name() != StateName::Reloading
-        && before.state().in_flight() > 0
+        && remaining > 0
     {
         return Err(fail(
             "reloading only with zero in-flight",
-            format!("{} operations were in flight", before.state().in_flight()),
+            format!("{remaining} operations were still in flight"),
         ));
     }
     if after.state().in_flight() < before.state().in_flight()
@@ -65,9 +71,9 @@ pub fn check_transition(
             format!("attempt {} > budget {budget}", after.state().attempt()),
         ));
     }
-    let schedules_retry = effects.iter().any(|e| {
-        matches!(e, Effect::ScheduleTimer { timer, .. } if timer.kind == TimerKind::Retry)
-    });
+    let schedules_retry = effects.iter().any(
+        |e| matches!(e, Effect::ScheduleTimer { timer, .. } if timer.kind == TimerKind::Retry),
+    );
     if after.state().name() == StateName::FailedFatal && schedules_retry {
         return Err(fail("fatal never retried", "a retry was scheduled".into()));
     }
@@ -76,7 +82,10 @@ pub fn check_transition(
         .filter(|e| matches!(e, Effect::RunSetup { .. }))
         .count();
     if runs > 1 {
-        return Err(fail("one setup at a time", format!("{runs} setups started")));
+        return Err(fail(
+            "one setup at a time",
+            format!("{runs} setups started"),
+        ));
     }
     if runs == 1 {
         if let Some(old) = before.state().setup() {
@@ -93,15 +102,24 @@ pub fn check_transition(
         if before.state().name() == StateName::FailedFatal
             && !matches!(event, Event::ReloadRequested { .. })
         {
-            return Err(fail("fatal never retried", "setup ran without a reload".into()));
+            return Err(fail(
+                "fatal never retried",
+                "setup ran without a reload".into(),
+            ));
         }
         if after.state().setup().is_none() {
-            return Err(fail("one setup at a time", "setup started but state has none".into()));
+            return Err(fail(
+                "one setup at a time",
+                "setup started but state has none".into(),
+            ));
         }
     }
     if let State::Failed(super::Failed::Fatal { .. }) = after.state() {
         if after.state().retry().is_some() {
-            return Err(fail("fatal never retried", "fatal state holds a retry".into()));
+            return Err(fail(
+                "fatal never retried",
+                "fatal state holds a retry".into(),
+            ));
         }
     }
     Ok(())

@@ -58,6 +58,7 @@ impl Lifecycle {
     /// The pure transition: the lifecycle after `event` at `now`, and the
     /// effects the shell must perform in order. A refused event leaves
     /// `self` as it was and says why; nothing here panics.
+    #[inline]
     pub fn step(&self, event: Event, now: Moment) -> Result<(Lifecycle, Effects), Refused> {
         let mut next = self.clone();
         let effects = next.apply(event, now)?;
@@ -65,6 +66,7 @@ impl Lifecycle {
     }
 
     /// [`Lifecycle::step`] in place: on `Err` nothing changed.
+    #[inline]
     pub fn apply(&mut self, event: Event, now: Moment) -> Result<Effects, Refused> {
         let event_name = event.name();
         let mut effects = Effects::new();
@@ -206,28 +208,21 @@ impl Lifecycle {
             (s, Event::HealthLost { .. }) => Ok(s),
 
             // ---- reload ----------------------------------------------------
-            (
-                S::Uninitialized,
-                Event::ReloadRequested {
-                    config, policy, ..
-                },
-            ) => {
+            (S::Uninitialized, Event::ReloadRequested { config, policy, .. }) => {
                 self.config = config;
-                self.policy = policy;
+                self.policy = *policy;
                 Ok(S::Uninitialized)
             }
             (S::Ready(r), Event::ReloadRequested { changed: false, .. }) => Ok(S::Ready(r)),
-            (
-                S::Ready(r),
-                Event::ReloadRequested {
-                    config, policy, ..
-                },
-            ) => {
-                let pending = PendingConfig { config, policy };
+            (S::Ready(r), Event::ReloadRequested { config, policy, .. }) => {
+                let pending = PendingConfig {
+                    config,
+                    policy: *policy,
+                };
                 if r.in_flight == 0 {
                     Ok(self.reload_now(pending, now, fx))
                 } else {
-                    Ok(self.drain(r, AfterDrain::Reload(pending), now, fx))
+                    Ok(self.drain(r, AfterDrain::Reload(Box::new(pending)), now, fx))
                 }
             }
             (
@@ -242,7 +237,10 @@ impl Lifecycle {
                 // The operator reverted the change: keep serving, untouched.
                 AfterDrain::Reload(_) if !changed => Ok(S::Ready(d.ready)),
                 AfterDrain::Reload(_) | AfterDrain::HealthLost(_) => {
-                    d.then = AfterDrain::Reload(PendingConfig { config, policy });
+                    d.then = AfterDrain::Reload(Box::new(PendingConfig {
+                        config,
+                        policy: *policy,
+                    }));
                     if d.deadline.is_none() {
                         d.deadline = Some(self.arm_drain_deadline(now, fx));
                     }
@@ -258,7 +256,11 @@ impl Lifecycle {
                 },
             ) => {
                 fx.push(Effect::AbortSetup { setup: s.id });
-                Ok(self.reload_now(PendingConfig { config, policy }, now, fx))
+                let pending = PendingConfig {
+                    config,
+                    policy: *policy,
+                };
+                Ok(self.reload_now(pending, now, fx))
             }
             // Same config: the setup in flight goes on, with a fresh budget.
             (S::Initializing(s), Event::ReloadRequested { .. }) => {
@@ -269,12 +271,13 @@ impl Lifecycle {
             }
             // A failed driver (fatal or given up or waiting) is set up again
             // with a fresh budget, changed config or not.
-            (
-                S::Failed(_),
-                Event::ReloadRequested {
-                    config, policy, ..
-                },
-            ) => Ok(self.reload_now(PendingConfig { config, policy }, now, fx)),
+            (S::Failed(_), Event::ReloadRequested { config, policy, .. }) => {
+                let pending = PendingConfig {
+                    config,
+                    policy: *policy,
+                };
+                Ok(self.reload_now(pending, now, fx))
+            }
             (s @ S::Stopped, Event::ReloadRequested { .. }) => Err((s, Why::Stopped)),
 
             // ---- shutdown --------------------------------------------------
@@ -325,7 +328,13 @@ impl Lifecycle {
         })
     }
 
-    fn setup_failed(&mut self, s: Setup, error: DriverError, now: Moment, fx: &mut Effects) -> State {
+    fn setup_failed(
+        &mut self,
+        s: Setup,
+        error: DriverError,
+        now: Moment,
+        fx: &mut Effects,
+    ) -> State {
         fx.push(Effect::Notify(Notification::InitError {
             attempt: s.attempt,
             error: error.clone(),
@@ -406,7 +415,7 @@ impl Lifecycle {
 
     fn finish_drain(&mut self, d: Draining, now: Moment, fx: &mut Effects) -> State {
         match d.then {
-            AfterDrain::Reload(pending) => self.reload_now(pending, now, fx),
+            AfterDrain::Reload(pending) => self.reload_now(*pending, now, fx),
             AfterDrain::Shutdown => {
                 fx.push(Effect::Stop);
                 State::Stopped

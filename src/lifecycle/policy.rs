@@ -98,13 +98,19 @@ impl Policy {
         let value = value.trim();
         match option {
             "reinit_driver_count" => {
-                self.reinit_driver_count = value
-                    .parse()
-                    .map_err(|_| invalid(option, value, "expected a whole number >= 0 (0 = unlimited)"))?;
+                self.reinit_driver_count = value.parse().map_err(|_| {
+                    invalid(
+                        option,
+                        value,
+                        "expected a whole number >= 0 (0 = unlimited)",
+                    )
+                })?;
             }
             "reinit_backoff_base" => self.reinit_backoff_base = parse_duration(option, value)?,
             "reinit_backoff_max" => self.reinit_backoff_max = parse_duration(option, value)?,
-            "reinit_backoff_jitter" => self.reinit_backoff_jitter_ppm = parse_fraction(option, value)?,
+            "reinit_backoff_jitter" => {
+                self.reinit_backoff_jitter_ppm = parse_fraction(option, value)?
+            }
             "reinit_reset_after" => self.reinit_reset_after = parse_duration(option, value)?,
             "driver_init_timeout" => self.driver_init_timeout = parse_duration(option, value)?,
             "graceful_shutdown_timeout" => {
@@ -118,7 +124,11 @@ impl Policy {
     /// Checks relations between options that no single value shows.
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.reinit_backoff_base.is_zero() {
-            return Err(invalid("reinit_backoff_base", "0", "must be greater than zero"));
+            return Err(invalid(
+                "reinit_backoff_base",
+                "0",
+                "must be greater than zero",
+            ));
         }
         if self.reinit_backoff_max < self.reinit_backoff_base {
             return Err(invalid(
@@ -128,7 +138,11 @@ impl Policy {
             ));
         }
         if self.driver_init_timeout.is_zero() {
-            return Err(invalid("driver_init_timeout", "0", "must be greater than zero"));
+            return Err(invalid(
+                "driver_init_timeout",
+                "0",
+                "must be greater than zero",
+            ));
         }
         Ok(())
     }
@@ -193,7 +207,11 @@ fn parse_fraction(option: &str, value: &str) -> Result<u32, PolicyError> {
         .parse()
         .map_err(|_| invalid(option, value, "expected a fraction between 0 and 1"))?;
     if !(0.0..=1.0).contains(&fraction) {
-        return Err(invalid(option, value, "expected a fraction between 0 and 1"));
+        return Err(invalid(
+            option,
+            value,
+            "expected a fraction between 0 and 1",
+        ));
     }
     // In range [0, 1], so the product fits u32 exactly after rounding.
     Ok((fraction * f64::from(JITTER_PPM_ONE)).round() as u32)

@@ -75,8 +75,9 @@ pub enum Failed {
 /// What happens when a drain reaches zero in-flight operations.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum AfterDrain {
-    /// Apply this config and set the driver up again.
-    Reload(PendingConfig),
+    /// Apply this config and set the driver up again (boxed: keeps the
+    /// common states small).
+    Reload(Box<PendingConfig>),
     /// Stop the driver.
     Shutdown,
     /// The backend was lost while operations were in flight: fail recoverably.
