@@ -12,7 +12,7 @@ fn next_event(lc: &Lifecycle, i: u64, error: &DriverError) -> Event {
     match lc.state() {
         State::Uninitialized => Event::Start,
         State::Initializing(s) | State::Reloading(s) => {
-            if i % 3 == 0 {
+            if i.is_multiple_of(3) {
                 Event::SetupFailed {
                     setup: s.id,
                     error: error.clone(),
@@ -43,7 +43,7 @@ fn next_event(lc: &Lifecycle, i: u64, error: &DriverError) -> Event {
                 changed: true,
                 policy: Box::new(*lc.policy()),
             },
-            _ if r.in_flight < 8 && i % 2 == 0 => Event::OperationStarted,
+            _ if r.in_flight < 8 && i.is_multiple_of(2) => Event::OperationStarted,
             _ if r.in_flight > 0 => Event::OperationFinished,
             _ => Event::OperationStarted,
         },

@@ -33,8 +33,8 @@ enum Op {
     StaleSetup(bool),
     Tick,
     Advance(u64),
-    OpStart,
-    OpFinish,
+    OperationStart,
+    OperationFinish,
     Reload(bool),
     Shutdown,
     HealthLost(Class),
@@ -54,8 +54,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<bool>().prop_map(Op::StaleSetup),
         2 => Just(Op::Tick),
         2 => (0u64..700).prop_map(Op::Advance),
-        4 => Just(Op::OpStart),
-        4 => Just(Op::OpFinish),
+        4 => Just(Op::OperationStart),
+        4 => Just(Op::OperationFinish),
         2 => any::<bool>().prop_map(Op::Reload),
         1 => Just(Op::Shutdown),
         1 => prop_oneof![Just(Class::Recoverable), Just(Class::Fatal)].prop_map(Op::HealthLost),
@@ -152,8 +152,8 @@ impl Env {
                 self.now = self.now + Duration::from_secs(*s);
                 return None;
             }
-            Op::OpStart => Event::OperationStarted,
-            Op::OpFinish => Event::OperationFinished,
+            Op::OperationStart => Event::OperationStarted,
+            Op::OperationFinish => Event::OperationFinished,
             Op::Reload(changed) => Event::ReloadRequested {
                 config: self.lc.config() + u64::from(*changed),
                 changed: *changed,
@@ -285,7 +285,7 @@ proptest! {
                     return Err(TestCaseError::fail("gave up with unlimited budget"));
                 }
                 StateName::FailedRecoverable => Op::RetryDue,
-                StateName::Draining => if env.lc.state().in_flight() > 0 { Op::OpFinish } else { Op::DrainDeadline },
+                StateName::Draining => if env.lc.state().in_flight() > 0 { Op::OperationFinish } else { Op::DrainDeadline },
                 StateName::FailedFatal => Op::Reload(false),
                 StateName::Uninitialized | StateName::Stopped => {
                     return Err(TestCaseError::fail(format!("unexpected {name}")));

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::{Effect, Event, Lifecycle, State, StateName, TimerKind};
+use super::{Effect, Event, Lifecycle, StateName, TimerKind};
 
 /// A broken invariant, naming the transition that broke it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -111,14 +111,6 @@ pub fn check_transition(
             return Err(fail(
                 "one setup at a time",
                 "setup started but state has none".into(),
-            ));
-        }
-    }
-    if let State::Failed(super::Failed::Fatal { .. }) = after.state() {
-        if after.state().retry().is_some() {
-            return Err(fail(
-                "fatal never retried",
-                "fatal state holds a retry".into(),
             ));
         }
     }
