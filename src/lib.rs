@@ -16,4 +16,5 @@
 #![warn(missing_docs)]
 
 pub mod demo;
+pub mod driver;
 pub mod lifecycle;

@@ -1,0 +1,271 @@
+//! The `fault` driver: a real volume and backup driver whose failures are configured
+//! per backend (`fault_*` options), for demos, tests and simulations.
+//!
+//! Options (all optional):
+//! - `fault_fail_setup_times = N`: setup fails N times, then succeeds (default 0).
+//! - `fault_ready_after = DURATION`: setup fails until that long after the
+//!   service started.
+//! - `fault_error = recoverable | config | not_supported | missing_library`:
+//!   class of the injected failure (default recoverable).
+//! - `fault_setup_hang = true`: setup never returns.
+//! - `fault_fail_stats = N`: the next N stats calls fail.
+//! - `fault_op_delay = DURATION`: each operation takes that long.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use actix::clock::{Instant, sleep};
+use async_trait::async_trait;
+
+use super::{
+    BackupDriver, BackupRecord, Capabilities, ConnectionInfo, Connector, DriverContext, Volume,
+    VolumeDriver,
+};
+use crate::lifecycle::{DriverError, parse_duration};
+
+/// The options the `fault` driver reads.
+pub const OPTIONS: [&str; 6] = [
+    "fault_fail_setup_times",
+    "fault_ready_after",
+    "fault_error",
+    "fault_setup_hang",
+    "fault_fail_stats",
+    "fault_op_delay",
+];
+
+/// Counters of one backend's fault driver, shared with tests.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// `do_setup` calls.
+    pub setup_calls: Cell<u32>,
+    /// `get_volume_stats` calls.
+    pub stats_calls: Cell<u32>,
+    /// `create_export` calls, with the connector each received.
+    pub exports: RefCell<Vec<(String, Connector)>>,
+    /// `initialize_connection` calls.
+    pub connections: Cell<u32>,
+    /// Operations (create, delete, backup, ...) that ran.
+    pub operations: Cell<u32>,
+}
+
+/// Probes by backend name; survive driver rebuilds on reload.
+#[derive(Debug, Clone, Default)]
+pub struct Probes(Rc<RefCell<BTreeMap<String, Rc<Probe>>>>);
+
+impl Probes {
+    /// The probe of `backend`, created on first use.
+    pub fn probe(&self, backend: &str) -> Rc<Probe> {
+        self.0.borrow_mut().entry(backend.to_string()).or_default().clone()
+    }
+}
+
+/// The `fault` driver.
+#[derive(Debug)]
+pub struct FaultDriver {
+    backend: String,
+    started: Instant,
+    fail_setup_times: Cell<u32>,
+    ready_after: Option<Duration>,
+    error: fn(String) -> DriverError,
+    setup_hang: bool,
+    fail_stats: Cell<u32>,
+    op_delay: Duration,
+    volumes: RefCell<BTreeMap<String, Volume>>,
+    exports: RefCell<BTreeMap<String, Connector>>,
+    probe: Rc<Probe>,
+}
+
+fn config_error(option: &str, value: &str, problem: &str) -> DriverError {
+    DriverError::Config(format!("option `{option}` = `{value}`: {problem}").into())
+}
+
+impl FaultDriver {
+    /// Builds the driver from `ctx.spec.options`; bad values are fatal
+    /// `Config` errors naming the option.
+    pub fn from_context(ctx: &DriverContext, probe: Rc<Probe>) -> Result<Self, DriverError> {
+        let opt = |name: &str| ctx.spec.options.get(name).map(|v| v.trim().to_string());
+        let count = |name: &str| -> Result<u32, DriverError> {
+            opt(name).map_or(Ok(0), |v| {
+                v.parse()
+                    .map_err(|_| config_error(name, &v, "expected a whole number >= 0"))
+            })
+        };
+        let duration = |name: &str| -> Result<Option<Duration>, DriverError> {
+            opt(name)
+                .map(|v| parse_duration(name, &v).map_err(|e| DriverError::Config(e.to_string().into())))
+                .transpose()
+        };
+        let error: fn(String) -> DriverError = match opt("fault_error").as_deref() {
+            None | Some("recoverable") => |m| DriverError::Backend(m.into()),
+            Some("config") => |m| DriverError::Config(m.into()),
+            Some("not_supported") => |m| DriverError::NotSupported(m.into()),
+            Some("missing_library") => |m| DriverError::MissingLibrary(m.into()),
+            Some(other) => {
+                return Err(config_error(
+                    "fault_error",
+                    other,
+                    "expected recoverable, config, not_supported or missing_library",
+                ));
+            }
+        };
+        let setup_hang = match opt("fault_setup_hang").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => return Err(config_error("fault_setup_hang", other, "expected true or false")),
+        };
+        Ok(FaultDriver {
+            backend: ctx.spec.backend.clone(),
+            started: ctx.started,
+            fail_setup_times: Cell::new(count("fault_fail_setup_times")?),
+            ready_after: duration("fault_ready_after")?,
+            error,
+            setup_hang,
+            fail_stats: Cell::new(count("fault_fail_stats")?),
+            op_delay: duration("fault_op_delay")?.unwrap_or_default(),
+            volumes: RefCell::default(),
+            exports: RefCell::default(),
+            probe,
+        })
+    }
+
+    async fn operation(&self) {
+        self.probe.operations.set(self.probe.operations.get() + 1);
+        if !self.op_delay.is_zero() {
+            sleep(self.op_delay).await;
+        }
+    }
+
+    async fn setup(&self) -> Result<(), DriverError> {
+        self.probe.setup_calls.set(self.probe.setup_calls.get() + 1);
+        if self.setup_hang {
+            std::future::pending::<()>().await;
+        }
+        let left = self.fail_setup_times.get();
+        if left > 0 {
+            self.fail_setup_times.set(left - 1);
+            return Err((self.error)(format!(
+                "{}: injected setup failure ({left} left)",
+                self.backend
+            )));
+        }
+        if let Some(after) = self.ready_after {
+            let up_at = self.started + after;
+            if Instant::now() < up_at {
+                return Err((self.error)(format!(
+                    "{}: backend not up yet (up {} after start)",
+                    self.backend,
+                    humantime::format_duration(after)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl VolumeDriver for FaultDriver {
+    async fn do_setup(&self) -> Result<(), DriverError> {
+        self.setup().await
+    }
+
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
+        self.probe.stats_calls.set(self.probe.stats_calls.get() + 1);
+        let left = self.fail_stats.get();
+        if left > 0 {
+            self.fail_stats.set(left - 1);
+            return Err(DriverError::backend(format!("{}: injected stats failure", self.backend)));
+        }
+        let used: u64 = self.volumes.borrow().values().map(|v| v.size_bytes).sum();
+        let total = 1 << 40;
+        Ok(Capabilities {
+            volume_backend_name: self.backend.clone(),
+            driver_version: env!("CARGO_PKG_VERSION").to_string(),
+            storage_protocol: "fault".to_string(),
+            total_capacity_bytes: total,
+            free_capacity_bytes: total.saturating_sub(used),
+            extra: BTreeMap::new(),
+        })
+    }
+
+    async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
+        self.operation().await;
+        self.volumes.borrow_mut().insert(volume.id.clone(), volume.clone());
+        Ok(())
+    }
+
+    async fn delete_volume(&self, volume: &Volume) -> Result<(), DriverError> {
+        self.operation().await;
+        self.volumes.borrow_mut().remove(&volume.id);
+        Ok(())
+    }
+
+    async fn create_export(&self, volume: &Volume, connector: &Connector) -> Result<(), DriverError> {
+        self.operation().await;
+        self.probe.exports.borrow_mut().push((volume.id.clone(), connector.clone()));
+        self.exports.borrow_mut().insert(volume.id.clone(), connector.clone());
+        Ok(())
+    }
+
+    async fn remove_export(&self, volume: &Volume) -> Result<(), DriverError> {
+        self.operation().await;
+        self.exports.borrow_mut().remove(&volume.id);
+        Ok(())
+    }
+
+    async fn initialize_connection(
+        &self,
+        volume: &Volume,
+        _connector: &Connector,
+    ) -> Result<ConnectionInfo, DriverError> {
+        self.probe.connections.set(self.probe.connections.get() + 1);
+        if !self.exports.borrow().contains_key(&volume.id) {
+            return Err(DriverError::Other(
+                format!("volume {} is not exported", volume.id).into(),
+            ));
+        }
+        let mut data = BTreeMap::new();
+        data.insert("backend".to_string(), self.backend.clone().into());
+        data.insert("volume_id".to_string(), volume.id.clone().into());
+        Ok(ConnectionInfo {
+            driver_volume_type: "fault".to_string(),
+            data,
+        })
+    }
+
+    async fn terminate_connection(&self, _volume: &Volume, _connector: &Connector) -> Result<(), DriverError> {
+        self.operation().await;
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl BackupDriver for FaultDriver {
+    async fn do_setup(&self) -> Result<(), DriverError> {
+        self.setup().await
+    }
+
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+
+    async fn backup(&self, _backup: &BackupRecord, _volume: &Volume) -> Result<(), DriverError> {
+        self.operation().await;
+        Ok(())
+    }
+
+    async fn restore(&self, _backup: &BackupRecord, _volume: &Volume) -> Result<(), DriverError> {
+        self.operation().await;
+        Ok(())
+    }
+
+    async fn delete_backup(&self, _backup: &BackupRecord) -> Result<(), DriverError> {
+        self.operation().await;
+        Ok(())
+    }
+}

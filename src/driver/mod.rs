@@ -1,0 +1,17 @@
+//! The driver API rekindle hosts: volume and backup driver traits, the connector,
+//! and the registry that builds drivers by name from a backend's config.
+//!
+//! Drivers are async (`async_trait(?Send)`): rekindle runs each driver's calls
+//! on its actor's arbiter without blocking it, catches panics at the actor
+//! boundary, and never calls two setups of one driver at once.
+
+pub mod backup;
+pub mod connector;
+pub mod fault;
+pub mod registry;
+pub mod volume;
+
+pub use backup::{BackupDriver, BackupId, BackupRecord};
+pub use connector::Connector;
+pub use registry::{DriverContext, DriverRegistry, DriverSpec, Kind};
+pub use volume::{Capabilities, ConnectionInfo, Volume, VolumeDriver};

@@ -1,0 +1,80 @@
+//! The volume driver trait (`VolumeDriver`) and the values it exchanges:
+//! volumes, capabilities for the scheduler, connection info for the attaching host.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use super::Connector;
+use crate::lifecycle::DriverError;
+
+/// A volume as the driver sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    /// The volume's id (a UUID for real drivers).
+    pub id: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+}
+
+/// Capabilities a Ready volume driver reports to the scheduler.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// `volume_backend_name`.
+    pub volume_backend_name: String,
+    /// Driver version string.
+    pub driver_version: String,
+    /// Storage protocol (`nbd`, `iSCSI`, ...).
+    pub storage_protocol: String,
+    /// Total capacity in bytes.
+    pub total_capacity_bytes: u64,
+    /// Free capacity in bytes.
+    pub free_capacity_bytes: u64,
+    /// Anything else the driver reports.
+    pub extra: BTreeMap<String, String>,
+}
+
+/// What `initialize_connection` returns: how the host reaches the volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// `nbd`, `iscsi`, `fibre_channel`, ...
+    pub driver_volume_type: String,
+    /// Protocol-specific data (host, port, export name, target iqn, ...).
+    pub data: BTreeMap<String, serde_json::Value>,
+}
+
+/// A volume driver. rekindle calls `do_setup` then `check_for_setup_error`
+/// (never two setups at once), calls `get_volume_stats` on every publisher
+/// tick while Ready (a failure there means the backend's health is lost), and
+/// routes operations only while the driver is Ready.
+///
+/// Export flow on attach: `create_export(volume, connector)` then
+/// `initialize_connection(volume, connector)`; if the second fails, rekindle
+/// calls `remove_export(volume)`. `initialize_connection` must be cheap and
+/// idempotent: it only returns connection info.
+#[async_trait(?Send)]
+pub trait VolumeDriver {
+    /// Connects to the backend and prepares the driver.
+    async fn do_setup(&self) -> Result<(), DriverError>;
+    /// Verifies the setup (tools present, backend reachable).
+    async fn check_for_setup_error(&self) -> Result<(), DriverError>;
+    /// Capabilities for the scheduler; an error means health is lost.
+    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError>;
+    /// Creates a volume.
+    async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError>;
+    /// Deletes a volume.
+    async fn delete_volume(&self, volume: &Volume) -> Result<(), DriverError>;
+    /// Exports the volume for the host described by `connector`.
+    async fn create_export(&self, volume: &Volume, connector: &Connector) -> Result<(), DriverError>;
+    /// Removes the volume's export.
+    async fn remove_export(&self, volume: &Volume) -> Result<(), DriverError>;
+    /// Returns how `connector`'s host reaches the (already exported) volume.
+    async fn initialize_connection(
+        &self,
+        volume: &Volume,
+        connector: &Connector,
+    ) -> Result<ConnectionInfo, DriverError>;
+    /// Ends `connector`'s connection to the volume.
+    async fn terminate_connection(&self, volume: &Volume, connector: &Connector) -> Result<(), DriverError>;
+}
