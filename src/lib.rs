@@ -15,6 +15,11 @@
 
 #![warn(missing_docs)]
 
+pub mod actors;
+pub mod clock;
 pub mod demo;
 pub mod driver;
 pub mod lifecycle;
+pub mod notify;
+pub mod runtime;
+pub mod status;

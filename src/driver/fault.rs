@@ -40,6 +40,10 @@ pub const OPTIONS: [&str; 6] = [
 pub struct Probe {
     /// `do_setup` calls.
     pub setup_calls: Cell<u32>,
+    /// Setups running right now (a cancelled setup counts out when dropped).
+    pub concurrent_setups: Cell<u32>,
+    /// The most setups ever running at once (must stay 1).
+    pub max_concurrent_setups: Cell<u32>,
     /// `get_volume_stats` calls.
     pub stats_calls: Cell<u32>,
     /// `create_export` calls, with the connector each received.
@@ -57,7 +61,11 @@ pub struct Probes(Rc<RefCell<BTreeMap<String, Rc<Probe>>>>);
 impl Probes {
     /// The probe of `backend`, created on first use.
     pub fn probe(&self, backend: &str) -> Rc<Probe> {
-        self.0.borrow_mut().entry(backend.to_string()).or_default().clone()
+        self.0
+            .borrow_mut()
+            .entry(backend.to_string())
+            .or_default()
+            .clone()
     }
 }
 
@@ -94,7 +102,9 @@ impl FaultDriver {
         };
         let duration = |name: &str| -> Result<Option<Duration>, DriverError> {
             opt(name)
-                .map(|v| parse_duration(name, &v).map_err(|e| DriverError::Config(e.to_string().into())))
+                .map(|v| {
+                    parse_duration(name, &v).map_err(|e| DriverError::Config(e.to_string().into()))
+                })
                 .transpose()
         };
         let error: fn(String) -> DriverError = match opt("fault_error").as_deref() {
@@ -113,7 +123,13 @@ impl FaultDriver {
         let setup_hang = match opt("fault_setup_hang").as_deref() {
             None | Some("false") => false,
             Some("true") => true,
-            Some(other) => return Err(config_error("fault_setup_hang", other, "expected true or false")),
+            Some(other) => {
+                return Err(config_error(
+                    "fault_setup_hang",
+                    other,
+                    "expected true or false",
+                ));
+            }
         };
         Ok(FaultDriver {
             backend: ctx.spec.backend.clone(),
@@ -139,6 +155,7 @@ impl FaultDriver {
 
     async fn setup(&self) -> Result<(), DriverError> {
         self.probe.setup_calls.set(self.probe.setup_calls.get() + 1);
+        let _running = SetupGuard::enter(&self.probe);
         if self.setup_hang {
             std::future::pending::<()>().await;
         }
@@ -164,6 +181,28 @@ impl FaultDriver {
     }
 }
 
+/// Counts a setup in while it runs, out when it ends or is cancelled.
+struct SetupGuard<'a>(&'a Probe);
+
+impl<'a> SetupGuard<'a> {
+    fn enter(probe: &'a Probe) -> Self {
+        let now = probe.concurrent_setups.get() + 1;
+        probe.concurrent_setups.set(now);
+        probe
+            .max_concurrent_setups
+            .set(probe.max_concurrent_setups.get().max(now));
+        SetupGuard(probe)
+    }
+}
+
+impl Drop for SetupGuard<'_> {
+    fn drop(&mut self) {
+        self.0
+            .concurrent_setups
+            .set(self.0.concurrent_setups.get().saturating_sub(1));
+    }
+}
+
 #[async_trait(?Send)]
 impl VolumeDriver for FaultDriver {
     async fn do_setup(&self) -> Result<(), DriverError> {
@@ -179,7 +218,10 @@ impl VolumeDriver for FaultDriver {
         let left = self.fail_stats.get();
         if left > 0 {
             self.fail_stats.set(left - 1);
-            return Err(DriverError::backend(format!("{}: injected stats failure", self.backend)));
+            return Err(DriverError::backend(format!(
+                "{}: injected stats failure",
+                self.backend
+            )));
         }
         let used: u64 = self.volumes.borrow().values().map(|v| v.size_bytes).sum();
         let total = 1 << 40;
@@ -195,7 +237,9 @@ impl VolumeDriver for FaultDriver {
 
     async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         self.operation().await;
-        self.volumes.borrow_mut().insert(volume.id.clone(), volume.clone());
+        self.volumes
+            .borrow_mut()
+            .insert(volume.id.clone(), volume.clone());
         Ok(())
     }
 
@@ -205,10 +249,19 @@ impl VolumeDriver for FaultDriver {
         Ok(())
     }
 
-    async fn create_export(&self, volume: &Volume, connector: &Connector) -> Result<(), DriverError> {
+    async fn create_export(
+        &self,
+        volume: &Volume,
+        connector: &Connector,
+    ) -> Result<(), DriverError> {
         self.operation().await;
-        self.probe.exports.borrow_mut().push((volume.id.clone(), connector.clone()));
-        self.exports.borrow_mut().insert(volume.id.clone(), connector.clone());
+        self.probe
+            .exports
+            .borrow_mut()
+            .push((volume.id.clone(), connector.clone()));
+        self.exports
+            .borrow_mut()
+            .insert(volume.id.clone(), connector.clone());
         Ok(())
     }
 
@@ -238,7 +291,11 @@ impl VolumeDriver for FaultDriver {
         })
     }
 
-    async fn terminate_connection(&self, _volume: &Volume, _connector: &Connector) -> Result<(), DriverError> {
+    async fn terminate_connection(
+        &self,
+        _volume: &Volume,
+        _connector: &Connector,
+    ) -> Result<(), DriverError> {
         self.operation().await;
         Ok(())
     }

@@ -127,7 +127,8 @@ impl DriverRegistry {
         name: &str,
         factory: impl Fn(&DriverContext) -> Result<AnyDriver, DriverError> + 'static,
     ) {
-        self.factories.insert((kind, name.to_string()), Rc::new(factory));
+        self.factories
+            .insert((kind, name.to_string()), Rc::new(factory));
     }
 
     /// Builds the driver `ctx.spec` names. An unknown name is a fatal

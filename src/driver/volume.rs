@@ -66,7 +66,11 @@ pub trait VolumeDriver {
     /// Deletes a volume.
     async fn delete_volume(&self, volume: &Volume) -> Result<(), DriverError>;
     /// Exports the volume for the host described by `connector`.
-    async fn create_export(&self, volume: &Volume, connector: &Connector) -> Result<(), DriverError>;
+    async fn create_export(
+        &self,
+        volume: &Volume,
+        connector: &Connector,
+    ) -> Result<(), DriverError>;
     /// Removes the volume's export.
     async fn remove_export(&self, volume: &Volume) -> Result<(), DriverError>;
     /// Returns how `connector`'s host reaches the (already exported) volume.
@@ -76,5 +80,9 @@ pub trait VolumeDriver {
         connector: &Connector,
     ) -> Result<ConnectionInfo, DriverError>;
     /// Ends `connector`'s connection to the volume.
-    async fn terminate_connection(&self, volume: &Volume, connector: &Connector) -> Result<(), DriverError>;
+    async fn terminate_connection(
+        &self,
+        volume: &Volume,
+        connector: &Connector,
+    ) -> Result<(), DriverError>;
 }

@@ -1,0 +1,568 @@
+//! DriverActor: owns one backend's `Lifecycle` and driver, turns messages into core
+//! events and performs the resulting effects (driver calls, timers, notifications).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+use thiserror::Error;
+use tokio::sync::oneshot;
+
+use crate::clock::ServiceClock;
+use crate::driver::registry::AnyDriver;
+use crate::driver::{
+    BackupRecord, Capabilities, ConnectionInfo, Connector, DriverContext, DriverRegistry,
+    DriverSpec, Kind, Volume,
+};
+use crate::lifecycle::{
+    ConfigId, DriverError, Effect, Event, Generation, Lifecycle, Moment, Notification, Policy,
+    Refused,
+};
+use crate::notify::Notifier;
+use crate::status::{BackendStatus, StatusBoard};
+
+use super::scheduler::CapabilitiesReport;
+
+/// What every driver actor shares with the rest of the shell.
+#[derive(Clone)]
+pub struct Shell {
+    /// The service clock.
+    pub clock: ServiceClock,
+    /// Where notifications go.
+    pub notifier: Notifier,
+    /// Where statuses go.
+    pub board: StatusBoard,
+    /// Builds drivers by name.
+    pub registry: DriverRegistry,
+    /// Receives capabilities of Ready volume drivers.
+    pub scheduler: Option<Recipient<CapabilitiesReport>>,
+}
+
+/// An operation routed to a backend.
+#[derive(Debug, Clone)]
+pub enum Operation {
+    /// `create_volume`.
+    CreateVolume(Volume),
+    /// `delete_volume`.
+    DeleteVolume(Volume),
+    /// `create_export(volume, connector)` then `initialize_connection(volume,
+    /// connector)`; the export is removed again if the second fails.
+    Attach {
+        /// The volume.
+        volume: Volume,
+        /// The attaching host.
+        connector: Connector,
+    },
+    /// `initialize_connection` alone (idempotent; the export must exist).
+    InitializeConnection {
+        /// The volume.
+        volume: Volume,
+        /// The attaching host.
+        connector: Connector,
+    },
+    /// `terminate_connection` then `remove_export`.
+    Detach {
+        /// The volume.
+        volume: Volume,
+        /// The host detaching.
+        connector: Connector,
+    },
+    /// `backup`.
+    Backup {
+        /// The backup.
+        backup: BackupRecord,
+        /// Its source volume.
+        volume: Volume,
+    },
+    /// `restore`.
+    Restore {
+        /// The backup.
+        backup: BackupRecord,
+        /// The target volume.
+        volume: Volume,
+    },
+    /// `delete_backup`.
+    DeleteBackup(BackupRecord),
+}
+
+impl Message for Operation {
+    type Result = Result<OperationOutput, OperationError>;
+}
+
+/// What an operation returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperationOutput {
+    /// Nothing to return.
+    Done,
+    /// Connection info for the attaching host.
+    Connection(ConnectionInfo),
+}
+
+/// Why an operation did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OperationError {
+    /// The backend is not Ready; names backend, state and next retry.
+    #[error("backend `{backend}`: {refused}")]
+    Refused {
+        /// The backend.
+        backend: String,
+        /// The core's refusal.
+        refused: Refused,
+    },
+    /// The driver failed the operation.
+    #[error("backend `{backend}`: {error}")]
+    Driver {
+        /// The backend.
+        backend: String,
+        /// The driver's error.
+        error: DriverError,
+    },
+    /// The operation does not apply to this kind of backend.
+    #[error("backend `{backend}` is a {kind} backend and cannot {operation}")]
+    WrongKind {
+        /// The backend.
+        backend: String,
+        /// Its kind.
+        kind: &'static str,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// No backend of that name exists.
+    #[error("no backend named `{0}`")]
+    UnknownBackend(String),
+    /// The backend stopped while the operation ran.
+    #[error("backend `{0}` stopped before the operation finished")]
+    Cancelled(String),
+    /// The backend's mailbox is full; retry.
+    #[error("backend `{0}` is busy (mailbox full); retry")]
+    Busy(String),
+}
+
+/// Start the driver (first setup).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Start;
+
+/// A publisher tick.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Tick;
+
+/// Stop the driver (drain first).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// A reload: the backend's new spec, its policy, and whether it changed.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct Reload {
+    /// Which config.
+    pub config: ConfigId,
+    /// The backend's spec in that config.
+    pub spec: DriverSpec,
+    /// The backend's policy in that config.
+    pub policy: Policy,
+    /// Whether the backend's effective config differs from the running one.
+    pub changed: bool,
+}
+
+/// The actor of one backend.
+pub struct DriverActor {
+    spec: DriverSpec,
+    lifecycle: Lifecycle,
+    driver: Result<AnyDriver, DriverError>,
+    shell: Shell,
+    pending_specs: BTreeMap<ConfigId, DriverSpec>,
+    setup_task: Option<(Generation, SpawnHandle)>,
+}
+
+impl DriverActor {
+    /// A driver actor for `spec` on config `config`; `seed` seeds its jitter.
+    pub fn new(
+        spec: DriverSpec,
+        policy: Policy,
+        config: ConfigId,
+        seed: u64,
+        shell: Shell,
+    ) -> Self {
+        let driver = build(&shell, &spec);
+        DriverActor {
+            lifecycle: Lifecycle::new(policy, config, seed),
+            spec,
+            driver,
+            shell,
+            pending_specs: BTreeMap::new(),
+            setup_task: None,
+        }
+    }
+
+    /// The lifecycle (for embedding and tests through `actix` messages).
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// Feeds `event` to the core and performs its effects.
+    fn event(&mut self, event: Event, ctx: &mut Context<Self>) -> Result<(), Refused> {
+        let now = self.shell.clock.now();
+        let effects = self.lifecycle.apply(event, now)?;
+        for effect in effects {
+            self.perform(effect, now, ctx);
+        }
+        self.publish_status(now);
+        Ok(())
+    }
+
+    fn event_or_log(&mut self, event: Event, ctx: &mut Context<Self>) {
+        if let Err(refused) = self.event(event, ctx) {
+            tracing::debug!(backend = %self.spec.backend, %refused, "event refused");
+        }
+    }
+
+    fn perform(&mut self, effect: Effect, now: Moment, ctx: &mut Context<Self>) {
+        match effect {
+            Effect::ApplyConfig { config } => {
+                if let Some(spec) = self.pending_specs.remove(&config) {
+                    self.spec = spec;
+                }
+                self.pending_specs.retain(|id, _| *id > config);
+                self.driver = build(&self.shell, &self.spec);
+            }
+            Effect::RunSetup { setup, .. } => {
+                let driver = self.driver.clone();
+                let call = async move {
+                    match driver {
+                        Ok(driver) => guarded(driver.setup()).await,
+                        Err(error) => Err(error),
+                    }
+                };
+                let handle = ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
+                    if act.setup_task.as_ref().is_some_and(|(g, _)| *g == setup) {
+                        act.setup_task = None;
+                    }
+                    let event = match result {
+                        Ok(()) => Event::SetupSucceeded { setup },
+                        Err(error) => Event::SetupFailed { setup, error },
+                    };
+                    act.event_or_log(event, ctx);
+                }));
+                self.setup_task = Some((setup, handle));
+            }
+            Effect::AbortSetup { setup } => {
+                if let Some((running, handle)) = self.setup_task.take() {
+                    if running == setup {
+                        ctx.cancel_future(handle);
+                    } else {
+                        self.setup_task = Some((running, handle));
+                    }
+                }
+            }
+            Effect::ScheduleTimer { timer, at } => {
+                ctx.run_later(at.saturating_since(now), move |act, ctx| {
+                    act.event_or_log(Event::TimerFired(timer), ctx);
+                });
+            }
+            Effect::PublishCapabilities { epoch } => {
+                let Ok(AnyDriver::Volume(driver)) = self.driver.clone() else {
+                    return;
+                };
+                let call = guarded(async move { driver.get_volume_stats().await });
+                ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
+                    act.capabilities(epoch, result, ctx);
+                }));
+            }
+            Effect::Notify(notification) => {
+                let backend = &self.spec.backend;
+                self.shell.notifier.driver(backend, now, &notification);
+                if self.spec.kind == Kind::Backup {
+                    backup_notification(&self.shell.notifier, backend, now, &notification);
+                }
+            }
+            Effect::Stop => ctx.stop(),
+        }
+    }
+
+    fn capabilities(
+        &mut self,
+        epoch: Generation,
+        result: Result<Capabilities, DriverError>,
+        ctx: &mut Context<Self>,
+    ) {
+        match result {
+            Ok(capabilities) => {
+                if let Some(scheduler) = &self.shell.scheduler {
+                    let report = CapabilitiesReport {
+                        backend: self.spec.backend.clone(),
+                        capabilities,
+                        at: self.shell.clock.now(),
+                    };
+                    // The scheduler never calls back; do_send never drops a
+                    // message to a live actor.
+                    scheduler.do_send(report);
+                }
+            }
+            Err(error) => self.event_or_log(Event::HealthLost { epoch, error }, ctx),
+        }
+    }
+
+    fn publish_status(&self, now: Moment) {
+        let state = self.lifecycle.state();
+        let status = BackendStatus {
+            name: self.spec.backend.clone(),
+            kind: self.spec.kind,
+            driver: self.spec.driver.clone(),
+            state: state.name(),
+            attempt: state.attempt(),
+            last_error: state.last_error().map(|e| e.to_string()),
+            next_retry: state.retry().map(|r| self.shell.clock.timestamp(r.at)),
+            in_flight: state.in_flight(),
+            last_ready: None,
+        };
+        self.shell.board.set_backend(status, now);
+    }
+
+    fn run_operation(&self, operation: Operation) -> Result<OperationFuture, OperationError> {
+        let backend = self.spec.backend.clone();
+        let wrong_kind = |operation: &'static str| OperationError::WrongKind {
+            backend: backend.clone(),
+            kind: self.spec.kind.as_str(),
+            operation,
+        };
+        let driver = match &self.driver {
+            Ok(driver) => driver.clone(),
+            Err(error) => {
+                return Err(OperationError::Driver {
+                    backend,
+                    error: error.clone(),
+                });
+            }
+        };
+        let volume_driver = || {
+            driver
+                .volume()
+                .ok_or_else(|| wrong_kind("run volume operations"))
+        };
+        let backup_driver = || {
+            driver
+                .backup()
+                .ok_or_else(|| wrong_kind("run backup operations"))
+        };
+        let call: OperationFuture = match operation {
+            Operation::CreateVolume(v) => {
+                let d = volume_driver()?;
+                Box::pin(async move { d.create_volume(&v).await.map(|()| OperationOutput::Done) })
+            }
+            Operation::DeleteVolume(v) => {
+                let d = volume_driver()?;
+                Box::pin(async move { d.delete_volume(&v).await.map(|()| OperationOutput::Done) })
+            }
+            Operation::Attach { volume, connector } => {
+                let d = volume_driver()?;
+                Box::pin(async move {
+                    d.create_export(&volume, &connector).await?;
+                    match d.initialize_connection(&volume, &connector).await {
+                        Ok(info) => Ok(OperationOutput::Connection(info)),
+                        Err(error) => {
+                            // Cinder's rollback: the export must not outlive
+                            // a failed attach.
+                            if let Err(cleanup) = d.remove_export(&volume).await {
+                                tracing::error!(volume = %volume.id, %cleanup, "rollback of create_export failed");
+                            }
+                            Err(error)
+                        }
+                    }
+                })
+            }
+            Operation::InitializeConnection { volume, connector } => {
+                let d = volume_driver()?;
+                Box::pin(async move {
+                    d.initialize_connection(&volume, &connector)
+                        .await
+                        .map(OperationOutput::Connection)
+                })
+            }
+            Operation::Detach { volume, connector } => {
+                let d = volume_driver()?;
+                Box::pin(async move {
+                    d.terminate_connection(&volume, &connector).await?;
+                    d.remove_export(&volume)
+                        .await
+                        .map(|()| OperationOutput::Done)
+                })
+            }
+            Operation::Backup { backup, volume } => {
+                let d = backup_driver()?;
+                Box::pin(async move {
+                    d.backup(&backup, &volume)
+                        .await
+                        .map(|()| OperationOutput::Done)
+                })
+            }
+            Operation::Restore { backup, volume } => {
+                let d = backup_driver()?;
+                Box::pin(async move {
+                    d.restore(&backup, &volume)
+                        .await
+                        .map(|()| OperationOutput::Done)
+                })
+            }
+            Operation::DeleteBackup(b) => {
+                let d = backup_driver()?;
+                Box::pin(async move { d.delete_backup(&b).await.map(|()| OperationOutput::Done) })
+            }
+        };
+        Ok(call)
+    }
+}
+
+type OperationFuture =
+    std::pin::Pin<Box<dyn Future<Output = Result<OperationOutput, DriverError>>>>;
+
+/// The backup-init spec's notifications, on top of the driver-level ones.
+fn backup_notification(
+    notifier: &crate::notify::Notifier,
+    backend: &str,
+    now: Moment,
+    n: &Notification,
+) {
+    let payload = crate::notify::payload(n);
+    match n {
+        Notification::InitEnd { .. } => {
+            notifier.emit("backup.init.success", Some(backend), now, payload)
+        }
+        Notification::InitError { .. } => {
+            notifier.emit("backup.init.failure", Some(backend), now, payload)
+        }
+        _ => {}
+    }
+}
+
+fn build(shell: &Shell, spec: &DriverSpec) -> Result<AnyDriver, DriverError> {
+    let ctx = DriverContext {
+        spec: spec.clone(),
+        started: shell.clock.started(),
+    };
+    shell.registry.build(&ctx)
+}
+
+/// Runs a driver future, turning a panic into a recoverable error: a
+/// panicking driver never kills its actor or the arbiter.
+async fn guarded<T>(call: impl Future<Output = Result<T, DriverError>>) -> Result<T, DriverError> {
+    match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_string());
+            Err(DriverError::Panicked(message.into()))
+        }
+    }
+}
+
+impl Actor for DriverActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        self.publish_status(self.shell.clock.now());
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.publish_status(self.shell.clock.now());
+    }
+}
+
+impl Handler<Start> for DriverActor {
+    type Result = ();
+    fn handle(&mut self, _: Start, ctx: &mut Context<Self>) {
+        self.event_or_log(Event::Start, ctx);
+    }
+}
+
+impl Handler<Tick> for DriverActor {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        self.event_or_log(Event::PublisherTick, ctx);
+    }
+}
+
+impl Handler<Shutdown> for DriverActor {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.event_or_log(Event::ShutdownRequested, ctx);
+    }
+}
+
+impl Handler<Reload> for DriverActor {
+    type Result = ();
+    fn handle(&mut self, msg: Reload, ctx: &mut Context<Self>) {
+        self.pending_specs.insert(msg.config, msg.spec);
+        let event = Event::ReloadRequested {
+            config: msg.config,
+            changed: msg.changed,
+            policy: Box::new(msg.policy),
+        };
+        self.event_or_log(event, ctx);
+    }
+}
+
+impl Handler<Operation> for DriverActor {
+    type Result = ResponseFuture<Result<OperationOutput, OperationError>>;
+
+    fn handle(&mut self, operation: Operation, ctx: &mut Context<Self>) -> Self::Result {
+        let backend = self.spec.backend.clone();
+        // Check the kind before counting the operation in.
+        let call = match self.run_operation(operation) {
+            Ok(call) => call,
+            Err(error) => return Box::pin(async move { Err(error) }),
+        };
+        if let Err(refused) = self.event(Event::OperationStarted, ctx) {
+            return Box::pin(async move { Err(OperationError::Refused { backend, refused }) });
+        }
+        let (reply, answer) = oneshot::channel();
+        let guarded_call = guarded(call);
+        ctx.spawn(guarded_call.into_actor(self).map(move |result, act, ctx| {
+            act.event_or_log(Event::OperationFinished, ctx);
+            let result = result.map_err(|error| OperationError::Driver {
+                backend: act.spec.backend.clone(),
+                error,
+            });
+            // The caller may have gone away; then nobody needs the answer.
+            let _ = reply.send(result);
+        }));
+        Box::pin(async move {
+            answer
+                .await
+                .unwrap_or(Err(OperationError::Cancelled(backend)))
+        })
+    }
+}
+
+/// Reads a driver actor's lifecycle (for tests and embedders).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Lifecycle")]
+pub struct GetLifecycle;
+
+impl Handler<GetLifecycle> for DriverActor {
+    type Result = MessageResult<GetLifecycle>;
+    fn handle(&mut self, _: GetLifecycle, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.lifecycle.clone())
+    }
+}
+
+/// Builds the spec of a backend that hosts `driver` (helper for embedders).
+pub fn spec(backend: &str, kind: Kind, driver: &str, options: &[(&str, &str)]) -> DriverSpec {
+    DriverSpec {
+        backend: backend.to_string(),
+        kind,
+        driver: driver.to_string(),
+        options: options
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+    }
+}

@@ -1,0 +1,208 @@
+//! Service: routes operations to backend actors (refused unless Ready, by the core) and
+//! heartbeats every `report_interval`, reporting a backend down when it has not been
+//! Ready within `service_down_time` (cinder-volume rows per backend, one cinder-backup row).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use serde_json::json;
+
+use super::driver_actor::{DriverActor, Operation, OperationError, OperationOutput};
+use crate::clock::ServiceClock;
+use crate::driver::Kind;
+use crate::lifecycle::Moment;
+use crate::notify::Notifier;
+use crate::status::{ServiceStatus, StatusBoard};
+
+/// Timing of the service's heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// `report_interval`.
+    pub report_interval: Duration,
+    /// `service_down_time`.
+    pub service_down_time: Duration,
+    /// `backup_initialization_timeout`: after this long without a Ready backup
+    /// driver, `backup.init.failure` says so (once).
+    pub backup_initialization_timeout: Duration,
+}
+
+/// Routes an operation to a backend.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<OperationOutput, OperationError>")]
+pub struct Route {
+    /// The backend.
+    pub backend: String,
+    /// The operation.
+    pub operation: Operation,
+}
+
+/// Adds (or replaces) a backend.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct AddBackend {
+    /// Its name.
+    pub name: String,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its actor.
+    pub addr: Addr<DriverActor>,
+}
+
+/// Removes a backend.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct RemoveBackend(pub String);
+
+/// Runs a heartbeat now.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct HeartbeatNow;
+
+struct Backend {
+    kind: Kind,
+    addr: Addr<DriverActor>,
+    up: Option<bool>,
+}
+
+/// The volume and backup service front: one row per backend.
+pub struct Service {
+    host: String,
+    heartbeat: Heartbeat,
+    clock: ServiceClock,
+    board: StatusBoard,
+    notifier: Notifier,
+    backends: BTreeMap<String, Backend>,
+    backup_timeout_reported: bool,
+}
+
+impl Service {
+    /// A service for `host`.
+    pub fn new(
+        host: String,
+        heartbeat: Heartbeat,
+        clock: ServiceClock,
+        board: StatusBoard,
+        notifier: Notifier,
+    ) -> Self {
+        Service {
+            host,
+            heartbeat,
+            clock,
+            board,
+            notifier,
+            backends: BTreeMap::new(),
+            backup_timeout_reported: false,
+        }
+    }
+
+    /// Up when Ready now or within `service_down_time`.
+    fn is_up(&self, last_ready: Option<Moment>, now: Moment) -> bool {
+        last_ready.is_some_and(|t| now.saturating_since(t) <= self.heartbeat.service_down_time)
+    }
+
+    fn beat(&mut self) {
+        let now = self.clock.now();
+        let stamp = self.clock.timestamp(now);
+        let names: Vec<String> = self.backends.keys().cloned().collect();
+        for name in names {
+            let Some(status) = self.board.heartbeat(&name, now) else {
+                continue;
+            };
+            let up = self.is_up(status.last_ready, now);
+            let Some(backend) = self.backends.get_mut(&name) else {
+                continue;
+            };
+            let (binary, host) = match backend.kind {
+                Kind::Volume => ("cinder-volume", format!("{}@{name}", self.host)),
+                Kind::Backup => ("cinder-backup", self.host.clone()),
+            };
+            if backend.up != Some(up) {
+                let event = if up { "service.up" } else { "service.down" };
+                let payload =
+                    json!({ "binary": binary, "host": host, "state": status.state.as_str() });
+                self.notifier.emit(event, Some(&name), now, payload);
+                backend.up = Some(up);
+            }
+            if backend.kind == Kind::Backup
+                && !up
+                && status.last_ready.is_none()
+                && !self.backup_timeout_reported
+                && now.since_epoch() >= self.heartbeat.backup_initialization_timeout
+            {
+                self.backup_timeout_reported = true;
+                let payload = json!({
+                    "reason": format!(
+                        "backup driver not initialized within backup_initialization_timeout ({})",
+                        humantime::format_duration(self.heartbeat.backup_initialization_timeout)
+                    ),
+                    "state": status.state.as_str(),
+                    "last_error": status.last_error,
+                });
+                self.notifier
+                    .emit("backup.init.failure", Some(&name), now, payload);
+            }
+            self.board.set_service(ServiceStatus {
+                binary: binary.to_string(),
+                host,
+                backend: name.clone(),
+                state: if up { "up" } else { "down" }.to_string(),
+                updated_at: stamp.clone(),
+            });
+        }
+    }
+}
+
+impl Actor for Service {
+    type Context = Context<Self>;
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(super::MAILBOX_CAPACITY);
+        ctx.run_interval(self.heartbeat.report_interval, |act, _| act.beat());
+    }
+}
+
+impl Handler<Route> for Service {
+    type Result = ResponseFuture<Result<OperationOutput, OperationError>>;
+    fn handle(&mut self, msg: Route, _: &mut Context<Self>) -> Self::Result {
+        let Some(backend) = self.backends.get(&msg.backend) else {
+            return Box::pin(async move { Err(OperationError::UnknownBackend(msg.backend)) });
+        };
+        // Driver actors never call the service back: awaiting them here
+        // cannot deadlock. `send` waits for mailbox room instead of dropping.
+        let request = backend.addr.send(msg.operation);
+        let name = msg.backend;
+        Box::pin(async move {
+            request
+                .await
+                .unwrap_or(Err(OperationError::Cancelled(name)))
+        })
+    }
+}
+
+impl Handler<AddBackend> for Service {
+    type Result = ();
+    fn handle(&mut self, msg: AddBackend, _: &mut Context<Self>) {
+        self.backends.insert(
+            msg.name,
+            Backend {
+                kind: msg.kind,
+                addr: msg.addr,
+                up: None,
+            },
+        );
+    }
+}
+
+impl Handler<RemoveBackend> for Service {
+    type Result = ();
+    fn handle(&mut self, msg: RemoveBackend, _: &mut Context<Self>) {
+        self.backends.remove(&msg.0);
+    }
+}
+
+impl Handler<HeartbeatNow> for Service {
+    type Result = ();
+    fn handle(&mut self, _: HeartbeatNow, _: &mut Context<Self>) {
+        self.beat();
+    }
+}

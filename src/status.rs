@@ -1,0 +1,116 @@
+//! StatusBoard: the latest status of every backend and service, written by their
+//! actors and read by anyone without a message round trip (so no reader can deadlock).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use serde::Serialize;
+
+use crate::driver::Kind;
+use crate::lifecycle::{Moment, StateName};
+
+/// One backend's status, as `rekindle status` prints it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackendStatus {
+    /// Backend name.
+    pub name: String,
+    /// Volume or backup.
+    pub kind: Kind,
+    /// Driver name.
+    pub driver: String,
+    /// Lifecycle state.
+    pub state: StateName,
+    /// Current attempt (0 = first setup).
+    pub attempt: u32,
+    /// The last driver error, if failed.
+    pub last_error: Option<String>,
+    /// When the next re-initialization is due (RFC 3339), if scheduled.
+    pub next_retry: Option<String>,
+    /// Operations in flight.
+    pub in_flight: u32,
+    /// When the backend was last seen Ready (service time), if ever.
+    #[serde(skip)]
+    pub last_ready: Option<Moment>,
+}
+
+/// One service row, like `cinder service-list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceStatus {
+    /// `cinder-volume` or `cinder-backup`.
+    pub binary: String,
+    /// `host@backend` for volume backends, `host` for the backup service.
+    pub host: String,
+    /// The backend this row stands for.
+    pub backend: String,
+    /// `up` or `down`.
+    pub state: String,
+    /// Last heartbeat (RFC 3339).
+    pub updated_at: String,
+}
+
+/// Shared, single-threaded status of everything running.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard {
+    inner: Rc<RefCell<Board>>,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    backends: BTreeMap<String, BackendStatus>,
+    services: BTreeMap<String, ServiceStatus>,
+}
+
+impl StatusBoard {
+    /// Records `status` for its backend, keeping `last_ready` current.
+    pub fn set_backend(&self, mut status: BackendStatus, now: Moment) {
+        let mut board = self.inner.borrow_mut();
+        let previous = board.backends.get(&status.name).and_then(|s| s.last_ready);
+        status.last_ready = if status.state == StateName::Ready {
+            Some(now)
+        } else {
+            previous
+        };
+        board.backends.insert(status.name.clone(), status);
+    }
+
+    /// Forgets a backend (removed by a reload).
+    pub fn remove_backend(&self, name: &str) {
+        let mut board = self.inner.borrow_mut();
+        board.backends.remove(name);
+        board.services.remove(name);
+    }
+
+    /// One backend's status.
+    pub fn backend(&self, name: &str) -> Option<BackendStatus> {
+        self.inner.borrow().backends.get(name).cloned()
+    }
+
+    /// Every backend, by name.
+    pub fn backends(&self) -> Vec<BackendStatus> {
+        self.inner.borrow().backends.values().cloned().collect()
+    }
+
+    /// Records a service row.
+    pub fn set_service(&self, status: ServiceStatus) {
+        self.inner
+            .borrow_mut()
+            .services
+            .insert(status.backend.clone(), status);
+    }
+
+    /// Every service row, by backend.
+    pub fn services(&self) -> Vec<ServiceStatus> {
+        self.inner.borrow().services.values().cloned().collect()
+    }
+
+    /// Marks a Ready backend as seen now (heartbeat).
+    pub fn heartbeat(&self, name: &str, now: Moment) -> Option<BackendStatus> {
+        let mut board = self.inner.borrow_mut();
+        let status = board.backends.get_mut(name)?;
+        if status.state == StateName::Ready {
+            status.last_ready = Some(now);
+        }
+        Some(status.clone())
+    }
+}

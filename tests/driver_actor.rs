@@ -1,0 +1,379 @@
+//! DriverActor on virtual time: retries at +1s, +2s, +4s, fatal errors, panics,
+//! hung setups, operations refused unless Ready, the connector reaching create_export.
+
+use std::time::Duration;
+
+use actix::clock::sleep;
+use actix::prelude::*;
+use rekindle::actors::driver_actor::{GetLifecycle, Reload, Shutdown, Start, spec};
+use rekindle::actors::{DriverActor, Operation, OperationError, OperationOutput, Shell};
+use rekindle::clock::ServiceClock;
+use rekindle::driver::registry::AnyDriver;
+use rekindle::driver::{Connector, DriverRegistry, Kind, Volume};
+use rekindle::lifecycle::{DriverError, Policy, StateName};
+use rekindle::notify::Notifier;
+use rekindle::runtime::run_virtual;
+use rekindle::status::StatusBoard;
+
+struct Rig {
+    shell: Shell,
+}
+
+impl Rig {
+    fn new(registry: DriverRegistry) -> Self {
+        let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
+        Rig {
+            shell: Shell {
+                clock,
+                notifier: Notifier::in_memory(clock),
+                board: StatusBoard::default(),
+                registry,
+                scheduler: None,
+            },
+        }
+    }
+
+    fn start(&self, backend: &str, options: &[(&str, &str)], policy: Policy) -> Addr<DriverActor> {
+        let spec = spec(backend, Kind::Volume, "fault", options);
+        let addr = DriverActor::new(spec, policy, 1, 1, self.shell.clone()).start();
+        addr.do_send(Start);
+        addr
+    }
+
+    /// Seconds after start of every notification of `event_type` for `backend`.
+    fn times(&self, backend: &str, event_type: &str) -> Vec<String> {
+        self.shell
+            .notifier
+            .history()
+            .into_iter()
+            .filter(|r| r.event_type == event_type && r.backend.as_deref() == Some(backend))
+            .map(|r| r.timestamp)
+            .collect()
+    }
+
+    fn state(&self, backend: &str) -> StateName {
+        self.shell
+            .board
+            .backend(backend)
+            .expect("backend on the board")
+            .state
+    }
+}
+
+fn at(secs: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+#[test]
+fn a_backend_not_ready_at_start_is_retried_at_1_2_4_seconds_then_ready() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        rig.start(
+            "flaky",
+            &[("fault_fail_setup_times", "3")],
+            Policy::default(),
+        );
+        sleep(Duration::from_millis(6_900)).await;
+        assert_ne!(rig.state("flaky"), StateName::Ready, "not before +7s");
+        sleep(Duration::from_millis(200)).await;
+        assert_eq!(rig.state("flaky"), StateName::Ready);
+        assert_eq!(
+            rig.times("flaky", "driver.init.start"),
+            vec![at(0), at(1), at(3), at(7)]
+        );
+        assert_eq!(rig.times("flaky", "driver.init.end"), vec![at(7)]);
+        assert_eq!(rig.shell.registry.fault_probe("flaky").setup_calls.get(), 4);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_backend_that_always_fails_gets_exactly_four_setup_calls_then_gives_up() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        rig.start(
+            "dead",
+            &[("fault_fail_setup_times", "1000000")],
+            Policy::default(),
+        );
+        sleep(Duration::from_secs(3600)).await;
+        assert_eq!(rig.shell.registry.fault_probe("dead").setup_calls.get(), 4);
+        assert_eq!(rig.times("dead", "driver.gave_up").len(), 1);
+        let status = rig.shell.board.backend("dead").expect("status");
+        assert_eq!(status.state, StateName::FailedRecoverable);
+        assert_eq!(status.next_retry, None);
+        assert!(
+            status
+                .last_error
+                .expect("error")
+                .contains("injected setup failure")
+        );
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_fatal_error_is_never_retried() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        rig.start(
+            "broken",
+            &[
+                ("fault_fail_setup_times", "5"),
+                ("fault_error", "missing_library"),
+            ],
+            Policy::default(),
+        );
+        sleep(Duration::from_secs(3600)).await;
+        assert_eq!(
+            rig.shell.registry.fault_probe("broken").setup_calls.get(),
+            1
+        );
+        assert_eq!(rig.state("broken"), StateName::FailedFatal);
+        assert!(rig.times("broken", "driver.retry.scheduled").is_empty());
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_hung_setup_times_out_and_is_retried_without_two_setups_at_once() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        let policy = Policy {
+            driver_init_timeout: Duration::from_secs(10),
+            ..Policy::default()
+        };
+        rig.start("hung", &[("fault_setup_hang", "true")], policy);
+        sleep(Duration::from_secs(25)).await;
+        // Setups at 0, 11 (10s timeout + 1s backoff), 23 (+10s, +2s); each
+        // hung one was aborted before the next started.
+        assert_eq!(
+            rig.times("hung", "driver.init.start"),
+            vec![at(0), at(11), at(23)]
+        );
+        let probe = rig.shell.registry.fault_probe("hung");
+        assert_eq!(probe.setup_calls.get(), 3);
+        assert_eq!(probe.max_concurrent_setups.get(), 1);
+        assert_eq!(
+            probe.concurrent_setups.get(),
+            1,
+            "the third is still hanging"
+        );
+        let errors = rig.shell.notifier.history();
+        let timeout = errors
+            .iter()
+            .find(|r| r.event_type == "driver.init.error")
+            .expect("an init error");
+        assert_eq!(timeout.payload["class"], "recoverable");
+        assert!(
+            timeout.payload["message"]
+                .as_str()
+                .expect("message")
+                .contains("timed out")
+        );
+    })
+    .expect("runtime");
+}
+
+struct PanickyDriver;
+
+#[async_trait::async_trait(?Send)]
+impl rekindle::driver::VolumeDriver for PanickyDriver {
+    async fn do_setup(&self) -> Result<(), DriverError> {
+        panic!("driver bug: index out of bounds")
+    }
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn get_volume_stats(&self) -> Result<rekindle::driver::Capabilities, DriverError> {
+        Ok(Default::default())
+    }
+    async fn create_volume(&self, _: &Volume) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn initialize_connection(
+        &self,
+        _: &Volume,
+        _: &Connector,
+    ) -> Result<rekindle::driver::ConnectionInfo, DriverError> {
+        Err(DriverError::Other("unused".into()))
+    }
+    async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_panicking_driver_becomes_a_recoverable_failure_and_the_actor_lives() {
+    run_virtual(async {
+        let mut registry = DriverRegistry::with_builtin();
+        registry.register(Kind::Volume, "panicky", |_| {
+            Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver)))
+        });
+        let rig = Rig::new(registry);
+        let addr = DriverActor::new(
+            spec("p", Kind::Volume, "panicky", &[]),
+            Policy::default(),
+            1,
+            1,
+            rig.shell.clone(),
+        )
+        .start();
+        addr.do_send(Start);
+        // A neighbour on the same arbiter keeps working.
+        rig.start("neighbour", &[], Policy::default());
+        sleep(Duration::from_secs(60)).await;
+        assert_eq!(rig.state("neighbour"), StateName::Ready);
+        let lifecycle = addr.send(GetLifecycle).await.expect("actor alive");
+        assert!(lifecycle.state().gave_up(), "{:?}", lifecycle.state());
+        assert!(
+            lifecycle
+                .state()
+                .last_error()
+                .expect("error")
+                .to_string()
+                .contains("driver panicked: driver bug")
+        );
+        assert_eq!(
+            rig.times("p", "driver.init.start").len(),
+            4,
+            "backoff, no hot loop"
+        );
+    })
+    .expect("runtime");
+}
+
+fn volume(id: &str) -> Volume {
+    Volume {
+        id: id.to_string(),
+        size_bytes: 1 << 30,
+    }
+}
+
+#[test]
+fn operations_are_refused_unless_ready_with_state_and_next_retry() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        let addr = rig.start(
+            "flaky",
+            &[("fault_fail_setup_times", "1")],
+            Policy::default(),
+        );
+        sleep(Duration::from_millis(100)).await;
+        let refused = addr
+            .send(Operation::CreateVolume(volume("v1")))
+            .await
+            .expect("delivered")
+            .expect_err("not ready");
+        let message = refused.to_string();
+        assert!(matches!(refused, OperationError::Refused { .. }));
+        assert!(message.contains("backend `flaky`"), "{message}");
+        assert!(message.contains("failed_recoverable"), "{message}");
+        assert!(message.contains("next retry at +1s"), "{message}");
+        sleep(Duration::from_secs(2)).await;
+        let done = addr
+            .send(Operation::CreateVolume(volume("v1")))
+            .await
+            .expect("delivered");
+        assert_eq!(done, Ok(OperationOutput::Done));
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn create_export_receives_the_connector_and_initialize_connection_does_not_reexport() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        let addr = rig.start("lvm", &[], Policy::default());
+        sleep(Duration::from_millis(10)).await;
+        let connector = Connector {
+            host: Some("compute-1".into()),
+            ip: Some("192.0.2.7".into()),
+            ..Connector::default()
+        };
+        let attached = addr
+            .send(Operation::Attach {
+                volume: volume("v1"),
+                connector: connector.clone(),
+            })
+            .await
+            .expect("delivered")
+            .expect("attached");
+        assert!(matches!(attached, OperationOutput::Connection(_)));
+        for _ in 0..100 {
+            addr.send(Operation::InitializeConnection {
+                volume: volume("v1"),
+                connector: connector.clone(),
+            })
+            .await
+            .expect("delivered")
+            .expect("connection info");
+        }
+        let probe = rig.shell.registry.fault_probe("lvm");
+        assert_eq!(
+            probe.exports.borrow().clone(),
+            vec![("v1".to_string(), connector)]
+        );
+        assert_eq!(probe.connections.get(), 101);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn reload_with_in_flight_operations_drains_first_then_reloads() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        let addr = rig.start("slow", &[("fault_op_delay", "30s")], Policy::default());
+        sleep(Duration::from_millis(10)).await;
+        let op = addr.send(Operation::CreateVolume(volume("v1")));
+        let op = actix::spawn(op);
+        sleep(Duration::from_secs(1)).await;
+        addr.do_send(Reload {
+            config: 2,
+            spec: spec("slow", Kind::Volume, "fault", &[]),
+            policy: Policy::default(),
+            changed: true,
+        });
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(rig.state("slow"), StateName::Draining);
+        let refused = addr
+            .send(Operation::CreateVolume(volume("v2")))
+            .await
+            .expect("delivered")
+            .expect_err("draining");
+        assert!(refused.to_string().contains("draining"), "{refused}");
+        let finished = op.await.expect("joined").expect("delivered");
+        assert_eq!(
+            finished,
+            Ok(OperationOutput::Done),
+            "in-flight work is not cut"
+        );
+        sleep(Duration::from_millis(10)).await;
+        assert_eq!(rig.state("slow"), StateName::Ready);
+        assert_eq!(rig.times("slow", "driver.init.start").len(), 2);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn shutdown_stops_the_actor() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        let addr = rig.start("a", &[], Policy::default());
+        sleep(Duration::from_millis(10)).await;
+        addr.do_send(Shutdown);
+        sleep(Duration::from_millis(10)).await;
+        assert!(!addr.connected());
+        assert_eq!(rig.state("a"), StateName::Stopped);
+    })
+    .expect("runtime");
+}
