@@ -23,3 +23,4 @@ pub mod lifecycle;
 pub mod notify;
 pub mod runtime;
 pub mod status;
+pub mod systemd;

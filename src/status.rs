@@ -29,6 +29,8 @@ pub struct BackendStatus {
     pub next_retry: Option<String>,
     /// Operations in flight.
     pub in_flight: u32,
+    /// The config the backend runs on.
+    pub config: u64,
     /// When the backend was last seen Ready (service time), if ever.
     #[serde(skip)]
     pub last_ready: Option<Moment>,

@@ -18,7 +18,7 @@ use crate::driver::{
 };
 use crate::lifecycle::{
     ConfigId, DriverError, Effect, Event, Generation, Lifecycle, Moment, Notification, Policy,
-    Refused,
+    Refused, StateName,
 };
 use crate::notify::Notifier;
 use crate::status::{BackendStatus, StatusBoard};
@@ -177,6 +177,7 @@ pub struct DriverActor {
     shell: Shell,
     pending_specs: BTreeMap<ConfigId, DriverSpec>,
     setup_task: Option<(Generation, SpawnHandle)>,
+    settle_waiters: Vec<oneshot::Sender<StateName>>,
 }
 
 impl DriverActor {
@@ -196,6 +197,7 @@ impl DriverActor {
             shell,
             pending_specs: BTreeMap::new(),
             setup_task: None,
+            settle_waiters: Vec::new(),
         }
     }
 
@@ -212,7 +214,23 @@ impl DriverActor {
             self.perform(effect, now, ctx);
         }
         self.publish_status(now);
+        self.wake_settle_waiters();
         Ok(())
+    }
+
+    /// Neither draining nor reloading: a reload or shutdown of this backend
+    /// is over.
+    fn settled(&self) -> bool {
+        !matches!(self.lifecycle.state().name(), StateName::Draining | StateName::Reloading)
+    }
+
+    fn wake_settle_waiters(&mut self) {
+        if self.settled() && !self.settle_waiters.is_empty() {
+            let state = self.lifecycle.state().name();
+            for waiter in self.settle_waiters.drain(..) {
+                let _ = waiter.send(state);
+            }
+        }
     }
 
     fn event_or_log(&mut self, event: Event, ctx: &mut Context<Self>) {
@@ -318,6 +336,7 @@ impl DriverActor {
             last_error: state.last_error().map(|e| e.to_string()),
             next_retry: state.retry().map(|r| self.shell.clock.timestamp(r.at)),
             in_flight: state.in_flight(),
+            config: self.lifecycle.config(),
             last_ready: None,
         };
         self.shell.board.set_backend(status, now);
@@ -539,6 +558,21 @@ impl Handler<Operation> for DriverActor {
                 .await
                 .unwrap_or(Err(OperationError::Cancelled(backend)))
         })
+    }
+}
+
+/// Answers with the state once the backend is neither draining nor
+/// reloading (at once if it already is). Dropped unanswered if the actor
+/// stops first, which also means settled.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct WhenSettled(pub oneshot::Sender<StateName>);
+
+impl Handler<WhenSettled> for DriverActor {
+    type Result = ();
+    fn handle(&mut self, msg: WhenSettled, _: &mut Context<Self>) {
+        self.settle_waiters.push(msg.0);
+        self.wake_settle_waiters();
     }
 }
 

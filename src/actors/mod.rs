@@ -7,12 +7,14 @@
 //! ([`MAILBOX_CAPACITY`]) and a message that does not fit is counted and
 //! logged, never dropped silently.
 
+pub mod controller;
 pub mod driver_actor;
 pub mod publisher;
 pub mod scheduler;
 pub mod service;
 pub mod signal;
 
+pub use controller::{Controller, Handles, Plan, PlanDiff, ReloadOutcome};
 pub use driver_actor::{DriverActor, Operation, OperationError, OperationOutput, Shell};
 pub use publisher::Publisher;
 pub use scheduler::Scheduler;

@@ -1,0 +1,59 @@
+//! systemd `Type=notify-reload` protocol: READY=1, RELOADING=1 with MONOTONIC_USEC,
+//! STOPPING=1 and STATUS= lines, sent only when started under systemd (NOTIFY_SOCKET).
+
+use sd_notify::NotifyState;
+
+/// Talks to systemd when `NOTIFY_SOCKET` is set; does nothing otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Systemd {
+    enabled: bool,
+}
+
+impl Systemd {
+    /// Enabled when the service manager gave us a notification socket.
+    pub fn from_env() -> Self {
+        Systemd {
+            enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
+        }
+    }
+
+    /// A notifier that never sends (tests, simulations).
+    pub fn disabled() -> Self {
+        Systemd { enabled: false }
+    }
+
+    fn send(&self, states: &[NotifyState]) {
+        if !self.enabled {
+            return;
+        }
+        if let Err(error) = sd_notify::notify(states) {
+            tracing::warn!(%error, "cannot notify systemd");
+        }
+    }
+
+    /// `READY=1` with a status line.
+    pub fn ready(&self, status: &str) {
+        self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+    }
+
+    /// `RELOADING=1` with `MONOTONIC_USEC`, as `Type=notify-reload` requires.
+    pub fn reloading(&self) {
+        if !self.enabled {
+            return;
+        }
+        match NotifyState::monotonic_usec_now() {
+            Ok(now) => self.send(&[NotifyState::Reloading, now, NotifyState::Status("reloading")]),
+            Err(error) => tracing::warn!(%error, "cannot read CLOCK_MONOTONIC for RELOADING=1"),
+        }
+    }
+
+    /// `STOPPING=1`.
+    pub fn stopping(&self) {
+        self.send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    }
+
+    /// `STATUS=...`.
+    pub fn status(&self, status: &str) {
+        self.send(&[NotifyState::Status(status)]);
+    }
+}
