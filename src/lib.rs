@@ -17,6 +17,7 @@
 
 pub mod actors;
 pub mod clock;
+pub mod control;
 pub mod demo;
 pub mod driver;
 pub mod lifecycle;

@@ -42,7 +42,11 @@ impl Systemd {
             return;
         }
         match NotifyState::monotonic_usec_now() {
-            Ok(now) => self.send(&[NotifyState::Reloading, now, NotifyState::Status("reloading")]),
+            Ok(now) => self.send(&[
+                NotifyState::Reloading,
+                now,
+                NotifyState::Status("reloading"),
+            ]),
             Err(error) => tracing::warn!(%error, "cannot read CLOCK_MONOTONIC for RELOADING=1"),
         }
     }

@@ -82,9 +82,18 @@ impl Plan {
             .collect();
         let service_options = [
             ("host", self.host != new.host),
-            ("periodic_interval", self.periodic_interval != new.periodic_interval),
-            ("report_interval", self.report_interval != new.report_interval),
-            ("service_down_time", self.service_down_time != new.service_down_time),
+            (
+                "periodic_interval",
+                self.periodic_interval != new.periodic_interval,
+            ),
+            (
+                "report_interval",
+                self.report_interval != new.report_interval,
+            ),
+            (
+                "service_down_time",
+                self.service_down_time != new.service_down_time,
+            ),
             (
                 "backup_initialization_timeout",
                 self.backup_initialization_timeout != new.backup_initialization_timeout,
@@ -256,7 +265,8 @@ impl Controller {
         );
         let addr = actor.start();
         addr.do_send(Start);
-        self.publisher.do_send(Track(name.to_string(), addr.clone()));
+        self.publisher
+            .do_send(Track(name.to_string(), addr.clone()));
         self.service.do_send(AddBackend {
             name: name.to_string(),
             kind: backend.spec.kind,
@@ -267,10 +277,18 @@ impl Controller {
 
     fn status_line(&self) -> String {
         let backends = self.shell.board.backends();
-        let ready = backends.iter().filter(|b| b.state == StateName::Ready).count();
+        let ready = backends
+            .iter()
+            .filter(|b| b.state == StateName::Ready)
+            .count();
         let failed: Vec<String> = backends
             .iter()
-            .filter(|b| matches!(b.state, StateName::FailedFatal | StateName::FailedRecoverable))
+            .filter(|b| {
+                matches!(
+                    b.state,
+                    StateName::FailedFatal | StateName::FailedRecoverable
+                )
+            })
             .map(|b| format!("{} {}", b.name, b.state))
             .collect();
         let mut line = format!("{ready}/{} backends ready", backends.len());
@@ -313,7 +331,8 @@ impl Controller {
         );
         let mut settle = Vec::new();
         for name in diff.changed.iter().chain(&diff.unchanged) {
-            let (Some(addr), Some(backend)) = (self.drivers.get(name), plan.backends.get(name)) else {
+            let (Some(addr), Some(backend)) = (self.drivers.get(name), plan.backends.get(name))
+            else {
                 continue;
             };
             addr.do_send(Reload {
@@ -382,7 +401,10 @@ impl Controller {
         let all = async move {
             let _ = actix::clock::timeout(bound, join_all(settle)).await;
         };
-        ctx.spawn(all.into_actor(self).map(|(), _act, ctx| ctx.notify(ShutdownComplete)));
+        ctx.spawn(
+            all.into_actor(self)
+                .map(|(), _act, ctx| ctx.notify(ShutdownComplete)),
+        );
     }
 }
 
@@ -455,9 +477,12 @@ impl Handler<ReloadSettled> for Controller {
             .changed
             .iter()
             .filter(|name| {
-                self.drivers
-                    .get(*name)
-                    .is_some_and(|_| self.shell.board.backend(name).is_some_and(|b| b.config < msg.config))
+                self.drivers.get(*name).is_some_and(|_| {
+                    self.shell
+                        .board
+                        .backend(name)
+                        .is_some_and(|b| b.config < msg.config)
+                })
             })
             .collect();
         self.shell.notifier.emit(

@@ -221,7 +221,10 @@ impl DriverActor {
     /// Neither draining nor reloading: a reload or shutdown of this backend
     /// is over.
     fn settled(&self) -> bool {
-        !matches!(self.lifecycle.state().name(), StateName::Draining | StateName::Reloading)
+        !matches!(
+            self.lifecycle.state().name(),
+            StateName::Draining | StateName::Reloading
+        )
     }
 
     fn wake_settle_waiters(&mut self) {

@@ -1,0 +1,256 @@
+//! The control socket: one JSON request per connection, one JSON response, over a
+//! Unix socket created mode 0600. `rekindle status` and `rekindle reload` are its clients.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
+use tokio::net::UnixListener;
+
+use crate::actors::controller::RequestReload;
+use crate::actors::{Handles, ReloadOutcome};
+use crate::status::{BackendStatus, ServiceStatus};
+
+/// The longest request line the server reads.
+pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
+
+/// A request on the control socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Services and backends.
+    Status,
+    /// Reload the config file.
+    Reload,
+}
+
+/// `rekindle status --json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    /// One row per service.
+    pub services: Vec<ServiceRow>,
+    /// One row per backend.
+    pub backends: Vec<BackendRow>,
+}
+
+/// A service row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRow {
+    /// `cinder-volume` or `cinder-backup`.
+    pub binary: String,
+    /// `host@backend` or `host`.
+    pub host: String,
+    /// The backend.
+    pub backend: String,
+    /// `up` or `down`.
+    pub state: String,
+    /// Last heartbeat.
+    pub updated_at: String,
+}
+
+/// A backend row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendRow {
+    /// Backend name.
+    pub name: String,
+    /// `volume` or `backup`.
+    pub kind: String,
+    /// Driver name.
+    pub driver: String,
+    /// Lifecycle state (`ready`, `failed_recoverable`, ...).
+    pub state: String,
+    /// Current attempt.
+    pub attempt: u32,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Next retry (RFC 3339).
+    pub next_retry: Option<String>,
+}
+
+impl From<ServiceStatus> for ServiceRow {
+    fn from(s: ServiceStatus) -> Self {
+        ServiceRow {
+            binary: s.binary,
+            host: s.host,
+            backend: s.backend,
+            state: s.state,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+impl From<BackendStatus> for BackendRow {
+    fn from(b: BackendStatus) -> Self {
+        BackendRow {
+            name: b.name,
+            kind: b.kind.as_str().to_string(),
+            driver: b.driver,
+            state: b.state.as_str().to_string(),
+            attempt: b.attempt,
+            last_error: b.last_error,
+            next_retry: b.next_retry,
+        }
+    }
+}
+
+/// A response on the control socket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    /// The status.
+    Status(StatusReport),
+    /// What the reload request led to.
+    Reload {
+        /// The outcome, as JSON.
+        outcome: serde_json::Value,
+    },
+    /// The request failed.
+    Error {
+        /// Why.
+        message: String,
+    },
+}
+
+/// Control socket errors.
+#[derive(Debug, Error)]
+pub enum ControlError {
+    /// Cannot create or connect to the socket.
+    #[error("control socket {path}: {source}")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The peer sent something that is not a valid message.
+    #[error("control socket {path}: invalid message: {problem}")]
+    Protocol {
+        /// The socket path.
+        path: PathBuf,
+        /// What was wrong.
+        problem: String,
+    },
+}
+
+/// The current status, read from the board.
+pub fn status_report(handles: &Handles) -> StatusReport {
+    StatusReport {
+        services: handles
+            .shell
+            .board
+            .services()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+        backends: handles
+            .shell
+            .board
+            .backends()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
+    }
+}
+
+/// Serves the control socket at `path` until the system stops.
+pub fn serve(path: &Path, handles: Handles) -> Result<(), ControlError> {
+    let socket_error = |source| ControlError::Socket {
+        path: path.to_path_buf(),
+        source,
+    };
+    if path.exists() {
+        // A live daemon answers; a stale socket file from a crash does not.
+        if StdUnixStream::connect(path).is_ok() {
+            return Err(socket_error(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another rekindle daemon is listening here",
+            )));
+        }
+        std::fs::remove_file(path).map_err(socket_error)?;
+    }
+    let listener = UnixListener::bind(path).map_err(socket_error)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(socket_error)?;
+    actix::spawn(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, _)) => {
+                    let handles = handles.clone();
+                    actix::spawn(async move {
+                        if let Err(error) = answer(stream, handles).await {
+                            tracing::warn!(%error, "control connection failed");
+                        }
+                    });
+                }
+                Err(error) => tracing::error!(%error, "control socket accept failed"),
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn answer(stream: tokio::net::UnixStream, handles: Handles) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    AsyncBufReader::new(read.take(MAX_REQUEST_BYTES))
+        .read_line(&mut line)
+        .await?;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => handle(request, &handles).await,
+        Err(error) => Response::Error {
+            message: format!("invalid request {:?}: {error}", line.trim()),
+        },
+    };
+    let mut text = serde_json::to_string(&response).map_err(std::io::Error::from)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await?;
+    write.shutdown().await
+}
+
+async fn handle(request: Request, handles: &Handles) -> Response {
+    match request {
+        Request::Status => Response::Status(status_report(handles)),
+        Request::Reload => match handles.controller.send(RequestReload).await {
+            Ok(outcome) => Response::Reload {
+                outcome: serde_json::to_value(&outcome).unwrap_or_default(),
+            },
+            Err(error) => Response::Error {
+                message: format!("the controller is gone: {error}"),
+            },
+        },
+    }
+}
+
+/// Sends `request` to the daemon at `path` and returns its response.
+pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError> {
+    let socket_error = |source| ControlError::Socket {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut stream = StdUnixStream::connect(path).map_err(socket_error)?;
+    let mut text = serde_json::to_string(request).map_err(|e| ControlError::Protocol {
+        path: path.to_path_buf(),
+        problem: e.to_string(),
+    })?;
+    text.push('\n');
+    stream.write_all(text.as_bytes()).map_err(socket_error)?;
+    let mut reply = String::new();
+    BufReader::new(stream)
+        .read_line(&mut reply)
+        .map_err(socket_error)?;
+    serde_json::from_str(&reply).map_err(|e| ControlError::Protocol {
+        path: path.to_path_buf(),
+        problem: format!("{e} in {:?}", reply.trim()),
+    })
+}
+
+/// Tells whether a reload outcome means success.
+pub fn reload_accepted(outcome: &ReloadOutcome) -> bool {
+    matches!(
+        outcome,
+        ReloadOutcome::Started { .. } | ReloadOutcome::Coalesced
+    )
+}
