@@ -76,6 +76,13 @@ impl StatusBoard {
         board.backends.insert(status.name.clone(), status);
     }
 
+    /// Updates only the in-flight count of a backend (the hot path).
+    pub fn set_in_flight(&self, name: &str, in_flight: u32) {
+        if let Some(status) = self.inner.borrow_mut().backends.get_mut(name) {
+            status.in_flight = in_flight;
+        }
+    }
+
     /// Forgets a backend (removed by a reload).
     pub fn remove_backend(&self, name: &str) {
         let mut board = self.inner.borrow_mut();

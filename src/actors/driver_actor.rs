@@ -178,6 +178,8 @@ pub struct DriverActor {
     pending_specs: BTreeMap<ConfigId, DriverSpec>,
     setup_task: Option<(Generation, SpawnHandle)>,
     settle_waiters: Vec<oneshot::Sender<StateName>>,
+    /// What the status board last got (state, attempt, config, generation).
+    published: Option<(StateName, u32, ConfigId, Generation)>,
 }
 
 impl DriverActor {
@@ -198,6 +200,7 @@ impl DriverActor {
             pending_specs: BTreeMap::new(),
             setup_task: None,
             settle_waiters: Vec::new(),
+            published: None,
         }
     }
 
@@ -209,6 +212,16 @@ impl DriverActor {
     /// Feeds `event` to the core and performs its effects.
     fn event(&mut self, event: Event, ctx: &mut Context<Self>) -> Result<(), Refused> {
         let now = self.shell.clock.now();
+        self.event_at(event, now, ctx)
+    }
+
+    /// [`Self::event`] at a known `now` (one clock read serves a whole turn).
+    fn event_at(
+        &mut self,
+        event: Event,
+        now: Moment,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), Refused> {
         let effects = self.lifecycle.apply(event, now)?;
         for effect in effects {
             self.perform(effect, now, ctx);
@@ -228,7 +241,7 @@ impl DriverActor {
     }
 
     fn wake_settle_waiters(&mut self) {
-        if self.settled() && !self.settle_waiters.is_empty() {
+        if !self.settle_waiters.is_empty() && self.settled() {
             let state = self.lifecycle.state().name();
             for waiter in self.settle_waiters.drain(..) {
                 let _ = waiter.send(state);
@@ -328,8 +341,22 @@ impl DriverActor {
         }
     }
 
-    fn publish_status(&self, now: Moment) {
+    fn publish_status(&mut self, now: Moment) {
         let state = self.lifecycle.state();
+        let key = (
+            state.name(),
+            state.attempt(),
+            self.lifecycle.config(),
+            self.lifecycle.last_generation(),
+        );
+        if self.published == Some(key) {
+            // Only the in-flight count moved: no allocation on the hot path.
+            self.shell
+                .board
+                .set_in_flight(&self.spec.backend, state.in_flight());
+            return;
+        }
+        self.published = Some(key);
         let status = BackendStatus {
             name: self.spec.backend.clone(),
             kind: self.spec.kind,
@@ -345,10 +372,19 @@ impl DriverActor {
         self.shell.board.set_backend(status, now);
     }
 
+    fn driver_result(
+        &self,
+        result: Result<OperationOutput, DriverError>,
+    ) -> Result<OperationOutput, OperationError> {
+        result.map_err(|error| OperationError::Driver {
+            backend: self.spec.backend.clone(),
+            error,
+        })
+    }
+
     fn run_operation(&self, operation: Operation) -> Result<OperationFuture, OperationError> {
-        let backend = self.spec.backend.clone();
         let wrong_kind = |operation: &'static str| OperationError::WrongKind {
-            backend: backend.clone(),
+            backend: self.spec.backend.clone(),
             kind: self.spec.kind.as_str(),
             operation,
         };
@@ -356,7 +392,7 @@ impl DriverActor {
             Ok(driver) => driver.clone(),
             Err(error) => {
                 return Err(OperationError::Driver {
-                    backend,
+                    backend: self.spec.backend.clone(),
                     error: error.clone(),
                 });
             }
@@ -472,17 +508,20 @@ fn build(shell: &Shell, spec: &DriverSpec) -> Result<AnyDriver, DriverError> {
 /// Runs a driver future, turning a panic into a recoverable error: a
 /// panicking driver never kills its actor or the arbiter.
 async fn guarded<T>(call: impl Future<Output = Result<T, DriverError>>) -> Result<T, DriverError> {
-    match AssertUnwindSafe(call).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic payload".to_string());
-            Err(DriverError::Panicked(message.into()))
-        }
-    }
+    AssertUnwindSafe(call)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(panicked(panic)))
+}
+
+/// A caught panic as a recoverable driver error.
+fn panicked(panic: Box<dyn std::any::Any + Send>) -> DriverError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string());
+    DriverError::Panicked(message.into())
 }
 
 impl Actor for DriverActor {
@@ -532,35 +571,68 @@ impl Handler<Reload> for DriverActor {
     }
 }
 
+/// The answer to an [`Operation`]: finished inline (an instant driver call),
+/// or still running concurrently with other messages.
+pub enum OperationResponse {
+    /// Finished during the handler.
+    Done(Result<OperationOutput, OperationError>),
+    /// Running; answered when the driver call completes.
+    Running(ResponseActFuture<DriverActor, Result<OperationOutput, OperationError>>),
+}
+
+impl actix::dev::MessageResponse<DriverActor, Operation> for OperationResponse {
+    fn handle(
+        self,
+        ctx: &mut Context<DriverActor>,
+        tx: Option<actix::dev::OneshotSender<Result<OperationOutput, OperationError>>>,
+    ) {
+        match self {
+            OperationResponse::Done(result) => {
+                if let Some(tx) = tx {
+                    // The caller may have gone away; then nobody needs it.
+                    let _ = tx.send(result);
+                }
+            }
+            OperationResponse::Running(future) => {
+                actix::dev::MessageResponse::<DriverActor, Operation>::handle(future, ctx, tx)
+            }
+        }
+    }
+}
+
 impl Handler<Operation> for DriverActor {
-    type Result = ResponseFuture<Result<OperationOutput, OperationError>>;
+    type Result = OperationResponse;
 
     fn handle(&mut self, operation: Operation, ctx: &mut Context<Self>) -> Self::Result {
-        let backend = self.spec.backend.clone();
         // Check the kind before counting the operation in.
         let call = match self.run_operation(operation) {
             Ok(call) => call,
-            Err(error) => return Box::pin(async move { Err(error) }),
+            Err(error) => return OperationResponse::Done(Err(error)),
         };
-        if let Err(refused) = self.event(Event::OperationStarted, ctx) {
-            return Box::pin(async move { Err(OperationError::Refused { backend, refused }) });
+        let now = self.shell.clock.now();
+        if let Err(refused) = self.event_at(Event::OperationStarted, now, ctx) {
+            let backend = self.spec.backend.clone();
+            return OperationResponse::Done(Err(OperationError::Refused { backend, refused }));
         }
-        let (reply, answer) = oneshot::channel();
-        let guarded_call = guarded(call);
-        ctx.spawn(guarded_call.into_actor(self).map(move |result, act, ctx| {
+        // Fast path: a driver call that completes on its first poll is
+        // finished inline, without a round through the context.
+        let mut call = AssertUnwindSafe(call).catch_unwind();
+        let mut probe = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        if let std::task::Poll::Ready(result) = std::pin::Pin::new(&mut call).poll(&mut probe) {
+            // Same turn, same instant: no second clock read.
+            if let Err(refused) = self.event_at(Event::OperationFinished, now, ctx) {
+                tracing::error!(backend = %self.spec.backend, %refused, "operation finish refused");
+            }
+            return OperationResponse::Done(
+                self.driver_result(result.unwrap_or_else(|p| Err(panicked(p)))),
+            );
+        }
+        // Otherwise it runs concurrently with other messages (actix spawns a
+        // ResponseActFuture into the context); counted out when done.
+        OperationResponse::Running(Box::pin(call.into_actor(self).map(|result, act, ctx| {
             act.event_or_log(Event::OperationFinished, ctx);
-            let result = result.map_err(|error| OperationError::Driver {
-                backend: act.spec.backend.clone(),
-                error,
-            });
-            // The caller may have gone away; then nobody needs the answer.
-            let _ = reply.send(result);
-        }));
-        Box::pin(async move {
-            answer
-                .await
-                .unwrap_or(Err(OperationError::Cancelled(backend)))
-        })
+            act.driver_result(result.unwrap_or_else(|p| Err(panicked(p))))
+        })))
     }
 }
 

@@ -15,7 +15,9 @@ pub mod service;
 pub mod signal;
 
 pub use controller::{Controller, Handles, Plan, PlanDiff, ReloadOutcome};
-pub use driver_actor::{DriverActor, Operation, OperationError, OperationOutput, Shell};
+pub use driver_actor::{
+    DriverActor, Operation, OperationError, OperationOutput, OperationResponse, Shell,
+};
 pub use publisher::Publisher;
 pub use scheduler::Scheduler;
 pub use service::Service;

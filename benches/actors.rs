@@ -1,0 +1,192 @@
+//! Benchmark of the actor shell against bare actix, measured in the same run.
+//! Prints actor_roundtrip_ratio_vs_actix, backends_10k_rss_mb, backends_10k_all_ready_ms.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use rekindle::actors::driver_actor::{Start, spec};
+use rekindle::actors::{DriverActor, Operation, Shell};
+use rekindle::clock::ServiceClock;
+use rekindle::driver::registry::AnyDriver;
+use rekindle::driver::{
+    Capabilities, ConnectionInfo, Connector, DriverRegistry, Kind, Volume, VolumeDriver,
+};
+use rekindle::lifecycle::{DriverError, Policy, StateName};
+use rekindle::notify::Notifier;
+use rekindle::runtime::run_real;
+use rekindle::status::StatusBoard;
+
+struct Bare;
+impl Actor for Bare {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "u64")]
+struct Ping(u64);
+
+impl Handler<Ping> for Bare {
+    type Result = u64;
+    fn handle(&mut self, msg: Ping, _: &mut Context<Self>) -> u64 {
+        msg.0 + 1
+    }
+}
+
+/// A driver whose every call returns at once: the bench measures the actor.
+struct Instant0;
+
+#[async_trait::async_trait(?Send)]
+impl VolumeDriver for Instant0 {
+    async fn do_setup(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
+        Ok(Capabilities::default())
+    }
+    async fn create_volume(&self, _: &Volume) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn initialize_connection(
+        &self,
+        _: &Volume,
+        _: &Connector,
+    ) -> Result<ConnectionInfo, DriverError> {
+        Err(DriverError::Other("not exported".into()))
+    }
+    async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+fn shell() -> Shell {
+    let clock = ServiceClock::start();
+    let mut registry = DriverRegistry::with_builtin();
+    let instant: Rc<dyn VolumeDriver> = Rc::new(Instant0);
+    registry.register(Kind::Volume, "instant", move |_| {
+        Ok(AnyDriver::Volume(instant.clone()))
+    });
+    Shell {
+        clock,
+        notifier: Notifier::in_memory(clock),
+        board: StatusBoard::default(),
+        registry,
+        scheduler: None,
+    }
+}
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+async fn bare_roundtrips(n: u64) -> f64 {
+    let addr = Bare.start();
+    let started = Instant::now();
+    let mut x = 0;
+    for _ in 0..n {
+        x = addr.send(Ping(x)).await.expect("bare actor alive");
+    }
+    assert_eq!(x, n);
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn driver_roundtrips(n: u64) -> f64 {
+    let shell = shell();
+    let addr = DriverActor::new(
+        spec("bench", Kind::Volume, "instant", &[]),
+        Policy::default(),
+        1,
+        1,
+        shell.clone(),
+    )
+    .start();
+    addr.send(Start).await.expect("driver actor alive");
+    while shell.board.backend("bench").map(|b| b.state) != Some(StateName::Ready) {
+        actix::clock::sleep(Duration::from_millis(1)).await;
+    }
+    let volume = Volume {
+        id: "v".into(),
+        size_bytes: 1,
+    };
+    let started = Instant::now();
+    for _ in 0..n {
+        addr.send(Operation::CreateVolume(volume.clone()))
+            .await
+            .expect("driver actor alive")
+            .expect("operation succeeds");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn ten_thousand_backends() -> (f64, f64) {
+    let shell = shell();
+    let before = rss_bytes();
+    let started = Instant::now();
+    let mut addrs = Vec::with_capacity(10_000);
+    for i in 0..10_000u64 {
+        let name = format!("backend-{i:05}");
+        let addr = DriverActor::new(
+            spec(&name, Kind::Volume, "instant", &[]),
+            Policy::default(),
+            1,
+            i,
+            shell.clone(),
+        )
+        .start();
+        addr.do_send(Start);
+        addrs.push(addr);
+    }
+    loop {
+        let ready = shell
+            .board
+            .backends()
+            .iter()
+            .filter(|b| b.state == StateName::Ready)
+            .count();
+        if ready == 10_000 {
+            break;
+        }
+        actix::clock::sleep(Duration::from_millis(1)).await;
+    }
+    let all_ready_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let rss_mb = rss_bytes().saturating_sub(before) as f64 / (1024.0 * 1024.0);
+    drop(addrs);
+    (rss_mb, all_ready_ms)
+}
+
+fn main() {
+    let n = 200_000;
+    let (bare, driver, rss_mb, ready_ms) = run_real(async {
+        // Warm up both paths, then measure each twice and keep the best.
+        bare_roundtrips(20_000).await;
+        driver_roundtrips(20_000).await;
+        let bare = bare_roundtrips(n).await.max(bare_roundtrips(n).await);
+        let driver = driver_roundtrips(n).await.max(driver_roundtrips(n).await);
+        let (rss_mb, ready_ms) = ten_thousand_backends().await;
+        (bare, driver, rss_mb, ready_ms)
+    })
+    .expect("runtime");
+    println!("actix_roundtrips_per_sec: {bare:.0}");
+    println!("driver_actor_roundtrips_per_sec: {driver:.0}");
+    println!("actor_roundtrip_ratio_vs_actix: {:.2}", driver / bare);
+    println!("backends_10k_rss_mb: {rss_mb:.1}");
+    println!("backends_10k_all_ready_ms: {ready_ms:.0}");
+}
