@@ -247,6 +247,66 @@ pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError>
     })
 }
 
+/// The human-readable `rekindle status`: services like `cinder service-list`,
+/// then one row per backend.
+pub fn render_status(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let table = |out: &mut String, rows: Vec<Vec<String>>| {
+        let widths: Vec<usize> = (0..rows[0].len())
+            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+            .collect();
+        for row in rows {
+            let line: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            out.push_str(line.join("  ").trim_end());
+            out.push('\n');
+        }
+    };
+    let mut services = vec![vec![
+        "Binary".to_string(),
+        "Host".to_string(),
+        "Backend".to_string(),
+        "State".to_string(),
+        "Updated At".to_string(),
+    ]];
+    services.extend(report.services.iter().map(|s| {
+        vec![
+            s.binary.clone(),
+            s.host.clone(),
+            s.backend.clone(),
+            s.state.clone(),
+            s.updated_at.clone(),
+        ]
+    }));
+    table(&mut out, services);
+    out.push('\n');
+    let mut backends = vec![vec![
+        "Backend".to_string(),
+        "Kind".to_string(),
+        "Driver".to_string(),
+        "State".to_string(),
+        "Attempt".to_string(),
+        "Next Retry".to_string(),
+        "Last Error".to_string(),
+    ]];
+    backends.extend(report.backends.iter().map(|b| {
+        vec![
+            b.name.clone(),
+            b.kind.clone(),
+            b.driver.clone(),
+            b.state.clone(),
+            b.attempt.to_string(),
+            b.next_retry.clone().unwrap_or_else(|| "-".to_string()),
+            b.last_error.clone().unwrap_or_else(|| "-".to_string()),
+        ]
+    }));
+    table(&mut out, backends);
+    out
+}
+
 /// Tells whether a reload outcome means success.
 pub fn reload_accepted(outcome: &ReloadOutcome) -> bool {
     matches!(
