@@ -15,7 +15,6 @@ use rekindle::driver::{
 use rekindle::lifecycle::{DriverError, Policy, StateName};
 use rekindle::notify::Notifier;
 use rekindle::runtime::run_real;
-use rekindle::status::StatusBoard;
 
 struct Bare;
 impl Actor for Bare {
@@ -78,13 +77,7 @@ fn shell() -> Shell {
     registry.register(Kind::Volume, "instant", move |_| {
         Ok(AnyDriver::Volume(instant.clone()))
     });
-    Shell {
-        clock,
-        notifier: Notifier::in_memory(clock),
-        board: StatusBoard::default(),
-        registry,
-        scheduler: None,
-    }
+    Shell::new(clock, Notifier::in_memory(clock), registry)
 }
 
 fn rss_bytes() -> u64 {

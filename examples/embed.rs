@@ -20,7 +20,6 @@ use rekindle::driver::{
 };
 use rekindle::lifecycle::{DriverError, Policy};
 use rekindle::notify::Notifier;
-use rekindle::status::StatusBoard;
 use rekindle::systemd::Systemd;
 
 /// A toy driver whose array needs two connection attempts before it answers.
@@ -102,13 +101,7 @@ fn main() -> std::io::Result<()> {
             })))
         });
         let clock = ServiceClock::start();
-        let shell = Shell {
-            clock,
-            notifier: Notifier::in_memory(clock),
-            board: StatusBoard::default(),
-            registry,
-            scheduler: None,
-        };
+        let shell = Shell::new(clock, Notifier::in_memory(clock), registry);
         let backend = BackendPlan {
             spec: DriverSpec {
                 backend: "toy-1".into(),

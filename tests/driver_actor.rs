@@ -13,7 +13,6 @@ use rekindle::driver::{Connector, DriverRegistry, Kind, Volume};
 use rekindle::lifecycle::{DriverError, Policy, StateName};
 use rekindle::notify::Notifier;
 use rekindle::runtime::run_virtual;
-use rekindle::status::StatusBoard;
 
 struct Rig {
     shell: Shell,
@@ -23,13 +22,7 @@ impl Rig {
     fn new(registry: DriverRegistry) -> Self {
         let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
         Rig {
-            shell: Shell {
-                clock,
-                notifier: Notifier::in_memory(clock),
-                board: StatusBoard::default(),
-                registry,
-                scheduler: None,
-            },
+            shell: Shell::new(clock, Notifier::in_memory(clock), registry),
         }
     }
 

@@ -19,7 +19,6 @@ use rekindle::driver::{DriverRegistry, Kind, Volume};
 use rekindle::lifecycle::{Policy, StateName};
 use rekindle::notify::{Notifier, Record};
 use rekindle::runtime::run_virtual;
-use rekindle::status::StatusBoard;
 use rekindle::systemd::Systemd;
 use tokio::sync::oneshot;
 
@@ -58,13 +57,11 @@ struct Running {
 
 fn start(initial: Plan) -> Running {
     let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
-    let shell = Shell {
+    let shell = Shell::new(
         clock,
-        notifier: Notifier::in_memory(clock),
-        board: StatusBoard::default(),
-        registry: DriverRegistry::with_builtin(),
-        scheduler: None,
-    };
+        Notifier::in_memory(clock),
+        DriverRegistry::with_builtin(),
+    );
     let source: Source = Rc::new(RefCell::new(Ok(initial.clone())));
     let reader = source.clone();
     let loader = Box::new(move || reader.borrow().clone());

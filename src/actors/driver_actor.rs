@@ -25,6 +25,38 @@ use crate::status::{BackendStatus, StatusBoard};
 
 use super::scheduler::CapabilitiesReport;
 
+/// One step of one backend's lifecycle, as seen by an [`Observer`].
+#[derive(Debug)]
+pub enum Observation<'a> {
+    /// An accepted transition.
+    Transition {
+        /// The backend.
+        backend: &'a str,
+        /// When.
+        at: Moment,
+        /// The lifecycle before.
+        before: &'a Lifecycle,
+        /// The event.
+        event: &'a Event,
+        /// The lifecycle after.
+        after: &'a Lifecycle,
+        /// The effects, in order.
+        effects: &'a [Effect],
+    },
+    /// A refused event (the lifecycle did not change).
+    Refused {
+        /// The backend.
+        backend: &'a str,
+        /// When.
+        at: Moment,
+        /// The refusal.
+        refused: &'a Refused,
+    },
+}
+
+/// Sees every step of every driver actor (simulator, invariant checks).
+pub type Observer = std::rc::Rc<dyn Fn(&Observation<'_>)>;
+
 /// What every driver actor shares with the rest of the shell.
 #[derive(Clone)]
 pub struct Shell {
@@ -38,6 +70,23 @@ pub struct Shell {
     pub registry: DriverRegistry,
     /// Receives capabilities of Ready volume drivers.
     pub scheduler: Option<Recipient<CapabilitiesReport>>,
+    /// Sees every step (costs a lifecycle clone per event when set).
+    pub observer: Option<Observer>,
+}
+
+impl Shell {
+    /// A shell with a fresh status board, the embedded scheduler (set by
+    /// `Controller::start`) and no observer.
+    pub fn new(clock: ServiceClock, notifier: Notifier, registry: DriverRegistry) -> Self {
+        Shell {
+            clock,
+            notifier,
+            board: StatusBoard::default(),
+            registry,
+            scheduler: None,
+            observer: None,
+        }
+    }
 }
 
 /// An operation routed to a backend.
