@@ -23,5 +23,6 @@ pub mod driver;
 pub mod lifecycle;
 pub mod notify;
 pub mod runtime;
+pub mod sim;
 pub mod status;
 pub mod systemd;

@@ -40,6 +40,7 @@ struct Inner {
     clock: ServiceClock,
     history: VecDeque<Record>,
     emitted: u64,
+    counts: std::collections::BTreeMap<String, u64>,
     file: Option<BufWriter<File>>,
     write_error: Option<String>,
 }
@@ -52,6 +53,7 @@ impl Notifier {
                 clock,
                 history: VecDeque::new(),
                 emitted: 0,
+                counts: std::collections::BTreeMap::new(),
                 file: None,
                 write_error: None,
             })),
@@ -102,6 +104,7 @@ impl Notifier {
         if inner.history.len() == HISTORY_LIMIT {
             inner.history.pop_front();
         }
+        *inner.counts.entry(record.event_type.clone()).or_default() += 1;
         inner.history.push_back(record);
         inner.emitted += 1;
     }
@@ -114,6 +117,17 @@ impl Notifier {
     /// How many notifications were emitted since the start.
     pub fn emitted(&self) -> u64 {
         self.inner.borrow().emitted
+    }
+
+    /// How many notifications of `event_type` were emitted since the start
+    /// (all of them, not only those still in the history).
+    pub fn count(&self, event_type: &str) -> u64 {
+        self.inner
+            .borrow()
+            .counts
+            .get(event_type)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// The last error writing the notifications file, if any.

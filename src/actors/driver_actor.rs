@@ -72,6 +72,9 @@ pub struct Shell {
     pub scheduler: Option<Recipient<CapabilitiesReport>>,
     /// Sees every step (costs a lifecycle clone per event when set).
     pub observer: Option<Observer>,
+    /// A planted bug, for showing that the simulator catches it: timed-out
+    /// or replaced setups are not abandoned. Never set in production.
+    pub plant_bug_keep_hung_setups: bool,
 }
 
 impl Shell {
@@ -85,6 +88,7 @@ impl Shell {
             registry,
             scheduler: None,
             observer: None,
+            plant_bug_keep_hung_setups: false,
         }
     }
 }
@@ -271,7 +275,33 @@ impl DriverActor {
         now: Moment,
         ctx: &mut Context<Self>,
     ) -> Result<(), Refused> {
-        let effects = self.lifecycle.apply(event, now)?;
+        let effects = match &self.shell.observer {
+            None => self.lifecycle.apply(event, now)?,
+            Some(observer) => {
+                let before = self.lifecycle.clone();
+                match self.lifecycle.apply(event.clone(), now) {
+                    Ok(effects) => {
+                        observer(&Observation::Transition {
+                            backend: &self.spec.backend,
+                            at: now,
+                            before: &before,
+                            event: &event,
+                            after: &self.lifecycle,
+                            effects: &effects,
+                        });
+                        effects
+                    }
+                    Err(refused) => {
+                        observer(&Observation::Refused {
+                            backend: &self.spec.backend,
+                            at: now,
+                            refused: &refused,
+                        });
+                        return Err(refused);
+                    }
+                }
+            }
+        };
         for effect in effects {
             self.perform(effect, now, ctx);
         }
@@ -333,6 +363,7 @@ impl DriverActor {
                 }));
                 self.setup_task = Some((setup, handle));
             }
+            Effect::AbortSetup { .. } if self.shell.plant_bug_keep_hung_setups => {}
             Effect::AbortSetup { setup } => {
                 if let Some((running, handle)) = self.setup_task.take() {
                     if running == setup {

@@ -10,6 +10,11 @@
 //! - `fault_setup_hang = true`: setup never returns.
 //! - `fault_fail_stats = N`: the next N stats calls fail.
 //! - `fault_op_delay = DURATION`: each operation takes that long.
+//! - `fault_panic_setup_times = N`: setup panics N times (a driver bug; rekindle
+//!   catches it at the actor boundary as a recoverable failure).
+//! - `fault_flap_period = DURATION` with `fault_flap_seed = N`: the backend
+//!   flaps on a seeded schedule, up and down for stretches of 0.5 to 1.5
+//!   periods each, starting up; while down, setup and stats calls fail.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -26,13 +31,16 @@ use super::{
 use crate::lifecycle::{DriverError, parse_duration};
 
 /// The options the `fault` driver reads.
-pub const OPTIONS: [&str; 6] = [
+pub const OPTIONS: [&str; 9] = [
     "fault_fail_setup_times",
     "fault_ready_after",
     "fault_error",
     "fault_setup_hang",
     "fault_fail_stats",
     "fault_op_delay",
+    "fault_panic_setup_times",
+    "fault_flap_period",
+    "fault_flap_seed",
 ];
 
 /// Counters of one backend's fault driver, shared with tests.
@@ -80,6 +88,9 @@ pub struct FaultDriver {
     setup_hang: bool,
     fail_stats: Cell<u32>,
     op_delay: Duration,
+    panic_setup_times: Cell<u32>,
+    flap: Option<Flap>,
+    inner: Inner,
     volumes: RefCell<BTreeMap<String, Volume>>,
     exports: RefCell<BTreeMap<String, Connector>>,
     probe: Rc<Probe>,
@@ -93,6 +104,18 @@ impl FaultDriver {
     /// Builds the driver from `ctx.spec.options`; bad values are fatal
     /// `Config` errors naming the option.
     pub fn from_context(ctx: &DriverContext, probe: Rc<Probe>) -> Result<Self, DriverError> {
+        if let Some(unknown) = ctx
+            .spec
+            .options
+            .keys()
+            .find(|k| k.starts_with("fault_") && !OPTIONS.contains(&k.as_str()))
+        {
+            return Err(config_error(
+                unknown,
+                &ctx.spec.options[unknown],
+                &format!("unknown fault option (known: {})", OPTIONS.join(", ")),
+            ));
+        }
         let opt = |name: &str| ctx.spec.options.get(name).map(|v| v.trim().to_string());
         let count = |name: &str| -> Result<u32, DriverError> {
             opt(name).map_or(Ok(0), |v| {
@@ -140,6 +163,26 @@ impl FaultDriver {
             setup_hang,
             fail_stats: Cell::new(count("fault_fail_stats")?),
             op_delay: duration("fault_op_delay")?.unwrap_or_default(),
+            panic_setup_times: Cell::new(count("fault_panic_setup_times")?),
+            flap: match duration("fault_flap_period")? {
+                None => None,
+                Some(period) if period.is_zero() => {
+                    return Err(config_error(
+                        "fault_flap_period",
+                        "0",
+                        "must be greater than zero",
+                    ));
+                }
+                Some(period) => {
+                    let seed = opt("fault_flap_seed").map_or(Ok(0), |v| {
+                        v.parse::<u64>().map_err(|_| {
+                            config_error("fault_flap_seed", &v, "expected a whole number")
+                        })
+                    })?;
+                    Some(Flap { period, seed })
+                }
+            },
+            inner: Inner::Memory,
             volumes: RefCell::default(),
             exports: RefCell::default(),
             probe,
@@ -158,6 +201,20 @@ impl FaultDriver {
         let _running = SetupGuard::enter(&self.probe);
         if self.setup_hang {
             std::future::pending::<()>().await;
+        }
+        let panics = self.panic_setup_times.get();
+        if panics > 0 {
+            self.panic_setup_times.set(panics - 1);
+            panic!(
+                "{}: injected driver panic in do_setup ({panics} left)",
+                self.backend
+            );
+        }
+        if self.flapped_down() {
+            return Err((self.error)(format!(
+                "{}: backend flapped down",
+                self.backend
+            )));
         }
         let left = self.fail_setup_times.get();
         if left > 0 {
@@ -178,6 +235,36 @@ impl FaultDriver {
             }
         }
         Ok(())
+    }
+}
+
+/// A seeded up/down schedule.
+#[derive(Debug, Clone, Copy)]
+struct Flap {
+    period: Duration,
+    seed: u64,
+}
+
+impl Flap {
+    /// Up during even stretches, down during odd ones; each stretch lasts
+    /// 0.5 to 1.5 periods, drawn from the seed. Pure in `since_start`.
+    fn is_up(&self, since_start: Duration) -> bool {
+        let mut rng = crate::lifecycle::Jitter::from_seed(self.seed);
+        let period_ms = u64::try_from(self.period.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let target = u64::try_from(since_start.as_millis()).unwrap_or(u64::MAX);
+        let mut elapsed = 0u64;
+        let mut up = true;
+        // Bounded: each stretch is at least half a period long.
+        loop {
+            let stretch = period_ms / 2 + rng.below(period_ms);
+            elapsed = elapsed.saturating_add(stretch.max(1));
+            if elapsed > target {
+                return up;
+            }
+            up = !up;
+        }
     }
 }
 
@@ -203,18 +290,49 @@ impl Drop for SetupGuard<'_> {
     }
 }
 
-#[async_trait(?Send)]
-impl VolumeDriver for FaultDriver {
-    async fn do_setup(&self) -> Result<(), DriverError> {
-        self.setup().await
+/// What a fault driver runs behind its injected faults.
+#[derive(Clone, Default)]
+pub enum Inner {
+    /// An in-memory store (the plain `fault` driver).
+    #[default]
+    Memory,
+    /// A real volume driver (simulating *your* driver under faults).
+    Volume(Rc<dyn VolumeDriver>),
+    /// A real backup driver.
+    Backup(Rc<dyn BackupDriver>),
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Inner::Memory => "Memory",
+            Inner::Volume(_) => "Volume",
+            Inner::Backup(_) => "Backup",
+        })
+    }
+}
+
+impl FaultDriver {
+    /// Puts `inner` behind this driver's injected faults.
+    pub fn wrapping(mut self, inner: Inner) -> Self {
+        self.inner = inner;
+        self
     }
 
-    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
-        Ok(())
+    fn flapped_down(&self) -> bool {
+        self.flap
+            .as_ref()
+            .is_some_and(|flap| !flap.is_up(Instant::now().saturating_duration_since(self.started)))
     }
 
-    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
+    async fn stats_fault(&self) -> Result<(), DriverError> {
         self.probe.stats_calls.set(self.probe.stats_calls.get() + 1);
+        if self.flapped_down() {
+            return Err(DriverError::backend(format!(
+                "{}: backend flapped down",
+                self.backend
+            )));
+        }
         let left = self.fail_stats.get();
         if left > 0 {
             self.fail_stats.set(left - 1);
@@ -222,6 +340,32 @@ impl VolumeDriver for FaultDriver {
                 "{}: injected stats failure",
                 self.backend
             )));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait(?Send)]
+impl VolumeDriver for FaultDriver {
+    async fn do_setup(&self) -> Result<(), DriverError> {
+        self.setup().await?;
+        match &self.inner {
+            Inner::Volume(d) => d.do_setup().await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        match &self.inner {
+            Inner::Volume(d) => d.check_for_setup_error().await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
+        self.stats_fault().await?;
+        if let Inner::Volume(d) = &self.inner {
+            return d.get_volume_stats().await;
         }
         let used: u64 = self.volumes.borrow().values().map(|v| v.size_bytes).sum();
         let total = 1 << 40;
@@ -237,6 +381,9 @@ impl VolumeDriver for FaultDriver {
 
     async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         self.operation().await;
+        if let Inner::Volume(d) = &self.inner {
+            return d.create_volume(volume).await;
+        }
         self.volumes
             .borrow_mut()
             .insert(volume.id.clone(), volume.clone());
@@ -245,6 +392,9 @@ impl VolumeDriver for FaultDriver {
 
     async fn delete_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         self.operation().await;
+        if let Inner::Volume(d) = &self.inner {
+            return d.delete_volume(volume).await;
+        }
         self.volumes.borrow_mut().remove(&volume.id);
         Ok(())
     }
@@ -259,6 +409,9 @@ impl VolumeDriver for FaultDriver {
             .exports
             .borrow_mut()
             .push((volume.id.clone(), connector.clone()));
+        if let Inner::Volume(d) = &self.inner {
+            return d.create_export(volume, connector).await;
+        }
         self.exports
             .borrow_mut()
             .insert(volume.id.clone(), connector.clone());
@@ -267,6 +420,9 @@ impl VolumeDriver for FaultDriver {
 
     async fn remove_export(&self, volume: &Volume) -> Result<(), DriverError> {
         self.operation().await;
+        if let Inner::Volume(d) = &self.inner {
+            return d.remove_export(volume).await;
+        }
         self.exports.borrow_mut().remove(&volume.id);
         Ok(())
     }
@@ -274,9 +430,12 @@ impl VolumeDriver for FaultDriver {
     async fn initialize_connection(
         &self,
         volume: &Volume,
-        _connector: &Connector,
+        connector: &Connector,
     ) -> Result<ConnectionInfo, DriverError> {
         self.probe.connections.set(self.probe.connections.get() + 1);
+        if let Inner::Volume(d) = &self.inner {
+            return d.initialize_connection(volume, connector).await;
+        }
         if !self.exports.borrow().contains_key(&volume.id) {
             return Err(DriverError::Other(
                 format!("volume {} is not exported", volume.id).into(),
@@ -293,10 +452,13 @@ impl VolumeDriver for FaultDriver {
 
     async fn terminate_connection(
         &self,
-        _volume: &Volume,
-        _connector: &Connector,
+        volume: &Volume,
+        connector: &Connector,
     ) -> Result<(), DriverError> {
         self.operation().await;
+        if let Inner::Volume(d) = &self.inner {
+            return d.terminate_connection(volume, connector).await;
+        }
         Ok(())
     }
 }
@@ -304,25 +466,41 @@ impl VolumeDriver for FaultDriver {
 #[async_trait(?Send)]
 impl BackupDriver for FaultDriver {
     async fn do_setup(&self) -> Result<(), DriverError> {
-        self.setup().await
+        self.setup().await?;
+        match &self.inner {
+            Inner::Backup(d) => d.do_setup().await,
+            _ => Ok(()),
+        }
     }
 
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
-        Ok(())
+        match &self.inner {
+            Inner::Backup(d) => d.check_for_setup_error().await,
+            _ => Ok(()),
+        }
     }
 
-    async fn backup(&self, _backup: &BackupRecord, _volume: &Volume) -> Result<(), DriverError> {
+    async fn backup(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {
         self.operation().await;
-        Ok(())
+        match &self.inner {
+            Inner::Backup(d) => d.backup(backup, volume).await,
+            _ => Ok(()),
+        }
     }
 
-    async fn restore(&self, _backup: &BackupRecord, _volume: &Volume) -> Result<(), DriverError> {
+    async fn restore(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {
         self.operation().await;
-        Ok(())
+        match &self.inner {
+            Inner::Backup(d) => d.restore(backup, volume).await,
+            _ => Ok(()),
+        }
     }
 
-    async fn delete_backup(&self, _backup: &BackupRecord) -> Result<(), DriverError> {
+    async fn delete_backup(&self, backup: &BackupRecord) -> Result<(), DriverError> {
         self.operation().await;
-        Ok(())
+        match &self.inner {
+            Inner::Backup(d) => d.delete_backup(backup).await,
+            _ => Ok(()),
+        }
     }
 }

@@ -131,6 +131,31 @@ impl DriverRegistry {
             .insert((kind, name.to_string()), Rc::new(factory));
     }
 
+    /// Registers a driver of yours behind rekindle's fault injection: the
+    /// backend's `fault_*` options (see [`fault`]) inject failures, hangs,
+    /// panics and flapping in front of your driver. This is how
+    /// `rekindle::sim` simulates your own drivers.
+    pub fn register_with_faults(
+        &mut self,
+        kind: Kind,
+        name: &str,
+        factory: impl Fn(&DriverContext) -> Result<AnyDriver, DriverError> + 'static,
+    ) {
+        let probes = self.faults.clone();
+        self.register(kind, name, move |ctx| {
+            let inner = match factory(ctx)? {
+                AnyDriver::Volume(d) => fault::Inner::Volume(d),
+                AnyDriver::Backup(d) => fault::Inner::Backup(d),
+            };
+            let wrapped = fault::FaultDriver::from_context(ctx, probes.probe(&ctx.spec.backend))?
+                .wrapping(inner);
+            Ok(match kind {
+                Kind::Volume => AnyDriver::Volume(Rc::new(wrapped)),
+                Kind::Backup => AnyDriver::Backup(Rc::new(wrapped)),
+            })
+        });
+    }
+
     /// Builds the driver `ctx.spec` names. An unknown name is a fatal
     /// `NotSupported` error for this backend only.
     pub fn build(&self, ctx: &DriverContext) -> Result<AnyDriver, DriverError> {

@@ -1,0 +1,371 @@
+//! Recorder: the simulator's observer. Checks the shared invariants on every
+//! transition, the global ones across the run, and keeps the run's statistics.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::actors::controller::Plan;
+use crate::actors::driver_actor::Observation;
+use crate::actors::{OperationError, OperationOutput};
+use crate::driver::DriverRegistry;
+use crate::lifecycle::{
+    Effect, Event, EventName, Generation, Moment, Notification, StateName, invariants,
+};
+use crate::notify::Notifier;
+
+use super::Action;
+
+/// How many recent steps per backend are kept for a failure report.
+pub const RECENT_STEPS: usize = 24;
+
+/// A broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimViolation {
+    /// When.
+    pub at: Moment,
+    /// Which backend (empty for service-wide ones).
+    pub backend: String,
+    /// What broke.
+    pub message: String,
+}
+
+/// A mark on the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mark {
+    /// A SIGHUP.
+    Sighup,
+    /// An operation routed to the backend with this index in `timeline`.
+    Operation,
+}
+
+/// Counts of operation outcomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OperationStats {
+    /// Sent by the environment.
+    pub routed: u64,
+    /// Completed by the driver.
+    pub done: u64,
+    /// Refused because the backend was not Ready (or unknown).
+    pub refused: u64,
+    /// Failed in the driver.
+    pub failed: u64,
+    /// Cut because the backend stopped.
+    pub cancelled: u64,
+}
+
+/// A liveness obligation: `backend` must be Ready by `ready_by`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyBy {
+    /// The backend.
+    pub backend: String,
+    /// Its backend comes up at this time.
+    pub up_at: Moment,
+    /// Deadline: up time plus the backoff bound.
+    pub ready_by: Moment,
+}
+
+/// Everything observed in one run.
+#[derive(Debug, Default)]
+pub struct Recorder {
+    /// Accepted transitions.
+    pub events: u64,
+    /// Refused events.
+    pub refused: u64,
+    /// Entries into each state.
+    pub entered: BTreeMap<StateName, u64>,
+    /// Re-initializations scheduled.
+    pub retries: u64,
+    /// Setups started.
+    pub setups: u64,
+    /// First time each backend was Ready.
+    pub first_ready: BTreeMap<String, Moment>,
+    /// State changes per backend.
+    pub timeline: BTreeMap<String, Vec<(Moment, StateName)>>,
+    /// SIGHUPs and operations on the timeline.
+    pub marks: Vec<(Moment, Mark, String)>,
+    /// Broken invariants.
+    pub violations: Vec<SimViolation>,
+    /// Operation outcomes.
+    pub operations: OperationStats,
+    /// A hash of every observed step (determinism check).
+    pub hash: u64,
+    /// Environment actions run: (script index, time, description).
+    pub environment: Vec<(usize, Moment, String)>,
+    /// Liveness obligations.
+    pub obligations: Vec<ReadyBy>,
+    /// Reload notifications: started, ended, rejected, aborted.
+    pub reloads: [u64; 4],
+    recent: BTreeMap<String, VecDeque<(Moment, EventName, StateName)>>,
+    running: BTreeMap<String, BTreeSet<Generation>>,
+    touched: BTreeMap<String, Moment>,
+    cut: Vec<(Moment, String)>,
+}
+
+fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Recorder {
+    /// A recorder for a run starting with `plan`; derives the liveness
+    /// obligations of backends that are only slow to come up.
+    pub fn new(plan: &Plan) -> Self {
+        let mut recorder = Recorder {
+            hash: 0xcbf2_9ce4_8422_2325,
+            ..Recorder::default()
+        };
+        for (name, backend) in &plan.backends {
+            let options = &backend.spec.options;
+            let only_slow = options
+                .keys()
+                .all(|k| k == "fault_ready_after" || k == "fault_op_delay");
+            let ready_after = options
+                .get("fault_ready_after")
+                .and_then(|v| crate::lifecycle::parse_duration("fault_ready_after", v).ok());
+            if backend.spec.driver == "fault"
+                && only_slow
+                && backend.policy.reinit_driver_count == 0
+            {
+                let up_at = Moment(ready_after.unwrap_or_default());
+                recorder.obligations.push(ReadyBy {
+                    backend: name.clone(),
+                    up_at,
+                    ready_by: up_at + backend.policy.reinit_backoff_max + Duration::from_secs(1),
+                });
+            }
+        }
+        recorder
+    }
+
+    fn violation(&mut self, at: Moment, backend: &str, message: String) {
+        self.violations.push(SimViolation {
+            at,
+            backend: backend.to_string(),
+            message,
+        });
+    }
+
+    /// Observes one step of one driver actor.
+    pub fn observe(&mut self, observation: &Observation<'_>) {
+        match observation {
+            Observation::Transition {
+                backend,
+                at,
+                before,
+                event,
+                after,
+                effects,
+            } => self.transition(backend, *at, before, event, after, effects),
+            Observation::Refused {
+                backend,
+                at,
+                refused,
+            } => {
+                self.refused += 1;
+                self.hash = fnv(self.hash, backend.as_bytes());
+                self.hash = fnv(self.hash, &at.since_epoch().as_millis().to_le_bytes());
+                self.hash = fnv(self.hash, refused.event.as_str().as_bytes());
+            }
+        }
+    }
+
+    fn transition(
+        &mut self,
+        backend: &str,
+        at: Moment,
+        before: &crate::lifecycle::Lifecycle,
+        event: &Event,
+        after: &crate::lifecycle::Lifecycle,
+        effects: &[Effect],
+    ) {
+        self.events += 1;
+        let (from, to) = (before.state().name(), after.state().name());
+        self.hash = fnv(self.hash, backend.as_bytes());
+        self.hash = fnv(self.hash, &at.since_epoch().as_millis().to_le_bytes());
+        self.hash = fnv(self.hash, event.name().as_str().as_bytes());
+        self.hash = fnv(self.hash, to.as_str().as_bytes());
+        if let Err(v) = invariants::check_transition(before, event, after, effects) {
+            self.violation(at, backend, v.to_string());
+        }
+        let running = self.running.entry(backend.to_string()).or_default();
+        if let Event::SetupSucceeded { setup } | Event::SetupFailed { setup, .. } = event {
+            running.remove(setup);
+        }
+        for effect in effects {
+            match effect {
+                Effect::RunSetup { setup, .. } => {
+                    running.insert(*setup);
+                    self.setups += 1;
+                }
+                Effect::AbortSetup { setup } => {
+                    running.remove(setup);
+                }
+                Effect::Notify(Notification::RetryScheduled { .. }) => self.retries += 1,
+                _ => {}
+            }
+        }
+        if running.len() > 1 {
+            let message = format!("two setups in flight at once: {running:?}");
+            self.violation(at, backend, message);
+        }
+        let recent = self.recent.entry(backend.to_string()).or_default();
+        if recent.len() == RECENT_STEPS {
+            recent.pop_front();
+        }
+        recent.push_back((at, event.name(), to));
+        if from != to || !self.timeline.contains_key(backend) {
+            *self.entered.entry(to).or_default() += 1;
+            self.timeline
+                .entry(backend.to_string())
+                .or_default()
+                .push((at, to));
+        }
+        if to == StateName::Ready {
+            self.first_ready.entry(backend.to_string()).or_insert(at);
+        }
+    }
+
+    /// Records an environment action.
+    pub fn environment(&mut self, index: usize, at: Moment, action: &Action) {
+        let text = match action {
+            Action::WriteConfig(Ok(_)) => "write a valid config".to_string(),
+            Action::WriteConfig(Err(e)) => format!("write an invalid config ({e})"),
+            Action::Sighup => {
+                self.marks.push((at, Mark::Sighup, String::new()));
+                "SIGHUP".to_string()
+            }
+            Action::CreateVolume { backend, volume } => {
+                self.operations.routed += 1;
+                self.marks.push((at, Mark::Operation, backend.clone()));
+                format!("create volume {volume} on {backend}")
+            }
+        };
+        self.environment.push((index, at, text));
+    }
+
+    /// The config file changed from `old` to `new`: backends it changes are
+    /// exempt from liveness obligations from then on.
+    pub fn config_written(&mut self, at: Moment, old: &Result<Plan, String>, new: &Plan) {
+        let Ok(old) = old else { return };
+        for (name, backend) in &old.backends {
+            if new.backends.get(name) != Some(backend) {
+                self.touched.entry(name.clone()).or_insert(at);
+            }
+        }
+    }
+
+    /// Records an operation's outcome.
+    pub fn operation_done(
+        &mut self,
+        at: Moment,
+        backend: &str,
+        result: &Result<OperationOutput, OperationError>,
+    ) {
+        match result {
+            Ok(_) => self.operations.done += 1,
+            Err(
+                OperationError::Refused { .. }
+                | OperationError::UnknownBackend(_)
+                | OperationError::Busy(_),
+            ) => {
+                self.operations.refused += 1;
+            }
+            Err(OperationError::Driver { .. } | OperationError::WrongKind { .. }) => {
+                self.operations.failed += 1
+            }
+            Err(OperationError::Cancelled(_)) => {
+                self.operations.cancelled += 1;
+                self.cut.push((at, backend.to_string()));
+            }
+        }
+    }
+
+    /// The checks that need the whole run.
+    pub fn finish(
+        &mut self,
+        shutdown_at: Moment,
+        stopped: bool,
+        notifier: &Notifier,
+        registry: &DriverRegistry,
+        plan: &Plan,
+    ) {
+        if !stopped {
+            self.violation(
+                shutdown_at,
+                "",
+                "graceful shutdown did not complete".to_string(),
+            );
+        }
+        // Only the shutdown deadline may cut an accepted operation.
+        for (at, backend) in std::mem::take(&mut self.cut) {
+            if at < shutdown_at {
+                self.violation(
+                    at,
+                    &backend,
+                    "an accepted operation was cut before shutdown".to_string(),
+                );
+            }
+        }
+        self.reloads = [
+            notifier.count("reload.start"),
+            notifier.count("reload.end"),
+            notifier.count("reload.rejected"),
+            notifier.count("reload.aborted"),
+        ];
+        if self.reloads[0] != self.reloads[1] {
+            let message = format!(
+                "{} reload.start but {} reload.end",
+                self.reloads[0], self.reloads[1]
+            );
+            self.violation(shutdown_at, "", message);
+        }
+        let names: BTreeSet<String> = plan
+            .backends
+            .keys()
+            .chain(self.timeline.keys())
+            .cloned()
+            .collect();
+        for name in names {
+            let overlap = registry.fault_probe(&name).max_concurrent_setups.get();
+            if overlap > 1 {
+                let message = format!("the driver saw {overlap} setups running at once");
+                self.violation(shutdown_at, &name, message);
+            }
+        }
+        for obligation in self.obligations.clone() {
+            let exempt = self
+                .touched
+                .get(&obligation.backend)
+                .is_some_and(|t| *t <= obligation.ready_by);
+            if exempt || obligation.ready_by > shutdown_at {
+                continue;
+            }
+            let ready_in_time = self.timeline.get(&obligation.backend).is_some_and(|steps| {
+                steps
+                    .iter()
+                    .any(|(t, s)| *s == StateName::Ready && *t <= obligation.ready_by)
+            });
+            if !ready_in_time {
+                let message = format!(
+                    "backend up at {} but not Ready by {} (backoff bound)",
+                    obligation.up_at, obligation.ready_by
+                );
+                self.violation(obligation.ready_by, &obligation.backend, message);
+            }
+        }
+    }
+
+    /// The last steps of `backend`, oldest first, one per line.
+    pub fn recent_steps(&self, backend: &str) -> Vec<String> {
+        self.recent
+            .get(backend)
+            .map(|steps| {
+                steps
+                    .iter()
+                    .map(|(at, event, state)| format!("{at} {backend}: {event} -> {state}"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
