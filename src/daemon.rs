@@ -64,10 +64,12 @@ pub fn load_plan(source: &ConfigSource) -> Result<Plan, String> {
     match source {
         ConfigSource::File(path) => crate::config::Config::load(path)
             .map_err(|e| e.to_string())
-            .and_then(|c| c.plan().map_err(|e| e.to_string())),
-        ConfigSource::Embedded => crate::config::Config::parse(EMBEDDED_CONFIG, "embedded cinder.conf")
-            .map_err(|e| e.to_string())
-            .and_then(|c| c.plan().map_err(|e| e.to_string())),
+            .map(|c| c.plan()),
+        ConfigSource::Embedded => {
+            crate::config::Config::parse(EMBEDDED_CONFIG, "embedded cinder.conf")
+                .map_err(|e| e.to_string())
+                .map(|c| c.plan())
+        }
     }
 }
 
@@ -77,10 +79,12 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
     crate::runtime::run_real(async move {
         let clock = ServiceClock::start();
         let notifier = match &options.notifications {
-            Some(path) => Notifier::to_file(clock, path).map_err(|source| DaemonError::Notifications {
-                path: path.clone(),
-                source,
-            })?,
+            Some(path) => {
+                Notifier::to_file(clock, path).map_err(|source| DaemonError::Notifications {
+                    path: path.clone(),
+                    source,
+                })?
+            }
             None => Notifier::in_memory(clock),
         };
         let shell = Shell::new(clock, notifier, DriverRegistry::with_builtin());
@@ -88,12 +92,22 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         let loader: Loader = Box::new(move || load_plan(&source));
         let (stopped_tx, stopped_rx) = oneshot::channel();
         let seed = std::process::id().into();
-        let handles = Controller::start(plan, loader, shell, seed, Systemd::from_env(), Some(stopped_tx));
+        let handles = Controller::start(
+            plan,
+            loader,
+            shell,
+            seed,
+            Systemd::from_env(),
+            Some(stopped_tx),
+        );
         SignalActor::new(handles.controller.clone().recipient()).start();
         if let Some(path) = &options.control {
             crate::control::serve(path, handles.clone())?;
         }
-        tracing::info!(backends = handles.shell.board.backends().len(), "rekindle is running");
+        tracing::info!(
+            backends = handles.shell.board.backends().len(),
+            "rekindle is running"
+        );
         // Resolves after a graceful shutdown (or if the controller is gone).
         let _ = stopped_rx.await;
         if let Some(path) = &options.control {

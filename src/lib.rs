@@ -17,7 +17,9 @@
 
 pub mod actors;
 pub mod clock;
+pub mod config;
 pub mod control;
+pub mod daemon;
 pub mod demo;
 pub mod driver;
 pub mod lifecycle;

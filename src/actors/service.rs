@@ -190,6 +190,8 @@ impl Handler<AddBackend> for Service {
                 up: None,
             },
         );
+        // A new backend gets its service row at once (down until Ready).
+        self.beat();
     }
 }
 

@@ -1,0 +1,457 @@
+//! Config: reads a cinder.conf-style INI file into a validated `Config` (service
+//! options, one section per backend, the backup driver) and turns it into a `Plan`.
+//!
+//! Inheritance follows oslo.config as Cinder uses it: lifecycle options set in
+//! `[DEFAULT]` apply to every backend unless its section overrides them, and a
+//! `[backend_defaults]` section holds driver options every backend inherits.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ini::{Ini, ParseOption};
+use thiserror::Error;
+
+use crate::actors::controller::{BackendPlan, Plan};
+use crate::driver::{DriverSpec, Kind};
+use crate::lifecycle::{Policy, PolicyError, parse_duration};
+
+/// The name of the backup backend in plans, statuses and notifications.
+pub const BACKUP_BACKEND: &str = "backup";
+
+/// Service options read from `[DEFAULT]`, with their defaults.
+pub const SERVICE_OPTIONS: [(&str, &str); 10] = [
+    ("enabled_backends", ""),
+    ("host", "this machine's hostname"),
+    ("periodic_interval", "60s"),
+    ("report_interval", "10s"),
+    ("service_down_time", "60s"),
+    ("backup_driver", "none"),
+    ("backup_periodic_initialization", "false"),
+    ("backup_initialization_timeout", "service_down_time"),
+    ("state_dir", "none"),
+    ("graceful_shutdown_timeout", "60s"),
+];
+
+/// Why a config was refused: names the file, and the section, option and
+/// problem where they apply.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid INI.
+    #[error("{file}:{line}:{column}: {problem}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A value is missing or wrong.
+    #[error("{file}: [{section}] {option}: {problem}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The section.
+        section: String,
+        /// The option.
+        option: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// One volume backend's section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    /// The section name.
+    pub name: String,
+    /// `volume_driver`.
+    pub volume_driver: String,
+    /// `volume_backend_name` (default: the section name).
+    pub volume_backend_name: String,
+    /// Driver options (the section's own, over `[backend_defaults]`).
+    pub options: BTreeMap<String, String>,
+    /// The backend's lifecycle policy (`[DEFAULT]`, then its section).
+    pub policy: Policy,
+}
+
+/// The backup service's driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// `backup_driver`.
+    pub driver: String,
+    /// `backup_periodic_initialization`.
+    pub periodic_initialization: bool,
+    /// Driver options: `[DEFAULT]` options starting with `backup_`
+    /// (`backup_fault_*` are passed to the driver as `fault_*`).
+    pub options: BTreeMap<String, String>,
+    /// Its policy.
+    pub policy: Policy,
+}
+
+/// A validated config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where it came from (file path or a label).
+    pub origin: String,
+    /// `host`.
+    pub host: String,
+    /// `periodic_interval`.
+    pub periodic_interval: Duration,
+    /// `report_interval`.
+    pub report_interval: Duration,
+    /// `service_down_time` (raised to 2.5 x `report_interval` when not larger
+    /// than it, as Cinder does).
+    pub service_down_time: Duration,
+    /// `graceful_shutdown_timeout` of the service shutdown.
+    pub graceful_shutdown_timeout: Duration,
+    /// `backup_initialization_timeout`.
+    pub backup_initialization_timeout: Duration,
+    /// `state_dir`.
+    pub state_dir: Option<PathBuf>,
+    /// Volume backends, in `enabled_backends` order.
+    pub backends: Vec<BackendConfig>,
+    /// The backup driver, if `backup_driver` is set.
+    pub backup: Option<BackupConfig>,
+}
+
+struct Sections {
+    file: String,
+    sections: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Sections {
+    fn invalid(&self, section: &str, option: &str, problem: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            section: section.to_string(),
+            option: option.to_string(),
+            problem: problem.into(),
+        }
+    }
+
+    fn get(&self, section: &str, option: &str) -> Option<&str> {
+        self.sections.get(section)?.get(option).map(String::as_str)
+    }
+
+    fn duration(&self, option: &str, default: Duration) -> Result<Duration, ConfigError> {
+        match self.get("DEFAULT", option) {
+            None => Ok(default),
+            Some(value) => {
+                parse_duration(option, value).map_err(|e| self.policy_error("DEFAULT", e))
+            }
+        }
+    }
+
+    fn boolean(&self, option: &str, default: bool) -> Result<bool, ConfigError> {
+        match self
+            .get("DEFAULT", option)
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => Ok(default),
+            Some(v) if ["true", "yes", "on", "1"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["false", "no", "off", "0"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(self.invalid(
+                "DEFAULT",
+                option,
+                format!("\"{v}\": expected true or false"),
+            )),
+        }
+    }
+
+    fn policy_error(&self, section: &str, error: PolicyError) -> ConfigError {
+        let PolicyError::InvalidValue {
+            option,
+            value,
+            problem,
+        } = error;
+        self.invalid(section, &option, format!("\"{value}\": {problem}"))
+    }
+
+    fn policy_options(&self, section: &str) -> Vec<(&str, &str)> {
+        self.sections
+            .get(section)
+            .map(|options| {
+                options
+                    .iter()
+                    .filter(|(k, _)| Policy::is_option(k))
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn policy(&self, section: &str) -> Result<Policy, ConfigError> {
+        let global = self.policy_options("DEFAULT");
+        let own = if section == "DEFAULT" {
+            Vec::new()
+        } else {
+            self.policy_options(section)
+        };
+        // Blame the section that set the bad value.
+        Policy::from_layers(global.clone(), []).map_err(|e| self.policy_error("DEFAULT", e))?;
+        Policy::from_layers(global, own).map_err(|e| self.policy_error(section, e))
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let options = ParseOption {
+            enabled_quote: false,
+            enabled_escape: false,
+            ..ParseOption::default()
+        };
+        let ini = Ini::load_from_str_opt(text, options).map_err(|e| ConfigError::Parse {
+            file: origin.to_string(),
+            line: e.line + 1,
+            column: e.col + 1,
+            problem: e.msg.to_string(),
+        })?;
+        let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for (name, properties) in ini.iter() {
+            let Some(name) = name else {
+                if let Some((key, _)) = properties.iter().next() {
+                    return Err(ConfigError::Invalid {
+                        file: origin.to_string(),
+                        section: "(none)".to_string(),
+                        option: key.to_string(),
+                        problem: "options must come after a section header such as [DEFAULT]"
+                            .to_string(),
+                    });
+                }
+                continue;
+            };
+            let section = sections.entry(name.to_string()).or_default();
+            for (key, value) in properties.iter() {
+                // A repeated option: the last value wins, as in oslo.config.
+                section.insert(key.trim().to_string(), value.trim().to_string());
+            }
+        }
+        let s = Sections {
+            file: origin.to_string(),
+            sections,
+        };
+        Config::validate(&s)
+    }
+
+    fn validate(s: &Sections) -> Result<Config, ConfigError> {
+        let enabled: Vec<String> = s
+            .get("DEFAULT", "enabled_backends")
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .collect();
+        let mut seen = BTreeSet::new();
+        for name in &enabled {
+            if !seen.insert(name) {
+                return Err(s.invalid(
+                    "DEFAULT",
+                    "enabled_backends",
+                    format!("backend `{name}` is listed twice"),
+                ));
+            }
+            if name == BACKUP_BACKEND || name == "DEFAULT" || name == "backend_defaults" {
+                return Err(s.invalid(
+                    "DEFAULT",
+                    "enabled_backends",
+                    format!("`{name}` is a reserved name"),
+                ));
+            }
+            if !s.sections.contains_key(name) {
+                return Err(s.invalid(
+                    name,
+                    "enabled_backends",
+                    format!("backend `{name}` is enabled but has no [{name}] section"),
+                ));
+            }
+        }
+        let report_interval = s.duration("report_interval", Duration::from_secs(10))?;
+        let mut service_down_time = s.duration("service_down_time", Duration::from_secs(60))?;
+        if service_down_time <= report_interval {
+            // Cinder's rule: a heartbeat must be able to miss once.
+            service_down_time = report_interval.mul_f64(2.5);
+        }
+        let periodic_interval = s.duration("periodic_interval", Duration::from_secs(60))?;
+        for (option, value) in [
+            ("periodic_interval", periodic_interval),
+            ("report_interval", report_interval),
+        ] {
+            if value.is_zero() {
+                return Err(s.invalid("DEFAULT", option, "must be greater than zero"));
+            }
+        }
+        let default_policy = s.policy("DEFAULT")?;
+        let backend_defaults = s
+            .sections
+            .get("backend_defaults")
+            .cloned()
+            .unwrap_or_default();
+        let mut backends = Vec::new();
+        for name in &enabled {
+            let own = &s.sections[name];
+            let volume_driver = own
+                .get("volume_driver")
+                .or_else(|| backend_defaults.get("volume_driver"))
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
+                    s.invalid(
+                        name,
+                        "volume_driver",
+                        "missing: every backend needs a volume_driver",
+                    )
+                })?
+                .clone();
+            let options: BTreeMap<String, String> = backend_defaults
+                .iter()
+                .chain(own.iter())
+                .filter(|(k, _)| {
+                    !Policy::is_option(k) && *k != "volume_driver" && *k != "volume_backend_name"
+                })
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            backends.push(BackendConfig {
+                name: name.clone(),
+                volume_driver,
+                volume_backend_name: own
+                    .get("volume_backend_name")
+                    .cloned()
+                    .unwrap_or_else(|| name.clone()),
+                options,
+                policy: s.policy(name)?,
+            });
+        }
+        let backup = match s.get("DEFAULT", "backup_driver").filter(|d| !d.is_empty()) {
+            None => None,
+            Some(driver) => {
+                let periodic_initialization = s.boolean("backup_periodic_initialization", false)?;
+                let service_keys: BTreeSet<&str> =
+                    SERVICE_OPTIONS.iter().map(|(k, _)| *k).collect();
+                let options = s.sections["DEFAULT"]
+                    .iter()
+                    .filter(|(k, _)| k.starts_with("backup_") && !service_keys.contains(k.as_str()))
+                    .map(|(k, v)| {
+                        let key = k
+                            .strip_prefix("backup_")
+                            .filter(|rest| rest.starts_with("fault_"))
+                            .unwrap_or(k);
+                        (key.to_string(), v.clone())
+                    })
+                    .collect();
+                let mut policy = default_policy;
+                if periodic_initialization {
+                    // Retried for ever, at least every periodic_interval.
+                    policy.reinit_driver_count = 0;
+                    policy.reinit_backoff_max = periodic_interval.max(policy.reinit_backoff_base);
+                }
+                Some(BackupConfig {
+                    driver: driver.to_string(),
+                    periodic_initialization,
+                    options,
+                    policy,
+                })
+            }
+        };
+        if backends.is_empty() && backup.is_none() {
+            return Err(s.invalid(
+                "DEFAULT",
+                "enabled_backends",
+                "no backend enabled and no backup_driver: nothing to run",
+            ));
+        }
+        Ok(Config {
+            origin: s.file.clone(),
+            host: s
+                .get("DEFAULT", "host")
+                .map_or_else(hostname, str::to_string),
+            periodic_interval,
+            report_interval,
+            service_down_time,
+            graceful_shutdown_timeout: default_policy.graceful_shutdown_timeout,
+            backup_initialization_timeout: s
+                .duration("backup_initialization_timeout", service_down_time)?,
+            state_dir: s.get("DEFAULT", "state_dir").map(PathBuf::from),
+            backends,
+            backup,
+        })
+    }
+
+    /// The plan the service runs for this config.
+    pub fn plan(&self) -> Plan {
+        let mut backends = BTreeMap::new();
+        for b in &self.backends {
+            let mut options = b.options.clone();
+            options.insert(
+                "volume_backend_name".to_string(),
+                b.volume_backend_name.clone(),
+            );
+            let spec = DriverSpec {
+                backend: b.name.clone(),
+                kind: Kind::Volume,
+                driver: b.volume_driver.clone(),
+                options,
+            };
+            backends.insert(
+                b.name.clone(),
+                BackendPlan {
+                    spec,
+                    policy: b.policy,
+                },
+            );
+        }
+        if let Some(backup) = &self.backup {
+            let spec = DriverSpec {
+                backend: BACKUP_BACKEND.to_string(),
+                kind: Kind::Backup,
+                driver: backup.driver.clone(),
+                options: backup.options.clone(),
+            };
+            backends.insert(
+                BACKUP_BACKEND.to_string(),
+                BackendPlan {
+                    spec,
+                    policy: backup.policy,
+                },
+            );
+        }
+        Plan {
+            host: self.host.clone(),
+            periodic_interval: self.periodic_interval,
+            report_interval: self.report_interval,
+            service_down_time: self.service_down_time,
+            backup_initialization_timeout: self.backup_initialization_timeout,
+            graceful_shutdown_timeout: self.graceful_shutdown_timeout,
+            backends,
+        }
+    }
+}

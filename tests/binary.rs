@@ -1,0 +1,175 @@
+//! The real `rekindle` binary as a process: starts on a config file, answers
+//! `status`, reloads on a real SIGHUP (sent with `kill`), rejects a broken file,
+//! and exits 0 on SIGTERM. Notifications are read from the file it writes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rekindle-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn notifications(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("notifications.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
+        .collect()
+}
+
+fn wait_for(dir: &Path, what: &str, pred: impl Fn(&[serde_json::Value]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if pred(&notifications(dir)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!(
+        "timed out waiting for {what}; notifications: {:#?}",
+        notifications(dir)
+    );
+}
+
+fn count(events: &[serde_json::Value], event_type: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e["event_type"] == event_type)
+        .count()
+}
+
+fn kill(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+const CONFIG: &str = "[DEFAULT]\nenabled_backends = a, b\nhost = test\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\n";
+
+#[test]
+fn sighup_reloads_a_changed_backend_and_a_broken_file_is_rejected() {
+    let dir = scratch("sighup");
+    let config = dir.join("cinder.conf");
+    std::fs::write(&config, CONFIG).expect("write config");
+    let socket = dir.join("control.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--notifications")
+        .arg(dir.join("notifications.jsonl"))
+        .arg("--control")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    let pid = child.id();
+    let mut daemon = Daemon {
+        child,
+        dir: dir.clone(),
+    };
+    wait_for(&dir, "both backends ready", |e| {
+        count(e, "driver.init.end") == 2
+    });
+
+    let mode = std::fs::metadata(&socket)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
+    assert_eq!(mode.expect("socket exists") & 0o777, 0o600);
+    let status = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["status", "--json", "--control"])
+        .arg(&socket)
+        .output()
+        .expect("status runs");
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    assert_eq!(report["backends"][0]["name"], "a");
+    assert_eq!(report["backends"][0]["state"], "ready");
+
+    // Change b only, then a real SIGHUP.
+    std::fs::write(&config, format!("{CONFIG}fault_op_delay = 1s\n")).expect("edit config");
+    kill(pid, "-HUP");
+    wait_for(&dir, "reload.end", |e| count(e, "reload.end") == 1);
+    let events = notifications(&dir);
+    let end = events
+        .iter()
+        .find(|e| e["event_type"] == "reload.end")
+        .expect("reload.end");
+    assert_eq!(end["payload"]["changed"], serde_json::json!(["b"]));
+    assert_eq!(end["payload"]["unchanged"], serde_json::json!(["a"]));
+    let inits = |backend: &str| {
+        events
+            .iter()
+            .filter(|e| e["event_type"] == "driver.init.start" && e["backend"] == backend)
+            .count()
+    };
+    assert_eq!(
+        (inits("a"), inits("b")),
+        (1, 2),
+        "only b was re-initialized"
+    );
+
+    // A broken file is rejected; the old config keeps serving.
+    std::fs::write(
+        &config,
+        "[DEFAULT]\nenabled_backends = a\n[a]\nreinit_driver_count = lots\nvolume_driver = fault\n",
+    )
+    .expect("break config");
+    kill(pid, "-HUP");
+    wait_for(&dir, "reload.rejected", |e| {
+        count(e, "reload.rejected") == 1
+    });
+    let events = notifications(&dir);
+    let rejected = events
+        .iter()
+        .find(|e| e["event_type"] == "reload.rejected")
+        .expect("rejected");
+    let error = rejected["payload"]["error"].as_str().expect("error text");
+    assert!(
+        error.contains("cinder.conf: [a] reinit_driver_count: \"lots\""),
+        "{error}"
+    );
+
+    // SIGTERM: graceful shutdown, exit 0.
+    kill(pid, "-TERM");
+    let exit = daemon.child.wait().expect("daemon exits");
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn a_broken_config_at_start_is_a_clear_error_and_exit_1() {
+    let dir = scratch("broken");
+    let config = dir.join("cinder.conf");
+    std::fs::write(&config, "[DEFAULT]\nenabled_backends = a\n").expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[a] enabled_backends: backend `a` is enabled but has no [a] section"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

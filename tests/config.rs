@@ -1,0 +1,195 @@
+//! cinder.conf parsing: inheritance, both duration forms, per-backend policy,
+//! the backup driver, and errors that name file, section, option and problem.
+
+use std::time::Duration;
+
+use rekindle::config::{BACKUP_BACKEND, Config};
+use rekindle::driver::Kind;
+
+const REAL: &str = r"
+[DEFAULT]
+enabled_backends = lvm-1, ceph
+host = node-7
+reinit_driver_count = 5
+reinit_backoff_max = 2m
+periodic_interval = 30
+report_interval = 10s
+service_down_time = 5
+auth_strategy = keystone
+debug = true
+backup_driver = fault
+backup_periodic_initialization = yes
+backup_fault_fail_setup_times = 2
+backup_posix_path = /srv/backups
+
+[backend_defaults]
+fault_op_delay = 1s
+
+[lvm-1]
+volume_driver = fault
+volume_backend_name = LVM
+reinit_driver_count = 0
+driver_init_timeout = 90
+
+[ceph]
+volume_driver = rbd
+fault_op_delay = 3s
+";
+
+#[test]
+fn a_real_cinder_conf_parses_with_inheritance_and_overrides() {
+    let c = Config::parse(REAL, "cinder.conf").expect("valid");
+    assert_eq!(c.host, "node-7");
+    assert_eq!(c.periodic_interval, Duration::from_secs(30));
+    assert_eq!(c.report_interval, Duration::from_secs(10));
+    assert_eq!(
+        c.service_down_time,
+        Duration::from_secs(25),
+        "raised to 2.5 x report_interval"
+    );
+    let names: Vec<&str> = c.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["lvm-1", "ceph"]);
+    let lvm = &c.backends[0];
+    assert_eq!(lvm.volume_backend_name, "LVM");
+    assert_eq!(lvm.policy.reinit_driver_count, 0, "backend override");
+    assert_eq!(lvm.policy.driver_init_timeout, Duration::from_secs(90));
+    assert_eq!(
+        lvm.policy.reinit_backoff_max,
+        Duration::from_secs(120),
+        "inherited from [DEFAULT]"
+    );
+    assert_eq!(
+        lvm.options.get("fault_op_delay").map(String::as_str),
+        Some("1s"),
+        "[backend_defaults]"
+    );
+    let ceph = &c.backends[1];
+    assert_eq!(
+        ceph.volume_driver, "rbd",
+        "unknown drivers are not a config error"
+    );
+    assert_eq!(ceph.policy.reinit_driver_count, 5);
+    assert_eq!(
+        ceph.options.get("fault_op_delay").map(String::as_str),
+        Some("3s")
+    );
+    let backup = c.backup.as_ref().expect("backup driver");
+    assert!(backup.periodic_initialization);
+    assert_eq!(
+        backup.policy.reinit_driver_count, 0,
+        "periodic initialization retries for ever"
+    );
+    assert_eq!(
+        backup.policy.reinit_backoff_max,
+        Duration::from_secs(30),
+        "at least every periodic_interval"
+    );
+    assert_eq!(
+        backup
+            .options
+            .get("fault_fail_setup_times")
+            .map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        backup.options.get("backup_posix_path").map(String::as_str),
+        Some("/srv/backups")
+    );
+    let plan = c.plan();
+    assert_eq!(plan.backends.len(), 3);
+    assert_eq!(plan.backends[BACKUP_BACKEND].spec.kind, Kind::Backup);
+}
+
+fn error(text: &str) -> String {
+    Config::parse(text, "cinder.conf")
+        .expect_err("invalid")
+        .to_string()
+}
+
+#[test]
+fn errors_name_file_section_option_and_problem() {
+    let e = error(
+        "[DEFAULT]\nenabled_backends = a\n[a]\nvolume_driver = fault\nreinit_driver_count = abc\n",
+    );
+    assert_eq!(
+        e,
+        "cinder.conf: [a] reinit_driver_count: \"abc\": expected a whole number >= 0 (0 = unlimited)"
+    );
+    let e = error(
+        "[DEFAULT]\nenabled_backends = a\nreinit_backoff_jitter = 2\n[a]\nvolume_driver = fault\n",
+    );
+    assert!(
+        e.starts_with("cinder.conf: [DEFAULT] reinit_backoff_jitter: \"2\""),
+        "{e}"
+    );
+    let e = error("[DEFAULT]\nenabled_backends = a, b\n[a]\nvolume_driver = fault\n");
+    assert_eq!(
+        e,
+        "cinder.conf: [b] enabled_backends: backend `b` is enabled but has no [b] section"
+    );
+    let e = error("[DEFAULT]\nenabled_backends = a\n[a]\nvolume_backend_name = x\n");
+    assert!(e.contains("[a] volume_driver: missing"), "{e}");
+    let e = error("[DEFAULT]\nenabled_backends = a, a\n[a]\nvolume_driver = fault\n");
+    assert!(e.contains("listed twice"), "{e}");
+    let e = error(
+        "[DEFAULT]\nenabled_backends = a\nperiodic_interval = soon\n[a]\nvolume_driver = fault\n",
+    );
+    assert!(
+        e.starts_with("cinder.conf: [DEFAULT] periodic_interval: \"soon\""),
+        "{e}"
+    );
+    let e = error("[DEFAULT]\nbackup_driver = fault\nbackup_periodic_initialization = maybe\n");
+    assert!(
+        e.contains("[DEFAULT] backup_periodic_initialization: \"maybe\": expected true or false"),
+        "{e}"
+    );
+    let e = error("[DEFAULT]\n");
+    assert!(e.contains("nothing to run"), "{e}");
+    let e = error("enabled_backends = a\n");
+    assert!(e.contains("section header"), "{e}");
+    let e = error("[DEFAULT\nenabled_backends = a\n");
+    assert!(
+        e.starts_with("cinder.conf:") && e.contains("expecting"),
+        "{e}"
+    );
+}
+
+#[test]
+fn durations_accept_seconds_and_humantime() {
+    for (text, secs) in [("90", 90), ("90s", 90), ("2m", 120), ("1h 30m", 5400)] {
+        let conf = format!(
+            "[DEFAULT]\nenabled_backends = a\nperiodic_interval = {text}\n[a]\nvolume_driver = fault\n"
+        );
+        let c = Config::parse(&conf, "c").expect("valid");
+        assert_eq!(c.periodic_interval, Duration::from_secs(secs), "{text}");
+    }
+}
+
+#[test]
+fn a_default_policy_change_marks_inheriting_backends_changed_only() {
+    let before = "[DEFAULT]\nenabled_backends = a, b\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\nreinit_driver_count = 1\n";
+    let after = "[DEFAULT]\nenabled_backends = a, b\nreinit_driver_count = 7\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\nreinit_driver_count = 1\n";
+    let old = Config::parse(before, "c").expect("valid").plan();
+    let new = Config::parse(after, "c").expect("valid").plan();
+    let diff = old.diff(&new);
+    assert_eq!(diff.changed, ["a"]);
+    assert_eq!(diff.unchanged, ["b"]);
+}
+
+#[test]
+fn the_embedded_default_config_is_valid() {
+    let c =
+        Config::parse(rekindle::daemon::EMBEDDED_CONFIG, "examples/cinder.conf").expect("valid");
+    let names: Vec<&str> = c.backends.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, ["healthy", "flaky", "broken"]);
+    assert!(c.backup.is_some());
+}
+
+#[test]
+fn a_missing_file_names_the_path() {
+    let e = Config::load(std::path::Path::new("/nonexistent/cinder.conf")).expect_err("missing");
+    assert!(
+        e.to_string().starts_with("/nonexistent/cinder.conf: "),
+        "{e}"
+    );
+}
