@@ -45,17 +45,119 @@ enum Command {
         #[arg(long)]
         control: PathBuf,
     },
+    /// Simulate the real actor system with seeded faults on virtual time.
+    Sim {
+        /// The seed (one run).
+        #[arg(long, conflicts_with = "seeds")]
+        seed: Option<u64>,
+        /// A range of seeds, `A..B` inclusive.
+        #[arg(long)]
+        seeds: Option<String>,
+        /// Volume backends (plus one backup backend).
+        #[arg(long, default_value_t = 20)]
+        backends: usize,
+        /// Virtual duration (`24h`, `90m`, seconds).
+        #[arg(long, default_value = "24h")]
+        duration: String,
+        /// Fault profile: calm, default or chaos.
+        #[arg(long, default_value = "default")]
+        faults: String,
+        /// Draw the state timeline as SVG (one seed).
+        #[arg(long)]
+        svg: Option<PathBuf>,
+        /// Run each seed twice and fail if the traces differ.
+        #[arg(long)]
+        check_determinism: bool,
+        /// Only run these script entries (`3,7,12`), as printed by a failure's replay line.
+        #[arg(long)]
+        keep_events: Option<String>,
+        /// Plant a known bug (hung setups are never abandoned): the simulator must catch it.
+        #[arg(long)]
+        plant_bug: bool,
+    },
     /// Play a scripted lifecycle on virtual time (the core alone).
     Demo,
 }
 
+#[allow(clippy::too_many_arguments)]
+fn sim_args(
+    seed: Option<u64>,
+    seeds: Option<String>,
+    backends: usize,
+    duration: &str,
+    faults: &str,
+    svg: Option<PathBuf>,
+    check_determinism: bool,
+    keep_events: Option<String>,
+    plant_bug: bool,
+) -> Result<rekindle::sim::cli::SimArgs, String> {
+    let seeds = match (seed, seeds) {
+        (Some(seed), _) => seed..=seed,
+        (None, Some(text)) => rekindle::sim::cli::parse_seeds(&text)?,
+        (None, None) => 1..=1,
+    };
+    let duration =
+        rekindle::lifecycle::parse_duration("--duration", duration).map_err(|e| e.to_string())?;
+    let profile = faults
+        .parse()
+        .map_err(|e: String| format!("--faults: {e}"))?;
+    let keep_events = keep_events
+        .map(|list| {
+            list.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    s.trim()
+                        .parse::<usize>()
+                        .map_err(|_| format!("--keep-events: `{s}` is not an index"))
+                })
+                .collect::<Result<_, _>>()
+        })
+        .transpose()?;
+    if svg.is_some() && seeds.start() != seeds.end() {
+        return Err("--svg draws one run: use it with --seed".to_string());
+    }
+    Ok(rekindle::sim::cli::SimArgs {
+        seeds,
+        backends,
+        duration,
+        profile,
+        svg,
+        check_determinism,
+        keep_events,
+        plant_bug,
+    })
+}
+
+/// Panics the fault driver injects on purpose are expected in a simulation:
+/// keep them off stderr; any other panic is still reported.
+fn quiet_injected_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let injected = info
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.contains("injected driver panic"));
+        if !injected {
+            default(info);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The daemon logs its lifecycle; other commands print results and only
+    // log warnings (RUST_LOG overrides both).
+    // A simulation reports everything it finds in its own output.
+    let default_level = match cli.command {
+        Command::Run { .. } => "info",
+        Command::Sim { .. } => "off",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
     match cli.command {
@@ -119,6 +221,50 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Sim {
+            seed,
+            seeds,
+            backends,
+            duration,
+            faults,
+            svg,
+            check_determinism,
+            keep_events,
+            plant_bug,
+        } => {
+            let args = match sim_args(
+                seed,
+                seeds,
+                backends,
+                &duration,
+                &faults,
+                svg,
+                check_determinism,
+                keep_events,
+                plant_bug,
+            ) {
+                Ok(args) => args,
+                Err(error) => {
+                    eprintln!("rekindle sim: {error}");
+                    return ExitCode::from(2);
+                }
+            };
+            quiet_injected_panics();
+            match rekindle::sim::cli::run(&args) {
+                Ok((text, passed)) => {
+                    print!("{text}");
+                    if passed {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(error) => {
+                    eprintln!("rekindle sim: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Demo => {
             print!("{}", rekindle::demo::scripted_lifecycle());
             ExitCode::SUCCESS

@@ -12,6 +12,7 @@
 //! name it in the plan's backends with `fault_*` options as the fault plan,
 //! and call [`Simulation::run`] (see `examples/simulate_my_driver.rs`).
 
+pub mod cli;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
@@ -86,15 +87,22 @@ pub struct Simulation {
     /// Planted bug for checker validation: the shell does not abandon a
     /// timed-out setup, so two setups of one driver can overlap.
     pub plant_bug: bool,
+    /// Called with the virtual time reached, after each scripted action.
+    pub progress: Option<Rc<dyn Fn(Duration)>>,
 }
 
 impl Simulation {
     /// Runs the simulation on a fresh virtual-time actix system.
     pub fn run(&self) -> Result<SimReport, RuntimeError> {
+        self.run_with_recorder().map(|(report, _)| report)
+    }
+
+    /// Runs it and also returns everything the recorder saw (timelines).
+    pub fn run_with_recorder(&self) -> Result<(SimReport, Recorder), RuntimeError> {
         run_virtual(self.run_async())
     }
 
-    async fn run_async(&self) -> SimReport {
+    async fn run_async(&self) -> (SimReport, Recorder) {
         let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
         let start = Instant::now();
         let notifier = Notifier::in_memory(clock);
@@ -128,6 +136,9 @@ impl Simulation {
                 continue;
             }
             sleep_until(start + step.at).await;
+            if let Some(progress) = &self.progress {
+                progress(step.at);
+            }
             let now = clock.now();
             recorder.borrow_mut().environment(index, now, &step.action);
             match &step.action {
@@ -169,9 +180,9 @@ impl Simulation {
         for operation in operations {
             let _ = operation.await;
         }
-        let mut recorder = recorder.borrow_mut();
+        let mut recorder = recorder.replace(Recorder::default());
         recorder.finish(shutdown_at, stopped, &notifier, &registry, &self.plan);
-        SimReport::from_recorder(&recorder, self.duration)
+        (SimReport::from_recorder(&recorder, self.duration), recorder)
     }
 }
 

@@ -209,11 +209,15 @@ impl Recorder {
             let message = format!("two setups in flight at once: {running:?}");
             self.violation(at, backend, message);
         }
-        let recent = self.recent.entry(backend.to_string()).or_default();
-        if recent.len() == RECENT_STEPS {
-            recent.pop_front();
+        // Quiet ticks (no state change, no effect) would drown the story.
+        let quiet_tick = matches!(event, Event::PublisherTick) && from == to && effects.is_empty();
+        if !quiet_tick {
+            let recent = self.recent.entry(backend.to_string()).or_default();
+            if recent.len() == RECENT_STEPS {
+                recent.pop_front();
+            }
+            recent.push_back((at, event.name(), to));
         }
-        recent.push_back((at, event.name(), to));
         if from != to || !self.timeline.contains_key(backend) {
             *self.entered.entry(to).or_default() += 1;
             self.timeline

@@ -217,6 +217,7 @@ pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile
         registry: Rc::new(DriverRegistry::with_builtin),
         keep: None,
         plant_bug: false,
+        progress: None,
     }
 }
 

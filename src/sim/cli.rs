@@ -1,0 +1,233 @@
+//! `rekindle sim`: runs one seed or a range of seeds, prints the summary, shrinks
+//! and prints a replay command on failure, draws the SVG timeline, checks determinism.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt::Write;
+use std::ops::RangeInclusive;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::scenario::{Profile, generate, shrink};
+use super::{SimReport, Simulation};
+
+/// `rekindle sim` options.
+#[derive(Debug, Clone)]
+pub struct SimArgs {
+    /// Seeds to run (one seed: a range of one).
+    pub seeds: RangeInclusive<u64>,
+    /// Volume backends.
+    pub backends: usize,
+    /// Virtual duration.
+    pub duration: Duration,
+    /// Fault profile.
+    pub profile: Profile,
+    /// Draw the timeline here (single seed only).
+    pub svg: Option<PathBuf>,
+    /// Run every seed twice and compare.
+    pub check_determinism: bool,
+    /// Only these script entries run (replays a shrunk trace).
+    pub keep_events: Option<BTreeSet<usize>>,
+    /// Plant the known bug (the checker must catch it).
+    pub plant_bug: bool,
+}
+
+/// Parses `A..B` or `A..=B` or `A` into an inclusive seed range.
+pub fn parse_seeds(text: &str) -> Result<RangeInclusive<u64>, String> {
+    let bad = || format!("--seeds `{text}`: expected A..B (inclusive), for example 1..1000");
+    let (a, b) = match text.split_once("..") {
+        Some((a, b)) => (a, b.trim_start_matches('=')),
+        None => (text, text),
+    };
+    let (a, b): (u64, u64) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a > b {
+        return Err(bad());
+    }
+    Ok(a..=b)
+}
+
+impl SimArgs {
+    fn command_line(&self, seed: u64, keep: Option<&BTreeSet<usize>>) -> String {
+        let mut line = format!(
+            "rekindle sim --seed {seed} --backends {} --duration {} --faults {}",
+            self.backends,
+            humantime::format_duration(self.duration),
+            self.profile.as_str()
+        );
+        if let Some(keep) = keep {
+            let list: Vec<String> = keep.iter().map(usize::to_string).collect();
+            let _ = write!(line, " --keep-events '{}'", list.join(","));
+        }
+        if self.plant_bug {
+            line.push_str(" --plant-bug");
+        }
+        line
+    }
+
+    fn simulation(&self, seed: u64) -> Simulation {
+        let mut sim = generate(seed, self.backends, self.duration, self.profile);
+        sim.keep = self.keep_events.clone();
+        sim.plant_bug = self.plant_bug;
+        sim
+    }
+}
+
+/// Runs `rekindle sim`; returns the text to print and whether it passed.
+pub fn run(args: &SimArgs) -> Result<(String, bool), String> {
+    let single = args.seeds.start() == args.seeds.end();
+    let started = Instant::now();
+    let seeds = args.seeds.end() - args.seeds.start() + 1;
+    let bar: Rc<RefCell<Option<ProgressBar>>> = Rc::new(RefCell::new(None));
+    let mut out = String::new();
+    let mut failures = Vec::new();
+    let mut totals = (0u64, 0u64);
+    for (n, seed) in args.seeds.clone().enumerate() {
+        let mut sim = args.simulation(seed);
+        if single {
+            let bar = bar.clone();
+            let total = args.duration;
+            sim.progress = Some(Rc::new(move |at| {
+                show_progress(&bar, started, total.as_secs(), at.as_secs(), "virtual s");
+            }));
+        } else {
+            show_progress(&bar, started, seeds, n as u64, "seeds");
+        }
+        let (report, recorder) = sim.run_with_recorder().map_err(|e| e.to_string())?;
+        if args.check_determinism {
+            let mut again = args.simulation(seed);
+            again.progress = None;
+            let second = again.run().map_err(|e| e.to_string())?;
+            if second.render() != report.render() {
+                failures.push((
+                    seed,
+                    format!(
+                        "seed {seed}: two runs differ (trace {:016x} vs {:016x})",
+                        report.trace_hash, second.trace_hash
+                    ),
+                ));
+                continue;
+            }
+        }
+        totals.0 += report.events;
+        totals.1 += report.violations.len() as u64;
+        if single {
+            let _ = writeln!(
+                out,
+                "{}",
+                args.command_line(seed, args.keep_events.as_ref())
+            );
+            out.push_str(&report.render());
+            if let Some(path) = &args.svg {
+                let title = args.command_line(seed, args.keep_events.as_ref());
+                let picture = super::svg::render(&recorder, args.duration, &title);
+                std::fs::write(path, picture)
+                    .map_err(|e| format!("--svg {}: {e}", path.display()))?;
+            }
+        }
+        drop(recorder);
+        if !report.passed() {
+            failures.push((seed, failure_text(args, &sim, &report)));
+        }
+    }
+    if let Some(bar) = bar.borrow_mut().take() {
+        bar.finish_and_clear();
+    }
+    if !single {
+        let _ = writeln!(
+            out,
+            "rekindle sim --seeds {}..{} --backends {} --duration {} --faults {}",
+            args.seeds.start(),
+            args.seeds.end(),
+            args.backends,
+            humantime::format_duration(args.duration),
+            args.profile.as_str()
+        );
+        let _ = writeln!(out, "seeds: {seeds}");
+        let _ = writeln!(out, "events: {}", totals.0);
+        let _ = writeln!(out, "failed_seeds: {}", failures.len());
+    }
+    for (_, text) in &failures {
+        out.push_str(text);
+    }
+    Ok((out, failures.is_empty()))
+}
+
+fn failure_text(args: &SimArgs, sim: &Simulation, report: &SimReport) -> String {
+    let mut out = String::new();
+    let seed = sim.seed;
+    let _ = writeln!(
+        out,
+        "\nFAILED seed {seed}: {} violation(s)",
+        report.violations.len()
+    );
+    let (kept, shrunk) = shrink(sim, 64);
+    let shown = shrunk.as_ref().unwrap_or(report);
+    if let Some(v) = shown.violations.first() {
+        let backend = if v.backend.is_empty() {
+            "service"
+        } else {
+            &v.backend
+        };
+        let _ = writeln!(out, "first violation: {} {backend}: {}", v.at, v.message);
+    }
+    let _ = writeln!(
+        out,
+        "shrunk environment trace ({} of {} actions):",
+        kept.len(),
+        sim.script.len()
+    );
+    for index in &kept {
+        if let Some(step) = sim.script.get(*index) {
+            let _ = writeln!(
+                out,
+                "  #{index} +{} {}",
+                humantime::format_duration(step.at),
+                describe(&step.action)
+            );
+        }
+    }
+    let _ = writeln!(out, "last steps of the failing backend:");
+    for line in &shown.failing_steps {
+        let _ = writeln!(out, "  {line}");
+    }
+    let _ = writeln!(out, "replay: {}", args.command_line(seed, Some(&kept)));
+    out
+}
+
+fn describe(action: &super::Action) -> String {
+    match action {
+        super::Action::WriteConfig(Ok(_)) => "write a valid config".to_string(),
+        super::Action::WriteConfig(Err(e)) => format!("write an invalid config: {e}"),
+        super::Action::Sighup => "SIGHUP".to_string(),
+        super::Action::CreateVolume { backend, volume } => {
+            format!("create volume {volume} on {backend}")
+        }
+    }
+}
+
+fn show_progress(
+    bar: &Rc<RefCell<Option<ProgressBar>>>,
+    started: Instant,
+    total: u64,
+    done: u64,
+    unit: &str,
+) {
+    let mut bar = bar.borrow_mut();
+    if bar.is_none() && started.elapsed() > Duration::from_secs(1) {
+        let progress = ProgressBar::new(total);
+        let template = format!("{{elapsed_precise}} [{{bar:40}}] {{pos}}/{{len}} {unit}");
+        if let Ok(style) = ProgressStyle::with_template(&template) {
+            progress.set_style(style);
+        }
+        *bar = Some(progress);
+    }
+    if let Some(progress) = bar.as_ref() {
+        progress.set_position(done);
+    }
+}
