@@ -240,11 +240,11 @@ proptest! {
         // 4. A retry timer is always armed with the exact backoff.
         for (at, _, effects) in trace.iter() {
             for e in effects {
-                if let Effect::ScheduleTimer { timer, at: due } = e {
-                    if timer.kind == TimerKind::Retry {
-                        let delay = due.saturating_since(*at);
-                        prop_assert!(delay >= policy.reinit_backoff_base && delay <= policy.reinit_backoff_max);
-                    }
+                if let Effect::ScheduleTimer { timer, at: due } = e
+                    && timer.kind == TimerKind::Retry
+                {
+                    let delay = due.saturating_since(*at);
+                    prop_assert!(delay >= policy.reinit_backoff_base && delay <= policy.reinit_backoff_max);
                 }
             }
         }
