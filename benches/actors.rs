@@ -115,10 +115,7 @@ async fn driver_roundtrips(n: u64) -> f64 {
     while shell.board.backend("bench").map(|b| b.state) != Some(StateName::Ready) {
         actix::clock::sleep(Duration::from_millis(1)).await;
     }
-    let volume = Volume {
-        id: "v".into(),
-        size_bytes: 1,
-    };
+    let volume = Volume::new("v", 1);
     let started = Instant::now();
     for _ in 0..n {
         addr.send(Operation::CreateVolume(volume.clone()))

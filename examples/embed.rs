@@ -143,10 +143,7 @@ fn main() -> std::io::Result<()> {
             .service
             .send(Route {
                 backend: "toy-1".into(),
-                operation: Operation::CreateVolume(Volume {
-                    id: "vol-1".into(),
-                    size_bytes: 1 << 30,
-                }),
+                operation: Operation::CreateVolume(Volume::new("vol-1", 1 << 30)),
             })
             .await;
         println!("create_volume: {created:?}");

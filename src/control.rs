@@ -26,6 +26,49 @@ pub enum Request {
     Status,
     /// Reload the config file.
     Reload,
+    /// Create a volume.
+    VolumeCreate {
+        /// `1G`, `512M`, bytes.
+        size: String,
+        /// The backend.
+        backend: String,
+    },
+    /// Delete a volume.
+    VolumeDelete {
+        /// The volume.
+        id: String,
+    },
+    /// Attach a volume for a host.
+    VolumeAttach {
+        /// The volume.
+        id: String,
+        /// The attaching host.
+        connector: Box<crate::driver::Connector>,
+    },
+    /// Detach a volume.
+    VolumeDetach {
+        /// The volume.
+        id: String,
+    },
+    /// Back a volume up.
+    BackupCreate {
+        /// The volume.
+        volume: String,
+    },
+    /// Restore a backup into a volume.
+    BackupRestore {
+        /// The backup.
+        backup: String,
+        /// The target volume.
+        volume: String,
+    },
+    /// Delete a backup.
+    BackupDelete {
+        /// The backup.
+        id: String,
+    },
+    /// Volumes and backups.
+    List,
 }
 
 /// `rekindle status --json`.
@@ -108,6 +151,11 @@ pub enum Response {
         /// The outcome, as JSON.
         outcome: serde_json::Value,
     },
+    /// A user operation succeeded.
+    Done {
+        /// What it returned.
+        value: serde_json::Value,
+    },
     /// The request failed.
     Error {
         /// Why.
@@ -157,7 +205,11 @@ pub fn status_report(handles: &Handles) -> StatusReport {
 }
 
 /// Serves the control socket at `path` until the system stops.
-pub fn serve(path: &Path, handles: Handles) -> Result<(), ControlError> {
+pub fn serve(
+    path: &Path,
+    handles: Handles,
+    manager: Option<crate::manager::Manager>,
+) -> Result<(), ControlError> {
     let socket_error = |source| ControlError::Socket {
         path: path.to_path_buf(),
         source,
@@ -179,8 +231,9 @@ pub fn serve(path: &Path, handles: Handles) -> Result<(), ControlError> {
             match listener.accept().await {
                 Ok((stream, _)) => {
                     let handles = handles.clone();
+                    let manager = manager.clone();
                     actix::spawn(async move {
-                        if let Err(error) = answer(stream, handles).await {
+                        if let Err(error) = answer(stream, handles, manager).await {
                             tracing::warn!(%error, "control connection failed");
                         }
                     });
@@ -192,14 +245,18 @@ pub fn serve(path: &Path, handles: Handles) -> Result<(), ControlError> {
     Ok(())
 }
 
-async fn answer(stream: tokio::net::UnixStream, handles: Handles) -> std::io::Result<()> {
+async fn answer(
+    stream: tokio::net::UnixStream,
+    handles: Handles,
+    manager: Option<crate::manager::Manager>,
+) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     AsyncBufReader::new(read.take(MAX_REQUEST_BYTES))
         .read_line(&mut line)
         .await?;
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => handle(request, &handles).await,
+        Ok(request) => handle(request, &handles, manager.as_ref()).await,
         Err(error) => Response::Error {
             message: format!("invalid request {:?}: {error}", line.trim()),
         },
@@ -210,8 +267,55 @@ async fn answer(stream: tokio::net::UnixStream, handles: Handles) -> std::io::Re
     write.shutdown().await
 }
 
-async fn handle(request: Request, handles: &Handles) -> Response {
+async fn handle(
+    request: Request,
+    handles: &Handles,
+    manager: Option<&crate::manager::Manager>,
+) -> Response {
+    let operation = |manager: Option<&crate::manager::Manager>| {
+        manager
+            .cloned()
+            .ok_or_else(|| "this daemon keeps no records (no manager)".to_string())
+    };
+    let done = |result: Result<serde_json::Value, crate::manager::ManagerError>| match result {
+        Ok(value) => Response::Done { value },
+        Err(error) => Response::Error {
+            message: error.to_string(),
+        },
+    };
     match request {
+        Request::VolumeCreate { size, backend } => match operation(manager) {
+            Ok(m) => done(m.create_volume(&size, &backend).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::VolumeDelete { id } => match operation(manager) {
+            Ok(m) => done(m.delete_volume(&id).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::VolumeAttach { id, connector } => match operation(manager) {
+            Ok(m) => done(m.attach(&id, *connector).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::VolumeDetach { id } => match operation(manager) {
+            Ok(m) => done(m.detach(&id).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::BackupCreate { volume } => match operation(manager) {
+            Ok(m) => done(m.create_backup(&volume).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::BackupRestore { backup, volume } => match operation(manager) {
+            Ok(m) => done(m.restore(&backup, &volume).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::BackupDelete { id } => match operation(manager) {
+            Ok(m) => done(m.delete_backup(&id).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::List => match operation(manager) {
+            Ok(m) => done(m.list()),
+            Err(message) => Response::Error { message },
+        },
         Request::Status => Response::Status(status_report(handles)),
         Request::Reload => match handles.controller.send(RequestReload).await {
             Ok(outcome) => Response::Reload {

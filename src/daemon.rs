@@ -54,6 +54,9 @@ pub enum DaemonError {
     /// The control socket cannot be served.
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
+    /// The records database cannot be opened.
+    #[error(transparent)]
+    Records(#[from] crate::records::RecordsError),
     /// The runtime cannot start.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
@@ -73,9 +76,21 @@ pub fn load_plan(source: &ConfigSource) -> Result<Plan, String> {
     }
 }
 
+/// The `state_dir` of `source`, if it sets one.
+pub fn state_dir(source: &ConfigSource) -> Result<Option<PathBuf>, String> {
+    let config = match source {
+        ConfigSource::File(path) => crate::config::Config::load(path),
+        ConfigSource::Embedded => {
+            crate::config::Config::parse(EMBEDDED_CONFIG, "embedded cinder.conf")
+        }
+    };
+    config.map(|c| c.state_dir).map_err(|e| e.to_string())
+}
+
 /// Runs the daemon until SIGTERM/SIGINT (or a shutdown request) completes.
 pub fn run(options: RunOptions) -> Result<(), DaemonError> {
     let plan = load_plan(&options.config).map_err(DaemonError::Config)?;
+    let state_dir = state_dir(&options.config).map_err(DaemonError::Config)?;
     crate::runtime::run_real(async move {
         let clock = ServiceClock::start();
         let notifier = match &options.notifications {
@@ -87,7 +102,17 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             }
             None => Notifier::in_memory(clock),
         };
-        let shell = Shell::new(clock, notifier, DriverRegistry::with_builtin());
+        let records = match &state_dir {
+            Some(dir) => crate::records::Records::open(dir)?,
+            None => crate::records::Records::in_memory()?,
+        };
+        let records = std::rc::Rc::new(records);
+        let mut shell = Shell::new(
+            clock,
+            notifier,
+            DriverRegistry::with_records(Some(records.clone())),
+        );
+        shell.records = Some(records.clone());
         let source = options.config.clone();
         let loader: Loader = Box::new(move || load_plan(&source));
         let (stopped_tx, stopped_rx) = oneshot::channel();
@@ -101,8 +126,18 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             Some(stopped_tx),
         );
         SignalActor::new(handles.controller.clone().recipient()).start();
+        let manager = crate::manager::Manager::new(handles.clone(), records);
+        let recovering = manager.clone();
+        actix::spawn(async move {
+            if let Err(error) = recovering
+                .recover(std::time::Duration::from_secs(120))
+                .await
+            {
+                tracing::error!(%error, "crash recovery of records failed");
+            }
+        });
         if let Some(path) = &options.control {
-            crate::control::serve(path, handles.clone())?;
+            crate::control::serve(path, handles.clone(), Some(manager))?;
         }
         tracing::info!(
             backends = handles.shell.board.backends().len(),

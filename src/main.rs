@@ -75,8 +75,141 @@ enum Command {
         #[arg(long)]
         plant_bug: bool,
     },
+    /// Volume operations on a running daemon.
+    Volume {
+        /// The daemon's control socket.
+        #[arg(long, global = true, default_value = "/run/rekindle/control.sock")]
+        control: PathBuf,
+        #[command(subcommand)]
+        action: VolumeAction,
+    },
+    /// Backup operations on a running daemon.
+    Backup {
+        /// The daemon's control socket.
+        #[arg(long, global = true, default_value = "/run/rekindle/control.sock")]
+        control: PathBuf,
+        #[command(subcommand)]
+        action: BackupAction,
+    },
     /// Play a scripted lifecycle on virtual time (the core alone).
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum VolumeAction {
+    /// Create a volume.
+    Create {
+        /// Size: `1G`, `512M` or bytes.
+        #[arg(long)]
+        size: String,
+        /// The volume backend.
+        #[arg(long)]
+        backend: String,
+    },
+    /// Delete a volume.
+    Delete {
+        /// The volume id.
+        id: String,
+    },
+    /// Export a volume to a host (create_export + initialize_connection) and
+    /// print the connection info.
+    Attach {
+        /// The volume id.
+        id: String,
+        /// The host's connector properties (JSON file).
+        #[arg(long)]
+        connector: PathBuf,
+    },
+    /// Remove a volume's export.
+    Detach {
+        /// The volume id.
+        id: String,
+    },
+    /// List volumes and backups.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupAction {
+    /// Back a volume up.
+    Create {
+        /// The volume id.
+        volume: String,
+    },
+    /// Restore a backup into an existing volume.
+    Restore {
+        /// The backup id.
+        backup: String,
+        /// The target volume id.
+        volume: String,
+    },
+    /// Delete a backup.
+    Delete {
+        /// The backup id.
+        id: String,
+    },
+    /// List volumes and backups.
+    List,
+}
+
+fn volume_request(action: VolumeAction) -> Result<Request, String> {
+    Ok(match action {
+        VolumeAction::Create { size, backend } => Request::VolumeCreate { size, backend },
+        VolumeAction::Delete { id } => Request::VolumeDelete { id },
+        VolumeAction::Attach { id, connector } => {
+            let text = std::fs::read_to_string(&connector)
+                .map_err(|e| format!("--connector {}: {e}", connector.display()))?;
+            let connector = rekindle::driver::Connector::from_json(&text)
+                .map_err(|e| format!("--connector {}: {e}", connector.display()))?;
+            Request::VolumeAttach {
+                id,
+                connector: Box::new(connector),
+            }
+        }
+        VolumeAction::Detach { id } => Request::VolumeDetach { id },
+        VolumeAction::List => Request::List,
+    })
+}
+
+fn backup_request(action: BackupAction) -> Request {
+    match action {
+        BackupAction::Create { volume } => Request::BackupCreate { volume },
+        BackupAction::Restore { backup, volume } => Request::BackupRestore { backup, volume },
+        BackupAction::Delete { id } => Request::BackupDelete { id },
+        BackupAction::List => Request::List,
+    }
+}
+
+/// Sends a user operation and prints its JSON result.
+fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitCode {
+    let request = match request {
+        Ok(request) => request,
+        Err(error) => {
+            eprintln!("rekindle: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match control::request(control, &request) {
+        Ok(Response::Done { value }) => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Response::Error { message }) => {
+            eprintln!("rekindle: {message}");
+            ExitCode::FAILURE
+        }
+        Ok(other) => {
+            eprintln!("rekindle: unexpected answer: {other:?}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("rekindle: {error}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -265,6 +398,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Volume { control, action } => operate(&control, volume_request(action)),
+        Command::Backup { control, action } => operate(&control, Ok(backup_request(action))),
         Command::Demo => {
             print!("{}", rekindle::demo::scripted_lifecycle());
             ExitCode::SUCCESS

@@ -158,10 +158,7 @@ fn run(steps: &[Step], count: u32) -> (Trace, Lifecycle, Policy) {
                     });
                 }
                 Step::Operation(secs) => {
-                    let op = addr.send(Operation::CreateVolume(Volume {
-                        id: "v".into(),
-                        size_bytes: *secs,
-                    }));
+                    let op = addr.send(Operation::CreateVolume(Volume::new("v", *secs)));
                     actix::spawn(async move {
                         let _ = op.await;
                     });

@@ -246,10 +246,7 @@ fn a_panicking_driver_becomes_a_recoverable_failure_and_the_actor_lives() {
 }
 
 fn volume(id: &str) -> Volume {
-    Volume {
-        id: id.to_string(),
-        size_bytes: 1 << 30,
-    }
+    Volume::new(id, 1 << 30)
 }
 
 #[test]

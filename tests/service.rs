@@ -119,10 +119,7 @@ impl Running {
     ) -> tokio::task::JoinHandle<Result<OperationOutput, rekindle::actors::OperationError>> {
         let request = self.handles.service.send(Route {
             backend: backend.to_string(),
-            operation: Operation::CreateVolume(Volume {
-                id: id.to_string(),
-                size_bytes: 1,
-            }),
+            operation: Operation::CreateVolume(Volume::new(id, 1)),
         });
         actix::spawn(async move { request.await.expect("service alive") })
     }

@@ -226,6 +226,7 @@ impl Controller {
             shell.board.clone(),
             shell.notifier.clone(),
         )
+        .with_records(shell.records.clone())
         .start();
         let controller = Controller {
             plan,

@@ -72,6 +72,8 @@ pub struct Shell {
     pub scheduler: Option<Recipient<CapabilitiesReport>>,
     /// Sees every step (costs a lifecycle clone per event when set).
     pub observer: Option<Observer>,
+    /// Durable records (service rows are written here when set).
+    pub records: Option<std::rc::Rc<crate::records::Records>>,
     /// A planted bug, for showing that the simulator catches it: timed-out
     /// or replaced setups are not abandoned. Never set in production.
     pub plant_bug_keep_hung_setups: bool,
@@ -88,6 +90,7 @@ impl Shell {
             registry,
             scheduler: None,
             observer: None,
+            records: None,
             plant_bug_keep_hung_setups: false,
         }
     }
@@ -122,6 +125,8 @@ pub enum Operation {
         /// The host detaching.
         connector: Connector,
     },
+    /// Where the volume's data lives on this host (`locate`).
+    Locate(Volume),
     /// `backup`.
     Backup {
         /// The backup.
@@ -151,6 +156,8 @@ pub enum OperationOutput {
     Done,
     /// Connection info for the attaching host.
     Connection(ConnectionInfo),
+    /// Where a volume's data lives.
+    Location(Option<crate::driver::VolumeLocation>),
 }
 
 /// Why an operation did not succeed.
@@ -529,6 +536,10 @@ impl DriverActor {
                         .await
                         .map(|()| OperationOutput::Done)
                 })
+            }
+            Operation::Locate(v) => {
+                let d = volume_driver()?;
+                Box::pin(async move { d.locate(&v).await.map(OperationOutput::Location) })
             }
             Operation::Backup { backup, volume } => {
                 let d = backup_driver()?;

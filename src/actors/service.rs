@@ -74,6 +74,7 @@ pub struct Service {
     notifier: Notifier,
     backends: BTreeMap<String, Backend>,
     backup_timeout_reported: bool,
+    records: Option<std::rc::Rc<crate::records::Records>>,
 }
 
 impl Service {
@@ -93,7 +94,14 @@ impl Service {
             notifier,
             backends: BTreeMap::new(),
             backup_timeout_reported: false,
+            records: None,
         }
+    }
+
+    /// Also writes service rows to `records` on every heartbeat.
+    pub fn with_records(mut self, records: Option<std::rc::Rc<crate::records::Records>>) -> Self {
+        self.records = records;
+        self
     }
 
     /// Up when Ready now or within `service_down_time`.
@@ -141,6 +149,12 @@ impl Service {
                 });
                 self.notifier
                     .emit("backup.init.failure", Some(&name), now, payload);
+            }
+            if let Some(records) = &self.records {
+                let state = if up { "up" } else { "down" };
+                if let Err(error) = records.put_service(&name, binary, &host, state, &stamp) {
+                    tracing::error!(%error, "cannot record the service heartbeat");
+                }
             }
             self.board.set_service(ServiceStatus {
                 binary: binary.to_string(),

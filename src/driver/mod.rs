@@ -8,10 +8,12 @@
 pub mod backup;
 pub mod connector;
 pub mod fault;
+pub mod posix;
+pub mod qemu;
 pub mod registry;
 pub mod volume;
 
 pub use backup::{BackupDriver, BackupId, BackupRecord};
 pub use connector::Connector;
 pub use registry::{DriverContext, DriverRegistry, DriverSpec, Kind};
-pub use volume::{Capabilities, ConnectionInfo, Volume, VolumeDriver};
+pub use volume::{Capabilities, ConnectionInfo, Volume, VolumeDriver, VolumeLocation};

@@ -103,9 +103,26 @@ pub struct DriverRegistry {
 }
 
 impl DriverRegistry {
-    /// A registry with rekindle's own drivers (`fault` for volumes and backups).
+    /// A registry with rekindle's own drivers: `fault` (volumes and
+    /// backups), `qemu` (volumes) and `posix` (backups), without durable
+    /// export records.
     pub fn with_builtin() -> Self {
+        Self::with_records(None)
+    }
+
+    /// [`DriverRegistry::with_builtin`] whose `qemu` driver records its
+    /// exports in `records` (so they survive restarts).
+    pub fn with_records(records: Option<Rc<crate::records::Records>>) -> Self {
         let mut registry = DriverRegistry::default();
+        registry.register(Kind::Volume, "qemu", move |ctx| {
+            let driver = super::qemu::QemuDriver::from_context(ctx, records.clone())?;
+            Ok(AnyDriver::Volume(Rc::new(driver)))
+        });
+        registry.register(Kind::Backup, "posix", |ctx| {
+            Ok(AnyDriver::Backup(Rc::new(
+                super::posix::PosixBackupDriver::from_context(ctx)?,
+            )))
+        });
         let probes = registry.faults.clone();
         registry.register(Kind::Volume, "fault", move |ctx| {
             let driver = fault::FaultDriver::from_context(ctx, probes.probe(&ctx.spec.backend))?;

@@ -16,6 +16,30 @@ pub struct Volume {
     pub id: String,
     /// Size in bytes.
     pub size_bytes: u64,
+    /// Where its data lives on this host, when a backup or restore needs it
+    /// (filled in from the volume driver's [`VolumeDriver::locate`]).
+    #[serde(default)]
+    pub location: Option<VolumeLocation>,
+}
+
+impl Volume {
+    /// A volume with no known location.
+    pub fn new(id: impl Into<String>, size_bytes: u64) -> Self {
+        Volume {
+            id: id.into(),
+            size_bytes,
+            location: None,
+        }
+    }
+}
+
+/// A volume's data on this host: an image file and its format.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeLocation {
+    /// The image file.
+    pub path: std::path::PathBuf,
+    /// `raw` or `qcow2`.
+    pub format: String,
 }
 
 /// Capabilities a Ready volume driver reports to the scheduler.
@@ -85,4 +109,10 @@ pub trait VolumeDriver {
         volume: &Volume,
         connector: &Connector,
     ) -> Result<(), DriverError>;
+
+    /// Where the volume's data lives on this host, if the driver keeps it
+    /// locally (backups read it from there). Default: not local.
+    async fn locate(&self, _volume: &Volume) -> Result<Option<VolumeLocation>, DriverError> {
+        Ok(None)
+    }
 }

@@ -154,10 +154,7 @@ impl Simulation {
                 Action::CreateVolume { backend, volume } => {
                     let request = handles.service.send(Route {
                         backend: backend.clone(),
-                        operation: Operation::CreateVolume(Volume {
-                            id: volume.clone(),
-                            size_bytes: 1 << 30,
-                        }),
+                        operation: Operation::CreateVolume(Volume::new(volume.clone(), 1 << 30)),
                     });
                     let outcomes = recorder.clone();
                     let backend = backend.clone();

@@ -1,0 +1,490 @@
+//! The `qemu` volume driver: image files (qcow2 or raw) made with `qemu-img`, exported
+//! to the attaching host by a `qemu-nbd` server per volume; exports are recorded
+//! durably and re-adopted (or restarted, or removed) when the driver is set up again.
+//!
+//! Options: `volumes_dir` (required), `volume_format = qcow2 | raw` (default
+//! qcow2), `export_host` (default 127.0.0.1), `export_port_range` (default
+//! `10809-10908`), `qemu_img` / `qemu_nbd` (binaries, default from `PATH`).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::json;
+
+use super::{
+    Capabilities, ConnectionInfo, Connector, DriverContext, Volume, VolumeDriver, VolumeLocation,
+};
+use crate::lifecycle::DriverError;
+use crate::records::{ExportRow, Records};
+
+/// The driver's version, reported in capabilities.
+pub const VERSION: &str = "1.0.0";
+
+fn config(option: &str, value: &str, problem: &str) -> DriverError {
+    DriverError::Config(format!("option `{option}` = `{value}`: {problem}").into())
+}
+
+fn other(message: String) -> DriverError {
+    DriverError::Other(message.into())
+}
+
+/// Finds `program` on `PATH` (or checks it as a path).
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    if program.contains('/') {
+        let path = PathBuf::from(program);
+        return path.is_file().then_some(path);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// Refuses any volume id that is not a UUID, before a path is built from it.
+pub fn checked_volume_id(id: &str) -> Result<uuid::Uuid, DriverError> {
+    uuid::Uuid::parse_str(id)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == id.to_ascii_lowercase())
+        .ok_or_else(|| other(format!("invalid volume id {id:?}: volume ids are UUIDs (for example 1b4e28ba-2fa1-11d2-883f-0016d3cca427)")))
+}
+
+struct Export {
+    pid: u32,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+/// The `qemu` volume driver.
+pub struct QemuDriver {
+    backend: String,
+    volumes_dir: PathBuf,
+    format: &'static str,
+    export_host: IpAddr,
+    ports: RangeInclusive<u16>,
+    qemu_img: String,
+    qemu_nbd: String,
+    records: Option<Rc<Records>>,
+    exports: RefCell<BTreeMap<String, Export>>,
+}
+
+impl QemuDriver {
+    /// Builds the driver from the backend's options; bad values are fatal
+    /// `Config` errors naming the option.
+    pub fn from_context(
+        ctx: &DriverContext,
+        records: Option<Rc<Records>>,
+    ) -> Result<Self, DriverError> {
+        let opt = |k: &str| ctx.spec.options.get(k).map(|v| v.trim().to_string());
+        let volumes_dir = opt("volumes_dir")
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| {
+                DriverError::Config("option `volumes_dir` is required by the qemu driver".into())
+            })?;
+        let format = match opt("volume_format").as_deref() {
+            None | Some("qcow2") => "qcow2",
+            Some("raw") => "raw",
+            Some(other) => return Err(config("volume_format", other, "expected qcow2 or raw")),
+        };
+        let host = opt("export_host").unwrap_or_else(|| "127.0.0.1".to_string());
+        let export_host = host
+            .parse()
+            .map_err(|_| config("export_host", &host, "not an IP address"))?;
+        let range = opt("export_port_range").unwrap_or_else(|| "10809-10908".to_string());
+        let ports = range
+            .split_once('-')
+            .and_then(|(a, b)| Some(a.trim().parse::<u16>().ok()?..=b.trim().parse::<u16>().ok()?))
+            .filter(|r| r.start() <= r.end() && *r.start() > 0)
+            .ok_or_else(|| {
+                config(
+                    "export_port_range",
+                    &range,
+                    "expected FIRST-LAST, for example 10809-10908",
+                )
+            })?;
+        Ok(QemuDriver {
+            backend: ctx.spec.backend.clone(),
+            volumes_dir: PathBuf::from(volumes_dir),
+            format,
+            export_host,
+            ports,
+            qemu_img: opt("qemu_img").unwrap_or_else(|| "qemu-img".to_string()),
+            qemu_nbd: opt("qemu_nbd").unwrap_or_else(|| "qemu-nbd".to_string()),
+            records,
+            exports: RefCell::default(),
+        })
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf, DriverError> {
+        let id = checked_volume_id(id)?;
+        Ok(self
+            .volumes_dir
+            .join(format!("volume-{}.{}", id.hyphenated(), self.format)))
+    }
+
+    fn record_error(e: crate::records::RecordsError) -> DriverError {
+        other(e.to_string())
+    }
+
+    async fn qemu_img(&self, args: &[&std::ffi::OsStr]) -> Result<(), DriverError> {
+        let out = tokio::process::Command::new(&self.qemu_img)
+            .args(args)
+            .output()
+            .await
+            .map_err(|e| DriverError::MissingLibrary(format!("{}: {e}", self.qemu_img).into()))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(DriverError::backend(format!(
+                "qemu-img {}: {}",
+                args.first()
+                    .map(|a| a.to_string_lossy())
+                    .unwrap_or_default(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+
+    fn start_server(&self, id: &str, path: &Path, port: u16) -> Result<Export, DriverError> {
+        use std::os::unix::process::CommandExt;
+        let child = std::process::Command::new(&self.qemu_nbd)
+            .arg("--persistent")
+            .arg("--shared=8")
+            .arg(format!("--format={}", self.format))
+            .arg(format!("--export-name={id}"))
+            .arg(format!("--bind={}", self.export_host))
+            .arg(format!("--port={port}"))
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            // Its own process group: a Ctrl-C or restart of the daemon does
+            // not take the export (and the compute host's disk) down.
+            .process_group(0)
+            .spawn()
+            .map_err(|e| DriverError::MissingLibrary(format!("{}: {e}", self.qemu_nbd).into()))?;
+        Ok(Export {
+            pid: child.id(),
+            port,
+            child: Some(child),
+        })
+    }
+
+    async fn wait_listening(&self, port: u16) -> Result<(), DriverError> {
+        let addr = SocketAddr::new(self.export_host, port);
+        for _ in 0..250 {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(DriverError::backend(format!(
+            "qemu-nbd did not listen on {addr} within 5s"
+        )))
+    }
+
+    fn free_port(&self) -> Result<u16, DriverError> {
+        let used: Vec<u16> = self.exports.borrow().values().map(|e| e.port).collect();
+        self.ports
+            .clone()
+            .filter(|p| !used.contains(p))
+            .find(|p| TcpListener::bind(SocketAddr::new(self.export_host, *p)).is_ok())
+            .ok_or_else(|| {
+                DriverError::backend(format!(
+                    "no free port in export_port_range {}-{}",
+                    self.ports.start(),
+                    self.ports.end()
+                ))
+            })
+    }
+
+    /// Re-adopts recorded exports whose server is alive, restarts dead ones,
+    /// and removes those whose volume is gone.
+    async fn adopt_exports(&self) -> Result<(), DriverError> {
+        let Some(records) = &self.records else {
+            return Ok(());
+        };
+        for row in records.exports(&self.backend).map_err(Self::record_error)? {
+            let path = self.path(&row.volume_id)?;
+            let alive = pid_alive(row.pid, &row.volume_id);
+            if !path.exists() {
+                if alive {
+                    stop_pid(row.pid).await;
+                }
+                records
+                    .delete_export(&row.volume_id)
+                    .map_err(Self::record_error)?;
+                tracing::warn!(backend = %self.backend, volume = %row.volume_id, "export removed: its volume is gone");
+                continue;
+            }
+            let export = if alive {
+                Export {
+                    pid: row.pid,
+                    port: row.port,
+                    child: None,
+                }
+            } else {
+                let export = self.start_server(&row.volume_id, &path, row.port)?;
+                self.wait_listening(row.port).await?;
+                records
+                    .put_export(&ExportRow {
+                        pid: export.pid,
+                        ..row.clone()
+                    })
+                    .map_err(Self::record_error)?;
+                tracing::info!(backend = %self.backend, volume = %row.volume_id, port = row.port, "export restarted");
+                export
+            };
+            self.exports
+                .borrow_mut()
+                .insert(row.volume_id.clone(), export);
+        }
+        Ok(())
+    }
+}
+
+/// True if `pid` runs a qemu-nbd serving `volume_id`.
+fn pid_alive(pid: u32, volume_id: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|cmd| {
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("qemu-nbd") && cmd.contains(volume_id)
+        })
+        .unwrap_or(false)
+}
+
+async fn stop_pid(pid: u32) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    for _ in 0..100 {
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn dir_usage(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.blocks() * 512)
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[async_trait(?Send)]
+impl VolumeDriver for QemuDriver {
+    async fn do_setup(&self) -> Result<(), DriverError> {
+        for program in [&self.qemu_img, &self.qemu_nbd] {
+            if find_program(program).is_none() {
+                return Err(DriverError::MissingLibrary(
+                    format!("`{program}` not found (install qemu-utils)").into(),
+                ));
+            }
+        }
+        let dir = &self.volumes_dir;
+        if !dir.is_dir() {
+            return Err(DriverError::backend(format!(
+                "volumes_dir {} does not exist (yet)",
+                dir.display()
+            )));
+        }
+        let probe = dir.join(".rekindle-write-probe");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                DriverError::backend(format!(
+                    "volumes_dir {} is not writable: {e}",
+                    dir.display()
+                ))
+            })?;
+        self.adopt_exports().await
+    }
+
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        self.qemu_img(&["--version".as_ref()]).await
+    }
+
+    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
+        let stat = rustix::fs::statvfs(&self.volumes_dir).map_err(|e| {
+            DriverError::backend(format!("volumes_dir {}: {e}", self.volumes_dir.display()))
+        })?;
+        let mut extra = BTreeMap::new();
+        extra.insert(
+            "allocated_capacity_bytes".to_string(),
+            dir_usage(&self.volumes_dir).to_string(),
+        );
+        extra.insert("volume_format".to_string(), self.format.to_string());
+        Ok(Capabilities {
+            volume_backend_name: self.backend.clone(),
+            driver_version: VERSION.to_string(),
+            storage_protocol: "nbd".to_string(),
+            total_capacity_bytes: stat.f_blocks * stat.f_frsize,
+            free_capacity_bytes: stat.f_bavail * stat.f_frsize,
+            extra,
+        })
+    }
+
+    async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
+        let path = self.path(&volume.id)?;
+        let size = volume.size_bytes.to_string();
+        self.qemu_img(&[
+            "create".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            self.format.as_ref(),
+            path.as_os_str(),
+            size.as_ref(),
+        ])
+        .await
+    }
+
+    async fn delete_volume(&self, volume: &Volume) -> Result<(), DriverError> {
+        let path = self.path(&volume.id)?;
+        if self.exports.borrow().contains_key(&volume.id) {
+            return Err(other(format!(
+                "volume {} is exported; detach it first",
+                volume.id
+            )));
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(DriverError::backend(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    async fn create_export(
+        &self,
+        volume: &Volume,
+        connector: &Connector,
+    ) -> Result<(), DriverError> {
+        let path = self.path(&volume.id)?;
+        // This driver needs the host and a valid ip: refused before anything
+        // is exported.
+        let host = connector
+            .require_host()
+            .map_err(|e| other(e.to_string()))?
+            .to_string();
+        connector.require_ip().map_err(|e| other(e.to_string()))?;
+        if self.exports.borrow().contains_key(&volume.id) {
+            return Ok(());
+        }
+        if !path.exists() {
+            return Err(other(format!(
+                "volume {} does not exist on backend {}",
+                volume.id, self.backend
+            )));
+        }
+        let port = self.free_port()?;
+        let export = self.start_server(&volume.id, &path, port)?;
+        let pid = export.pid;
+        self.exports.borrow_mut().insert(volume.id.clone(), export);
+        if let Err(e) = self.wait_listening(port).await {
+            self.remove_export(volume).await.ok();
+            return Err(e);
+        }
+        if let Some(records) = &self.records {
+            let row = ExportRow {
+                volume_id: volume.id.clone(),
+                backend: self.backend.clone(),
+                pid,
+                host: self.export_host.to_string(),
+                port,
+                connector_host: host,
+            };
+            records.put_export(&row).map_err(Self::record_error)?;
+        }
+        Ok(())
+    }
+
+    async fn remove_export(&self, volume: &Volume) -> Result<(), DriverError> {
+        checked_volume_id(&volume.id)?;
+        let export = self.exports.borrow_mut().remove(&volume.id);
+        if let Some(mut export) = export {
+            match export.child.as_mut() {
+                Some(child) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+                None => stop_pid(export.pid).await,
+            }
+        }
+        if let Some(records) = &self.records {
+            records
+                .delete_export(&volume.id)
+                .map_err(Self::record_error)?;
+        }
+        Ok(())
+    }
+
+    async fn initialize_connection(
+        &self,
+        volume: &Volume,
+        _connector: &Connector,
+    ) -> Result<ConnectionInfo, DriverError> {
+        // Cheap and idempotent: only reads the export.
+        let exports = self.exports.borrow();
+        let export = exports.get(&volume.id).ok_or_else(|| {
+            other(format!(
+                "volume {} is not exported; create_export first",
+                volume.id
+            ))
+        })?;
+        let mut data = BTreeMap::new();
+        data.insert("host".to_string(), json!(self.export_host.to_string()));
+        data.insert("port".to_string(), json!(export.port));
+        data.insert("export_name".to_string(), json!(volume.id));
+        Ok(ConnectionInfo {
+            driver_volume_type: "nbd".to_string(),
+            data,
+        })
+    }
+
+    async fn terminate_connection(
+        &self,
+        volume: &Volume,
+        _connector: &Connector,
+    ) -> Result<(), DriverError> {
+        checked_volume_id(&volume.id).map(drop)
+    }
+
+    async fn locate(&self, volume: &Volume) -> Result<Option<VolumeLocation>, DriverError> {
+        Ok(Some(VolumeLocation {
+            path: self.path(&volume.id)?,
+            format: self.format.to_string(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_ids_must_be_uuids_before_any_path_is_built() {
+        assert!(checked_volume_id("1b4e28ba-2fa1-11d2-883f-0016d3cca427").is_ok());
+        for bad in [
+            "../etc/passwd",
+            "a/b",
+            "",
+            "1b4e28ba2fa111d2883f0016d3cca427",
+            "1b4e28ba-2fa1-11d2-883f-0016d3cca427/..",
+        ] {
+            let e = checked_volume_id(bad).expect_err(bad);
+            assert!(e.to_string().contains("volume ids are UUIDs"), "{e}");
+        }
+    }
+}

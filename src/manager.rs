@@ -1,0 +1,390 @@
+//! Manager: user operations on volumes and backups (create, delete, attach, detach,
+//! back up, restore, list), each recorded durably before it is acknowledged, routed
+//! to the backends through the service, with crash recovery at start-up.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use thiserror::Error;
+
+use crate::actors::service::Route;
+use crate::actors::{Handles, Operation, OperationError, OperationOutput};
+use crate::config::BACKUP_BACKEND;
+use crate::driver::{BackupRecord, Connector, Kind, Volume};
+use crate::lifecycle::StateName;
+use crate::records::{Records, RecordsError};
+
+/// Why a user operation failed.
+#[derive(Debug, Error)]
+pub enum ManagerError {
+    /// The request is invalid (unknown id, bad size, wrong status).
+    #[error("{0}")]
+    Invalid(String),
+    /// The backend refused or failed.
+    #[error(transparent)]
+    Operation(#[from] OperationError),
+    /// The records database failed.
+    #[error(transparent)]
+    Records(#[from] RecordsError),
+}
+
+/// Carries out user operations for one service.
+#[derive(Clone)]
+pub struct Manager {
+    handles: Handles,
+    records: Rc<Records>,
+}
+
+fn invalid(message: impl Into<String>) -> ManagerError {
+    ManagerError::Invalid(message.into())
+}
+
+impl Manager {
+    /// A manager over a running service and its records.
+    pub fn new(handles: Handles, records: Rc<Records>) -> Self {
+        Manager { handles, records }
+    }
+
+    async fn route(
+        &self,
+        backend: &str,
+        operation: Operation,
+    ) -> Result<OperationOutput, ManagerError> {
+        let request = self.handles.service.send(Route {
+            backend: backend.to_string(),
+            operation,
+        });
+        match request.await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(OperationError::Cancelled(backend.to_string()).into()),
+        }
+    }
+
+    fn volume(&self, id: &str) -> Result<crate::records::VolumeRow, ManagerError> {
+        self.records
+            .volume(id)?
+            .ok_or_else(|| invalid(format!("no volume {id}")))
+    }
+
+    /// Creates a volume of `size` (`1G`, `512M`, bytes) on `backend`.
+    pub async fn create_volume(&self, size: &str, backend: &str) -> Result<Value, ManagerError> {
+        let size_bytes = crate::driver::posix::parse_size(size)
+            .filter(|s| *s > 0)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "--size {size:?}: expected a size such as 1G or 512M"
+                ))
+            })?;
+        let kind = self.handles.shell.board.backend(backend).map(|b| b.kind);
+        if kind != Some(Kind::Volume) {
+            return Err(invalid(format!(
+                "--backend {backend:?}: no volume backend of that name"
+            )));
+        }
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        self.records
+            .insert_volume(&id, backend, size_bytes, "creating")?;
+        match self
+            .route(
+                backend,
+                Operation::CreateVolume(Volume::new(&id, size_bytes)),
+            )
+            .await
+        {
+            Ok(_) => {
+                self.records.set_volume_status(&id, "available")?;
+                Ok(
+                    json!({ "id": id, "backend": backend, "size_bytes": size_bytes, "status": "available" }),
+                )
+            }
+            Err(error) => {
+                // Refused before anything happened: no record of a volume
+                // that never existed. Failed in the driver: kept as error.
+                if matches!(
+                    error,
+                    ManagerError::Operation(OperationError::Refused { .. })
+                ) {
+                    self.records.delete_volume(&id)?;
+                } else {
+                    self.records.set_volume_status(&id, "error")?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Deletes a volume.
+    pub async fn delete_volume(&self, id: &str) -> Result<Value, ManagerError> {
+        let row = self.volume(id)?;
+        if row.status == "in-use" {
+            return Err(invalid(format!("volume {id} is in-use: detach it first")));
+        }
+        self.records.set_volume_status(id, "deleting")?;
+        self.route(
+            &row.backend,
+            Operation::DeleteVolume(Volume::new(id, row.size_bytes)),
+        )
+        .await?;
+        self.records.delete_volume(id)?;
+        Ok(json!({ "id": id, "status": "deleted" }))
+    }
+
+    /// `create_export` then `initialize_connection` with `connector`.
+    pub async fn attach(&self, id: &str, connector: Connector) -> Result<Value, ManagerError> {
+        let row = self.volume(id)?;
+        if row.status != "available" && row.status != "in-use" {
+            return Err(invalid(format!(
+                "volume {id} is {}: only available volumes attach",
+                row.status
+            )));
+        }
+        let output = self
+            .route(
+                &row.backend,
+                Operation::Attach {
+                    volume: Volume::new(id, row.size_bytes),
+                    connector,
+                },
+            )
+            .await?;
+        self.records.set_volume_status(id, "in-use")?;
+        match output {
+            OperationOutput::Connection(info) => Ok(serde_json::to_value(info).unwrap_or_default()),
+            other => Err(invalid(format!(
+                "unexpected answer from the driver: {other:?}"
+            ))),
+        }
+    }
+
+    /// `terminate_connection` then `remove_export`.
+    pub async fn detach(&self, id: &str) -> Result<Value, ManagerError> {
+        let row = self.volume(id)?;
+        let volume = Volume::new(id, row.size_bytes);
+        self.route(
+            &row.backend,
+            Operation::Detach {
+                volume,
+                connector: Connector::default(),
+            },
+        )
+        .await?;
+        self.records.set_volume_status(id, "available")?;
+        Ok(json!({ "id": id, "status": "available" }))
+    }
+
+    fn backup_ready(&self) -> Result<(), ManagerError> {
+        match self.handles.shell.board.backend(BACKUP_BACKEND) {
+            None => Err(invalid("no backup service is configured (backup_driver)")),
+            Some(b) if b.state == StateName::Ready => Ok(()),
+            Some(b) => Err(invalid(format!(
+                "the backup service is down: backend `{}` is {}{}{}; no backup was created",
+                b.name,
+                b.state,
+                b.next_retry
+                    .map(|t| format!(", next retry at {t}"))
+                    .unwrap_or_default(),
+                b.last_error.map(|e| format!(" ({e})")).unwrap_or_default(),
+            ))),
+        }
+    }
+
+    async fn located(&self, row: &crate::records::VolumeRow) -> Result<Volume, ManagerError> {
+        let mut volume = Volume::new(&row.id, row.size_bytes);
+        if let OperationOutput::Location(location) = self
+            .route(&row.backend, Operation::Locate(volume.clone()))
+            .await?
+        {
+            volume.location = location;
+        }
+        Ok(volume)
+    }
+
+    /// Backs a volume up.
+    pub async fn create_backup(&self, volume_id: &str) -> Result<Value, ManagerError> {
+        self.backup_ready()?;
+        let row = self.volume(volume_id)?;
+        if row.status != "available" && row.status != "in-use" {
+            return Err(invalid(format!(
+                "volume {volume_id} is {}: cannot back it up",
+                row.status
+            )));
+        }
+        let volume = self.located(&row).await?;
+        let id = uuid::Uuid::new_v4().hyphenated().to_string();
+        self.records.insert_backup(&id, volume_id)?;
+        let record = BackupRecord {
+            id: id.clone(),
+            volume_id: volume_id.to_string(),
+            size_bytes: row.size_bytes,
+        };
+        // Conservative: from here on data may reach the store.
+        self.records.set_backup_reached(&id, true)?;
+        match self
+            .route(
+                BACKUP_BACKEND,
+                Operation::Backup {
+                    backup: record,
+                    volume,
+                },
+            )
+            .await
+        {
+            Ok(_) => {
+                self.records
+                    .set_backup(&id, "available", Some(row.size_bytes), None)?;
+                Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
+            }
+            Err(error) => {
+                if matches!(
+                    error,
+                    ManagerError::Operation(OperationError::Refused { .. })
+                ) {
+                    // Refused before the driver ran: nothing reached the store.
+                    self.records.set_backup_reached(&id, false)?;
+                }
+                self.records.set_backup(&id, "error", None, None)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Restores a backup into an existing volume.
+    pub async fn restore(&self, backup_id: &str, volume_id: &str) -> Result<Value, ManagerError> {
+        self.backup_ready()?;
+        let backup = self
+            .records
+            .backup(backup_id)?
+            .ok_or_else(|| invalid(format!("no backup {backup_id}")))?;
+        if backup.status != "available" {
+            return Err(invalid(format!(
+                "backup {backup_id} is {}: only available backups restore",
+                backup.status
+            )));
+        }
+        let row = self.volume(volume_id)?;
+        if row.status != "available" {
+            return Err(invalid(format!(
+                "volume {volume_id} is {}: restore needs an available volume",
+                row.status
+            )));
+        }
+        let volume = self.located(&row).await?;
+        self.records
+            .set_backup(backup_id, "restoring", None, Some(volume_id))?;
+        self.records
+            .set_volume_status(volume_id, "restoring-backup")?;
+        let record = BackupRecord {
+            id: backup_id.to_string(),
+            volume_id: backup.volume_id.clone(),
+            size_bytes: backup.size_bytes,
+        };
+        let result = self
+            .route(
+                BACKUP_BACKEND,
+                Operation::Restore {
+                    backup: record,
+                    volume,
+                },
+            )
+            .await;
+        self.records
+            .set_backup(backup_id, "available", None, None)?;
+        match result {
+            Ok(_) => {
+                self.records.set_volume_status(volume_id, "available")?;
+                Ok(json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restored" }))
+            }
+            Err(error) => {
+                self.records.set_volume_status(volume_id, "error")?;
+                Err(error)
+            }
+        }
+    }
+
+    /// Deletes a backup. One in `error` that never reached the backup store
+    /// is deleted without the driver (even while the backup service is down).
+    pub async fn delete_backup(&self, id: &str) -> Result<Value, ManagerError> {
+        let backup = self
+            .records
+            .backup(id)?
+            .ok_or_else(|| invalid(format!("no backup {id}")))?;
+        if backup.status == "error" && !backup.reached_backend {
+            self.records.delete_backup(id)?;
+            return Ok(json!({ "id": id, "status": "deleted", "reached_backend": false }));
+        }
+        if backup.status == "creating" || backup.status == "restoring" {
+            return Err(invalid(format!(
+                "backup {id} is {}: wait for it to finish",
+                backup.status
+            )));
+        }
+        self.backup_ready()?;
+        self.records.set_backup(id, "deleting", None, None)?;
+        let record = BackupRecord {
+            id: id.to_string(),
+            volume_id: backup.volume_id,
+            size_bytes: backup.size_bytes,
+        };
+        self.route(BACKUP_BACKEND, Operation::DeleteBackup(record))
+            .await?;
+        self.records.delete_backup(id)?;
+        Ok(json!({ "id": id, "status": "deleted" }))
+    }
+
+    /// Volumes and backups.
+    pub fn list(&self) -> Result<Value, ManagerError> {
+        Ok(json!({ "volumes": self.records.volumes()?, "backups": self.records.backups()? }))
+    }
+
+    /// Resolves records a crash left in transitional states (with a
+    /// notification each), then resumes interrupted deletions once their
+    /// backends are Ready (waiting up to `patience`).
+    pub async fn recover(&self, patience: Duration) -> Result<(), ManagerError> {
+        let now = self.handles.shell.clock.now();
+        for r in self.records.recover()? {
+            self.handles.shell.notifier.emit(
+                "record.recovered",
+                None,
+                now,
+                json!({ "kind": r.kind, "id": r.id, "from": r.from, "to": r.to }),
+            );
+        }
+        let deadline = actix::clock::Instant::now() + patience;
+        for backup in self
+            .records
+            .backups()?
+            .into_iter()
+            .filter(|b| b.status == "deleting")
+        {
+            while self.backup_ready().is_err() && actix::clock::Instant::now() < deadline {
+                actix::clock::sleep(Duration::from_millis(500)).await;
+            }
+            if let Err(error) = self.delete_backup(&backup.id).await {
+                tracing::error!(backup = %backup.id, %error, "resumed deletion failed");
+            }
+        }
+        for volume in self
+            .records
+            .volumes()?
+            .into_iter()
+            .filter(|v| v.status == "deleting")
+        {
+            while self
+                .handles
+                .shell
+                .board
+                .backend(&volume.backend)
+                .map(|b| b.state)
+                != Some(StateName::Ready)
+                && actix::clock::Instant::now() < deadline
+            {
+                actix::clock::sleep(Duration::from_millis(500)).await;
+            }
+            if let Err(error) = self.delete_volume(&volume.id).await {
+                tracing::error!(volume = %volume.id, %error, "resumed deletion failed");
+            }
+        }
+        Ok(())
+    }
+}

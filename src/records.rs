@@ -1,0 +1,535 @@
+//! Records: durable volume, export, backup and service rows in embedded SQLite
+//! (one connection owner; every state change is written before it is acknowledged).
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use thiserror::Error;
+
+/// A database problem, naming the file.
+#[derive(Debug, Error)]
+#[error("records database {path}: {source}")]
+pub struct RecordsError {
+    /// The database file (`:memory:` for tests).
+    pub path: PathBuf,
+    /// The SQLite error.
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// A volume row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VolumeRow {
+    /// UUID.
+    pub id: String,
+    /// Backend that holds it.
+    pub backend: String,
+    /// Size in bytes.
+    pub size_bytes: u64,
+    /// `creating`, `available`, `in-use`, `deleting`, `error`, ...
+    pub status: String,
+    /// Last update (RFC 3339).
+    pub updated_at: String,
+}
+
+/// An export row: a running NBD server for a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExportRow {
+    /// The exported volume.
+    pub volume_id: String,
+    /// Its backend.
+    pub backend: String,
+    /// The server's process id.
+    pub pid: u32,
+    /// Where it listens.
+    pub host: String,
+    /// Its port.
+    pub port: u16,
+    /// The connector host it was exported for.
+    pub connector_host: String,
+}
+
+/// A backup row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupRow {
+    /// UUID.
+    pub id: String,
+    /// Source volume.
+    pub volume_id: String,
+    /// `creating`, `available`, `restoring`, `deleting`, `error`.
+    pub status: String,
+    /// Bytes backed up.
+    pub size_bytes: u64,
+    /// Whether any data reached the backup store.
+    pub reached_backend: bool,
+    /// The volume a restore writes to, while restoring.
+    pub restore_target: Option<String>,
+    /// Last update (RFC 3339).
+    pub updated_at: String,
+}
+
+/// A service row, like `cinder service-list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceRow {
+    /// `cinder-volume` or `cinder-backup`.
+    pub binary: String,
+    /// `host@backend` or `host`.
+    pub host: String,
+    /// The backend.
+    pub backend: String,
+    /// `up` or `down`.
+    pub state: String,
+    /// Last heartbeat.
+    pub updated_at: String,
+}
+
+/// A record a crash left in a transitional state, and what it became.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Recovered {
+    /// `volume` or `backup`.
+    pub kind: &'static str,
+    /// Its id.
+    pub id: String,
+    /// The status it was left in.
+    pub from: String,
+    /// The status it was resolved to (`deleting` = the deletion resumes).
+    pub to: String,
+}
+
+/// The records database.
+pub struct Records {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS volumes (
+    id TEXT PRIMARY KEY, backend TEXT NOT NULL, size_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS exports (
+    volume_id TEXT PRIMARY KEY, backend TEXT NOT NULL, pid INTEGER NOT NULL,
+    host TEXT NOT NULL, port INTEGER NOT NULL, connector_host TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS backups (
+    id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, status TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL, reached_backend INTEGER NOT NULL,
+    restore_target TEXT, updated_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS services (
+    backend TEXT PRIMARY KEY, binary TEXT NOT NULL, host TEXT NOT NULL,
+    state TEXT NOT NULL, updated_at TEXT NOT NULL);
+";
+
+impl Records {
+    /// Opens (creating) `state_dir/rekindle.sqlite`.
+    pub fn open(state_dir: &Path) -> Result<Records, RecordsError> {
+        let path = state_dir.join("rekindle.sqlite");
+        let fail = |source| RecordsError {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir)
+            .map_err(|e| fail(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
+        let conn = Connection::open(&path).map_err(fail)?;
+        Records::init(conn, path)
+    }
+
+    /// An in-memory database (tests, simulations).
+    pub fn in_memory() -> Result<Records, RecordsError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|source| RecordsError {
+            path: path.clone(),
+            source,
+        })?;
+        Records::init(conn, path)
+    }
+
+    fn init(conn: Connection, path: PathBuf) -> Result<Records, RecordsError> {
+        let records = Records { conn, path };
+        // Durable before acknowledged: WAL with a full sync on commit.
+        records
+            .conn
+            .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
+            .and_then(|()| records.conn.execute_batch(SCHEMA))
+            .map_err(|e| records.error(e))?;
+        Ok(records)
+    }
+
+    fn error(&self, source: rusqlite::Error) -> RecordsError {
+        RecordsError {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Inserts a volume.
+    pub fn insert_volume(
+        &self,
+        id: &str,
+        backend: &str,
+        size_bytes: u64,
+        status: &str,
+    ) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "INSERT INTO volumes (id, backend, size_bytes, status, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, backend, size_bytes as i64, status, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Sets a volume's status.
+    pub fn set_volume_status(&self, id: &str, status: &str) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "UPDATE volumes SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, status, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Deletes a volume row.
+    pub fn delete_volume(&self, id: &str) -> Result<(), RecordsError> {
+        self.conn
+            .execute("DELETE FROM volumes WHERE id = ?1", params![id])
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// One volume.
+    pub fn volume(&self, id: &str) -> Result<Option<VolumeRow>, RecordsError> {
+        self.conn
+            .query_row(
+                "SELECT id, backend, size_bytes, status, updated_at FROM volumes WHERE id = ?1",
+                params![id],
+                volume_row,
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every volume, by id.
+    pub fn volumes(&self) -> Result<Vec<VolumeRow>, RecordsError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, backend, size_bytes, status, updated_at FROM volumes ORDER BY id")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt.query_map([], volume_row).map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Records (or replaces) an export.
+    pub fn put_export(&self, e: &ExportRow) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO exports (volume_id, backend, pid, host, port, connector_host) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![e.volume_id, e.backend, e.pid, e.host, e.port, e.connector_host],
+            )
+            .map(drop)
+            .map_err(|err| self.error(err))
+    }
+
+    /// The export of a volume.
+    pub fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, RecordsError> {
+        self.conn
+            .query_row(
+                "SELECT volume_id, backend, pid, host, port, connector_host FROM exports WHERE volume_id = ?1",
+                params![volume_id],
+                export_row,
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every export of a backend.
+    pub fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, RecordsError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT volume_id, backend, pid, host, port, connector_host FROM exports WHERE backend = ?1 ORDER BY volume_id")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map(params![backend], export_row)
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Forgets an export.
+    pub fn delete_export(&self, volume_id: &str) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "DELETE FROM exports WHERE volume_id = ?1",
+                params![volume_id],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Inserts a backup in `creating`.
+    pub fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "INSERT INTO backups (id, volume_id, status, size_bytes, reached_backend, restore_target, updated_at) VALUES (?1, ?2, 'creating', 0, 0, NULL, ?3)",
+                params![id, volume_id, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Updates a backup's status (and size, once known).
+    pub fn set_backup(
+        &self,
+        id: &str,
+        status: &str,
+        size_bytes: Option<u64>,
+        restore_target: Option<&str>,
+    ) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET status = ?2, size_bytes = COALESCE(?3, size_bytes), restore_target = ?4, updated_at = ?5 WHERE id = ?1",
+                params![id, status, size_bytes.map(|s| s as i64), restore_target, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Marks that a backup's data reached the store (it is no longer
+    /// deletable without the driver).
+    pub fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET reached_backend = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, i64::from(reached), now()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// One backup.
+    pub fn backup(&self, id: &str) -> Result<Option<BackupRow>, RecordsError> {
+        self.conn
+            .query_row(
+                "SELECT id, volume_id, status, size_bytes, reached_backend, restore_target, updated_at FROM backups WHERE id = ?1",
+                params![id],
+                backup_row,
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every backup, by id.
+    pub fn backups(&self) -> Result<Vec<BackupRow>, RecordsError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, volume_id, status, size_bytes, reached_backend, restore_target, updated_at FROM backups ORDER BY id")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt.query_map([], backup_row).map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Deletes a backup row.
+    pub fn delete_backup(&self, id: &str) -> Result<(), RecordsError> {
+        self.conn
+            .execute("DELETE FROM backups WHERE id = ?1", params![id])
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Records a service row (heartbeat).
+    pub fn put_service(
+        &self,
+        backend: &str,
+        binary: &str,
+        host: &str,
+        state: &str,
+        updated_at: &str,
+    ) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO services (backend, binary, host, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![backend, binary, host, state, updated_at],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Service rows, by backend.
+    pub fn services(&self) -> Result<Vec<ServiceRow>, RecordsError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT binary, host, backend, state, updated_at FROM services ORDER BY backend",
+            )
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(ServiceRow {
+                    binary: r.get(0)?,
+                    host: r.get(1)?,
+                    backend: r.get(2)?,
+                    state: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Resolves records a crash left in transitional states, as Cinder does:
+    /// backup `creating` -> `error`; `restoring` -> `available` (and its target
+    /// volume -> `error`); `deleting` stays `deleting` (the deletion resumes);
+    /// volume `creating` -> `error`; volume `deleting` resumes.
+    pub fn recover(&self) -> Result<Vec<Recovered>, RecordsError> {
+        let mut recovered = Vec::new();
+        for backup in self.backups()? {
+            let to = match backup.status.as_str() {
+                "creating" => "error",
+                "restoring" => {
+                    if let Some(target) = &backup.restore_target {
+                        self.set_volume_status(target, "error")?;
+                        recovered.push(Recovered {
+                            kind: "volume",
+                            id: target.clone(),
+                            from: "restoring-target".into(),
+                            to: "error".into(),
+                        });
+                    }
+                    "available"
+                }
+                "deleting" => "deleting",
+                _ => continue,
+            };
+            if to != backup.status {
+                self.set_backup(&backup.id, to, None, None)?;
+            }
+            recovered.push(Recovered {
+                kind: "backup",
+                id: backup.id,
+                from: backup.status,
+                to: to.into(),
+            });
+        }
+        for volume in self.volumes()? {
+            let to = match volume.status.as_str() {
+                "creating" => "error",
+                "deleting" => "deleting",
+                "backing-up" => "available",
+                _ => continue,
+            };
+            if to != volume.status {
+                self.set_volume_status(&volume.id, to)?;
+            }
+            recovered.push(Recovered {
+                kind: "volume",
+                id: volume.id,
+                from: volume.status,
+                to: to.into(),
+            });
+        }
+        Ok(recovered)
+    }
+}
+
+fn volume_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
+    Ok(VolumeRow {
+        id: r.get(0)?,
+        backend: r.get(1)?,
+        size_bytes: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+        status: r.get(3)?,
+        updated_at: r.get(4)?,
+    })
+}
+
+fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
+    Ok(ExportRow {
+        volume_id: r.get(0)?,
+        backend: r.get(1)?,
+        pid: r.get(2)?,
+        host: r.get(3)?,
+        port: r.get(4)?,
+        connector_host: r.get(5)?,
+    })
+}
+
+fn backup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BackupRow> {
+    Ok(BackupRow {
+        id: r.get(0)?,
+        volume_id: r.get(1)?,
+        status: r.get(2)?,
+        size_bytes: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+        reached_backend: r.get::<_, i64>(4)? != 0,
+        restore_target: r.get(5)?,
+        updated_at: r.get(6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_mid_backup_and_mid_restore_is_resolved_as_cinder_does() {
+        let r = Records::in_memory().expect("db");
+        r.insert_volume("v1", "qemu", 1, "available")
+            .expect("insert");
+        r.insert_volume("v2", "qemu", 1, "available")
+            .expect("insert");
+        r.insert_volume("v3", "qemu", 1, "creating")
+            .expect("insert");
+        r.insert_backup("b1", "v1").expect("insert");
+        r.insert_backup("b2", "v1").expect("insert");
+        r.set_backup("b2", "restoring", Some(10), Some("v2"))
+            .expect("update");
+        r.insert_backup("b3", "v1").expect("insert");
+        r.set_backup("b3", "deleting", None, None).expect("update");
+        let recovered = r.recover().expect("recover");
+        let status = |id: &str| r.backup(id).expect("read").expect("exists").status;
+        assert_eq!(status("b1"), "error");
+        assert_eq!(status("b2"), "available");
+        assert_eq!(status("b3"), "deleting");
+        assert_eq!(
+            r.volume("v2").expect("read").expect("exists").status,
+            "error"
+        );
+        assert_eq!(
+            r.volume("v3").expect("read").expect("exists").status,
+            "error"
+        );
+        assert_eq!(
+            r.volume("v1").expect("read").expect("exists").status,
+            "available"
+        );
+        assert_eq!(recovered.len(), 5, "{recovered:?}");
+    }
+
+    #[test]
+    fn rows_survive_reopening_the_file() {
+        let dir = std::env::temp_dir().join(format!("rekindle-records-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let r = Records::open(&dir).expect("open");
+            r.insert_volume("v1", "qemu", 42, "available")
+                .expect("insert");
+            r.put_export(&ExportRow {
+                volume_id: "v1".into(),
+                backend: "qemu".into(),
+                pid: 7,
+                host: "127.0.0.1".into(),
+                port: 10809,
+                connector_host: "c1".into(),
+            })
+            .expect("export");
+        }
+        let r = Records::open(&dir).expect("reopen");
+        assert_eq!(
+            r.volume("v1").expect("read").map(|v| v.size_bytes),
+            Some(42)
+        );
+        assert_eq!(r.exports("qemu").expect("read").len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
