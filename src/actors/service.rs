@@ -114,10 +114,12 @@ impl Service {
         let stamp = self.clock.timestamp(now);
         let names: Vec<String> = self.backends.keys().cloned().collect();
         for name in names {
-            let Some(status) = self.board.heartbeat(&name, now) else {
-                continue;
-            };
-            let up = self.is_up(status.last_ready, now);
+            // A backend whose actor has not published yet still gets its
+            // row (down), without a notification.
+            let status = self.board.heartbeat(&name, now);
+            let up = status
+                .as_ref()
+                .is_some_and(|s| self.is_up(s.last_ready, now));
             let Some(backend) = self.backends.get_mut(&name) else {
                 continue;
             };
@@ -125,19 +127,20 @@ impl Service {
                 Kind::Volume => ("cinder-volume", format!("{}@{name}", self.host)),
                 Kind::Backup => ("cinder-backup", self.host.clone()),
             };
-            if backend.up != Some(up) {
+            if let Some(status) = status.as_ref().filter(|_| backend.up != Some(up)) {
                 let event = if up { "service.up" } else { "service.down" };
                 let payload =
                     json!({ "binary": binary, "host": host, "state": status.state.as_str() });
                 self.notifier.emit(event, Some(&name), now, payload);
                 backend.up = Some(up);
             }
-            if backend.kind == Kind::Backup
-                && !up
-                && status.last_ready.is_none()
-                && !self.backup_timeout_reported
-                && now.since_epoch() >= self.heartbeat.backup_initialization_timeout
-            {
+            if let Some(status) = status.as_ref().filter(|s| {
+                backend.kind == Kind::Backup
+                    && !up
+                    && s.last_ready.is_none()
+                    && !self.backup_timeout_reported
+                    && now.since_epoch() >= self.heartbeat.backup_initialization_timeout
+            }) {
                 self.backup_timeout_reported = true;
                 let payload = json!({
                     "reason": format!(

@@ -1,0 +1,436 @@
+//! End to end with the real binary and real qemu tools: create, attach, write a pattern
+//! through NBD with qemu-io, detach, back up, restore into a new volume, read the pattern
+//! back; a missing backup store keeps the backup service down until it appears; kill -9
+//! in the middle of a backup is resolved at restart; SIGHUP drains an in-flight backup.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn require_qemu() {
+    for tool in ["qemu-img", "qemu-nbd", "qemu-io"] {
+        let found = Command::new(tool)
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        assert!(
+            found.is_ok_and(|s| s.success()),
+            "`{tool}` is missing: install the Debian package qemu-utils (./scripts/test does it)"
+        );
+    }
+}
+
+struct Node {
+    dir: PathBuf,
+    daemon: Option<Child>,
+    ports: (u16, u16),
+}
+
+impl Node {
+    fn new(name: &str, ports: (u16, u16), backup_store: bool, extra: &str) -> Node {
+        require_qemu();
+        let dir = std::env::temp_dir().join(format!("rekindle-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("volumes")).expect("volumes dir");
+        if backup_store {
+            std::fs::create_dir_all(dir.join("backups")).expect("backups dir");
+        }
+        let conf = format!(
+            "[DEFAULT]\nenabled_backends = qemu-1\nhost = e2e\nstate_dir = {d}/state\nbackup_driver = posix\n\
+             backup_posix_path = {d}/backups\nbackup_file_size = 1M\nbackup_periodic_initialization = true\n\
+             periodic_interval = 2s\nreport_interval = 1s\n{extra}\n[qemu-1]\nvolume_driver = qemu\n\
+             volumes_dir = {d}/volumes\nexport_port_range = {}-{}\n",
+            ports.0,
+            ports.1,
+            d = dir.display()
+        );
+        std::fs::write(dir.join("cinder.conf"), conf).expect("config");
+        std::fs::write(
+            dir.join("connector.json"),
+            r#"{"host": "compute-1", "ip": "127.0.0.1"}"#,
+        )
+        .expect("connector");
+        let mut node = Node {
+            dir,
+            daemon: None,
+            ports,
+        };
+        node.start();
+        node
+    }
+
+    fn start(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+            .arg("run")
+            .arg("--config")
+            .arg(self.dir.join("cinder.conf"))
+            .arg("--control")
+            .arg(self.dir.join("control.sock"))
+            .arg("--notifications")
+            .arg(self.dir.join("notifications.jsonl"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("daemon starts");
+        self.daemon = Some(child);
+        self.wait("the qemu backend to be ready", |n| {
+            n.backend_state("qemu-1") == "ready"
+        });
+    }
+
+    fn cli(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_rekindle"))
+            .args(args)
+            .arg("--control")
+            .arg(self.dir.join("control.sock"))
+            .output()
+            .expect("cli runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON output")
+    }
+
+    fn status(&self) -> serde_json::Value {
+        self.ok(&["status", "--json"])
+    }
+
+    fn backend_state(&self, name: &str) -> String {
+        let out = self.cli(&["status", "--json"]);
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            return String::new();
+        };
+        v["backends"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["name"] == name))
+            .and_then(|b| b["state"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    fn wait(&self, what: &str, done: impl Fn(&Node) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if done(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    fn create(&self, size: &str) -> String {
+        self.ok(&["volume", "create", "--size", size, "--backend", "qemu-1"])["id"]
+            .as_str()
+            .expect("id")
+            .to_string()
+    }
+
+    fn attach(&self, id: &str) -> String {
+        let connector = self.dir.join("connector.json");
+        let info = self.ok(&[
+            "volume",
+            "attach",
+            id,
+            "--connector",
+            connector.to_str().expect("utf-8"),
+        ]);
+        assert_eq!(info["driver_volume_type"], "nbd");
+        let port = info["data"]["port"].as_u64().expect("port");
+        assert!((self.ports.0..=self.ports.1).contains(&(port as u16)));
+        format!(
+            "nbd://{}:{port}/{}",
+            info["data"]["host"].as_str().expect("host"),
+            info["data"]["export_name"].as_str().expect("name")
+        )
+    }
+
+    fn qemu_io(&self, url: &str, command: &str) -> String {
+        let out = Command::new("qemu-io")
+            .args(["-f", "raw", url, "-c", command])
+            .output()
+            .expect("qemu-io runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !text.contains("fail"),
+            "qemu-io {command}: {text}"
+        );
+        text
+    }
+
+    fn notifications(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("notifications.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    fn pid(&self) -> u32 {
+        self.daemon.as_ref().expect("running").id()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Exports outlive the daemon by design; a test cleans its own up.
+        let _ = Command::new("pkill")
+            .args(["-f", &format!("qemu-nbd.*{}", self.dir.display())])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn attach_write_backup_restore_and_read_the_pattern_back() {
+    let node = Node::new("flow", (21809, 21849), true, "");
+    let source = node.create("16M");
+    let url = node.attach(&source);
+    node.qemu_io(&url, "write -P 0xab 0 1M");
+    node.qemu_io(&url, "write -P 0x5c 8M 512k");
+    // Repeated initialize_connection starts nothing new (same export).
+    assert_eq!(node.attach(&source), url);
+    node.ok(&["volume", "detach", &source]);
+    let backup = node.ok(&["backup", "create", &source])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let chunks = std::fs::read_dir(node.dir.join("backups").join(&backup))
+        .expect("backup dir")
+        .count();
+    assert_eq!(chunks, 17, "16 chunks of 1M and the metadata");
+    let target = node.create("16M");
+    node.ok(&["backup", "restore", &backup, &target]);
+    let url = node.attach(&target);
+    node.qemu_io(&url, "read -P 0xab 0 1M");
+    node.qemu_io(&url, "read -P 0x5c 8M 512k");
+    node.qemu_io(&url, "read -P 0 1M 1M");
+    node.ok(&["volume", "detach", &target]);
+    // Service rows come from the records database.
+    let status = node.status();
+    let binaries: Vec<&str> = status["services"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|r| r["binary"].as_str())
+        .collect();
+    assert!(
+        binaries.contains(&"cinder-backup") && binaries.contains(&"cinder-volume"),
+        "{status}"
+    );
+    // Deleting the backup removes its chunks.
+    node.ok(&["backup", "delete", &backup]);
+    assert!(!node.dir.join("backups").join(&backup).exists());
+}
+
+#[test]
+fn a_corrupt_backup_is_refused_on_restore_and_bad_input_is_named() {
+    let node = Node::new("corrupt", (21850, 21869), true, "");
+    let source = node.create("4M");
+    let backup = node.ok(&["backup", "create", &source])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let chunk = node.dir.join("backups").join(&backup).join("chunk-00001");
+    let mut bytes = std::fs::read(&chunk).expect("chunk");
+    bytes[100] ^= 1;
+    std::fs::write(&chunk, bytes).expect("corrupt it");
+    let target = node.create("4M");
+    let out = node.cli(&["backup", "restore", &backup, &target]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("corrupt") && stderr.contains("chunk-00001"),
+        "{stderr}"
+    );
+    // A connector without an ip is refused before anything is exported.
+    std::fs::write(node.dir.join("bad.json"), r#"{"host": "compute-1"}"#).expect("write");
+    let bad = node.dir.join("bad.json");
+    let out = node.cli(&[
+        "volume",
+        "attach",
+        &source,
+        "--connector",
+        bad.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("connector field `ip`"), "{stderr}");
+    let out = node.cli(&["volume", "delete", "../../etc/passwd"]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_missing_backup_store_keeps_the_backup_service_down_until_it_appears() {
+    let node = Node::new("store", (21870, 21889), false, "");
+    node.wait("a service row for the backup service", |n| {
+        n.status()["services"]
+            .as_array()
+            .is_some_and(|rows| rows.iter().any(|r| r["binary"] == "cinder-backup"))
+    });
+    let rows = node.status()["services"].clone();
+    let backup_row = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["binary"] == "cinder-backup")
+        .cloned()
+        .expect("row");
+    assert_eq!(backup_row["state"], "down");
+    let source = node.create("1M");
+    let out = node.cli(&["backup", "create", &source]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the backup service is down") && stderr.contains("no backup was created"),
+        "{stderr}"
+    );
+    assert_eq!(
+        node.ok(&["backup", "list"])["backups"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    // The store appears: up within one periodic_interval (2s) plus a heartbeat.
+    std::fs::create_dir_all(node.dir.join("backups")).expect("mount");
+    let appeared = Instant::now();
+    node.wait("the backup service to come up", |n| {
+        n.backend_state("backup") == "ready"
+    });
+    assert!(
+        appeared.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        appeared.elapsed()
+    );
+    assert!(
+        node.notifications()
+            .iter()
+            .any(|n| n["event_type"] == "backup.init.success")
+    );
+    node.ok(&["backup", "create", &source]);
+}
+
+#[test]
+fn kill_9_in_the_middle_of_a_backup_is_resolved_at_restart() {
+    let mut node = Node::new("kill9", (21890, 21909), true, "");
+    let source = node.create("400M");
+    let url = node.attach(&source);
+    node.qemu_io(&url, "write -P 0x42 0 300M");
+    node.ok(&["volume", "detach", &source]);
+    let control = node.dir.join("control.sock");
+    let mut backup = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["backup", "create", &source, "--control"])
+        .arg(&control)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("backup starts");
+    // Wait until chunks are being written, then kill -9 the daemon.
+    let dir = node.dir.join("backups");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        let writing = std::fs::read_dir(&dir)
+            .ok()
+            .and_then(|mut d| d.find_map(Result::ok))
+            .is_some_and(|e| std::fs::read_dir(e.path()).is_ok_and(|c| c.count() > 2));
+        if writing {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = Command::new("kill")
+        .args(["-9", &node.pid().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let _ = node.daemon.take().map(|mut c| c.wait());
+    let _ = backup.wait();
+    node.start();
+    node.wait("the interrupted backup to be resolved", |n| {
+        n.ok(&["backup", "list"])["backups"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|b| b["status"] == "error"))
+    });
+    let listed = node.ok(&["backup", "list"]);
+    assert_eq!(
+        listed["volumes"]
+            .as_array()
+            .and_then(|v| v.first())
+            .map(|v| v["status"].clone()),
+        Some("available".into())
+    );
+    assert!(
+        node.notifications()
+            .iter()
+            .any(|n| n["event_type"] == "record.recovered" && n["payload"]["from"] == "creating")
+    );
+    // The volume is intact.
+    let url = node.attach(&source);
+    node.qemu_io(&url, "read -P 0x42 0 300M");
+    node.ok(&["volume", "detach", &source]);
+    // The failed backup can be deleted.
+    let id = listed["backups"][0]["id"].as_str().expect("id").to_string();
+    node.ok(&["backup", "delete", &id]);
+}
+
+#[test]
+fn sighup_during_an_in_flight_backup_drains_it_first() {
+    let node = Node::new("hup", (21910, 21929), true, "");
+    let source = node.create("400M");
+    let url = node.attach(&source);
+    node.qemu_io(&url, "write -P 0x17 0 300M");
+    node.ok(&["volume", "detach", &source]);
+    // Change the backup driver's options, then SIGHUP while a backup runs.
+    let conf_path = node.dir.join("cinder.conf");
+    let conf = std::fs::read_to_string(&conf_path).expect("read");
+    std::fs::write(
+        &conf_path,
+        conf.replace("backup_file_size = 1M", "backup_file_size = 2M"),
+    )
+    .expect("edit");
+    let control = node.dir.join("control.sock");
+    let backup = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["backup", "create", &source, "--control"])
+        .arg(&control)
+        .output();
+    let hup = std::thread::spawn({
+        let pid = node.pid();
+        move || {
+            std::thread::sleep(Duration::from_millis(150));
+            Command::new("kill")
+                .args(["-HUP", &pid.to_string()])
+                .status()
+        }
+    });
+    let backup = backup.expect("backup runs");
+    let _ = hup.join();
+    assert!(
+        backup.status.success(),
+        "the in-flight backup completed: {}",
+        String::from_utf8_lossy(&backup.stderr)
+    );
+    node.wait("reload.end", |n| {
+        n.notifications()
+            .iter()
+            .any(|e| e["event_type"] == "reload.end")
+    });
+    let events = node.notifications();
+    let end = events
+        .iter()
+        .find(|e| e["event_type"] == "reload.end")
+        .expect("reload.end");
+    assert_eq!(end["payload"]["changed"], serde_json::json!(["backup"]));
+    assert_eq!(end["payload"]["states"]["backup"], "ready");
+}
