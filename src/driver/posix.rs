@@ -211,8 +211,12 @@ fn write_chunks(
     Ok(metadata)
 }
 
-/// Reads the metadata and verifies every chunk, then writes them to `target`.
-fn restore_chunks(dir: &Path, target: &Path) -> Result<u64, DriverError> {
+/// Reads the metadata, then copies every chunk into `out` (a new file)
+/// while verifying its checksum, in one pass. On any mismatch `out` is
+/// removed and nothing else was touched: callers rename `out` over the
+/// target only after success, so a corrupt backup never half-overwrites a
+/// volume.
+fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
     let meta_path = dir.join("metadata.json");
     let text = std::fs::read(&meta_path)
         .map_err(|e| io(&format!("backup metadata {}", meta_path.display()), e))?;
@@ -221,13 +225,20 @@ fn restore_chunks(dir: &Path, target: &Path) -> Result<u64, DriverError> {
             format!("backup metadata {} is corrupt: {e}", meta_path.display()).into(),
         )
     })?;
-    // Verify everything before touching the target: a corrupt backup never
-    // half-overwrites a volume.
+    let result = copy_verified(dir, &metadata, out_path);
+    if result.is_err() {
+        let _ = std::fs::remove_file(out_path);
+    }
+    result.map(|()| metadata.size)
+}
+
+fn copy_verified(dir: &Path, metadata: &Metadata, out_path: &Path) -> Result<(), DriverError> {
+    let mut out = File::create(out_path).map_err(|e| io(&out_path.display().to_string(), e))?;
+    let mut buffer = vec![0u8; 1 << 20];
     for chunk in &metadata.chunks {
         let path = dir.join(&chunk.name);
         let mut file = File::open(&path).map_err(|e| io(&path.display().to_string(), e))?;
         let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
         let mut n = 0u64;
         loop {
             let read = file
@@ -237,6 +248,8 @@ fn restore_chunks(dir: &Path, target: &Path) -> Result<u64, DriverError> {
                 break;
             }
             hasher.update(&buffer[..read]);
+            out.write_all(&buffer[..read])
+                .map_err(|e| io(&out_path.display().to_string(), e))?;
             n += read as u64;
         }
         let digest = hex(&hasher.finalize());
@@ -250,20 +263,8 @@ fn restore_chunks(dir: &Path, target: &Path) -> Result<u64, DriverError> {
             ));
         }
     }
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(target)
-        .map_err(|e| io(&target.display().to_string(), e))?;
-    for chunk in &metadata.chunks {
-        let path = dir.join(&chunk.name);
-        let mut file = File::open(&path).map_err(|e| io(&path.display().to_string(), e))?;
-        std::io::copy(&mut file, &mut out).map_err(|e| io(&target.display().to_string(), e))?;
-    }
     out.sync_all()
-        .map_err(|e| io(&target.display().to_string(), e))?;
-    Ok(metadata.size)
+        .map_err(|e| io(&out_path.display().to_string(), e))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -373,6 +374,7 @@ mod tests {
         let target = root.join("target.raw");
         restore_chunks(&dir, &target).expect("restore");
         assert_eq!(std::fs::read(&target).expect("read"), data);
+        let other = root.join("other.raw");
         // Flip one byte of chunk 2: restore refuses, naming the chunk.
         let chunk = dir.join("chunk-00002");
         let mut bytes = std::fs::read(&chunk).expect("read");

@@ -1,0 +1,187 @@
+//! Benchmark of the real drivers against plain tools in the same run: posix backup and
+//! restore of a 1 GiB raw volume vs `cp` of the same file, and initialize_connection on
+//! an existing qemu-nbd export. Prints backup_ratio_vs_cp, restore_ratio_vs_cp,
+//! initialize_connection_us.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rekindle::driver::posix::PosixBackupDriver;
+use rekindle::driver::qemu::QemuDriver;
+use rekindle::driver::{
+    BackupDriver, BackupRecord, Connector, DriverContext, DriverSpec, Kind, Volume, VolumeDriver,
+    VolumeLocation,
+};
+use rekindle::runtime::run_real;
+
+const GIB: u64 = 1 << 30;
+
+fn context(kind: Kind, driver: &str, options: &[(&str, String)]) -> DriverContext {
+    DriverContext {
+        spec: DriverSpec {
+            backend: "bench".into(),
+            kind,
+            driver: driver.into(),
+            options: options
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), v.clone()))
+                .collect(),
+        },
+        started: actix::clock::Instant::now(),
+    }
+}
+
+fn write_volume(path: &Path) {
+    let mut file = std::fs::File::create(path).expect("create volume");
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let block: Vec<u8> = (0..(1 << 20))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    for _ in 0..(GIB >> 20) {
+        file.write_all(&block).expect("write volume");
+    }
+    file.sync_all().expect("sync");
+}
+
+fn timed(f: impl FnOnce()) -> Duration {
+    let started = Instant::now();
+    f();
+    started.elapsed()
+}
+
+fn main() {
+    let dir = std::env::temp_dir().join(format!("rekindle-bench-drivers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("backups")).expect("dirs");
+    let volume_path = dir.join("volume.raw");
+    write_volume(&volume_path);
+    let results = run_real(async {
+        // Best of two for the baseline too.
+        let mut cp = Duration::MAX;
+        for _ in 0..2 {
+            cp = cp.min(timed(|| {
+                let status = Command::new("cp")
+                    .arg(&volume_path)
+                    .arg(dir.join("copy.raw"))
+                    .status()
+                    .expect("cp runs");
+                assert!(status.success());
+            }));
+            let _ = std::fs::remove_file(dir.join("copy.raw"));
+        }
+        let backup_driver = PosixBackupDriver::from_context(&context(
+            Kind::Backup,
+            "posix",
+            &[(
+                "backup_posix_path",
+                dir.join("backups").display().to_string(),
+            )],
+        ))
+        .expect("posix driver");
+        backup_driver.do_setup().await.expect("setup");
+        let id = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
+        let record = BackupRecord {
+            id: id.into(),
+            volume_id: id.into(),
+            size_bytes: GIB,
+        };
+        let mut volume = Volume::new(id, GIB);
+        volume.location = Some(VolumeLocation {
+            path: volume_path.clone(),
+            format: "raw".into(),
+        });
+        let mut backup = Duration::MAX;
+        for _ in 0..2 {
+            let started = Instant::now();
+            backup_driver
+                .backup(&record, &volume)
+                .await
+                .expect("backup");
+            backup = backup.min(started.elapsed());
+        }
+        let mut target = Volume::new(id, GIB);
+        let target_path = dir.join("restored.raw");
+        target.location = Some(VolumeLocation {
+            path: target_path.clone(),
+            format: "raw".into(),
+        });
+        // Best of two (the first also pays for growing the page cache).
+        let mut restore = Duration::MAX;
+        for _ in 0..2 {
+            let started = Instant::now();
+            backup_driver
+                .restore(&record, &target)
+                .await
+                .expect("restore");
+            restore = restore.min(started.elapsed());
+        }
+        let same = Command::new("cmp")
+            .arg(&volume_path)
+            .arg(&target_path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(same, "restored data differs");
+
+        let volumes = dir.join("volumes");
+        std::fs::create_dir_all(&volumes).expect("volumes dir");
+        let qemu = QemuDriver::from_context(
+            &context(
+                Kind::Volume,
+                "qemu",
+                &[
+                    ("volumes_dir", volumes.display().to_string()),
+                    ("export_port_range", "22809-22829".to_string()),
+                ],
+            ),
+            None,
+        )
+        .expect("qemu driver");
+        qemu.do_setup().await.expect("qemu setup");
+        let small = Volume::new(id, 16 << 20);
+        qemu.create_volume(&small).await.expect("create");
+        let connector = Connector {
+            host: Some("bench".into()),
+            ip: Some("127.0.0.1".into()),
+            ..Connector::default()
+        };
+        qemu.create_export(&small, &connector)
+            .await
+            .expect("export");
+        let calls = 10_000u32;
+        let started = Instant::now();
+        for _ in 0..calls {
+            qemu.initialize_connection(&small, &connector)
+                .await
+                .expect("connection info");
+        }
+        let per_call = started.elapsed() / calls;
+        qemu.remove_export(&small).await.expect("remove export");
+        (cp, backup, restore, per_call)
+    })
+    .expect("runtime");
+    let (cp, backup, restore, per_call) = results;
+    let mib_s = |d: Duration| 1024.0 / d.as_secs_f64();
+    println!("cp_1gib_mib_per_sec: {:.0}", mib_s(cp));
+    println!("backup_1gib_mib_per_sec: {:.0}", mib_s(backup));
+    println!("restore_1gib_mib_per_sec: {:.0}", mib_s(restore));
+    println!(
+        "backup_ratio_vs_cp: {:.2}",
+        cp.as_secs_f64() / backup.as_secs_f64()
+    );
+    println!(
+        "restore_ratio_vs_cp: {:.2}",
+        cp.as_secs_f64() / restore.as_secs_f64()
+    );
+    println!(
+        "initialize_connection_us: {:.1}",
+        per_call.as_secs_f64() * 1e6
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
