@@ -155,9 +155,10 @@ fn write_chunks(
 ) -> Result<Metadata, DriverError> {
     std::fs::create_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
     let file = File::open(source).map_err(|e| io(&source.display().to_string(), e))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = BufReader::with_capacity(4 << 20, file);
     let mut chunks = Vec::new();
-    let mut buffer = vec![0u8; 1 << 20];
+    let mut written = Vec::new();
+    let mut buffer = vec![0u8; 4 << 20];
     let mut total = 0u64;
     loop {
         let name = format!("chunk-{:05}", chunks.len());
@@ -179,13 +180,14 @@ fn write_chunks(
                 .map_err(|e| io(&path.display().to_string(), e))?;
             size += n as u64;
         }
-        out.sync_all()
-            .map_err(|e| io(&path.display().to_string(), e))?;
         if size == 0 {
             drop(out);
             let _ = std::fs::remove_file(&path);
             break;
         }
+        // Synced all at once at the end: the kernel writes chunk k back
+        // while chunk k+1 is read and hashed.
+        written.push((path, out));
         total += size;
         chunks.push(Chunk {
             name,
@@ -195,6 +197,10 @@ fn write_chunks(
         if size < file_size {
             break;
         }
+    }
+    for (path, file) in written {
+        file.sync_all()
+            .map_err(|e| io(&path.display().to_string(), e))?;
     }
     let metadata = Metadata {
         backup_id: backup_id.to_string(),
