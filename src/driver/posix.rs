@@ -386,15 +386,12 @@ mod tests {
         let mut bytes = std::fs::read(&chunk).expect("read");
         bytes[10] ^= 0xff;
         std::fs::write(&chunk, bytes).expect("write");
-        let e = restore_chunks(&dir, &root.join("other.raw")).expect_err("corrupt");
+        let e = restore_chunks(&dir, &other).expect_err("corrupt");
         assert!(
             e.to_string().contains("chunk-00002") && e.to_string().contains("corrupt"),
             "{e}"
         );
-        assert!(
-            !root.join("other.raw").exists(),
-            "nothing written before verification"
-        );
+        assert!(!other.exists(), "a failed restore leaves no partial file");
         let _ = std::fs::remove_dir_all(&root);
     }
 
