@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod actors;
+pub mod check;
 pub mod clock;
 pub mod config;
 pub mod control;

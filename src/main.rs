@@ -75,6 +75,32 @@ enum Command {
         #[arg(long)]
         plant_bug: bool,
     },
+    /// Explore every reachable state of the real transition function.
+    Check {
+        /// `reinit_driver_count` of every backend.
+        #[arg(long, default_value_t = 2)]
+        max_attempts: u32,
+        /// Operations in flight per backend at most.
+        #[arg(long, default_value_t = 1)]
+        max_inflight: u32,
+        /// Identical backends (symmetry-reduced).
+        #[arg(long, default_value_t = 1)]
+        backends: usize,
+        /// Depth-first with state fingerprints (bounded memory, not shortest).
+        #[arg(long)]
+        dfs: bool,
+        /// Plant a known bug (timed-out setups are not abandoned): the checker must find it.
+        #[arg(long)]
+        plant_bug: bool,
+        /// Stop after this many states.
+        #[arg(long, default_value_t = 20_000_000)]
+        max_states: usize,
+    },
+    /// The spin model generated from the code.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
     /// Volume operations on a running daemon.
     Volume {
         /// The daemon's control socket.
@@ -93,6 +119,16 @@ enum Command {
     },
     /// Play a scripted lifecycle on virtual time (the core alone).
     Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelAction {
+    /// Print the Promela transition table (model/lifecycle_table.pml).
+    Export {
+        /// Plant the known bug in the exported table.
+        #[arg(long)]
+        plant_bug: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -397,6 +433,42 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }
+        Command::Check {
+            max_attempts,
+            max_inflight,
+            backends,
+            dfs,
+            plant_bug,
+            max_states,
+        } => {
+            if max_attempts == 0 {
+                eprintln!(
+                    "rekindle check: --max-attempts must be at least 1 (0 = unlimited has no bound)"
+                );
+                return ExitCode::from(2);
+            }
+            let options = rekindle::check::CheckOptions {
+                max_attempts,
+                max_inflight,
+                backends,
+                dfs,
+                plant_bug,
+                max_states,
+            };
+            let report = rekindle::check::check(&options);
+            print!("{}", report.render());
+            if report.violation.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Command::Model {
+            action: ModelAction::Export { plant_bug },
+        } => {
+            print!("{}", rekindle::check::export::promela_table(plant_bug));
+            ExitCode::SUCCESS
         }
         Command::Volume { control, action } => operate(&control, volume_request(action)),
         Command::Backup { control, action } => operate(&control, Ok(backup_request(action))),

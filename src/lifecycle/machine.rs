@@ -55,6 +55,123 @@ impl Lifecycle {
         self.last_generation
     }
 
+    /// The same lifecycle with every generation renamed by `rename` (the
+    /// model checker renames live generations to a dense canonical order so
+    /// its state space stays finite). `rename` must be injective on the
+    /// generations in use; the last generation handed out becomes `last`.
+    pub fn map_generations(
+        &self,
+        rename: impl Fn(Generation) -> Generation,
+        last: Generation,
+    ) -> Lifecycle {
+        let mut next = self.clone();
+        next.last_generation = last;
+        next.state = match &self.state {
+            State::Initializing(s) => State::Initializing(Setup {
+                id: rename(s.id),
+                ..*s
+            }),
+            State::Reloading(s) => State::Reloading(Setup {
+                id: rename(s.id),
+                ..*s
+            }),
+            State::Ready(r) => State::Ready(Ready {
+                epoch: rename(r.epoch),
+                ..*r
+            }),
+            State::Failed(Failed::Recoverable {
+                attempt,
+                retry,
+                last_error,
+            }) => State::Failed(Failed::Recoverable {
+                attempt: *attempt,
+                retry: retry.map(|r| Retry {
+                    timer: rename(r.timer),
+                    ..r
+                }),
+                last_error: last_error.clone(),
+            }),
+            State::Draining(d) => State::Draining(Draining {
+                ready: Ready {
+                    epoch: rename(d.ready.epoch),
+                    ..d.ready
+                },
+                deadline: d.deadline.map(|(at, g)| (at, rename(g))),
+                then: d.then.clone(),
+            }),
+            other => other.clone(),
+        };
+        next
+    }
+
+    /// The same lifecycle with every instant set to the epoch and attempts
+    /// capped at `max_attempt`: the time-free abstraction the exported spin
+    /// model uses (with an unlimited budget and time abstracted, neither the
+    /// instants nor attempts beyond the cap change what can happen next).
+    pub fn abstracted(&self, max_attempt: u32) -> Lifecycle {
+        let mut next = self.clone();
+        let cap = |a: u32| a.min(max_attempt);
+        next.state = match &self.state {
+            State::Initializing(s) => State::Initializing(Setup {
+                attempt: cap(s.attempt),
+                deadline: Moment::ZERO,
+                ..*s
+            }),
+            State::Reloading(s) => State::Reloading(Setup {
+                attempt: cap(s.attempt),
+                deadline: Moment::ZERO,
+                ..*s
+            }),
+            State::Ready(r) => State::Ready(Ready {
+                attempt: cap(r.attempt),
+                since: Moment::ZERO,
+                ..*r
+            }),
+            State::Failed(Failed::Recoverable {
+                attempt,
+                retry,
+                last_error,
+            }) => State::Failed(Failed::Recoverable {
+                attempt: cap(*attempt),
+                retry: retry.map(|r| Retry {
+                    attempt: cap(r.attempt),
+                    at: Moment::ZERO,
+                    ..r
+                }),
+                last_error: last_error.clone(),
+            }),
+            State::Draining(d) => State::Draining(Draining {
+                ready: Ready {
+                    attempt: cap(d.ready.attempt),
+                    since: Moment::ZERO,
+                    ..d.ready
+                },
+                deadline: d.deadline.map(|(_, g)| (Moment::ZERO, g)),
+                then: d.then.clone(),
+            }),
+            other => other.clone(),
+        };
+        next
+    }
+
+    /// Every generation the state refers to (setup, epoch, timers).
+    pub fn live_generations(&self) -> arrayvec::ArrayVec<Generation, 2> {
+        let mut live = arrayvec::ArrayVec::new();
+        match &self.state {
+            State::Initializing(s) | State::Reloading(s) => live.push(s.id),
+            State::Ready(r) => live.push(r.epoch),
+            State::Failed(Failed::Recoverable { retry: Some(r), .. }) => live.push(r.timer),
+            State::Draining(d) => {
+                live.push(d.ready.epoch);
+                if let Some((_, g)) = d.deadline {
+                    live.push(g);
+                }
+            }
+            _ => {}
+        }
+        live
+    }
+
     /// The pure transition: the lifecycle after `event` at `now`, and the
     /// effects the shell must perform in order. A refused event leaves
     /// `self` as it was and says why; nothing here panics.

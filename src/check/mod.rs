@@ -1,0 +1,501 @@
+//! The explicit-state model checker of the real transition function: explores every
+//! reachable state of `Lifecycle::step` for B backends (bounded by budget and in-flight
+//! limit), checks the shared invariants on every transition, finds shortest counter-examples.
+//!
+//! Time is abstracted: events arrive at time zero, and a "late" publisher tick
+//! arrives at the end of time (everything due). Timers are events tagged with
+//! their generation; stale timers and late results of abandoned setups stay
+//! deliverable after the state moved on (the bug class of a stale retry timer
+//! starting a second setup). Generations are renamed to a dense canonical
+//! order, identical backends are sorted (symmetry reduction), and only the
+//! newest stale timers and abandoned setups are kept, so the space is finite.
+
+pub mod export;
+
+use std::collections::VecDeque;
+use std::hash::{Hash, Hasher};
+
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::{
+    DriverError, Effect, Event, Generation, Lifecycle, Moment, Policy, State, Timer, invariants,
+};
+
+/// Stale timers kept per backend (the newest ones).
+pub const STALE_TIMERS_KEPT: usize = 2;
+/// Abandoned setups whose late result is kept deliverable, per backend.
+pub const LATE_SETUPS_KEPT: usize = 1;
+
+/// What to explore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// `reinit_driver_count` of every backend (>= 1 keeps the space finite).
+    pub max_attempts: u32,
+    /// Operations in flight per backend at most.
+    pub max_inflight: u32,
+    /// Identical backends.
+    pub backends: usize,
+    /// Depth-first with 64-bit state fingerprints (bounded memory, not
+    /// shortest) instead of breadth-first with full states (shortest).
+    pub dfs: bool,
+    /// Plant a known bug: the shell forgets to abandon timed-out setups.
+    pub plant_bug: bool,
+    /// Stop after this many states.
+    pub max_states: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            max_attempts: 2,
+            max_inflight: 1,
+            backends: 1,
+            dfs: false,
+            plant_bug: false,
+            max_states: 20_000_000,
+        }
+    }
+}
+
+/// One backend and its environment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct BackendWorld {
+    /// The real lifecycle.
+    pub lc: Lifecycle,
+    /// Armed timers not yet fired (current or stale).
+    pub timers: Vec<Timer>,
+    /// Setups started, neither finished nor abandoned.
+    pub running: Vec<Generation>,
+    /// Abandoned setups whose result may still arrive late.
+    pub late: Vec<Generation>,
+}
+
+/// The whole system: backends in canonical order.
+pub type World = Vec<BackendWorld>;
+
+/// A broken invariant and the shortest way there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterExample {
+    /// What broke.
+    pub message: String,
+    /// The events from the initial state, one per line (`backend event`).
+    pub trace: Vec<String>,
+}
+
+/// What the exploration found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Distinct states.
+    pub states: usize,
+    /// Transitions taken.
+    pub transitions: u64,
+    /// Deepest level (BFS) or stack (DFS).
+    pub depth: usize,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// True if the state limit stopped the search.
+    pub truncated: bool,
+    /// The first violation.
+    pub violation: Option<CounterExample>,
+}
+
+impl CheckReport {
+    /// States per second.
+    pub fn states_per_sec(&self) -> f64 {
+        self.states as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The report as `name: value` lines, then the counter-example if any.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "states: {}\ntransitions: {}\ndepth: {}\nstates_per_sec: {:.0}\ntruncated: {}\nviolations: {}\n",
+            self.states,
+            self.transitions,
+            self.depth,
+            self.states_per_sec(),
+            self.truncated,
+            usize::from(self.violation.is_some())
+        );
+        if let Some(v) = &self.violation {
+            out.push_str(&format!(
+                "violation: {}\ncounter-example ({} steps):\n",
+                v.message,
+                v.trace.len()
+            ));
+            for (i, step) in v.trace.iter().enumerate() {
+                out.push_str(&format!("  {:>3}. {step}\n", i + 1));
+            }
+        }
+        out
+    }
+}
+
+/// Time zero: when every event but a late tick arrives.
+pub const EARLY: Moment = Moment::ZERO;
+/// The end of time: a tick that finds every deadline passed.
+pub const LATE: Moment = Moment(Duration::MAX);
+
+/// The policy every explored backend runs.
+pub fn policy(options: &CheckOptions) -> Policy {
+    Policy {
+        reinit_driver_count: options.max_attempts,
+        ..Policy::default()
+    }
+}
+
+/// The initial world.
+pub fn initial(options: &CheckOptions) -> World {
+    let backend = BackendWorld {
+        lc: Lifecycle::new(policy(options), 1, 0),
+        timers: Vec::new(),
+        running: Vec::new(),
+        late: Vec::new(),
+    };
+    vec![backend; options.backends.max(1)]
+}
+
+/// Every event the environment can deliver to `b`, with its arrival time.
+pub fn moves(b: &BackendWorld, options: &CheckOptions) -> Vec<(Event, Moment)> {
+    let mut moves = Vec::new();
+    let state = b.lc.state();
+    if matches!(state, State::Uninitialized) {
+        moves.push((Event::Start, EARLY));
+    }
+    for setup in b.running.iter().chain(&b.late) {
+        moves.push((Event::SetupSucceeded { setup: *setup }, EARLY));
+        moves.push((
+            Event::SetupFailed {
+                setup: *setup,
+                error: DriverError::backend("down"),
+            },
+            EARLY,
+        ));
+        moves.push((
+            Event::SetupFailed {
+                setup: *setup,
+                error: DriverError::Config("bad".into()),
+            },
+            EARLY,
+        ));
+    }
+    for timer in &b.timers {
+        moves.push((Event::TimerFired(*timer), EARLY));
+    }
+    moves.push((Event::PublisherTick, EARLY));
+    moves.push((Event::PublisherTick, LATE));
+    if state.in_flight() < options.max_inflight {
+        moves.push((Event::OperationStarted, EARLY));
+    }
+    if state.in_flight() > 0 {
+        moves.push((Event::OperationFinished, EARLY));
+    }
+    let policy = Box::new(*b.lc.policy());
+    let other = 3 - b.lc.config();
+    moves.push((
+        Event::ReloadRequested {
+            config: other,
+            changed: true,
+            policy: policy.clone(),
+        },
+        EARLY,
+    ));
+    moves.push((
+        Event::ReloadRequested {
+            config: b.lc.config(),
+            changed: false,
+            policy,
+        },
+        EARLY,
+    ));
+    moves.push((Event::ShutdownRequested, EARLY));
+    if let State::Ready(r) = state {
+        moves.push((
+            Event::HealthLost {
+                epoch: r.epoch,
+                error: DriverError::backend("stats failed"),
+            },
+            EARLY,
+        ));
+    }
+    moves
+}
+
+/// Short text for an event in a trace.
+pub fn label(event: &Event, now: Moment) -> String {
+    let when = if now == LATE { " (late)" } else { "" };
+    match event {
+        Event::SetupSucceeded { setup } => format!("setup {setup} succeeded"),
+        Event::SetupFailed { setup, error } => {
+            format!("setup {setup} failed ({})", error.class().as_str())
+        }
+        Event::TimerFired(t) => format!("{:?} timer {} fired", t.kind, t.generation),
+        Event::ReloadRequested { changed, .. } => format!(
+            "reload ({})",
+            if *changed { "changed" } else { "unchanged" }
+        ),
+        Event::HealthLost { .. } => "health lost".to_string(),
+        other => format!("{}{when}", other.name()),
+    }
+}
+
+/// Delivers `event` to `b`: `Ok(None)` if the core refused it, the next
+/// (canonical) backend world otherwise, or the broken invariant.
+pub fn deliver(
+    b: &BackendWorld,
+    event: &Event,
+    now: Moment,
+    plant_bug: bool,
+) -> Result<Option<BackendWorld>, String> {
+    let Ok((after, effects)) = b.lc.step(event.clone(), now) else {
+        return Ok(None);
+    };
+    invariants::check_transition(&b.lc, event, &after, &effects).map_err(|v| v.to_string())?;
+    let mut next = b.clone();
+    next.lc = after;
+    match event {
+        Event::SetupSucceeded { setup } | Event::SetupFailed { setup, .. } => {
+            next.running.retain(|g| g != setup);
+            next.late.retain(|g| g != setup);
+        }
+        Event::TimerFired(t) => next.timers.retain(|x| x != t),
+        _ => {}
+    }
+    for effect in &effects {
+        match effect {
+            Effect::RunSetup { setup, .. } => next.running.push(*setup),
+            Effect::AbortSetup { .. } if plant_bug => {}
+            Effect::AbortSetup { setup } => {
+                next.running.retain(|g| g != setup);
+                next.late.push(*setup);
+            }
+            Effect::ScheduleTimer { timer, .. } => next.timers.push(*timer),
+            _ => {}
+        }
+    }
+    if next.running.len() > 1 {
+        return Err(format!("two setups in flight at once: {:?}", next.running));
+    }
+    Ok(Some(canonical(next)))
+}
+
+/// Renames generations densely (live ones first, then the rest oldest
+/// first) and keeps only the newest stale timers and late setups.
+pub fn canonical(mut b: BackendWorld) -> BackendWorld {
+    let live: Vec<Generation> = b.lc.live_generations().to_vec();
+    let is_live = |g: Generation| live.contains(&g) || b.running.contains(&g);
+    // Keep the newest stale timers only.
+    let mut stale: Vec<Generation> = b
+        .timers
+        .iter()
+        .map(|t| t.generation)
+        .filter(|g| !is_live(*g))
+        .collect();
+    stale.sort_unstable();
+    let drop_before = stale.len().saturating_sub(STALE_TIMERS_KEPT);
+    let dropped: Vec<Generation> = stale[..drop_before].to_vec();
+    b.timers.retain(|t| !dropped.contains(&t.generation));
+    b.late.sort_unstable();
+    let keep_from = b.late.len().saturating_sub(LATE_SETUPS_KEPT);
+    b.late.drain(..keep_from);
+    // Dense renaming.
+    let mut order: Vec<Generation> = live.clone();
+    order.extend(b.running.iter().copied());
+    let mut rest: Vec<Generation> = b
+        .late
+        .iter()
+        .copied()
+        .chain(b.timers.iter().map(|t| t.generation))
+        .collect();
+    rest.sort_unstable();
+    order.extend(rest);
+    // At most a handful of generations: a small vector beats a map.
+    let mut names: Vec<Generation> = Vec::with_capacity(order.len());
+    for g in order {
+        if !names.contains(&g) {
+            names.push(g);
+        }
+    }
+    let rename = |g: Generation| {
+        names
+            .iter()
+            .position(|n| *n == g)
+            .map_or(g, |i| i as Generation + 1)
+    };
+    b.lc = b.lc.map_generations(rename, names.len() as Generation);
+    for t in &mut b.timers {
+        t.generation = rename(t.generation);
+    }
+    b.timers
+        .sort_unstable_by_key(|t| (t.generation, t.kind as u8));
+    b.timers.dedup();
+    for g in b.running.iter_mut().chain(b.late.iter_mut()) {
+        *g = rename(*g);
+    }
+    b
+}
+
+fn fingerprint<T: Hash>(value: &T) -> u64 {
+    let mut h = FxHasher::default();
+    value.hash(&mut h);
+    h.finish()
+}
+
+/// Sorts identical backends so permutations are one state.
+pub fn symmetric(mut world: World) -> World {
+    if world.len() > 1 {
+        world.sort_by_cached_key(fingerprint);
+    }
+    world
+}
+
+/// Explores from the initial world.
+pub fn check(options: &CheckOptions) -> CheckReport {
+    if options.dfs {
+        depth_first(options)
+    } else {
+        breadth_first(options)
+    }
+}
+
+/// The event label inside a violation message `... (at LABEL)`.
+fn at_label(message: &str) -> String {
+    message
+        .rsplit_once("(at ")
+        .map(|(_, rest)| rest.strip_suffix(')').unwrap_or(rest).to_string())
+        .unwrap_or_default()
+}
+
+fn successors(world: &World, options: &CheckOptions) -> Vec<Result<(World, String), String>> {
+    let mut out = Vec::new();
+    for (i, b) in world.iter().enumerate() {
+        for (event, now) in moves(b, options) {
+            let text = format!("backend {i}: {}", label(&event, now));
+            match deliver(b, &event, now, options.plant_bug) {
+                Ok(None) => {}
+                Ok(Some(next)) => {
+                    let mut w = world.clone();
+                    w[i] = next;
+                    out.push(Ok((symmetric(w), text)));
+                }
+                Err(message) => out.push(Err(format!("{message} (at {text})"))),
+            }
+        }
+    }
+    out
+}
+
+fn breadth_first(options: &CheckOptions) -> CheckReport {
+    let started = Instant::now();
+    let start = symmetric(initial(options));
+    let mut index: FxHashMap<World, usize> = FxHashMap::default();
+    let mut parents: Vec<(usize, String, usize)> = vec![(usize::MAX, String::new(), 0)];
+    index.insert(start.clone(), 0);
+    let mut queue = VecDeque::from([(start, 0usize)]);
+    let mut transitions = 0u64;
+    let mut depth = 0;
+    let mut truncated = false;
+    while let Some((world, id)) = queue.pop_front() {
+        let level = parents[id].2;
+        depth = depth.max(level);
+        for result in successors(&world, options) {
+            transitions += 1;
+            match result {
+                Err(message) => {
+                    let mut trace = vec![at_label(&message)];
+                    let mut at = id;
+                    while at != 0 {
+                        trace.push(parents[at].1.clone());
+                        at = parents[at].0;
+                    }
+                    trace.reverse();
+                    return CheckReport {
+                        states: index.len(),
+                        transitions,
+                        depth,
+                        elapsed: started.elapsed(),
+                        truncated,
+                        violation: Some(CounterExample { message, trace }),
+                    };
+                }
+                Ok((next, text)) => {
+                    if index.contains_key(&next) {
+                        continue;
+                    }
+                    if index.len() >= options.max_states {
+                        truncated = true;
+                        continue;
+                    }
+                    let next_id = parents.len();
+                    parents.push((id, text, level + 1));
+                    index.insert(next.clone(), next_id);
+                    queue.push_back((next, next_id));
+                }
+            }
+        }
+    }
+    CheckReport {
+        states: index.len(),
+        transitions,
+        depth,
+        elapsed: started.elapsed(),
+        truncated,
+        violation: None,
+    }
+}
+
+fn depth_first(options: &CheckOptions) -> CheckReport {
+    let started = Instant::now();
+    let start = symmetric(initial(options));
+    let mut seen: FxHashSet<u64> = FxHashSet::default();
+    seen.insert(fingerprint(&start));
+    let mut stack: Vec<(World, String)> = vec![(start, String::new())];
+    let mut pending: Vec<Vec<Result<(World, String), String>>> =
+        vec![successors(&stack[0].0, options)];
+    let mut transitions = 0u64;
+    let mut depth = 0;
+    let mut truncated = false;
+    while let Some(frame) = pending.last_mut() {
+        let Some(result) = frame.pop() else {
+            pending.pop();
+            stack.pop();
+            continue;
+        };
+        transitions += 1;
+        match result {
+            Err(message) => {
+                let mut trace: Vec<String> = stack.iter().skip(1).map(|(_, t)| t.clone()).collect();
+                trace.push(at_label(&message));
+                return CheckReport {
+                    states: seen.len(),
+                    transitions,
+                    depth,
+                    elapsed: started.elapsed(),
+                    truncated,
+                    violation: Some(CounterExample { message, trace }),
+                };
+            }
+            Ok((next, text)) => {
+                if !seen.insert(fingerprint(&next)) {
+                    continue;
+                }
+                if seen.len() >= options.max_states {
+                    truncated = true;
+                    continue;
+                }
+                let children = successors(&next, options);
+                stack.push((next, text));
+                pending.push(children);
+                depth = depth.max(stack.len() - 1);
+            }
+        }
+    }
+    CheckReport {
+        states: seen.len(),
+        transitions,
+        depth,
+        elapsed: started.elapsed(),
+        truncated,
+        violation: None,
+    }
+}
