@@ -42,9 +42,9 @@ pub const MAX_INFLIGHT: u32 = 2;
 fn abstract_state(lc: &Lifecycle) -> Lifecycle {
     let world = BackendWorld {
         lc: lc.abstracted(MAX_ATTEMPT),
-        timers: Vec::new(),
-        running: Vec::new(),
-        late: Vec::new(),
+        timers: Default::default(),
+        running: Default::default(),
+        late: Default::default(),
     };
     canonical(world).lc
 }

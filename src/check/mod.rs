@@ -11,10 +11,12 @@
 //! newest stale timers and abandoned setups are kept, so the space is finite.
 
 pub mod export;
+pub mod fuzz;
 
 use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 
+use arrayvec::ArrayVec;
 use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use std::time::{Duration, Instant};
 
@@ -59,16 +61,30 @@ impl Default for CheckOptions {
 }
 
 /// One backend and its environment.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendWorld {
     /// The real lifecycle.
     pub lc: Lifecycle,
     /// Armed timers not yet fired (current or stale).
-    pub timers: Vec<Timer>,
+    pub timers: ArrayVec<Timer, 8>,
     /// Setups started, neither finished nor abandoned.
-    pub running: Vec<Generation>,
+    pub running: ArrayVec<Generation, 4>,
     /// Abandoned setups whose result may still arrive late.
-    pub late: Vec<Generation>,
+    pub late: ArrayVec<Generation, 4>,
+}
+
+impl Hash for BackendWorld {
+    /// Hashes what varies during a check: the policy is the same for every
+    /// backend and every state of one check, and jitter is off, so neither
+    /// is hashed.
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.lc.state().hash(h);
+        self.lc.config().hash(h);
+        self.lc.last_generation().hash(h);
+        self.timers.hash(h);
+        self.running.hash(h);
+        self.late.hash(h);
+    }
 }
 
 /// The whole system: backends in canonical order.
@@ -148,16 +164,27 @@ pub fn policy(options: &CheckOptions) -> Policy {
 pub fn initial(options: &CheckOptions) -> World {
     let backend = BackendWorld {
         lc: Lifecycle::new(policy(options), 1, 0),
-        timers: Vec::new(),
-        running: Vec::new(),
-        late: Vec::new(),
+        timers: ArrayVec::new(),
+        running: ArrayVec::new(),
+        late: ArrayVec::new(),
     };
     vec![backend; options.backends.max(1)]
 }
 
+thread_local! {
+    /// The driver errors the environment injects, built once (cloning an
+    /// `Arc<str>` is cheap; building one allocates).
+    static ERRORS: [DriverError; 3] = [
+        DriverError::backend("down"),
+        DriverError::Config("bad".into()),
+        DriverError::backend("stats failed"),
+    ];
+}
+
 /// Every event the environment can deliver to `b`, with its arrival time.
 pub fn moves(b: &BackendWorld, options: &CheckOptions) -> Vec<(Event, Moment)> {
-    let mut moves = Vec::new();
+    let [down, bad, stats] = ERRORS.with(Clone::clone);
+    let mut moves = Vec::with_capacity(16);
     let state = b.lc.state();
     if matches!(state, State::Uninitialized) {
         moves.push((Event::Start, EARLY));
@@ -167,14 +194,14 @@ pub fn moves(b: &BackendWorld, options: &CheckOptions) -> Vec<(Event, Moment)> {
         moves.push((
             Event::SetupFailed {
                 setup: *setup,
-                error: DriverError::backend("down"),
+                error: down.clone(),
             },
             EARLY,
         ));
         moves.push((
             Event::SetupFailed {
                 setup: *setup,
-                error: DriverError::Config("bad".into()),
+                error: bad.clone(),
             },
             EARLY,
         ));
@@ -213,7 +240,7 @@ pub fn moves(b: &BackendWorld, options: &CheckOptions) -> Vec<(Event, Moment)> {
         moves.push((
             Event::HealthLost {
                 epoch: r.epoch,
-                error: DriverError::backend("stats failed"),
+                error: stats,
             },
             EARLY,
         ));
@@ -247,12 +274,11 @@ pub fn deliver(
     now: Moment,
     plant_bug: bool,
 ) -> Result<Option<BackendWorld>, String> {
-    let Ok((after, effects)) = b.lc.step(event.clone(), now) else {
+    let mut next = b.clone();
+    let Ok(effects) = next.lc.apply(event.clone(), now) else {
         return Ok(None);
     };
-    invariants::check_transition(&b.lc, event, &after, &effects).map_err(|v| v.to_string())?;
-    let mut next = b.clone();
-    next.lc = after;
+    invariants::check_transition(&b.lc, event, &next.lc, &effects).map_err(|v| v.to_string())?;
     match event {
         Event::SetupSucceeded { setup } | Event::SetupFailed { setup, .. } => {
             next.running.retain(|g| g != setup);
@@ -261,15 +287,19 @@ pub fn deliver(
         Event::TimerFired(t) => next.timers.retain(|x| x != t),
         _ => {}
     }
+    let full = |what: &str| format!("checker bound exceeded: too many {what} in one backend");
     for effect in &effects {
         match effect {
-            Effect::RunSetup { setup, .. } => next.running.push(*setup),
+            Effect::RunSetup { setup, .. } => next.running.try_push(*setup).map_err(|_| full("setups"))?,
             Effect::AbortSetup { .. } if plant_bug => {}
             Effect::AbortSetup { setup } => {
                 next.running.retain(|g| g != setup);
+                if next.late.is_full() {
+                    next.late.remove(0);
+                }
                 next.late.push(*setup);
             }
-            Effect::ScheduleTimer { timer, .. } => next.timers.push(*timer),
+            Effect::ScheduleTimer { timer, .. } => next.timers.try_push(*timer).map_err(|_| full("timers"))?,
             _ => {}
         }
     }
@@ -282,53 +312,42 @@ pub fn deliver(
 /// Renames generations densely (live ones first, then the rest oldest
 /// first) and keeps only the newest stale timers and late setups.
 pub fn canonical(mut b: BackendWorld) -> BackendWorld {
-    let live: Vec<Generation> = b.lc.live_generations().to_vec();
+    type Small = ArrayVec<Generation, 16>;
+    let live = b.lc.live_generations();
     let is_live = |g: Generation| live.contains(&g) || b.running.contains(&g);
-    // Keep the newest stale timers only.
-    let mut stale: Vec<Generation> = b
-        .timers
-        .iter()
-        .map(|t| t.generation)
-        .filter(|g| !is_live(*g))
-        .collect();
+    // Keep only the newest stale timers.
+    let mut stale: Small = b.timers.iter().map(|t| t.generation).filter(|g| !is_live(*g)).collect();
     stale.sort_unstable();
     let drop_before = stale.len().saturating_sub(STALE_TIMERS_KEPT);
-    let dropped: Vec<Generation> = stale[..drop_before].to_vec();
+    let dropped = &stale[..drop_before];
     b.timers.retain(|t| !dropped.contains(&t.generation));
     b.late.sort_unstable();
-    let keep_from = b.late.len().saturating_sub(LATE_SETUPS_KEPT);
-    b.late.drain(..keep_from);
-    // Dense renaming.
-    let mut order: Vec<Generation> = live.clone();
-    order.extend(b.running.iter().copied());
-    let mut rest: Vec<Generation> = b
-        .late
-        .iter()
-        .copied()
-        .chain(b.timers.iter().map(|t| t.generation))
-        .collect();
+    while b.late.len() > LATE_SETUPS_KEPT {
+        b.late.remove(0);
+    }
+    // Dense renaming: live generations first, then running setups, then the
+    // rest oldest first. At most a handful: a small vector beats a map.
+    let mut rest: Small = b.late.iter().copied().chain(b.timers.iter().map(|t| t.generation)).collect();
     rest.sort_unstable();
-    order.extend(rest);
-    // At most a handful of generations: a small vector beats a map.
-    let mut names: Vec<Generation> = Vec::with_capacity(order.len());
-    for g in order {
-        if !names.contains(&g) {
-            names.push(g);
+    let mut names: Small = ArrayVec::new();
+    for g in live.iter().chain(b.running.iter()).chain(rest.iter()) {
+        if !names.contains(g) {
+            names.push(*g);
         }
     }
-    let rename = |g: Generation| {
-        names
-            .iter()
-            .position(|n| *n == g)
-            .map_or(g, |i| i as Generation + 1)
-    };
+    let rename = |g: Generation| names.iter().position(|n| *n == g).map_or(g, |i| i as Generation + 1);
     b.lc = b.lc.map_generations(rename, names.len() as Generation);
     for t in &mut b.timers {
         t.generation = rename(t.generation);
     }
-    b.timers
-        .sort_unstable_by_key(|t| (t.generation, t.kind as u8));
-    b.timers.dedup();
+    b.timers.sort_unstable_by_key(|t| (t.generation, t.kind as u8));
+    let mut unique: ArrayVec<Timer, 8> = ArrayVec::new();
+    for t in &b.timers {
+        if unique.last() != Some(t) {
+            unique.push(*t);
+        }
+    }
+    b.timers = unique;
     for g in b.running.iter_mut().chain(b.late.iter_mut()) {
         *g = rename(*g);
     }
@@ -339,6 +358,16 @@ fn fingerprint<T: Hash>(value: &T) -> u64 {
     let mut h = FxHasher::default();
     value.hash(&mut h);
     h.finish()
+}
+
+/// A 128-bit state fingerprint from two independently seeded foldhash runs: the
+/// visited set stores 16 bytes per state and never compares states, and a
+/// collision among n states has probability about n^2 / 2^129.
+fn fingerprint128<T: Hash>(value: &T) -> u128 {
+    use std::hash::BuildHasher;
+    let a = foldhash::quality::FixedState::with_seed(0x243F_6A88_85A3_08D3).hash_one(value);
+    let b = foldhash::quality::FixedState::with_seed(0x1319_8A2E_0370_7344).hash_one(value);
+    (u128::from(a) << 64) | u128::from(b)
 }
 
 /// Sorts identical backends so permutations are one state.
@@ -358,27 +387,27 @@ pub fn check(options: &CheckOptions) -> CheckReport {
     }
 }
 
-/// The event label inside a violation message `... (at LABEL)`.
-fn at_label(message: &str) -> String {
-    message
-        .rsplit_once("(at ")
-        .map(|(_, rest)| rest.strip_suffix(')').unwrap_or(rest).to_string())
-        .unwrap_or_default()
+/// One step of the search: which backend got which event when.
+type Step = (usize, Event, Moment);
+
+fn describe(step: &Step) -> String {
+    format!("backend {}: {}", step.0, label(&step.1, step.2))
 }
 
-fn successors(world: &World, options: &CheckOptions) -> Vec<Result<(World, String), String>> {
+fn successors(world: &World, options: &CheckOptions) -> Vec<Result<(World, Step), (String, Step)>> {
     let mut out = Vec::new();
     for (i, b) in world.iter().enumerate() {
         for (event, now) in moves(b, options) {
-            let text = format!("backend {i}: {}", label(&event, now));
             match deliver(b, &event, now, options.plant_bug) {
                 Ok(None) => {}
                 Ok(Some(next)) => {
-                    let mut w = world.clone();
-                    w[i] = next;
-                    out.push(Ok((symmetric(w), text)));
+                    let mut next = Some(next);
+                    let w: World = (0..world.len())
+                        .map(|j| if j == i { next.take().unwrap_or_else(|| world[j].clone()) } else { world[j].clone() })
+                        .collect();
+                    out.push(Ok((symmetric(w), (i, event, now))));
                 }
-                Err(message) => out.push(Err(format!("{message} (at {text})"))),
+                Err(message) => out.push(Err((message, (i, event, now)))),
             }
         }
     }
@@ -388,9 +417,10 @@ fn successors(world: &World, options: &CheckOptions) -> Vec<Result<(World, Strin
 fn breadth_first(options: &CheckOptions) -> CheckReport {
     let started = Instant::now();
     let start = symmetric(initial(options));
-    let mut index: FxHashMap<World, usize> = FxHashMap::default();
-    let mut parents: Vec<(usize, String, usize)> = vec![(usize::MAX, String::new(), 0)];
-    index.insert(start.clone(), 0);
+    let mut index: FxHashMap<u128, usize> = FxHashMap::default();
+    // Per state: parent, the step that led here, depth.
+    let mut parents: Vec<(usize, Option<Step>, usize)> = vec![(usize::MAX, None, 0)];
+    index.insert(fingerprint128(&start), 0);
     let mut queue = VecDeque::from([(start, 0usize)]);
     let mut transitions = 0u64;
     let mut depth = 0;
@@ -401,11 +431,11 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
         for result in successors(&world, options) {
             transitions += 1;
             match result {
-                Err(message) => {
-                    let mut trace = vec![at_label(&message)];
+                Err((message, step)) => {
+                    let mut trace = vec![describe(&step)];
                     let mut at = id;
-                    while at != 0 {
-                        trace.push(parents[at].1.clone());
+                    while let Some(step) = &parents[at].1 {
+                        trace.push(describe(step));
                         at = parents[at].0;
                     }
                     trace.reverse();
@@ -418,8 +448,9 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
                         violation: Some(CounterExample { message, trace }),
                     };
                 }
-                Ok((next, text)) => {
-                    if index.contains_key(&next) {
+                Ok((next, step)) => {
+                    let key = fingerprint128(&next);
+                    if index.contains_key(&key) {
                         continue;
                     }
                     if index.len() >= options.max_states {
@@ -427,45 +458,37 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
                         continue;
                     }
                     let next_id = parents.len();
-                    parents.push((id, text, level + 1));
-                    index.insert(next.clone(), next_id);
+                    parents.push((id, Some(step), level + 1));
+                    index.insert(key, next_id);
                     queue.push_back((next, next_id));
                 }
             }
         }
     }
-    CheckReport {
-        states: index.len(),
-        transitions,
-        depth,
-        elapsed: started.elapsed(),
-        truncated,
-        violation: None,
-    }
+    CheckReport { states: index.len(), transitions, depth, elapsed: started.elapsed(), truncated, violation: None }
 }
 
 fn depth_first(options: &CheckOptions) -> CheckReport {
     let started = Instant::now();
     let start = symmetric(initial(options));
-    let mut seen: FxHashSet<u64> = FxHashSet::default();
-    seen.insert(fingerprint(&start));
-    let mut stack: Vec<(World, String)> = vec![(start, String::new())];
-    let mut pending: Vec<Vec<Result<(World, String), String>>> =
-        vec![successors(&stack[0].0, options)];
+    let mut seen: FxHashSet<u128> = FxHashSet::default();
+    seen.insert(fingerprint128(&start));
+    let mut path: Vec<Step> = Vec::new();
+    let mut pending: Vec<Vec<Result<(World, Step), (String, Step)>>> = vec![successors(&start, options)];
     let mut transitions = 0u64;
     let mut depth = 0;
     let mut truncated = false;
     while let Some(frame) = pending.last_mut() {
         let Some(result) = frame.pop() else {
             pending.pop();
-            stack.pop();
+            path.pop();
             continue;
         };
         transitions += 1;
         match result {
-            Err(message) => {
-                let mut trace: Vec<String> = stack.iter().skip(1).map(|(_, t)| t.clone()).collect();
-                trace.push(at_label(&message));
+            Err((message, step)) => {
+                let mut trace: Vec<String> = path.iter().map(describe).collect();
+                trace.push(describe(&step));
                 return CheckReport {
                     states: seen.len(),
                     transitions,
@@ -475,8 +498,8 @@ fn depth_first(options: &CheckOptions) -> CheckReport {
                     violation: Some(CounterExample { message, trace }),
                 };
             }
-            Ok((next, text)) => {
-                if !seen.insert(fingerprint(&next)) {
+            Ok((next, step)) => {
+                if !seen.insert(fingerprint128(&next)) {
                     continue;
                 }
                 if seen.len() >= options.max_states {
@@ -484,18 +507,11 @@ fn depth_first(options: &CheckOptions) -> CheckReport {
                     continue;
                 }
                 let children = successors(&next, options);
-                stack.push((next, text));
+                path.push(step);
                 pending.push(children);
-                depth = depth.max(stack.len() - 1);
+                depth = depth.max(path.len());
             }
         }
     }
-    CheckReport {
-        states: seen.len(),
-        transitions,
-        depth,
-        elapsed: started.elapsed(),
-        truncated,
-        violation: None,
-    }
+    CheckReport { states: seen.len(), transitions, depth, elapsed: started.elapsed(), truncated, violation: None }
 }

@@ -1,0 +1,67 @@
+//! Benchmark of the model checkers, in the same run: `rekindle check` exploring the
+//! real step (one backend, budget 3, two operations in flight) and spin's `pan` on the
+//! generated lifecycle model (safety search), both repeated and timed by wall clock.
+//! Prints check_states_per_sec, spin_states_per_sec, check_ratio_vs_spin.
+
+use std::process::Command;
+use std::time::Instant;
+
+use rekindle::check::{CheckOptions, check};
+
+const ROUNDS: u32 = 20;
+
+fn spin_states_per_sec() -> Result<(f64, u64), String> {
+    let dir = std::env::temp_dir().join(format!("rekindle-bench-spin-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/model");
+    for file in ["lifecycle.pml", "lifecycle_table.pml"] {
+        std::fs::copy(format!("{model}/{file}"), dir.join(file)).map_err(|e| format!("{model}/{file}: {e}"))?;
+    }
+    let run = |program: &str, args: &[&str]| -> Result<String, String> {
+        let out = Command::new(program).args(args).current_dir(&dir).output().map_err(|e| format!("{program}: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("{program} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    run("spin", &["-o3", "-a", "lifecycle.pml"])?;
+    run("gcc", &["-O2", "-DNOCLAIM", "-o", "pan", "pan.c"])?;
+    let mut states = 0;
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        let text = run("./pan", &["-m1000000"])?;
+        states = text
+            .lines()
+            .find_map(|l| l.trim().strip_suffix("states, stored")?.trim().parse().ok())
+            .ok_or_else(|| format!("no state count in pan's output: {text}"))?;
+    }
+    let elapsed = started.elapsed();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok((f64::from(ROUNDS) * states as f64 / elapsed.as_secs_f64(), states))
+}
+
+fn main() {
+    let options = CheckOptions { max_attempts: 3, max_inflight: 2, backends: 1, ..CheckOptions::default() };
+    let started = Instant::now();
+    let mut states = 0;
+    for _ in 0..ROUNDS {
+        let report = check(&options);
+        assert!(report.violation.is_none(), "{}", report.render());
+        states = report.states;
+    }
+    let check_rate = f64::from(ROUNDS) * states as f64 / started.elapsed().as_secs_f64();
+    println!("check_states: {states}");
+    println!("check_states_per_sec: {check_rate:.0}");
+    match spin_states_per_sec() {
+        Ok((rate, spin_states)) => {
+            println!("spin_states: {spin_states}");
+            println!("spin_states_per_sec: {rate:.0}");
+            println!("check_ratio_vs_spin: {:.2}", check_rate / rate);
+        }
+        Err(error) => {
+            eprintln!("spin benchmark failed (install the Debian package spin): {error}");
+            std::process::exit(1);
+        }
+    }
+}
