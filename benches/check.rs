@@ -16,12 +16,20 @@ fn spin_states_per_sec() -> Result<(f64, u64), String> {
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let model = concat!(env!("CARGO_MANIFEST_DIR"), "/model");
     for file in ["lifecycle.pml", "lifecycle_table.pml"] {
-        std::fs::copy(format!("{model}/{file}"), dir.join(file)).map_err(|e| format!("{model}/{file}: {e}"))?;
+        std::fs::copy(format!("{model}/{file}"), dir.join(file))
+            .map_err(|e| format!("{model}/{file}: {e}"))?;
     }
     let run = |program: &str, args: &[&str]| -> Result<String, String> {
-        let out = Command::new(program).args(args).current_dir(&dir).output().map_err(|e| format!("{program}: {e}"))?;
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("{program}: {e}"))?;
         if !out.status.success() {
-            return Err(format!("{program} failed: {}", String::from_utf8_lossy(&out.stderr)));
+            return Err(format!(
+                "{program} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
         }
         Ok(String::from_utf8_lossy(&out.stdout).to_string())
     };
@@ -38,11 +46,19 @@ fn spin_states_per_sec() -> Result<(f64, u64), String> {
     }
     let elapsed = started.elapsed();
     let _ = std::fs::remove_dir_all(&dir);
-    Ok((f64::from(ROUNDS) * states as f64 / elapsed.as_secs_f64(), states))
+    Ok((
+        f64::from(ROUNDS) * states as f64 / elapsed.as_secs_f64(),
+        states,
+    ))
 }
 
 fn main() {
-    let options = CheckOptions { max_attempts: 3, max_inflight: 2, backends: 1, ..CheckOptions::default() };
+    let options = CheckOptions {
+        max_attempts: 3,
+        max_inflight: 2,
+        backends: 1,
+        ..CheckOptions::default()
+    };
     let started = Instant::now();
     let mut states = 0;
     for _ in 0..ROUNDS {

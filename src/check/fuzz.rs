@@ -8,7 +8,9 @@ use super::{CheckOptions, deliver, initial, moves};
 /// (stale timers and late setup results included). Panics if an invariant
 /// breaks: that is a finding.
 pub fn step_events(data: &[u8]) {
-    let Some((&shape, choices)) = data.split_first() else { return };
+    let Some((&shape, choices)) = data.split_first() else {
+        return;
+    };
     let options = CheckOptions {
         max_attempts: u32::from(shape % 4),
         max_inflight: u32::from((shape >> 2) % 3),
@@ -37,7 +39,10 @@ pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(config) = crate::config::Config::parse(&text, "fuzz.conf") {
         let plan = config.plan();
-        assert_eq!(plan.backends.len(), config.backends.len() + usize::from(config.backup.is_some()));
+        assert_eq!(
+            plan.backends.len(),
+            config.backends.len() + usize::from(config.backup.is_some())
+        );
     }
 }
 

@@ -290,7 +290,9 @@ pub fn deliver(
     let full = |what: &str| format!("checker bound exceeded: too many {what} in one backend");
     for effect in &effects {
         match effect {
-            Effect::RunSetup { setup, .. } => next.running.try_push(*setup).map_err(|_| full("setups"))?,
+            Effect::RunSetup { setup, .. } => {
+                next.running.try_push(*setup).map_err(|_| full("setups"))?
+            }
             Effect::AbortSetup { .. } if plant_bug => {}
             Effect::AbortSetup { setup } => {
                 next.running.retain(|g| g != setup);
@@ -299,7 +301,9 @@ pub fn deliver(
                 }
                 next.late.push(*setup);
             }
-            Effect::ScheduleTimer { timer, .. } => next.timers.try_push(*timer).map_err(|_| full("timers"))?,
+            Effect::ScheduleTimer { timer, .. } => {
+                next.timers.try_push(*timer).map_err(|_| full("timers"))?
+            }
             _ => {}
         }
     }
@@ -316,7 +320,12 @@ pub fn canonical(mut b: BackendWorld) -> BackendWorld {
     let live = b.lc.live_generations();
     let is_live = |g: Generation| live.contains(&g) || b.running.contains(&g);
     // Keep only the newest stale timers.
-    let mut stale: Small = b.timers.iter().map(|t| t.generation).filter(|g| !is_live(*g)).collect();
+    let mut stale: Small = b
+        .timers
+        .iter()
+        .map(|t| t.generation)
+        .filter(|g| !is_live(*g))
+        .collect();
     stale.sort_unstable();
     let drop_before = stale.len().saturating_sub(STALE_TIMERS_KEPT);
     let dropped = &stale[..drop_before];
@@ -327,7 +336,12 @@ pub fn canonical(mut b: BackendWorld) -> BackendWorld {
     }
     // Dense renaming: live generations first, then running setups, then the
     // rest oldest first. At most a handful: a small vector beats a map.
-    let mut rest: Small = b.late.iter().copied().chain(b.timers.iter().map(|t| t.generation)).collect();
+    let mut rest: Small = b
+        .late
+        .iter()
+        .copied()
+        .chain(b.timers.iter().map(|t| t.generation))
+        .collect();
     rest.sort_unstable();
     let mut names: Small = ArrayVec::new();
     for g in live.iter().chain(b.running.iter()).chain(rest.iter()) {
@@ -335,12 +349,18 @@ pub fn canonical(mut b: BackendWorld) -> BackendWorld {
             names.push(*g);
         }
     }
-    let rename = |g: Generation| names.iter().position(|n| *n == g).map_or(g, |i| i as Generation + 1);
+    let rename = |g: Generation| {
+        names
+            .iter()
+            .position(|n| *n == g)
+            .map_or(g, |i| i as Generation + 1)
+    };
     b.lc = b.lc.map_generations(rename, names.len() as Generation);
     for t in &mut b.timers {
         t.generation = rename(t.generation);
     }
-    b.timers.sort_unstable_by_key(|t| (t.generation, t.kind as u8));
+    b.timers
+        .sort_unstable_by_key(|t| (t.generation, t.kind as u8));
     let mut unique: ArrayVec<Timer, 8> = ArrayVec::new();
     for t in &b.timers {
         if unique.last() != Some(t) {
@@ -390,11 +410,14 @@ pub fn check(options: &CheckOptions) -> CheckReport {
 /// One step of the search: which backend got which event when.
 type Step = (usize, Event, Moment);
 
+/// A successor world, or the invariant a step broke.
+type Successor = Result<(World, Step), (String, Step)>;
+
 fn describe(step: &Step) -> String {
     format!("backend {}: {}", step.0, label(&step.1, step.2))
 }
 
-fn successors(world: &World, options: &CheckOptions) -> Vec<Result<(World, Step), (String, Step)>> {
+fn successors(world: &World, options: &CheckOptions) -> Vec<Successor> {
     let mut out = Vec::new();
     for (i, b) in world.iter().enumerate() {
         for (event, now) in moves(b, options) {
@@ -403,7 +426,13 @@ fn successors(world: &World, options: &CheckOptions) -> Vec<Result<(World, Step)
                 Ok(Some(next)) => {
                     let mut next = Some(next);
                     let w: World = (0..world.len())
-                        .map(|j| if j == i { next.take().unwrap_or_else(|| world[j].clone()) } else { world[j].clone() })
+                        .map(|j| {
+                            if j == i {
+                                next.take().unwrap_or_else(|| world[j].clone())
+                            } else {
+                                world[j].clone()
+                            }
+                        })
                         .collect();
                     out.push(Ok((symmetric(w), (i, event, now))));
                 }
@@ -465,7 +494,14 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
             }
         }
     }
-    CheckReport { states: index.len(), transitions, depth, elapsed: started.elapsed(), truncated, violation: None }
+    CheckReport {
+        states: index.len(),
+        transitions,
+        depth,
+        elapsed: started.elapsed(),
+        truncated,
+        violation: None,
+    }
 }
 
 fn depth_first(options: &CheckOptions) -> CheckReport {
@@ -474,7 +510,7 @@ fn depth_first(options: &CheckOptions) -> CheckReport {
     let mut seen: FxHashSet<u128> = FxHashSet::default();
     seen.insert(fingerprint128(&start));
     let mut path: Vec<Step> = Vec::new();
-    let mut pending: Vec<Vec<Result<(World, Step), (String, Step)>>> = vec![successors(&start, options)];
+    let mut pending: Vec<Vec<Successor>> = vec![successors(&start, options)];
     let mut transitions = 0u64;
     let mut depth = 0;
     let mut truncated = false;
@@ -513,5 +549,12 @@ fn depth_first(options: &CheckOptions) -> CheckReport {
             }
         }
     }
-    CheckReport { states: seen.len(), transitions, depth, elapsed: started.elapsed(), truncated, violation: None }
+    CheckReport {
+        states: seen.len(),
+        transitions,
+        depth,
+        elapsed: started.elapsed(),
+        truncated,
+        violation: None,
+    }
 }
