@@ -12,23 +12,30 @@ use crate::lifecycle::Moment;
 pub struct ServiceClock {
     started: Instant,
     started_wall: SystemTime,
+    /// On the real clock, the OS monotonic clock is read directly (tokio's
+    /// clock takes a lock per read to support pausing).
+    real: Option<std::time::Instant>,
 }
 
 impl ServiceClock {
-    /// A clock starting now, stamping notifications with real wall time.
+    /// A clock starting now on the real clock, stamping notifications with
+    /// real wall time. Use [`ServiceClock::start_at`] under a paused runtime.
     pub fn start() -> Self {
         ServiceClock {
             started: Instant::now(),
             started_wall: SystemTime::now(),
+            real: Some(std::time::Instant::now()),
         }
     }
 
-    /// A clock starting now whose wall time starts at `wall` (simulations use
-    /// a fixed one so their output is reproducible).
+    /// A clock starting now on the runtime's clock (virtual under a paused
+    /// runtime) whose wall time starts at `wall` (simulations use a fixed one
+    /// so their output is reproducible).
     pub fn start_at(wall: SystemTime) -> Self {
         ServiceClock {
             started: Instant::now(),
             started_wall: wall,
+            real: None,
         }
     }
 
@@ -39,7 +46,10 @@ impl ServiceClock {
 
     /// Now, as a `Moment` for the core.
     pub fn now(&self) -> Moment {
-        Moment(Instant::now().saturating_duration_since(self.started))
+        match self.real {
+            Some(started) => Moment(started.elapsed()),
+            None => Moment(Instant::now().saturating_duration_since(self.started)),
+        }
     }
 
     /// The wall-clock time of `moment`.

@@ -33,6 +33,13 @@ pub enum Request {
         /// The backend.
         backend: String,
     },
+    /// Grow a volume.
+    VolumeExtend {
+        /// The volume.
+        id: String,
+        /// The new size (`2G`, bytes).
+        size: String,
+    },
     /// Delete a volume.
     VolumeDelete {
         /// The volume.
@@ -286,6 +293,10 @@ async fn handle(
     match request {
         Request::VolumeCreate { size, backend } => match operation(manager) {
             Ok(m) => done(m.create_volume(&size, &backend).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::VolumeExtend { id, size } => match operation(manager) {
+            Ok(m) => done(m.extend_volume(&id, &size).await),
             Err(message) => Response::Error { message },
         },
         Request::VolumeDelete { id } => match operation(manager) {

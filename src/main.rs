@@ -142,6 +142,14 @@ enum VolumeAction {
         #[arg(long)]
         backend: String,
     },
+    /// Grow a volume (qemu-img resize).
+    Extend {
+        /// The volume id.
+        id: String,
+        /// The new size: `2G`, `1536M` or bytes.
+        #[arg(long)]
+        size: String,
+    },
     /// Delete a volume.
     Delete {
         /// The volume id.
@@ -191,6 +199,7 @@ enum BackupAction {
 fn volume_request(action: VolumeAction) -> Result<Request, String> {
     Ok(match action {
         VolumeAction::Create { size, backend } => Request::VolumeCreate { size, backend },
+        VolumeAction::Extend { id, size } => Request::VolumeExtend { id, size },
         VolumeAction::Delete { id } => Request::VolumeDelete { id },
         VolumeAction::Attach { id, connector } => {
             let text = std::fs::read_to_string(&connector)

@@ -130,6 +130,43 @@ impl Manager {
         Ok(json!({ "id": id, "status": "deleted" }))
     }
 
+    /// Grows a volume to `size` (`2G`, bytes); only available volumes.
+    pub async fn extend_volume(&self, id: &str, size: &str) -> Result<Value, ManagerError> {
+        let row = self.volume(id)?;
+        let size_bytes = crate::driver::posix::parse_size(size)
+            .filter(|s| *s > row.size_bytes)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "--size {size:?}: expected a size larger than the volume's {} bytes",
+                    row.size_bytes
+                ))
+            })?;
+        if row.status != "available" {
+            return Err(invalid(format!(
+                "volume {id} is {}: only available volumes extend",
+                row.status
+            )));
+        }
+        self.records.set_volume_status(id, "extending")?;
+        let result = self
+            .route(
+                &row.backend,
+                Operation::ExtendVolume(Volume::new(id, row.size_bytes), size_bytes),
+            )
+            .await;
+        match result {
+            Ok(_) => {
+                self.records.set_volume_size(id, size_bytes)?;
+                self.records.set_volume_status(id, "available")?;
+                Ok(json!({ "id": id, "size_bytes": size_bytes, "status": "available" }))
+            }
+            Err(error) => {
+                self.records.set_volume_status(id, "error_extending")?;
+                Err(error)
+            }
+        }
+    }
+
     /// `create_export` then `initialize_connection` with `connector`.
     pub async fn attach(&self, id: &str, connector: Connector) -> Result<Value, ManagerError> {
         let row = self.volume(id)?;

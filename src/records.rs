@@ -193,6 +193,17 @@ impl Records {
             .map_err(|e| self.error(e))
     }
 
+    /// Sets a volume's size.
+    pub fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "UPDATE volumes SET size_bytes = ?2, updated_at = ?3 WHERE id = ?1",
+                params![id, size_bytes as i64, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
     /// Deletes a volume row.
     pub fn delete_volume(&self, id: &str) -> Result<(), RecordsError> {
         self.conn
@@ -418,6 +429,7 @@ impl Records {
                 "creating" => "error",
                 "deleting" => "deleting",
                 "backing-up" => "available",
+                "extending" => "error_extending",
                 _ => continue,
             };
             if to != volume.status {

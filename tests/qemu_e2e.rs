@@ -233,6 +233,20 @@ fn attach_write_backup_restore_and_read_the_pattern_back() {
         binaries.contains(&"cinder-backup") && binaries.contains(&"cinder-volume"),
         "{status}"
     );
+    // Extending grows the image (qemu-img resize) and the record.
+    let extended = node.ok(&["volume", "extend", &target, "--size", "32M"]);
+    assert_eq!(extended["size_bytes"], 32 << 20);
+    let image = node
+        .dir
+        .join("volumes")
+        .join(format!("volume-{target}.qcow2"));
+    let info = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&image)
+        .output()
+        .expect("qemu-img info");
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).expect("json");
+    assert_eq!(info["virtual-size"], 32 << 20);
     // Deleting the backup removes its chunks.
     node.ok(&["backup", "delete", &backup]);
     assert!(!node.dir.join("backups").join(&backup).exists());

@@ -127,6 +127,8 @@ pub enum Operation {
     },
     /// Where the volume's data lives on this host (`locate`).
     Locate(Volume),
+    /// `extend_volume` to a new size in bytes.
+    ExtendVolume(Volume, u64),
     /// `backup`.
     Backup {
         /// The backup.
@@ -533,6 +535,14 @@ impl DriverActor {
                 Box::pin(async move {
                     d.terminate_connection(&volume, &connector).await?;
                     d.remove_export(&volume)
+                        .await
+                        .map(|()| OperationOutput::Done)
+                })
+            }
+            Operation::ExtendVolume(v, size) => {
+                let d = volume_driver()?;
+                Box::pin(async move {
+                    d.extend_volume(&v, size)
                         .await
                         .map(|()| OperationOutput::Done)
                 })

@@ -504,26 +504,48 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
     }
 }
 
+/// Deepest stack the depth-first search keeps (like spin's `-m`); deeper
+/// states are not expanded and the report says the search was truncated.
+pub const DFS_MAX_DEPTH: usize = 10_000;
+
 fn depth_first(options: &CheckOptions) -> CheckReport {
     let started = Instant::now();
     let start = symmetric(initial(options));
     let mut seen: FxHashSet<u128> = FxHashSet::default();
     seen.insert(fingerprint128(&start));
-    let mut path: Vec<Step> = Vec::new();
-    let mut pending: Vec<Vec<Successor>> = vec![successors(&start, options)];
+    // One frame per level: the world and the next move to try. Successors
+    // are generated one at a time, so memory is the stack plus fingerprints.
+    let moves_of = |world: &World| -> Vec<Step> {
+        world
+            .iter()
+            .enumerate()
+            .flat_map(|(i, b)| {
+                moves(b, options)
+                    .into_iter()
+                    .map(move |(e, now)| (i, e, now))
+            })
+            .collect()
+    };
+    let mut stack: Vec<(World, Vec<Step>, Option<Step>)> =
+        vec![(start.clone(), moves_of(&start), None)];
     let mut transitions = 0u64;
     let mut depth = 0;
     let mut truncated = false;
-    while let Some(frame) = pending.last_mut() {
-        let Some(result) = frame.pop() else {
-            pending.pop();
-            path.pop();
+    while let Some((world, pending, _)) = stack.last_mut() {
+        let Some(step) = pending.pop() else {
+            stack.pop();
             continue;
         };
         transitions += 1;
-        match result {
-            Err((message, step)) => {
-                let mut trace: Vec<String> = path.iter().map(describe).collect();
+        let (i, event, now) = &step;
+        match deliver(&world[*i], event, *now, options.plant_bug) {
+            Ok(None) => {}
+            Err(message) => {
+                let mut trace: Vec<String> = stack
+                    .iter()
+                    .filter_map(|(_, _, s)| s.as_ref())
+                    .map(describe)
+                    .collect();
                 trace.push(describe(&step));
                 return CheckReport {
                     states: seen.len(),
@@ -534,18 +556,20 @@ fn depth_first(options: &CheckOptions) -> CheckReport {
                     violation: Some(CounterExample { message, trace }),
                 };
             }
-            Ok((next, step)) => {
-                if !seen.insert(fingerprint128(&next)) {
+            Ok(Some(next)) => {
+                let mut w = world.clone();
+                w[*i] = next;
+                let w = symmetric(w);
+                if !seen.insert(fingerprint128(&w)) {
                     continue;
                 }
-                if seen.len() >= options.max_states {
+                if seen.len() >= options.max_states || stack.len() >= DFS_MAX_DEPTH {
                     truncated = true;
                     continue;
                 }
-                let children = successors(&next, options);
-                path.push(step);
-                pending.push(children);
-                depth = depth.max(path.len());
+                let moves = moves_of(&w);
+                stack.push((w, moves, Some(step)));
+                depth = depth.max(stack.len() - 1);
             }
         }
     }

@@ -461,6 +461,26 @@ impl VolumeDriver for QemuDriver {
         checked_volume_id(&volume.id).map(drop)
     }
 
+    async fn extend_volume(&self, volume: &Volume, new_size_bytes: u64) -> Result<(), DriverError> {
+        let path = self.path(&volume.id)?;
+        if new_size_bytes < volume.size_bytes {
+            return Err(other(format!(
+                "volume {} cannot shrink from {} to {new_size_bytes} bytes",
+                volume.id, volume.size_bytes
+            )));
+        }
+        let size = new_size_bytes.to_string();
+        self.qemu_img(&[
+            "resize".as_ref(),
+            "-q".as_ref(),
+            "-f".as_ref(),
+            self.format.as_ref(),
+            path.as_os_str(),
+            size.as_ref(),
+        ])
+        .await
+    }
+
     async fn locate(&self, volume: &Volume) -> Result<Option<VolumeLocation>, DriverError> {
         Ok(Some(VolumeLocation {
             path: self.path(&volume.id)?,

@@ -110,6 +110,21 @@ pub trait VolumeDriver {
         connector: &Connector,
     ) -> Result<(), DriverError>;
 
+    /// Grows the volume to `new_size_bytes`. Default: not supported.
+    async fn extend_volume(
+        &self,
+        volume: &Volume,
+        _new_size_bytes: u64,
+    ) -> Result<(), DriverError> {
+        Err(DriverError::Other(
+            format!(
+                "extending volume {} is not supported by this driver",
+                volume.id
+            )
+            .into(),
+        ))
+    }
+
     /// Where the volume's data lives on this host, if the driver keeps it
     /// locally (backups read it from there). Default: not local.
     async fn locate(&self, _volume: &Volume) -> Result<Option<VolumeLocation>, DriverError> {
