@@ -3,7 +3,7 @@
 //! restores verify every checksum first. Heavy I/O runs off the arbiter.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -144,8 +144,42 @@ impl PosixBackupDriver {
     }
 }
 
-/// Writes `source` as chunks with checksums, then the metadata (last, so a
-/// backup without metadata is known incomplete).
+/// Worker threads for chunk I/O: chunks are independent, so reading,
+/// hashing and writing them spreads over the cores.
+fn workers(chunks: usize) -> usize {
+    (2 * std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(8)
+        .min(chunks)
+        .max(1)
+}
+
+/// Reads `len` bytes of `source` at `offset`, hashing them into `out`.
+fn copy_range(
+    source: &File,
+    offset: u64,
+    len: u64,
+    out: &mut File,
+    buffer: &mut [u8],
+) -> std::io::Result<(u64, String)> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = Sha256::new();
+    let mut done = 0u64;
+    while done < len {
+        let want = usize::try_from((len - done).min(buffer.len() as u64)).unwrap_or(buffer.len());
+        let n = source.read_at(&mut buffer[..want], offset + done)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n])?;
+        done += n as u64;
+    }
+    Ok((done, hex(&hasher.finalize())))
+}
+
+/// Writes `source` as chunks with checksums (chunks spread over worker
+/// threads, each synced), then the metadata, last, so a backup without
+/// metadata is known incomplete.
 fn write_chunks(
     source: &Path,
     dir: &Path,
@@ -154,58 +188,55 @@ fn write_chunks(
     volume_id: &str,
 ) -> Result<Metadata, DriverError> {
     std::fs::create_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
-    let file = File::open(source).map_err(|e| io(&source.display().to_string(), e))?;
-    let mut reader = BufReader::with_capacity(4 << 20, file);
-    let mut chunks = Vec::new();
-    let mut written = Vec::new();
-    let mut buffer = vec![0u8; 4 << 20];
-    let mut total = 0u64;
-    loop {
-        let name = format!("chunk-{:05}", chunks.len());
-        let path = dir.join(&name);
-        let mut out = File::create(&path).map_err(|e| io(&path.display().to_string(), e))?;
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while size < file_size {
-            let want = usize::try_from((file_size - size).min(buffer.len() as u64))
-                .unwrap_or(buffer.len());
-            let n = reader
-                .read(&mut buffer[..want])
-                .map_err(|e| io(&source.display().to_string(), e))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n])
-                .map_err(|e| io(&path.display().to_string(), e))?;
-            size += n as u64;
-        }
-        if size == 0 {
-            drop(out);
-            let _ = std::fs::remove_file(&path);
-            break;
-        }
-        // Synced all at once at the end: the kernel writes chunk k back
-        // while chunk k+1 is read and hashed.
-        written.push((path, out));
-        total += size;
-        chunks.push(Chunk {
-            name,
-            size,
-            sha256: hex(&hasher.finalize()),
-        });
-        if size < file_size {
-            break;
-        }
+    let total = std::fs::metadata(source)
+        .map_err(|e| io(&source.display().to_string(), e))?
+        .len();
+    let count = usize::try_from(total.div_ceil(file_size)).unwrap_or(usize::MAX);
+    let threads = workers(count);
+    let results: Vec<Result<Vec<(usize, Chunk)>, DriverError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|w| {
+                scope.spawn(move || -> Result<Vec<(usize, Chunk)>, DriverError> {
+                    let file =
+                        File::open(source).map_err(|e| io(&source.display().to_string(), e))?;
+                    let mut buffer = vec![0u8; 4 << 20];
+                    let mut mine = Vec::new();
+                    for k in (w..count).step_by(threads) {
+                        let name = format!("chunk-{k:05}");
+                        let path = dir.join(&name);
+                        let mut out =
+                            File::create(&path).map_err(|e| io(&path.display().to_string(), e))?;
+                        let offset = k as u64 * file_size;
+                        let len = file_size.min(total - offset);
+                        let (size, sha256) = copy_range(&file, offset, len, &mut out, &mut buffer)
+                            .map_err(|e| io(&path.display().to_string(), e))?;
+                        out.sync_all()
+                            .map_err(|e| io(&path.display().to_string(), e))?;
+                        mine.push((k, Chunk { name, size, sha256 }));
+                    }
+                    Ok(mine)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(DriverError::Other("a backup worker panicked".into())))
+            })
+            .collect()
+    });
+    let mut chunks: Vec<(usize, Chunk)> = Vec::with_capacity(count);
+    for result in results {
+        chunks.extend(result?);
     }
-    for (path, file) in written {
-        file.sync_all()
-            .map_err(|e| io(&path.display().to_string(), e))?;
-    }
+    chunks.sort_by_key(|(k, _)| *k);
+    let chunks: Vec<Chunk> = chunks.into_iter().map(|(_, c)| c).collect();
+    let size = chunks.iter().map(|c| c.size).sum();
     let metadata = Metadata {
         backup_id: backup_id.to_string(),
         volume_id: volume_id.to_string(),
-        size: total,
+        size,
         chunks,
     };
     let text = serde_json::to_vec_pretty(&metadata)
@@ -218,10 +249,10 @@ fn write_chunks(
 }
 
 /// Reads the metadata, then copies every chunk into `out` (a new file)
-/// while verifying its checksum, in one pass. On any mismatch `out` is
-/// removed and nothing else was touched: callers rename `out` over the
-/// target only after success, so a corrupt backup never half-overwrites a
-/// volume.
+/// while verifying its checksum, chunks spread over worker threads. On any
+/// mismatch `out` is removed and nothing else was touched: callers rename
+/// `out` over the target only after success, so a corrupt backup never
+/// half-overwrites a volume.
 fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
     let meta_path = dir.join("metadata.json");
     let text = std::fs::read(&meta_path)
@@ -239,35 +270,69 @@ fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
 }
 
 fn copy_verified(dir: &Path, metadata: &Metadata, out_path: &Path) -> Result<(), DriverError> {
-    let mut out = File::create(out_path).map_err(|e| io(&out_path.display().to_string(), e))?;
-    let mut buffer = vec![0u8; 1 << 20];
-    for chunk in &metadata.chunks {
-        let path = dir.join(&chunk.name);
-        let mut file = File::open(&path).map_err(|e| io(&path.display().to_string(), e))?;
-        let mut hasher = Sha256::new();
-        let mut n = 0u64;
-        loop {
-            let read = file
-                .read(&mut buffer)
-                .map_err(|e| io(&path.display().to_string(), e))?;
-            if read == 0 {
-                break;
-            }
-            hasher.update(&buffer[..read]);
-            out.write_all(&buffer[..read])
-                .map_err(|e| io(&out_path.display().to_string(), e))?;
-            n += read as u64;
-        }
-        let digest = hex(&hasher.finalize());
-        if n != chunk.size || digest != chunk.sha256 {
-            return Err(DriverError::Other(
-                format!(
-                    "backup {} is corrupt: {} has {n} bytes with sha256 {digest}, expected {} bytes with sha256 {}",
-                    metadata.backup_id, chunk.name, chunk.size, chunk.sha256
-                )
-                .into(),
-            ));
-        }
+    use std::os::unix::fs::FileExt;
+    let out = File::create(out_path).map_err(|e| io(&out_path.display().to_string(), e))?;
+    out.set_len(metadata.size)
+        .map_err(|e| io(&out_path.display().to_string(), e))?;
+    let offsets: Vec<u64> = metadata
+        .chunks
+        .iter()
+        .scan(0u64, |at, c| {
+            let here = *at;
+            *at += c.size;
+            Some(here)
+        })
+        .collect();
+    let count = metadata.chunks.len();
+    let threads = workers(count);
+    let out = &out;
+    let offsets = &offsets;
+    let results: Vec<Result<(), DriverError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|w| {
+                scope.spawn(move || -> Result<(), DriverError> {
+                    let mut buffer = vec![0u8; 4 << 20];
+                    for k in (w..count).step_by(threads) {
+                        let chunk = &metadata.chunks[k];
+                        let path = dir.join(&chunk.name);
+                        let mut file = File::open(&path).map_err(|e| io(&path.display().to_string(), e))?;
+                        let mut hasher = Sha256::new();
+                        let mut n = 0u64;
+                        loop {
+                            let read = file.read(&mut buffer).map_err(|e| io(&path.display().to_string(), e))?;
+                            if read == 0 {
+                                break;
+                            }
+                            hasher.update(&buffer[..read]);
+                            out.write_all_at(&buffer[..read], offsets[k] + n)
+                                .map_err(|e| io(&out_path.display().to_string(), e))?;
+                            n += read as u64;
+                        }
+                        let digest = hex(&hasher.finalize());
+                        if n != chunk.size || digest != chunk.sha256 {
+                            return Err(DriverError::Other(
+                                format!(
+                                    "backup {} is corrupt: {} has {n} bytes with sha256 {digest}, expected {} bytes with sha256 {}",
+                                    metadata.backup_id, chunk.name, chunk.size, chunk.sha256
+                                )
+                                .into(),
+                            ));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(DriverError::Other("a restore worker panicked".into())))
+            })
+            .collect()
+    });
+    for result in results {
+        result?;
     }
     out.sync_all()
         .map_err(|e| io(&out_path.display().to_string(), e))
