@@ -230,7 +230,22 @@ impl Config {
             enabled_escape: false,
             ..ParseOption::default()
         };
-        let ini = Ini::load_from_str_opt(text, options).map_err(|e| ConfigError::Parse {
+        // Comment lines (`#` or `;`, indented or not) are blanked before
+        // rust-ini sees them: it would read an indented `# ...` as an option.
+        // Blanking keeps line numbers in its errors right.
+        let text: String = text
+            .lines()
+            .map(|line| {
+                let t = line.trim_start();
+                if t.starts_with('#') || t.starts_with(';') {
+                    ""
+                } else {
+                    line
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let ini = Ini::load_from_str_opt(&text, options).map_err(|e| ConfigError::Parse {
             file: origin.to_string(),
             line: e.line + 1,
             column: e.col + 1,

@@ -193,3 +193,17 @@ fn a_missing_file_names_the_path() {
         "{e}"
     );
 }
+
+#[test]
+fn indented_and_semicolon_comments_are_ignored() {
+    let text = "[DEFAULT]\nenabled_backends = a\n  # indented comment\n; semicolon comment\n[a]\nvolume_driver = fault\n    # another\nfault_op_delay = 1s\n";
+    let c = Config::parse(text, "c").expect("valid");
+    assert_eq!(
+        c.backends[0]
+            .options
+            .get("fault_op_delay")
+            .map(String::as_str),
+        Some("1s")
+    );
+    assert!(c.backends[0].options.keys().all(|k| !k.starts_with('#')));
+}
