@@ -173,3 +173,58 @@ fn a_broken_config_at_start_is_a_clear_error_and_exit_1() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn under_systemd_it_speaks_the_notify_reload_protocol() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = scratch("systemd");
+    let config = dir.join("cinder.conf");
+    std::fs::write(&config, CONFIG).expect("write config");
+    let socket_path = dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).expect("bind notify socket");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    let pid = child.id();
+    let mut daemon = Daemon {
+        child,
+        dir: dir.clone(),
+    };
+    let mut buffer = [0u8; 4096];
+    let mut receive = || {
+        let n = socket
+            .recv(&mut buffer)
+            .expect("a notification from the daemon");
+        String::from_utf8_lossy(&buffer[..n]).to_string()
+    };
+    let ready = receive();
+    assert!(
+        ready.contains("READY=1") && ready.contains("STATUS="),
+        "{ready}"
+    );
+    kill(pid, "-HUP");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
+        seen.push(receive());
+    }
+    let reloading = seen
+        .iter()
+        .find(|m| m.contains("RELOADING=1"))
+        .expect("RELOADING=1");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    kill(pid, "-TERM");
+    let mut stopping = receive();
+    while !stopping.contains("STOPPING=1") {
+        stopping = receive();
+    }
+    assert!(daemon.child.wait().expect("exits").success());
+}
