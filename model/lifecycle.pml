@@ -14,7 +14,9 @@
  */
 #include "lifecycle_table.pml"
 
+#ifndef MAX_RELOADS
 #define MAX_RELOADS 2
+#endif
 
 short st = 0;         /* the driver's abstract state (table row) */
 byte running = 0;     /* setups in flight, as the shell sees them */
