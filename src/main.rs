@@ -225,6 +225,12 @@ fn backup_request(action: BackupAction) -> Request {
     }
 }
 
+/// Prints `rekindle: <error>` and returns a failure exit code.
+fn fail(error: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("rekindle: {error}");
+    ExitCode::FAILURE
+}
+
 /// Sends a user operation and prints its JSON result.
 fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitCode {
     let request = match request {
@@ -242,18 +248,9 @@ fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitC
             );
             ExitCode::SUCCESS
         }
-        Ok(Response::Error { message }) => {
-            eprintln!("rekindle: {message}");
-            ExitCode::FAILURE
-        }
-        Ok(other) => {
-            eprintln!("rekindle: unexpected answer: {other:?}");
-            ExitCode::FAILURE
-        }
-        Err(error) => {
-            eprintln!("rekindle: {error}");
-            ExitCode::FAILURE
-        }
+        Ok(Response::Error { message }) => fail(&message),
+        Ok(other) => fail(&format!("unexpected answer: {other:?}")),
+        Err(error) => fail(&error),
     }
 }
 
@@ -358,28 +355,19 @@ fn main() -> ExitCode {
             }
         }
         Command::Status { control, json } => match control::request(&control, &Request::Status) {
-            Ok(Response::Status(report)) => {
-                if json {
-                    match serde_json::to_string_pretty(&report) {
-                        Ok(text) => println!("{text}"),
-                        Err(error) => {
-                            eprintln!("rekindle: {error}");
-                            return ExitCode::FAILURE;
-                        }
-                    }
-                } else {
-                    print!("{}", control::render_status(&report));
+            Ok(Response::Status(report)) if json => match serde_json::to_string_pretty(&report) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
                 }
+                Err(error) => fail(&error),
+            },
+            Ok(Response::Status(report)) => {
+                print!("{}", control::render_status(&report));
                 ExitCode::SUCCESS
             }
-            Ok(other) => {
-                eprintln!("rekindle: unexpected answer: {other:?}");
-                ExitCode::FAILURE
-            }
-            Err(error) => {
-                eprintln!("rekindle: {error}");
-                ExitCode::FAILURE
-            }
+            Ok(other) => fail(&format!("unexpected answer: {other:?}")),
+            Err(error) => fail(&error),
         },
         Command::Reload { control } => match control::request(&control, &Request::Reload) {
             Ok(Response::Reload { outcome }) => {
@@ -390,14 +378,8 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
             }
-            Ok(other) => {
-                eprintln!("rekindle: unexpected answer: {other:?}");
-                ExitCode::FAILURE
-            }
-            Err(error) => {
-                eprintln!("rekindle: {error}");
-                ExitCode::FAILURE
-            }
+            Ok(other) => fail(&format!("unexpected answer: {other:?}")),
+            Err(error) => fail(&error),
         },
         Command::Sim {
             seed,
