@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 
 use arrayvec::ArrayVec;
-use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
 
 use crate::lifecycle::{
@@ -374,12 +374,6 @@ pub fn canonical(mut b: BackendWorld) -> BackendWorld {
     b
 }
 
-fn fingerprint<T: Hash>(value: &T) -> u64 {
-    let mut h = FxHasher::default();
-    value.hash(&mut h);
-    h.finish()
-}
-
 /// A 128-bit state fingerprint from two independently seeded foldhash runs: the
 /// visited set stores 16 bytes per state and never compares states, and a
 /// collision among n states has probability about n^2 / 2^129.
@@ -393,9 +387,20 @@ fn fingerprint128<T: Hash>(value: &T) -> u128 {
 /// Sorts identical backends so permutations are one state.
 pub fn symmetric(mut world: World) -> World {
     if world.len() > 1 {
-        world.sort_by_cached_key(fingerprint);
+        world.sort_by_cached_key(fingerprint128);
     }
     world
+}
+
+/// The key of a world from its backends' fingerprints: order-free (sorted),
+/// so permuted backends share one key, and computed without building the
+/// world, so a successor already seen costs no copy.
+fn world_key(fingerprints: &mut [u128]) -> u128 {
+    if fingerprints.len() == 1 {
+        return fingerprints[0];
+    }
+    fingerprints.sort_unstable();
+    fingerprint128(&fingerprints)
 }
 
 /// Explores from the initial world.
@@ -410,31 +415,27 @@ pub fn check(options: &CheckOptions) -> CheckReport {
 /// One step of the search: which backend got which event when.
 type Step = (usize, Event, Moment);
 
-/// A successor world, or the invariant a step broke.
-type Successor = Result<(World, Step), (String, Step)>;
+/// A successor (its key, the backend that changed, its new state, the step),
+/// or the invariant a step broke.
+type Successor = Result<(u128, usize, BackendWorld, Step), (String, Step)>;
 
 fn describe(step: &Step) -> String {
     format!("backend {}: {}", step.0, label(&step.1, step.2))
 }
 
+/// The successors of `world`: each changed backend with its key, or a
+/// broken invariant. Worlds are built only for new keys (`build`).
 fn successors(world: &World, options: &CheckOptions) -> Vec<Successor> {
+    let own: Vec<u128> = world.iter().map(fingerprint128).collect();
     let mut out = Vec::new();
     for (i, b) in world.iter().enumerate() {
         for (event, now) in moves(b, options) {
             match deliver(b, &event, now, options.plant_bug) {
                 Ok(None) => {}
                 Ok(Some(next)) => {
-                    let mut next = Some(next);
-                    let w: World = (0..world.len())
-                        .map(|j| {
-                            if j == i {
-                                next.take().unwrap_or_else(|| world[j].clone())
-                            } else {
-                                world[j].clone()
-                            }
-                        })
-                        .collect();
-                    out.push(Ok((symmetric(w), (i, event, now))));
+                    let mut keys = own.clone();
+                    keys[i] = fingerprint128(&next);
+                    out.push(Ok((world_key(&mut keys), i, next, (i, event, now))));
                 }
                 Err(message) => out.push(Err((message, (i, event, now)))),
             }
@@ -443,13 +444,29 @@ fn successors(world: &World, options: &CheckOptions) -> Vec<Successor> {
     out
 }
 
+/// The world `world` with backend `i` replaced by `next`, in canonical order.
+fn build(world: &World, i: usize, next: BackendWorld) -> World {
+    let mut next = Some(next);
+    let w: World = (0..world.len())
+        .map(|j| {
+            if j == i {
+                next.take().unwrap_or_else(|| world[j].clone())
+            } else {
+                world[j].clone()
+            }
+        })
+        .collect();
+    symmetric(w)
+}
+
 fn breadth_first(options: &CheckOptions) -> CheckReport {
     let started = Instant::now();
     let start = symmetric(initial(options));
     let mut index: FxHashMap<u128, usize> = FxHashMap::default();
     // Per state: parent, the step that led here, depth.
     let mut parents: Vec<(usize, Option<Step>, usize)> = vec![(usize::MAX, None, 0)];
-    index.insert(fingerprint128(&start), 0);
+    let mut start_keys: Vec<u128> = start.iter().map(fingerprint128).collect();
+    index.insert(world_key(&mut start_keys), 0);
     let mut queue = VecDeque::from([(start, 0usize)]);
     let mut transitions = 0u64;
     let mut depth = 0;
@@ -477,11 +494,11 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
                         violation: Some(CounterExample { message, trace }),
                     };
                 }
-                Ok((next, step)) => {
-                    let key = fingerprint128(&next);
+                Ok((key, i, changed, step)) => {
                     if index.contains_key(&key) {
                         continue;
                     }
+                    let next = build(&world, i, changed);
                     if index.len() >= options.max_states {
                         truncated = true;
                         continue;
