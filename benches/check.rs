@@ -1,4 +1,5 @@
-//! Benchmark of the model checkers, in the same run: `rekindle check` exploring the
+//! Benchmark of the model checkers, in the same run: `rekindle check` (breadth-first,
+//! large levels expanded on every core) exploring the
 //! real step (one backend, budget 3, two operations in flight), and spin's `pan` on the
 //! generated lifecycle model with 40 reloads allowed (a few hundred thousand states;
 //! safety search). spin_states_per_sec is pan's own search rate (process start and table

@@ -51,6 +51,36 @@ fn every_reachable_state_of_one_and_two_backends_keeps_the_invariants() {
 }
 
 #[test]
+fn breadth_first_in_parallel_and_depth_first_find_the_same_states() {
+    // Breadth-first expands large levels on several threads and merges them
+    // in order; depth-first is sequential. Both must reach exactly the same
+    // reachable set, and breadth-first must be the same on every run.
+    for (attempts, inflight, backends) in [(3, 2, 1), (4, 3, 1)] {
+        let options = CheckOptions {
+            max_attempts: attempts,
+            max_inflight: inflight,
+            backends,
+            ..CheckOptions::default()
+        };
+        let bfs = check(&options);
+        let again = check(&options);
+        let dfs = check(&CheckOptions {
+            dfs: true,
+            ..options
+        });
+        assert!(bfs.violation.is_none() && dfs.violation.is_none());
+        assert!(!bfs.truncated && !dfs.truncated);
+        assert!(bfs.states > 1_000, "{options:?}: {}", bfs.states);
+        assert_eq!(bfs.states, dfs.states, "{options:?}");
+        assert_eq!(
+            (bfs.states, bfs.transitions, bfs.depth),
+            (again.states, again.transitions, again.depth),
+            "{options:?}"
+        );
+    }
+}
+
+#[test]
 fn symmetry_reduction_merges_permuted_backends() {
     let one = check(&CheckOptions {
         max_attempts: 1,

@@ -13,7 +13,6 @@
 pub mod export;
 pub mod fuzz;
 
-use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 
 use arrayvec::ArrayVec;
@@ -38,7 +37,7 @@ pub struct CheckOptions {
     pub max_inflight: u32,
     /// Identical backends.
     pub backends: usize,
-    /// Depth-first with 64-bit state fingerprints (bounded memory, not
+    /// Depth-first with 128-bit state fingerprints (bounded memory, not
     /// shortest) instead of breadth-first with full states (shortest).
     pub dfs: bool,
     /// Plant a known bug: the shell forgets to abandon timed-out setups.
@@ -275,10 +274,64 @@ pub fn deliver(
     plant_bug: bool,
 ) -> Result<Option<BackendWorld>, String> {
     let mut next = b.clone();
+    Ok(match deliver_into(b, event, now, plant_bug, &mut next)? {
+        Delivered::Refused => None,
+        Delivered::Unchanged => Some(canonical(b.clone())),
+        Delivered::Changed => Some(next),
+    })
+}
+
+/// What delivering one event did (see [`deliver_into`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// The core refused the event; nothing happened.
+    Refused,
+    /// Accepted, and the backend world is exactly what it was (a self-loop:
+    /// `next` is not written).
+    Unchanged,
+    /// Accepted; `next` holds the canonical successor.
+    Changed,
+}
+
+/// [`deliver`] into `next` (any backend world; overwritten when the result
+/// is [`Delivered::Changed`]). The search reuses one `next`, and a
+/// self-loop (a tick with nothing due, an unchanged reload) is recognised
+/// before canonicalising or fingerprinting anything.
+pub fn deliver_into(
+    b: &BackendWorld,
+    event: &Event,
+    now: Moment,
+    plant_bug: bool,
+    next: &mut BackendWorld,
+) -> Result<Delivered, String> {
+    next.lc.clone_from(&b.lc);
     let Ok(effects) = next.lc.apply(event.clone(), now) else {
-        return Ok(None);
+        return Ok(Delivered::Refused);
     };
     invariants::check_transition(&b.lc, event, &next.lc, &effects).map_err(|v| v.to_string())?;
+    // Does anything but the lifecycle change? Finished setups, fired timers,
+    // and new setups, aborts and timers do.
+    let touches = matches!(
+        event,
+        Event::SetupSucceeded { .. } | Event::SetupFailed { .. } | Event::TimerFired(_)
+    ) || effects.iter().any(|e| {
+        matches!(
+            e,
+            Effect::RunSetup { .. } | Effect::AbortSetup { .. } | Effect::ScheduleTimer { .. }
+        )
+    });
+    if !touches && next.lc == b.lc {
+        return Ok(Delivered::Unchanged);
+    }
+    // `b` is canonical; with the same generations in the same roles (no new
+    // generation, same live ones, timers and setups untouched) the renaming
+    // is the identity and the successor is canonical as it stands.
+    let renamed = touches
+        || next.lc.last_generation() != b.lc.last_generation()
+        || next.lc.live_generations() != b.lc.live_generations();
+    next.timers.clone_from(&b.timers);
+    next.running.clone_from(&b.running);
+    next.late.clone_from(&b.late);
     match event {
         Event::SetupSucceeded { setup } | Event::SetupFailed { setup, .. } => {
             next.running.retain(|g| g != setup);
@@ -310,77 +363,175 @@ pub fn deliver(
     if next.running.len() > 1 {
         return Err(format!("two setups in flight at once: {:?}", next.running));
     }
-    Ok(Some(canonical(next)))
+    if renamed {
+        canonicalize(next);
+    }
+    Ok(Delivered::Changed)
 }
 
 /// Renames generations densely (live ones first, then the rest oldest
 /// first) and keeps only the newest stale timers and late setups.
 pub fn canonical(mut b: BackendWorld) -> BackendWorld {
-    type Small = ArrayVec<Generation, 16>;
-    let live = b.lc.live_generations();
-    let is_live = |g: Generation| live.contains(&g) || b.running.contains(&g);
-    // Keep only the newest stale timers.
-    let mut stale: Small = b
-        .timers
-        .iter()
-        .map(|t| t.generation)
-        .filter(|g| !is_live(*g))
-        .collect();
-    stale.sort_unstable();
-    let drop_before = stale.len().saturating_sub(STALE_TIMERS_KEPT);
-    let dropped = &stale[..drop_before];
-    b.timers.retain(|t| !dropped.contains(&t.generation));
-    b.late.sort_unstable();
-    while b.late.len() > LATE_SETUPS_KEPT {
-        b.late.remove(0);
+    canonicalize(&mut b);
+    b
+}
+
+/// Sorts a handful of items in place (insertion sort: the lists here hold
+/// at most a few entries, where the general sort's set-up dominates).
+#[inline]
+fn sort_small<T: Copy, K: Ord>(items: &mut [T], key: impl Fn(&T) -> K) {
+    for i in 1..items.len() {
+        let item = items[i];
+        let mut j = i;
+        while j > 0 && key(&items[j - 1]) > key(&item) {
+            items[j] = items[j - 1];
+            j -= 1;
+        }
+        items[j] = item;
     }
-    // Dense renaming: live generations first, then running setups, then the
-    // rest oldest first. At most a handful: a small vector beats a map.
-    let mut rest: Small = b
-        .late
-        .iter()
-        .copied()
-        .chain(b.timers.iter().map(|t| t.generation))
-        .collect();
-    rest.sort_unstable();
-    let mut names: Small = ArrayVec::new();
-    for g in live.iter().chain(b.running.iter()).chain(rest.iter()) {
+}
+
+/// [`canonical`] in place. Runs on every step: no allocation, no general
+/// sort, lists of a few entries on the stack.
+fn canonicalize(b: &mut BackendWorld) {
+    let live = b.lc.live_generations();
+    // Names in canonical order: live generations, running setups, then the
+    // rest (late setups and timers) oldest first.
+    let mut names: ArrayVec<Generation, 16> = ArrayVec::new();
+    for g in live.iter().chain(b.running.iter()) {
         if !names.contains(g) {
             names.push(*g);
         }
     }
+    let settled = names.len();
+    // Keep only the newest stale timers (stale: not live, not running).
+    let stale = b
+        .timers
+        .iter()
+        .filter(|t| !names[..settled].contains(&t.generation))
+        .count();
+    if stale > STALE_TIMERS_KEPT {
+        let mut gens: ArrayVec<Generation, 8> = b
+            .timers
+            .iter()
+            .map(|t| t.generation)
+            .filter(|g| !names[..settled].contains(g))
+            .collect();
+        gens.sort_unstable();
+        let dropped = &gens[..gens.len() - STALE_TIMERS_KEPT];
+        b.timers.retain(|t| !dropped.contains(&t.generation));
+    }
+    if b.late.len() > LATE_SETUPS_KEPT {
+        b.late.sort_unstable();
+        let extra = b.late.len() - LATE_SETUPS_KEPT;
+        b.late.drain(..extra);
+    }
+    for g in b.late.iter().chain(b.timers.iter().map(|t| &t.generation)) {
+        if !names.contains(g) {
+            names.push(*g);
+        }
+    }
+    sort_small(&mut names[settled..], |g| *g);
+    let names = names.as_slice();
     let rename = |g: Generation| {
         names
             .iter()
             .position(|n| *n == g)
             .map_or(g, |i| i as Generation + 1)
     };
-    b.lc = b.lc.map_generations(rename, names.len() as Generation);
+    b.lc.rename_generations(rename, names.len() as Generation);
     for t in &mut b.timers {
         t.generation = rename(t.generation);
     }
-    b.timers
-        .sort_unstable_by_key(|t| (t.generation, t.kind as u8));
-    let mut unique: ArrayVec<Timer, 8> = ArrayVec::new();
-    for t in &b.timers {
-        if unique.last() != Some(t) {
-            unique.push(*t);
+    if b.timers.len() > 1 {
+        sort_small(&mut b.timers, |t| (t.generation, t.kind as u8));
+        let mut kept = 1;
+        for i in 1..b.timers.len() {
+            if b.timers[i] != b.timers[kept - 1] {
+                b.timers[kept] = b.timers[i];
+                kept += 1;
+            }
         }
+        b.timers.truncate(kept);
     }
-    b.timers = unique;
     for g in b.running.iter_mut().chain(b.late.iter_mut()) {
         *g = rename(*g);
     }
-    b
 }
 
-/// A 128-bit state fingerprint from two independently seeded foldhash runs: the
-/// visited set stores 16 bytes per state and never compares states, and a
-/// collision among n states has probability about n^2 / 2^129.
+/// Two 64-bit lanes of folded-multiply hashing (the wyhash/foldhash mixing
+/// step), each with its own seed and multiplier, fed in one walk over the
+/// value: a 128-bit fingerprint without a buffer or a second pass.
+struct Fingerprinter {
+    a: u64,
+    b: u64,
+}
+
+const LANE_A: (u64, u64) = (0x243F_6A88_85A3_08D3, 0xA076_1D64_78BD_642F);
+const LANE_B: (u64, u64) = (0x1319_8A2E_0370_7344, 0xE703_7ED1_A0B4_28DB);
+const FINISH: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline(always)]
+fn folded_multiply(x: u64, y: u64) -> u64 {
+    let full = u128::from(x) * u128::from(y);
+    (full as u64) ^ ((full >> 64) as u64)
+}
+
+impl Fingerprinter {
+    #[inline(always)]
+    fn mix(&mut self, x: u64) {
+        self.a = folded_multiply(self.a ^ x, LANE_A.1);
+        self.b = folded_multiply(self.b ^ x.rotate_left(29), LANE_B.1);
+    }
+}
+
+impl Hasher for Fingerprinter {
+    fn finish(&self) -> u64 {
+        self.a
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let mut word = [0u8; 8];
+        let rest = chunks.remainder();
+        word[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.mix(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.mix(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.mix(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.mix(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.mix(i as u64);
+    }
+    fn write_isize(&mut self, i: isize) {
+        self.mix(i as u64);
+    }
+}
+
+/// A 128-bit state fingerprint (two independently seeded lanes, each
+/// finished by one more folded multiply). The visited set stores 16 bytes
+/// per state and never compares states.
 fn fingerprint128<T: Hash>(value: &T) -> u128 {
-    use std::hash::BuildHasher;
-    let a = foldhash::quality::FixedState::with_seed(0x243F_6A88_85A3_08D3).hash_one(value);
-    let b = foldhash::quality::FixedState::with_seed(0x1319_8A2E_0370_7344).hash_one(value);
+    let mut h = Fingerprinter {
+        a: LANE_A.0,
+        b: LANE_B.0,
+    };
+    value.hash(&mut h);
+    let a = folded_multiply(h.a ^ LANE_B.0, LANE_A.1 ^ FINISH);
+    let b = folded_multiply(h.b ^ LANE_A.0, LANE_B.1 ^ FINISH);
     (u128::from(a) << 64) | u128::from(b)
 }
 
@@ -415,101 +566,191 @@ pub fn check(options: &CheckOptions) -> CheckReport {
 /// One step of the search: which backend got which event when.
 type Step = (usize, Event, Moment);
 
-/// A successor (its key, the backend that changed, its new state, the step),
-/// or the invariant a step broke.
-type Successor = Result<(u128, usize, BackendWorld, Step), (String, Step)>;
-
 fn describe(step: &Step) -> String {
     format!("backend {}: {}", step.0, label(&step.1, step.2))
 }
 
-/// The successors of `world`: each changed backend with its key, or a
-/// broken invariant. Worlds are built only for new keys (`build`).
-fn successors(world: &World, options: &CheckOptions) -> Vec<Successor> {
-    let own: Vec<u128> = world.iter().map(fingerprint128).collect();
-    let mut out = Vec::new();
-    for (i, b) in world.iter().enumerate() {
-        for (event, now) in moves(b, options) {
-            match deliver(b, &event, now, options.plant_bug) {
-                Ok(None) => {}
-                Ok(Some(next)) => {
-                    let mut keys = own.clone();
-                    keys[i] = fingerprint128(&next);
-                    out.push(Ok((world_key(&mut keys), i, next, (i, event, now))));
+/// The world `world` with backend `i` replaced by `next`, in canonical order.
+fn build(world: &World, i: usize, next: BackendWorld) -> World {
+    let mut w = world.clone();
+    w[i] = next;
+    symmetric(w)
+}
+
+/// A world not seen before the current level: its key, where it came from
+/// (the parent's id and the step) and the world itself.
+struct Found {
+    key: u128,
+    parent: usize,
+    step: Step,
+    world: World,
+}
+
+/// What expanding one slice of a level found.
+#[derive(Default)]
+struct Expanded {
+    found: Vec<Found>,
+    transitions: u64,
+    /// The first broken invariant: message, the parent's id, the step.
+    violation: Option<(String, usize, Step)>,
+}
+
+/// Expands `frontier` (worlds with their ids), skipping successors whose key
+/// `seen` already holds. Pure, so slices of a level expand in parallel.
+fn expand(
+    frontier: &[(World, usize)],
+    seen: &FxHashMap<u128, usize>,
+    options: &CheckOptions,
+) -> Expanded {
+    let mut out = Expanded::default();
+    let mut here: FxHashSet<u128> = FxHashSet::default();
+    let mut keys: Vec<u128> = Vec::new();
+    let mut scratch: Option<BackendWorld> = None;
+    for (world, id) in frontier {
+        let fps: Vec<u128> = if world.len() > 1 {
+            world.iter().map(fingerprint128).collect()
+        } else {
+            Vec::new()
+        };
+        for (i, b) in world.iter().enumerate() {
+            let next = scratch.get_or_insert_with(|| b.clone());
+            for (event, now) in moves(b, options) {
+                match deliver_into(b, &event, now, options.plant_bug, next) {
+                    Ok(Delivered::Refused) => {}
+                    // A self-loop: its successor is this world, already seen.
+                    Ok(Delivered::Unchanged) => out.transitions += 1,
+                    Ok(Delivered::Changed) => {
+                        out.transitions += 1;
+                        let key = if world.len() == 1 {
+                            fingerprint128(&*next)
+                        } else {
+                            keys.clear();
+                            keys.extend_from_slice(&fps);
+                            keys[i] = fingerprint128(&*next);
+                            world_key(&mut keys)
+                        };
+                        if seen.contains_key(&key) || !here.insert(key) {
+                            continue;
+                        }
+                        out.found.push(Found {
+                            key,
+                            parent: *id,
+                            step: (i, event, now),
+                            world: build(world, i, next.clone()),
+                        });
+                    }
+                    Err(message) => {
+                        out.transitions += 1;
+                        out.violation = Some((message, *id, (i, event, now)));
+                        return out;
+                    }
                 }
-                Err(message) => out.push(Err((message, (i, event, now)))),
             }
         }
     }
     out
 }
 
-/// The world `world` with backend `i` replaced by `next`, in canonical order.
-fn build(world: &World, i: usize, next: BackendWorld) -> World {
-    let mut next = Some(next);
-    let w: World = (0..world.len())
-        .map(|j| {
-            if j == i {
-                next.take().unwrap_or_else(|| world[j].clone())
-            } else {
-                world[j].clone()
+/// Levels smaller than this expand on the calling thread.
+const PARALLEL_LEVEL: usize = 128;
+/// States a worker takes at a time from a level (small enough to balance
+/// the load, large enough that taking work costs nothing).
+const SLICE: usize = 32;
+
+/// Expands one level: the calling thread and its helpers take slices in
+/// turn, and the slices come back in frontier order, so the search (states,
+/// transitions, counter-examples) is the same for any number of threads.
+fn expand_level(
+    frontier: &[(World, usize)],
+    seen: &FxHashMap<u128, usize>,
+    options: &CheckOptions,
+) -> Vec<Expanded> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    if threads == 1 || frontier.len() < PARALLEL_LEVEL {
+        return vec![expand(frontier, seen, options)];
+    }
+    let slices: Vec<&[(World, usize)]> = frontier.chunks(SLICE).collect();
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(slice) = slices.get(i) else {
+                return done;
+            };
+            done.push((i, expand(slice, seen, options)));
+        }
+    };
+    let mut parts: Vec<(usize, Expanded)> = std::thread::scope(|scope| {
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
+        let mut parts = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok(done) => parts.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
             }
-        })
-        .collect();
-    symmetric(w)
+        }
+        parts
+    });
+    parts.sort_unstable_by_key(|(i, _)| *i);
+    parts.into_iter().map(|(_, part)| part).collect()
 }
 
+/// Breadth-first, level by level: each level expands in parallel against the
+/// states of earlier levels, then one thread merges the new worlds in order.
 fn breadth_first(options: &CheckOptions) -> CheckReport {
     let started = Instant::now();
     let start = symmetric(initial(options));
     let mut index: FxHashMap<u128, usize> = FxHashMap::default();
-    // Per state: parent, the step that led here, depth.
-    let mut parents: Vec<(usize, Option<Step>, usize)> = vec![(usize::MAX, None, 0)];
+    // Per state: parent and the step that led here.
+    let mut parents: Vec<(usize, Option<Step>)> = vec![(usize::MAX, None)];
     let mut start_keys: Vec<u128> = start.iter().map(fingerprint128).collect();
     index.insert(world_key(&mut start_keys), 0);
-    let mut queue = VecDeque::from([(start, 0usize)]);
+    let mut frontier = vec![(start, 0usize)];
     let mut transitions = 0u64;
     let mut depth = 0;
     let mut truncated = false;
-    while let Some((world, id)) = queue.pop_front() {
-        let level = parents[id].2;
-        depth = depth.max(level);
-        for result in successors(&world, options) {
-            transitions += 1;
-            match result {
-                Err((message, step)) => {
-                    let mut trace = vec![describe(&step)];
-                    let mut at = id;
-                    while let Some(step) = &parents[at].1 {
-                        trace.push(describe(step));
-                        at = parents[at].0;
-                    }
-                    trace.reverse();
-                    return CheckReport {
-                        states: index.len(),
-                        transitions,
-                        depth,
-                        elapsed: started.elapsed(),
-                        truncated,
-                        violation: Some(CounterExample { message, trace }),
-                    };
+    while !frontier.is_empty() {
+        let level = expand_level(&frontier, &index, options);
+        let mut next_frontier = Vec::new();
+        for part in level {
+            transitions += part.transitions;
+            if let Some((message, parent, step)) = part.violation {
+                let mut trace = vec![describe(&step)];
+                let mut at = parent;
+                while let Some(step) = &parents[at].1 {
+                    trace.push(describe(step));
+                    at = parents[at].0;
                 }
-                Ok((key, i, changed, step)) => {
-                    if index.contains_key(&key) {
-                        continue;
-                    }
-                    let next = build(&world, i, changed);
-                    if index.len() >= options.max_states {
-                        truncated = true;
-                        continue;
-                    }
-                    let next_id = parents.len();
-                    parents.push((id, Some(step), level + 1));
-                    index.insert(key, next_id);
-                    queue.push_back((next, next_id));
+                trace.reverse();
+                return CheckReport {
+                    states: index.len(),
+                    transitions,
+                    depth,
+                    elapsed: started.elapsed(),
+                    truncated,
+                    violation: Some(CounterExample { message, trace }),
+                };
+            }
+            for found in part.found {
+                if index.contains_key(&found.key) {
+                    continue;
                 }
+                if index.len() >= options.max_states {
+                    truncated = true;
+                    continue;
+                }
+                let id = parents.len();
+                parents.push((found.parent, Some(found.step)));
+                index.insert(found.key, id);
+                next_frontier.push((found.world, id));
             }
         }
+        if !next_frontier.is_empty() {
+            depth += 1;
+        }
+        frontier = next_frontier;
     }
     CheckReport {
         states: index.len(),
@@ -553,11 +794,11 @@ fn depth_first(options: &CheckOptions) -> CheckReport {
             stack.pop();
             continue;
         };
-        transitions += 1;
         let (i, event, now) = &step;
         match deliver(&world[*i], event, *now, options.plant_bug) {
             Ok(None) => {}
             Err(message) => {
+                transitions += 1;
                 let mut trace: Vec<String> = stack
                     .iter()
                     .filter_map(|(_, _, s)| s.as_ref())
@@ -574,6 +815,7 @@ fn depth_first(options: &CheckOptions) -> CheckReport {
                 };
             }
             Ok(Some(next)) => {
+                transitions += 1;
                 let mut w = world.clone();
                 w[*i] = next;
                 let w = symmetric(w);

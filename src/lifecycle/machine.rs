@@ -65,43 +65,29 @@ impl Lifecycle {
         last: Generation,
     ) -> Lifecycle {
         let mut next = self.clone();
-        next.last_generation = last;
-        next.state = match &self.state {
-            State::Initializing(s) => State::Initializing(Setup {
-                id: rename(s.id),
-                ..*s
-            }),
-            State::Reloading(s) => State::Reloading(Setup {
-                id: rename(s.id),
-                ..*s
-            }),
-            State::Ready(r) => State::Ready(Ready {
-                epoch: rename(r.epoch),
-                ..*r
-            }),
-            State::Failed(Failed::Recoverable {
-                attempt,
-                retry,
-                last_error,
-            }) => State::Failed(Failed::Recoverable {
-                attempt: *attempt,
-                retry: retry.map(|r| Retry {
-                    timer: rename(r.timer),
-                    ..r
-                }),
-                last_error: last_error.clone(),
-            }),
-            State::Draining(d) => State::Draining(Draining {
-                ready: Ready {
-                    epoch: rename(d.ready.epoch),
-                    ..d.ready
-                },
-                deadline: d.deadline.map(|(at, g)| (at, rename(g))),
-                then: d.then.clone(),
-            }),
-            other => other.clone(),
-        };
+        next.rename_generations(rename, last);
         next
+    }
+
+    /// [`Lifecycle::map_generations`] in place.
+    pub fn rename_generations(
+        &mut self,
+        rename: impl Fn(Generation) -> Generation,
+        last: Generation,
+    ) {
+        self.last_generation = last;
+        match &mut self.state {
+            State::Initializing(s) | State::Reloading(s) => s.id = rename(s.id),
+            State::Ready(r) => r.epoch = rename(r.epoch),
+            State::Failed(Failed::Recoverable { retry: Some(r), .. }) => r.timer = rename(r.timer),
+            State::Draining(d) => {
+                d.ready.epoch = rename(d.ready.epoch);
+                if let Some((_, g)) = &mut d.deadline {
+                    *g = rename(*g);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The same lifecycle with every instant set to the epoch and attempts
