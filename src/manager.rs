@@ -181,7 +181,7 @@ impl Manager {
                 &row.backend,
                 Operation::Attach {
                     volume: Volume::new(id, row.size_bytes),
-                    connector,
+                    connector: Box::new(connector),
                 },
             )
             .await?;
@@ -202,7 +202,7 @@ impl Manager {
             &row.backend,
             Operation::Detach {
                 volume,
-                connector: Connector::default(),
+                connector: Box::default(),
             },
         )
         .await?;
@@ -261,7 +261,7 @@ impl Manager {
             .route(
                 BACKUP_BACKEND,
                 Operation::Backup {
-                    backup: record,
+                    backup: Box::new(record),
                     volume,
                 },
             )
@@ -320,7 +320,7 @@ impl Manager {
             .route(
                 BACKUP_BACKEND,
                 Operation::Restore {
-                    backup: record,
+                    backup: Box::new(record),
                     volume,
                 },
             )
@@ -363,7 +363,7 @@ impl Manager {
             volume_id: backup.volume_id,
             size_bytes: backup.size_bytes,
         };
-        self.route(BACKUP_BACKEND, Operation::DeleteBackup(record))
+        self.route(BACKUP_BACKEND, Operation::DeleteBackup(Box::new(record)))
             .await?;
         self.records.delete_backup(id)?;
         Ok(json!({ "id": id, "status": "deleted" }))

@@ -59,27 +59,56 @@ pub struct StatusBoard {
 
 #[derive(Debug, Default)]
 struct Board {
-    backends: BTreeMap<String, BackendStatus>,
+    /// Each backend's status; its `in_flight` is read from the cell.
+    backends: BTreeMap<String, (BackendStatus, InFlight)>,
     services: BTreeMap<String, ServiceStatus>,
+}
+
+/// A backend's in-flight count, shared between the board and the backend's
+/// actor: counting an operation in or out is one store, with no lookup.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Rc<std::cell::Cell<u32>>);
+
+impl InFlight {
+    /// Sets the count.
+    pub fn set(&self, in_flight: u32) {
+        self.0.set(in_flight);
+    }
+}
+
+fn current((status, in_flight): &(BackendStatus, InFlight)) -> BackendStatus {
+    BackendStatus {
+        in_flight: in_flight.0.get(),
+        ..status.clone()
+    }
 }
 
 impl StatusBoard {
     /// Records `status` for its backend, keeping `last_ready` current.
-    pub fn set_backend(&self, mut status: BackendStatus, now: Moment) {
+    /// Returns the backend's in-flight cell (the same one while the backend
+    /// stays on the board), for [`InFlight::set`] on the hot path.
+    pub fn set_backend(&self, mut status: BackendStatus, now: Moment) -> InFlight {
         let mut board = self.inner.borrow_mut();
-        let previous = board.backends.get(&status.name).and_then(|s| s.last_ready);
+        let previous = board.backends.get(&status.name);
+        let last_ready = previous.and_then(|(s, _)| s.last_ready);
+        let cell = previous.map(|(_, c)| c.clone()).unwrap_or_default();
         status.last_ready = if status.state == StateName::Ready {
             Some(now)
         } else {
-            previous
+            last_ready
         };
-        board.backends.insert(status.name.clone(), status);
+        cell.set(status.in_flight);
+        board
+            .backends
+            .insert(status.name.clone(), (status, cell.clone()));
+        cell
     }
 
-    /// Updates only the in-flight count of a backend (the hot path).
+    /// Updates only the in-flight count of a backend (by name; actors keep
+    /// the cell [`StatusBoard::set_backend`] returns instead).
     pub fn set_in_flight(&self, name: &str, in_flight: u32) {
-        if let Some(status) = self.inner.borrow_mut().backends.get_mut(name) {
-            status.in_flight = in_flight;
+        if let Some((_, cell)) = self.inner.borrow().backends.get(name) {
+            cell.set(in_flight);
         }
     }
 
@@ -92,12 +121,12 @@ impl StatusBoard {
 
     /// One backend's status.
     pub fn backend(&self, name: &str) -> Option<BackendStatus> {
-        self.inner.borrow().backends.get(name).cloned()
+        self.inner.borrow().backends.get(name).map(current)
     }
 
     /// Every backend, by name.
     pub fn backends(&self) -> Vec<BackendStatus> {
-        self.inner.borrow().backends.values().cloned().collect()
+        self.inner.borrow().backends.values().map(current).collect()
     }
 
     /// Records a service row.
@@ -116,10 +145,10 @@ impl StatusBoard {
     /// Marks a Ready backend as seen now (heartbeat).
     pub fn heartbeat(&self, name: &str, now: Moment) -> Option<BackendStatus> {
         let mut board = self.inner.borrow_mut();
-        let status = board.backends.get_mut(name)?;
-        if status.state == StateName::Ready {
-            status.last_ready = Some(now);
+        let entry = board.backends.get_mut(name)?;
+        if entry.0.state == StateName::Ready {
+            entry.0.last_ready = Some(now);
         }
-        Some(status.clone())
+        Some(current(entry))
     }
 }

@@ -293,7 +293,7 @@ fn create_export_receives_the_connector_and_initialize_connection_does_not_reexp
         let attached = addr
             .send(Operation::Attach {
                 volume: volume("v1"),
-                connector: connector.clone(),
+                connector: Box::new(connector.clone()),
             })
             .await
             .expect("delivered")
@@ -302,7 +302,7 @@ fn create_export_receives_the_connector_and_initialize_connection_does_not_reexp
         for _ in 0..100 {
             addr.send(Operation::InitializeConnection {
                 volume: volume("v1"),
-                connector: connector.clone(),
+                connector: Box::new(connector.clone()),
             })
             .await
             .expect("delivered")

@@ -18,10 +18,10 @@ use crate::driver::{
 };
 use crate::lifecycle::{
     ConfigId, DriverError, Effect, Event, Generation, Lifecycle, Moment, Notification, Policy,
-    Refused, StateName,
+    Refused, StateName, Timer,
 };
 use crate::notify::Notifier;
-use crate::status::{BackendStatus, StatusBoard};
+use crate::status::{BackendStatus, InFlight, StatusBoard};
 
 use super::scheduler::CapabilitiesReport;
 
@@ -108,22 +108,24 @@ pub enum Operation {
     Attach {
         /// The volume.
         volume: Volume,
-        /// The attaching host.
-        connector: Connector,
+        /// The attaching host (boxed: a connector is large, and every
+        /// operation message is moved through the mailbox).
+        connector: Box<Connector>,
     },
     /// `initialize_connection` alone (idempotent; the export must exist).
     InitializeConnection {
         /// The volume.
         volume: Volume,
-        /// The attaching host.
-        connector: Connector,
+        /// The attaching host (boxed: a connector is large, and every
+        /// operation message is moved through the mailbox).
+        connector: Box<Connector>,
     },
     /// `terminate_connection` then `remove_export`.
     Detach {
         /// The volume.
         volume: Volume,
         /// The host detaching.
-        connector: Connector,
+        connector: Box<Connector>,
     },
     /// Where the volume's data lives on this host (`locate`).
     Locate(Volume),
@@ -132,19 +134,19 @@ pub enum Operation {
     /// `backup`.
     Backup {
         /// The backup.
-        backup: BackupRecord,
+        backup: Box<BackupRecord>,
         /// Its source volume.
         volume: Volume,
     },
     /// `restore`.
     Restore {
         /// The backup.
-        backup: BackupRecord,
+        backup: Box<BackupRecord>,
         /// The target volume.
         volume: Volume,
     },
     /// `delete_backup`.
-    DeleteBackup(BackupRecord),
+    DeleteBackup(Box<BackupRecord>),
 }
 
 impl Message for Operation {
@@ -239,9 +241,15 @@ pub struct DriverActor {
     shell: Shell,
     pending_specs: BTreeMap<ConfigId, DriverSpec>,
     setup_task: Option<(Generation, SpawnHandle)>,
+    /// Armed timers. One whose generation the lifecycle left is cancelled:
+    /// the core would ignore it, and a pending timer in the context is
+    /// polled again on every message the actor handles.
+    timers: Vec<(Timer, SpawnHandle)>,
     settle_waiters: Vec<oneshot::Sender<StateName>>,
     /// What the status board last got (state, attempt, config, generation).
     published: Option<(StateName, u32, ConfigId, Generation)>,
+    /// This backend's in-flight cell on the status board.
+    in_flight: Option<InFlight>,
 }
 
 impl DriverActor {
@@ -261,8 +269,10 @@ impl DriverActor {
             shell,
             pending_specs: BTreeMap::new(),
             setup_task: None,
+            timers: Vec::new(),
             settle_waiters: Vec::new(),
             published: None,
+            in_flight: None,
         }
     }
 
@@ -314,9 +324,25 @@ impl DriverActor {
         for effect in effects {
             self.perform(effect, now, ctx);
         }
+        if !self.timers.is_empty() {
+            self.cancel_stale_timers(ctx);
+        }
         self.publish_status(now);
         self.wake_settle_waiters();
         Ok(())
+    }
+
+    /// Cancels the armed timers the state no longer waits on (their firing
+    /// would be ignored by the core as stale).
+    fn cancel_stale_timers(&mut self, ctx: &mut Context<Self>) {
+        let lifecycle = &self.lifecycle;
+        self.timers.retain(|(timer, handle)| {
+            let keep = lifecycle.timer_is_current(*timer);
+            if !keep {
+                ctx.cancel_future(*handle);
+            }
+            keep
+        });
     }
 
     /// Neither draining nor reloading: a reload or shutdown of this backend
@@ -383,9 +409,11 @@ impl DriverActor {
                 }
             }
             Effect::ScheduleTimer { timer, at } => {
-                ctx.run_later(at.saturating_since(now), move |act, ctx| {
+                let handle = ctx.run_later(at.saturating_since(now), move |act, ctx| {
+                    act.timers.retain(|(armed, _)| *armed != timer);
                     act.event_or_log(Event::TimerFired(timer), ctx);
                 });
+                self.timers.push((timer, handle));
             }
             Effect::PublishCapabilities { epoch } => {
                 let Ok(AnyDriver::Volume(driver)) = self.driver.clone() else {
@@ -439,10 +467,10 @@ impl DriverActor {
             self.lifecycle.last_generation(),
         );
         if self.published == Some(key) {
-            // Only the in-flight count moved: no allocation on the hot path.
-            self.shell
-                .board
-                .set_in_flight(&self.spec.backend, state.in_flight());
+            // Only the in-flight count moved: one store on the hot path.
+            if let Some(cell) = &self.in_flight {
+                cell.set(state.in_flight());
+            }
             return;
         }
         self.published = Some(key);
@@ -458,7 +486,7 @@ impl DriverActor {
             config: self.lifecycle.config(),
             last_ready: None,
         };
-        self.shell.board.set_backend(status, now);
+        self.in_flight = Some(self.shell.board.set_backend(status, now));
     }
 
     fn driver_result(

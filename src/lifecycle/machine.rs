@@ -140,6 +140,24 @@ impl Lifecycle {
         next
     }
 
+    /// Whether firing `t` now would do anything: the timer the state waits
+    /// on (its setup deadline, its retry, its drain deadline). Any other
+    /// timer is stale and its firing is ignored, so a shell may cancel it.
+    pub fn timer_is_current(&self, t: Timer) -> bool {
+        match &self.state {
+            State::Initializing(s) | State::Reloading(s) => {
+                t == timer(TimerKind::SetupDeadline, s.id)
+            }
+            State::Failed(Failed::Recoverable { retry: Some(r), .. }) => {
+                t == timer(TimerKind::Retry, r.timer)
+            }
+            State::Draining(d) => {
+                d.deadline.map(|(_, g)| timer(TimerKind::DrainDeadline, g)) == Some(t)
+            }
+            _ => false,
+        }
+    }
+
     /// Every generation the state refers to (setup, epoch, timers).
     pub fn live_generations(&self) -> arrayvec::ArrayVec<Generation, 2> {
         let mut live = arrayvec::ArrayVec::new();
@@ -171,6 +189,21 @@ impl Lifecycle {
     /// [`Lifecycle::step`] in place: on `Err` nothing changed.
     #[inline]
     pub fn apply(&mut self, event: Event, now: Moment) -> Result<Effects, Refused> {
+        // The hot path, counting an operation in or out of Ready: the same
+        // result as the table in `transition`, without moving the state.
+        if let State::Ready(r) = &mut self.state {
+            match event {
+                Event::OperationStarted if r.in_flight < u32::MAX => {
+                    r.in_flight += 1;
+                    return Ok(Effects::new());
+                }
+                Event::OperationFinished if r.in_flight > 0 => {
+                    r.in_flight -= 1;
+                    return Ok(Effects::new());
+                }
+                _ => {}
+            }
+        }
         let event_name = event.name();
         let mut effects = Effects::new();
         let state = mem::replace(&mut self.state, State::Uninitialized);
