@@ -17,8 +17,8 @@ use crate::driver::{
     DriverSpec, Kind, Volume,
 };
 use crate::lifecycle::{
-    ConfigId, DriverError, Effect, Event, Generation, Lifecycle, Moment, Notification, Policy,
-    Refused, StateName, Timer,
+    ConfigId, DriverError, Effect, Effects, Event, Generation, Lifecycle, Moment, Notification,
+    Policy, Refused, StateName, Timer,
 };
 use crate::notify::Notifier;
 use crate::status::{BackendStatus, InFlight, StatusBoard};
@@ -287,6 +287,25 @@ impl DriverActor {
         self.event_at(event, now, ctx)
     }
 
+    /// Counts an operation in (`started`) or out. In Ready with no observer
+    /// this is the core's allocation- and clock-free hot path and one store
+    /// to the status board; anything else is an ordinary event.
+    fn count_operation(&mut self, started: bool, ctx: &mut Context<Self>) -> Result<(), Refused> {
+        if self.shell.observer.is_none() && self.lifecycle.count_ready_operation(started) {
+            // Ready stays Ready: no effects, nothing to publish but the count.
+            if let Some(cell) = &self.in_flight {
+                cell.set(self.lifecycle.state().in_flight());
+            }
+            return Ok(());
+        }
+        let event = if started {
+            Event::OperationStarted
+        } else {
+            Event::OperationFinished
+        };
+        self.event(event, ctx)
+    }
+
     /// [`Self::event`] at a known `now` (one clock read serves a whole turn).
     fn event_at(
         &mut self,
@@ -294,12 +313,13 @@ impl DriverActor {
         now: Moment,
         ctx: &mut Context<Self>,
     ) -> Result<(), Refused> {
-        let effects = match &self.shell.observer {
-            None => self.lifecycle.apply(event, now)?,
+        let mut effects = Effects::new();
+        match &self.shell.observer {
+            None => self.lifecycle.apply_into(event, now, &mut effects)?,
             Some(observer) => {
                 let before = self.lifecycle.clone();
-                match self.lifecycle.apply(event.clone(), now) {
-                    Ok(effects) => {
+                match self.lifecycle.apply_into(event.clone(), now, &mut effects) {
+                    Ok(()) => {
                         observer(&Observation::Transition {
                             backend: &self.spec.backend,
                             at: now,
@@ -308,7 +328,6 @@ impl DriverActor {
                             after: &self.lifecycle,
                             effects: &effects,
                         });
-                        effects
                     }
                     Err(refused) => {
                         observer(&Observation::Refused {
@@ -321,7 +340,7 @@ impl DriverActor {
                 }
             }
         };
-        for effect in effects {
+        for effect in effects.drain(..) {
             self.perform(effect, now, ctx);
         }
         if !self.timers.is_empty() {
@@ -738,8 +757,7 @@ impl Handler<Operation> for DriverActor {
             Ok(call) => call,
             Err(error) => return OperationResponse::Done(Err(error)),
         };
-        let now = self.shell.clock.now();
-        if let Err(refused) = self.event_at(Event::OperationStarted, now, ctx) {
+        if let Err(refused) = self.count_operation(true, ctx) {
             let backend = self.spec.backend.clone();
             return OperationResponse::Done(Err(OperationError::Refused { backend, refused }));
         }
@@ -748,8 +766,7 @@ impl Handler<Operation> for DriverActor {
         let mut call = AssertUnwindSafe(call).catch_unwind();
         let mut probe = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
         if let std::task::Poll::Ready(result) = std::pin::Pin::new(&mut call).poll(&mut probe) {
-            // Same turn, same instant: no second clock read.
-            if let Err(refused) = self.event_at(Event::OperationFinished, now, ctx) {
+            if let Err(refused) = self.count_operation(false, ctx) {
                 tracing::error!(backend = %self.spec.backend, %refused, "operation finish refused");
             }
             return OperationResponse::Done(
@@ -759,7 +776,9 @@ impl Handler<Operation> for DriverActor {
         // Otherwise it runs concurrently with other messages (actix spawns a
         // ResponseActFuture into the context); counted out when done.
         OperationResponse::Running(Box::pin(call.into_actor(self).map(|result, act, ctx| {
-            act.event_or_log(Event::OperationFinished, ctx);
+            if let Err(refused) = act.count_operation(false, ctx) {
+                tracing::error!(backend = %act.spec.backend, %refused, "operation finish refused");
+            }
             act.driver_result(result.unwrap_or_else(|p| Err(panicked(p))))
         })))
     }

@@ -189,28 +189,32 @@ impl Lifecycle {
     /// [`Lifecycle::step`] in place: on `Err` nothing changed.
     #[inline]
     pub fn apply(&mut self, event: Event, now: Moment) -> Result<Effects, Refused> {
-        // The hot path, counting an operation in or out of Ready: the same
-        // result as the table in `transition`, without moving the state.
-        if let State::Ready(r) = &mut self.state {
-            match event {
-                Event::OperationStarted if r.in_flight < u32::MAX => {
-                    r.in_flight += 1;
-                    return Ok(Effects::new());
-                }
-                Event::OperationFinished if r.in_flight > 0 => {
-                    r.in_flight -= 1;
-                    return Ok(Effects::new());
-                }
-                _ => {}
-            }
+        let mut effects = Effects::new();
+        self.apply_into(event, now, &mut effects)?;
+        Ok(effects)
+    }
+
+    /// [`Lifecycle::apply`] writing the effects into `effects` (cleared
+    /// first; a shell keeps them on its stack instead of moving a list).
+    #[inline]
+    pub fn apply_into(
+        &mut self,
+        event: Event,
+        now: Moment,
+        effects: &mut Effects,
+    ) -> Result<(), Refused> {
+        effects.clear();
+        match event {
+            Event::OperationStarted if self.count_ready_operation(true) => return Ok(()),
+            Event::OperationFinished if self.count_ready_operation(false) => return Ok(()),
+            _ => {}
         }
         let event_name = event.name();
-        let mut effects = Effects::new();
         let state = mem::replace(&mut self.state, State::Uninitialized);
-        match self.transition(state, event, now, &mut effects) {
+        match self.transition(state, event, now, effects) {
             Ok(next) => {
                 self.state = next;
-                Ok(effects)
+                Ok(())
             }
             Err((old, why)) => {
                 let refused = Refused {
@@ -221,6 +225,29 @@ impl Lifecycle {
                 self.state = old;
                 Err(refused)
             }
+        }
+    }
+
+    /// The hot path of `OperationStarted` (`started`) and
+    /// `OperationFinished` in Ready: counts the operation in or out and
+    /// returns true, exactly as the transition table does (no effects, no
+    /// clock). Returns false, changing nothing, in any other case, which
+    /// then goes through [`Lifecycle::apply`]. `apply` itself takes this
+    /// path, so the checked transition function and a shell calling this
+    /// directly cannot disagree.
+    #[inline]
+    pub fn count_ready_operation(&mut self, started: bool) -> bool {
+        let State::Ready(r) = &mut self.state else {
+            return false;
+        };
+        if started && r.in_flight < u32::MAX {
+            r.in_flight += 1;
+            true
+        } else if !started && r.in_flight > 0 {
+            r.in_flight -= 1;
+            true
+        } else {
+            false
         }
     }
 
