@@ -221,7 +221,7 @@ fn write_chunks(
                 scope.spawn(move || -> Result<Vec<(usize, Chunk)>, DriverError> {
                     let file =
                         File::open(source).map_err(|e| io(&source.display().to_string(), e))?;
-                    let mut buffer = vec![0u8; 4 << 20];
+                    let mut buffer = vec![0u8; 1 << 20];
                     let mut mine = Vec::new();
                     for k in (w..count).step_by(threads) {
                         let name = format!("chunk-{k:05}");
@@ -335,7 +335,7 @@ fn copy_verified(dir: &Path, metadata: &Metadata, out_path: &Path) -> Result<(),
         let handles: Vec<_> = (0..threads)
             .map(|w| {
                 scope.spawn(move || -> Result<(), DriverError> {
-                    let mut buffer = vec![0u8; 4 << 20];
+                    let mut buffer = vec![0u8; 1 << 20];
                     for k in (w..count).step_by(threads) {
                         let chunk = &metadata.chunks[k];
                         let path = dir.join(&chunk.name);
