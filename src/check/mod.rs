@@ -14,13 +14,17 @@ pub mod export;
 pub mod fuzz;
 
 use std::hash::{Hash, Hasher};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Barrier, Mutex, PoisonError, RwLock};
 
 use arrayvec::ArrayVec;
 use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
 
 use crate::lifecycle::{
-    DriverError, Effect, Event, Generation, Lifecycle, Moment, Policy, State, Timer, invariants,
+    DriverError, Effect, ErrorText, Event, Generation, Lifecycle, Moment, Policy, State, Timer,
+    TimerKind, invariants,
 };
 
 /// Stale timers kept per backend (the newest ones).
@@ -78,16 +82,35 @@ impl Hash for BackendWorld {
     /// is hashed.
     fn hash<H: Hasher>(&self, h: &mut H) {
         self.lc.state().hash(h);
-        self.lc.config().hash(h);
-        self.lc.last_generation().hash(h);
-        self.timers.hash(h);
-        self.running.hash(h);
-        self.late.hash(h);
+        h.write_u64(self.lc.config());
+        h.write_u64(self.lc.last_generation());
+        // The three list lengths and every timer's kind in one word (two
+        // bits per kind), then one word per generation: the same
+        // information as hashing each list, in fewer words.
+        let mut shape = self.timers.len() as u64
+            | (self.running.len() as u64) << 4
+            | (self.late.len() as u64) << 8;
+        for (i, t) in self.timers.iter().enumerate() {
+            let kind: u64 = match t.kind {
+                TimerKind::Retry => 0,
+                TimerKind::SetupDeadline => 1,
+                TimerKind::DrainDeadline => 2,
+            };
+            shape |= kind << (12 + 2 * i);
+        }
+        h.write_u64(shape);
+        for t in &self.timers {
+            h.write_u64(t.generation);
+        }
+        for g in self.running.iter().chain(&self.late) {
+            h.write_u64(*g);
+        }
     }
 }
 
-/// The whole system: backends in canonical order.
-pub type World = Vec<BackendWorld>;
+/// The whole system: backends in canonical order. One backend is stored
+/// inline (no allocation per state, and none freed on another thread).
+pub type World = smallvec::SmallVec<[BackendWorld; 1]>;
 
 /// A broken invariant and the shortest way there.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,22 +190,21 @@ pub fn initial(options: &CheckOptions) -> World {
         running: ArrayVec::new(),
         late: ArrayVec::new(),
     };
-    vec![backend; options.backends.max(1)]
+    smallvec::smallvec![backend; options.backends.max(1)]
 }
 
-thread_local! {
-    /// The driver errors the environment injects, built once (cloning an
-    /// `Arc<str>` is cheap; building one allocates).
-    static ERRORS: [DriverError; 3] = [
-        DriverError::backend("down"),
-        DriverError::Config("bad".into()),
-        DriverError::backend("stats failed"),
-    ];
-}
+/// The driver errors the environment injects. Static texts: cloning one
+/// copies a pointer, so worker threads sharing states never contend on a
+/// reference count.
+const ERRORS: [DriverError; 3] = [
+    DriverError::Backend(ErrorText::Static("down")),
+    DriverError::Config(ErrorText::Static("bad")),
+    DriverError::Backend(ErrorText::Static("stats failed")),
+];
 
 /// Every event the environment can deliver to `b`, with its arrival time.
 pub fn moves(b: &BackendWorld, options: &CheckOptions) -> Vec<(Event, Moment)> {
-    let [down, bad, stats] = ERRORS.with(Clone::clone);
+    let [down, bad, stats] = ERRORS;
     let mut moves = Vec::with_capacity(16);
     let state = b.lc.state();
     if matches!(state, State::Uninitialized) {
@@ -391,31 +413,68 @@ fn sort_small<T: Copy, K: Ord>(items: &mut [T], key: impl Fn(&T) -> K) {
     }
 }
 
-/// [`canonical`] in place. Runs on every step: no allocation, no general
-/// sort, lists of a few entries on the stack.
-fn canonicalize(b: &mut BackendWorld) {
-    let live = b.lc.live_generations();
-    // Names in canonical order: live generations, running setups, then the
-    // rest (late setups and timers) oldest first.
-    let mut names: ArrayVec<Generation, 16> = ArrayVec::new();
-    for g in live.iter().chain(b.running.iter()) {
-        if !names.contains(g) {
-            names.push(*g);
+/// Generations of one backend world, on the stack (at most: two live, one
+/// running, the kept late setups and every timer).
+struct Names {
+    items: [Generation; 16],
+    len: usize,
+}
+
+impl Names {
+    #[inline]
+    fn has(&self, g: Generation) -> bool {
+        self.items[..self.len].contains(&g)
+    }
+    #[inline]
+    fn add(&mut self, g: Generation) {
+        if !self.has(g) && self.len < self.items.len() {
+            self.items[self.len] = g;
+            self.len += 1;
         }
     }
-    let settled = names.len();
+    /// The canonical name of `g`: its position plus one.
+    #[inline]
+    fn rename(&self, g: Generation) -> Generation {
+        let mut i = 0;
+        while i < self.len {
+            if self.items[i] == g {
+                return i as Generation + 1;
+            }
+            i += 1;
+        }
+        g
+    }
+}
+
+/// [`canonical`] in place. Runs on every step: no allocation, no general
+/// sort, plain loops over a handful of entries on the stack, and nothing
+/// renamed when the names are already dense and in order.
+fn canonicalize(b: &mut BackendWorld) {
+    // Names in canonical order: live generations, running setups, then the
+    // rest (late setups and timers) oldest first.
+    let mut names = Names {
+        items: [0; 16],
+        len: 0,
+    };
+    for &g in b.lc.live_generations().as_slice() {
+        names.add(g);
+    }
+    for &g in b.running.as_slice() {
+        names.add(g);
+    }
+    let settled = names.len;
     // Keep only the newest stale timers (stale: not live, not running).
     let stale = b
         .timers
         .iter()
-        .filter(|t| !names[..settled].contains(&t.generation))
+        .filter(|t| !names.items[..settled].contains(&t.generation))
         .count();
     if stale > STALE_TIMERS_KEPT {
         let mut gens: ArrayVec<Generation, 8> = b
             .timers
             .iter()
             .map(|t| t.generation)
-            .filter(|g| !names[..settled].contains(g))
+            .filter(|g| !names.items[..settled].contains(g))
             .collect();
         gens.sort_unstable();
         let dropped = &gens[..gens.len() - STALE_TIMERS_KEPT];
@@ -426,22 +485,26 @@ fn canonicalize(b: &mut BackendWorld) {
         let extra = b.late.len() - LATE_SETUPS_KEPT;
         b.late.drain(..extra);
     }
-    for g in b.late.iter().chain(b.timers.iter().map(|t| &t.generation)) {
-        if !names.contains(g) {
-            names.push(*g);
-        }
+    for &g in b.late.as_slice() {
+        names.add(g);
     }
-    sort_small(&mut names[settled..], |g| *g);
-    let names = names.as_slice();
-    let rename = |g: Generation| {
-        names
-            .iter()
-            .position(|n| *n == g)
-            .map_or(g, |i| i as Generation + 1)
-    };
-    b.lc.rename_generations(rename, names.len() as Generation);
-    for t in &mut b.timers {
-        t.generation = rename(t.generation);
+    for i in 0..b.timers.len() {
+        names.add(b.timers[i].generation);
+    }
+    let len = names.len;
+    sort_small(&mut names.items[settled..len], |g| *g);
+    let identity = (0..len).all(|i| names.items[i] == i as Generation + 1);
+    if identity {
+        // Every generation keeps its name; only the count is recorded.
+        b.lc.rename_generations(|g| g, len as Generation);
+    } else {
+        b.lc.rename_generations(|g| names.rename(g), len as Generation);
+        for t in b.timers.iter_mut() {
+            t.generation = names.rename(t.generation);
+        }
+        for g in b.running.iter_mut().chain(b.late.iter_mut()) {
+            *g = names.rename(*g);
+        }
     }
     if b.timers.len() > 1 {
         sort_small(&mut b.timers, |t| (t.generation, t.kind as u8));
@@ -453,9 +516,6 @@ fn canonicalize(b: &mut BackendWorld) {
             }
         }
         b.timers.truncate(kept);
-    }
-    for g in b.running.iter_mut().chain(b.late.iter_mut()) {
-        *g = rename(*g);
     }
 }
 
@@ -657,63 +717,137 @@ const PARALLEL_LEVEL: usize = 128;
 /// the load, large enough that taking work costs nothing).
 const SLICE: usize = 32;
 
-/// Expands one level: the calling thread and its helpers take slices in
-/// turn, and the slices come back in frontier order, so the search (states,
-/// transitions, counter-examples) is the same for any number of threads.
-fn expand_level(
-    frontier: &[(World, usize)],
-    seen: &FxHashMap<u128, usize>,
-    options: &CheckOptions,
-) -> Vec<Expanded> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    if threads == 1 || frontier.len() < PARALLEL_LEVEL {
-        return vec![expand(frontier, seen, options)];
-    }
-    let slices: Vec<&[(World, usize)]> = frontier.chunks(SLICE).collect();
-    let next = AtomicUsize::new(0);
-    let work = || {
+/// What the search threads share: the current level and the states of the
+/// earlier ones (read while a level expands, written by the calling thread
+/// between levels, when the helpers wait at `start`).
+struct Shared<'a> {
+    options: &'a CheckOptions,
+    frontier: RwLock<Vec<(World, usize)>>,
+    index: RwLock<FxHashMap<u128, usize>>,
+    next_slice: AtomicUsize,
+    results: Mutex<Vec<(usize, Expanded)>>,
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    stop: AtomicBool,
+    start: Barrier,
+    done: Barrier,
+}
+
+impl Shared<'_> {
+    /// Takes slices of the current level until none is left.
+    fn take_slices(&self) {
+        let frontier = self.frontier.read().unwrap_or_else(PoisonError::into_inner);
+        let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
         let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(slice) = slices.get(i) else {
-                return done;
-            };
-            done.push((i, expand(slice, seen, options)));
-        }
-    };
-    let mut parts: Vec<(usize, Expanded)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
-        let mut parts = work();
-        for helper in helpers {
-            match helper.join() {
-                Ok(done) => parts.extend(done),
-                Err(panic) => std::panic::resume_unwind(panic),
+        let work = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            loop {
+                let i = self.next_slice.fetch_add(1, Ordering::Relaxed);
+                let Some(slice) = frontier.chunks(SLICE).nth(i) else {
+                    break;
+                };
+                done.push((i, expand(slice, &index, self.options)));
             }
+        }));
+        if let Err(panic) = work {
+            *self.panic.lock().unwrap_or_else(PoisonError::into_inner) = Some(panic);
         }
-        parts
-    });
-    parts.sort_unstable_by_key(|(i, _)| *i);
-    parts.into_iter().map(|(_, part)| part).collect()
+        self.results
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(done);
+    }
+
+    /// A helper thread: one level per round, until stopped.
+    fn help(&self) {
+        loop {
+            self.start.wait();
+            if self.stop.load(Ordering::Acquire) {
+                return;
+            }
+            self.take_slices();
+            self.done.wait();
+        }
+    }
+
+    /// Expands the current level: on the calling thread alone when it is
+    /// small, otherwise with every helper. The slices come back in frontier
+    /// order, so the search (states, transitions, counter-examples) is the
+    /// same for any number of threads.
+    fn expand_level(&self, helpers: bool) -> Vec<Expanded> {
+        if !helpers || self.frontier_len() < PARALLEL_LEVEL {
+            let frontier = self.frontier.read().unwrap_or_else(PoisonError::into_inner);
+            let index = self.index.read().unwrap_or_else(PoisonError::into_inner);
+            return vec![expand(&frontier, &index, self.options)];
+        }
+        self.next_slice.store(0, Ordering::Relaxed);
+        self.start.wait();
+        self.take_slices();
+        self.done.wait();
+        if let Some(panic) = self.panic.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            self.stop_helpers(helpers);
+            std::panic::resume_unwind(panic);
+        }
+        let mut parts =
+            std::mem::take(&mut *self.results.lock().unwrap_or_else(PoisonError::into_inner));
+        parts.sort_unstable_by_key(|(i, _)| *i);
+        parts.into_iter().map(|(_, part)| part).collect()
+    }
+
+    fn frontier_len(&self) -> usize {
+        self.frontier.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    fn stop_helpers(&self, helpers: bool) {
+        if helpers && !self.stop.swap(true, Ordering::AcqRel) {
+            self.start.wait();
+        }
+    }
 }
 
 /// Breadth-first, level by level: each level expands in parallel against the
-/// states of earlier levels, then one thread merges the new worlds in order.
+/// states of earlier levels (helper threads started once per search), then
+/// the calling thread merges the new worlds in order.
 fn breadth_first(options: &CheckOptions) -> CheckReport {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let shared = Shared {
+        options,
+        frontier: RwLock::new(Vec::new()),
+        index: RwLock::new(FxHashMap::default()),
+        next_slice: AtomicUsize::new(0),
+        results: Mutex::new(Vec::new()),
+        panic: Mutex::new(None),
+        stop: AtomicBool::new(false),
+        start: Barrier::new(threads),
+        done: Barrier::new(threads),
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(|| shared.help());
+        }
+        let report = search_levels(&shared, threads > 1);
+        shared.stop_helpers(threads > 1);
+        report
+    })
+}
+
+fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
     let started = Instant::now();
+    let options = shared.options;
     let start = symmetric(initial(options));
-    let mut index: FxHashMap<u128, usize> = FxHashMap::default();
     // Per state: parent and the step that led here.
     let mut parents: Vec<(usize, Option<Step>)> = vec![(usize::MAX, None)];
     let mut start_keys: Vec<u128> = start.iter().map(fingerprint128).collect();
-    index.insert(world_key(&mut start_keys), 0);
-    let mut frontier = vec![(start, 0usize)];
+    let write_index = || shared.index.write().unwrap_or_else(PoisonError::into_inner);
+    let write_frontier = || shared.frontier.write().unwrap_or_else(PoisonError::into_inner);
+    write_index().insert(world_key(&mut start_keys), 0);
+    *write_frontier() = vec![(start, 0usize)];
+    let mut states = 1;
     let mut transitions = 0u64;
     let mut depth = 0;
     let mut truncated = false;
-    while !frontier.is_empty() {
-        let level = expand_level(&frontier, &index, options);
+    while shared.frontier_len() > 0 {
+        let level = shared.expand_level(helpers);
         let mut next_frontier = Vec::new();
+        let mut index = write_index();
         for part in level {
             transitions += part.transitions;
             if let Some((message, parent, step)) = part.violation {
@@ -725,7 +859,7 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
                 }
                 trace.reverse();
                 return CheckReport {
-                    states: index.len(),
+                    states,
                     transitions,
                     depth,
                     elapsed: started.elapsed(),
@@ -747,13 +881,15 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
                 next_frontier.push((found.world, id));
             }
         }
+        states = index.len();
+        drop(index);
         if !next_frontier.is_empty() {
             depth += 1;
         }
-        frontier = next_frontier;
+        *write_frontier() = next_frontier;
     }
     CheckReport {
-        states: index.len(),
+        states,
         transitions,
         depth,
         elapsed: started.elapsed(),

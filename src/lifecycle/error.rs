@@ -28,31 +28,105 @@ impl ErrorClass {
     }
 }
 
-/// How a driver call failed. Messages are `Arc<str>` so states that carry the
-/// last error stay cheap to clone.
+/// The message of a [`DriverError`]: a static string (copied freely, as
+/// the model checker's injected errors are) or a shared one (`Arc<str>`,
+/// one allocation, then cheap to clone). Compared, hashed and shown by its
+/// text alone, so the same message is the same error either way.
+#[derive(Clone)]
+pub enum ErrorText {
+    /// A message known at compile time: cloning copies a pointer (no
+    /// reference count, so threads sharing states never contend on it).
+    Static(&'static str),
+    /// A message built at run time.
+    Shared(Arc<str>),
+}
+
+impl ErrorText {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorText::Static(text) => text,
+            ErrorText::Shared(text) => text,
+        }
+    }
+}
+
+impl std::ops::Deref for ErrorText {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for ErrorText {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ErrorText {}
+
+impl std::hash::Hash for ErrorText {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl std::fmt::Debug for ErrorText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl std::fmt::Display for ErrorText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for ErrorText {
+    fn from(text: &str) -> Self {
+        ErrorText::Shared(Arc::from(text))
+    }
+}
+
+impl From<String> for ErrorText {
+    fn from(text: String) -> Self {
+        ErrorText::Shared(Arc::from(text))
+    }
+}
+
+impl From<Arc<str>> for ErrorText {
+    fn from(text: Arc<str>) -> Self {
+        ErrorText::Shared(text)
+    }
+}
+
+/// How a driver call failed. Messages are [`ErrorText`] so states that
+/// carry the last error stay cheap to clone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Error)]
 pub enum DriverError {
     /// The driver's configuration is invalid. Fatal.
     #[error("configuration error: {0}")]
-    Config(Arc<str>),
+    Config(ErrorText),
     /// The configured driver does not exist or cannot run here. Fatal.
     #[error("driver not supported: {0}")]
-    NotSupported(Arc<str>),
+    NotSupported(ErrorText),
     /// A library or tool the driver needs is missing. Fatal.
     #[error("missing library: {0}")]
-    MissingLibrary(Arc<str>),
+    MissingLibrary(ErrorText),
     /// The storage backend is unreachable or answered with an error. Recoverable.
     #[error("backend error: {0}")]
-    Backend(Arc<str>),
+    Backend(ErrorText),
     /// A driver call did not return within its deadline. Recoverable.
     #[error("timed out after {}", humantime::format_duration(*.0))]
     Timeout(Duration),
     /// The driver panicked; the panic was caught at the actor boundary. Recoverable.
     #[error("driver panicked: {0}")]
-    Panicked(Arc<str>),
+    Panicked(ErrorText),
     /// Any other failure. Recoverable.
     #[error("{0}")]
-    Other(Arc<str>),
+    Other(ErrorText),
 }
 
 impl DriverError {
@@ -76,7 +150,7 @@ impl DriverError {
     }
 
     /// Shorthand for a `Backend` error.
-    pub fn backend(message: impl Into<Arc<str>>) -> Self {
+    pub fn backend(message: impl Into<ErrorText>) -> Self {
         DriverError::Backend(message.into())
     }
 }

@@ -23,7 +23,7 @@ mod state;
 mod time;
 
 pub use effect::{Effect, Effects, MAX_EFFECTS, Notification};
-pub use error::{DriverError, ErrorClass, Refused, Why};
+pub use error::{DriverError, ErrorClass, ErrorText, Refused, Why};
 pub use event::{Event, EventName, Timer, TimerKind};
 pub use jitter::Jitter;
 pub use machine::Lifecycle;
