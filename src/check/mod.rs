@@ -204,8 +204,15 @@ const ERRORS: [DriverError; 3] = [
 
 /// Every event the environment can deliver to `b`, with its arrival time.
 pub fn moves(b: &BackendWorld, options: &CheckOptions) -> Vec<(Event, Moment)> {
-    let [down, bad, stats] = ERRORS;
     let mut moves = Vec::with_capacity(16);
+    moves_into(b, options, &mut moves);
+    moves
+}
+
+/// [`moves`] into `moves` (cleared first): the search reuses one list.
+pub fn moves_into(b: &BackendWorld, options: &CheckOptions, moves: &mut Vec<(Event, Moment)>) {
+    let [down, bad, stats] = ERRORS;
+    moves.clear();
     let state = b.lc.state();
     if matches!(state, State::Uninitialized) {
         moves.push((Event::Start, EARLY));
@@ -266,7 +273,6 @@ pub fn moves(b: &BackendWorld, options: &CheckOptions) -> Vec<(Event, Moment)> {
             EARLY,
         ));
     }
-    moves
 }
 
 /// Short text for an event in a trace.
@@ -632,8 +638,13 @@ fn describe(step: &Step) -> String {
 
 /// The world `world` with backend `i` replaced by `next`, in canonical order.
 fn build(world: &World, i: usize, next: BackendWorld) -> World {
-    let mut w = world.clone();
-    w[i] = next;
+    let mut next = Some(next);
+    let w: World = (0..world.len())
+        .map(|j| match next.take_if(|_| j == i) {
+            Some(changed) => changed,
+            None => world[j].clone(),
+        })
+        .collect();
     symmetric(w)
 }
 
@@ -662,10 +673,14 @@ fn expand(
     seen: &FxHashMap<u128, usize>,
     options: &CheckOptions,
 ) -> Expanded {
-    let mut out = Expanded::default();
+    let mut out = Expanded {
+        found: Vec::with_capacity(frontier.len() + 8),
+        ..Expanded::default()
+    };
     let mut here: FxHashSet<u128> = FxHashSet::default();
     let mut keys: Vec<u128> = Vec::new();
     let mut scratch: Option<BackendWorld> = None;
+    let mut available = Vec::with_capacity(16);
     for (world, id) in frontier {
         let fps: Vec<u128> = if world.len() > 1 {
             world.iter().map(fingerprint128).collect()
@@ -674,7 +689,8 @@ fn expand(
         };
         for (i, b) in world.iter().enumerate() {
             let next = scratch.get_or_insert_with(|| b.clone());
-            for (event, now) in moves(b, options) {
+            moves_into(b, options, &mut available);
+            for (event, now) in available.drain(..) {
                 match deliver_into(b, &event, now, options.plant_bug, next) {
                     Ok(Delivered::Refused) => {}
                     // A self-loop: its successor is this world, already seen.
@@ -846,8 +862,10 @@ fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
     let mut truncated = false;
     while shared.frontier_len() > 0 {
         let level = shared.expand_level(helpers);
-        let mut next_frontier = Vec::new();
+        let found: usize = level.iter().map(|part| part.found.len()).sum();
+        let mut next_frontier = Vec::with_capacity(found);
         let mut index = write_index();
+        index.reserve(found);
         for part in level {
             transitions += part.transitions;
             if let Some((message, parent, step)) = part.violation {
