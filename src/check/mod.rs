@@ -23,6 +23,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
 
 use crate::lifecycle::{
+    AfterDrain, Draining, PendingConfig,
     DriverError, Effect, ErrorText, Event, Generation, Lifecycle, Moment, Policy, State, Timer,
     TimerKind, invariants,
 };
@@ -81,7 +82,7 @@ impl Hash for BackendWorld {
     /// backend and every state of one check, and jitter is off, so neither
     /// is hashed.
     fn hash<H: Hasher>(&self, h: &mut H) {
-        self.lc.state().hash(h);
+        hash_state(self.lc.state(), self.lc.policy(), h);
         h.write_u64(self.lc.config());
         h.write_u64(self.lc.last_generation());
         // The three list lengths and every timer's kind in one word (two
@@ -105,6 +106,65 @@ impl Hash for BackendWorld {
         for g in self.running.iter().chain(&self.late) {
             h.write_u64(*g);
         }
+    }
+}
+
+/// Hashes `state` as its derived `Hash` would, except that a pending
+/// reload's policy hashes as one word when it equals `policy` (the
+/// backend's own, as every reload the checker delivers carries) and in full
+/// otherwise: the same information, without walking a policy per state.
+/// Every struct is destructured field by field, so a field added to the
+/// core is a compile error here, never a silently unhashed field.
+fn hash_state<H: Hasher>(state: &State, policy: &Policy, h: &mut H) {
+    match state {
+        State::Uninitialized => h.write_u8(0),
+        State::Initializing(setup) => {
+            h.write_u8(1);
+            setup.hash(h);
+        }
+        State::Ready(ready) => {
+            h.write_u8(2);
+            ready.hash(h);
+        }
+        State::Failed(failed) => {
+            h.write_u8(3);
+            failed.hash(h);
+        }
+        State::Draining(Draining {
+            ready,
+            deadline,
+            then,
+        }) => {
+            h.write_u8(4);
+            ready.hash(h);
+            deadline.hash(h);
+            match then {
+                AfterDrain::Reload(pending) => {
+                    let PendingConfig {
+                        config,
+                        policy: pending,
+                    } = **pending;
+                    h.write_u8(0);
+                    h.write_u64(config);
+                    if pending == *policy {
+                        h.write_u8(1);
+                    } else {
+                        h.write_u8(0);
+                        pending.hash(h);
+                    }
+                }
+                AfterDrain::Shutdown => h.write_u8(1),
+                AfterDrain::HealthLost(error) => {
+                    h.write_u8(2);
+                    error.hash(h);
+                }
+            }
+        }
+        State::Reloading(setup) => {
+            h.write_u8(5);
+            setup.hash(h);
+        }
+        State::Stopped => h.write_u8(6),
     }
 }
 
