@@ -116,10 +116,7 @@ fn main() {
                 size_bytes: GIB,
             };
             let started = Instant::now();
-            backup_driver
-                .backup(&fresh, &volume)
-                .await
-                .expect("backup");
+            backup_driver.backup(&fresh, &volume).await.expect("backup");
             backup = backup.min(started.elapsed());
             record = Some(fresh);
         }

@@ -23,9 +23,8 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use std::time::{Duration, Instant};
 
 use crate::lifecycle::{
-    AfterDrain, Draining, PendingConfig,
-    DriverError, Effect, ErrorText, Event, Generation, Lifecycle, Moment, Policy, State, Timer,
-    TimerKind, invariants,
+    AfterDrain, Draining, DriverError, Effect, ErrorText, Event, Generation, Lifecycle, Moment,
+    PendingConfig, Policy, State, Timer, TimerKind, invariants,
 };
 
 /// Stale timers kept per backend (the newest ones).
@@ -573,7 +572,10 @@ fn canonicalize(b: &mut BackendWorld) {
         }
     }
     if b.timers.len() > 1 {
-        sort_small(&mut b.timers, |t| (t.generation, t.kind as u8));
+        let key = |t: &Timer| (t.generation, t.kind as u8);
+        if !b.timers.is_sorted_by_key(key) {
+            sort_small(&mut b.timers, key);
+        }
         let mut kept = 1;
         for i in 1..b.timers.len() {
             if b.timers[i] != b.timers[kept - 1] {
@@ -737,7 +739,8 @@ fn expand(
         found: Vec::with_capacity(frontier.len() + 8),
         ..Expanded::default()
     };
-    let mut here: FxHashSet<u128> = FxHashSet::default();
+    let mut here: FxHashSet<u128> =
+        FxHashSet::with_capacity_and_hasher(2 * frontier.len() + 8, Default::default());
     let mut keys: Vec<u128> = Vec::new();
     let mut scratch: Option<BackendWorld> = None;
     let mut available = Vec::with_capacity(16);
@@ -858,7 +861,12 @@ impl Shared<'_> {
         self.start.wait();
         self.take_slices();
         self.done.wait();
-        if let Some(panic) = self.panic.lock().unwrap_or_else(PoisonError::into_inner).take() {
+        if let Some(panic) = self
+            .panic
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             self.stop_helpers(helpers);
             std::panic::resume_unwind(panic);
         }
@@ -869,7 +877,10 @@ impl Shared<'_> {
     }
 
     fn frontier_len(&self) -> usize {
-        self.frontier.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.frontier
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     fn stop_helpers(&self, helpers: bool) {
@@ -913,7 +924,12 @@ fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
     let mut parents: Vec<(usize, Option<Step>)> = vec![(usize::MAX, None)];
     let mut start_keys: Vec<u128> = start.iter().map(fingerprint128).collect();
     let write_index = || shared.index.write().unwrap_or_else(PoisonError::into_inner);
-    let write_frontier = || shared.frontier.write().unwrap_or_else(PoisonError::into_inner);
+    let write_frontier = || {
+        shared
+            .frontier
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    };
     write_index().insert(world_key(&mut start_keys), 0);
     *write_frontier() = vec![(start, 0usize)];
     let mut states = 1;
