@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Barrier, Mutex, PoisonError, RwLock};
 
 use arrayvec::ArrayVec;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 use std::time::{Duration, Instant};
 
 use crate::lifecycle::{
@@ -715,8 +715,11 @@ fn build(world: &World, i: usize, next: BackendWorld) -> World {
 struct Found {
     key: u128,
     parent: usize,
-    step: Step,
+    /// Moved to the parent table when the world is merged as new.
+    step: Option<Step>,
     world: World,
+    /// Its id once merged as new; `usize::MAX` if it was a duplicate.
+    id: usize,
 }
 
 /// What expanding one slice of a level found.
@@ -728,23 +731,29 @@ struct Expanded {
     violation: Option<(String, usize, Step)>,
 }
 
-/// Expands `frontier` (worlds with their ids), skipping successors whose key
-/// `seen` already holds. Pure, so slices of a level expand in parallel.
-fn expand(
-    frontier: &[(World, usize)],
-    seen: &FxHashMap<u128, usize>,
-    options: &CheckOptions,
-) -> Expanded {
+/// A level of the search: the parts the previous level's slices found, in
+/// order, each world with its id (duplicates stay in place, marked).
+type Level = Vec<Vec<Found>>;
+
+/// Expands the new worlds of `parts`, skipping successors whose key `seen`
+/// already holds. Pure, so parts of a level expand in parallel.
+fn expand(parts: &[Vec<Found>], seen: &FxHashSet<u128>, options: &CheckOptions) -> Expanded {
+    let size: usize = parts.iter().map(Vec::len).sum();
     let mut out = Expanded {
-        found: Vec::with_capacity(frontier.len() + 8),
+        found: Vec::with_capacity(size + 8),
         ..Expanded::default()
     };
     let mut here: FxHashSet<u128> =
-        FxHashSet::with_capacity_and_hasher(2 * frontier.len() + 8, Default::default());
+        FxHashSet::with_capacity_and_hasher(2 * size + 8, Default::default());
     let mut keys: Vec<u128> = Vec::new();
     let mut scratch: Option<BackendWorld> = None;
     let mut available = Vec::with_capacity(16);
-    for (world, id) in frontier {
+    let worlds = parts
+        .iter()
+        .flatten()
+        .filter(|f| f.id != usize::MAX)
+        .map(|f| (&f.world, &f.id));
+    for (world, id) in worlds {
         let fps: Vec<u128> = if world.len() > 1 {
             world.iter().map(fingerprint128).collect()
         } else {
@@ -768,14 +777,15 @@ fn expand(
                             keys[i] = fingerprint128(&*next);
                             world_key(&mut keys)
                         };
-                        if seen.contains_key(&key) || !here.insert(key) {
+                        if seen.contains(&key) || !here.insert(key) {
                             continue;
                         }
                         out.found.push(Found {
                             key,
                             parent: *id,
-                            step: (i, event, now),
+                            step: Some((i, event, now)),
                             world: build(world, i, next.clone()),
+                            id: usize::MAX,
                         });
                     }
                     Err(message) => {
@@ -791,7 +801,7 @@ fn expand(
 }
 
 /// Levels smaller than this expand on the calling thread.
-const PARALLEL_LEVEL: usize = 128;
+const PARALLEL_LEVEL: usize = 64;
 /// States a worker takes at a time from a level (small enough to balance
 /// the load, large enough that taking work costs nothing).
 const SLICE: usize = 32;
@@ -801,8 +811,10 @@ const SLICE: usize = 32;
 /// between levels, when the helpers wait at `start`).
 struct Shared<'a> {
     options: &'a CheckOptions,
-    frontier: RwLock<Vec<(World, usize)>>,
-    index: RwLock<FxHashMap<u128, usize>>,
+    frontier: RwLock<Level>,
+    /// New worlds in the current level.
+    frontier_states: AtomicUsize,
+    index: RwLock<FxHashSet<u128>>,
     next_slice: AtomicUsize,
     results: Mutex<Vec<(usize, Expanded)>>,
     panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
@@ -820,10 +832,10 @@ impl Shared<'_> {
         let work = std::panic::catch_unwind(AssertUnwindSafe(|| {
             loop {
                 let i = self.next_slice.fetch_add(1, Ordering::Relaxed);
-                let Some(slice) = frontier.chunks(SLICE).nth(i) else {
+                let Some(part) = frontier.get(i) else {
                     break;
                 };
-                done.push((i, expand(slice, &index, self.options)));
+                done.push((i, expand(std::slice::from_ref(part), &index, self.options)));
             }
         }));
         if let Err(panic) = work {
@@ -877,10 +889,7 @@ impl Shared<'_> {
     }
 
     fn frontier_len(&self) -> usize {
-        self.frontier
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.frontier_states.load(Ordering::Relaxed)
     }
 
     fn stop_helpers(&self, helpers: bool) {
@@ -898,7 +907,8 @@ fn breadth_first(options: &CheckOptions) -> CheckReport {
     let shared = Shared {
         options,
         frontier: RwLock::new(Vec::new()),
-        index: RwLock::new(FxHashMap::default()),
+        frontier_states: AtomicUsize::new(0),
+        index: RwLock::new(FxHashSet::default()),
         next_slice: AtomicUsize::new(0),
         results: Mutex::new(Vec::new()),
         panic: Mutex::new(None),
@@ -930,16 +940,25 @@ fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
     };
-    write_index().insert(world_key(&mut start_keys), 0);
-    *write_frontier() = vec![(start, 0usize)];
+    let start_key = world_key(&mut start_keys);
+    write_index().insert(start_key);
+    *write_frontier() = vec![vec![Found {
+        key: start_key,
+        parent: usize::MAX,
+        step: None,
+        world: start,
+        id: 0,
+    }]];
+    shared.frontier_states.store(1, Ordering::Relaxed);
     let mut states = 1;
     let mut transitions = 0u64;
     let mut depth = 0;
     let mut truncated = false;
-    while shared.frontier_len() > 0 {
+    while shared.frontier_states.load(Ordering::Relaxed) > 0 {
         let level = shared.expand_level(helpers);
         let found: usize = level.iter().map(|part| part.found.len()).sum();
-        let mut next_frontier = Vec::with_capacity(found);
+        let mut next_frontier: Level = Vec::with_capacity(level.len());
+        let mut new_states = 0;
         let mut index = write_index();
         index.reserve(found);
         for part in level {
@@ -961,25 +980,42 @@ fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
                     violation: Some(CounterExample { message, trace }),
                 };
             }
-            for found in part.found {
-                if index.contains_key(&found.key) {
-                    continue;
-                }
-                if index.len() >= options.max_states {
+            // New worlds get their ids in order and stay where they are:
+            // the part becomes a slice of the next level as it stands.
+            let mut part = part.found;
+            for found in &mut part {
+                if index.len() >= options.max_states && !index.contains(&found.key) {
                     truncated = true;
                     continue;
                 }
-                let id = parents.len();
-                parents.push((found.parent, Some(found.step)));
-                index.insert(found.key, id);
-                next_frontier.push((found.world, id));
+                if !index.insert(found.key) {
+                    continue;
+                }
+                found.id = parents.len();
+                parents.push((found.parent, found.step.take()));
+                new_states += 1;
+            }
+            // A part from a level expanded in one piece is split, so the
+            // next level still spreads over the threads.
+            if part.len() > 2 * SLICE {
+                let mut rest = part.into_iter();
+                loop {
+                    let piece: Vec<Found> = rest.by_ref().take(SLICE).collect();
+                    if piece.is_empty() {
+                        break;
+                    }
+                    next_frontier.push(piece);
+                }
+            } else if !part.is_empty() {
+                next_frontier.push(part);
             }
         }
         states = index.len();
         drop(index);
-        if !next_frontier.is_empty() {
+        if new_states > 0 {
             depth += 1;
         }
+        shared.frontier_states.store(new_states, Ordering::Relaxed);
         *write_frontier() = next_frontier;
     }
     CheckReport {
