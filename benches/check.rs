@@ -44,7 +44,11 @@ fn build_pan() -> Result<PathBuf, String> {
         std::fs::copy(format!("{model}/{file}"), dir.join(file))
             .map_err(|e| format!("{model}/{file}: {e}"))?;
     }
-    run(&dir, "spin", &["-o3", "-DMAX_RELOADS=40", "-a", "lifecycle.pml"])?;
+    run(
+        &dir,
+        "spin",
+        &["-o3", "-DMAX_RELOADS=40", "-a", "lifecycle.pml"],
+    )?;
     run(&dir, "gcc", &["-O2", "-DNOCLAIM", "-o", "pan", "pan.c"])?;
     Ok(dir)
 }
