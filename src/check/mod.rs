@@ -511,10 +511,152 @@ impl Names {
     }
 }
 
-/// [`canonical`] in place. Runs on every step: no allocation, no general
-/// sort, plain loops over a handful of entries on the stack, and nothing
-/// renamed when the names are already dense and in order.
+/// [`canonical`] in place. Runs on every step: generations below 64 (all
+/// of them, as a canonical world's successor has only a handful) take a
+/// bitmask path; anything else takes the general one. Debug builds (the
+/// test suite) run both and require the same result.
 fn canonicalize(b: &mut BackendWorld) {
+    #[cfg(debug_assertions)]
+    let raw = b.clone();
+    if !canonicalize_small(b) {
+        canonicalize_general(b);
+        return;
+    }
+    #[cfg(debug_assertions)]
+    {
+        let mut expected = raw;
+        canonicalize_general(&mut expected);
+        assert_eq!(
+            *b, expected,
+            "the bitmask canonicalisation differs from the general one"
+        );
+    }
+}
+
+/// [`canonicalize`] for worlds whose generations are all below 64 and that
+/// need no trimming of stale timers or late setups: names are marked in a
+/// bitmask, so "the rest, oldest first" is the bitmask read upwards and a
+/// rename is one table lookup. Returns false, changing nothing, otherwise.
+fn canonicalize_small(b: &mut BackendWorld) -> bool {
+    const BITS: u64 = 64;
+    let live = b.lc.live_generations();
+    let mut highest = 0;
+    for &g in live.as_slice() {
+        highest |= g;
+    }
+    for &g in b.running.as_slice() {
+        highest |= g;
+    }
+    for &g in b.late.as_slice() {
+        highest |= g;
+    }
+    for t in b.timers.as_slice() {
+        highest |= t.generation;
+    }
+    if highest >= BITS || b.late.len() > LATE_SETUPS_KEPT {
+        return false;
+    }
+    let bit = |g: Generation| 1u64 << g;
+    // Live generations, then running setups, in that order.
+    let mut table = [0u8; BITS as usize];
+    let mut named = 0u64;
+    let mut count = 0u8;
+    for &g in live.iter().chain(b.running.iter()) {
+        if named & bit(g) == 0 {
+            named |= bit(g);
+            count += 1;
+            table[g as usize] = count;
+        }
+    }
+    let stale = b
+        .timers
+        .iter()
+        .filter(|t| named & bit(t.generation) == 0)
+        .count();
+    if stale > STALE_TIMERS_KEPT {
+        return false;
+    }
+    // The rest (late setups and timers), oldest first.
+    let mut rest = 0u64;
+    for &g in b.late.as_slice() {
+        rest |= bit(g);
+    }
+    for t in b.timers.as_slice() {
+        rest |= bit(t.generation);
+    }
+    rest &= !named;
+    while rest != 0 {
+        let g = rest.trailing_zeros() as usize;
+        rest &= rest - 1;
+        count += 1;
+        table[g] = count;
+    }
+    let rename = |g: Generation| match table.get(g as usize) {
+        Some(&name) if name != 0 => Generation::from(name),
+        _ => g,
+    };
+    b.lc.rename_generations(rename, Generation::from(count));
+    for t in b.timers.iter_mut() {
+        t.generation = rename(t.generation);
+    }
+    for g in b.running.iter_mut() {
+        *g = rename(*g);
+    }
+    for g in b.late.iter_mut() {
+        *g = rename(*g);
+    }
+    sort_timers(b);
+    true
+}
+
+/// Sorts the timers by generation and kind and drops exact duplicates.
+fn sort_timers(b: &mut BackendWorld) {
+    let len = b.timers.len();
+    if len < 2 {
+        return;
+    }
+    // One word per timer, ordered as (generation, kind): generations here
+    // are canonical names (small), so the shift loses nothing; any larger
+    // generation takes the comparison sort.
+    if b.timers.iter().any(|t| t.generation >= 1 << 60) {
+        let key = |t: &Timer| (t.generation, t.kind as u8);
+        sort_small(&mut b.timers, key);
+        let mut kept = 1;
+        for i in 1..len {
+            if b.timers[i] != b.timers[kept - 1] {
+                b.timers[kept] = b.timers[i];
+                kept += 1;
+            }
+        }
+        b.timers.truncate(kept);
+        return;
+    }
+    let mut keys = [0u64; 8];
+    for (key, t) in keys.iter_mut().zip(b.timers.iter()) {
+        *key = t.generation << 2 | t.kind as u64;
+    }
+    let keys = &mut keys[..len];
+    sort_small(keys, |k| *k);
+    let mut kept = 0;
+    for i in 0..len {
+        if kept == 0 || keys[i] != keys[kept - 1] {
+            keys[kept] = keys[i];
+            kept += 1;
+        }
+    }
+    b.timers.truncate(kept);
+    for (t, key) in b.timers.iter_mut().zip(keys.iter()) {
+        t.generation = key >> 2;
+        t.kind = match key & 3 {
+            0 => TimerKind::Retry,
+            1 => TimerKind::SetupDeadline,
+            _ => TimerKind::DrainDeadline,
+        };
+    }
+}
+
+/// [`canonicalize`] for any world: names collected in a small list.
+fn canonicalize_general(b: &mut BackendWorld) {
     // Names in canonical order: live generations, running setups, then the
     // rest (late setups and timers) oldest first.
     let mut names = Names {
@@ -571,20 +713,7 @@ fn canonicalize(b: &mut BackendWorld) {
             *g = names.rename(*g);
         }
     }
-    if b.timers.len() > 1 {
-        let key = |t: &Timer| (t.generation, t.kind as u8);
-        if !b.timers.is_sorted_by_key(key) {
-            sort_small(&mut b.timers, key);
-        }
-        let mut kept = 1;
-        for i in 1..b.timers.len() {
-            if b.timers[i] != b.timers[kept - 1] {
-                b.timers[kept] = b.timers[i];
-                kept += 1;
-            }
-        }
-        b.timers.truncate(kept);
-    }
+    sort_timers(b);
 }
 
 /// Two 64-bit lanes of folded-multiply hashing (the wyhash/foldhash mixing
