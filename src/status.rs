@@ -104,14 +104,6 @@ impl StatusBoard {
         cell
     }
 
-    /// Updates only the in-flight count of a backend (by name; actors keep
-    /// the cell [`StatusBoard::set_backend`] returns instead).
-    pub fn set_in_flight(&self, name: &str, in_flight: u32) {
-        if let Some((_, cell)) = self.inner.borrow().backends.get(name) {
-            cell.set(in_flight);
-        }
-    }
-
     /// Forgets a backend (removed by a reload).
     pub fn remove_backend(&self, name: &str) {
         let mut board = self.inner.borrow_mut();

@@ -319,6 +319,35 @@ fn create_export_receives_the_connector_and_initialize_connection_does_not_reexp
 }
 
 #[test]
+fn the_status_board_counts_operations_in_flight_in_and_out() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        let addr = rig.start("slow", &[("fault_op_delay", "30s")], Policy::default());
+        sleep(Duration::from_millis(10)).await;
+        let in_flight = || {
+            rig.shell
+                .board
+                .backend("slow")
+                .expect("backend on the board")
+                .in_flight
+        };
+        assert_eq!(in_flight(), 0);
+        let first = actix::spawn(addr.send(Operation::CreateVolume(volume("v1"))));
+        let second = actix::spawn(addr.send(Operation::CreateVolume(volume("v2"))));
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(in_flight(), 2, "both operations are counted in");
+        assert_eq!(rig.state("slow"), StateName::Ready);
+        for op in [first, second] {
+            let done = op.await.expect("joined").expect("delivered");
+            assert_eq!(done, Ok(OperationOutput::Done));
+        }
+        sleep(Duration::from_millis(10)).await;
+        assert_eq!(in_flight(), 0, "both are counted out");
+    })
+    .expect("runtime");
+}
+
+#[test]
 fn reload_with_in_flight_operations_drains_first_then_reloads() {
     run_virtual(async {
         let rig = Rig::new(DriverRegistry::with_builtin());

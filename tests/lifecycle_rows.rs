@@ -773,3 +773,57 @@ fn bad_policy_values_name_the_option_and_the_value() {
     let e = Policy::from_layers([("reinit_backoff_max", "0")], []).expect_err("invalid");
     assert!(e.to_string().contains("reinit_backoff_base"), "{e}");
 }
+
+// ---- which timer is current (shells cancel the others) --------------------
+
+/// Every timer a step scheduled, as the shell would arm it.
+fn armed(d: &Drive) -> Vec<Timer> {
+    d.fx.iter()
+        .filter_map(|e| match e {
+            Effect::ScheduleTimer { timer, .. } => Some(*timer),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_current_timer_is_the_one_the_state_acts_on_and_stale_ones_do_nothing() {
+    let mut d = Drive::defaults();
+    d.ok(Event::Start, T0);
+    let deadline = armed(&d)[0];
+    assert_eq!(deadline.kind, TimerKind::SetupDeadline);
+    assert!(d.lc.timer_is_current(deadline));
+    // A failed setup arms a retry; the old deadline is stale from then on.
+    d.fail_with(backend_down(), secs(1));
+    let retry = armed(&d)[0];
+    assert_eq!(retry.kind, TimerKind::Retry);
+    assert!(d.lc.timer_is_current(retry));
+    assert!(!d.lc.timer_is_current(deadline));
+    let before = d.lc.clone();
+    d.ok(Event::TimerFired(deadline), secs(200));
+    assert_eq!(d.lc, before, "a stale timer changes nothing");
+    assert!(d.fx.is_empty());
+    // The current one acts: the retry starts a new setup with a new deadline.
+    d.ok(Event::TimerFired(retry), secs(2));
+    assert_eq!(d.name(), StateName::Initializing);
+    let second = armed(&d)[0];
+    assert!(d.lc.timer_is_current(second));
+    assert!(!d.lc.timer_is_current(retry));
+    // Ready waits on no timer at all.
+    d.succeed(secs(3));
+    assert!(!d.lc.timer_is_current(second));
+    assert!(!d.lc.timer_is_current(retry));
+}
+
+#[test]
+fn error_texts_compare_and_hash_by_their_text() {
+    use rekindle::lifecycle::ErrorText;
+    use std::hash::{BuildHasher, RandomState};
+    let fixed = DriverError::Backend(ErrorText::Static("array not reachable"));
+    let built = DriverError::backend(String::from("array not reachable"));
+    assert_eq!(fixed, built);
+    let hasher = RandomState::new();
+    assert_eq!(hasher.hash_one(&fixed), hasher.hash_one(&built));
+    assert_ne!(fixed, DriverError::backend("array unreachable"));
+    assert_eq!(fixed.to_string(), "backend error: array not reachable");
+}

@@ -500,14 +500,10 @@ impl Names {
     /// The canonical name of `g`: its position plus one.
     #[inline]
     fn rename(&self, g: Generation) -> Generation {
-        let mut i = 0;
-        while i < self.len {
-            if self.items[i] == g {
-                return i as Generation + 1;
-            }
-            i += 1;
-        }
-        g
+        self.items[..self.len]
+            .iter()
+            .position(|n| *n == g)
+            .map_or(g, |i| i as Generation + 1)
     }
 }
 
@@ -540,20 +536,21 @@ fn canonicalize(b: &mut BackendWorld) {
 fn canonicalize_small(b: &mut BackendWorld) -> bool {
     const BITS: u64 = 64;
     let live = b.lc.live_generations();
-    let mut highest = 0;
+    // Every generation's bits or-ed together: below 64 iff each one is.
+    let mut all_bits = 0;
     for &g in live.as_slice() {
-        highest |= g;
+        all_bits |= g;
     }
     for &g in b.running.as_slice() {
-        highest |= g;
+        all_bits |= g;
     }
     for &g in b.late.as_slice() {
-        highest |= g;
+        all_bits |= g;
     }
     for t in b.timers.as_slice() {
-        highest |= t.generation;
+        all_bits |= t.generation;
     }
-    if highest >= BITS || b.late.len() > LATE_SETUPS_KEPT {
+    if all_bits >= BITS || b.late.len() > LATE_SETUPS_KEPT {
         return false;
     }
     let bit = |g: Generation| 1u64 << g;
@@ -610,49 +607,39 @@ fn canonicalize_small(b: &mut BackendWorld) -> bool {
 }
 
 /// Sorts the timers by generation and kind and drops exact duplicates.
+/// Called after renaming, so generations are canonical names (a handful)
+/// and each timer sorts as one word, `generation << 2 | kind`.
 fn sort_timers(b: &mut BackendWorld) {
     let len = b.timers.len();
     if len < 2 {
         return;
     }
-    // One word per timer, ordered as (generation, kind): generations here
-    // are canonical names (small), so the shift loses nothing; any larger
-    // generation takes the comparison sort.
-    if b.timers.iter().any(|t| t.generation >= 1 << 60) {
-        let key = |t: &Timer| (t.generation, t.kind as u8);
-        sort_small(&mut b.timers, key);
-        let mut kept = 1;
-        for i in 1..len {
-            if b.timers[i] != b.timers[kept - 1] {
-                b.timers[kept] = b.timers[i];
-                kept += 1;
-            }
+    let word = |t: &Timer| t.generation << 2 | t.kind as u64;
+    if b.timers.iter().all(|t| t.generation < 1 << 60) {
+        let mut words = [0u64; 8];
+        for (w, t) in words.iter_mut().zip(b.timers.iter()) {
+            *w = word(t);
         }
-        b.timers.truncate(kept);
-        return;
+        sort_small(&mut words[..len], |w| *w);
+        for (t, w) in b.timers.iter_mut().zip(words.iter()) {
+            t.generation = w >> 2;
+            t.kind = match w & 3 {
+                0 => TimerKind::Retry,
+                1 => TimerKind::SetupDeadline,
+                _ => TimerKind::DrainDeadline,
+            };
+        }
+    } else {
+        sort_small(&mut b.timers, |t| (t.generation, t.kind as u8));
     }
-    let mut keys = [0u64; 8];
-    for (key, t) in keys.iter_mut().zip(b.timers.iter()) {
-        *key = t.generation << 2 | t.kind as u64;
-    }
-    let keys = &mut keys[..len];
-    sort_small(keys, |k| *k);
-    let mut kept = 0;
-    for i in 0..len {
-        if kept == 0 || keys[i] != keys[kept - 1] {
-            keys[kept] = keys[i];
+    let mut kept = 1;
+    for i in 1..len {
+        if b.timers[i] != b.timers[kept - 1] {
+            b.timers[kept] = b.timers[i];
             kept += 1;
         }
     }
     b.timers.truncate(kept);
-    for (t, key) in b.timers.iter_mut().zip(keys.iter()) {
-        t.generation = key >> 2;
-        t.kind = match key & 3 {
-            0 => TimerKind::Retry,
-            1 => TimerKind::SetupDeadline,
-            _ => TimerKind::DrainDeadline,
-        };
-    }
 }
 
 /// [`canonicalize`] for any world: names collected in a small list.

@@ -144,18 +144,7 @@ impl Lifecycle {
     /// on (its setup deadline, its retry, its drain deadline). Any other
     /// timer is stale and its firing is ignored, so a shell may cancel it.
     pub fn timer_is_current(&self, t: Timer) -> bool {
-        match &self.state {
-            State::Initializing(s) | State::Reloading(s) => {
-                t == timer(TimerKind::SetupDeadline, s.id)
-            }
-            State::Failed(Failed::Recoverable { retry: Some(r), .. }) => {
-                t == timer(TimerKind::Retry, r.timer)
-            }
-            State::Draining(d) => {
-                d.deadline.map(|(_, g)| timer(TimerKind::DrainDeadline, g)) == Some(t)
-            }
-            _ => false,
-        }
+        waits_on(&self.state, t)
     }
 
     /// Every generation the state refers to (setup, epoch, timers).
@@ -266,22 +255,15 @@ impl Lifecycle {
             (s, Event::Start) => Err((s, Why::AlreadyStarted)),
 
             // ---- operations ----------------------------------------------
-            (S::Ready(mut r), Event::OperationStarted) => match r.in_flight.checked_add(1) {
-                Some(n) => {
-                    r.in_flight = n;
-                    Ok(S::Ready(r))
-                }
-                None => Err((S::Ready(r), Why::InFlightLimit)),
-            },
+            // Counting in and out of Ready is `count_ready_operation`, which
+            // `apply_into` tries first; what reaches here from Ready is a
+            // start at the in-flight limit or a finish with none in flight.
+            (s @ S::Ready(_), Event::OperationStarted) => Err((s, Why::InFlightLimit)),
             (s @ S::Draining(_), Event::OperationStarted) => Err((s, Why::Draining)),
             (s @ S::Stopped, Event::OperationStarted) => Err((s, Why::Stopped)),
             (s, Event::OperationStarted) => {
                 let next_retry = s.retry().map(|r| r.at);
                 Err((s, Why::NotReady { next_retry }))
-            }
-            (S::Ready(mut r), Event::OperationFinished) if r.in_flight > 0 => {
-                r.in_flight -= 1;
-                Ok(S::Ready(r))
             }
             (S::Draining(mut d), Event::OperationFinished) if d.ready.in_flight > 0 => {
                 d.ready.in_flight -= 1;
@@ -314,21 +296,14 @@ impl Lifecycle {
             (s, Event::SetupSucceeded { .. } | Event::SetupFailed { .. }) => Ok(s),
 
             // ---- timers (stale ones are ignored) -------------------------
-            (S::Initializing(s) | S::Reloading(s), Event::TimerFired(t))
-                if t == timer(TimerKind::SetupDeadline, s.id) =>
-            {
+            (s, Event::TimerFired(t)) if !waits_on(&s, t) => Ok(s),
+            (S::Initializing(s) | S::Reloading(s), Event::TimerFired(_)) => {
                 Ok(self.setup_timed_out(s, now, fx))
             }
-            (S::Failed(Failed::Recoverable { retry: Some(r), .. }), Event::TimerFired(t))
-                if t == timer(TimerKind::Retry, r.timer) =>
-            {
+            (S::Failed(Failed::Recoverable { retry: Some(r), .. }), Event::TimerFired(_)) => {
                 Ok(self.begin_setup(r.attempt, now, fx, S::Initializing))
             }
-            (S::Draining(d), Event::TimerFired(t))
-                if d.deadline.map(|(_, g)| timer(TimerKind::DrainDeadline, g)) == Some(t) =>
-            {
-                Ok(self.drain_deadline_passed(d, fx))
-            }
+            (S::Draining(d), Event::TimerFired(_)) => Ok(self.drain_deadline_passed(d, fx)),
             (s, Event::TimerFired(_)) => Ok(s),
 
             // ---- publisher tick: publish, reinit when due, sweep deadlines --
@@ -610,6 +585,21 @@ impl Lifecycle {
             config: pending.config,
         });
         self.begin_setup(0, now, fx, State::Reloading)
+    }
+}
+
+/// Whether `state` waits on `t`: its setup deadline, its retry, or its
+/// drain deadline. The transition table acts on exactly these timers.
+fn waits_on(state: &State, t: Timer) -> bool {
+    match state {
+        State::Initializing(s) | State::Reloading(s) => t == timer(TimerKind::SetupDeadline, s.id),
+        State::Failed(Failed::Recoverable { retry: Some(r), .. }) => {
+            t == timer(TimerKind::Retry, r.timer)
+        }
+        State::Draining(d) => {
+            d.deadline.map(|(_, g)| timer(TimerKind::DrainDeadline, g)) == Some(t)
+        }
+        _ => false,
     }
 }
 
