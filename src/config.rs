@@ -315,7 +315,7 @@ impl Config {
         let mut service_down_time = s.duration("service_down_time", Duration::from_secs(60))?;
         if service_down_time <= report_interval {
             // Cinder's rule: a heartbeat must be able to miss once.
-            service_down_time = report_interval.mul_f64(2.5);
+            service_down_time = report_interval.saturating_mul(5) / 2;
         }
         let periodic_interval = s.duration("periodic_interval", Duration::from_secs(60))?;
         for (option, value) in [

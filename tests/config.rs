@@ -207,3 +207,33 @@ fn indented_and_semicolon_comments_are_ignored() {
     );
     assert!(c.backends[0].options.keys().all(|k| !k.starts_with('#')));
 }
+
+#[test]
+fn a_duration_too_long_for_any_clock_is_refused_with_its_option_named() {
+    // Found by the `config` fuzz target: a report interval near u64::MAX
+    // seconds made the service-down-time rule overflow and panic.
+    for (option, value) in [
+        ("report_interval", "18446744073709551615"),
+        ("periodic_interval", "500000000000y"),
+        ("reinit_backoff_max", "11y"),
+    ] {
+        let text = format!(
+            "[DEFAULT]\nenabled_backends = a\n{option} = {value}\n[a]\nvolume_driver = fault\n"
+        );
+        let e = error(&text);
+        assert!(
+            e.contains(option) && e.contains(value) && e.contains("10 years"),
+            "{e}"
+        );
+    }
+    // Ten years is still accepted, and the down-time rule stays exact.
+    let c = Config::parse(
+        "[DEFAULT]\nenabled_backends = a\nreport_interval = 3650d\nservice_down_time = 1s\n[a]\nvolume_driver = fault\n",
+        "c",
+    )
+    .expect("ten years is the longest accepted");
+    assert_eq!(
+        c.service_down_time,
+        Duration::from_secs(3650 * 86400 * 5 / 2)
+    );
+}

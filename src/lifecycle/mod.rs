@@ -27,7 +27,7 @@ pub use error::{DriverError, ErrorClass, ErrorText, Refused, Why};
 pub use event::{Event, EventName, Timer, TimerKind};
 pub use jitter::Jitter;
 pub use machine::Lifecycle;
-pub use policy::{JITTER_PPM_ONE, Policy, PolicyError, parse_duration};
+pub use policy::{JITTER_PPM_ONE, MAX_DURATION, Policy, PolicyError, parse_duration};
 pub use state::{
     AfterDrain, ConfigId, Draining, Failed, Generation, PendingConfig, Ready, Retry, Setup, State,
     StateName,

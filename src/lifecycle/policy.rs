@@ -188,19 +188,34 @@ fn invalid(option: &str, value: &str, problem: &str) -> PolicyError {
 
 /// Parses a duration as Cinder does (plain seconds, `90`) or as humantime
 /// (`90s`, `2m`, `1h 30m`).
+///
+/// Durations longer than [`MAX_DURATION`] (ten years) are refused: no
+/// interval or timeout of a volume service is meant to be longer, and a
+/// bound keeps every deadline computed from one far from overflowing.
 pub fn parse_duration(option: &str, value: &str) -> Result<Duration, PolicyError> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(value).map_err(|e| {
-        invalid(
+    let duration = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => humantime::parse_duration(value).map_err(|e| {
+            invalid(
+                option,
+                value,
+                &format!("expected seconds (`90`) or a duration (`90s`, `2m`): {e}"),
+            )
+        })?,
+    };
+    if duration > MAX_DURATION {
+        return Err(invalid(
             option,
             value,
-            &format!("expected seconds (`90`) or a duration (`90s`, `2m`): {e}"),
-        )
-    })
+            "longer than the longest duration accepted (10 years)",
+        ));
+    }
+    Ok(duration)
 }
+
+/// The longest duration any option accepts: ten years (of 365 days).
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
 fn parse_fraction(option: &str, value: &str) -> Result<u32, PolicyError> {
     let fraction: f64 = value
