@@ -392,9 +392,14 @@ pub fn deliver_into(
     next: &mut BackendWorld,
 ) -> Result<Delivered, String> {
     next.lc.clone_from(&b.lc);
-    let Ok(effects) = next.lc.apply(event.clone(), now) else {
+    let mut effects = crate::lifecycle::Effects::new();
+    if next
+        .lc
+        .apply_into(event.clone(), now, &mut effects)
+        .is_err()
+    {
         return Ok(Delivered::Refused);
-    };
+    }
     invariants::check_transition(&b.lc, event, &next.lc, &effects).map_err(|v| v.to_string())?;
     // Does anything but the lifecycle change? Finished setups, fired timers,
     // and new setups, aborts and timers do.
