@@ -121,6 +121,16 @@ impl StatusBoard {
         self.inner.borrow().backends.values().map(current).collect()
     }
 
+    /// How many backends are in `state` (no copies: cheap enough to poll).
+    pub fn count_in(&self, state: StateName) -> usize {
+        self.inner
+            .borrow()
+            .backends
+            .values()
+            .filter(|(status, _)| status.state == state)
+            .count()
+    }
+
     /// Records a service row.
     pub fn set_service(&self, status: ServiceStatus) {
         self.inner

@@ -396,3 +396,34 @@ fn shutdown_stops_the_actor() {
     })
     .expect("runtime");
 }
+
+#[test]
+fn the_status_board_counts_backends_in_each_state() {
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        let _healthy = rig.start("healthy", &[], Policy::default());
+        let _flaky = rig.start(
+            "flaky",
+            &[("fault_fail_setup_times", "1")],
+            Policy::default(),
+        );
+        let _broken = rig.start(
+            "broken",
+            &[("fault_error", "config"), ("fault_fail_setup_times", "1")],
+            Policy::default(),
+        );
+        sleep(Duration::from_millis(10)).await;
+        let board = &rig.shell.board;
+        assert_eq!(board.count_in(StateName::Ready), 1);
+        assert_eq!(board.count_in(StateName::FailedRecoverable), 1);
+        assert_eq!(board.count_in(StateName::FailedFatal), 1);
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            board.count_in(StateName::Ready),
+            2,
+            "flaky came up on its retry"
+        );
+        assert_eq!(board.count_in(StateName::FailedRecoverable), 0);
+    })
+    .expect("runtime");
+}
