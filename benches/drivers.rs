@@ -95,10 +95,10 @@ fn main() {
         backup_driver.do_setup().await.expect("setup");
         let id = "1b4e28ba-2fa1-11d2-883f-0016d3cca427";
         let mut volume = Volume::new(id, GIB);
-        volume.location = Some(VolumeLocation {
+        volume.location = Some(Box::new(VolumeLocation {
             path: volume_path.clone(),
             format: "raw".into(),
-        });
+        }));
         // Every round is a new backup (a fresh id, as real backups are); the
         // previous one is deleted outside the timing, as cp's copy is.
         let mut backup = Duration::MAX;
@@ -123,10 +123,10 @@ fn main() {
         let record = record.expect("at least one round");
         let mut target = Volume::new(id, GIB);
         let target_path = dir.join("restored.raw");
-        target.location = Some(VolumeLocation {
+        target.location = Some(Box::new(VolumeLocation {
             path: target_path.clone(),
             format: "raw".into(),
-        });
+        }));
         // Best of two (the first also pays for growing the page cache).
         let mut restore = Duration::MAX;
         for _ in 0..ROUNDS {

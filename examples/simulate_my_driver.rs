@@ -40,11 +40,11 @@ impl VolumeDriver for MyArray {
     async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         self.volumes
             .borrow_mut()
-            .insert(volume.id.clone(), volume.size_bytes);
+            .insert(volume.id.to_string(), volume.size_bytes);
         Ok(())
     }
     async fn delete_volume(&self, volume: &Volume) -> Result<(), DriverError> {
-        self.volumes.borrow_mut().remove(&volume.id);
+        self.volumes.borrow_mut().remove(volume.id.as_str());
         Ok(())
     }
     async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {

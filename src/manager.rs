@@ -232,7 +232,7 @@ impl Manager {
             .route(&row.backend, Operation::Locate(volume.clone()))
             .await?
         {
-            volume.location = location;
+            volume.location = location.map(Box::new);
         }
         Ok(volume)
     }

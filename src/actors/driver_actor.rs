@@ -23,6 +23,7 @@ use crate::lifecycle::{
 use crate::notify::Notifier;
 use crate::status::{BackendStatus, InFlight, StatusBoard};
 
+use super::driver_call::{CallSlot, DriverCall, Started, WrongKind};
 use super::scheduler::CapabilitiesReport;
 
 /// One step of one backend's lifecycle, as seen by an [`Observer`].
@@ -250,6 +251,8 @@ pub struct DriverActor {
     published: Option<(StateName, u32, ConfigId, Generation)>,
     /// This backend's in-flight cell on the status board.
     in_flight: Option<InFlight>,
+    /// Where operations' driver calls start (its heap slot is reused).
+    calls: CallSlot,
 }
 
 impl DriverActor {
@@ -273,6 +276,7 @@ impl DriverActor {
             settle_waiters: Vec::new(),
             published: None,
             in_flight: None,
+            calls: CallSlot::default(),
         }
     }
 
@@ -518,113 +522,24 @@ impl DriverActor {
         })
     }
 
-    fn run_operation(&self, operation: Operation) -> Result<OperationFuture, OperationError> {
-        let wrong_kind = |operation: &'static str| OperationError::WrongKind {
-            backend: self.spec.backend.clone(),
-            kind: self.spec.kind.as_str(),
-            operation,
-        };
-        let driver = match &self.driver {
-            Ok(driver) => driver.clone(),
-            Err(error) => {
-                return Err(OperationError::Driver {
-                    backend: self.spec.backend.clone(),
-                    error: error.clone(),
-                });
+    /// Pairs `operation` with this backend's driver, or says why it cannot run.
+    fn driver_call(&self, operation: Operation) -> Result<DriverCall, OperationError> {
+        let driver = self
+            .driver
+            .as_ref()
+            .map_err(|error| OperationError::Driver {
+                backend: self.spec.backend.clone(),
+                error: error.clone(),
+            })?;
+        DriverCall::new(driver, operation).map_err(|WrongKind(operation)| {
+            OperationError::WrongKind {
+                backend: self.spec.backend.clone(),
+                kind: self.spec.kind.as_str(),
+                operation,
             }
-        };
-        let volume_driver = || {
-            driver
-                .volume()
-                .ok_or_else(|| wrong_kind("run volume operations"))
-        };
-        let backup_driver = || {
-            driver
-                .backup()
-                .ok_or_else(|| wrong_kind("run backup operations"))
-        };
-        let call: OperationFuture = match operation {
-            Operation::CreateVolume(v) => {
-                let d = volume_driver()?;
-                Box::pin(async move { d.create_volume(&v).await.map(|()| OperationOutput::Done) })
-            }
-            Operation::DeleteVolume(v) => {
-                let d = volume_driver()?;
-                Box::pin(async move { d.delete_volume(&v).await.map(|()| OperationOutput::Done) })
-            }
-            Operation::Attach { volume, connector } => {
-                let d = volume_driver()?;
-                Box::pin(async move {
-                    d.create_export(&volume, &connector).await?;
-                    match d.initialize_connection(&volume, &connector).await {
-                        Ok(info) => Ok(OperationOutput::Connection(info)),
-                        Err(error) => {
-                            // Cinder's rollback: the export must not outlive
-                            // a failed attach.
-                            if let Err(cleanup) = d.remove_export(&volume).await {
-                                tracing::error!(volume = %volume.id, %cleanup, "rollback of create_export failed");
-                            }
-                            Err(error)
-                        }
-                    }
-                })
-            }
-            Operation::InitializeConnection { volume, connector } => {
-                let d = volume_driver()?;
-                Box::pin(async move {
-                    d.initialize_connection(&volume, &connector)
-                        .await
-                        .map(OperationOutput::Connection)
-                })
-            }
-            Operation::Detach { volume, connector } => {
-                let d = volume_driver()?;
-                Box::pin(async move {
-                    d.terminate_connection(&volume, &connector).await?;
-                    d.remove_export(&volume)
-                        .await
-                        .map(|()| OperationOutput::Done)
-                })
-            }
-            Operation::ExtendVolume(v, size) => {
-                let d = volume_driver()?;
-                Box::pin(async move {
-                    d.extend_volume(&v, size)
-                        .await
-                        .map(|()| OperationOutput::Done)
-                })
-            }
-            Operation::Locate(v) => {
-                let d = volume_driver()?;
-                Box::pin(async move { d.locate(&v).await.map(OperationOutput::Location) })
-            }
-            Operation::Backup { backup, volume } => {
-                let d = backup_driver()?;
-                Box::pin(async move {
-                    d.backup(&backup, &volume)
-                        .await
-                        .map(|()| OperationOutput::Done)
-                })
-            }
-            Operation::Restore { backup, volume } => {
-                let d = backup_driver()?;
-                Box::pin(async move {
-                    d.restore(&backup, &volume)
-                        .await
-                        .map(|()| OperationOutput::Done)
-                })
-            }
-            Operation::DeleteBackup(b) => {
-                let d = backup_driver()?;
-                Box::pin(async move { d.delete_backup(&b).await.map(|()| OperationOutput::Done) })
-            }
-        };
-        Ok(call)
+        })
     }
 }
-
-type OperationFuture =
-    std::pin::Pin<Box<dyn Future<Output = Result<OperationOutput, DriverError>>>>;
 
 /// The backup-init spec's notifications, on top of the driver-level ones.
 fn backup_notification(
@@ -663,7 +578,7 @@ async fn guarded<T>(call: impl Future<Output = Result<T, DriverError>>) -> Resul
 }
 
 /// A caught panic as a recoverable driver error.
-fn panicked(panic: Box<dyn std::any::Any + Send>) -> DriverError {
+pub(super) fn panicked(panic: Box<dyn std::any::Any + Send>) -> DriverError {
     let message = panic
         .downcast_ref::<&str>()
         .map(|s| (*s).to_string())
@@ -753,7 +668,7 @@ impl Handler<Operation> for DriverActor {
 
     fn handle(&mut self, operation: Operation, ctx: &mut Context<Self>) -> Self::Result {
         // Check the kind before counting the operation in.
-        let call = match self.run_operation(operation) {
+        let call = match self.driver_call(operation) {
             Ok(call) => call,
             Err(error) => return OperationResponse::Done(Err(error)),
         };
@@ -761,26 +676,30 @@ impl Handler<Operation> for DriverActor {
             let backend = self.spec.backend.clone();
             return OperationResponse::Done(Err(OperationError::Refused { backend, refused }));
         }
-        // Fast path: a driver call that completes on its first poll is
-        // finished inline, without a round through the context.
-        let mut call = AssertUnwindSafe(call).catch_unwind();
-        let mut probe = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
-        if let std::task::Poll::Ready(result) = std::pin::Pin::new(&mut call).poll(&mut probe) {
-            if let Err(refused) = self.count_operation(false, ctx) {
-                tracing::error!(backend = %self.spec.backend, %refused, "operation finish refused");
+        match self.calls.start(call) {
+            // A driver call that completes on its first poll is finished
+            // inline, without a round through the context.
+            Started::Finished(result) => {
+                if let Err(refused) = self.count_operation(false, ctx) {
+                    tracing::error!(backend = %self.spec.backend, %refused, "operation finish refused");
+                }
+                OperationResponse::Done(self.driver_result(result))
             }
-            return OperationResponse::Done(
-                self.driver_result(result.unwrap_or_else(|p| Err(panicked(p)))),
-            );
+            // Otherwise it runs concurrently with other messages (actix
+            // spawns a ResponseActFuture into the context); counted out when
+            // done.
+            Started::Running(call) => OperationResponse::Running(Box::pin(
+                AssertUnwindSafe(call)
+                    .catch_unwind()
+                    .into_actor(self)
+                    .map(|result, act, ctx| {
+                        if let Err(refused) = act.count_operation(false, ctx) {
+                            tracing::error!(backend = %act.spec.backend, %refused, "operation finish refused");
+                        }
+                        act.driver_result(result.unwrap_or_else(|p| Err(panicked(p))))
+                    }),
+            )),
         }
-        // Otherwise it runs concurrently with other messages (actix spawns a
-        // ResponseActFuture into the context); counted out when done.
-        OperationResponse::Running(Box::pin(call.into_actor(self).map(|result, act, ctx| {
-            if let Err(refused) = act.count_operation(false, ctx) {
-                tracing::error!(backend = %act.spec.backend, %refused, "operation finish refused");
-            }
-            act.driver_result(result.unwrap_or_else(|p| Err(panicked(p))))
-        })))
     }
 }
 

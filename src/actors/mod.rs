@@ -9,6 +9,7 @@
 
 pub mod controller;
 pub mod driver_actor;
+mod driver_call;
 pub mod publisher;
 pub mod scheduler;
 pub mod service;

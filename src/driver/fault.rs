@@ -26,7 +26,7 @@ use async_trait::async_trait;
 
 use super::{
     BackupDriver, BackupRecord, Capabilities, ConnectionInfo, Connector, DriverContext, Volume,
-    VolumeDriver,
+    VolumeDriver, VolumeId,
 };
 use crate::lifecycle::{DriverError, parse_duration};
 
@@ -91,8 +91,8 @@ pub struct FaultDriver {
     panic_setup_times: Cell<u32>,
     flap: Option<Flap>,
     inner: Inner,
-    volumes: RefCell<BTreeMap<String, Volume>>,
-    exports: RefCell<BTreeMap<String, Connector>>,
+    volumes: RefCell<BTreeMap<VolumeId, Volume>>,
+    exports: RefCell<BTreeMap<VolumeId, Connector>>,
     probe: Rc<Probe>,
 }
 
@@ -408,7 +408,7 @@ impl VolumeDriver for FaultDriver {
         self.probe
             .exports
             .borrow_mut()
-            .push((volume.id.clone(), connector.clone()));
+            .push((volume.id.to_string(), connector.clone()));
         if let Inner::Volume(d) = &self.inner {
             return d.create_export(volume, connector).await;
         }
@@ -443,7 +443,7 @@ impl VolumeDriver for FaultDriver {
         }
         let mut data = BTreeMap::new();
         data.insert("backend".to_string(), self.backend.clone().into());
-        data.insert("volume_id".to_string(), volume.id.clone().into());
+        data.insert("volume_id".to_string(), volume.id.as_str().into());
         Ok(ConnectionInfo {
             driver_volume_type: "fault".to_string(),
             data,

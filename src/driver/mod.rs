@@ -16,4 +16,4 @@ pub mod volume;
 pub use backup::{BackupDriver, BackupId, BackupRecord};
 pub use connector::Connector;
 pub use registry::{DriverContext, DriverRegistry, DriverSpec, Kind};
-pub use volume::{Capabilities, ConnectionInfo, Volume, VolumeDriver, VolumeLocation};
+pub use volume::{Capabilities, ConnectionInfo, Volume, VolumeDriver, VolumeId, VolumeLocation};

@@ -112,7 +112,7 @@ impl PosixBackupDriver {
     }
 
     fn location(volume: &Volume) -> Result<VolumeLocation, DriverError> {
-        volume.location.clone().ok_or_else(|| {
+        volume.location.as_deref().cloned().ok_or_else(|| {
             DriverError::Other(
                 format!("volume {} has no local image to read or write", volume.id).into(),
             )

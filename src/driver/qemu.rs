@@ -18,7 +18,8 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::{
-    Capabilities, ConnectionInfo, Connector, DriverContext, Volume, VolumeDriver, VolumeLocation,
+    Capabilities, ConnectionInfo, Connector, DriverContext, Volume, VolumeDriver, VolumeId,
+    VolumeLocation,
 };
 use crate::lifecycle::DriverError;
 use crate::records::{ExportRow, Records};
@@ -71,7 +72,7 @@ pub struct QemuDriver {
     qemu_img: String,
     qemu_nbd: String,
     records: Option<Rc<Records>>,
-    exports: RefCell<BTreeMap<String, Export>>,
+    exports: RefCell<BTreeMap<VolumeId, Export>>,
 }
 
 impl QemuDriver {
@@ -243,7 +244,7 @@ impl QemuDriver {
             };
             self.exports
                 .borrow_mut()
-                .insert(row.volume_id.clone(), export);
+                .insert(VolumeId::from(&row.volume_id), export);
         }
         Ok(())
     }
@@ -398,7 +399,7 @@ impl VolumeDriver for QemuDriver {
         }
         if let Some(records) = &self.records {
             let row = ExportRow {
-                volume_id: volume.id.clone(),
+                volume_id: volume.id.to_string(),
                 backend: self.backend.clone(),
                 pid,
                 host: self.export_host.to_string(),

@@ -2,6 +2,9 @@
 //! volumes, capabilities for the scheduler, connection info for the attaching host.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -13,23 +16,111 @@ use crate::lifecycle::DriverError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Volume {
     /// The volume's id (a UUID for real drivers).
-    pub id: String,
+    pub id: VolumeId,
     /// Size in bytes.
     pub size_bytes: u64,
     /// Where its data lives on this host, when a backup or restore needs it
     /// (filled in from the volume driver's [`VolumeDriver::locate`]).
+    /// Boxed: most volumes have none, and every operation message moves
+    /// a volume through a mailbox.
     #[serde(default)]
-    pub location: Option<VolumeLocation>,
+    pub location: Option<Box<VolumeLocation>>,
 }
 
 impl Volume {
     /// A volume with no known location.
-    pub fn new(id: impl Into<String>, size_bytes: u64) -> Self {
+    pub fn new(id: impl Into<VolumeId>, size_bytes: u64) -> Self {
         Volume {
             id: id.into(),
             size_bytes,
             location: None,
         }
+    }
+}
+
+/// A volume's id. Shared, not copied: cloning a volume into an operation
+/// message costs no allocation. Reads as a `&str` (it derefs to one).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct VolumeId(Arc<str>);
+
+impl VolumeId {
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for VolumeId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for VolumeId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for VolumeId {
+    fn as_ref(&self) -> &std::path::Path {
+        std::path::Path::new(&*self.0)
+    }
+}
+
+impl std::borrow::Borrow<str> for VolumeId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for VolumeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for VolumeId {
+    fn from(id: &str) -> Self {
+        VolumeId(id.into())
+    }
+}
+
+impl From<String> for VolumeId {
+    fn from(id: String) -> Self {
+        VolumeId(id.into())
+    }
+}
+
+impl From<&String> for VolumeId {
+    fn from(id: &String) -> Self {
+        VolumeId(id.as_str().into())
+    }
+}
+
+impl From<VolumeId> for String {
+    fn from(id: VolumeId) -> Self {
+        id.0.to_string()
+    }
+}
+
+impl From<VolumeId> for serde_json::Value {
+    fn from(id: VolumeId) -> Self {
+        serde_json::Value::String(id.0.to_string())
+    }
+}
+
+impl PartialEq<str> for VolumeId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for VolumeId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
     }
 }
 

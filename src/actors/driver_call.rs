@@ -1,0 +1,226 @@
+//! One operation's driver call: the operation paired with a driver of the right kind,
+//! the future that performs it, and the reusable heap slot that future runs in.
+//!
+//! A driver call that completes on its first poll (an instant driver) is
+//! finished inline by the actor. Its future lives in a slot the actor keeps
+//! and reuses, so such a call costs no allocation of ours; a call that is
+//! still pending takes the slot with it and the next call allocates afresh.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::driver::registry::AnyDriver;
+use crate::driver::{BackupDriver, BackupRecord, Connector, Volume, VolumeDriver};
+use crate::lifecycle::DriverError;
+
+use super::driver_actor::{Operation, OperationOutput};
+
+/// What a driver call returns.
+pub type CallResult = Result<OperationOutput, DriverError>;
+
+/// A driver call still running after its first poll.
+pub type RunningCall = Pin<Box<dyn Future<Output = CallResult>>>;
+
+/// An operation paired with the driver that performs it: the kind is
+/// checked when this is built, so performing it cannot mismatch.
+pub enum DriverCall {
+    /// `create_volume`.
+    CreateVolume(Rc<dyn VolumeDriver>, Volume),
+    /// `delete_volume`.
+    DeleteVolume(Rc<dyn VolumeDriver>, Volume),
+    /// `create_export` then `initialize_connection` (rolled back on failure).
+    Attach(Rc<dyn VolumeDriver>, Volume, Box<Connector>),
+    /// `initialize_connection` alone.
+    InitializeConnection(Rc<dyn VolumeDriver>, Volume, Box<Connector>),
+    /// `terminate_connection` then `remove_export`.
+    Detach(Rc<dyn VolumeDriver>, Volume, Box<Connector>),
+    /// `extend_volume`.
+    ExtendVolume(Rc<dyn VolumeDriver>, Volume, u64),
+    /// `locate`.
+    Locate(Rc<dyn VolumeDriver>, Volume),
+    /// `backup`.
+    Backup(Rc<dyn BackupDriver>, Box<BackupRecord>, Volume),
+    /// `restore`.
+    Restore(Rc<dyn BackupDriver>, Box<BackupRecord>, Volume),
+    /// `delete_backup`.
+    DeleteBackup(Rc<dyn BackupDriver>, Box<BackupRecord>),
+}
+
+/// Why an operation cannot be paired with a driver: it needs the other kind
+/// of backend (names what was asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrongKind(pub &'static str);
+
+impl DriverCall {
+    /// Pairs `operation` with `driver`, or says which kind it needed.
+    pub fn new(driver: &AnyDriver, operation: Operation) -> Result<Self, WrongKind> {
+        let volume = || driver.volume().ok_or(WrongKind("run volume operations"));
+        let backup = || driver.backup().ok_or(WrongKind("run backup operations"));
+        Ok(match operation {
+            Operation::CreateVolume(v) => DriverCall::CreateVolume(volume()?, v),
+            Operation::DeleteVolume(v) => DriverCall::DeleteVolume(volume()?, v),
+            Operation::Attach {
+                volume: v,
+                connector,
+            } => DriverCall::Attach(volume()?, v, connector),
+            Operation::InitializeConnection {
+                volume: v,
+                connector,
+            } => DriverCall::InitializeConnection(volume()?, v, connector),
+            Operation::Detach {
+                volume: v,
+                connector,
+            } => DriverCall::Detach(volume()?, v, connector),
+            Operation::ExtendVolume(v, size) => DriverCall::ExtendVolume(volume()?, v, size),
+            Operation::Locate(v) => DriverCall::Locate(volume()?, v),
+            Operation::Backup {
+                backup: b,
+                volume: v,
+            } => DriverCall::Backup(backup()?, b, v),
+            Operation::Restore {
+                backup: b,
+                volume: v,
+            } => DriverCall::Restore(backup()?, b, v),
+            Operation::DeleteBackup(b) => DriverCall::DeleteBackup(backup()?, b),
+        })
+    }
+}
+
+/// Performs the call (one future type for every operation, so one slot
+/// serves them all).
+async fn perform(call: DriverCall) -> CallResult {
+    use OperationOutput::{Connection, Done, Location};
+    match call {
+        DriverCall::CreateVolume(d, v) => d.create_volume(&v).await.map(|()| Done),
+        DriverCall::DeleteVolume(d, v) => d.delete_volume(&v).await.map(|()| Done),
+        DriverCall::Attach(d, volume, connector) => {
+            d.create_export(&volume, &connector).await?;
+            match d.initialize_connection(&volume, &connector).await {
+                Ok(info) => Ok(Connection(info)),
+                Err(error) => {
+                    // Cinder's rollback: the export must not outlive a
+                    // failed attach.
+                    if let Err(cleanup) = d.remove_export(&volume).await {
+                        tracing::error!(volume = %volume.id, %cleanup, "rollback of create_export failed");
+                    }
+                    Err(error)
+                }
+            }
+        }
+        DriverCall::InitializeConnection(d, v, connector) => d
+            .initialize_connection(&v, &connector)
+            .await
+            .map(Connection),
+        DriverCall::Detach(d, v, connector) => {
+            d.terminate_connection(&v, &connector).await?;
+            d.remove_export(&v).await.map(|()| Done)
+        }
+        DriverCall::ExtendVolume(d, v, size) => d.extend_volume(&v, size).await.map(|()| Done),
+        DriverCall::Locate(d, v) => d.locate(&v).await.map(Location),
+        DriverCall::Backup(d, b, v) => d.backup(&b, &v).await.map(|()| Done),
+        DriverCall::Restore(d, b, v) => d.restore(&b, &v).await.map(|()| Done),
+        DriverCall::DeleteBackup(d, b) => d.delete_backup(&b).await.map(|()| Done),
+    }
+}
+
+/// How a started call went on its first poll.
+pub enum Started {
+    /// It finished (a panic is already a recoverable [`DriverError`]).
+    Finished(CallResult),
+    /// It is still running; poll this to its end (panics still unwind out
+    /// of it: the caller catches them).
+    Running(RunningCall),
+}
+
+/// Starts driver calls in a reused heap slot (one per driver actor).
+pub struct CallSlot {
+    slot: Box<dyn StartCall>,
+}
+
+impl Default for CallSlot {
+    fn default() -> Self {
+        CallSlot {
+            slot: Box::new(Reused {
+                perform,
+                spare: None,
+            }),
+        }
+    }
+}
+
+impl CallSlot {
+    /// Starts `call` and polls it once (with a waker that does nothing: a
+    /// pending call is polled again, with the real waker, by its runner).
+    pub fn start(&mut self, call: DriverCall) -> Started {
+        self.slot.start(call)
+    }
+}
+
+/// [`CallSlot`]'s erased implementation: the future type of [`perform`]
+/// cannot be named in a struct field, so it is a type parameter here.
+trait StartCall {
+    fn start(&mut self, call: DriverCall) -> Started;
+}
+
+/// A spare box for the call future, kept empty between calls.
+struct Reused<F, P> {
+    perform: P,
+    spare: Option<Pin<Box<Option<F>>>>,
+}
+
+impl<F, P> StartCall for Reused<F, P>
+where
+    F: Future<Output = CallResult> + 'static,
+    P: Fn(DriverCall) -> F,
+{
+    fn start(&mut self, call: DriverCall) -> Started {
+        let future = (self.perform)(call);
+        let mut slot = match self.spare.take() {
+            Some(mut spare) => {
+                spare.set(Some(future));
+                spare
+            }
+            None => Box::pin(Some(future)),
+        };
+        let mut probe = Context::from_waker(futures_util::task::noop_waker_ref());
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            slot.as_mut().as_pin_mut().map(|f| f.poll(&mut probe))
+        }));
+        match polled {
+            Ok(Some(Poll::Ready(result))) => {
+                slot.set(None);
+                self.spare = Some(slot);
+                Started::Finished(result)
+            }
+            Ok(Some(Poll::Pending)) => Started::Running(Box::pin(InSlot(slot))),
+            // The slot was filled just above.
+            Ok(None) => {
+                Started::Finished(Err(DriverError::Other("driver call slot was empty".into())))
+            }
+            Err(panic) => Started::Finished(Err(super::driver_actor::panicked(panic))),
+        }
+    }
+}
+
+/// A pending call in the slot it started in.
+struct InSlot<F>(Pin<Box<Option<F>>>);
+
+impl<F: Future<Output = CallResult>> Future for InSlot<F> {
+    type Output = CallResult;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallResult> {
+        match self.0.as_mut().as_pin_mut() {
+            Some(future) => {
+                let result = std::task::ready!(future.poll(cx));
+                // Drop the finished future now, not when the box goes.
+                self.0.set(None);
+                Poll::Ready(result)
+            }
+            None => Poll::Ready(Err(DriverError::Other(
+                "driver call polled after it finished".into(),
+            ))),
+        }
+    }
+}
