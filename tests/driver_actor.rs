@@ -181,8 +181,16 @@ impl rekindle::driver::VolumeDriver for PanickyDriver {
     async fn get_volume_stats(&self) -> Result<rekindle::driver::Capabilities, DriverError> {
         Ok(Default::default())
     }
-    async fn create_volume(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
+    /// Volume "now" panics at once, "later" after a second; others succeed.
+    async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
+        match volume.id.as_str() {
+            "now" => panic!("driver bug in create_volume"),
+            "later" => {
+                sleep(Duration::from_secs(1)).await;
+                panic!("driver bug after a second")
+            }
+            _ => Ok(()),
+        }
     }
     async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
         Ok(())
@@ -241,6 +249,96 @@ fn a_panicking_driver_becomes_a_recoverable_failure_and_the_actor_lives() {
             4,
             "backoff, no hot loop"
         );
+    })
+    .expect("runtime");
+}
+
+/// Sets up fine, panics in the operations [`PanickyDriver`] panics in.
+struct PanickyOperations;
+
+#[async_trait::async_trait(?Send)]
+impl rekindle::driver::VolumeDriver for PanickyOperations {
+    async fn do_setup(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn get_volume_stats(&self) -> Result<rekindle::driver::Capabilities, DriverError> {
+        Ok(Default::default())
+    }
+    async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
+        PanickyDriver.create_volume(volume).await
+    }
+    async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
+        Ok(())
+    }
+    async fn initialize_connection(
+        &self,
+        _: &Volume,
+        _: &Connector,
+    ) -> Result<rekindle::driver::ConnectionInfo, DriverError> {
+        Err(DriverError::Other("unused".into()))
+    }
+    async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_operation_whose_driver_panics_fails_recoverably_and_the_actor_serves_on() {
+    run_virtual(async {
+        let mut registry = DriverRegistry::with_builtin();
+        registry.register(Kind::Volume, "panicky-ops", |_| {
+            Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyOperations)))
+        });
+        let rig = Rig::new(registry);
+        let addr = DriverActor::new(
+            spec("p", Kind::Volume, "panicky-ops", &[]),
+            Policy::default(),
+            1,
+            1,
+            rig.shell.clone(),
+        )
+        .start();
+        addr.do_send(Start);
+        sleep(Duration::from_millis(10)).await;
+        assert_eq!(rig.state("p"), StateName::Ready);
+        // Panics on the first poll (finished inline) and on a later poll
+        // (the call was running concurrently).
+        for (id, message) in [
+            ("now", "driver bug in create_volume"),
+            ("later", "driver bug after a second"),
+        ] {
+            let answer = addr
+                .send(Operation::CreateVolume(volume(id)))
+                .await
+                .expect("the actor answers");
+            match answer {
+                Err(OperationError::Driver { backend, error }) => {
+                    assert_eq!(backend, "p");
+                    assert_eq!(error, DriverError::Panicked(message.into()));
+                    assert!(!error.is_fatal());
+                }
+                other => panic!("volume {id}: expected a driver error, got {other:?}"),
+            }
+            let status = rig.shell.board.backend("p").expect("backend on the board");
+            assert_eq!(status.in_flight, 0, "volume {id}: counted out");
+            assert_eq!(status.state, StateName::Ready);
+        }
+        for _ in 0..3 {
+            let done = addr
+                .send(Operation::CreateVolume(volume("fine")))
+                .await
+                .expect("the actor answers");
+            assert_eq!(done, Ok(OperationOutput::Done));
+        }
     })
     .expect("runtime");
 }

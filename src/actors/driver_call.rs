@@ -224,3 +224,182 @@ impl<F: Future<Output = CallResult>> Future for InSlot<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::{Capabilities, ConnectionInfo};
+
+    /// `create_volume` of volume "instant" returns at once, "slow" returns
+    /// on its second poll, "panic" panics on its first poll and "late-panic"
+    /// on its second.
+    struct Scripted;
+
+    /// Pending once, then ready.
+    async fn yield_once() {
+        let mut yielded = false;
+        std::future::poll_fn(|cx| {
+            if yielded {
+                Poll::Ready(())
+            } else {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    #[async_trait::async_trait(?Send)]
+    impl VolumeDriver for Scripted {
+        async fn do_setup(&self) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
+            Ok(Capabilities::default())
+        }
+        async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
+            match volume.id.as_str() {
+                "panic" => panic!("driver bug on first poll"),
+                "slow" => yield_once().await,
+                "late-panic" => {
+                    yield_once().await;
+                    panic!("driver bug on second poll")
+                }
+                _ => {}
+            }
+            Ok(())
+        }
+        async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
+            Ok(())
+        }
+        async fn initialize_connection(
+            &self,
+            _: &Volume,
+            _: &Connector,
+        ) -> Result<ConnectionInfo, DriverError> {
+            Err(DriverError::Other("not exported".into()))
+        }
+        async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+            Ok(())
+        }
+    }
+
+    fn create(id: &str) -> DriverCall {
+        DriverCall::CreateVolume(Rc::new(Scripted), Volume::new(id, 1))
+    }
+
+    /// A slot as [`CallSlot::default`] makes, but inspectable.
+    fn reused<F, P: Fn(DriverCall) -> F>(perform: P) -> Reused<F, P> {
+        Reused {
+            perform,
+            spare: None,
+        }
+    }
+
+    /// The address of the spare box, if there is one.
+    fn spare_at<F, P>(slot: &Reused<F, P>) -> Option<*const Option<F>> {
+        slot.spare.as_ref().map(|b| &**b as *const Option<F>)
+    }
+
+    fn finished(started: Started) -> CallResult {
+        match started {
+            Started::Finished(result) => result,
+            Started::Running(_) => panic!("expected the call to finish on its first poll"),
+        }
+    }
+
+    #[test]
+    fn a_call_finished_on_its_first_poll_leaves_its_box_for_the_next() {
+        let mut slot = reused(perform);
+        assert_eq!(
+            finished(slot.start(create("instant"))),
+            Ok(OperationOutput::Done)
+        );
+        let first = spare_at(&slot).expect("a spare box after an inline call");
+        assert_eq!(
+            finished(slot.start(create("instant"))),
+            Ok(OperationOutput::Done)
+        );
+        assert_eq!(spare_at(&slot), Some(first), "the same box, reused");
+    }
+
+    #[test]
+    fn a_pending_call_takes_the_box_and_finishes_when_polled_again() {
+        let mut slot = reused(perform);
+        finished(slot.start(create("instant"))).expect("instant call");
+        let Started::Running(running) = slot.start(create("slow")) else {
+            panic!("a slow call is still running after its first poll");
+        };
+        assert_eq!(spare_at(&slot), None, "the running call took the box");
+        assert_eq!(
+            futures_util::FutureExt::now_or_never(running),
+            Some(Ok(OperationOutput::Done))
+        );
+        // The next call allocates a fresh box and works as before.
+        assert_eq!(
+            finished(slot.start(create("instant"))),
+            Ok(OperationOutput::Done)
+        );
+        assert!(spare_at(&slot).is_some());
+    }
+
+    #[test]
+    fn a_panic_on_the_first_poll_is_a_recoverable_error_and_the_box_is_dropped() {
+        let mut slot = reused(perform);
+        finished(slot.start(create("instant"))).expect("instant call");
+        let error = finished(slot.start(create("panic"))).expect_err("the driver panicked");
+        assert_eq!(
+            error,
+            DriverError::Panicked("driver bug on first poll".into())
+        );
+        assert!(!error.is_fatal());
+        assert_eq!(
+            spare_at(&slot),
+            None,
+            "a box whose future panicked is not reused"
+        );
+        assert_eq!(
+            finished(slot.start(create("instant"))),
+            Ok(OperationOutput::Done)
+        );
+    }
+
+    #[test]
+    fn a_panic_after_the_first_poll_unwinds_out_of_the_running_call() {
+        let mut slot = reused(perform);
+        let Started::Running(running) = slot.start(create("late-panic")) else {
+            panic!("still running after its first poll");
+        };
+        let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            futures_util::FutureExt::now_or_never(running)
+        }));
+        assert!(caught.is_err(), "the runner (the actor) catches this panic");
+    }
+
+    #[test]
+    fn operations_are_paired_only_with_a_driver_of_their_kind() {
+        let volume_driver = AnyDriver::Volume(Rc::new(Scripted));
+        let backup = Operation::DeleteBackup(Box::new(BackupRecord {
+            id: "b".into(),
+            volume_id: "v".into(),
+            size_bytes: 1,
+        }));
+        assert_eq!(
+            DriverCall::new(&volume_driver, backup).err(),
+            Some(WrongKind("run backup operations"))
+        );
+        assert!(
+            DriverCall::new(&volume_driver, Operation::CreateVolume(Volume::new("v", 1))).is_ok()
+        );
+    }
+}
