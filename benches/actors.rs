@@ -211,7 +211,7 @@ fn main() {
     .expect("runtime");
     println!("actix_roundtrips_per_sec: {bare:.0}");
     println!("driver_actor_roundtrips_per_sec: {driver:.0}");
-    println!("actor_roundtrip_ratio_vs_actix: {ratio:.2}");
+    println!("actor_roundtrip_ratio_vs_actix: {ratio:.3}");
     println!("backends_10k_rss_mb: {rss_mb:.1}");
     println!("backends_10k_all_ready_ms: {ready_ms:.0}");
     println!("bare_actix_10k_spawn_ping_ms: {bare_10k_ms:.0}");

@@ -232,7 +232,7 @@ impl Manager {
             .route(&row.backend, Operation::Locate(volume.clone()))
             .await?
         {
-            volume.location = location.map(Box::new);
+            volume.location = location;
         }
         Ok(volume)
     }

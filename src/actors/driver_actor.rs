@@ -159,10 +159,11 @@ impl Message for Operation {
 pub enum OperationOutput {
     /// Nothing to return.
     Done,
-    /// Connection info for the attaching host.
-    Connection(ConnectionInfo),
+    /// Connection info for the attaching host (boxed, as the location: an
+    /// answer is moved several times on its way back to the caller).
+    Connection(Box<ConnectionInfo>),
     /// Where a volume's data lives.
-    Location(Option<crate::driver::VolumeLocation>),
+    Location(Option<Box<crate::driver::VolumeLocation>>),
 }
 
 /// Why an operation did not succeed.

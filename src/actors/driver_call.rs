@@ -99,7 +99,7 @@ async fn perform(call: DriverCall) -> CallResult {
         DriverCall::Attach(d, volume, connector) => {
             d.create_export(&volume, &connector).await?;
             match d.initialize_connection(&volume, &connector).await {
-                Ok(info) => Ok(Connection(info)),
+                Ok(info) => Ok(Connection(Box::new(info))),
                 Err(error) => {
                     // Cinder's rollback: the export must not outlive a
                     // failed attach.
@@ -113,13 +113,13 @@ async fn perform(call: DriverCall) -> CallResult {
         DriverCall::InitializeConnection(d, v, connector) => d
             .initialize_connection(&v, &connector)
             .await
-            .map(Connection),
+            .map(|info| Connection(Box::new(info))),
         DriverCall::Detach(d, v, connector) => {
             d.terminate_connection(&v, &connector).await?;
             d.remove_export(&v).await.map(|()| Done)
         }
         DriverCall::ExtendVolume(d, v, size) => d.extend_volume(&v, size).await.map(|()| Done),
-        DriverCall::Locate(d, v) => d.locate(&v).await.map(Location),
+        DriverCall::Locate(d, v) => d.locate(&v).await.map(|l| Location(l.map(Box::new))),
         DriverCall::Backup(d, b, v) => d.backup(&b, &v).await.map(|()| Done),
         DriverCall::Restore(d, b, v) => d.restore(&b, &v).await.map(|()| Done),
         DriverCall::DeleteBackup(d, b) => d.delete_backup(&b).await.map(|()| Done),
