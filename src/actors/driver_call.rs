@@ -165,10 +165,12 @@ trait StartCall {
     fn start(&mut self, call: DriverCall) -> Started;
 }
 
-/// A spare box for the call future, kept empty between calls.
+/// A spare box for the call future. Between calls it holds the last
+/// finished one, which owns nothing any more (an async fn drops its locals
+/// before it returns) and is overwritten by the next call.
 struct Reused<F, P> {
     perform: P,
-    spare: Option<Pin<Box<Option<F>>>>,
+    spare: Option<Pin<Box<F>>>,
 }
 
 impl<F, P> StartCall for Reused<F, P>
@@ -180,47 +182,21 @@ where
         let future = (self.perform)(call);
         let mut slot = match self.spare.take() {
             Some(mut spare) => {
-                spare.set(Some(future));
+                spare.set(future);
                 spare
             }
-            None => Box::pin(Some(future)),
+            None => Box::pin(future),
         };
         let mut probe = Context::from_waker(futures_util::task::noop_waker_ref());
-        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            slot.as_mut().as_pin_mut().map(|f| f.poll(&mut probe))
-        }));
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| slot.as_mut().poll(&mut probe)));
         match polled {
-            Ok(Some(Poll::Ready(result))) => {
-                slot.set(None);
+            Ok(Poll::Ready(result)) => {
                 self.spare = Some(slot);
                 Started::Finished(result)
             }
-            Ok(Some(Poll::Pending)) => Started::Running(Box::pin(InSlot(slot))),
-            // The slot was filled just above.
-            Ok(None) => {
-                Started::Finished(Err(DriverError::Other("driver call slot was empty".into())))
-            }
+            Ok(Poll::Pending) => Started::Running(slot),
+            // A future that panicked is not polled or reused again.
             Err(panic) => Started::Finished(Err(super::driver_actor::panicked(panic))),
-        }
-    }
-}
-
-/// A pending call in the slot it started in.
-struct InSlot<F>(Pin<Box<Option<F>>>);
-
-impl<F: Future<Output = CallResult>> Future for InSlot<F> {
-    type Output = CallResult;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CallResult> {
-        match self.0.as_mut().as_pin_mut() {
-            Some(future) => {
-                let result = std::task::ready!(future.poll(cx));
-                // Drop the finished future now, not when the box goes.
-                self.0.set(None);
-                Poll::Ready(result)
-            }
-            None => Poll::Ready(Err(DriverError::Other(
-                "driver call polled after it finished".into(),
-            ))),
         }
     }
 }
@@ -307,8 +283,8 @@ mod tests {
     }
 
     /// The address of the spare box, if there is one.
-    fn spare_at<F, P>(slot: &Reused<F, P>) -> Option<*const Option<F>> {
-        slot.spare.as_ref().map(|b| &**b as *const Option<F>)
+    fn spare_at<F, P>(slot: &Reused<F, P>) -> Option<*const F> {
+        slot.spare.as_ref().map(|b| &**b as *const F)
     }
 
     fn finished(started: Started) -> CallResult {
