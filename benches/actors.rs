@@ -128,7 +128,8 @@ async fn driver_roundtrips(n: u64) -> f64 {
 }
 
 async fn ten_thousand_backends() -> (f64, f64) {
-    let shell = shell();
+    // One shell shared by every backend, as the Controller does.
+    let shell = Rc::new(shell());
     let before = rss_bytes();
     let started = Instant::now();
     let mut addrs = Vec::with_capacity(10_000);

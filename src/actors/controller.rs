@@ -3,6 +3,7 @@
 //! and graceful shutdown.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -168,7 +169,8 @@ pub struct Controller {
     plan: Plan,
     loader: Loader,
     config: ConfigId,
-    shell: Shell,
+    /// Shared by every driver actor this controller starts.
+    shell: Rc<Shell>,
     seed: u64,
     publisher: Addr<Publisher>,
     service: Addr<Service>,
@@ -232,7 +234,7 @@ impl Controller {
             plan,
             loader,
             config: 1,
-            shell: shell.clone(),
+            shell: Rc::new(shell.clone()),
             seed,
             publisher: publisher.clone(),
             service: service.clone(),

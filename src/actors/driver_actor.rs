@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
@@ -240,7 +241,8 @@ pub struct DriverActor {
     spec: DriverSpec,
     lifecycle: Lifecycle,
     driver: Result<AnyDriver, DriverError>,
-    shell: Shell,
+    /// Shared by every backend of a service (one per service, not per actor).
+    shell: Rc<Shell>,
     pending_specs: BTreeMap<ConfigId, DriverSpec>,
     setup_task: Option<(Generation, SpawnHandle)>,
     /// Armed timers. One whose generation the lifecycle left is cancelled:
@@ -258,13 +260,16 @@ pub struct DriverActor {
 
 impl DriverActor {
     /// A driver actor for `spec` on config `config`; `seed` seeds its jitter.
+    /// Pass an `Rc<Shell>` to share one shell among many backends (as the
+    /// `Controller` does), or a `Shell` to give this one its own.
     pub fn new(
         spec: DriverSpec,
         policy: Policy,
         config: ConfigId,
         seed: u64,
-        shell: Shell,
+        shell: impl Into<Rc<Shell>>,
     ) -> Self {
+        let shell = shell.into();
         let driver = build(&shell, &spec);
         DriverActor {
             lifecycle: Lifecycle::new(policy, config, seed),

@@ -135,27 +135,25 @@ pub enum Started {
     Running(RunningCall),
 }
 
-/// Starts driver calls in a reused heap slot (one per driver actor).
+/// Starts driver calls in a reused heap slot (one per driver actor; made
+/// at the first call, so a backend that never runs one costs no heap).
+#[derive(Default)]
 pub struct CallSlot {
-    slot: Box<dyn StartCall>,
-}
-
-impl Default for CallSlot {
-    fn default() -> Self {
-        CallSlot {
-            slot: Box::new(Reused {
-                perform,
-                spare: None,
-            }),
-        }
-    }
+    slot: Option<Box<dyn StartCall>>,
 }
 
 impl CallSlot {
     /// Starts `call` and polls it once (with a waker that does nothing: a
     /// pending call is polled again, with the real waker, by its runner).
     pub fn start(&mut self, call: DriverCall) -> Started {
-        self.slot.start(call)
+        self.slot
+            .get_or_insert_with(|| {
+                Box::new(Reused {
+                    perform,
+                    spare: None,
+                })
+            })
+            .start(call)
     }
 }
 
@@ -274,7 +272,7 @@ mod tests {
         DriverCall::CreateVolume(Rc::new(Scripted), Volume::new(id, 1))
     }
 
-    /// A slot as [`CallSlot::default`] makes, but inspectable.
+    /// A slot as [`CallSlot::start`] makes, but inspectable.
     fn reused<F, P: Fn(DriverCall) -> F>(perform: P) -> Reused<F, P> {
         Reused {
             perform,
