@@ -168,12 +168,20 @@ fn a_hung_setup_times_out_and_is_retried_without_two_setups_at_once() {
     .expect("runtime");
 }
 
-struct PanickyDriver;
+/// A driver with bugs: `do_setup` panics when `setup_panics` is set, and
+/// `create_volume` panics for volumes "now" (at once) and "later" (after a
+/// second).
+struct PanickyDriver {
+    setup_panics: bool,
+}
 
 #[async_trait::async_trait(?Send)]
 impl rekindle::driver::VolumeDriver for PanickyDriver {
     async fn do_setup(&self) -> Result<(), DriverError> {
-        panic!("driver bug: index out of bounds")
+        if self.setup_panics {
+            panic!("driver bug: index out of bounds")
+        }
+        Ok(())
     }
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
         Ok(())
@@ -181,7 +189,6 @@ impl rekindle::driver::VolumeDriver for PanickyDriver {
     async fn get_volume_stats(&self) -> Result<rekindle::driver::Capabilities, DriverError> {
         Ok(Default::default())
     }
-    /// Volume "now" panics at once, "later" after a second; others succeed.
     async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         match volume.id.as_str() {
             "now" => panic!("driver bug in create_volume"),
@@ -218,7 +225,9 @@ fn a_panicking_driver_becomes_a_recoverable_failure_and_the_actor_lives() {
     run_virtual(async {
         let mut registry = DriverRegistry::with_builtin();
         registry.register(Kind::Volume, "panicky", |_| {
-            Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver)))
+            Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver {
+                setup_panics: true,
+            })))
         });
         let rig = Rig::new(registry);
         let addr = DriverActor::new(
@@ -253,50 +262,14 @@ fn a_panicking_driver_becomes_a_recoverable_failure_and_the_actor_lives() {
     .expect("runtime");
 }
 
-/// Sets up fine, panics in the operations [`PanickyDriver`] panics in.
-struct PanickyOperations;
-
-#[async_trait::async_trait(?Send)]
-impl rekindle::driver::VolumeDriver for PanickyOperations {
-    async fn do_setup(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn get_volume_stats(&self) -> Result<rekindle::driver::Capabilities, DriverError> {
-        Ok(Default::default())
-    }
-    async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
-        PanickyDriver.create_volume(volume).await
-    }
-    async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn initialize_connection(
-        &self,
-        _: &Volume,
-        _: &Connector,
-    ) -> Result<rekindle::driver::ConnectionInfo, DriverError> {
-        Err(DriverError::Other("unused".into()))
-    }
-    async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-}
-
 #[test]
 fn an_operation_whose_driver_panics_fails_recoverably_and_the_actor_serves_on() {
     run_virtual(async {
         let mut registry = DriverRegistry::with_builtin();
         registry.register(Kind::Volume, "panicky-ops", |_| {
-            Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyOperations)))
+            Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver {
+                setup_panics: false,
+            })))
         });
         let rig = Rig::new(registry);
         let addr = DriverActor::new(
