@@ -91,8 +91,8 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-async fn bare_roundtrips(n: u64) -> f64 {
-    let addr = Bare.start();
+/// Ping-pong round trips per second with a bare actix actor.
+async fn bare_roundtrips(addr: &Addr<Bare>, n: u64) -> f64 {
     let started = Instant::now();
     let mut x = 0;
     for _ in 0..n {
@@ -102,7 +102,8 @@ async fn bare_roundtrips(n: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn driver_roundtrips(n: u64) -> f64 {
+/// A driver actor on the instant driver, once it is Ready.
+async fn ready_driver_actor() -> Addr<DriverActor> {
     let shell = shell();
     let addr = DriverActor::new(
         spec("bench", Kind::Volume, "instant", &[]),
@@ -116,6 +117,11 @@ async fn driver_roundtrips(n: u64) -> f64 {
     while shell.board.backend("bench").map(|b| b.state) != Some(StateName::Ready) {
         actix::clock::sleep(Duration::from_millis(1)).await;
     }
+    addr
+}
+
+/// Operation round trips per second through a Ready driver actor.
+async fn driver_roundtrips(addr: &Addr<DriverActor>, n: u64) -> f64 {
     let volume = Volume::new("v", 1);
     let started = Instant::now();
     for _ in 0..n {
@@ -166,8 +172,10 @@ async fn ten_thousand_bare_actors_ms() -> f64 {
     started.elapsed().as_secs_f64() * 1000.0
 }
 
-/// Pairs of round-trip measurements (one bare run and one driver run each).
-const PAIRS: usize = 15;
+/// Pairs of round-trip measurements (one bare run and one driver run each,
+/// back to back) and the round trips in each run.
+const PAIRS: usize = 51;
+const CHUNK: u64 = 20_000;
 
 /// The median of `values` (sorted in place).
 fn median(values: &mut [f64]) -> f64 {
@@ -176,22 +184,23 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let n = 100_000;
-    let (bare, driver, ratio, rss_mb, ready_ms, bare_10k_ms) = run_real(async {
-        // Warm up both paths. Then measure them in pairs, back to back, the
-        // order alternating: a slow or fast spell of the shared machine hits
-        // both runs of a pair, so each pair's ratio is a fair one, and the
-        // median pair is the figure.
-        bare_roundtrips(20_000).await;
-        driver_roundtrips(20_000).await;
+    let (bare, driver, mut ratios, rss_mb, ready_ms, bare_10k_ms) = run_real(async {
+        // Warm up both paths. Then measure them in short pairs, back to
+        // back, the order alternating: a slow or fast spell of the shared
+        // machine hits both runs of a pair, so each pair's ratio is a fair
+        // one, and the median pair is the figure.
+        let bare_actor = Bare.start();
+        let driver_actor = ready_driver_actor().await;
+        bare_roundtrips(&bare_actor, CHUNK).await;
+        driver_roundtrips(&driver_actor, CHUNK).await;
         let (mut bare, mut driver, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
         for pair in 0..PAIRS {
             let (b, d) = if pair % 2 == 0 {
-                let b = bare_roundtrips(n).await;
-                (b, driver_roundtrips(n).await)
+                let b = bare_roundtrips(&bare_actor, CHUNK).await;
+                (b, driver_roundtrips(&driver_actor, CHUNK).await)
             } else {
-                let d = driver_roundtrips(n).await;
-                (bare_roundtrips(n).await, d)
+                let d = driver_roundtrips(&driver_actor, CHUNK).await;
+                (bare_roundtrips(&bare_actor, CHUNK).await, d)
             };
             bare.push(b);
             driver.push(d);
@@ -203,7 +212,7 @@ fn main() {
         (
             median(&mut bare),
             median(&mut driver),
-            median(&mut ratio),
+            ratio,
             rss_mb,
             ready_ms,
             bare_10k_ms,
@@ -212,7 +221,15 @@ fn main() {
     .expect("runtime");
     println!("actix_roundtrips_per_sec: {bare:.0}");
     println!("driver_actor_roundtrips_per_sec: {driver:.0}");
+    // The median pair is the figure; the extremes (sorted by median) show
+    // the spread.
+    let ratio = median(&mut ratios);
     println!("actor_roundtrip_ratio_vs_actix: {ratio:.3}");
+    println!("actor_roundtrip_ratio_pair_min: {:.3}", ratios[0]);
+    println!(
+        "actor_roundtrip_ratio_pair_max: {:.3}",
+        ratios[ratios.len() - 1]
+    );
     println!("backends_10k_rss_mb: {rss_mb:.1}");
     println!("backends_10k_all_ready_ms: {ready_ms:.0}");
     println!("bare_actix_10k_spawn_ping_ms: {bare_10k_ms:.0}");
