@@ -256,6 +256,8 @@ pub struct DriverActor {
     in_flight: Option<InFlight>,
     /// Where operations' driver calls start (its heap slot is reused).
     calls: CallSlot,
+    /// Whether the shell has an observer (every step is then an event).
+    observed: bool,
 }
 
 impl DriverActor {
@@ -275,6 +277,7 @@ impl DriverActor {
             lifecycle: Lifecycle::new(policy, config, seed),
             spec,
             driver,
+            observed: shell.observer.is_some(),
             shell,
             pending_specs: BTreeMap::new(),
             setup_task: None,
@@ -298,14 +301,12 @@ impl DriverActor {
     }
 
     /// Counts an operation in (`started`) or out. In Ready with no observer
-    /// this is the core's allocation- and clock-free hot path and one store
-    /// to the status board; anything else is an ordinary event.
+    /// this is the core's allocation- and clock-free hot path, and the
+    /// status board's in-flight count is left to [`Self::publish_in_flight`]
+    /// (an operation finished inline moves it by nothing); anything else is
+    /// an ordinary event, which publishes the whole status.
     fn count_operation(&mut self, started: bool, ctx: &mut Context<Self>) -> Result<(), Refused> {
-        if self.shell.observer.is_none() && self.lifecycle.count_ready_operation(started) {
-            // Ready stays Ready: no effects, nothing to publish but the count.
-            if let Some(cell) = &self.in_flight {
-                cell.set(self.lifecycle.state().in_flight());
-            }
+        if !self.observed && self.lifecycle.count_ready_operation(started) {
             return Ok(());
         }
         let event = if started {
@@ -314,6 +315,13 @@ impl DriverActor {
             Event::OperationFinished
         };
         self.event(event, ctx)
+    }
+
+    /// Stores the in-flight count on the status board.
+    fn publish_in_flight(&self) {
+        if let Some(cell) = &self.in_flight {
+            cell.set(self.lifecycle.state().in_flight());
+        }
     }
 
     /// [`Self::event`] at a known `now` (one clock read serves a whole turn).
@@ -684,7 +692,8 @@ impl Handler<Operation> for DriverActor {
         }
         match self.calls.start(call) {
             // A driver call that completes on its first poll is finished
-            // inline, without a round through the context.
+            // inline, without a round through the context (nobody can see
+            // the count between in and out: it is not published).
             Started::Finished(result) => {
                 if let Err(refused) = self.count_operation(false, ctx) {
                     tracing::error!(backend = %self.spec.backend, %refused, "operation finish refused");
@@ -694,17 +703,21 @@ impl Handler<Operation> for DriverActor {
             // Otherwise it runs concurrently with other messages (actix
             // spawns a ResponseActFuture into the context); counted out when
             // done.
-            Started::Running(call) => OperationResponse::Running(Box::pin(
-                AssertUnwindSafe(call)
-                    .catch_unwind()
-                    .into_actor(self)
-                    .map(|result, act, ctx| {
-                        if let Err(refused) = act.count_operation(false, ctx) {
-                            tracing::error!(backend = %act.spec.backend, %refused, "operation finish refused");
-                        }
-                        act.driver_result(result.unwrap_or_else(|p| Err(panicked(p))))
-                    }),
-            )),
+            Started::Running(call) => {
+                self.publish_in_flight();
+                OperationResponse::Running(Box::pin(
+                    AssertUnwindSafe(call)
+                        .catch_unwind()
+                        .into_actor(self)
+                        .map(|result, act, ctx| {
+                            if let Err(refused) = act.count_operation(false, ctx) {
+                                tracing::error!(backend = %act.spec.backend, %refused, "operation finish refused");
+                            }
+                            act.publish_in_flight();
+                            act.driver_result(result.unwrap_or_else(|p| Err(panicked(p))))
+                        }),
+                ))
+            }
         }
     }
 }
