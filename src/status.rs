@@ -51,6 +51,28 @@ pub struct ServiceStatus {
     pub updated_at: String,
 }
 
+/// What a heartbeat reads of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Beat {
+    /// Its lifecycle state.
+    pub state: StateName,
+    /// When it was last seen Ready.
+    pub last_ready: Option<Moment>,
+}
+
+/// A heartbeat's service row for one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceBeat<'a> {
+    /// The backend.
+    pub backend: &'a str,
+    /// `cinder-volume` or `cinder-backup`.
+    pub binary: &'a str,
+    /// `host@backend` or `host`.
+    pub host: &'a str,
+    /// Whether it is up.
+    pub up: bool,
+}
+
 /// Shared, single-threaded status of everything running.
 #[derive(Debug, Clone, Default)]
 pub struct StatusBoard {
@@ -144,13 +166,148 @@ impl StatusBoard {
         self.inner.borrow().services.values().cloned().collect()
     }
 
-    /// Marks a Ready backend as seen now (heartbeat).
-    pub fn heartbeat(&self, name: &str, now: Moment) -> Option<BackendStatus> {
+    /// Marks each Ready backend of `names` as seen now (heartbeat) and
+    /// returns what the heartbeat needs of each, in the same order (`None`
+    /// for a backend not on the board yet), copying no strings. `names` must
+    /// be sorted (as a `BTreeMap`'s keys are): the board's rows are walked in
+    /// step with them, not looked up one by one.
+    pub fn heartbeat_sorted<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a str>,
+        now: Moment,
+    ) -> Vec<Option<Beat>> {
         let mut board = self.inner.borrow_mut();
-        let entry = board.backends.get_mut(name)?;
-        if entry.0.state == StateName::Ready {
-            entry.0.last_ready = Some(now);
+        let mut rows = board.backends.iter_mut().peekable();
+        let mut previous: Option<&str> = None;
+        names
+            .into_iter()
+            .map(|name| {
+                debug_assert!(previous <= Some(name), "heartbeat names out of order");
+                previous = Some(name);
+                while rows.next_if(|(key, _)| key.as_str() < name).is_some() {}
+                let (_, (status, _)) = rows.next_if(|(key, _)| key.as_str() == name)?;
+                if status.state == StateName::Ready {
+                    status.last_ready = Some(now);
+                }
+                Some(Beat {
+                    state: status.state,
+                    last_ready: status.last_ready,
+                })
+            })
+            .collect()
+    }
+
+    /// Writes a heartbeat's service rows (`rows` sorted by backend), in
+    /// place where a row exists: every `report_interval` this touches every
+    /// backend's row, and once the rows are there it allocates nothing.
+    pub fn beat_services(&self, rows: &[ServiceBeat<'_>], updated_at: &str) {
+        let mut board = self.inner.borrow_mut();
+        let mut missing = Vec::new();
+        let mut existing = board.services.iter_mut().peekable();
+        for row in rows {
+            while existing
+                .next_if(|(key, _)| key.as_str() < row.backend)
+                .is_some()
+            {}
+            let state = if row.up { "up" } else { "down" };
+            match existing.next_if(|(key, _)| key.as_str() == row.backend) {
+                Some((_, status)) => {
+                    for (field, value) in [
+                        (&mut status.binary, row.binary),
+                        (&mut status.host, row.host),
+                        (&mut status.state, state),
+                        (&mut status.updated_at, updated_at),
+                    ] {
+                        if field != value {
+                            field.clear();
+                            field.push_str(value);
+                        }
+                    }
+                }
+                None => missing.push(ServiceStatus {
+                    binary: row.binary.to_string(),
+                    host: row.host.to_string(),
+                    backend: row.backend.to_string(),
+                    state: state.to_string(),
+                    updated_at: updated_at.to_string(),
+                }),
+            }
         }
-        Some(current(entry))
+        for status in missing {
+            board.services.insert(status.backend.clone(), status);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(name: &str, state: StateName) -> BackendStatus {
+        BackendStatus {
+            name: name.to_string(),
+            kind: Kind::Volume,
+            driver: "fault".to_string(),
+            state,
+            attempt: 0,
+            last_error: None,
+            next_retry: None,
+            in_flight: 0,
+            config: 1,
+            last_ready: None,
+        }
+    }
+
+    fn row<'a>(backend: &'a str, up: bool) -> ServiceBeat<'a> {
+        ServiceBeat {
+            backend,
+            binary: "cinder-volume",
+            host: "h",
+            up,
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_marks_ready_backends_seen_and_reports_missing_ones() {
+        let board = StatusBoard::default();
+        board.set_backend(status("a", StateName::Ready), Moment::from_secs(1));
+        board.set_backend(status("c", StateName::FailedRecoverable), Moment::ZERO);
+        let now = Moment::from_secs(10);
+        assert_eq!(
+            board.heartbeat_sorted(["a", "b", "c", "d"], now),
+            vec![
+                Some(Beat {
+                    state: StateName::Ready,
+                    last_ready: Some(now)
+                }),
+                None,
+                Some(Beat {
+                    state: StateName::FailedRecoverable,
+                    last_ready: None
+                }),
+                None,
+            ]
+        );
+        assert_eq!(board.backend("a").and_then(|s| s.last_ready), Some(now));
+    }
+
+    #[test]
+    fn service_rows_are_added_then_rewritten_in_place() {
+        let board = StatusBoard::default();
+        board.beat_services(&[row("a", true), row("c", false)], "t1");
+        board.beat_services(&[row("a", false), row("b", true), row("c", false)], "t2");
+        let rows = board.services();
+        let seen: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.backend.as_str(), r.state.as_str(), r.updated_at.as_str()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![("a", "down", "t2"), ("b", "up", "t2"), ("c", "down", "t2")]
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r.binary == "cinder-volume" && r.host == "h")
+        );
     }
 }

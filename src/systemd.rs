@@ -22,6 +22,11 @@ impl Systemd {
         Systemd { enabled: false }
     }
 
+    /// Whether notifications are sent (a status line worth building).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     fn send(&self, states: &[NotifyState]) {
         if !self.enabled {
             return;

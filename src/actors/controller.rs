@@ -441,13 +441,16 @@ impl Actor for Controller {
         for (name, backend) in self.plan.backends.clone() {
             self.spawn_backend(&name, &backend);
         }
-        let line = self.status_line();
-        self.systemd.ready(&line);
-        // STATUS= follows the backends every report interval.
-        ctx.run_interval(self.plan.report_interval, |act, _| {
-            let line = act.status_line();
-            act.systemd.status(&line);
-        });
+        if self.systemd.enabled() {
+            let line = self.status_line();
+            self.systemd.ready(&line);
+            // STATUS= follows the backends every report interval (built only
+            // under systemd: it reads every backend's row).
+            ctx.run_interval(self.plan.report_interval, |act, _| {
+                let line = act.status_line();
+                act.systemd.status(&line);
+            });
+        }
     }
 }
 
@@ -504,8 +507,10 @@ impl Handler<ReloadSettled> for Controller {
             }),
         );
         self.reloading = false;
-        let line = self.status_line();
-        self.systemd.ready(&line);
+        if self.systemd.enabled() {
+            let line = self.status_line();
+            self.systemd.ready(&line);
+        }
         if std::mem::take(&mut self.follow_up) {
             let outcome = self.reload(ctx);
             tracing::info!(?outcome, "follow-up reload");

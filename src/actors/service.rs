@@ -11,9 +11,8 @@ use serde_json::json;
 use super::driver_actor::{DriverActor, Operation, OperationError, OperationOutput};
 use crate::clock::ServiceClock;
 use crate::driver::Kind;
-use crate::lifecycle::Moment;
 use crate::notify::Notifier;
-use crate::status::{ServiceStatus, StatusBoard};
+use crate::status::{ServiceBeat, StatusBoard};
 
 /// Timing of the service's heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +62,9 @@ struct Backend {
     kind: Kind,
     addr: Addr<DriverActor>,
     up: Option<bool>,
+    /// Its service row's binary and host (fixed while it is added).
+    binary: &'static str,
+    host: String,
 }
 
 /// The volume and backup service front: one row per backend.
@@ -104,69 +106,69 @@ impl Service {
         self
     }
 
-    /// Up when Ready now or within `service_down_time`.
-    fn is_up(&self, last_ready: Option<Moment>, now: Moment) -> bool {
-        last_ready.is_some_and(|t| now.saturating_since(t) <= self.heartbeat.service_down_time)
-    }
-
     fn beat(&mut self) {
         let now = self.clock.now();
         let stamp = self.clock.timestamp(now);
-        let names: Vec<String> = self.backends.keys().cloned().collect();
-        for name in names {
+        let Service {
+            heartbeat,
+            board,
+            notifier,
+            backends,
+            backup_timeout_reported,
+            records,
+            ..
+        } = self;
+        let beats = board.heartbeat_sorted(backends.keys().map(String::as_str), now);
+        let mut rows = Vec::with_capacity(backends.len());
+        for ((name, backend), beat) in backends.iter_mut().zip(beats) {
             // A backend whose actor has not published yet still gets its
             // row (down), without a notification.
-            let status = self.board.heartbeat(&name, now);
-            let up = status
-                .as_ref()
-                .is_some_and(|s| self.is_up(s.last_ready, now));
-            let Some(backend) = self.backends.get_mut(&name) else {
-                continue;
-            };
-            let (binary, host) = match backend.kind {
-                Kind::Volume => ("cinder-volume", format!("{}@{name}", self.host)),
-                Kind::Backup => ("cinder-backup", self.host.clone()),
-            };
-            if let Some(status) = status.as_ref().filter(|_| backend.up != Some(up)) {
+            // Up when Ready now or within `service_down_time`.
+            let up = beat.is_some_and(|b| {
+                b.last_ready
+                    .is_some_and(|t| now.saturating_since(t) <= heartbeat.service_down_time)
+            });
+            let (binary, host) = (backend.binary, backend.host.as_str());
+            if let Some(beat) = beat.filter(|_| backend.up != Some(up)) {
                 let event = if up { "service.up" } else { "service.down" };
                 let payload =
-                    json!({ "binary": binary, "host": host, "state": status.state.as_str() });
-                self.notifier.emit(event, Some(&name), now, payload);
+                    json!({ "binary": binary, "host": host, "state": beat.state.as_str() });
+                notifier.emit(event, Some(name), now, payload);
                 backend.up = Some(up);
             }
-            if let Some(status) = status.as_ref().filter(|s| {
+            if let Some(beat) = beat.filter(|b| {
                 backend.kind == Kind::Backup
                     && !up
-                    && s.last_ready.is_none()
-                    && !self.backup_timeout_reported
-                    && now.since_epoch() >= self.heartbeat.backup_initialization_timeout
+                    && b.last_ready.is_none()
+                    && !*backup_timeout_reported
+                    && now.since_epoch() >= heartbeat.backup_initialization_timeout
             }) {
-                self.backup_timeout_reported = true;
+                *backup_timeout_reported = true;
+                let last_error = board.backend(name).and_then(|s| s.last_error);
                 let payload = json!({
                     "reason": format!(
                         "backup driver not initialized within backup_initialization_timeout ({})",
-                        humantime::format_duration(self.heartbeat.backup_initialization_timeout)
+                        humantime::format_duration(heartbeat.backup_initialization_timeout)
                     ),
-                    "state": status.state.as_str(),
-                    "last_error": status.last_error,
+                    "state": beat.state.as_str(),
+                    "last_error": last_error,
                 });
-                self.notifier
-                    .emit("backup.init.failure", Some(&name), now, payload);
+                notifier.emit("backup.init.failure", Some(name), now, payload);
             }
-            if let Some(records) = &self.records {
+            if let Some(records) = records {
                 let state = if up { "up" } else { "down" };
-                if let Err(error) = records.put_service(&name, binary, &host, state, &stamp) {
+                if let Err(error) = records.put_service(name, binary, host, state, &stamp) {
                     tracing::error!(%error, "cannot record the service heartbeat");
                 }
             }
-            self.board.set_service(ServiceStatus {
-                binary: binary.to_string(),
+            rows.push(ServiceBeat {
+                backend: name,
+                binary,
                 host,
-                backend: name.clone(),
-                state: if up { "up" } else { "down" }.to_string(),
-                updated_at: stamp.clone(),
+                up,
             });
         }
+        board.beat_services(&rows, &stamp);
     }
 }
 
@@ -199,12 +201,18 @@ impl Handler<Route> for Service {
 impl Handler<AddBackend> for Service {
     type Result = ();
     fn handle(&mut self, msg: AddBackend, _: &mut Context<Self>) {
+        let (binary, host) = match msg.kind {
+            Kind::Volume => ("cinder-volume", format!("{}@{}", self.host, msg.name)),
+            Kind::Backup => ("cinder-backup", self.host.clone()),
+        };
         self.backends.insert(
             msg.name,
             Backend {
                 kind: msg.kind,
                 addr: msg.addr,
                 up: None,
+                binary,
+                host,
             },
         );
         // A new backend gets its service row at once (down until Ready).
