@@ -95,10 +95,20 @@ pub struct Recorder {
     pub obligations: Vec<ReadyBy>,
     /// Reload notifications: started, ended, rejected, aborted.
     pub reloads: [u64; 4],
-    recent: BTreeMap<String, VecDeque<(Moment, EventName, StateName)>>,
-    running: BTreeMap<String, BTreeSet<Generation>>,
+    traces: BTreeMap<String, Trace>,
     touched: BTreeMap<String, Moment>,
     cut: Vec<(Moment, String)>,
+}
+
+/// What the recorder keeps of one backend between its steps.
+#[derive(Debug, Default)]
+struct Trace {
+    /// The last steps, for a failure report.
+    recent: VecDeque<(Moment, EventName, StateName)>,
+    /// Setups started and not yet finished or aborted.
+    running: BTreeSet<Generation>,
+    /// Whether the backend has a timeline row yet.
+    on_timeline: bool,
 }
 
 fn fnv(hash: u64, bytes: &[u8]) -> u64 {
@@ -188,7 +198,12 @@ impl Recorder {
         if let Err(v) = invariants::check_transition(before, event, after, effects) {
             self.violation(at, backend, v.to_string());
         }
-        let running = self.running.entry(backend.to_string()).or_default();
+        // One lookup per step; the name is copied only the first time.
+        let trace = match self.traces.get_mut(backend) {
+            Some(trace) => trace,
+            None => self.traces.entry(backend.to_string()).or_default(),
+        };
+        let running = &mut trace.running;
         if let Event::SetupSucceeded { setup } | Event::SetupFailed { setup, .. } = event {
             running.remove(setup);
         }
@@ -205,28 +220,29 @@ impl Recorder {
                 _ => {}
             }
         }
-        if running.len() > 1 {
-            let message = format!("two setups in flight at once: {running:?}");
-            self.violation(at, backend, message);
-        }
+        let overlap =
+            (running.len() > 1).then(|| format!("two setups in flight at once: {running:?}"));
         // Quiet ticks (no state change, no effect) would drown the story.
         let quiet_tick = matches!(event, Event::PublisherTick) && from == to && effects.is_empty();
         if !quiet_tick {
-            let recent = self.recent.entry(backend.to_string()).or_default();
-            if recent.len() == RECENT_STEPS {
-                recent.pop_front();
+            if trace.recent.len() == RECENT_STEPS {
+                trace.recent.pop_front();
             }
-            recent.push_back((at, event.name(), to));
+            trace.recent.push_back((at, event.name(), to));
         }
-        if from != to || !self.timeline.contains_key(backend) {
+        if from != to || !trace.on_timeline {
+            trace.on_timeline = true;
             *self.entered.entry(to).or_default() += 1;
             self.timeline
                 .entry(backend.to_string())
                 .or_default()
                 .push((at, to));
         }
-        if to == StateName::Ready {
-            self.first_ready.entry(backend.to_string()).or_insert(at);
+        if let Some(message) = overlap {
+            self.violation(at, backend, message);
+        }
+        if to == StateName::Ready && from != to && !self.first_ready.contains_key(backend) {
+            self.first_ready.insert(backend.to_string(), at);
         }
     }
 
@@ -362,10 +378,11 @@ impl Recorder {
 
     /// The last steps of `backend`, oldest first, one per line.
     pub fn recent_steps(&self, backend: &str) -> Vec<String> {
-        self.recent
+        self.traces
             .get(backend)
-            .map(|steps| {
-                steps
+            .map(|trace| {
+                trace
+                    .recent
                     .iter()
                     .map(|(at, event, state)| format!("{at} {backend}: {event} -> {state}"))
                     .collect()
