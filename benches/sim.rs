@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 use rekindle::sim::scenario::{Profile, generate};
 
 fn main() {
+    // Injected driver panics are part of the profile, not news.
+    rekindle::sim::quiet_injected_panics();
     let sim = generate(1, 1000, Duration::from_secs(24 * 3600), Profile::Default);
     let started = Instant::now();
     let report = sim.run().expect("runtime");

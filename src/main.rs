@@ -303,21 +303,6 @@ fn sim_args(
     })
 }
 
-/// Panics the fault driver injects on purpose are expected in a simulation:
-/// keep them off stderr; any other panic is still reported.
-fn quiet_injected_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let injected = info
-            .payload()
-            .downcast_ref::<String>()
-            .is_some_and(|m| m.contains("injected driver panic"));
-        if !injected {
-            default(info);
-        }
-    }));
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The daemon logs its lifecycle; other commands print results and only
@@ -409,7 +394,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            quiet_injected_panics();
+            rekindle::sim::quiet_injected_panics();
             match rekindle::sim::cli::run(&args) {
                 Ok((text, passed)) => {
                     print!("{text}");

@@ -191,3 +191,20 @@ pub fn backend_names(plan: &Plan, kind: Kind) -> Vec<String> {
         .map(|(name, _)| name.clone())
         .collect()
 }
+
+/// Keeps the panics the fault driver injects on purpose off stderr (they are
+/// expected in a simulation, and the panic hook would print each one, with a
+/// backtrace under `RUST_BACKTRACE`); any other panic is still reported.
+/// Installs a process-wide panic hook: call it once, before a run.
+pub fn quiet_injected_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let injected = info
+            .payload()
+            .downcast_ref::<String>()
+            .is_some_and(|m| m.contains("injected driver panic"));
+        if !injected {
+            default(info);
+        }
+    }));
+}
