@@ -2,7 +2,7 @@
 //! actors and read by anyone without a message round trip (so no reader can deadlock).
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, btree_map};
 use std::rc::Rc;
 
 use serde::Serialize;
@@ -153,14 +153,6 @@ impl StatusBoard {
             .count()
     }
 
-    /// Records a service row.
-    pub fn set_service(&self, status: ServiceStatus) {
-        self.inner
-            .borrow_mut()
-            .services
-            .insert(status.backend.clone(), status);
-    }
-
     /// Every service row, by backend.
     pub fn services(&self) -> Vec<ServiceStatus> {
         self.inner.borrow().services.values().cloned().collect()
@@ -168,24 +160,20 @@ impl StatusBoard {
 
     /// Marks each Ready backend of `names` as seen now (heartbeat) and
     /// returns what the heartbeat needs of each, in the same order (`None`
-    /// for a backend not on the board yet), copying no strings. `names` must
-    /// be sorted (as a `BTreeMap`'s keys are): the board's rows are walked in
-    /// step with them, not looked up one by one.
-    pub fn heartbeat_sorted<'a>(
+    /// for a backend not on the board yet), copying no strings. `names` are
+    /// a map's keys, so they come sorted, and the board's rows are walked in
+    /// step with them instead of looked up one by one.
+    pub fn heartbeat<V>(
         &self,
-        names: impl IntoIterator<Item = &'a str>,
+        names: btree_map::Keys<'_, String, V>,
         now: Moment,
     ) -> Vec<Option<Beat>> {
         let mut board = self.inner.borrow_mut();
         let mut rows = board.backends.iter_mut().peekable();
-        let mut previous: Option<&str> = None;
         names
-            .into_iter()
             .map(|name| {
-                debug_assert!(previous <= Some(name), "heartbeat names out of order");
-                previous = Some(name);
-                while rows.next_if(|(key, _)| key.as_str() < name).is_some() {}
-                let (_, (status, _)) = rows.next_if(|(key, _)| key.as_str() == name)?;
+                while rows.next_if(|(key, _)| *key < name).is_some() {}
+                let (_, (status, _)) = rows.next_if(|(key, _)| *key == name)?;
                 if status.state == StateName::Ready {
                     status.last_ready = Some(now);
                 }
@@ -197,9 +185,10 @@ impl StatusBoard {
             .collect()
     }
 
-    /// Writes a heartbeat's service rows (`rows` sorted by backend), in
-    /// place where a row exists: every `report_interval` this touches every
-    /// backend's row, and once the rows are there it allocates nothing.
+    /// Writes a heartbeat's service rows, in place where a row exists: every
+    /// `report_interval` this touches every backend's row, and once the rows
+    /// are there it allocates nothing. Rows sorted by backend are walked in
+    /// step with the board's; any out of order is inserted afresh.
     pub fn beat_services(&self, rows: &[ServiceBeat<'_>], updated_at: &str) {
         let mut board = self.inner.borrow_mut();
         let mut missing = Vec::new();
@@ -273,8 +262,12 @@ mod tests {
         board.set_backend(status("a", StateName::Ready), Moment::from_secs(1));
         board.set_backend(status("c", StateName::FailedRecoverable), Moment::ZERO);
         let now = Moment::from_secs(10);
+        let names: BTreeMap<String, ()> = ["d", "c", "b", "a"]
+            .into_iter()
+            .map(|n| (n.to_string(), ()))
+            .collect();
         assert_eq!(
-            board.heartbeat_sorted(["a", "b", "c", "d"], now),
+            board.heartbeat(names.keys(), now),
             vec![
                 Some(Beat {
                     state: StateName::Ready,

@@ -220,25 +220,31 @@ impl rekindle::driver::VolumeDriver for PanickyDriver {
     }
 }
 
+/// A rig and a started backend "p" on a [`PanickyDriver`].
+fn start_panicky(setup_panics: bool) -> (Rig, Addr<DriverActor>) {
+    let mut registry = DriverRegistry::with_builtin();
+    registry.register(Kind::Volume, "panicky", move |_| {
+        Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver {
+            setup_panics,
+        })))
+    });
+    let rig = Rig::new(registry);
+    let addr = DriverActor::new(
+        spec("p", Kind::Volume, "panicky", &[]),
+        Policy::default(),
+        1,
+        1,
+        rig.shell.clone(),
+    )
+    .start();
+    addr.do_send(Start);
+    (rig, addr)
+}
+
 #[test]
 fn a_panicking_driver_becomes_a_recoverable_failure_and_the_actor_lives() {
     run_virtual(async {
-        let mut registry = DriverRegistry::with_builtin();
-        registry.register(Kind::Volume, "panicky", |_| {
-            Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver {
-                setup_panics: true,
-            })))
-        });
-        let rig = Rig::new(registry);
-        let addr = DriverActor::new(
-            spec("p", Kind::Volume, "panicky", &[]),
-            Policy::default(),
-            1,
-            1,
-            rig.shell.clone(),
-        )
-        .start();
-        addr.do_send(Start);
+        let (rig, addr) = start_panicky(true);
         // A neighbour on the same arbiter keeps working.
         rig.start("neighbour", &[], Policy::default());
         sleep(Duration::from_secs(60)).await;
@@ -265,22 +271,7 @@ fn a_panicking_driver_becomes_a_recoverable_failure_and_the_actor_lives() {
 #[test]
 fn an_operation_whose_driver_panics_fails_recoverably_and_the_actor_serves_on() {
     run_virtual(async {
-        let mut registry = DriverRegistry::with_builtin();
-        registry.register(Kind::Volume, "panicky-ops", |_| {
-            Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver {
-                setup_panics: false,
-            })))
-        });
-        let rig = Rig::new(registry);
-        let addr = DriverActor::new(
-            spec("p", Kind::Volume, "panicky-ops", &[]),
-            Policy::default(),
-            1,
-            1,
-            rig.shell.clone(),
-        )
-        .start();
-        addr.do_send(Start);
+        let (rig, addr) = start_panicky(false);
         sleep(Duration::from_millis(10)).await;
         assert_eq!(rig.state("p"), StateName::Ready);
         // Panics on the first poll (finished inline) and on a later poll
@@ -302,8 +293,14 @@ fn an_operation_whose_driver_panics_fails_recoverably_and_the_actor_serves_on() 
                 other => panic!("volume {id}: expected a driver error, got {other:?}"),
             }
             let status = rig.shell.board.backend("p").expect("backend on the board");
-            assert_eq!(status.in_flight, 0, "volume {id}: counted out");
+            assert_eq!(status.in_flight, 0, "volume {id}: counted out on the board");
             assert_eq!(status.state, StateName::Ready);
+            let lifecycle = addr.send(GetLifecycle).await.expect("actor alive");
+            assert_eq!(
+                lifecycle.state().in_flight(),
+                0,
+                "volume {id}: counted out in the lifecycle"
+            );
         }
         for _ in 0..3 {
             let done = addr

@@ -278,6 +278,13 @@ impl Controller {
         self.drivers.insert(name.to_string(), addr);
     }
 
+    /// `READY=1` with the status line, built only under systemd.
+    fn systemd_ready(&self) {
+        if self.systemd.enabled() {
+            self.systemd.ready(&self.status_line());
+        }
+    }
+
     fn status_line(&self) -> String {
         let backends = self.shell.board.backends();
         let ready = backends
@@ -442,8 +449,7 @@ impl Actor for Controller {
             self.spawn_backend(&name, &backend);
         }
         if self.systemd.enabled() {
-            let line = self.status_line();
-            self.systemd.ready(&line);
+            self.systemd_ready();
             // STATUS= follows the backends every report interval (built only
             // under systemd: it reads every backend's row).
             ctx.run_interval(self.plan.report_interval, |act, _| {
@@ -507,10 +513,7 @@ impl Handler<ReloadSettled> for Controller {
             }),
         );
         self.reloading = false;
-        if self.systemd.enabled() {
-            let line = self.status_line();
-            self.systemd.ready(&line);
-        }
+        self.systemd_ready();
         if std::mem::take(&mut self.follow_up) {
             let outcome = self.reload(ctx);
             tracing::info!(?outcome, "follow-up reload");

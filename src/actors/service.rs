@@ -118,7 +118,7 @@ impl Service {
             records,
             ..
         } = self;
-        let beats = board.heartbeat_sorted(backends.keys().map(String::as_str), now);
+        let beats = board.heartbeat(backends.keys(), now);
         let mut rows = Vec::with_capacity(backends.len());
         for ((name, backend), beat) in backends.iter_mut().zip(beats) {
             // A backend whose actor has not published yet still gets its
