@@ -118,6 +118,7 @@ fn main() -> std::io::Result<()> {
             service_down_time: Duration::from_secs(60),
             backup_initialization_timeout: Duration::from_secs(60),
             graceful_shutdown_timeout: Duration::from_secs(5),
+            jitter_seed: None,
             backends: [("toy-1".to_string(), backend)].into_iter().collect(),
         };
         let same = plan.clone();

@@ -98,6 +98,7 @@ fn main() {
         service_down_time: Duration::from_secs(60),
         backup_initialization_timeout: Duration::from_secs(60),
         graceful_shutdown_timeout: Duration::from_secs(30),
+        jitter_seed: None,
         backends: [
             backend("late", &[("fault_ready_after", "10m")]),
             backend(

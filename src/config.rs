@@ -20,7 +20,7 @@ use crate::lifecycle::{Policy, PolicyError, parse_duration};
 pub const BACKUP_BACKEND: &str = "backup";
 
 /// Service options read from `[DEFAULT]`, with their defaults.
-pub const SERVICE_OPTIONS: [(&str, &str); 10] = [
+pub const SERVICE_OPTIONS: [(&str, &str); 11] = [
     ("enabled_backends", ""),
     ("host", "this machine's hostname"),
     ("periodic_interval", "60s"),
@@ -31,6 +31,10 @@ pub const SERVICE_OPTIONS: [(&str, &str); 10] = [
     ("backup_initialization_timeout", "service_down_time"),
     ("state_dir", "none"),
     ("graceful_shutdown_timeout", "60s"),
+    (
+        "reinit_backoff_jitter_seed",
+        "random per process, host and backend",
+    ),
 ];
 
 /// Why a config was refused: names the file, and the section, option and
@@ -114,6 +118,12 @@ pub struct Config {
     /// `service_down_time` (raised to 2.5 x `report_interval` when not larger
     /// than it, as Cinder does).
     pub service_down_time: Duration,
+    /// `service_down_time` as the file set it, when it was raised (see
+    /// [`Config::service_down_time`]); the daemon logs the change once.
+    pub service_down_time_raised_from: Option<Duration>,
+    /// `reinit_backoff_jitter_seed`: a fixed seed for the backoff jitter
+    /// (reproducible runs); `None` draws one from OS entropy at start-up.
+    pub jitter_seed: Option<u64>,
     /// `graceful_shutdown_timeout` of the service shutdown.
     pub graceful_shutdown_timeout: Duration,
     /// `backup_initialization_timeout`.
@@ -313,10 +323,25 @@ impl Config {
         }
         let report_interval = s.duration("report_interval", Duration::from_secs(10))?;
         let mut service_down_time = s.duration("service_down_time", Duration::from_secs(60))?;
+        let mut service_down_time_raised_from = None;
         if service_down_time <= report_interval {
             // Cinder's rule: a heartbeat must be able to miss once.
+            service_down_time_raised_from = Some(service_down_time);
             service_down_time = report_interval.saturating_mul(5) / 2;
         }
+        let jitter_seed = match s.get("DEFAULT", "reinit_backoff_jitter_seed") {
+            None => None,
+            Some(value) => Some(value.trim().parse::<u64>().map_err(|_| {
+                s.invalid(
+                    "DEFAULT",
+                    "reinit_backoff_jitter_seed",
+                    format!(
+                        "\"{value}\": expected a whole number from 0 to {}",
+                        u64::MAX
+                    ),
+                )
+            })?),
+        };
         let periodic_interval = s.duration("periodic_interval", Duration::from_secs(60))?;
         for (option, value) in [
             ("periodic_interval", periodic_interval),
@@ -412,6 +437,8 @@ impl Config {
             periodic_interval,
             report_interval,
             service_down_time,
+            service_down_time_raised_from,
+            jitter_seed,
             graceful_shutdown_timeout: default_policy.graceful_shutdown_timeout,
             backup_initialization_timeout: s
                 .duration("backup_initialization_timeout", service_down_time)?,
@@ -466,6 +493,7 @@ impl Config {
             service_down_time: self.service_down_time,
             backup_initialization_timeout: self.backup_initialization_timeout,
             graceful_shutdown_timeout: self.graceful_shutdown_timeout,
+            jitter_seed: self.jitter_seed,
             backends,
         }
     }

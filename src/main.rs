@@ -303,8 +303,24 @@ fn sim_args(
     })
 }
 
+/// Blocks the control signals before `main`, as soon as the loader hands
+/// over (an ELF constructor): a SIGHUP or SIGTERM sent while the daemon
+/// starts stays pending until its handler is installed instead of killing
+/// the process. `main` releases them at once for commands other than `run`.
+extern "C" fn hold_control_signals_at_load() {
+    rekindle::actors::signal::hold_control_signals();
+}
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static HOLD_CONTROL_SIGNALS: extern "C" fn() = hold_control_signals_at_load;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Run { .. }) {
+        // Other commands keep the default actions (Ctrl-C stops them).
+        rekindle::actors::signal::release_control_signals();
+    }
     // The daemon logs its lifecycle; other commands print results and only
     // log warnings (RUST_LOG overrides both).
     // A simulation reports everything it finds in its own output.
@@ -315,6 +331,8 @@ fn main() -> ExitCode {
     };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour escapes only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),

@@ -45,6 +45,7 @@ fn plan(backends: Vec<(String, BackendPlan)>) -> Plan {
         service_down_time: Duration::from_secs(60),
         backup_initialization_timeout: Duration::from_secs(120),
         graceful_shutdown_timeout: Duration::from_secs(60),
+        jitter_seed: None,
         backends: backends.into_iter().collect::<BTreeMap<_, _>>(),
     }
 }

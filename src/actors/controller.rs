@@ -45,6 +45,9 @@ pub struct Plan {
     pub backup_initialization_timeout: Duration,
     /// How long shutdown waits for in-flight operations.
     pub graceful_shutdown_timeout: Duration,
+    /// `reinit_backoff_jitter_seed`: the fixed jitter seed, if the config
+    /// sets one (read at start-up; a change takes effect on restart).
+    pub jitter_seed: Option<u64>,
     /// Backends by name (volume backends and the backup backend).
     pub backends: BTreeMap<String, BackendPlan>,
 }
@@ -98,6 +101,10 @@ impl Plan {
             (
                 "backup_initialization_timeout",
                 self.backup_initialization_timeout != new.backup_initialization_timeout,
+            ),
+            (
+                "reinit_backoff_jitter_seed",
+                self.jitter_seed != new.jitter_seed,
             ),
         ];
         diff.restart_required = service_options
@@ -285,23 +292,21 @@ impl Controller {
         }
     }
 
+    /// `STATUS=` for systemd: the configured backends (not only those that
+    /// have published yet) and which of them are Ready or failed.
     fn status_line(&self) -> String {
-        let backends = self.shell.board.backends();
-        let ready = backends
-            .iter()
-            .filter(|b| b.state == StateName::Ready)
-            .count();
-        let failed: Vec<String> = backends
-            .iter()
-            .filter(|b| {
-                matches!(
-                    b.state,
-                    StateName::FailedFatal | StateName::FailedRecoverable
-                )
-            })
-            .map(|b| format!("{} {}", b.name, b.state))
-            .collect();
-        let mut line = format!("{ready}/{} backends ready", backends.len());
+        let mut ready = 0;
+        let mut failed = Vec::new();
+        for name in self.plan.backends.keys() {
+            match self.shell.board.backend(name).map(|b| b.state) {
+                Some(StateName::Ready) => ready += 1,
+                Some(state @ (StateName::FailedFatal | StateName::FailedRecoverable)) => {
+                    failed.push(format!("{name} {state}"));
+                }
+                _ => {}
+            }
+        }
+        let mut line = format!("{ready}/{} backends ready", self.plan.backends.len());
         if !failed.is_empty() {
             line.push_str("; ");
             line.push_str(&failed.join(", "));
@@ -375,6 +380,7 @@ impl Controller {
         self.plan.report_interval = old_plan.report_interval;
         self.plan.service_down_time = old_plan.service_down_time;
         self.plan.backup_initialization_timeout = old_plan.backup_initialization_timeout;
+        self.plan.jitter_seed = old_plan.jitter_seed;
         let outcome = ReloadOutcome::Started {
             config,
             diff: diff.clone(),

@@ -128,6 +128,7 @@ pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile
         service_down_time: Duration::from_secs(60),
         backup_initialization_timeout: Duration::from_secs(120),
         graceful_shutdown_timeout: Duration::from_secs(30),
+        jitter_seed: None,
         backends: Default::default(),
     };
     for i in 0..backends {
