@@ -113,8 +113,14 @@ pub struct BackendRow {
     pub driver: String,
     /// Lifecycle state (`ready`, `failed_recoverable`, ...).
     pub state: String,
-    /// Current attempt.
+    /// Current attempt (0 = the first setup).
     pub attempt: u32,
+    /// Setup attempts the budget allows; absent when unlimited.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// The retry budget is spent; a reload starts it again.
+    #[serde(default)]
+    pub gave_up: bool,
     /// Last error.
     pub last_error: Option<String>,
     /// Next retry (RFC 3339).
@@ -141,6 +147,8 @@ impl From<BackendStatus> for BackendRow {
             driver: b.driver,
             state: b.state.as_str().to_string(),
             attempt: b.attempt,
+            max_attempts: b.max_attempts,
+            gave_up: b.gave_up,
             last_error: b.last_error,
             next_retry: b.next_retry,
         }
@@ -403,23 +411,66 @@ pub fn render_status(report: &StatusReport) -> String {
         "Kind".to_string(),
         "Driver".to_string(),
         "State".to_string(),
-        "Attempt".to_string(),
+        "Setup Attempts".to_string(),
         "Next Retry".to_string(),
         "Last Error".to_string(),
     ]];
+    let now = std::time::SystemTime::now();
     backends.extend(report.backends.iter().map(|b| {
         vec![
             b.name.clone(),
             b.kind.clone(),
             b.driver.clone(),
-            b.state.clone(),
-            b.attempt.to_string(),
-            b.next_retry.clone().unwrap_or_else(|| "-".to_string()),
+            if b.gave_up {
+                format!("{} (gave up)", b.state)
+            } else {
+                b.state.clone()
+            },
+            attempts(b),
+            next_retry(b, now),
             b.last_error.clone().unwrap_or_else(|| "-".to_string()),
         ]
     }));
     table(&mut out, backends);
     out
+}
+
+/// "2 of 4": setup attempts made in the current budget, of those allowed.
+fn attempts(b: &BackendRow) -> String {
+    let made = match b.state.as_str() {
+        // Not yet counted: the next attempt is the one scheduled.
+        "uninitialized" | "stopped" | "failed_fatal" => return "-".to_string(),
+        _ => b.attempt.saturating_add(1),
+    };
+    match b.max_attempts {
+        Some(max) => format!("{made} of {max}"),
+        None => format!("{made} (no limit)"),
+    }
+}
+
+/// When the next setup attempt runs, in wall-clock time and from now; or why
+/// none will.
+fn next_retry(b: &BackendRow, now: std::time::SystemTime) -> String {
+    if let Some(at) = b
+        .next_retry
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
+    {
+        let wall = humantime::format_rfc3339_seconds(at).to_string();
+        let clock = wall.get(11..19).unwrap_or(&wall);
+        return match at.duration_since(now) {
+            Ok(left) => format!(
+                "in {}s ({clock} UTC)",
+                left.as_secs() + u64::from(left.subsec_nanos() > 0)
+            ),
+            Err(_) => format!("due now ({clock} UTC)"),
+        };
+    }
+    match b.state.as_str() {
+        "failed_fatal" => "none: fix the config, then reload".to_string(),
+        _ if b.gave_up => "none: budget spent; reload to retry".to_string(),
+        _ => "-".to_string(),
+    }
 }
 
 /// Tells whether a reload outcome means success.
@@ -428,4 +479,57 @@ pub fn reload_accepted(outcome: &ReloadOutcome) -> bool {
         outcome,
         ReloadOutcome::Started { .. } | ReloadOutcome::Coalesced
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(state: &str, attempt: u32, next_retry: Option<String>, gave_up: bool) -> BackendRow {
+        BackendRow {
+            name: "b1".to_string(),
+            kind: "volume".to_string(),
+            driver: "fault".to_string(),
+            state: state.to_string(),
+            attempt,
+            max_attempts: Some(4),
+            gave_up,
+            last_error: Some("backend error: array down".to_string()),
+            next_retry,
+        }
+    }
+
+    #[test]
+    fn the_backend_table_says_when_the_next_retry_runs_from_now_and_on_the_clock() {
+        let now = humantime::parse_rfc3339("2026-11-30T12:04:24Z").expect("time");
+        let waiting = row(
+            "failed_recoverable",
+            1,
+            Some("2026-11-30T12:04:31.000Z".to_string()),
+            false,
+        );
+        assert_eq!(next_retry(&waiting, now), "in 7s (12:04:31 UTC)");
+        assert_eq!(attempts(&waiting), "2 of 4");
+        let spent = row("failed_recoverable", 3, None, true);
+        assert_eq!(
+            next_retry(&spent, now),
+            "none: budget spent; reload to retry"
+        );
+        assert_eq!(attempts(&spent), "4 of 4");
+        let fatal = row("failed_fatal", 0, None, false);
+        assert_eq!(next_retry(&fatal, now), "none: fix the config, then reload");
+        assert_eq!(attempts(&fatal), "-");
+        let unlimited = BackendRow {
+            max_attempts: None,
+            ..row("initializing", 5, None, false)
+        };
+        assert_eq!(attempts(&unlimited), "6 (no limit)");
+        let report = StatusReport {
+            services: Vec::new(),
+            backends: vec![spent],
+        };
+        let table = render_status(&report);
+        assert!(table.contains("failed_recoverable (gave up)"), "{table}");
+        assert!(table.contains("Setup Attempts"), "{table}");
+    }
 }

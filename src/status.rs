@@ -23,6 +23,11 @@ pub struct BackendStatus {
     pub state: StateName,
     /// Current attempt (0 = first setup).
     pub attempt: u32,
+    /// Setup attempts the budget allows (1 + `reinit_driver_count`); `None`
+    /// when unlimited (`reinit_driver_count = 0`).
+    pub max_attempts: Option<u32>,
+    /// The backend spent its retry budget and waits for a reload.
+    pub gave_up: bool,
     /// The last driver error, if failed.
     pub last_error: Option<String>,
     /// When the next re-initialization is due (RFC 3339), if scheduled.
@@ -239,6 +244,8 @@ mod tests {
             driver: "fault".to_string(),
             state,
             attempt: 0,
+            max_attempts: Some(4),
+            gave_up: false,
             last_error: None,
             next_retry: None,
             in_flight: 0,

@@ -345,12 +345,56 @@ fn a_backup_service_is_down_until_its_driver_is_set_up() {
         sleep(Duration::from_secs(200)).await;
         // Default budget (3 retries) is spent by then; the operator reloads.
         assert!(matches!(svc.reload().await, ReloadOutcome::Started { .. }));
-        sleep(Duration::from_secs(11)).await;
+        // Up the moment it is Ready, not at the next heartbeat (10 s).
+        sleep(Duration::from_millis(100)).await;
         let rows = svc.handles.shell.board.services();
         assert_eq!(rows[0].state, "up");
         assert_eq!(svc.count("backup.init.success", "backup"), 1);
         assert_eq!(svc.count("service.up", "backup"), 1);
-        assert_eq!(svc.count("service.down", "backup"), 1);
+        // It was never up before: nothing went down.
+        assert_eq!(svc.count("service.down", "backup"), 0);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn service_rows_follow_the_backend_state_at_once() {
+    run_virtual(async {
+        let svc = start(plan(vec![
+            backend("quick", Kind::Volume, &[]),
+            backend("slow", Kind::Volume, &[("fault_ready_after", "30s")]),
+            backend(
+                "broken",
+                Kind::Volume,
+                &[("fault_fail_setup_times", "1"), ("fault_error", "config")],
+            ),
+        ]));
+        // Within the first report_interval (10 s): the Ready backend is up.
+        sleep(Duration::from_millis(50)).await;
+        let state = |name: &str| {
+            svc.handles
+                .shell
+                .board
+                .services()
+                .into_iter()
+                .find(|r| r.backend == name)
+                .map(|r| r.state)
+        };
+        assert_eq!(state("quick").as_deref(), Some("up"));
+        assert_eq!(state("slow").as_deref(), Some("down"));
+        assert_eq!(state("broken").as_deref(), Some("down"));
+        assert_eq!(svc.count("service.up", "quick"), 1);
+        // Never up, so never announced down.
+        sleep(Duration::from_secs(25)).await;
+        assert_eq!(svc.count("service.down", "slow"), 0);
+        assert_eq!(svc.count("service.down", "broken"), 0);
+        // Up as soon as its retry succeeds (retries at 1, 3, 7, 15 s fail:
+        // the reload gives it a fresh budget after 30 s).
+        sleep(Duration::from_secs(10)).await;
+        assert!(matches!(svc.reload().await, ReloadOutcome::Started { .. }));
+        sleep(Duration::from_millis(50)).await;
+        assert_eq!(state("slow").as_deref(), Some("up"));
+        assert_eq!(svc.count("service.up", "slow"), 1);
     })
     .expect("runtime");
 }

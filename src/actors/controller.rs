@@ -237,6 +237,7 @@ impl Controller {
         )
         .with_records(shell.records.clone())
         .start();
+        shell.service = Some(service.clone().recipient());
         let controller = Controller {
             plan,
             loader,

@@ -74,6 +74,9 @@ pub struct Shell {
     pub scheduler: Option<Recipient<CapabilitiesReport>>,
     /// Sees every step (costs a lifecycle clone per event when set).
     pub observer: Option<Observer>,
+    /// The service front, told when a backend's state changes so its
+    /// service row follows at once (set by `Controller::start`).
+    pub service: Option<Recipient<super::service::BackendChanged>>,
     /// Durable records (service rows are written here when set).
     pub records: Option<std::rc::Rc<crate::records::Records>>,
     /// A planted bug, for showing that the simulator catches it: timed-out
@@ -91,6 +94,7 @@ impl Shell {
             board: StatusBoard::default(),
             registry,
             scheduler: None,
+            service: None,
             observer: None,
             records: None,
             plant_bug_keep_hung_setups: false,
@@ -510,6 +514,7 @@ impl DriverActor {
             }
             return;
         }
+        let state_changed = self.published.is_none_or(|(name, ..)| name != key.0);
         self.published = Some(key);
         let status = BackendStatus {
             name: self.spec.backend.clone(),
@@ -517,6 +522,11 @@ impl DriverActor {
             driver: self.spec.driver.clone(),
             state: state.name(),
             attempt: state.attempt(),
+            max_attempts: match self.lifecycle.policy().reinit_driver_count {
+                0 => None,
+                count => Some(count.saturating_add(1)),
+            },
+            gave_up: state.gave_up(),
             last_error: state.last_error().map(|e| e.to_string()),
             next_retry: state.retry().map(|r| self.shell.clock.timestamp(r.at)),
             in_flight: state.in_flight(),
@@ -524,6 +534,11 @@ impl DriverActor {
             last_ready: None,
         };
         self.in_flight = Some(self.shell.board.set_backend(status, now));
+        if state_changed && let Some(service) = &self.shell.service {
+            // The service never waits on a driver actor in a handler, and
+            // do_send never blocks: no cycle.
+            service.do_send(super::service::BackendChanged(self.spec.backend.clone()));
+        }
     }
 
     fn driver_result(

@@ -11,8 +11,9 @@ use serde_json::json;
 use super::driver_actor::{DriverActor, Operation, OperationError, OperationOutput};
 use crate::clock::ServiceClock;
 use crate::driver::Kind;
+use crate::lifecycle::{Moment, StateName};
 use crate::notify::Notifier;
-use crate::status::{ServiceBeat, StatusBoard};
+use crate::status::{Beat, ServiceBeat, StatusBoard};
 
 /// Timing of the service's heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +53,12 @@ pub struct AddBackend {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
 pub struct RemoveBackend(pub String);
+
+/// A backend's lifecycle state changed: its service row is re-evaluated at
+/// once (sent by its driver actor, which never waits for an answer).
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct BackendChanged(pub String);
 
 /// Runs a heartbeat now.
 #[derive(Debug, Clone, Copy, Message)]
@@ -121,21 +128,11 @@ impl Service {
         let beats = board.heartbeat(backends.keys(), now);
         let mut rows = Vec::with_capacity(backends.len());
         for ((name, backend), beat) in backends.iter_mut().zip(beats) {
-            // A backend whose actor has not published yet still gets its
-            // row (down), without a notification.
-            // Up when Ready now or within `service_down_time`.
-            let up = beat.is_some_and(|b| {
-                b.last_ready
-                    .is_some_and(|t| now.saturating_since(t) <= heartbeat.service_down_time)
-            });
-            let (binary, host) = (backend.binary, backend.host.as_str());
-            if let Some(beat) = beat.filter(|_| backend.up != Some(up)) {
-                let event = if up { "service.up" } else { "service.down" };
-                let payload =
-                    json!({ "binary": binary, "host": host, "state": beat.state.as_str() });
-                notifier.emit(event, Some(name), now, payload);
-                backend.up = Some(up);
+            let up = beat.is_some_and(|b| is_up(b, backend.up, now, heartbeat.service_down_time));
+            if let Some(beat) = beat {
+                announce(notifier, name, backend, beat, up, now);
             }
+            let (binary, host) = (backend.binary, backend.host.as_str());
             if let Some(beat) = beat.filter(|b| {
                 backend.kind == Kind::Backup
                     && !up
@@ -169,6 +166,96 @@ impl Service {
             });
         }
         board.beat_services(&rows, &stamp);
+    }
+}
+
+/// Whether a backend's service row is up: Ready is up and a failed or
+/// stopped backend down, at once; one in a passing state (setting up,
+/// draining, reloading) keeps the row it had while its last Ready is within
+/// `service_down_time`, so a reload does not flap the row.
+fn is_up(beat: Beat, was_up: Option<bool>, now: Moment, service_down_time: Duration) -> bool {
+    match beat.state {
+        StateName::Ready => true,
+        StateName::Initializing | StateName::Reloading | StateName::Draining => {
+            was_up == Some(true)
+                && beat
+                    .last_ready
+                    .is_some_and(|t| now.saturating_since(t) <= service_down_time)
+        }
+        StateName::Uninitialized
+        | StateName::FailedRecoverable
+        | StateName::FailedFatal
+        | StateName::Stopped => false,
+    }
+}
+
+/// Emits `service.up` when a row comes up and `service.down` when a row that
+/// was up goes down (a backend that was never up has nothing to lose).
+fn announce(
+    notifier: &Notifier,
+    name: &str,
+    backend: &mut Backend,
+    beat: Beat,
+    up: bool,
+    now: Moment,
+) {
+    let event = match (backend.up, up) {
+        (Some(true), false) => "service.down",
+        (Some(false) | None, true) => "service.up",
+        _ => {
+            backend.up = Some(up);
+            return;
+        }
+    };
+    let payload =
+        json!({ "binary": backend.binary, "host": backend.host, "state": beat.state.as_str() });
+    notifier.emit(event, Some(name), now, payload);
+    backend.up = Some(up);
+}
+
+impl Service {
+    /// Re-evaluates one backend's service row now (its state changed).
+    fn beat_backend(&mut self, name: &str) {
+        let now = self.clock.now();
+        let Some(backend) = self.backends.get_mut(name) else {
+            return;
+        };
+        let Some(status) = self.board.backend(name) else {
+            return;
+        };
+        let beat = Beat {
+            state: status.state,
+            last_ready: status.last_ready,
+        };
+        let was = backend.up;
+        let up = is_up(beat, was, now, self.heartbeat.service_down_time);
+        announce(&self.notifier, name, backend, beat, up, now);
+        if was == Some(up) {
+            return;
+        }
+        let stamp = self.clock.timestamp(now);
+        if let Some(records) = &self.records {
+            let state = if up { "up" } else { "down" };
+            if let Err(error) =
+                records.put_service(name, backend.binary, &backend.host, state, &stamp)
+            {
+                tracing::error!(%error, "cannot record the service row");
+            }
+        }
+        let row = ServiceBeat {
+            backend: name,
+            binary: backend.binary,
+            host: &backend.host,
+            up,
+        };
+        self.board.beat_services(&[row], &stamp);
+    }
+}
+
+impl Handler<BackendChanged> for Service {
+    type Result = ();
+    fn handle(&mut self, msg: BackendChanged, _: &mut Context<Self>) {
+        self.beat_backend(&msg.0);
     }
 }
 
