@@ -27,6 +27,7 @@ pub mod lifecycle;
 pub mod manager;
 pub mod notify;
 pub mod records;
+pub mod refusal;
 pub mod runtime;
 pub mod sim;
 pub mod status;

@@ -101,10 +101,7 @@ impl Manager {
             Err(error) => {
                 // Refused before anything happened: no record of a volume
                 // that never existed. Failed in the driver: kept as error.
-                if matches!(
-                    error,
-                    ManagerError::Operation(OperationError::Refused { .. })
-                ) {
+                if matches!(error, ManagerError::Operation(OperationError::Refused(_))) {
                     self.records.delete_volume(&id)?;
                 } else {
                     self.records.set_volume_status(&id, "error")?;
@@ -210,19 +207,36 @@ impl Manager {
         Ok(json!({ "id": id, "status": "available" }))
     }
 
-    fn backup_ready(&self) -> Result<(), ManagerError> {
+    /// Whether the backup service can take `operation` ("backup create",
+    /// ...); the refusal says what was refused, the state in words, what
+    /// happens next and what was left untouched (`untouched`).
+    fn backup_ready(&self, operation: &str, untouched: &str) -> Result<(), ManagerError> {
         match self.handles.shell.board.backend(BACKUP_BACKEND) {
-            None => Err(invalid("no backup service is configured (backup_driver)")),
-            Some(b) if b.state == StateName::Ready => Ok(()),
-            Some(b) => Err(invalid(format!(
-                "the backup service is down: backend `{}` is {}{}{}; no backup was created",
-                b.name,
-                b.state,
-                b.next_retry
-                    .map(|t| format!(", next retry at {t}"))
-                    .unwrap_or_default(),
-                b.last_error.map(|e| format!(" ({e})")).unwrap_or_default(),
+            None => Err(invalid(format!(
+                "{operation} refused: no backup service is configured (set backup_driver)"
             ))),
+            Some(b) if b.state == StateName::Ready => Ok(()),
+            Some(b) => {
+                let situation = crate::refusal::Situation {
+                    state: b.state,
+                    attempt: b.attempt,
+                    gave_up: b.gave_up,
+                    last_error: b.last_error.as_deref(),
+                    next_retry: b
+                        .next_retry
+                        .as_deref()
+                        .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+                };
+                let now = self
+                    .handles
+                    .shell
+                    .clock
+                    .wall(self.handles.shell.clock.now());
+                Err(invalid(format!(
+                    "{operation} refused: the backup service is down: {}; {untouched}",
+                    crate::refusal::describe(&situation, now)
+                )))
+            }
         }
     }
 
@@ -239,7 +253,7 @@ impl Manager {
 
     /// Backs a volume up.
     pub async fn create_backup(&self, volume_id: &str) -> Result<Value, ManagerError> {
-        self.backup_ready()?;
+        self.backup_ready("backup create", "no backup was created")?;
         let row = self.volume(volume_id)?;
         if row.status != "available" && row.status != "in-use" {
             return Err(invalid(format!(
@@ -273,10 +287,7 @@ impl Manager {
                 Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
             }
             Err(error) => {
-                if matches!(
-                    error,
-                    ManagerError::Operation(OperationError::Refused { .. })
-                ) {
+                if matches!(error, ManagerError::Operation(OperationError::Refused(_))) {
                     // Refused before the driver ran: nothing reached the store.
                     self.records.set_backup_reached(&id, false)?;
                 }
@@ -288,7 +299,7 @@ impl Manager {
 
     /// Restores a backup into an existing volume.
     pub async fn restore(&self, backup_id: &str, volume_id: &str) -> Result<Value, ManagerError> {
-        self.backup_ready()?;
+        self.backup_ready("backup restore", "the volume was not touched")?;
         let backup = self
             .records
             .backup(backup_id)?
@@ -356,7 +367,7 @@ impl Manager {
                 backup.status
             )));
         }
-        self.backup_ready()?;
+        self.backup_ready("backup delete", "the backup was kept")?;
         self.records.set_backup(id, "deleting", None, None)?;
         let record = BackupRecord {
             id: id.to_string(),
@@ -394,7 +405,9 @@ impl Manager {
             .into_iter()
             .filter(|b| b.status == "deleting")
         {
-            while self.backup_ready().is_err() && actix::clock::Instant::now() < deadline {
+            while self.backup_ready("backup delete", "").is_err()
+                && actix::clock::Instant::now() < deadline
+            {
                 actix::clock::sleep(Duration::from_millis(500)).await;
             }
             if let Err(error) = self.delete_backup(&backup.id).await {

@@ -174,14 +174,10 @@ pub enum OperationOutput {
 /// Why an operation did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum OperationError {
-    /// The backend is not Ready; names backend, state and next retry.
-    #[error("backend `{backend}`: {refused}")]
-    Refused {
-        /// The backend.
-        backend: String,
-        /// The core's refusal.
-        refused: Refused,
-    },
+    /// The backend is not Ready: what was refused, the backend, its state in
+    /// words and what happens next (see [`crate::refusal::Refusal`]).
+    #[error("{0}")]
+    Refused(Box<crate::refusal::Refusal>),
     /// The driver failed the operation.
     #[error("backend `{backend}`: {error}")]
     Driver {
@@ -552,6 +548,27 @@ impl DriverActor {
     }
 
     /// Pairs `operation` with this backend's driver, or says why it cannot run.
+    /// `refused`, for `operation`, in an operator's words as of now.
+    fn refusal(&self, operation: &'static str, refused: Refused) -> OperationError {
+        let state = self.lifecycle.state();
+        let last_error = state.last_error().map(ToString::to_string);
+        let situation = crate::refusal::Situation {
+            state: state.name(),
+            attempt: state.attempt(),
+            gave_up: state.gave_up(),
+            last_error: last_error.as_deref(),
+            next_retry: state.retry().map(|r| self.shell.clock.wall(r.at)),
+        };
+        let now = self.shell.clock.wall(self.shell.clock.now());
+        OperationError::Refused(Box::new(crate::refusal::Refusal::new(
+            &self.spec.backend,
+            operation,
+            refused,
+            &situation,
+            now,
+        )))
+    }
+
     fn driver_call(&self, operation: Operation) -> Result<DriverCall, OperationError> {
         let driver = self
             .driver
@@ -702,8 +719,7 @@ impl Handler<Operation> for DriverActor {
             Err(error) => return OperationResponse::Done(Err(error)),
         };
         if let Err(refused) = self.count_operation(true, ctx) {
-            let backend = self.spec.backend.clone();
-            return OperationResponse::Done(Err(OperationError::Refused { backend, refused }));
+            return OperationResponse::Done(Err(self.refusal(call.name(), refused)));
         }
         match self.calls.start(call) {
             // A driver call that completes on its first poll is finished

@@ -285,7 +285,7 @@ impl Recorder {
         match result {
             Ok(_) => self.operations.done += 1,
             Err(
-                OperationError::Refused { .. }
+                OperationError::Refused(_)
                 | OperationError::UnknownBackend(_)
                 | OperationError::Busy(_),
             ) => {
