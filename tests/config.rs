@@ -148,9 +148,31 @@ fn errors_name_file_section_option_and_problem() {
     let e = error("enabled_backends = a\n");
     assert!(e.contains("section header"), "{e}");
     let e = error("[DEFAULT\nenabled_backends = a\n");
-    assert!(
-        e.starts_with("cinder.conf:") && e.contains("expecting"),
-        "{e}"
+    assert_eq!(
+        e,
+        "cinder.conf:1: expected a section header closed by `]`, found \"[DEFAULT\""
+    );
+}
+
+#[test]
+fn syntax_errors_name_file_and_line_and_say_in_words_what_was_expected() {
+    let text = "[DEFAULT]\nenabled_backends = a\nfoo\n[a]\nvolume_driver = fault\n= 3\n[]\n";
+    assert_eq!(
+        error(text),
+        "cinder.conf:3: expected `option = value` or a `[section]` header, found \"foo\""
+    );
+    let all: Vec<String> = Config::parse_all(text, "cinder.conf")
+        .expect_err("invalid")
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        all,
+        [
+            "cinder.conf:3: expected `option = value` or a `[section]` header, found \"foo\"",
+            "cinder.conf:6: expected an option name before `=`, found \"= 3\"",
+            "cinder.conf:7: expected a section name between `[` and `]`, found \"[]\"",
+        ]
     );
 }
 
