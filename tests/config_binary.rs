@@ -15,6 +15,17 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Exports outlive the daemon by design: stop this test's own
+        // `qemu-nbd` servers (found by their image path, killed by pid), so a
+        // failed test leaves nothing running that holds its files or fds.
+        let dir = self.dir.display().to_string();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline);
+            if cmdline.starts_with("qemu-nbd") && cmdline.contains(&dir) {
+                let _ = Command::new("kill").arg(entry.file_name()).status();
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
