@@ -77,7 +77,7 @@ pub enum ConfigError {
     /// A backend's driver options break its driver's declaration (found by
     /// [`check`] and on reload; at start-up, the backend fails instead).
     #[error(transparent)]
-    Driver(#[from] SpecProblem),
+    Driver(Box<SpecProblem>),
 }
 
 /// One volume backend's section.
@@ -669,7 +669,7 @@ pub fn check(text: &str, origin: &str, registry: &DriverRegistry) -> Vec<ConfigE
                 registry
                     .check(&backend.spec)
                     .into_iter()
-                    .map(ConfigError::Driver),
+                    .map(|problem| ConfigError::Driver(Box::new(problem))),
             );
         }
     }
