@@ -489,14 +489,18 @@ fn main() -> ExitCode {
         Command::Config {
             action: ConfigAction::Check { file },
         } => {
+            use std::io::Write;
             let registry = rekindle::driver::DriverRegistry::with_builtin();
             let problems = rekindle::config::check_file(&file, &registry);
+            // Written, not println!: a closed pipe (`| head -1`) must not
+            // turn the verdict into a panic; the exit status still says it.
+            let mut out = std::io::stdout().lock();
             if problems.is_empty() {
-                println!("{}: no problems", file.display());
+                let _ = writeln!(out, "{}: no problems", file.display());
                 ExitCode::SUCCESS
             } else {
                 for problem in &problems {
-                    println!("{problem}");
+                    let _ = writeln!(out, "{problem}");
                 }
                 ExitCode::FAILURE
             }
