@@ -14,7 +14,7 @@ use ini::{Ini, ParseOption};
 use thiserror::Error;
 
 use crate::actors::controller::{BackendPlan, Plan};
-use crate::driver::options::{SpecOrigin, SpecProblem};
+use crate::driver::options::{SpecOrigin, SpecProblem, did_you_mean};
 use crate::driver::{DriverRegistry, DriverSpec, Kind};
 use crate::lifecycle::{Policy, PolicyError, parse_duration};
 
@@ -387,6 +387,26 @@ impl Config {
         ] {
             if value.is_zero() {
                 problems.push(s.invalid("DEFAULT", option, "must be greater than zero"));
+            }
+        }
+        // [DEFAULT] also holds options of other services (a real
+        // cinder.conf has hundreds): only a near miss of one of ours is
+        // reported, as the typo it almost surely is.
+        let ours: Vec<&str> = SERVICE_OPTIONS
+            .iter()
+            .chain(Policy::OPTIONS.iter())
+            .map(|(name, _)| *name)
+            .collect();
+        for (key, value) in s.sections.get("DEFAULT").into_iter().flatten() {
+            if ours.contains(&key.as_str()) || key.starts_with("backup_") {
+                continue;
+            }
+            if let Some(meant) = did_you_mean(key, ours.iter().copied()) {
+                problems.push(s.invalid(
+                    "DEFAULT",
+                    key,
+                    format!("\"{value}\": unknown option; did you mean `{meant}`?"),
+                ));
             }
         }
         let default_policy = take(problems, s.policy("DEFAULT"), Policy::default());

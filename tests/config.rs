@@ -155,6 +155,21 @@ fn errors_name_file_section_option_and_problem() {
 }
 
 #[test]
+fn a_near_miss_of_a_service_or_lifecycle_option_in_default_is_a_typo_and_others_are_left_alone() {
+    let e = error(
+        "[DEFAULT]\nenabled_backends = a\nperodic_interval = 30\nauth_strategy = keystone\nstate_path = /var/lib/cinder\n[a]\nvolume_driver = fault\n",
+    );
+    assert_eq!(
+        e,
+        "cinder.conf: [DEFAULT] perodic_interval: \"30\": unknown option; did you mean `periodic_interval`?"
+    );
+    let e = error(
+        "[DEFAULT]\nenabled_backends = a\nreinit_driver_cout = 5\n[a]\nvolume_driver = fault\n",
+    );
+    assert!(e.contains("did you mean `reinit_driver_count`?"), "{e}");
+}
+
+#[test]
 fn syntax_errors_name_file_and_line_and_say_in_words_what_was_expected() {
     let text = "[DEFAULT]\nenabled_backends = a\nfoo\n[a]\nvolume_driver = fault\n= 3\n[]\n";
     assert_eq!(
