@@ -314,6 +314,7 @@ impl Config {
 
     fn validate(s: &Sections, problems: &mut Vec<ConfigError>) -> Option<Config> {
         let mut enabled: Vec<String> = Vec::new();
+        let mut listed = false;
         for name in s
             .get("DEFAULT", "enabled_backends")
             .unwrap_or("")
@@ -321,6 +322,7 @@ impl Config {
             .map(str::trim)
             .filter(|n| !n.is_empty())
         {
+            listed = true;
             if enabled.iter().any(|n| n == name) {
                 problems.push(s.invalid(
                     "DEFAULT",
@@ -520,7 +522,7 @@ impl Config {
             service_down_time,
         );
         if backends.is_empty() && backup.is_none() {
-            if enabled.is_empty() {
+            if !listed {
                 problems.push(s.invalid(
                     "DEFAULT",
                     "enabled_backends",
@@ -635,6 +637,8 @@ fn first(mut problems: Vec<ConfigError>) -> ConfigError {
 fn syntax(text: &str, origin: &str) -> (String, Vec<ConfigError>) {
     let mut problems = Vec::new();
     let mut kept = Vec::new();
+    // A byte-order mark some editors write is not part of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         let problem = if t.is_empty() || t.starts_with('#') || t.starts_with(';') {

@@ -170,6 +170,18 @@ fn a_near_miss_of_a_service_or_lifecycle_option_in_default_is_a_typo_and_others_
 }
 
 #[test]
+fn a_byte_order_mark_is_not_a_syntax_error_and_a_missing_section_is_said_once() {
+    Config::parse(
+        "\u{feff}[DEFAULT]\nenabled_backends = a\n[a]\nvolume_driver = fault\n",
+        "c",
+    )
+    .expect("valid");
+    let all =
+        Config::parse_all("[DEFAULT]\nenabled_backends = b\n", "cinder.conf").expect_err("invalid");
+    assert_eq!(all.len(), 1, "{all:?}");
+}
+
+#[test]
 fn syntax_errors_name_file_and_line_and_say_in_words_what_was_expected() {
     let text = "[DEFAULT]\nenabled_backends = a\nfoo\n[a]\nvolume_driver = fault\n= 3\n[]\n";
     assert_eq!(
