@@ -75,7 +75,7 @@ fn shell() -> Shell {
     let clock = ServiceClock::start();
     let mut registry = DriverRegistry::with_builtin();
     let instant: Rc<dyn VolumeDriver> = Rc::new(Instant0);
-    registry.register(Kind::Volume, "instant", move |_| {
+    registry.register(Kind::Volume, "instant", &[], move |_| {
         Ok(AnyDriver::Volume(instant.clone()))
     });
     Shell::new(clock, Notifier::in_memory(clock), registry)

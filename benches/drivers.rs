@@ -33,6 +33,7 @@ fn context(kind: Kind, driver: &str, options: &[(&str, String)]) -> DriverContex
                 .iter()
                 .map(|(k, v)| ((*k).to_string(), v.clone()))
                 .collect(),
+            origin: None,
         },
         started: actix::clock::Instant::now(),
     }

@@ -95,7 +95,7 @@ fn main() -> std::io::Result<()> {
     system.block_on(async {
         Greeter.start();
         let mut registry = DriverRegistry::with_builtin();
-        registry.register(Kind::Volume, "toy", |_ctx| {
+        registry.register(Kind::Volume, "toy", &[], |_ctx| {
             Ok(AnyDriver::Volume(Rc::new(ToyArray {
                 attempts: Default::default(),
             })))
@@ -108,6 +108,7 @@ fn main() -> std::io::Result<()> {
                 kind: Kind::Volume,
                 driver: "toy".into(),
                 options: BTreeMap::new(),
+                origin: None,
             },
             policy: Policy::default(),
         };

@@ -80,6 +80,7 @@ fn backend(name: &str, faults: &[(&str, &str)]) -> (String, BackendPlan) {
         kind: Kind::Volume,
         driver: "my-array".into(),
         options,
+        origin: None,
     };
     let policy = Policy {
         reinit_driver_count: 0,
@@ -144,7 +145,7 @@ fn main() {
         script,
         registry: Rc::new(|| {
             let mut registry = DriverRegistry::with_builtin();
-            registry.register_with_faults(Kind::Volume, "my-array", |_ctx| {
+            registry.register_with_faults(Kind::Volume, "my-array", &[], |_ctx| {
                 Ok(AnyDriver::Volume(Rc::new(MyArray::default())))
             });
             registry

@@ -1,5 +1,5 @@
 //! Config: reads a cinder.conf-style INI file into a validated `Config` (service
-//! options, one section per backend, the backup driver) and turns it into a `Plan`.
+//! options, one section per backend, the backup driver), turns it into a `Plan`, and checks a file whole (`rekindle config check`).
 //!
 //! Inheritance follows oslo.config as Cinder uses it: lifecycle options set in
 //! `[DEFAULT]` apply to every backend unless its section overrides them, and a
@@ -7,13 +7,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ini::{Ini, ParseOption};
 use thiserror::Error;
 
 use crate::actors::controller::{BackendPlan, Plan};
-use crate::driver::{DriverSpec, Kind};
+use crate::driver::options::{SpecOrigin, SpecProblem, did_you_mean};
+use crate::driver::{DriverRegistry, DriverSpec, Kind};
 use crate::lifecycle::{Policy, PolicyError, parse_duration};
 
 /// The name of the backup backend in plans, statuses and notifications.
@@ -49,16 +51,15 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not valid INI.
-    #[error("{file}:{line}:{column}: {problem}")]
+    /// The file is not valid INI: a line is neither blank, a comment, a
+    /// `[section]` header nor an `option = value` line.
+    #[error("{file}:{line}: {problem}")]
     Parse {
         /// The file.
         file: String,
         /// 1-based line.
         line: usize,
-        /// 1-based column.
-        column: usize,
-        /// What is wrong.
+        /// What was expected and what was found, in words.
         problem: String,
     },
     /// A value is missing or wrong.
@@ -73,6 +74,10 @@ pub enum ConfigError {
         /// What is wrong.
         problem: String,
     },
+    /// A backend's driver options break its driver's declaration (found by
+    /// [`check`] and on reload; at start-up, the backend fails instead).
+    #[error(transparent)]
+    Driver(Box<SpecProblem>),
 }
 
 /// One volume backend's section.
@@ -88,6 +93,8 @@ pub struct BackendConfig {
     pub options: BTreeMap<String, String>,
     /// The backend's lifecycle policy (`[DEFAULT]`, then its section).
     pub policy: Policy,
+    /// Where its driver options were written.
+    pub origin: Arc<SpecOrigin>,
 }
 
 /// The backup service's driver.
@@ -102,6 +109,8 @@ pub struct BackupConfig {
     pub options: BTreeMap<String, String>,
     /// Its policy.
     pub policy: Policy,
+    /// Where its driver options were written (`[DEFAULT]`, `backup_*`).
+    pub origin: Arc<SpecOrigin>,
 }
 
 /// A validated config file.
@@ -224,48 +233,62 @@ fn hostname() -> String {
 }
 
 impl Config {
-    /// Reads and validates the file at `path`.
+    /// Reads and validates the file at `path`; the error is its first
+    /// problem (see [`Config::load_all`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Config::parse(&text, &path.display().to_string())
+        Config::load_all(path).map_err(first)
     }
 
-    /// Parses and validates `text`; `origin` names it in errors.
+    /// Reads and validates the file at `path`; the error lists every
+    /// structural problem found (driver options are checked separately, by
+    /// [`check`] or the registry).
+    pub fn load_all(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = read(path).map_err(|e| vec![e])?;
+        Config::parse_all(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `origin` names it in errors. The error
+    /// is the first problem (see [`Config::parse_all`]).
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::parse_all(text, origin).map_err(first)
+    }
+
+    /// Parses and validates `text`; the error lists every structural
+    /// problem, in file order where it has one.
+    pub fn parse_all(text: &str, origin: &str) -> Result<Config, Vec<ConfigError>> {
+        let (config, problems) = Config::read_partial(text, origin);
+        match config {
+            Some(config) if problems.is_empty() => Ok(config),
+            _ => Err(problems),
+        }
+    }
+
+    /// Parses what it can of `text`: every problem, and the config with
+    /// defaults in place of bad values and without backends that cannot be
+    /// read (`None` if nothing can run), for [`check`] to look further.
+    fn read_partial(text: &str, origin: &str) -> (Option<Config>, Vec<ConfigError>) {
+        let (text, mut problems) = syntax(text, origin);
         let options = ParseOption {
             enabled_quote: false,
             enabled_escape: false,
             ..ParseOption::default()
         };
-        // Comment lines (`#` or `;`, indented or not) are blanked before
-        // rust-ini sees them: it would read an indented `# ...` as an option.
-        // Blanking keeps line numbers in its errors right.
-        let text: String = text
-            .lines()
-            .map(|line| {
-                let t = line.trim_start();
-                if t.starts_with('#') || t.starts_with(';') {
-                    ""
-                } else {
-                    line
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        let ini = Ini::load_from_str_opt(&text, options).map_err(|e| ConfigError::Parse {
-            file: origin.to_string(),
-            line: e.line + 1,
-            column: e.col + 1,
-            problem: e.msg.to_string(),
-        })?;
+        let ini = match Ini::load_from_str_opt(&text, options) {
+            Ok(ini) => ini,
+            Err(e) => {
+                problems.push(ConfigError::Parse {
+                    file: origin.to_string(),
+                    line: e.line + 1,
+                    problem: e.msg.to_string(),
+                });
+                return (None, problems);
+            }
+        };
         let mut sections: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
         for (name, properties) in ini.iter() {
             let Some(name) = name else {
                 if let Some((key, _)) = properties.iter().next() {
-                    return Err(ConfigError::Invalid {
+                    problems.push(ConfigError::Invalid {
                         file: origin.to_string(),
                         section: "(none)".to_string(),
                         option: key.to_string(),
@@ -285,44 +308,53 @@ impl Config {
             file: origin.to_string(),
             sections,
         };
-        Config::validate(&s)
+        let config = Config::validate(&s, &mut problems);
+        (config, problems)
     }
 
-    fn validate(s: &Sections) -> Result<Config, ConfigError> {
-        let enabled: Vec<String> = s
+    fn validate(s: &Sections, problems: &mut Vec<ConfigError>) -> Option<Config> {
+        let mut enabled: Vec<String> = Vec::new();
+        let mut listed = false;
+        for name in s
             .get("DEFAULT", "enabled_backends")
             .unwrap_or("")
             .split(',')
             .map(str::trim)
             .filter(|n| !n.is_empty())
-            .map(str::to_string)
-            .collect();
-        let mut seen = BTreeSet::new();
-        for name in &enabled {
-            if !seen.insert(name) {
-                return Err(s.invalid(
+        {
+            listed = true;
+            if enabled.iter().any(|n| n == name) {
+                problems.push(s.invalid(
                     "DEFAULT",
                     "enabled_backends",
                     format!("backend `{name}` is listed twice"),
                 ));
-            }
-            if name == BACKUP_BACKEND || name == "DEFAULT" || name == "backend_defaults" {
-                return Err(s.invalid(
+            } else if name == BACKUP_BACKEND || name == "DEFAULT" || name == "backend_defaults" {
+                problems.push(s.invalid(
                     "DEFAULT",
                     "enabled_backends",
                     format!("`{name}` is a reserved name"),
                 ));
-            }
-            if !s.sections.contains_key(name) {
-                return Err(s.invalid(
+            } else if !s.sections.contains_key(name) {
+                problems.push(s.invalid(
                     name,
                     "enabled_backends",
                     format!("backend `{name}` is enabled but has no [{name}] section"),
                 ));
+            } else {
+                enabled.push(name.to_string());
             }
         }
-        let report_interval = s.duration("report_interval", Duration::from_secs(10))?;
-        let mut service_down_time = s.duration("service_down_time", Duration::from_secs(60))?;
+        let report_interval = take(
+            problems,
+            s.duration("report_interval", Duration::from_secs(10)),
+            Duration::from_secs(10),
+        );
+        let mut service_down_time = take(
+            problems,
+            s.duration("service_down_time", Duration::from_secs(60)),
+            Duration::from_secs(60),
+        );
         let mut service_down_time_raised_from = None;
         if service_down_time <= report_interval {
             // Cinder's rule: a heartbeat must be able to miss once.
@@ -331,27 +363,55 @@ impl Config {
         }
         let jitter_seed = match s.get("DEFAULT", "reinit_backoff_jitter_seed") {
             None => None,
-            Some(value) => Some(value.trim().parse::<u64>().map_err(|_| {
-                s.invalid(
-                    "DEFAULT",
-                    "reinit_backoff_jitter_seed",
-                    format!(
-                        "\"{value}\": expected a whole number from 0 to {}",
-                        u64::MAX
-                    ),
-                )
-            })?),
+            Some(value) => take(
+                problems,
+                value.trim().parse::<u64>().map(Some).map_err(|_| {
+                    s.invalid(
+                        "DEFAULT",
+                        "reinit_backoff_jitter_seed",
+                        format!(
+                            "\"{value}\": expected a whole number from 0 to {}",
+                            u64::MAX
+                        ),
+                    )
+                }),
+                None,
+            ),
         };
-        let periodic_interval = s.duration("periodic_interval", Duration::from_secs(60))?;
+        let periodic_interval = take(
+            problems,
+            s.duration("periodic_interval", Duration::from_secs(60)),
+            Duration::from_secs(60),
+        );
         for (option, value) in [
             ("periodic_interval", periodic_interval),
             ("report_interval", report_interval),
         ] {
             if value.is_zero() {
-                return Err(s.invalid("DEFAULT", option, "must be greater than zero"));
+                problems.push(s.invalid("DEFAULT", option, "must be greater than zero"));
             }
         }
-        let default_policy = s.policy("DEFAULT")?;
+        // [DEFAULT] also holds options of other services (a real
+        // cinder.conf has hundreds): only a near miss of one of ours is
+        // reported, as the typo it almost surely is.
+        let ours: Vec<&str> = SERVICE_OPTIONS
+            .iter()
+            .chain(Policy::OPTIONS.iter())
+            .map(|(name, _)| *name)
+            .collect();
+        for (key, value) in s.sections.get("DEFAULT").into_iter().flatten() {
+            if ours.contains(&key.as_str()) || key.starts_with("backup_") {
+                continue;
+            }
+            if let Some(meant) = did_you_mean(key, ours.iter().copied()) {
+                problems.push(s.invalid(
+                    "DEFAULT",
+                    key,
+                    format!("\"{value}\": unknown option; did you mean `{meant}`?"),
+                ));
+            }
+        }
+        let default_policy = take(problems, s.policy("DEFAULT"), Policy::default());
         let backend_defaults = s
             .sections
             .get("backend_defaults")
@@ -360,26 +420,42 @@ impl Config {
         let mut backends = Vec::new();
         for name in &enabled {
             let own = &s.sections[name];
-            let volume_driver = own
-                .get("volume_driver")
-                .or_else(|| backend_defaults.get("volume_driver"))
-                .filter(|v| !v.is_empty())
-                .ok_or_else(|| {
-                    s.invalid(
-                        name,
-                        "volume_driver",
-                        "missing: every backend needs a volume_driver",
-                    )
-                })?
-                .clone();
-            let options: BTreeMap<String, String> = backend_defaults
-                .iter()
-                .chain(own.iter())
-                .filter(|(k, _)| {
-                    !Policy::is_option(k) && *k != "volume_driver" && *k != "volume_backend_name"
-                })
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let mut written = BTreeMap::new();
+            let volume_driver = match own.get("volume_driver") {
+                Some(driver) => Some(driver),
+                None => backend_defaults.get("volume_driver").inspect(|_| {
+                    written.insert(
+                        "volume_driver".to_string(),
+                        ("backend_defaults".to_string(), "volume_driver".to_string()),
+                    );
+                }),
+            }
+            .filter(|v| !v.is_empty());
+            let Some(volume_driver) = volume_driver.cloned() else {
+                problems.push(s.invalid(
+                    name,
+                    "volume_driver",
+                    "missing: every backend needs a volume_driver",
+                ));
+                continue;
+            };
+            let mut options = BTreeMap::new();
+            for (section, values) in [
+                ("backend_defaults", &backend_defaults),
+                (name.as_str(), own),
+            ] {
+                for (k, v) in values {
+                    if Policy::is_option(k) || k == "volume_driver" || k == "volume_backend_name" {
+                        continue;
+                    }
+                    options.insert(k.clone(), v.clone());
+                    if section == "backend_defaults" {
+                        written.insert(k.clone(), (section.to_string(), k.clone()));
+                    } else {
+                        written.remove(k);
+                    }
+                }
+            }
             backends.push(BackendConfig {
                 name: name.clone(),
                 volume_driver,
@@ -388,13 +464,24 @@ impl Config {
                     .cloned()
                     .unwrap_or_else(|| name.clone()),
                 options,
-                policy: s.policy(name)?,
+                policy: take(problems, s.policy(name), default_policy),
+                origin: Arc::new(SpecOrigin {
+                    file: s.file.clone(),
+                    section: name.clone(),
+                    driver_option: "volume_driver".to_string(),
+                    written,
+                    prefix: String::new(),
+                }),
             });
         }
         let backup = match s.get("DEFAULT", "backup_driver").filter(|d| !d.is_empty()) {
             None => None,
             Some(driver) => {
-                let periodic_initialization = s.boolean("backup_periodic_initialization", false)?;
+                let periodic_initialization = take(
+                    problems,
+                    s.boolean("backup_periodic_initialization", false),
+                    false,
+                );
                 let service_keys: BTreeSet<&str> =
                     SERVICE_OPTIONS.iter().map(|(k, _)| *k).collect();
                 let options = s.sections["DEFAULT"]
@@ -419,17 +506,32 @@ impl Config {
                     periodic_initialization,
                     options,
                     policy,
+                    origin: Arc::new(SpecOrigin {
+                        file: s.file.clone(),
+                        section: "DEFAULT".to_string(),
+                        driver_option: "backup_driver".to_string(),
+                        written: BTreeMap::new(),
+                        prefix: "backup_".to_string(),
+                    }),
                 })
             }
         };
+        let backup_initialization_timeout = take(
+            problems,
+            s.duration("backup_initialization_timeout", service_down_time),
+            service_down_time,
+        );
         if backends.is_empty() && backup.is_none() {
-            return Err(s.invalid(
-                "DEFAULT",
-                "enabled_backends",
-                "no backend enabled and no backup_driver: nothing to run",
-            ));
+            if !listed {
+                problems.push(s.invalid(
+                    "DEFAULT",
+                    "enabled_backends",
+                    "no backend enabled and no backup_driver: nothing to run",
+                ));
+            }
+            return None;
         }
-        Ok(Config {
+        Some(Config {
             origin: s.file.clone(),
             host: s
                 .get("DEFAULT", "host")
@@ -440,8 +542,7 @@ impl Config {
             service_down_time_raised_from,
             jitter_seed,
             graceful_shutdown_timeout: default_policy.graceful_shutdown_timeout,
-            backup_initialization_timeout: s
-                .duration("backup_initialization_timeout", service_down_time)?,
+            backup_initialization_timeout,
             state_dir: s.get("DEFAULT", "state_dir").map(PathBuf::from),
             backends,
             backup,
@@ -462,6 +563,7 @@ impl Config {
                 kind: Kind::Volume,
                 driver: b.volume_driver.clone(),
                 options,
+                origin: Some(b.origin.clone()),
             };
             backends.insert(
                 b.name.clone(),
@@ -477,6 +579,7 @@ impl Config {
                 kind: Kind::Backup,
                 driver: backup.driver.clone(),
                 options: backup.options.clone(),
+                origin: Some(backup.origin.clone()),
             };
             backends.insert(
                 BACKUP_BACKEND.to_string(),
@@ -496,5 +599,111 @@ impl Config {
             jitter_seed: self.jitter_seed,
             backends,
         }
+    }
+}
+
+/// `r`'s value, or `default` with its error kept in `problems`.
+fn take<T>(problems: &mut Vec<ConfigError>, r: Result<T, ConfigError>, default: T) -> T {
+    r.unwrap_or_else(|e| {
+        problems.push(e);
+        default
+    })
+}
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn first(mut problems: Vec<ConfigError>) -> ConfigError {
+    // parse_all never fails without a problem; keep a message if it did.
+    if problems.is_empty() {
+        return ConfigError::Parse {
+            file: String::new(),
+            line: 0,
+            problem: "invalid config".to_string(),
+        };
+    }
+    problems.swap_remove(0)
+}
+
+/// Finds the lines that are neither blank, a comment, a `[section]` header
+/// nor `option = value` (or `option: value`), one problem each in words, and
+/// returns the text with those lines and comments blanked (line numbers
+/// kept) for the INI parser: rust-ini would read an indented `# ...` as an
+/// option, and words its own errors as `expecting "[Some('='), ...]"`.
+fn syntax(text: &str, origin: &str) -> (String, Vec<ConfigError>) {
+    let mut problems = Vec::new();
+    let mut kept = Vec::new();
+    // A byte-order mark some editors write is not part of the first line.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        let problem = if t.is_empty() || t.starts_with('#') || t.starts_with(';') {
+            kept.push("");
+            continue;
+        } else if let Some(header) = t.strip_prefix('[') {
+            match header.strip_suffix(']') {
+                None => Some(format!(
+                    "expected a section header closed by `]`, found \"{t}\""
+                )),
+                Some(name) if name.trim().is_empty() || name.contains(['[', ']']) => Some(format!(
+                    "expected a section name between `[` and `]`, found \"{t}\""
+                )),
+                Some(_) => None,
+            }
+        } else {
+            match t.find(['=', ':']) {
+                None => Some(format!(
+                    "expected `option = value` or a `[section]` header, found \"{t}\""
+                )),
+                Some(0) => Some(format!(
+                    "expected an option name before `{}`, found \"{t}\"",
+                    &t[..1]
+                )),
+                Some(_) => None,
+            }
+        };
+        match problem {
+            Some(problem) => {
+                problems.push(ConfigError::Parse {
+                    file: origin.to_string(),
+                    line: i + 1,
+                    problem,
+                });
+                kept.push("");
+            }
+            None => kept.push(line),
+        }
+    }
+    (kept.join("\n"), problems)
+}
+
+/// Checks the config file `text` whole, offline, as `rekindle config check`
+/// does: every structural problem, then every backend's driver options
+/// against `registry`'s declarations (unknown driver, unknown option with a
+/// "did you mean", bad value, missing required option). Empty if valid.
+pub fn check(text: &str, origin: &str, registry: &DriverRegistry) -> Vec<ConfigError> {
+    let (config, mut problems) = Config::read_partial(text, origin);
+    if let Some(config) = config {
+        for backend in config.plan().backends.values() {
+            problems.extend(
+                registry
+                    .check(&backend.spec)
+                    .into_iter()
+                    .map(|problem| ConfigError::Driver(Box::new(problem))),
+            );
+        }
+    }
+    problems
+}
+
+/// [`check`] of the file at `path`.
+pub fn check_file(path: &Path, registry: &DriverRegistry) -> Vec<ConfigError> {
+    match read(path) {
+        Ok(text) => check(&text, &path.display().to_string(), registry),
+        Err(e) => vec![e],
     }
 }

@@ -66,18 +66,27 @@ pub enum DaemonError {
     Runtime(#[from] crate::runtime::RuntimeError),
 }
 
-/// Loads and validates the config `source` names.
+/// Loads and validates the config `source` names. The error lists every
+/// structural problem of the file, one a line. Driver options are not
+/// checked here: at start-up an invalid backend fails on its own (the others
+/// start), and a reload checks them whole in the controller.
 pub fn load_config(source: &ConfigSource) -> Result<crate::config::Config, String> {
     match source {
-        ConfigSource::File(path) => crate::config::Config::load(path),
+        ConfigSource::File(path) => crate::config::Config::load_all(path),
         ConfigSource::Embedded => {
-            crate::config::Config::parse(EMBEDDED_CONFIG, "embedded cinder.conf")
+            crate::config::Config::parse_all(EMBEDDED_CONFIG, "embedded cinder.conf")
         }
     }
-    .map_err(|e| e.to_string())
+    .map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
 }
 
-/// Loads `source` as a plan.
+/// Loads `source` as a plan (see [`load_config`]).
 pub fn load_plan(source: &ConfigSource) -> Result<Plan, String> {
     load_config(source).map(|c| c.plan())
 }

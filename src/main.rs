@@ -119,6 +119,22 @@ enum Command {
     },
     /// Play a scripted lifecycle on virtual time (the core alone).
     Demo,
+    /// Work with config files offline.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Check a config file as `run` and a reload would, with the built-in
+    /// drivers: prints every problem, one a line, and exits 1 if there is
+    /// any, 0 if the file is clean.
+    Check {
+        /// The cinder.conf-style file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -469,6 +485,25 @@ fn main() -> ExitCode {
         Command::Demo => {
             print!("{}", rekindle::demo::scripted_lifecycle());
             ExitCode::SUCCESS
+        }
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => {
+            use std::io::Write;
+            let registry = rekindle::driver::DriverRegistry::with_builtin();
+            let problems = rekindle::config::check_file(&file, &registry);
+            // Written, not println!: a closed pipe (`| head -1`) must not
+            // turn the verdict into a panic; the exit status still says it.
+            let mut out = std::io::stdout().lock();
+            if problems.is_empty() {
+                let _ = writeln!(out, "{}: no problems", file.display());
+                ExitCode::SUCCESS
+            } else {
+                for problem in &problems {
+                    let _ = writeln!(out, "{problem}");
+                }
+                ExitCode::FAILURE
+            }
         }
     }
 }

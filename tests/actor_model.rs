@@ -122,7 +122,7 @@ fn run(steps: &[Step], count: u32) -> (Trace, Lifecycle, Policy) {
         let outcomes: Rc<RefCell<VecDeque<Outcome>>> = Rc::default();
         let queue = outcomes.clone();
         let mut registry = DriverRegistry::with_builtin();
-        registry.register(Kind::Volume, "scripted", move |_| {
+        registry.register(Kind::Volume, "scripted", &[], move |_| {
             Ok(AnyDriver::Volume(Rc::new(Scripted {
                 outcomes: queue.clone(),
             })))

@@ -223,7 +223,7 @@ impl rekindle::driver::VolumeDriver for PanickyDriver {
 /// A rig and a started backend "p" on a [`PanickyDriver`].
 fn start_panicky(setup_panics: bool) -> (Rig, Addr<DriverActor>) {
     let mut registry = DriverRegistry::with_builtin();
-    registry.register(Kind::Volume, "panicky", move |_| {
+    registry.register(Kind::Volume, "panicky", &[], move |_| {
         Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver {
             setup_panics,
         })))

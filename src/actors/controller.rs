@@ -324,7 +324,7 @@ impl Controller {
             return ReloadOutcome::Coalesced;
         }
         let now = self.shell.clock.now();
-        let plan = match (self.loader)() {
+        let plan = match (self.loader)().and_then(|plan| self.check_reload(plan)) {
             Ok(plan) => plan,
             Err(error) => {
                 tracing::error!(%error, "reload rejected; the old config keeps serving");
@@ -396,6 +396,27 @@ impl Controller {
             });
         }));
         outcome
+    }
+
+    /// Checks every backend of `plan` against its driver's declared options
+    /// and, for a backend that keeps its driver, the options that may not
+    /// change on reload: any problem rejects the whole plan (one problem a
+    /// line), so nothing running is touched.
+    fn check_reload(&self, plan: Plan) -> Result<Plan, String> {
+        let problems: Vec<String> = plan
+            .backends
+            .iter()
+            .flat_map(|(name, backend)| {
+                let running = self.plan.backends.get(name).map(|b| &b.spec);
+                self.shell.registry.check_reload(running, &backend.spec)
+            })
+            .map(|problem| problem.to_string())
+            .collect();
+        if problems.is_empty() {
+            Ok(plan)
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 
     fn shutdown(&mut self, ctx: &mut Context<Self>) {

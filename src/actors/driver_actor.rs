@@ -790,5 +790,6 @@ pub fn spec(backend: &str, kind: Kind, driver: &str, options: &[(&str, &str)]) -
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect(),
+        origin: None,
     }
 }

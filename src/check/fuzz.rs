@@ -34,9 +34,16 @@ pub fn step_events(data: &[u8]) {
     }
 }
 
-/// Parses `data` as a cinder.conf; a valid one must also make a plan.
+/// Parses `data` as a cinder.conf; a valid one must also make a plan, and
+/// the whole-file check (every problem, driver options included) must not
+/// panic.
 pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
+    let _ = crate::config::check(
+        &text,
+        "fuzz.conf",
+        &crate::driver::DriverRegistry::with_builtin(),
+    );
     if let Ok(config) = crate::config::Config::parse(&text, "fuzz.conf") {
         let plan = config.plan();
         assert_eq!(

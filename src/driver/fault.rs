@@ -1,20 +1,9 @@
 //! The `fault` driver: a real volume and backup driver whose failures are configured
 //! per backend (`fault_*` options), for demos, tests and simulations.
 //!
-//! Options (all optional):
-//! - `fault_fail_setup_times = N`: setup fails N times, then succeeds (default 0).
-//! - `fault_ready_after = DURATION`: setup fails until that long after the
-//!   service started.
-//! - `fault_error = recoverable | config | not_supported | missing_library`:
-//!   class of the injected failure (default recoverable).
-//! - `fault_setup_hang = true`: setup never returns.
-//! - `fault_fail_stats = N`: the next N stats calls fail.
-//! - `fault_op_delay = DURATION`: each operation takes that long.
-//! - `fault_panic_setup_times = N`: setup panics N times (a driver bug; rekindle
-//!   catches it at the actor boundary as a recoverable failure).
-//! - `fault_flap_period = DURATION` with `fault_flap_seed = N`: the backend
-//!   flaps on a seeded schedule, up and down for stretches of 0.5 to 1.5
-//!   periods each, starting up; while down, setup and stats calls fail.
+//! Its options (all optional) are declared in [`OPTIONS`]: setup failures of
+//! a chosen class, a ready-after delay, hangs, panics, failing stats,
+//! operation delays and seeded flapping.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -24,23 +13,84 @@ use std::time::Duration;
 use actix::clock::{Instant, sleep};
 use async_trait::async_trait;
 
+use super::options::{OptionDecl, OptionDefault, OptionReader, Rule};
 use super::{
     BackupDriver, BackupRecord, Capabilities, ConnectionInfo, Connector, DriverContext, Volume,
     VolumeDriver, VolumeId,
 };
-use crate::lifecycle::{DriverError, parse_duration};
+use crate::lifecycle::DriverError;
 
-/// The options the `fault` driver reads.
-pub const OPTIONS: [&str; 9] = [
-    "fault_fail_setup_times",
-    "fault_ready_after",
-    "fault_error",
-    "fault_setup_hang",
-    "fault_fail_stats",
-    "fault_op_delay",
-    "fault_panic_setup_times",
-    "fault_flap_period",
-    "fault_flap_seed",
+/// The options the `fault` driver reads (registered with its factory, and
+/// added to a driver registered with
+/// [`DriverRegistry::register_with_faults`](super::DriverRegistry::register_with_faults)).
+/// For the backup service they are written `backup_fault_*` in `[DEFAULT]`.
+pub const OPTIONS: &[OptionDecl] = &[
+    OptionDecl::new(
+        "fault_fail_setup_times",
+        Rule::Whole {
+            min: 0,
+            max: u32::MAX as u64,
+        },
+        OptionDefault::Value("0"),
+        "setup fails this many times, then succeeds",
+    ),
+    OptionDecl::new(
+        "fault_ready_after",
+        Rule::Duration { nonzero: false },
+        OptionDefault::Unset,
+        "setup fails until this long after the service started",
+    ),
+    OptionDecl::new(
+        "fault_error",
+        Rule::OneOf(&["recoverable", "config", "not_supported", "missing_library"]),
+        OptionDefault::Value("recoverable"),
+        "the class of the injected setup failures",
+    ),
+    OptionDecl::new(
+        "fault_setup_hang",
+        Rule::Bool,
+        OptionDefault::Value("false"),
+        "setup never returns (exercises `driver_init_timeout`)",
+    ),
+    OptionDecl::new(
+        "fault_fail_stats",
+        Rule::Whole {
+            min: 0,
+            max: u32::MAX as u64,
+        },
+        OptionDefault::Value("0"),
+        "the next this many stats calls fail (health lost)",
+    ),
+    OptionDecl::new(
+        "fault_op_delay",
+        Rule::Duration { nonzero: false },
+        OptionDefault::Value("0"),
+        "each operation takes this long",
+    ),
+    OptionDecl::new(
+        "fault_panic_setup_times",
+        Rule::Whole {
+            min: 0,
+            max: u32::MAX as u64,
+        },
+        OptionDefault::Value("0"),
+        "setup panics this many times (a driver bug, caught as a recoverable failure)",
+    ),
+    OptionDecl::new(
+        "fault_flap_period",
+        Rule::Duration { nonzero: true },
+        OptionDefault::Unset,
+        "the backend flaps: up and down for 0.5 to 1.5 periods each, starting up; while down, setup and stats fail",
+    ),
+    OptionDecl::new(
+        "fault_flap_seed",
+        Rule::Whole {
+            min: 0,
+            max: u64::MAX,
+        },
+        OptionDefault::Value("0"),
+        "the seed of the flapping schedule (with `fault_flap_period`)",
+    ),
 ];
 
 /// Counters of one backend's fault driver, shared with tests.
@@ -96,92 +146,36 @@ pub struct FaultDriver {
     probe: Rc<Probe>,
 }
 
-fn config_error(option: &str, value: &str, problem: &str) -> DriverError {
-    DriverError::Config(format!("option `{option}` = `{value}`: {problem}").into())
-}
-
 impl FaultDriver {
-    /// Builds the driver from `ctx.spec.options`; bad values are fatal
-    /// `Config` errors naming the option.
+    /// Builds the driver from `ctx.spec.options`, read through [`OPTIONS`];
+    /// bad values are fatal `Config` errors naming the option.
     pub fn from_context(ctx: &DriverContext, probe: Rc<Probe>) -> Result<Self, DriverError> {
-        if let Some(unknown) = ctx
-            .spec
-            .options
-            .keys()
-            .find(|k| k.starts_with("fault_") && !OPTIONS.contains(&k.as_str()))
-        {
-            return Err(config_error(
-                unknown,
-                &ctx.spec.options[unknown],
-                &format!("unknown fault option (known: {})", OPTIONS.join(", ")),
-            ));
-        }
-        let opt = |name: &str| ctx.spec.options.get(name).map(|v| v.trim().to_string());
-        let count = |name: &str| -> Result<u32, DriverError> {
-            opt(name).map_or(Ok(0), |v| {
-                v.parse()
-                    .map_err(|_| config_error(name, &v, "expected a whole number >= 0"))
-            })
-        };
-        let duration = |name: &str| -> Result<Option<Duration>, DriverError> {
-            opt(name)
-                .map(|v| {
-                    parse_duration(name, &v).map_err(|e| DriverError::Config(e.to_string().into()))
-                })
-                .transpose()
-        };
-        let error: fn(String) -> DriverError = match opt("fault_error").as_deref() {
-            None | Some("recoverable") => |m| DriverError::Backend(m.into()),
-            Some("config") => |m| DriverError::Config(m.into()),
-            Some("not_supported") => |m| DriverError::NotSupported(m.into()),
-            Some("missing_library") => |m| DriverError::MissingLibrary(m.into()),
-            Some(other) => {
-                return Err(config_error(
-                    "fault_error",
-                    other,
-                    "expected recoverable, config, not_supported or missing_library",
-                ));
-            }
-        };
-        let setup_hang = match opt("fault_setup_hang").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(config_error(
-                    "fault_setup_hang",
-                    other,
-                    "expected true or false",
-                ));
-            }
+        let read = OptionReader::new("fault", OPTIONS, &ctx.spec);
+        let error: fn(String) -> DriverError = match read.get("fault_error")? {
+            "config" => |m| DriverError::Config(m.into()),
+            "not_supported" => |m| DriverError::NotSupported(m.into()),
+            "missing_library" => |m| DriverError::MissingLibrary(m.into()),
+            _ => |m| DriverError::Backend(m.into()),
         };
         Ok(FaultDriver {
             backend: ctx.spec.backend.clone(),
             started: ctx.started,
-            fail_setup_times: Cell::new(count("fault_fail_setup_times")?),
-            ready_after: duration("fault_ready_after")?,
+            fail_setup_times: Cell::new(read.get("fault_fail_setup_times")?),
+            ready_after: read.optional("fault_ready_after")?,
             error,
-            setup_hang,
-            fail_stats: Cell::new(count("fault_fail_stats")?),
-            op_delay: duration("fault_op_delay")?.unwrap_or_default(),
-            panic_setup_times: Cell::new(count("fault_panic_setup_times")?),
-            flap: match duration("fault_flap_period")? {
-                None => None,
-                Some(period) if period.is_zero() => {
-                    return Err(config_error(
-                        "fault_flap_period",
-                        "0",
-                        "must be greater than zero",
-                    ));
-                }
-                Some(period) => {
-                    let seed = opt("fault_flap_seed").map_or(Ok(0), |v| {
-                        v.parse::<u64>().map_err(|_| {
-                            config_error("fault_flap_seed", &v, "expected a whole number")
-                        })
-                    })?;
-                    Some(Flap { period, seed })
-                }
-            },
+            setup_hang: read.get("fault_setup_hang")?,
+            fail_stats: Cell::new(read.get("fault_fail_stats")?),
+            op_delay: read.get("fault_op_delay")?,
+            panic_setup_times: Cell::new(read.get("fault_panic_setup_times")?),
+            flap: read
+                .optional("fault_flap_period")?
+                .map(|period| -> Result<Flap, DriverError> {
+                    Ok(Flap {
+                        period,
+                        seed: read.get("fault_flap_seed")?,
+                    })
+                })
+                .transpose()?,
             inner: Inner::Memory,
             volumes: RefCell::default(),
             exports: RefCell::default(),

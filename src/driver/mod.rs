@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod connector;
 pub mod fault;
+pub mod options;
 pub mod posix;
 pub mod qemu;
 pub mod registry;

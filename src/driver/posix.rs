@@ -10,11 +10,35 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::options::{OptionDecl, OptionDefault, OptionReader, Rule};
 use super::{BackupDriver, BackupRecord, DriverContext, Volume, VolumeLocation};
 use crate::lifecycle::DriverError;
 
 /// Default chunk size.
 pub const DEFAULT_FILE_SIZE: u64 = 64 << 20;
+
+/// The options the `posix` backup driver reads (registered with its
+/// factory). Like every backup driver option they are written in `[DEFAULT]`.
+pub const OPTIONS: &[OptionDecl] = &[
+    OptionDecl::new(
+        "backup_posix_path",
+        Rule::Text,
+        OptionDefault::Required,
+        "the backup store; missing or not writable: the backup service is down (retried)",
+    ),
+    OptionDecl::new(
+        "backup_file_size",
+        Rule::Size { min: 4096 },
+        OptionDefault::Value("64M"),
+        "the chunk size of new backups (each chunk has its own SHA-256)",
+    ),
+    OptionDecl::new(
+        "backup_qemu_img",
+        Rule::Text,
+        OptionDefault::Value("qemu-img"),
+        "the `qemu-img` program that reads and writes volume images (a name on `PATH`, or a path)",
+    ),
+];
 
 /// One chunk of a backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,26 +108,14 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 impl PosixBackupDriver {
-    /// Builds the driver from its options (`backup_posix_path` required).
+    /// Builds the driver from its options, read through [`OPTIONS`]
+    /// (`backup_posix_path` required).
     pub fn from_context(ctx: &DriverContext) -> Result<Self, DriverError> {
-        let opt = |k: &str| ctx.spec.options.get(k).map(|v| v.trim().to_string());
-        let root = opt("backup_posix_path")
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                DriverError::Config(
-                    "option `backup_posix_path` is required by the posix backup driver".into(),
-                )
-            })?;
-        let file_size = match opt("backup_file_size") {
-            None => DEFAULT_FILE_SIZE,
-            Some(v) => parse_size(&v).filter(|s| *s >= 4096).ok_or_else(|| {
-                DriverError::Config(format!("option `backup_file_size` = `{v}`: expected a size of at least 4096 bytes (`64M`)").into())
-            })?,
-        };
+        let read = OptionReader::new("posix", OPTIONS, &ctx.spec);
         Ok(PosixBackupDriver {
-            root: PathBuf::from(root),
-            file_size,
-            qemu_img: opt("qemu_img").unwrap_or_else(|| "qemu-img".to_string()),
+            root: PathBuf::from(read.get::<String>("backup_posix_path")?),
+            file_size: read.get("backup_file_size")?,
+            qemu_img: read.get("backup_qemu_img")?,
         })
     }
 

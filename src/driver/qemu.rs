@@ -2,9 +2,7 @@
 //! to the attaching host by a `qemu-nbd` server per volume; exports are recorded
 //! durably and re-adopted (or restarted, or removed) when the driver is set up again.
 //!
-//! Options: `volumes_dir` (required), `volume_format = qcow2 | raw` (default
-//! qcow2), `export_host` (default 127.0.0.1), `export_port_range` (default
-//! `10809-10908`), `qemu_img` / `qemu_nbd` (binaries, default from `PATH`).
+//! Its options are declared in [`OPTIONS`].
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -17,6 +15,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::json;
 
+use super::options::{OptionDecl, OptionDefault, OptionReader, Rule};
 use super::{
     Capabilities, ConnectionInfo, Connector, DriverContext, Volume, VolumeDriver, VolumeId,
     VolumeLocation,
@@ -27,9 +26,46 @@ use crate::records::{ExportRow, Records};
 /// The driver's version, reported in capabilities.
 pub const VERSION: &str = "1.0.0";
 
-fn config(option: &str, value: &str, problem: &str) -> DriverError {
-    DriverError::Config(format!("option `{option}` = `{value}`: {problem}").into())
-}
+/// The options the `qemu` driver reads (registered with its factory).
+pub const OPTIONS: &[OptionDecl] = &[
+    OptionDecl::new(
+        "volumes_dir",
+        Rule::Text,
+        OptionDefault::Required,
+        "where volume images live (`volume-<uuid>.qcow2`); missing or not writable: recoverable",
+    ),
+    OptionDecl::new(
+        "volume_format",
+        Rule::OneOf(&["qcow2", "raw"]),
+        OptionDefault::Value("qcow2"),
+        "the image format of new and existing volumes (their file names end with it)",
+    )
+    .restart_only(),
+    OptionDecl::new(
+        "export_host",
+        Rule::IpAddr,
+        OptionDefault::Value("127.0.0.1"),
+        "the address the `qemu-nbd` servers bind",
+    ),
+    OptionDecl::new(
+        "export_port_range",
+        Rule::PortRange,
+        OptionDefault::Value("10809-10908"),
+        "the TCP ports exports use",
+    ),
+    OptionDecl::new(
+        "qemu_img",
+        Rule::Text,
+        OptionDefault::Value("qemu-img"),
+        "the `qemu-img` program (a name looked up on `PATH`, or a path); missing: fatal `MissingLibrary`",
+    ),
+    OptionDecl::new(
+        "qemu_nbd",
+        Rule::Text,
+        OptionDefault::Value("qemu-nbd"),
+        "the `qemu-nbd` program (a name looked up on `PATH`, or a path); missing: fatal `MissingLibrary`",
+    ),
+];
 
 fn other(message: String) -> DriverError {
     DriverError::Other(message.into())
@@ -76,47 +112,21 @@ pub struct QemuDriver {
 }
 
 impl QemuDriver {
-    /// Builds the driver from the backend's options; bad values are fatal
-    /// `Config` errors naming the option.
+    /// Builds the driver from the backend's options, read through
+    /// [`OPTIONS`]; bad values are fatal `Config` errors naming the option.
     pub fn from_context(
         ctx: &DriverContext,
         records: Option<Rc<Records>>,
     ) -> Result<Self, DriverError> {
-        let opt = |k: &str| ctx.spec.options.get(k).map(|v| v.trim().to_string());
-        let volumes_dir = opt("volumes_dir")
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                DriverError::Config("option `volumes_dir` is required by the qemu driver".into())
-            })?;
-        let format = match opt("volume_format").as_deref() {
-            None | Some("qcow2") => "qcow2",
-            Some("raw") => "raw",
-            Some(other) => return Err(config("volume_format", other, "expected qcow2 or raw")),
-        };
-        let host = opt("export_host").unwrap_or_else(|| "127.0.0.1".to_string());
-        let export_host = host
-            .parse()
-            .map_err(|_| config("export_host", &host, "not an IP address"))?;
-        let range = opt("export_port_range").unwrap_or_else(|| "10809-10908".to_string());
-        let ports = range
-            .split_once('-')
-            .and_then(|(a, b)| Some(a.trim().parse::<u16>().ok()?..=b.trim().parse::<u16>().ok()?))
-            .filter(|r| r.start() <= r.end() && *r.start() > 0)
-            .ok_or_else(|| {
-                config(
-                    "export_port_range",
-                    &range,
-                    "expected FIRST-LAST, for example 10809-10908",
-                )
-            })?;
+        let read = OptionReader::new("qemu", OPTIONS, &ctx.spec);
         Ok(QemuDriver {
             backend: ctx.spec.backend.clone(),
-            volumes_dir: PathBuf::from(volumes_dir),
-            format,
-            export_host,
-            ports,
-            qemu_img: opt("qemu_img").unwrap_or_else(|| "qemu-img".to_string()),
-            qemu_nbd: opt("qemu_nbd").unwrap_or_else(|| "qemu-nbd".to_string()),
+            volumes_dir: PathBuf::from(read.get::<String>("volumes_dir")?),
+            format: read.get("volume_format")?,
+            export_host: read.get("export_host")?,
+            ports: read.get("export_port_range")?,
+            qemu_img: read.get("qemu_img")?,
+            qemu_nbd: read.get("qemu_nbd")?,
             records,
             exports: RefCell::default(),
         })

@@ -113,6 +113,7 @@ fn backend(
         kind,
         driver: "fault".to_string(),
         options: options.into_iter().collect(),
+        origin: None,
     };
     (name, BackendPlan { spec, policy })
 }

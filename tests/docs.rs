@@ -1,0 +1,71 @@
+//! `docs/admin.md` documents every option the code reads: each service and
+//! lifecycle option, and each built-in driver's declared options with their defaults.
+
+use rekindle::config::SERVICE_OPTIONS;
+use rekindle::driver::DriverRegistry;
+use rekindle::driver::options::OptionDefault;
+use rekindle::lifecycle::Policy;
+
+const ADMIN: &str = include_str!("../docs/admin.md");
+
+/// The table rows of admin.md whose first cell is `` `name` ``.
+fn rows(name: &str) -> Vec<&'static str> {
+    let cell = format!("| `{name}` |");
+    ADMIN.lines().filter(|l| l.starts_with(&cell)).collect()
+}
+
+#[test]
+fn every_service_and_lifecycle_option_has_a_row() {
+    let missing: Vec<&str> = SERVICE_OPTIONS
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(Policy::OPTIONS.iter().map(|(name, _)| *name))
+        .filter(|name| rows(name).is_empty())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/admin.md lacks rows for {missing:?}"
+    );
+}
+
+#[test]
+fn every_declared_driver_option_has_a_row_with_its_default_and_reloadability() {
+    let registry = DriverRegistry::with_builtin();
+    let mut problems = Vec::new();
+    for (kind, driver, options) in registry.drivers() {
+        for decl in options {
+            let rows = rows(decl.name);
+            let default = match decl.default {
+                OptionDefault::Value(v) => format!("| `{v}` |"),
+                _ => format!("| {} |", decl.default_text()),
+            };
+            let reload = if decl.reloadable {
+                "| yes |"
+            } else {
+                "| restart |"
+            };
+            if !rows
+                .iter()
+                .any(|row| row.contains(&default) && row.contains(reload))
+            {
+                problems.push(format!(
+                    "{} driver `{driver}`: `{}` (default {default}, reload {reload}); rows: {rows:?}",
+                    kind.as_str(),
+                    decl.name
+                ));
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "docs/admin.md does not document:\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn backup_periodic_initialization_is_explained_with_its_default() {
+    let row = rows("backup_periodic_initialization");
+    assert!(row.iter().any(|r| r.contains("| false |")), "{row:?}");
+    assert!(ADMIN.contains("`backup_periodic_initialization`: with `false` (the default)"));
+}
