@@ -211,6 +211,8 @@ fn under_systemd_it_speaks_the_notify_reload_protocol() {
         ready.contains("READY=1") && ready.contains("STATUS="),
         "{ready}"
     );
+    // The configured backends are counted, not only those that published.
+    assert!(ready.contains("/2 backends ready"), "{ready}");
     kill(pid, "-HUP");
     let mut seen = Vec::new();
     while !seen.iter().any(|m: &String| m.contains("READY=1")) {

@@ -1,0 +1,56 @@
+//! The real binary's start-up log: it counts the configured backends and, with stderr
+//! not a terminal (a file, journald), carries no colour escapes.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_start_up_log_counts_configured_backends_in_plain_text() {
+    let dir = std::env::temp_dir().join(format!("rekindle-startup-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let config = dir.join("cinder.conf");
+    std::fs::write(
+        &config,
+        "[DEFAULT]\nenabled_backends = a, b\nhost = test\nreport_interval = 10s\nservice_down_time = 5s\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\nfault_ready_after = 1h\n",
+    )
+    .expect("config");
+    let log = dir.join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("daemon starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("rekindle is running") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(text.contains("rekindle is running backends=2"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour escapes in a log file: {text:?}"
+    );
+    // service_down_time (5s) not larger than report_interval (10s): said once, with both.
+    let raised: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("service_down_time is not larger than report_interval"))
+        .collect();
+    assert_eq!(raised.len(), 1, "{text}");
+    assert!(
+        raised[0].contains("service_down_time=5s")
+            && raised[0].contains("report_interval=10s")
+            && raised[0].contains("raised_to=25s"),
+        "{}",
+        raised[0]
+    );
+}
