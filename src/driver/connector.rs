@@ -82,8 +82,24 @@ pub enum ConnectorError {
 impl Connector {
     /// Parses connector JSON; an error names the offending field.
     pub fn from_json(text: &str) -> Result<Connector, ConnectorError> {
-        let mut json = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        // Serde would read a JSON array as a struct's fields in order (`[]`
+        // becomes an empty connector); os-brick's connector is an object.
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| ConnectorError::Json(e.to_string()))?;
+        let found = match &value {
+            serde_json::Value::Object(_) => None,
+            serde_json::Value::Array(_) => Some("an array"),
+            serde_json::Value::String(_) => Some("a string"),
+            serde_json::Value::Number(_) => Some("a number"),
+            serde_json::Value::Bool(_) => Some("a boolean"),
+            serde_json::Value::Null => Some("null"),
+        };
+        if let Some(found) = found {
+            return Err(ConnectorError::Json(format!(
+                "a connector must be a JSON object such as {{\"host\": \"compute-1\", \"ip\": \"192.0.2.10\"}}, found {found}"
+            )));
+        }
+        serde_path_to_error::deserialize(value).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.into_inner();
             if path == "." {
@@ -162,6 +178,26 @@ impl Connector {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_connector_that_is_not_an_object_is_named_as_such() {
+        for (text, found) in [
+            ("[]", "an array"),
+            ("[\"compute-1\"]", "an array"),
+            ("\"compute-1\"", "a string"),
+            ("7", "a number"),
+            ("null", "null"),
+        ] {
+            let error = super::Connector::from_json(text)
+                .expect_err(text)
+                .to_string();
+            assert!(
+                error.contains("a connector must be a JSON object")
+                    && error.ends_with(&format!("found {found}")),
+                "{text}: {error}"
+            );
+        }
+    }
+
     use super::*;
 
     #[test]
