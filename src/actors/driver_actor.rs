@@ -453,8 +453,20 @@ impl DriverActor {
                 self.timers.push((timer, handle));
             }
             Effect::PublishCapabilities { epoch } => {
-                let Ok(AnyDriver::Volume(driver)) = self.driver.clone() else {
-                    return;
+                let driver = match self.driver.clone() {
+                    Ok(AnyDriver::Volume(driver)) => driver,
+                    Ok(AnyDriver::Backup(driver)) => {
+                        // A backup driver's health probe (its store still
+                        // there and writable); a failure is health lost.
+                        let call = guarded(async move { driver.probe().await });
+                        ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
+                            if let Err(error) = result {
+                                act.event_or_log(Event::HealthLost { epoch, error }, ctx);
+                            }
+                        }));
+                        return;
+                    }
+                    Err(_) => return,
                 };
                 let call = guarded(async move { driver.get_volume_stats().await });
                 ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {

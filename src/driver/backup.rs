@@ -35,4 +35,11 @@ pub trait BackupDriver {
     async fn restore(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError>;
     /// Deletes `backup` from the store.
     async fn delete_backup(&self, backup: &BackupRecord) -> Result<(), DriverError>;
+    /// The health probe, called on every publisher tick while Ready (as a
+    /// volume driver's stats are): an error is health lost, so the backup
+    /// service goes down and the driver is set up again. The default says
+    /// healthy.
+    async fn probe(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
 }

@@ -59,7 +59,7 @@ pub const OPTIONS: &[OptionDecl] = &[
             max: u32::MAX as u64,
         },
         OptionDefault::Value("0"),
-        "the next this many stats calls fail (health lost)",
+        "the next this many stats calls (volume) or health probes (backup) fail: health lost",
     ),
     OptionDecl::new(
         "fault_op_delay",
@@ -494,6 +494,16 @@ impl BackupDriver for FaultDriver {
         self.operation().await;
         match &self.inner {
             Inner::Backup(d) => d.delete_backup(backup).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// `fault_fail_stats` and `fault_flap_*` make the probe fail (the
+    /// store lost while Ready), then the wrapped driver's own probe runs.
+    async fn probe(&self) -> Result<(), DriverError> {
+        self.stats_fault().await?;
+        match &self.inner {
+            Inner::Backup(d) => d.probe().await,
             _ => Ok(()),
         }
     }

@@ -67,6 +67,10 @@ pub struct Metadata {
 /// The `posix` backup driver.
 pub struct PosixBackupDriver {
     root: PathBuf,
+    /// The store root's identity (device, inode) when set up: a root moved
+    /// away, replaced, or unmounted (the mount point's own directory shows
+    /// through) no longer matches, and nothing is written there.
+    identity: std::cell::Cell<Option<(u64, u64)>>,
     file_size: u64,
     qemu_img: String,
 }
@@ -108,15 +112,51 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 impl PosixBackupDriver {
+    fn writable(&self) -> Result<(), DriverError> {
+        let probe = self.root.join(".rekindle-write-probe");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                DriverError::backend(format!(
+                    "backup_posix_path {} is not writable: {e}",
+                    self.root.display()
+                ))
+            })
+    }
+
     /// Builds the driver from its options, read through [`OPTIONS`]
     /// (`backup_posix_path` required).
     pub fn from_context(ctx: &DriverContext) -> Result<Self, DriverError> {
         let read = OptionReader::new("posix", OPTIONS, &ctx.spec);
         Ok(PosixBackupDriver {
             root: PathBuf::from(read.get::<String>("backup_posix_path")?),
+            identity: std::cell::Cell::new(None),
             file_size: read.get("backup_file_size")?,
             qemu_img: read.get("backup_qemu_img")?,
         })
+    }
+
+    /// The store root as it is now: an existing directory with the device
+    /// and inode it had at setup. Every write checks this first, and writes
+    /// only below the root: the root itself is never created by a write.
+    pub fn check_store(&self) -> Result<(), DriverError> {
+        use std::os::unix::fs::MetadataExt;
+        let root = self.root.display();
+        let meta = std::fs::metadata(&self.root).map_err(|e| {
+            DriverError::backend(format!("backup store {root} is gone ({e}); is it mounted?"))
+        })?;
+        if !meta.is_dir() {
+            return Err(DriverError::backend(format!(
+                "backup store {root} is not a directory"
+            )));
+        }
+        let now = (meta.dev(), meta.ino());
+        match self.identity.get() {
+            Some(then) if then != now => Err(DriverError::backend(format!(
+                "backup store {root} is not the directory set up (device and inode changed: moved, replaced or unmounted)"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn dir(&self, backup_id: &str) -> Result<PathBuf, DriverError> {
@@ -221,7 +261,9 @@ fn write_chunks(
     backup_id: &str,
     volume_id: &str,
 ) -> Result<Metadata, DriverError> {
-    std::fs::create_dir_all(dir).map_err(|e| io(&dir.display().to_string(), e))?;
+    // Only the backup's own directory: its parent, the store root, must
+    // already exist (a vanished store is an error, never re-created).
+    std::fs::create_dir(dir).map_err(|e| io(&dir.display().to_string(), e))?;
     let total = std::fs::metadata(source)
         .map_err(|e| io(&source.display().to_string(), e))?
         .len();
@@ -412,15 +454,17 @@ impl BackupDriver for PosixBackupDriver {
                 self.root.display()
             )));
         }
-        let probe = self.root.join(".rekindle-write-probe");
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                DriverError::backend(format!(
-                    "backup_posix_path {} is not writable: {e}",
-                    self.root.display()
-                ))
-            })
+        self.writable()?;
+        use std::os::unix::fs::MetadataExt;
+        let meta =
+            std::fs::metadata(&self.root).map_err(|e| io(&self.root.display().to_string(), e))?;
+        self.identity.set(Some((meta.dev(), meta.ino())));
+        Ok(())
+    }
+
+    async fn probe(&self) -> Result<(), DriverError> {
+        self.check_store()?;
+        self.writable()
     }
 
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
@@ -428,6 +472,7 @@ impl BackupDriver for PosixBackupDriver {
     }
 
     async fn backup(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {
+        self.check_store()?;
         let dir = self.dir(&backup.id)?;
         let location = Self::location(volume)?;
         let (source, temporary) = if location.format == "raw" {
@@ -449,6 +494,7 @@ impl BackupDriver for PosixBackupDriver {
     }
 
     async fn restore(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {
+        self.check_store()?;
         let dir = self.dir(&backup.id)?;
         let location = Self::location(volume)?;
         if location.format == "raw" {
@@ -484,6 +530,69 @@ impl BackupDriver for PosixBackupDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn a_store_moved_away_fails_the_probe_and_is_never_recreated_by_a_write() {
+        let base = std::env::temp_dir().join(format!("rekindle-store-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let store = base.join("S");
+        std::fs::create_dir_all(&store).expect("store");
+        let source = base.join("vol.raw");
+        std::fs::write(&source, vec![7u8; 4096]).expect("volume");
+        let spec = crate::driver::DriverSpec::new(
+            "backup",
+            crate::driver::Kind::Backup,
+            "posix",
+            [("backup_posix_path".to_string(), store.display().to_string())],
+        );
+        let ctx = DriverContext {
+            spec,
+            started: actix::clock::Instant::now(),
+        };
+        let driver = PosixBackupDriver::from_context(&ctx).expect("driver");
+        block_on(driver.do_setup()).expect("set up");
+        block_on(driver.probe()).expect("healthy");
+        let mut volume = Volume::new("6f1c3c52-1f5e-4e0b-9a3e-0d1f2b3c4d5e", 4096);
+        volume.location = Some(Box::new(VolumeLocation {
+            path: source.clone(),
+            format: "raw".to_string(),
+        }));
+        let backup = BackupRecord {
+            id: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".to_string(),
+            volume_id: volume.id.to_string(),
+            size_bytes: 4096,
+        };
+        // mv S S.gone: the probe fails, a backup is refused, S is not recreated.
+        std::fs::rename(&store, base.join("S.gone")).expect("move away");
+        let lost = block_on(driver.probe()).expect_err("store gone");
+        assert!(lost.to_string().contains("is gone"), "{lost}");
+        let refused = block_on(driver.backup(&backup, &volume)).expect_err("no store");
+        assert!(refused.to_string().contains("is gone"), "{refused}");
+        assert!(!store.exists(), "the write path re-created the store root");
+        // An empty directory in its place (an unmounted mount point): not the store.
+        std::fs::create_dir(&store).expect("mount point");
+        let replaced = block_on(driver.backup(&backup, &volume)).expect_err("other dir");
+        assert!(
+            replaced.to_string().contains("device and inode changed"),
+            "{replaced}"
+        );
+        assert_eq!(std::fs::read_dir(&store).expect("dir").count(), 0);
+        // The store returns: healthy again, and a backup lands inside it.
+        std::fs::remove_dir(&store).expect("unmount");
+        std::fs::rename(base.join("S.gone"), &store).expect("move back");
+        block_on(driver.probe()).expect("healthy again");
+        block_on(driver.backup(&backup, &volume)).expect("backup");
+        assert!(store.join(&backup.id).is_dir());
+        let _ = std::fs::remove_dir_all(&base);
+    }
 
     #[test]
     fn chunks_round_trip_and_corruption_is_refused() {
