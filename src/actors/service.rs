@@ -176,7 +176,10 @@ impl Service {
 fn is_up(beat: Beat, was_up: Option<bool>, now: Moment, service_down_time: Duration) -> bool {
     match beat.state {
         StateName::Ready => true,
-        StateName::Initializing | StateName::Reloading | StateName::Draining => {
+        StateName::Initializing
+        | StateName::Reloading
+        | StateName::RollingBack
+        | StateName::Draining => {
             was_up == Some(true)
                 && beat
                     .last_ready
