@@ -331,6 +331,7 @@ pub fn moves_into(b: &BackendWorld, options: &CheckOptions, moves: &mut Vec<(Eve
         EARLY,
     ));
     moves.push((Event::ShutdownRequested, EARLY));
+    moves.push((Event::RemovalRequested, EARLY));
     if let State::Ready(r) = state {
         moves.push((
             Event::HealthLost {
