@@ -223,6 +223,21 @@ fn under_systemd_it_speaks_the_notify_reload_protocol() {
         .find(|m| m.contains("RELOADING=1"))
         .expect("RELOADING=1");
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    // A rejected file is answered on this channel too: RELOADING=1, then
+    // READY=1 with a STATUS= saying so.
+    std::fs::write(
+        &config,
+        "[DEFAULT]\nenabled_backends = a\n[a]\nreinit_driver_count = lots\nvolume_driver = fault\n",
+    )
+    .expect("break config");
+    kill(pid, "-HUP");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
+        seen.push(receive());
+    }
+    assert!(seen.iter().any(|m| m.contains("RELOADING=1")), "{seen:?}");
+    let ready = seen.iter().find(|m| m.contains("READY=1")).expect("READY=1");
+    assert!(ready.contains("STATUS=reload rejected"), "{ready}");
     kill(pid, "-TERM");
     let mut stopping = receive();
     while !stopping.contains("STOPPING=1") {

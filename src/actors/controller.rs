@@ -596,7 +596,23 @@ impl Controller {
             // stays altogether if its drain deadline passes first.
             if let Some(addr) = self.drivers.get(name) {
                 addr.do_send(Remove);
-                settle.push(when_settled(name.clone(), Change::Removed, addr, false));
+                // Unrouted as soon as it stopped, not when every backend
+                // of the reload has settled.
+                let settled = when_settled(name.clone(), Change::Removed, addr, false);
+                let (publisher, service, scheduler) = (
+                    self.publisher.clone(),
+                    self.service.clone(),
+                    self.scheduler.clone(),
+                );
+                settle.push(Box::pin(async move {
+                    let (name, change, settled) = settled.await;
+                    if settled.state == StateName::Stopped {
+                        publisher.do_send(Untrack(name.clone()));
+                        service.do_send(RemoveBackend(name.clone()));
+                        scheduler.do_send(ForgetBackend(name.clone()));
+                    }
+                    (name, change, settled)
+                }));
             }
         }
         for name in diff.changed.iter().chain(&diff.removed) {
@@ -809,11 +825,9 @@ impl Handler<ReloadSettled> for Controller {
         for (name, change, settled) in &msg.settled {
             let result = BackendResult::of(*change, settled, msg.config);
             match &result {
+                // Unrouted when it stopped (see `reload`).
                 BackendResult::Removed => {
                     self.drivers.remove(name);
-                    self.publisher.do_send(Untrack(name.clone()));
-                    self.service.do_send(RemoveBackend(name.clone()));
-                    self.scheduler.do_send(ForgetBackend(name.clone()));
                 }
                 // The backend serves on its old config: the plan says so,
                 // so the next reload of the same file tries again.
