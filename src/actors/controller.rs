@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::join_all;
+use futures_util::future::{LocalBoxFuture, join_all};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -740,11 +740,11 @@ fn when_settled(
     change: Change,
     addr: &Addr<DriverActor>,
     setup: bool,
-) -> impl std::future::Future<Output = (String, Change, Settled)> + 'static {
+) -> LocalBoxFuture<'static, (String, Change, Settled)> {
     let (tx, rx) = oneshot::channel();
     // Queued behind the reload or shutdown just sent: mailboxes are FIFO.
     addr.do_send(WhenSettled { reply: tx, setup });
-    async move {
+    Box::pin(async move {
         let settled = rx.await.unwrap_or(Settled {
             state: StateName::Stopped,
             config: 0,
@@ -752,7 +752,7 @@ fn when_settled(
             stale_config: None,
         });
         (name, change, settled)
-    }
+    })
 }
 
 /// FNV-1a, for per-backend seeds that do not depend on hash-map order.
