@@ -581,11 +581,12 @@ pub fn render_reload(outcome: &serde_json::Value) -> String {
                 };
                 out.push_str(&format!("{name:<width$}  {result:<15}  {detail}\n"));
             }
-            if let Some(options) = outcome["restart_required"].as_array() {
-                if !options.is_empty() {
-                    let names: Vec<String> = options.iter().map(text).collect();
-                    out.push_str(&format!("restart required for: {}\n", names.join(", ")));
-                }
+            if let Some(options) = outcome["restart_required"]
+                .as_array()
+                .filter(|options| !options.is_empty())
+            {
+                let names: Vec<String> = options.iter().map(text).collect();
+                out.push_str(&format!("restart required for: {}\n", names.join(", ")));
             }
             out
         }

@@ -236,7 +236,10 @@ fn under_systemd_it_speaks_the_notify_reload_protocol() {
         seen.push(receive());
     }
     assert!(seen.iter().any(|m| m.contains("RELOADING=1")), "{seen:?}");
-    let ready = seen.iter().find(|m| m.contains("READY=1")).expect("READY=1");
+    let ready = seen
+        .iter()
+        .find(|m| m.contains("READY=1"))
+        .expect("READY=1");
     assert!(ready.contains("STATUS=reload rejected"), "{ready}");
     kill(pid, "-TERM");
     let mut stopping = receive();

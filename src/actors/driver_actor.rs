@@ -400,10 +400,12 @@ impl DriverActor {
     /// is over.
     fn settled(&self, setup: bool) -> bool {
         let name = self.lifecycle.state().name();
-        !matches!(
+        let busy = matches!(
             name,
             StateName::Draining | StateName::Reloading | StateName::RollingBack
-        ) && !(setup && matches!(name, StateName::Uninitialized | StateName::Initializing))
+        );
+        let first_setup = matches!(name, StateName::Uninitialized | StateName::Initializing);
+        !busy && (!setup || !first_setup)
     }
 
     /// What a settle waiter is told.
