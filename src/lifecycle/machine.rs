@@ -20,8 +20,9 @@ pub struct Lifecycle {
     config: ConfigId,
     /// The config (and policy) the driver served on before the reload in
     /// progress: what a failed reload rolls back to. `Some` only from a
-    /// reload that left Ready until that reload settles.
-    previous: Option<PendingConfig>,
+    /// reload that left Ready until that reload settles. Boxed: reloads are
+    /// rare, and every `step` clones the lifecycle.
+    previous: Option<Box<PendingConfig>>,
     last_generation: Generation,
     jitter: Jitter,
 }
@@ -58,7 +59,7 @@ impl Lifecycle {
     /// The config a failed reload in progress would roll back to (the one
     /// the driver served on before it), if any.
     pub fn previous(&self) -> Option<&PendingConfig> {
-        self.previous.as_ref()
+        self.previous.as_deref()
     }
 
     /// The last generation handed out (timers and setups use fresh ones).
@@ -597,8 +598,9 @@ impl Lifecycle {
             // treated as a failed rollback rather than a panic.
             return self.fail(r.check.attempt, r.error, now, fx);
         };
-        self.config = previous.config;
-        self.policy = previous.policy;
+        let PendingConfig { config, policy } = *previous;
+        self.config = config;
+        self.policy = policy;
         fx.push(Effect::RestorePrevious);
         fx.push(Effect::Notify(Notification::ReloadRolledBack {
             error: r.error,
@@ -736,10 +738,10 @@ impl Lifecycle {
         fx: &mut Effects,
     ) -> State {
         if from_ready {
-            self.previous = Some(PendingConfig {
+            self.previous = Some(Box::new(PendingConfig {
                 config: self.config,
                 policy: self.policy,
-            });
+            }));
         }
         self.config = pending.config;
         self.policy = pending.policy;
