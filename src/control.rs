@@ -622,6 +622,7 @@ mod tests {
             gave_up,
             last_error: Some("backend error: array down".to_string()),
             next_retry,
+            config: current(),
         }
     }
 

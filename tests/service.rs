@@ -516,7 +516,14 @@ impl rekindle::driver::VolumeDriver for ArrayDriver {
 fn with_arrays(arrays: &Rc<Arrays>) -> DriverRegistry {
     let mut registry = DriverRegistry::with_builtin();
     let arrays = arrays.clone();
-    registry.register(Kind::Volume, "array", move |ctx| {
+    use rekindle::driver::options::{OptionDecl, OptionDefault, Rule};
+    const ARRAY: OptionDecl = OptionDecl::new(
+        "array",
+        Rule::Text,
+        OptionDefault::Required,
+        "the array the driver talks to",
+    );
+    registry.register(Kind::Volume, "array", &[ARRAY], move |ctx| {
         arrays.built.set(arrays.built.get() + 1);
         Ok(rekindle::driver::registry::AnyDriver::Volume(Rc::new(
             ArrayDriver {
