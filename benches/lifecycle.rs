@@ -21,6 +21,7 @@ fn next_event(lc: &Lifecycle, i: u64, error: &DriverError) -> Event {
                 Event::SetupSucceeded { setup: s.id }
             }
         }
+        State::RollingBack(r) => Event::SetupSucceeded { setup: r.check.id },
         State::Failed(_) => match lc.state().retry() {
             Some(r) => Event::TimerFired(Timer {
                 kind: TimerKind::Retry,

@@ -11,7 +11,7 @@ use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::UnixListener;
 
-use crate::actors::controller::RequestReload;
+use crate::actors::controller::{RequestReload, RequestReloadAndWait};
 use crate::actors::{Handles, ReloadOutcome};
 use crate::status::{BackendStatus, ServiceStatus};
 
@@ -25,7 +25,12 @@ pub enum Request {
     /// Services and backends.
     Status,
     /// Reload the config file.
-    Reload,
+    Reload {
+        /// Answer once the reload settled, with the per-backend report (the
+        /// default); false answers at once (started, queued, rejected).
+        #[serde(default = "yes")]
+        wait: bool,
+    },
     /// Create a volume.
     VolumeCreate {
         /// `1G`, `512M`, bytes.
@@ -125,6 +130,18 @@ pub struct BackendRow {
     pub last_error: Option<String>,
     /// Next retry (RFC 3339).
     pub next_retry: Option<String>,
+    /// `current`, or why the backend runs an older config than the file's
+    /// (`old config (rolled back: ...)`).
+    #[serde(default = "current")]
+    pub config: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn current() -> String {
+    "current".to_string()
 }
 
 impl From<ServiceStatus> for ServiceRow {
@@ -151,6 +168,9 @@ impl From<BackendStatus> for BackendRow {
             gave_up: b.gave_up,
             last_error: b.last_error,
             next_retry: b.next_retry,
+            config: b
+                .stale_config
+                .map_or_else(current, |stale| stale.to_string()),
         }
     }
 }
@@ -336,7 +356,11 @@ async fn handle(
             Err(message) => Response::Error { message },
         },
         Request::Status => Response::Status(status_report(handles)),
-        Request::Reload => match handles.controller.send(RequestReload).await {
+        Request::Reload { wait } => match if wait {
+            handles.controller.send(RequestReloadAndWait).await
+        } else {
+            handles.controller.send(RequestReload).await
+        } {
             Ok(outcome) => Response::Reload {
                 outcome: serde_json::to_value(&outcome).unwrap_or_default(),
             },
@@ -413,6 +437,7 @@ pub fn render_status(report: &StatusReport) -> String {
         "State".to_string(),
         "Setup Attempts".to_string(),
         "Next Retry".to_string(),
+        "Config".to_string(),
         "Last Error".to_string(),
     ]];
     let now = std::time::SystemTime::now();
@@ -428,6 +453,7 @@ pub fn render_status(report: &StatusReport) -> String {
             },
             attempts(b),
             next_retry(b, now),
+            b.config.clone(),
             b.last_error.clone().unwrap_or_else(|| "-".to_string()),
         ]
     }));
@@ -473,12 +499,112 @@ fn next_retry(b: &BackendRow, now: std::time::SystemTime) -> String {
     }
 }
 
-/// Tells whether a reload outcome means success.
+/// Tells whether a reload outcome means success (see
+/// [`ReloadOutcome::exit_code`]).
 pub fn reload_accepted(outcome: &ReloadOutcome) -> bool {
-    matches!(
-        outcome,
-        ReloadOutcome::Started { .. } | ReloadOutcome::Coalesced
-    )
+    outcome.exit_code() == 0
+}
+
+/// The exit status `rekindle reload` gives for an outcome as the socket
+/// carries it (JSON): 0 = as intended (or only started / queued), 1 = nothing
+/// applied (rejected, shutting down, unknown), 3 = a backend rolled back,
+/// failed, or its reload or removal was aborted.
+pub fn reload_exit_code(outcome: &serde_json::Value) -> u8 {
+    match outcome["outcome"].as_str() {
+        Some("started" | "coalesced") => 0,
+        Some("finished") => {
+            let intended = outcome["backends"].as_object().is_some_and(|backends| {
+                backends.values().all(|b| match b["result"].as_str() {
+                    Some("unchanged" | "reloaded" | "removed") => true,
+                    Some("added") => b["ready"] == true,
+                    _ => false,
+                })
+            });
+            if intended { 0 } else { 3 }
+        }
+        _ => 1,
+    }
+}
+
+/// The human-readable `rekindle reload`: the outcome, then one line per
+/// backend (`b1  rolled_back  the new config failed: ...`).
+pub fn render_reload(outcome: &serde_json::Value) -> String {
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
+    match outcome["outcome"].as_str() {
+        Some("finished") => {
+            let mut out = format!(
+                "reload of config {}{}: {}\n",
+                outcome["config"],
+                if outcome["coalesced"] == true {
+                    " (coalesced with a reload already running)"
+                } else {
+                    ""
+                },
+                if reload_exit_code(outcome) == 0 {
+                    "every backend ended as intended"
+                } else {
+                    "NOT every backend ended as intended"
+                }
+            );
+            let empty = serde_json::Map::new();
+            let backends = outcome["backends"].as_object().unwrap_or(&empty);
+            let width = backends.keys().map(String::len).max().unwrap_or(0);
+            for (name, b) in backends {
+                let result = text(&b["result"]);
+                let detail = match result.as_str() {
+                    "unchanged" | "reloaded" => format!("state {}", text(&b["state"])),
+                    "rolled_back" => format!(
+                        "the new config failed to set up, the old config serves again: {}",
+                        text(&b["error"])
+                    ),
+                    "failed" => format!(
+                        "state {}: {}",
+                        text(&b["state"]),
+                        b["error"].as_str().unwrap_or("-")
+                    ),
+                    "aborted" => format!(
+                        "drain deadline passed with {} operations in flight; the old config keeps serving",
+                        b["in_flight"]
+                    ),
+                    "added" if b["ready"] == true => "ready".to_string(),
+                    "added" => format!(
+                        "not ready: state {}: {}",
+                        text(&b["state"]),
+                        b["error"].as_str().unwrap_or("-")
+                    ),
+                    "removed" => "stopped".to_string(),
+                    "removal_aborted" => format!(
+                        "drain deadline passed with {} operations in flight; it keeps serving and the next reload tries again",
+                        b["in_flight"]
+                    ),
+                    _ => String::new(),
+                };
+                out.push_str(&format!("{name:<width$}  {result:<15}  {detail}\n"));
+            }
+            if let Some(options) = outcome["restart_required"]
+                .as_array()
+                .filter(|options| !options.is_empty())
+            {
+                let names: Vec<String> = options.iter().map(text).collect();
+                out.push_str(&format!("restart required for: {}\n", names.join(", ")));
+            }
+            out
+        }
+        Some("started") => format!(
+            "reload of config {} started (not waiting for its outcome)\n",
+            outcome["config"]
+        ),
+        Some("coalesced") => {
+            "a reload is running; one follow-up reload will run after it (not waiting)\n"
+                .to_string()
+        }
+        Some("rejected") => format!(
+            "reload rejected, the old config keeps serving: {}\n",
+            text(&outcome["error"])
+        ),
+        Some("shutting_down") => "reload refused: the daemon is shutting down\n".to_string(),
+        _ => format!("unexpected reload answer: {outcome}\n"),
+    }
 }
 
 #[cfg(test)]
@@ -496,6 +622,7 @@ mod tests {
             gave_up,
             last_error: Some("backend error: array down".to_string()),
             next_retry,
+            config: current(),
         }
     }
 

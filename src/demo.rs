@@ -58,6 +58,7 @@ fn next_event(
             }
         }
         State::Initializing(s) | State::Reloading(s) => Event::SetupSucceeded { setup: s.id },
+        State::RollingBack(r) => Event::SetupSucceeded { setup: r.check.id },
         State::Failed(_) => {
             let retry = lc.state().retry()?;
             *now = retry.at;
@@ -87,7 +88,9 @@ fn describe(effects: &[Effect]) -> String {
     let parts: Vec<String> = effects
         .iter()
         .map(|e| match e {
-            Effect::ApplyConfig { config } => format!("apply config {config}"),
+            Effect::ApplyConfig { config, .. } => format!("apply config {config}"),
+            Effect::RestorePrevious => "restore previous driver".to_string(),
+            Effect::DropPrevious => "drop previous driver".to_string(),
             Effect::RunSetup { attempt, .. } => format!("run setup (attempt {attempt})"),
             Effect::AbortSetup { .. } => "abort setup".to_string(),
             Effect::ScheduleTimer { timer, at } => format!("timer {:?} at {at}", timer.kind),

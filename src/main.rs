@@ -40,10 +40,22 @@ enum Command {
         json: bool,
     },
     /// Ask a running daemon to reload its config file (like SIGHUP).
+    ///
+    /// Waits for the outcome and prints each backend's result. Exit status:
+    /// 0 every backend ended as intended, 1 the file was rejected (or the
+    /// daemon is shutting down), 3 a backend rolled back, failed, or its
+    /// reload or removal was aborted.
     Reload {
         /// The daemon's control socket.
         #[arg(long)]
         control: PathBuf,
+        /// Return once the reload started (or was queued or rejected)
+        /// instead of waiting for its outcome.
+        #[arg(long)]
+        no_wait: bool,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Simulate the real actor system with seeded faults on virtual time.
     Sim {
@@ -388,14 +400,18 @@ fn main() -> ExitCode {
             Ok(other) => fail(&format!("unexpected answer: {other:?}")),
             Err(error) => fail(&error),
         },
-        Command::Reload { control } => match control::request(&control, &Request::Reload) {
+        Command::Reload {
+            control,
+            no_wait,
+            json,
+        } => match control::request(&control, &Request::Reload { wait: !no_wait }) {
             Ok(Response::Reload { outcome }) => {
-                println!("{outcome}");
-                if outcome["outcome"] == "rejected" {
-                    ExitCode::FAILURE
+                if json {
+                    println!("{outcome}");
                 } else {
-                    ExitCode::SUCCESS
+                    print!("{}", control::render_reload(&outcome));
                 }
+                ExitCode::from(control::reload_exit_code(&outcome))
             }
             Ok(other) => fail(&format!("unexpected answer: {other:?}")),
             Err(error) => fail(&error),

@@ -160,5 +160,14 @@ pub fn payload(notification: &Notification) -> Value {
             "reason": "drain deadline passed; the old config keeps serving",
             "in_flight": in_flight,
         }),
+        Notification::ReloadRolledBack { error } => json!({
+            "class": error.class().as_str(),
+            "error": error.to_string(),
+            "reason": "the new config failed to set up; the old config serves again",
+        }),
+        Notification::RemovalAborted { in_flight } => json!({
+            "reason": "drain deadline passed; the removed backend keeps serving on its old config",
+            "in_flight": in_flight,
+        }),
     }
 }

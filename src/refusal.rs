@@ -51,6 +51,7 @@ pub fn describe(s: &Situation<'_>, now: SystemTime) -> String {
             "the backend is setting up its driver (attempt {}); retry once it is ready",
             s.attempt.saturating_add(1)
         ),
+        StateName::RollingBack => "the backend's new config failed to set up and it is checking its previous driver to serve on its old config again; retry shortly".to_string(),
         StateName::Draining => "the backend is finishing its in-flight operations for a reload or shutdown; retry shortly".to_string(),
         StateName::FailedRecoverable if s.gave_up => format!(
             "the backend gave up setting up its driver{after} ({} attempts); it tries again after a reload (`rekindle reload` or SIGHUP)",

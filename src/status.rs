@@ -10,6 +10,47 @@ use serde::Serialize;
 use crate::driver::Kind;
 use crate::lifecycle::{Moment, StateName};
 
+/// Why a backend runs an older config than the file's: its last reload
+/// left it on the config it served on before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum StaleConfig {
+    /// The new config failed to set up; the old instance serves again.
+    RolledBack {
+        /// The new config's error.
+        error: String,
+    },
+    /// The drain deadline passed with operations in flight.
+    ReloadAborted {
+        /// Operations in flight when the deadline passed.
+        in_flight: u32,
+    },
+    /// The backend was removed from the file, but its drain deadline passed
+    /// with operations in flight: it keeps serving.
+    RemovalAborted {
+        /// Operations in flight when the deadline passed.
+        in_flight: u32,
+    },
+}
+
+impl std::fmt::Display for StaleConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StaleConfig::RolledBack { error } => {
+                write!(f, "old config (rolled back: {error})")
+            }
+            StaleConfig::ReloadAborted { in_flight } => write!(
+                f,
+                "old config (reload aborted: {in_flight} operations were in flight)"
+            ),
+            StaleConfig::RemovalAborted { in_flight } => write!(
+                f,
+                "old config (removal aborted: {in_flight} operations were in flight)"
+            ),
+        }
+    }
+}
+
 /// One backend's status, as `rekindle status` prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackendStatus {
@@ -36,6 +77,8 @@ pub struct BackendStatus {
     pub in_flight: u32,
     /// The config the backend runs on.
     pub config: u64,
+    /// Set when the backend runs an older config than the file's, and why.
+    pub stale_config: Option<StaleConfig>,
     /// When the backend was last seen Ready (service time), if ever.
     #[serde(skip)]
     pub last_ready: Option<Moment>,
@@ -250,6 +293,7 @@ mod tests {
             next_retry: None,
             in_flight: 0,
             config: 1,
+            stale_config: None,
             last_ready: None,
         }
     }

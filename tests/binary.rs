@@ -223,10 +223,192 @@ fn under_systemd_it_speaks_the_notify_reload_protocol() {
         .find(|m| m.contains("RELOADING=1"))
         .expect("RELOADING=1");
     assert!(reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    // A rejected file is answered on this channel too: RELOADING=1, then
+    // READY=1 with a STATUS= saying so.
+    std::fs::write(
+        &config,
+        "[DEFAULT]\nenabled_backends = a\n[a]\nreinit_driver_count = lots\nvolume_driver = fault\n",
+    )
+    .expect("break config");
+    kill(pid, "-HUP");
+    let mut seen = Vec::new();
+    while !seen.iter().any(|m: &String| m.contains("READY=1")) {
+        seen.push(receive());
+    }
+    assert!(seen.iter().any(|m| m.contains("RELOADING=1")), "{seen:?}");
+    let ready = seen
+        .iter()
+        .find(|m| m.contains("READY=1"))
+        .expect("READY=1");
+    assert!(ready.contains("STATUS=reload rejected"), "{ready}");
     kill(pid, "-TERM");
     let mut stopping = receive();
     while !stopping.contains("STOPPING=1") {
         stopping = receive();
     }
+    assert!(daemon.child.wait().expect("exits").success());
+}
+
+/// Starts the daemon on `config_text` in a fresh scratch dir.
+fn daemon(name: &str, config_text: &str) -> (Daemon, PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let config = dir.join("cinder.conf");
+    std::fs::write(&config, config_text).expect("write config");
+    let socket = dir.join("control.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--notifications")
+        .arg(dir.join("notifications.jsonl"))
+        .arg("--control")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    (
+        Daemon {
+            child,
+            dir: dir.clone(),
+        },
+        config,
+        socket,
+    )
+}
+
+/// Runs `rekindle reload` with `args`; returns its exit status and stdout.
+fn reload(socket: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .arg("reload")
+        .args(args)
+        .arg("--control")
+        .arg(socket)
+        .output()
+        .expect("reload runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+    )
+}
+
+#[test]
+fn rekindle_reload_waits_for_the_outcome_and_exits_by_it() {
+    let (mut daemon, config, socket) = daemon("reload-exit", CONFIG);
+    let dir = daemon.dir.clone();
+    wait_for(&dir, "both backends ready", |e| {
+        count(e, "driver.init.end") == 2
+    });
+
+    // A clean reload: exit 0, one line per backend.
+    std::fs::write(&config, format!("{CONFIG}fault_op_delay = 1ms\n")).expect("edit");
+    let (code, out) = reload(&socket, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("every backend ended as intended"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("a  unchanged")), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("b  reloaded")), "{out}");
+
+    // The new config of b fails to set up: rolled back, exit 3.
+    let failing = format!("{CONFIG}fault_op_delay = 1ms\nfault_fail_setup_times = 1\n");
+    std::fs::write(&config, &failing).expect("edit");
+    let (code, out) = reload(&socket, &[]);
+    assert_eq!(code, Some(3), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("b  rolled_back"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("injected setup failure"), "{line}");
+    // status: Ready, on an older config than the file's.
+    let status = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["status", "--json", "--control"])
+        .arg(&socket)
+        .output()
+        .expect("status runs");
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    assert_eq!(report["backends"][1]["name"], "b");
+    assert_eq!(report["backends"][1]["state"], "ready");
+    let stale = report["backends"][1]["config"].as_str().expect("config");
+    assert!(stale.starts_with("old config (rolled back:"), "{stale}");
+    assert_eq!(report["backends"][0]["config"], "current");
+    let events = notifications(&dir);
+    assert_eq!(count(&events, "reload.rolled_back"), 1);
+
+    // JSON output, and with reload_rollback = false the failure stands.
+    std::fs::write(&config, format!("{failing}reload_rollback = false\n")).expect("edit");
+    let (code, out) = reload(&socket, &["--json"]);
+    assert_eq!(code, Some(3), "{out}");
+    let answer: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(answer["outcome"], "finished");
+    assert_eq!(answer["backends"]["b"]["result"], "failed");
+    assert_eq!(answer["backends"]["b"]["state"], "failed_recoverable");
+
+    // A bad file: exit 1, the old config keeps serving.
+    std::fs::write(
+        &config,
+        "[DEFAULT]\nenabled_backends = a\n[a]\nreinit_driver_count = lots\nvolume_driver = fault\n",
+    )
+    .expect("edit");
+    let (code, out) = reload(&socket, &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("reload rejected"), "{out}");
+
+    // --no-wait answers at once.
+    std::fs::write(&config, CONFIG).expect("edit");
+    let (code, out) = reload(&socket, &["--no-wait"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("started"), "{out}");
+
+    kill(daemon.child.id(), "-TERM");
+    assert!(daemon.child.wait().expect("exits").success());
+}
+
+#[test]
+fn a_removal_with_work_in_flight_past_its_deadline_is_aborted_exit_3() {
+    let config_text = "[DEFAULT]\nenabled_backends = a, b\nhost = test\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\nfault_op_delay = 4s\ngraceful_shutdown_timeout = 1s\n";
+    let (mut daemon, config, socket) = daemon("removal-aborted", config_text);
+    let dir = daemon.dir.clone();
+    wait_for(&dir, "both backends ready", |e| {
+        count(e, "driver.init.end") == 2
+    });
+    let create = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args([
+            "volume",
+            "create",
+            "--size",
+            "1M",
+            "--backend",
+            "b",
+            "--control",
+        ])
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("create runs");
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::write(
+        &config,
+        CONFIG
+            .replace("a, b", "a")
+            .replace("[b]\nvolume_driver = fault\n", ""),
+    )
+    .expect("edit");
+    let (code, out) = reload(&socket, &[]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("b  removal_aborted")),
+        "{out}"
+    );
+    let created = create.wait_with_output().expect("create finishes");
+    assert!(
+        created.status.success(),
+        "the in-flight create was not cut: {}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    // Still serving; the next reload removes it.
+    let (code, out) = reload(&socket, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("b  removed")), "{out}");
+    kill(daemon.child.id(), "-TERM");
     assert!(daemon.child.wait().expect("exits").success());
 }

@@ -286,3 +286,27 @@ fn a_duration_too_long_for_any_clock_is_refused_with_its_option_named() {
         Duration::from_secs(3650 * 86400 * 5 / 2)
     );
 }
+
+#[test]
+fn reload_rollback_is_a_policy_option_in_default_and_per_backend() {
+    let c = Config::parse(
+        "[DEFAULT]\nenabled_backends = a, b\nreload_rollback = false\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\nreload_rollback = yes\n",
+        "cinder.conf",
+    )
+    .expect("valid");
+    assert!(!c.backends[0].policy.reload_rollback, "inherits [DEFAULT]");
+    assert!(c.backends[1].policy.reload_rollback, "backend override");
+    let d = Config::parse(
+        "[DEFAULT]\nenabled_backends = a\n[a]\nvolume_driver = fault\n",
+        "cinder.conf",
+    )
+    .expect("valid");
+    assert!(d.backends[0].policy.reload_rollback, "on by default");
+    let e = error(
+        "[DEFAULT]\nenabled_backends = a\n[a]\nvolume_driver = fault\nreload_rollback = maybe\n",
+    );
+    assert_eq!(
+        e,
+        "cinder.conf: [a] reload_rollback: \"maybe\": expected true or false"
+    );
+}

@@ -37,6 +37,8 @@ enum Op {
     OperationFinish,
     Reload(bool),
     Shutdown,
+    /// A reload removed the backend.
+    Remove,
     HealthLost(Class),
 }
 
@@ -58,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => Just(Op::OperationFinish),
         2 => any::<bool>().prop_map(Op::Reload),
         1 => Just(Op::Shutdown),
+        1 => Just(Op::Remove),
         1 => prop_oneof![Just(Class::Recoverable), Just(Class::Fatal)].prop_map(Op::HealthLost),
     ]
 }
@@ -70,12 +73,18 @@ fn error(class: Class) -> DriverError {
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
-    (0u32..5, prop_oneof![Just(0u32), Just(250_000u32)]).prop_map(|(count, jitter)| Policy {
-        reinit_driver_count: count,
-        reinit_backoff_jitter_ppm: jitter,
-        reinit_backoff_max: Duration::from_secs(16),
-        ..Policy::default()
-    })
+    (
+        0u32..5,
+        prop_oneof![Just(0u32), Just(250_000u32)],
+        any::<bool>(),
+    )
+        .prop_map(|(count, jitter, rollback)| Policy {
+            reinit_driver_count: count,
+            reinit_backoff_jitter_ppm: jitter,
+            reinit_backoff_max: Duration::from_secs(16),
+            reload_rollback: rollback,
+            ..Policy::default()
+        })
 }
 
 /// The environment around one lifecycle: time, armed timers, started setups.
@@ -160,6 +169,7 @@ impl Env {
                 policy: Box::new(*self.lc.policy()),
             },
             Op::Shutdown => Event::ShutdownRequested,
+            Op::Remove => Event::RemovalRequested,
             Op::HealthLost(c) => match state {
                 State::Ready(r) => Event::HealthLost {
                     epoch: r.epoch,
@@ -168,6 +178,15 @@ impl Env {
                 _ => return None,
             },
         })
+    }
+
+    /// Delivers `op`, which must apply and be accepted.
+    fn must(&mut self, op: &Op) -> Result<(), TestCaseError> {
+        let event = self
+            .event(op)
+            .ok_or_else(|| TestCaseError::fail(format!("{op:?} does not apply")))?;
+        prop_assert!(self.step(event)?, "{:?} refused", op);
+        Ok(())
     }
 
     /// Steps the real lifecycle and checks every invariant; returns whether
@@ -217,6 +236,16 @@ impl Env {
             self.running
         );
         if after.state().name() == StateName::Stopped {
+            // Only the final shutdown may cut accepted work.
+            if self.accepted_in_flight > 0 {
+                prop_assert!(
+                    matches!(event, Event::ShutdownRequested)
+                        || matches!(before.state(), State::Draining(d) if d.then == rekindle::lifecycle::AfterDrain::Shutdown),
+                    "{} operations cut by {:?}",
+                    self.accepted_in_flight,
+                    event
+                );
+            }
             self.accepted_in_flight = 0;
         } else {
             prop_assert_eq!(after.state().in_flight(), self.accepted_in_flight);
@@ -263,7 +292,7 @@ proptest! {
         let mut env = Env::new(policy, seed);
         // Arbitrary history first (without shutdown or fatal errors, which
         // legitimately end the story until a reload).
-        for op in noise.iter().filter(|o| !matches!(o, Op::Shutdown | Op::SetupFail(Class::Fatal) | Op::HealthLost(Class::Fatal))) {
+        for op in noise.iter().filter(|o| !matches!(o, Op::Shutdown | Op::Remove | Op::SetupFail(Class::Fatal) | Op::HealthLost(Class::Fatal))) {
             if let Some(event) = env.event(op) {
                 env.step(event)?;
             }
@@ -279,8 +308,8 @@ proptest! {
             let name = env.lc.state().name();
             let op = match name {
                 StateName::Ready => break,
-                StateName::Initializing | StateName::Reloading if left > 0 => { left -= 1; Op::SetupFail(Class::Recoverable) }
-                StateName::Initializing | StateName::Reloading => Op::SetupOk,
+                StateName::Initializing | StateName::Reloading | StateName::RollingBack if left > 0 => { left -= 1; Op::SetupFail(Class::Recoverable) }
+                StateName::Initializing | StateName::Reloading | StateName::RollingBack => Op::SetupOk,
                 StateName::FailedRecoverable if env.lc.state().gave_up() => {
                     return Err(TestCaseError::fail("gave up with unlimited budget"));
                 }
@@ -322,6 +351,165 @@ proptest! {
     }
 }
 
+/// How the new config's setup fails in the rollback properties.
+#[derive(Debug, Clone, Copy)]
+enum NewFails {
+    Recoverable,
+    Fatal,
+    Deadline,
+}
+
+fn new_fails() -> impl Strategy<Value = NewFails> {
+    prop_oneof![
+        Just(NewFails::Recoverable),
+        Just(NewFails::Fatal),
+        Just(NewFails::Deadline)
+    ]
+}
+
+/// Brings `env` to Ready after an arbitrary history (shutdowns and
+/// removals left out), then reloads a changed config and fails its setup
+/// as `how` says. Returns the config the backend served on before.
+fn ready_then_failed_reload(
+    env: &mut Env,
+    noise: &[Op],
+    in_flight: u32,
+    how: NewFails,
+) -> Result<u64, TestCaseError> {
+    for op in noise
+        .iter()
+        .filter(|o| !matches!(o, Op::Shutdown | Op::Remove))
+    {
+        if let Some(event) = env.event(op) {
+            env.step(event)?;
+        }
+    }
+    // Drive to Ready: finish operations, make setups succeed, reload failed drivers.
+    for _ in 0..64 {
+        let op = match env.lc.state().name() {
+            StateName::Ready if env.lc.state().in_flight() == 0 => break,
+            StateName::Ready | StateName::Draining => Op::OperationFinish,
+            StateName::Uninitialized => Op::Start,
+            StateName::Initializing | StateName::Reloading | StateName::RollingBack => Op::SetupOk,
+            StateName::FailedRecoverable | StateName::FailedFatal => Op::Reload(true),
+            StateName::Stopped => return Err(TestCaseError::fail("stopped")),
+        };
+        let event = env
+            .event(&op)
+            .ok_or_else(|| TestCaseError::fail(format!("{op:?}")))?;
+        env.step(event)?;
+    }
+    prop_assert_eq!(env.lc.state().name(), StateName::Ready);
+    for _ in 0..in_flight {
+        env.step(Event::OperationStarted)?;
+    }
+    let old = env.lc.config();
+    env.must(&Op::Reload(true))?;
+    // Operations in flight finish first (the drain).
+    while env.lc.state().name() == StateName::Draining {
+        env.step(Event::OperationFinished)?;
+    }
+    prop_assert_eq!(env.lc.state().name(), StateName::Reloading);
+    prop_assert_eq!(env.lc.config(), old + 1);
+    let op = match how {
+        NewFails::Recoverable => Op::SetupFail(Class::Recoverable),
+        NewFails::Fatal => Op::SetupFail(Class::Fatal),
+        NewFails::Deadline => Op::SetupDeadline,
+    };
+    env.must(&op)?;
+    Ok(old)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A reload never turns a Ready backend into a failed one while its old
+    /// config still passes its check: whatever the history, however the new
+    /// config fails, the old instance passing its check means Ready again on
+    /// the old config.
+    #[test]
+    fn a_failed_reload_rolls_back_to_the_old_config(
+        policy in policy(),
+        seed in any::<u64>(),
+        noise in prop::collection::vec(op(), 0..60),
+        in_flight in 0u32..3,
+        how in new_fails(),
+    ) {
+        let policy = Policy { reload_rollback: true, ..policy };
+        let mut env = Env::new(policy, seed);
+        let old = ready_then_failed_reload(&mut env, &noise, in_flight, how)?;
+        prop_assert_eq!(env.lc.state().name(), StateName::RollingBack);
+        // The old instance passes its check.
+        env.must(&Op::SetupOk)?;
+        prop_assert_eq!(env.lc.state().name(), StateName::Ready);
+        prop_assert_eq!(env.lc.config(), old);
+        prop_assert!(env.lc.previous().is_none());
+        // And it serves.
+        env.step(Event::OperationStarted)?;
+    }
+
+    /// The old instance failing its check (or not answering) lets the new
+    /// config's failure stand, retried as any failed setup; with
+    /// `reload_rollback = false` the failure stands at once.
+    #[test]
+    fn without_a_passing_old_instance_the_failure_stands(
+        policy in policy(),
+        seed in any::<u64>(),
+        noise in prop::collection::vec(op(), 0..60),
+        how in new_fails(),
+        check_fails in prop_oneof![Just(None), Just(Some(false)), Just(Some(true))],
+    ) {
+        // None: rollback off; Some(true): the check times out; Some(false): it fails.
+        let policy = Policy { reload_rollback: check_fails.is_some(), reinit_driver_count: 0, ..policy };
+        let mut env = Env::new(policy, seed);
+        let old = ready_then_failed_reload(&mut env, &noise, 0, how)?;
+        if let Some(timeout) = check_fails {
+            prop_assert_eq!(env.lc.state().name(), StateName::RollingBack);
+            let op = if timeout { Op::SetupDeadline } else { Op::SetupFail(Class::Recoverable) };
+            env.must(&op)?;
+        }
+        let expected = match how {
+            NewFails::Fatal => StateName::FailedFatal,
+            _ => StateName::FailedRecoverable,
+        };
+        prop_assert_eq!(env.lc.state().name(), expected);
+        prop_assert_eq!(env.lc.config(), old + 1, "the new config is the one retried");
+        prop_assert!(env.lc.previous().is_none());
+        if expected == StateName::FailedRecoverable {
+            prop_assert!(env.lc.state().retry().is_some(), "retried with backoff");
+        }
+    }
+
+    /// A removal with work in flight drains; its deadline passing aborts it
+    /// (Ready, nothing cut); with nothing left in flight the backend stops.
+    #[test]
+    fn a_removal_never_cuts_work(
+        seed in any::<u64>(),
+        in_flight in 1u32..4,
+        finish in any::<bool>(),
+    ) {
+        let mut env = Env::new(Policy::default(), seed);
+        env.step(Event::Start)?;
+        env.must(&Op::SetupOk)?;
+        for _ in 0..in_flight {
+            env.step(Event::OperationStarted)?;
+        }
+        env.step(Event::RemovalRequested)?;
+        prop_assert_eq!(env.lc.state().name(), StateName::Draining);
+        prop_assert!(env.lc.step(Event::OperationStarted, env.now).is_err());
+        if finish {
+            for _ in 0..in_flight {
+                env.step(Event::OperationFinished)?;
+            }
+            prop_assert_eq!(env.lc.state().name(), StateName::Stopped);
+        } else {
+            env.must(&Op::DrainDeadline)?;
+            prop_assert_eq!(env.lc.state().name(), StateName::Ready);
+            prop_assert_eq!(env.lc.state().in_flight(), in_flight);
+        }
+    }
+}
+
 /// A flat reference model, written from the issue text (not from machine.rs):
 /// a handful of fields and one match on the event. Setup results and timers
 /// with generation 0 are stale; every other one the harness sends is current.
@@ -332,6 +520,7 @@ mod reference {
     enum After {
         Reload(u64),
         Shutdown,
+        Remove,
         Fail(bool),
     }
 
@@ -342,6 +531,7 @@ mod reference {
         in_flight: u32,
         retry: Option<(u32, Moment)>,
         config: u64,
+        previous: Option<u64>,
     }
 
     pub fn observe(lc: &Lifecycle) -> Observed {
@@ -351,6 +541,7 @@ mod reference {
             in_flight: lc.state().in_flight(),
             retry: lc.state().retry().map(|r| (r.attempt, r.at)),
             config: lc.config(),
+            previous: lc.previous().map(|p| p.config),
         }
     }
 
@@ -365,6 +556,10 @@ mod reference {
         ready_since: Moment,
         drain_deadline: Option<Moment>,
         after_drain: After,
+        /// The config a failed reload rolls back to.
+        previous: Option<u64>,
+        /// Whether the failed new config's error was fatal (while rolling back).
+        new_fatal: bool,
     }
 
     impl Model {
@@ -380,6 +575,8 @@ mod reference {
                 ready_since: Moment::ZERO,
                 drain_deadline: None,
                 after_drain: After::Shutdown,
+                previous: None,
+                new_fatal: false,
             }
         }
 
@@ -390,6 +587,7 @@ mod reference {
                 in_flight: self.in_flight,
                 retry: self.retry,
                 config: self.config,
+                previous: self.previous,
             }
         }
 
@@ -423,13 +621,35 @@ mod reference {
             }
         }
 
-        fn reload(&mut self, config: u64, now: Moment) {
+        /// A setup of the current config failed: roll back when a reload
+        /// left Ready and rollback is on, else fail.
+        fn setup_failed(&mut self, fatal: bool, now: Moment) {
+            if self.previous.is_some() && self.policy.reload_rollback {
+                self.name = StateName::RollingBack;
+                self.new_fatal = fatal;
+                self.setup_deadline = now + self.policy.driver_init_timeout;
+            } else {
+                self.previous = None;
+                self.fail(fatal, now);
+            }
+        }
+
+        fn rollback_failed(&mut self, now: Moment) {
+            self.previous = None;
+            self.fail(self.new_fatal, now);
+        }
+
+        fn reload(&mut self, config: u64, from_ready: bool, now: Moment) {
+            if from_ready {
+                self.previous = Some(self.config);
+            }
             self.config = config;
             self.in_flight = 0;
             self.setup(StateName::Reloading, 0, now);
         }
 
         fn stop(&mut self) {
+            self.previous = None;
             self.name = StateName::Stopped;
             self.attempt = 0;
             self.in_flight = 0;
@@ -444,8 +664,8 @@ mod reference {
 
         fn end_drain(&mut self, now: Moment) {
             match self.after_drain {
-                After::Reload(config) => self.reload(config, now),
-                After::Shutdown => self.stop(),
+                After::Reload(config) => self.reload(config, true, now),
+                After::Shutdown | After::Remove => self.stop(),
                 After::Fail(fatal) => self.fail(fatal, now),
             }
         }
@@ -477,16 +697,29 @@ mod reference {
                     }
                 }
                 Event::SetupSucceeded { setup } if *setup != 0 && setting_up => {
+                    self.previous = None;
                     self.name = N::Ready;
                     self.ready_since = now;
                 }
                 Event::SetupFailed { setup, error } if *setup != 0 && setting_up => {
-                    self.fail(error.is_fatal(), now)
+                    self.setup_failed(error.is_fatal(), now)
+                }
+                Event::SetupSucceeded { setup } if *setup != 0 && self.name == N::RollingBack => {
+                    self.config = self.previous.take().unwrap_or(self.config);
+                    self.name = N::Ready;
+                    self.attempt = 0;
+                    self.ready_since = now;
+                }
+                Event::SetupFailed { setup, .. } if *setup != 0 && self.name == N::RollingBack => {
+                    self.rollback_failed(now)
                 }
                 Event::SetupSucceeded { .. } | Event::SetupFailed { .. } => {}
                 Event::TimerFired(t) if t.generation == 0 => {}
                 Event::TimerFired(t) => match t.kind {
-                    TimerKind::SetupDeadline => self.fail(false, now),
+                    TimerKind::SetupDeadline if self.name == N::RollingBack => {
+                        self.rollback_failed(now)
+                    }
+                    TimerKind::SetupDeadline => self.setup_failed(false, now),
                     TimerKind::Retry => {
                         let attempt = self.retry.map_or(0, |r| r.0);
                         self.setup(N::Initializing, attempt, now);
@@ -499,7 +732,10 @@ mod reference {
                         self.setup(N::Initializing, attempt, now)
                     }
                     (N::Initializing | N::Reloading, _, _) if now >= self.setup_deadline => {
-                        self.fail(false, now)
+                        self.setup_failed(false, now)
+                    }
+                    (N::RollingBack, _, _) if now >= self.setup_deadline => {
+                        self.rollback_failed(now)
                     }
                     (N::Draining, _, Some(at)) if now >= at => self.drain_deadline_passed(),
                     _ => {}
@@ -518,24 +754,36 @@ mod reference {
                     N::Stopped => return false,
                     N::Uninitialized => self.config = *config,
                     N::Ready if !changed => {}
-                    N::Ready if self.in_flight == 0 => self.reload(*config, now),
+                    N::Ready if self.in_flight == 0 => self.reload(*config, true, now),
                     N::Ready => self.drain(Some(grace), After::Reload(*config)),
                     N::Draining => match self.after_drain {
                         After::Shutdown => {}
-                        After::Reload(_) if !changed => self.name = N::Ready,
+                        After::Reload(_) | After::Remove if !changed => self.name = N::Ready,
                         _ => {
                             let deadline = self.drain_deadline.or(Some(grace));
                             self.drain(deadline, After::Reload(*config));
                         }
                     },
-                    N::Initializing | N::Reloading if *changed => self.reload(*config, now),
-                    N::Initializing | N::Reloading => self.attempt = 0,
-                    N::FailedRecoverable | N::FailedFatal => self.reload(*config, now),
+                    N::Initializing | N::Reloading | N::RollingBack if *changed => {
+                        self.reload(*config, false, now)
+                    }
+                    N::Initializing | N::Reloading | N::RollingBack => self.attempt = 0,
+                    N::FailedRecoverable | N::FailedFatal => self.reload(*config, false, now),
                 },
                 Event::ShutdownRequested => match self.name {
                     N::Ready if self.in_flight > 0 => self.drain(Some(grace), After::Shutdown),
                     N::Draining if self.after_drain == After::Shutdown => {}
                     N::Draining => self.drain(Some(grace), After::Shutdown),
+                    _ => self.stop(),
+                },
+                // A removal drains like a reload; its deadline aborts it.
+                Event::RemovalRequested => match self.name {
+                    N::Ready if self.in_flight > 0 => self.drain(Some(grace), After::Remove),
+                    N::Draining if matches!(self.after_drain, After::Shutdown | After::Remove) => {}
+                    N::Draining => {
+                        let deadline = self.drain_deadline.or(Some(grace));
+                        self.drain(deadline, After::Remove);
+                    }
                     _ => self.stop(),
                 },
             }

@@ -144,7 +144,8 @@ fn start_runs_setup_with_a_deadline() {
     assert!(d.has(|e| *e
         == Effect::RunSetup {
             setup: id,
-            attempt: 0
+            attempt: 0,
+            previous: false
         }));
     assert_eq!(d.scheduled(TimerKind::SetupDeadline), Some(secs(125)));
 }
@@ -370,7 +371,11 @@ fn reload_with_changed_config_replaces_the_setup_in_flight() {
     d.reload(true, secs(1));
     assert_eq!(d.name(), StateName::Reloading);
     assert!(d.has(|e| *e == Effect::AbortSetup { setup: old }));
-    assert!(d.has(|e| *e == Effect::ApplyConfig { config: 2 }));
+    assert!(d.has(|e| *e
+        == Effect::ApplyConfig {
+            config: 2,
+            keep_previous: false
+        }));
     assert_ne!(d.setup_id(), old);
 }
 
@@ -604,7 +609,10 @@ fn reload_changed_with_nothing_in_flight_reloads_at_once() {
     assert_eq!(
         d.fx.iter().take(3).cloned().collect::<Vec<_>>()[..2],
         [
-            Effect::ApplyConfig { config: 2 },
+            Effect::ApplyConfig {
+                config: 2,
+                keep_previous: true
+            },
             Effect::Notify(Notification::InitStart { attempt: 0 })
         ]
     );
@@ -627,7 +635,11 @@ fn reload_drains_in_flight_operations_then_reloads() {
     assert_eq!(d.name(), StateName::Draining);
     d.ok(Event::OperationFinished, secs(4));
     assert_eq!(d.name(), StateName::Reloading);
-    assert!(d.has(|e| *e == Effect::ApplyConfig { config: 2 }));
+    assert!(d.has(|e| *e
+        == Effect::ApplyConfig {
+            config: 2,
+            keep_previous: true
+        }));
 }
 
 #[test]
@@ -684,7 +696,11 @@ fn a_second_changed_reload_during_a_drain_replaces_the_pending_config() {
         secs(2),
     );
     d.ok(Event::OperationFinished, secs(3));
-    assert!(d.has(|e| *e == Effect::ApplyConfig { config: 9 }));
+    assert!(d.has(|e| *e
+        == Effect::ApplyConfig {
+            config: 9,
+            keep_previous: true
+        }));
 }
 
 #[test]
@@ -826,4 +842,174 @@ fn error_texts_compare_and_hash_by_their_text() {
     assert_eq!(hasher.hash_one(&fixed), hasher.hash_one(&built));
     assert_ne!(fixed, DriverError::backend("array unreachable"));
     assert_eq!(fixed.to_string(), "backend error: array not reachable");
+}
+
+// ---- Reload rollback -------------------------------------------------------------
+
+#[test]
+fn a_reload_that_succeeds_releases_the_old_instance() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.reload(true, secs(1));
+    assert!(d.has(|e| *e
+        == Effect::ApplyConfig {
+            config: 2,
+            keep_previous: true
+        }));
+    assert_eq!(d.lc.previous().map(|p| p.config), Some(1));
+    d.succeed(secs(2));
+    assert_eq!(d.name(), StateName::Ready);
+    assert!(d.has(|e| *e == Effect::DropPrevious));
+    assert_eq!(d.lc.previous(), None);
+    assert_eq!(d.lc.config(), 2);
+}
+
+#[test]
+fn a_failed_reload_checks_the_old_instance_and_rolls_back() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.reload(true, secs(1));
+    d.fail_with(DriverError::Config("volume_format: qcow3".into()), secs(2));
+    assert_eq!(d.name(), StateName::RollingBack);
+    let check = d.setup_id();
+    assert!(d.has(|e| *e
+        == Effect::RunSetup {
+            setup: check,
+            attempt: 0,
+            previous: true
+        }));
+    assert_eq!(d.scheduled(TimerKind::SetupDeadline), Some(secs(122)));
+    // Operations wait for the rollback (retryable: not ready yet).
+    assert!(matches!(
+        d.refused(Event::OperationStarted, secs(3)).why,
+        Why::NotReady { next_retry: None }
+    ));
+    d.succeed(secs(3));
+    assert_eq!(d.name(), StateName::Ready);
+    assert_eq!(d.lc.config(), 1, "the old config serves again");
+    assert_eq!(d.lc.previous(), None);
+    assert!(d.has(|e| *e == Effect::RestorePrevious));
+    assert_eq!(
+        d.notes(),
+        vec![Notification::ReloadRolledBack {
+            error: DriverError::Config("volume_format: qcow3".into())
+        }]
+    );
+    d.ok(Event::OperationStarted, secs(4));
+}
+
+#[test]
+fn a_reload_setup_timeout_rolls_back_too() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.reload(true, secs(1));
+    let setup = d.setup_id();
+    d.ok(
+        Event::TimerFired(Timer {
+            kind: TimerKind::SetupDeadline,
+            generation: setup,
+        }),
+        secs(121),
+    );
+    assert_eq!(d.name(), StateName::RollingBack);
+    assert!(d.has(|e| *e == Effect::AbortSetup { setup }));
+    d.succeed(secs(122));
+    assert_eq!(d.name(), StateName::Ready);
+    assert_eq!(d.lc.config(), 1);
+}
+
+#[test]
+fn an_old_instance_failing_its_check_leaves_the_new_config_retrying() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.reload(true, secs(1));
+    d.fail_with(backend_down(), secs(2));
+    d.fail_with(DriverError::backend("old array gone too"), secs(3));
+    assert_eq!(d.name(), StateName::FailedRecoverable);
+    assert!(d.has(|e| *e == Effect::DropPrevious));
+    assert_eq!(d.lc.config(), 2, "the new config is retried");
+    assert_eq!(d.lc.state().last_error(), Some(&backend_down()));
+    assert_eq!(d.scheduled(TimerKind::Retry), Some(secs(4)));
+}
+
+#[test]
+fn with_reload_rollback_off_a_failed_reload_fails_as_before() {
+    let mut d = Drive::new(Policy {
+        reload_rollback: false,
+        ..Policy::default()
+    });
+    d.ready();
+    d.reload(true, secs(1));
+    d.fail_with(backend_down(), secs(2));
+    assert_eq!(d.name(), StateName::FailedRecoverable);
+    assert!(d.has(|e| *e == Effect::DropPrevious));
+    assert_eq!(d.lc.previous(), None);
+}
+
+#[test]
+fn a_changed_reload_during_the_rollback_check_keeps_the_rollback_target() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.reload(true, secs(1));
+    d.fail_with(backend_down(), secs(2));
+    let check = d.setup_id();
+    d.reload(true, secs(3));
+    assert_eq!(d.name(), StateName::Reloading);
+    assert!(d.has(|e| *e == Effect::AbortSetup { setup: check }));
+    assert!(d.has(|e| *e
+        == Effect::ApplyConfig {
+            config: 3,
+            keep_previous: false
+        }));
+    assert_eq!(d.lc.previous().map(|p| p.config), Some(1));
+    d.fail_with(backend_down(), secs(4));
+    d.succeed(secs(5));
+    assert_eq!(d.lc.config(), 1);
+}
+
+// ---- Removal ----------------------------------------------------------------
+
+#[test]
+fn removal_of_an_idle_backend_stops_it() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.ok(Event::RemovalRequested, secs(1));
+    assert_eq!(d.name(), StateName::Stopped);
+    assert_eq!(d.fx, vec![Effect::Stop]);
+}
+
+#[test]
+fn removal_drains_and_its_deadline_aborts_it() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.ok(Event::OperationStarted, T0);
+    d.ok(Event::RemovalRequested, secs(1));
+    assert_eq!(d.name(), StateName::Draining);
+    let deadline = match d.lc.state() {
+        State::Draining(dr) => dr.deadline.expect("deadline").1,
+        s => panic!("{s:?}"),
+    };
+    d.ok(
+        Event::TimerFired(Timer {
+            kind: TimerKind::DrainDeadline,
+            generation: deadline,
+        }),
+        secs(61),
+    );
+    assert_eq!(d.name(), StateName::Ready, "the removal is aborted");
+    assert_eq!(d.lc.state().in_flight(), 1, "nothing is cut");
+    assert_eq!(
+        d.notes(),
+        vec![Notification::RemovalAborted { in_flight: 1 }]
+    );
+}
+
+#[test]
+fn removal_stops_once_drained() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.ok(Event::OperationStarted, T0);
+    d.ok(Event::RemovalRequested, secs(1));
+    d.ok(Event::OperationFinished, secs(2));
+    assert_eq!(d.name(), StateName::Stopped);
 }

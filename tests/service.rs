@@ -7,7 +7,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use actix::clock::sleep;
-use rekindle::actors::controller::{BackendPlan, RequestReload};
+use rekindle::actors::controller::{
+    BackendPlan, BackendResult, GetPlan, RequestReload, RequestReloadAndWait,
+};
 use rekindle::actors::driver_actor::spec;
 use rekindle::actors::service::Route;
 use rekindle::actors::signal::ControlSignal;
@@ -57,12 +59,12 @@ struct Running {
 }
 
 fn start(initial: Plan) -> Running {
+    start_with(initial, DriverRegistry::with_builtin())
+}
+
+fn start_with(initial: Plan, registry: DriverRegistry) -> Running {
     let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
-    let shell = Shell::new(
-        clock,
-        Notifier::in_memory(clock),
-        DriverRegistry::with_builtin(),
-    );
+    let shell = Shell::new(clock, Notifier::in_memory(clock), registry);
     let source: Source = Rc::new(RefCell::new(Ok(initial.clone())));
     let reader = source.clone();
     let loader = Box::new(move || reader.borrow().clone());
@@ -111,6 +113,20 @@ impl Running {
             .send(RequestReload)
             .await
             .expect("controller alive")
+    }
+
+    /// Reloads and waits for the per-backend report.
+    async fn reload_and_wait(&self) -> rekindle::actors::ReloadReport {
+        match self
+            .handles
+            .controller
+            .send(RequestReloadAndWait)
+            .await
+            .expect("controller alive")
+        {
+            ReloadOutcome::Finished(report) => report,
+            other => panic!("no report: {other:?}"),
+        }
     }
 
     fn create(
@@ -415,6 +431,380 @@ fn shutdown_drains_in_flight_operations_then_stops() {
         stopped.await.expect("shutdown completes");
         assert_eq!(op.await.expect("joined"), Ok(OperationOutput::Done));
         assert_eq!(svc.state("a"), StateName::Stopped);
+    })
+    .expect("runtime");
+}
+
+// ---- Reload rollback, removal drains, the reload report ---------------------
+
+/// Storage arrays a test turns on and off, and which driver instance served
+/// each operation.
+#[derive(Default)]
+struct Arrays {
+    alive: RefCell<std::collections::BTreeSet<String>>,
+    built: std::cell::Cell<u32>,
+    served_by: RefCell<Vec<u32>>,
+}
+
+/// A volume driver on the array named by its `array` option: set up and
+/// checked fine while that array is alive; each instance has a number.
+struct ArrayDriver {
+    arrays: Rc<Arrays>,
+    array: String,
+    instance: u32,
+}
+
+impl ArrayDriver {
+    fn reachable(&self) -> Result<(), rekindle::lifecycle::DriverError> {
+        if self.arrays.alive.borrow().contains(&self.array) {
+            Ok(())
+        } else {
+            Err(rekindle::lifecycle::DriverError::backend(format!(
+                "array {} does not answer",
+                self.array
+            )))
+        }
+    }
+}
+
+#[async_trait::async_trait(?Send)]
+impl rekindle::driver::VolumeDriver for ArrayDriver {
+    async fn do_setup(&self) -> Result<(), rekindle::lifecycle::DriverError> {
+        self.reachable()
+    }
+    async fn check_for_setup_error(&self) -> Result<(), rekindle::lifecycle::DriverError> {
+        self.reachable()
+    }
+    async fn get_volume_stats(
+        &self,
+    ) -> Result<rekindle::driver::Capabilities, rekindle::lifecycle::DriverError> {
+        Ok(Default::default())
+    }
+    async fn create_volume(&self, _: &Volume) -> Result<(), rekindle::lifecycle::DriverError> {
+        self.arrays.served_by.borrow_mut().push(self.instance);
+        Ok(())
+    }
+    async fn delete_volume(&self, _: &Volume) -> Result<(), rekindle::lifecycle::DriverError> {
+        Ok(())
+    }
+    async fn create_export(
+        &self,
+        _: &Volume,
+        _: &rekindle::driver::Connector,
+    ) -> Result<(), rekindle::lifecycle::DriverError> {
+        Ok(())
+    }
+    async fn remove_export(&self, _: &Volume) -> Result<(), rekindle::lifecycle::DriverError> {
+        Ok(())
+    }
+    async fn initialize_connection(
+        &self,
+        _: &Volume,
+        _: &rekindle::driver::Connector,
+    ) -> Result<rekindle::driver::ConnectionInfo, rekindle::lifecycle::DriverError> {
+        Err(rekindle::lifecycle::DriverError::Other("unused".into()))
+    }
+    async fn terminate_connection(
+        &self,
+        _: &Volume,
+        _: &rekindle::driver::Connector,
+    ) -> Result<(), rekindle::lifecycle::DriverError> {
+        Ok(())
+    }
+}
+
+fn with_arrays(arrays: &Rc<Arrays>) -> DriverRegistry {
+    let mut registry = DriverRegistry::with_builtin();
+    let arrays = arrays.clone();
+    use rekindle::driver::options::{OptionDecl, OptionDefault, Rule};
+    const ARRAY: OptionDecl = OptionDecl::new(
+        "array",
+        Rule::Text,
+        OptionDefault::Required,
+        "the array the driver talks to",
+    );
+    registry.register(Kind::Volume, "array", &[ARRAY], move |ctx| {
+        arrays.built.set(arrays.built.get() + 1);
+        Ok(rekindle::driver::registry::AnyDriver::Volume(Rc::new(
+            ArrayDriver {
+                arrays: arrays.clone(),
+                array: ctx.spec.options.get("array").cloned().unwrap_or_default(),
+                instance: arrays.built.get(),
+            },
+        )))
+    });
+    registry
+}
+
+fn on_array(name: &str, array: &str, rollback: bool) -> (String, BackendPlan) {
+    (
+        name.to_string(),
+        BackendPlan {
+            spec: spec(name, Kind::Volume, "array", &[("array", array)]),
+            policy: Policy {
+                reload_rollback: rollback,
+                ..Policy::default()
+            },
+        },
+    )
+}
+
+#[test]
+fn a_reload_whose_new_config_fails_rolls_back_to_the_old_instance() {
+    run_virtual(async {
+        let arrays = Rc::new(Arrays::default());
+        arrays.alive.borrow_mut().insert("A".into());
+        let svc = start_with(plan(vec![on_array("b1", "A", true)]), with_arrays(&arrays));
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(svc.state("b1"), StateName::Ready);
+        let built_before = arrays.built.get();
+        // The new array address does not answer.
+        svc.set_config(Ok(plan(vec![on_array("b1", "B", true)])));
+        let report = svc.reload_and_wait().await;
+        assert_eq!(
+            report.backends.get("b1"),
+            Some(&BackendResult::RolledBack {
+                error: "backend error: array B does not answer".into()
+            }),
+            "{report:?}"
+        );
+        assert!(!report.as_intended());
+        assert_eq!(ReloadOutcome::Finished(report).exit_code(), 3);
+        assert_eq!(svc.state("b1"), StateName::Ready);
+        // The old instance serves: no driver was built for the rollback.
+        assert_eq!(
+            arrays.built.get(),
+            built_before + 1,
+            "only the new instance"
+        );
+        assert_eq!(
+            svc.create("b1", "v1").await.expect("joined"),
+            Ok(OperationOutput::Done)
+        );
+        assert_eq!(*arrays.served_by.borrow(), vec![built_before]);
+        // Status says the backend runs an older config than the file.
+        let row = svc.handles.shell.board.backend("b1").expect("row");
+        assert!(
+            matches!(
+                row.stale_config,
+                Some(rekindle::status::StaleConfig::RolledBack { .. })
+            ),
+            "{row:?}"
+        );
+        assert_eq!(svc.count("reload.rolled_back", "b1"), 1);
+        let end = svc.events("reload.end");
+        assert_eq!(end[0].payload["backends"]["b1"]["result"], "rolled_back");
+        assert_eq!(end[0].payload["rolled_back"][0], "b1");
+        // The plan says what runs, so the same file is tried again next time,
+        // and now works.
+        let running = svc.handles.controller.send(GetPlan).await.expect("plan");
+        assert_eq!(running.backends["b1"].spec.options["array"], "A");
+        arrays.alive.borrow_mut().insert("B".into());
+        let report = svc.reload_and_wait().await;
+        assert_eq!(
+            report.backends.get("b1"),
+            Some(&BackendResult::Reloaded {
+                state: StateName::Ready
+            })
+        );
+        assert!(
+            svc.handles
+                .shell
+                .board
+                .backend("b1")
+                .expect("row")
+                .stale_config
+                .is_none()
+        );
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn with_reload_rollback_off_a_failed_reload_fails_as_before() {
+    run_virtual(async {
+        let arrays = Rc::new(Arrays::default());
+        arrays.alive.borrow_mut().insert("A".into());
+        let svc = start_with(plan(vec![on_array("b1", "A", true)]), with_arrays(&arrays));
+        sleep(Duration::from_secs(1)).await;
+        svc.set_config(Ok(plan(vec![on_array("b1", "B", false)])));
+        let report = svc.reload_and_wait().await;
+        assert!(
+            matches!(
+                report.backends.get("b1"),
+                Some(BackendResult::Failed {
+                    state: StateName::FailedRecoverable,
+                    ..
+                })
+            ),
+            "{report:?}"
+        );
+        assert_eq!(svc.count("reload.rolled_back", "b1"), 0);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn an_old_instance_failing_its_check_leaves_the_new_config_retrying() {
+    run_virtual(async {
+        let arrays = Rc::new(Arrays::default());
+        arrays.alive.borrow_mut().insert("A".into());
+        let svc = start_with(plan(vec![on_array("b1", "A", true)]), with_arrays(&arrays));
+        sleep(Duration::from_secs(1)).await;
+        // The old array goes away too: no rollback is possible.
+        arrays.alive.borrow_mut().clear();
+        svc.set_config(Ok(plan(vec![on_array("b1", "B", true)])));
+        let report = svc.reload_and_wait().await;
+        assert!(
+            matches!(
+                report.backends.get("b1"),
+                Some(BackendResult::Failed {
+                    state: StateName::FailedRecoverable,
+                    error: Some(e),
+                }) if e.contains("array B")
+            ),
+            "{report:?}"
+        );
+        // The new config is retried with backoff and comes up with its array.
+        arrays.alive.borrow_mut().insert("B".into());
+        sleep(Duration::from_secs(5)).await;
+        assert_eq!(svc.state("b1"), StateName::Ready);
+        assert_eq!(
+            svc.handles.shell.board.backend("b1").expect("row").config,
+            2,
+            "on the new config"
+        );
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_removal_past_its_drain_deadline_is_aborted_and_the_backend_keeps_serving() {
+    run_virtual(async {
+        let svc = start(plan(vec![
+            backend("stay", Kind::Volume, &[]),
+            backend("gone", Kind::Volume, &[("fault_op_delay", "90s")]),
+        ]));
+        sleep(Duration::from_secs(1)).await;
+        let op = svc.create("gone", "v1");
+        sleep(Duration::from_secs(1)).await;
+        svc.set_config(Ok(plan(vec![backend("stay", Kind::Volume, &[])])));
+        let report = svc.reload_and_wait().await;
+        assert_eq!(
+            report.backends.get("gone"),
+            Some(&BackendResult::RemovalAborted { in_flight: 1 }),
+            "{report:?}"
+        );
+        assert_eq!(
+            ReloadOutcome::Finished(report).exit_code(),
+            3,
+            "a script sees it"
+        );
+        assert_eq!(svc.state("gone"), StateName::Ready);
+        assert_eq!(
+            op.await.expect("joined"),
+            Ok(OperationOutput::Done),
+            "the in-flight operation was not cut"
+        );
+        assert_eq!(svc.count("removal.aborted", "gone"), 1);
+        assert_eq!(
+            svc.events("reload.end")[0].payload["removal_aborted"][0],
+            "gone"
+        );
+        // It is still routed and in the plan; the next reload removes it.
+        assert_eq!(
+            svc.create("gone", "v2").await.expect("joined"),
+            Ok(OperationOutput::Done)
+        );
+        let running = svc.handles.controller.send(GetPlan).await.expect("plan");
+        assert!(running.backends.contains_key("gone"));
+        let report = svc.reload_and_wait().await;
+        assert_eq!(report.backends.get("gone"), Some(&BackendResult::Removed));
+        assert_eq!(svc.state("gone"), StateName::Stopped);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_clean_reload_reports_every_backend_as_intended() {
+    run_virtual(async {
+        let svc = start(plan(vec![
+            backend("same", Kind::Volume, &[]),
+            backend("tuned", Kind::Volume, &[]),
+            backend("old", Kind::Volume, &[]),
+        ]));
+        sleep(Duration::from_secs(1)).await;
+        svc.set_config(Ok(plan(vec![
+            backend("same", Kind::Volume, &[]),
+            backend("tuned", Kind::Volume, &[("fault_op_delay", "1s")]),
+            backend("new", Kind::Volume, &[]),
+        ])));
+        let report = svc.reload_and_wait().await;
+        let ready = StateName::Ready;
+        assert_eq!(
+            report.backends.into_iter().collect::<Vec<_>>(),
+            vec![
+                (
+                    "new".to_string(),
+                    BackendResult::Added {
+                        ready: true,
+                        state: ready,
+                        error: None
+                    }
+                ),
+                ("old".to_string(), BackendResult::Removed),
+                (
+                    "same".to_string(),
+                    BackendResult::Unchanged { state: ready }
+                ),
+                (
+                    "tuned".to_string(),
+                    BackendResult::Reloaded { state: ready }
+                ),
+            ]
+        );
+        // A bad file: rejected at once, exit status 1.
+        svc.set_config(Err("cinder.conf: [b1] volume_format: bad value".into()));
+        let outcome = svc
+            .handles
+            .controller
+            .send(RequestReloadAndWait)
+            .await
+            .expect("alive");
+        assert!(matches!(outcome, ReloadOutcome::Rejected { .. }));
+        assert_eq!(outcome.exit_code(), 1);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_coalesced_request_is_answered_by_the_follow_up_reload() {
+    run_virtual(async {
+        let svc = start(plan(vec![backend(
+            "a",
+            Kind::Volume,
+            &[("fault_op_delay", "10s")],
+        )]));
+        sleep(Duration::from_secs(1)).await;
+        let op = svc.create("a", "v1");
+        sleep(Duration::from_secs(1)).await;
+        svc.set_config(Ok(plan(vec![backend(
+            "a",
+            Kind::Volume,
+            &[("fault_op_delay", "5s")],
+        )])));
+        let first = svc.handles.controller.send(RequestReloadAndWait);
+        let second = svc.handles.controller.send(RequestReloadAndWait);
+        let (first, second) = (first.await.expect("alive"), second.await.expect("alive"));
+        let (ReloadOutcome::Finished(first), ReloadOutcome::Finished(second)) = (first, second)
+        else {
+            panic!("both requests get a report")
+        };
+        assert!(!first.coalesced);
+        assert!(second.coalesced);
+        assert_eq!(second.config, first.config + 1, "the follow-up's report");
+        assert_eq!(svc.events("reload.coalesced").len(), 1);
+        assert_eq!(op.await.expect("joined"), Ok(OperationOutput::Done));
     })
     .expect("runtime");
 }

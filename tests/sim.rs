@@ -80,3 +80,15 @@ fn a_planted_bug_is_caught_and_its_script_shrunk() {
     sim.plant_bug = false;
     assert!(sim.run().expect("runtime").passed());
 }
+
+/// Fault 7 of issue 11: a reload that removed a backend with an operation in
+/// flight cut it when the drain deadline passed ("an accepted operation was
+/// cut before shutdown"). A removal now drains like a reload: its deadline
+/// aborts the removal and nothing is cut before the final shutdown.
+#[test]
+fn a_removed_backend_is_drained_not_cut_seed_3078() {
+    let sim = generate(3078, 10, Duration::from_secs(24 * 3600), Profile::Default);
+    let report = sim.run().expect("runtime");
+    assert!(report.passed(), "{}", report.render());
+    assert_eq!(report.operations.cancelled, 0, "{}", report.render());
+}

@@ -1,24 +1,27 @@
 //! Controller: starts every backend, owns the running plan, and carries out reloads
-//! (validate, per-backend diff, drain/reload/stop/start, reload.start/end, coalescing)
-//! and graceful shutdown.
+//! (validate, per-backend diff, drain/reload/remove/start, the per-backend reload report,
+//! coalescing, answers to waiting requesters) and graceful shutdown.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use futures_util::future::join_all;
+use futures_util::future::{LocalBoxFuture, join_all};
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::driver_actor::{DriverActor, Reload, Shell, Shutdown, Start, WhenSettled};
+use super::driver_actor::{
+    DriverActor, Reload, Remove, Settled, Shell, Shutdown, Start, WhenSettled,
+};
 use super::publisher::{Publisher, Track, Untrack};
 use super::scheduler::{ForgetBackend, Scheduler};
 use super::service::{AddBackend, Heartbeat, RemoveBackend, Service};
 use super::signal::ControlSignal;
 use crate::driver::DriverSpec;
 use crate::lifecycle::{ConfigId, Policy, StateName};
+use crate::status::StaleConfig;
 use crate::systemd::Systemd;
 
 /// One backend as the plan runs it.
@@ -140,20 +143,196 @@ pub enum ReloadOutcome {
     },
     /// The service is shutting down.
     ShuttingDown,
+    /// The reload (or, for a coalesced request, the follow-up reload that
+    /// covers it) settled: what became of each backend.
+    Finished(ReloadReport),
 }
 
-/// Asks for a reload and says what happened.
+impl ReloadOutcome {
+    /// The exit status `rekindle reload` reports: 0 when every backend
+    /// ended as intended (or the request was only queued or started), 1 when
+    /// nothing was applied (file rejected, shutting down), 3 when a backend
+    /// rolled back, failed, or its reload or removal was aborted.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ReloadOutcome::Started { .. } | ReloadOutcome::Coalesced => 0,
+            ReloadOutcome::Rejected { .. } | ReloadOutcome::ShuttingDown => 1,
+            ReloadOutcome::Finished(report) if report.as_intended() => 0,
+            ReloadOutcome::Finished(_) => 3,
+        }
+    }
+}
+
+/// What one reload did, per backend (`reload.end`, `rekindle reload`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// The config the reload applied.
+    pub config: ConfigId,
+    /// True if the request was coalesced into this (follow-up) reload.
+    pub coalesced: bool,
+    /// Each backend's result.
+    pub backends: BTreeMap<String, BackendResult>,
+    /// Service-level options that changed and take effect on restart.
+    pub restart_required: Vec<String>,
+}
+
+impl ReloadReport {
+    /// True if every backend ended as intended.
+    pub fn as_intended(&self) -> bool {
+        self.backends.values().all(BackendResult::as_intended)
+    }
+}
+
+/// How one backend ended a reload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum BackendResult {
+    /// Its section did not change; it keeps serving (or was set up again).
+    Unchanged {
+        /// Its state.
+        state: StateName,
+    },
+    /// It runs the new config.
+    Reloaded {
+        /// Its state.
+        state: StateName,
+    },
+    /// The new config failed to set up; it serves on its old config again.
+    RolledBack {
+        /// The new config's error.
+        error: String,
+    },
+    /// It ended failed (on the new config, or an unchanged backend whose
+    /// setup failed again).
+    Failed {
+        /// Its state.
+        state: StateName,
+        /// Its last error.
+        error: Option<String>,
+    },
+    /// Its drain deadline passed with operations in flight: it kept its old
+    /// config; the next reload tries again.
+    Aborted {
+        /// Operations in flight when the deadline passed.
+        in_flight: u32,
+    },
+    /// It was added.
+    Added {
+        /// Whether its first setup made it Ready.
+        ready: bool,
+        /// Its state.
+        state: StateName,
+        /// Its last error, if its setup failed.
+        error: Option<String>,
+    },
+    /// It was removed and has stopped.
+    Removed,
+    /// It was removed from the file, but its drain deadline passed with
+    /// operations in flight: it keeps serving; the next reload tries again.
+    RemovalAborted {
+        /// Operations in flight when the deadline passed.
+        in_flight: u32,
+    },
+}
+
+impl BackendResult {
+    /// True for the results a reload intends: unchanged, reloaded, added and
+    /// Ready, removed.
+    pub fn as_intended(&self) -> bool {
+        match self {
+            BackendResult::Unchanged { .. }
+            | BackendResult::Reloaded { .. }
+            | BackendResult::Removed => true,
+            BackendResult::Added { ready, .. } => *ready,
+            BackendResult::RolledBack { .. }
+            | BackendResult::Failed { .. }
+            | BackendResult::Aborted { .. }
+            | BackendResult::RemovalAborted { .. } => false,
+        }
+    }
+
+    /// The result's stable name (`rolled_back`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendResult::Unchanged { .. } => "unchanged",
+            BackendResult::Reloaded { .. } => "reloaded",
+            BackendResult::RolledBack { .. } => "rolled_back",
+            BackendResult::Failed { .. } => "failed",
+            BackendResult::Aborted { .. } => "aborted",
+            BackendResult::Added { .. } => "added",
+            BackendResult::Removed => "removed",
+            BackendResult::RemovalAborted { .. } => "removal_aborted",
+        }
+    }
+
+    /// The result of a backend that `change` touched and that settled as
+    /// `settled`, for a reload applying `config`.
+    fn of(change: Change, settled: &Settled, config: ConfigId) -> BackendResult {
+        let state = settled.state;
+        let failed = matches!(state, StateName::FailedFatal | StateName::FailedRecoverable);
+        let error = settled.last_error.clone();
+        let old = settled.config < config;
+        match change {
+            Change::Removed => match &settled.stale_config {
+                _ if state == StateName::Stopped => BackendResult::Removed,
+                Some(StaleConfig::RemovalAborted { in_flight }) => BackendResult::RemovalAborted {
+                    in_flight: *in_flight,
+                },
+                _ => BackendResult::RemovalAborted { in_flight: 0 },
+            },
+            Change::Added => BackendResult::Added {
+                ready: state == StateName::Ready,
+                state,
+                error,
+            },
+            Change::Unchanged if failed => BackendResult::Failed { state, error },
+            Change::Unchanged => BackendResult::Unchanged { state },
+            Change::Changed => match &settled.stale_config {
+                Some(StaleConfig::RolledBack { error }) if old => BackendResult::RolledBack {
+                    error: error.clone(),
+                },
+                Some(StaleConfig::ReloadAborted { in_flight }) if old => BackendResult::Aborted {
+                    in_flight: *in_flight,
+                },
+                _ if state == StateName::Ready && !old => BackendResult::Reloaded { state },
+                _ => BackendResult::Failed { state, error },
+            },
+        }
+    }
+}
+
+/// How a reload's diff touched one backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    Unchanged,
+    Changed,
+    Added,
+    Removed,
+}
+
+/// Asks for a reload and says at once what happened (started, coalesced,
+/// rejected, shutting down).
 #[derive(Debug, Clone, Copy, Message)]
 #[rtype(result = "ReloadOutcome")]
 pub struct RequestReload;
 
-/// Internal: every reloaded backend has settled.
+/// Asks for a reload and answers once it settled, with the per-backend
+/// report ([`ReloadOutcome::Finished`]); a coalesced request is answered by
+/// the follow-up reload that covers it. A rejected file or a shutdown is
+/// answered at once.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "ReloadOutcome")]
+pub struct RequestReloadAndWait;
+
+/// Internal: every backend the reload touched has settled.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 struct ReloadSettled {
     config: ConfigId,
     diff: PlanDiff,
-    states: BTreeMap<String, String>,
+    settled: Vec<(String, Change, Settled)>,
+    /// The running plan's entries of changed and removed backends.
+    old: BTreeMap<String, BackendPlan>,
 }
 
 /// Internal: every backend has stopped (or the shutdown deadline passed).
@@ -185,6 +364,11 @@ pub struct Controller {
     drivers: BTreeMap<String, Addr<DriverActor>>,
     reloading: bool,
     follow_up: bool,
+    /// Requesters waiting for the report of the reload applying a config
+    /// (and whether their request was coalesced into it).
+    waiting: Vec<(ConfigId, bool, oneshot::Sender<ReloadOutcome>)>,
+    /// Coalesced requesters, waiting for the follow-up reload.
+    waiting_follow_up: Vec<oneshot::Sender<ReloadOutcome>>,
     shutting_down: bool,
     systemd: Systemd,
     on_stopped: Option<oneshot::Sender<()>>,
@@ -250,6 +434,8 @@ impl Controller {
             drivers: BTreeMap::new(),
             reloading: false,
             follow_up: false,
+            waiting: Vec::new(),
+            waiting_follow_up: Vec::new(),
             shutting_down: false,
             systemd,
             on_stopped,
@@ -316,14 +502,36 @@ impl Controller {
     }
 
     fn reload(&mut self, ctx: &mut Context<Self>) -> ReloadOutcome {
+        let now = self.shell.clock.now();
         if self.shutting_down {
+            tracing::warn!("reload refused: the service is shutting down");
+            self.shell.notifier.emit(
+                "reload.refused",
+                None,
+                now,
+                json!({ "reason": "the service is shutting down" }),
+            );
+            self.systemd.status("stopping; reload refused");
             return ReloadOutcome::ShuttingDown;
         }
         if self.reloading {
             self.follow_up = true;
+            tracing::info!(
+                running = self.config,
+                "reload queued: one follow-up reload runs when the running one settles"
+            );
+            self.shell.notifier.emit(
+                "reload.coalesced",
+                None,
+                now,
+                json!({ "running_config": self.config }),
+            );
+            self.systemd.status(&format!(
+                "reloading config {}; one more reload queued",
+                self.config
+            ));
             return ReloadOutcome::Coalesced;
         }
-        let now = self.shell.clock.now();
         let plan = match (self.loader)().and_then(|plan| self.check_reload(plan)) {
             Ok(plan) => plan,
             Err(error) => {
@@ -331,6 +539,14 @@ impl Controller {
                 self.shell
                     .notifier
                     .emit("reload.rejected", None, now, json!({ "error": error }));
+                if self.systemd.enabled() {
+                    // Type=notify-reload waits for RELOADING=1 then READY=1.
+                    self.systemd.reloading();
+                    self.systemd.ready(&format!(
+                        "reload rejected, the old config keeps serving: {error}; {}",
+                        self.status_line()
+                    ));
+                }
                 return ReloadOutcome::Rejected { error };
             }
         };
@@ -339,6 +555,14 @@ impl Controller {
         self.config += 1;
         let config = self.config;
         let diff = self.plan.diff(&plan);
+        tracing::info!(
+            config,
+            added = diff.added.len(),
+            removed = diff.removed.len(),
+            changed = diff.changed.len(),
+            unchanged = diff.unchanged.len(),
+            "reload started"
+        );
         self.shell.notifier.emit(
             "reload.start",
             None,
@@ -346,32 +570,63 @@ impl Controller {
             json!({ "config": config, "diff": diff }),
         );
         let mut settle = Vec::new();
+        let mut old = BTreeMap::new();
         for name in diff.changed.iter().chain(&diff.unchanged) {
             let (Some(addr), Some(backend)) = (self.drivers.get(name), plan.backends.get(name))
             else {
                 continue;
             };
+            let changed = diff.changed.contains(name);
             addr.do_send(Reload {
                 config,
                 spec: backend.spec.clone(),
                 policy: backend.policy,
-                changed: diff.changed.contains(name),
+                changed,
             });
-            settle.push(when_settled(name.clone(), addr));
+            let change = if changed {
+                Change::Changed
+            } else {
+                Change::Unchanged
+            };
+            settle.push(when_settled(name.clone(), change, addr, false));
         }
         for name in &diff.removed {
-            if let Some(addr) = self.drivers.remove(name) {
-                addr.do_send(Shutdown);
-                settle.push(when_settled(name.clone(), &addr));
-                self.publisher.do_send(Untrack(name.clone()));
-                self.service.do_send(RemoveBackend(name.clone()));
-                self.scheduler.do_send(ForgetBackend(name.clone()));
+            // A removal drains like a reload: the backend stays routed (its
+            // operations are refused as draining) until it has stopped, and
+            // stays altogether if its drain deadline passes first.
+            if let Some(addr) = self.drivers.get(name) {
+                addr.do_send(Remove);
+                // Unrouted as soon as it stopped, not when every backend
+                // of the reload has settled.
+                let settled = when_settled(name.clone(), Change::Removed, addr, false);
+                let (publisher, service, scheduler) = (
+                    self.publisher.clone(),
+                    self.service.clone(),
+                    self.scheduler.clone(),
+                );
+                settle.push(Box::pin(async move {
+                    let (name, change, settled) = settled.await;
+                    if settled.state == StateName::Stopped {
+                        publisher.do_send(Untrack(name.clone()));
+                        service.do_send(RemoveBackend(name.clone()));
+                        scheduler.do_send(ForgetBackend(name.clone()));
+                    }
+                    (name, change, settled)
+                }));
+            }
+        }
+        for name in diff.changed.iter().chain(&diff.removed) {
+            if let Some(backend) = self.plan.backends.get(name) {
+                old.insert(name.clone(), backend.clone());
             }
         }
         let old_plan = std::mem::replace(&mut self.plan, plan);
         for name in &diff.added {
             if let Some(backend) = self.plan.backends.get(name).cloned() {
                 self.spawn_backend(name, &backend);
+                if let Some(addr) = self.drivers.get(name) {
+                    settle.push(when_settled(name.clone(), Change::Added, addr, true));
+                }
             }
         }
         // Service-level timing options keep their running values until a
@@ -387,12 +642,12 @@ impl Controller {
             diff: diff.clone(),
         };
         let waiting = join_all(settle);
-        ctx.spawn(waiting.into_actor(self).map(move |states, _act, ctx| {
-            let states = states.into_iter().collect();
+        ctx.spawn(waiting.into_actor(self).map(move |settled, _act, ctx| {
             ctx.notify(ReloadSettled {
                 config,
                 diff,
-                states,
+                settled,
+                old,
             });
         }));
         outcome
@@ -419,6 +674,37 @@ impl Controller {
         }
     }
 
+    /// Answers the requesters waiting for config `config`'s reload.
+    fn answer(&mut self, config: ConfigId, outcome: &ReloadOutcome) {
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(c, _, _)| *c <= config);
+        self.waiting = later;
+        for (_, coalesced, tx) in now {
+            let mut outcome = outcome.clone();
+            if let ReloadOutcome::Finished(report) = &mut outcome {
+                report.coalesced = coalesced;
+            }
+            // The requester may have gone away; then nobody needs it.
+            let _ = tx.send(outcome);
+        }
+    }
+
+    /// Hands coalesced requesters to the follow-up reload's `outcome`.
+    fn follow_up_started(&mut self, outcome: &ReloadOutcome) {
+        let waiters = std::mem::take(&mut self.waiting_follow_up);
+        match outcome {
+            ReloadOutcome::Started { config, .. } => self
+                .waiting
+                .extend(waiters.into_iter().map(|tx| (*config, true, tx))),
+            other => {
+                for tx in waiters {
+                    let _ = tx.send(other.clone());
+                }
+            }
+        }
+    }
+
     fn shutdown(&mut self, ctx: &mut Context<Self>) {
         if self.shutting_down {
             return;
@@ -430,7 +716,7 @@ impl Controller {
             .iter()
             .map(|(name, addr)| {
                 addr.do_send(Shutdown);
-                when_settled(name.clone(), addr)
+                when_settled(name.clone(), Change::Removed, addr, false)
             })
             .collect();
         // Drivers stop at their own drain deadline; this bound only guards
@@ -446,19 +732,27 @@ impl Controller {
     }
 }
 
-/// Waits until the backend's lifecycle is neither draining nor reloading
-/// (or the actor stopped), and returns its state.
+/// Waits until the backend's lifecycle is neither draining, reloading nor
+/// rolling back (with `setup`, also past its first setup), or the actor
+/// stopped, and says where it settled.
 fn when_settled(
     name: String,
+    change: Change,
     addr: &Addr<DriverActor>,
-) -> impl std::future::Future<Output = (String, String)> + 'static {
+    setup: bool,
+) -> LocalBoxFuture<'static, (String, Change, Settled)> {
     let (tx, rx) = oneshot::channel();
     // Queued behind the reload or shutdown just sent: mailboxes are FIFO.
-    addr.do_send(WhenSettled(tx));
-    async move {
-        let state = rx.await.map_or(StateName::Stopped, |s| s);
-        (name, state.as_str().to_string())
-    }
+    addr.do_send(WhenSettled { reply: tx, setup });
+    Box::pin(async move {
+        let settled = rx.await.unwrap_or(Settled {
+            state: StateName::Stopped,
+            config: 0,
+            last_error: None,
+            stale_config: None,
+        });
+        (name, change, settled)
+    })
 }
 
 /// FNV-1a, for per-backend seeds that do not depend on hash-map order.
@@ -508,45 +802,124 @@ impl Handler<RequestReload> for Controller {
     }
 }
 
+impl Handler<RequestReloadAndWait> for Controller {
+    type Result = ResponseFuture<ReloadOutcome>;
+    fn handle(&mut self, _: RequestReloadAndWait, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        match self.reload(ctx) {
+            ReloadOutcome::Started { config, .. } => self.waiting.push((config, false, tx)),
+            ReloadOutcome::Coalesced => self.waiting_follow_up.push(tx),
+            other => return Box::pin(async move { other }),
+        }
+        // Dropped unanswered only when the controller stops (shutdown).
+        Box::pin(async move { rx.await.unwrap_or(ReloadOutcome::ShuttingDown) })
+    }
+}
+
 impl Handler<ReloadSettled> for Controller {
     type Result = ();
     fn handle(&mut self, msg: ReloadSettled, ctx: &mut Context<Self>) {
         let now = self.shell.clock.now();
-        let aborted: BTreeSet<&String> = msg
-            .diff
-            .changed
-            .iter()
-            .filter(|name| {
-                self.drivers.get(*name).is_some_and(|_| {
-                    self.shell
-                        .board
-                        .backend(name)
-                        .is_some_and(|b| b.config < msg.config)
-                })
-            })
-            .collect();
+        let mut backends = BTreeMap::new();
+        let mut states = BTreeMap::new();
+        for (name, change, settled) in &msg.settled {
+            let result = BackendResult::of(*change, settled, msg.config);
+            match &result {
+                // Unrouted when it stopped (see `reload`).
+                BackendResult::Removed => {
+                    self.drivers.remove(name);
+                }
+                // The backend serves on its old config: the plan says so,
+                // so the next reload of the same file tries again.
+                BackendResult::RolledBack { .. }
+                | BackendResult::Aborted { .. }
+                | BackendResult::RemovalAborted { .. } => {
+                    if let Some(old) = msg.old.get(name) {
+                        self.plan.backends.insert(name.clone(), old.clone());
+                    }
+                }
+                _ => {}
+            }
+            states.insert(name.clone(), settled.state.as_str());
+            backends.insert(name.clone(), result);
+        }
+        let named = |wanted: &str| -> Vec<&String> {
+            backends
+                .iter()
+                .filter(|(_, r)| r.name() == wanted)
+                .map(|(name, _)| name)
+                .collect()
+        };
+        let report = ReloadReport {
+            config: msg.config,
+            coalesced: false,
+            backends: backends.clone(),
+            restart_required: msg.diff.restart_required.clone(),
+        };
+        let ok = report.as_intended();
         self.shell.notifier.emit(
             "reload.end",
             None,
             now,
             json!({
                 "config": msg.config,
+                "ok": ok,
                 "added": msg.diff.added,
-                "removed": msg.diff.removed,
+                "removed": named("removed"),
                 "changed": msg.diff.changed,
                 "unchanged": msg.diff.unchanged,
-                "aborted": aborted,
+                "aborted": named("aborted"),
+                "rolled_back": named("rolled_back"),
+                "failed": named("failed"),
+                "removal_aborted": named("removal_aborted"),
                 "restart_required": msg.diff.restart_required,
-                "states": msg.states,
+                "states": states,
+                "backends": backends,
             }),
         );
+        let summary = summary(&report);
+        if ok {
+            tracing::info!(config = msg.config, %summary, "reload finished");
+        } else {
+            tracing::warn!(config = msg.config, %summary, "reload finished; not every backend ended as intended");
+        }
         self.reloading = false;
-        self.systemd_ready();
+        if self.systemd.enabled() {
+            self.systemd.ready(&format!(
+                "reload of config {}: {summary}; {}",
+                msg.config,
+                self.status_line()
+            ));
+        }
+        self.answer(msg.config, &ReloadOutcome::Finished(report));
         if std::mem::take(&mut self.follow_up) {
             let outcome = self.reload(ctx);
             tracing::info!(?outcome, "follow-up reload");
+            self.follow_up_started(&outcome);
         }
     }
+}
+
+/// One line per result kind: `2 reloaded, 1 rolled_back (b1)`.
+fn summary(report: &ReloadReport) -> String {
+    let mut by_kind: BTreeMap<&'static str, Vec<&str>> = BTreeMap::new();
+    for (name, result) in &report.backends {
+        by_kind.entry(result.name()).or_default().push(name);
+    }
+    if by_kind.is_empty() {
+        return "no backends".to_string();
+    }
+    by_kind
+        .iter()
+        .map(|(kind, names)| {
+            if matches!(*kind, "unchanged" | "reloaded" | "removed") {
+                format!("{} {kind}", names.len())
+            } else {
+                format!("{} {kind} ({})", names.len(), names.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Handler<ShutdownComplete> for Controller {

@@ -22,7 +22,7 @@ use crate::lifecycle::{
     Policy, Refused, StateName, Timer,
 };
 use crate::notify::Notifier;
-use crate::status::{BackendStatus, InFlight, StatusBoard};
+use crate::status::{BackendStatus, InFlight, StaleConfig, StatusBoard};
 
 use super::driver_call::{CallSlot, DriverCall, Started, WrongKind};
 use super::scheduler::CapabilitiesReport;
@@ -222,6 +222,12 @@ pub struct Tick;
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// A reload removed the backend: drain, then stop; if the drain deadline
+/// passes first, the removal is aborted and the backend keeps serving.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Remove;
+
 /// A reload: the backend's new spec, its policy, and whether it changed.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
@@ -241,6 +247,11 @@ pub struct DriverActor {
     spec: DriverSpec,
     lifecycle: Lifecycle,
     driver: Result<AnyDriver, DriverError>,
+    /// The instance (and spec) a reload set aside, drained but not torn
+    /// down, until the new config is up: what a failed reload rolls back to.
+    previous: Option<(DriverSpec, Result<AnyDriver, DriverError>)>,
+    /// Set while the backend runs an older config than the file's.
+    stale_config: Option<StaleConfig>,
     /// Shared by every backend of a service (one per service, not per actor).
     shell: Rc<Shell>,
     pending_specs: BTreeMap<ConfigId, DriverSpec>,
@@ -249,7 +260,7 @@ pub struct DriverActor {
     /// the core would ignore it, and a pending timer in the context is
     /// polled again on every message the actor handles.
     timers: Vec<(Timer, SpawnHandle)>,
-    settle_waiters: Vec<oneshot::Sender<StateName>>,
+    settle_waiters: Vec<(bool, oneshot::Sender<Settled>)>,
     /// What the status board last got (state, attempt, config, generation).
     published: Option<(StateName, u32, ConfigId, Generation)>,
     /// This backend's in-flight cell on the status board.
@@ -277,6 +288,8 @@ impl DriverActor {
             lifecycle: Lifecycle::new(policy, config, seed),
             spec,
             driver,
+            previous: None,
+            stale_config: None,
             observed: shell.observer.is_some(),
             shell,
             pending_specs: BTreeMap::new(),
@@ -382,21 +395,50 @@ impl DriverActor {
         });
     }
 
-    /// Neither draining nor reloading: a reload or shutdown of this backend
+    /// Neither draining, reloading nor rolling back (with `setup`, nor
+    /// before or in its first setup): a reload or shutdown of this backend
     /// is over.
-    fn settled(&self) -> bool {
-        !matches!(
-            self.lifecycle.state().name(),
-            StateName::Draining | StateName::Reloading
-        )
+    fn settled(&self, setup: bool) -> bool {
+        let name = self.lifecycle.state().name();
+        let busy = matches!(
+            name,
+            StateName::Draining | StateName::Reloading | StateName::RollingBack
+        );
+        let first_setup = matches!(name, StateName::Uninitialized | StateName::Initializing);
+        !busy && (!setup || !first_setup)
+    }
+
+    /// What a settle waiter is told.
+    fn settled_as(&self) -> Settled {
+        let state = self.lifecycle.state();
+        Settled {
+            state: state.name(),
+            config: self.lifecycle.config(),
+            last_error: state.last_error().map(|e| e.to_string()),
+            stale_config: self.stale_config.clone(),
+        }
     }
 
     fn wake_settle_waiters(&mut self) {
-        if !self.settle_waiters.is_empty() && self.settled() {
-            let state = self.lifecycle.state().name();
-            for waiter in self.settle_waiters.drain(..) {
-                let _ = waiter.send(state);
+        if self.settle_waiters.is_empty() {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.settle_waiters);
+        for (setup, waiter) in waiters {
+            if self.settled(setup) {
+                let _ = waiter.send(self.settled_as());
+            } else {
+                self.settle_waiters.push((setup, waiter));
             }
+        }
+    }
+
+    /// Records why the backend runs an older config than the file's (or
+    /// that it no longer does), republishing its status.
+    fn set_stale_config(&mut self, stale: Option<StaleConfig>) {
+        if self.stale_config != stale {
+            self.stale_config = stale;
+            self.published = None;
         }
     }
 
@@ -408,17 +450,48 @@ impl DriverActor {
 
     fn perform(&mut self, effect: Effect, now: Moment, ctx: &mut Context<Self>) {
         match effect {
-            Effect::ApplyConfig { config } => {
-                if let Some(spec) = self.pending_specs.remove(&config) {
-                    self.spec = spec;
-                }
+            Effect::ApplyConfig {
+                config,
+                keep_previous,
+            } => {
+                let spec = match self.pending_specs.remove(&config) {
+                    Some(spec) => spec,
+                    None => self.spec.clone(),
+                };
                 self.pending_specs.retain(|id, _| *id > config);
-                self.driver = build(&self.shell, &self.spec);
+                let driver = build(&self.shell, &spec);
+                let old_spec = std::mem::replace(&mut self.spec, spec);
+                let old_driver = std::mem::replace(&mut self.driver, driver);
+                // The serving instance is set aside (drained, not torn
+                // down) until the new one is Ready; otherwise it goes now.
+                if keep_previous {
+                    self.previous = Some((old_spec, old_driver));
+                }
+                self.set_stale_config(None);
             }
-            Effect::RunSetup { setup, .. } => {
-                let driver = self.driver.clone();
+            Effect::RestorePrevious => {
+                if let Some((spec, driver)) = self.previous.take() {
+                    self.spec = spec;
+                    self.driver = driver;
+                }
+            }
+            Effect::DropPrevious => self.previous = None,
+            Effect::RunSetup {
+                setup, previous, ..
+            } => {
+                let driver = if previous {
+                    match &self.previous {
+                        Some((_, driver)) => driver.clone(),
+                        None => Err(DriverError::backend(
+                            "no driver instance was kept to roll back to",
+                        )),
+                    }
+                } else {
+                    self.driver.clone()
+                };
                 let call = async move {
                     match driver {
+                        Ok(driver) if previous => guarded(driver.check()).await,
                         Ok(driver) => guarded(driver.setup()).await,
                         Err(error) => Err(error),
                     }
@@ -474,6 +547,24 @@ impl DriverActor {
                 }));
             }
             Effect::Notify(notification) => {
+                match &notification {
+                    Notification::ReloadRolledBack { error } => {
+                        self.set_stale_config(Some(StaleConfig::RolledBack {
+                            error: error.to_string(),
+                        }));
+                    }
+                    Notification::ReloadAborted { in_flight } => {
+                        self.set_stale_config(Some(StaleConfig::ReloadAborted {
+                            in_flight: *in_flight,
+                        }));
+                    }
+                    Notification::RemovalAborted { in_flight } => {
+                        self.set_stale_config(Some(StaleConfig::RemovalAborted {
+                            in_flight: *in_flight,
+                        }));
+                    }
+                    _ => {}
+                }
                 let backend = &self.spec.backend;
                 self.shell.notifier.driver(backend, now, &notification);
                 if self.spec.kind == Kind::Backup {
@@ -539,6 +630,7 @@ impl DriverActor {
             next_retry: state.retry().map(|r| self.shell.clock.timestamp(r.at)),
             in_flight: state.in_flight(),
             config: self.lifecycle.config(),
+            stale_config: self.stale_config.clone(),
             last_ready: None,
         };
         self.in_flight = Some(self.shell.board.set_backend(status, now));
@@ -679,9 +771,20 @@ impl Handler<Shutdown> for DriverActor {
     }
 }
 
+impl Handler<Remove> for DriverActor {
+    type Result = ();
+    fn handle(&mut self, _: Remove, ctx: &mut Context<Self>) {
+        self.event_or_log(Event::RemovalRequested, ctx);
+    }
+}
+
 impl Handler<Reload> for DriverActor {
     type Result = ();
     fn handle(&mut self, msg: Reload, ctx: &mut Context<Self>) {
+        if !msg.changed {
+            // The file's section is the config this backend runs on.
+            self.set_stale_config(None);
+        }
         self.pending_specs.insert(msg.config, msg.spec);
         let event = Event::ReloadRequested {
             config: msg.config,
@@ -765,17 +868,36 @@ impl Handler<Operation> for DriverActor {
     }
 }
 
-/// Answers with the state once the backend is neither draining nor
-/// reloading (at once if it already is). Dropped unanswered if the actor
-/// stops first, which also means settled.
+/// Where a backend settled after a reload or shutdown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    /// Its state.
+    pub state: StateName,
+    /// The config it runs on.
+    pub config: ConfigId,
+    /// Its last driver error, if failed.
+    pub last_error: Option<String>,
+    /// Why it runs an older config than the file's, if it does.
+    pub stale_config: Option<StaleConfig>,
+}
+
+/// Answers once the backend is neither draining, reloading nor rolling
+/// back (at once if it already is); with `setup`, also once its first
+/// setup is over (a backend a reload added). Dropped unanswered if the
+/// actor stops first, which also means settled (stopped).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct WhenSettled(pub oneshot::Sender<StateName>);
+pub struct WhenSettled {
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Settled>,
+    /// Also wait for the first setup to finish.
+    pub setup: bool,
+}
 
 impl Handler<WhenSettled> for DriverActor {
     type Result = ();
     fn handle(&mut self, msg: WhenSettled, _: &mut Context<Self>) {
-        self.settle_waiters.push(msg.0);
+        self.settle_waiters.push((msg.setup, msg.reply));
         self.wake_settle_waiters();
     }
 }

@@ -15,7 +15,9 @@ pub mod scheduler;
 pub mod service;
 pub mod signal;
 
-pub use controller::{Controller, Handles, Plan, PlanDiff, ReloadOutcome};
+pub use controller::{
+    BackendResult, Controller, Handles, Plan, PlanDiff, ReloadOutcome, ReloadReport,
+};
 pub use driver_actor::{
     DriverActor, Operation, OperationError, OperationOutput, OperationResponse, Shell,
 };

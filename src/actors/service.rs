@@ -176,7 +176,10 @@ impl Service {
 fn is_up(beat: Beat, was_up: Option<bool>, now: Moment, service_down_time: Duration) -> bool {
     match beat.state {
         StateName::Ready => true,
-        StateName::Initializing | StateName::Reloading | StateName::Draining => {
+        StateName::Initializing
+        | StateName::Reloading
+        | StateName::RollingBack
+        | StateName::Draining => {
             was_up == Some(true)
                 && beat
                     .last_ready
@@ -273,6 +276,11 @@ impl Handler<Route> for Service {
         let Some(backend) = self.backends.get(&msg.backend) else {
             return Box::pin(async move { Err(OperationError::UnknownBackend(msg.backend)) });
         };
+        // A backend a reload removed has stopped before the controller
+        // unrouted it: the operation is refused, never accepted and cut.
+        if !backend.addr.connected() {
+            return Box::pin(async move { Err(OperationError::UnknownBackend(msg.backend)) });
+        }
         // Driver actors never call the service back: awaiting them here
         // cannot deadlock. `send` waits for mailbox room instead of dropping.
         let request = backend.addr.send(msg.operation);

@@ -206,7 +206,7 @@ pub fn promela_table(plant_bug: bool) -> String {
     );
     for (i, (lc, row)) in states.iter().zip(&rows).enumerate() {
         let s = lc.state();
-        let reload_pending = matches!(s, State::Reloading(_))
+        let reload_pending = matches!(s, State::Reloading(_) | State::RollingBack(_))
             || matches!(s, State::Draining(d) if matches!(d.then, AfterDrain::Reload(_)));
         let _ = writeln!(
             out,

@@ -83,6 +83,9 @@ impl Hash for BackendWorld {
     fn hash<H: Hasher>(&self, h: &mut H) {
         hash_state(self.lc.state(), self.lc.policy(), h);
         h.write_u64(self.lc.config());
+        // The rollback target: its policy is the backend's own in a check,
+        // so its config says it all.
+        h.write_u64(self.lc.previous().map_or(0, |p| p.config + 1));
         h.write_u64(self.lc.last_generation());
         // The three list lengths and every timer's kind in one word (two
         // bits per kind), then one word per generation: the same
@@ -153,6 +156,7 @@ fn hash_state<H: Hasher>(state: &State, policy: &Policy, h: &mut H) {
                     }
                 }
                 AfterDrain::Shutdown => h.write_u8(1),
+                AfterDrain::Remove => h.write_u8(3),
                 AfterDrain::HealthLost(error) => {
                     h.write_u8(2);
                     error.hash(h);
@@ -162,6 +166,10 @@ fn hash_state<H: Hasher>(state: &State, policy: &Policy, h: &mut H) {
         State::Reloading(setup) => {
             h.write_u8(5);
             setup.hash(h);
+        }
+        State::RollingBack(r) => {
+            h.write_u8(7);
+            r.hash(h);
         }
         State::Stopped => h.write_u8(6),
     }
@@ -323,6 +331,7 @@ pub fn moves_into(b: &BackendWorld, options: &CheckOptions, moves: &mut Vec<(Eve
         EARLY,
     ));
     moves.push((Event::ShutdownRequested, EARLY));
+    moves.push((Event::RemovalRequested, EARLY));
     if let State::Ready(r) = state {
         moves.push((
             Event::HealthLost {

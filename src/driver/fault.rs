@@ -319,6 +319,16 @@ impl FaultDriver {
             .is_some_and(|flap| !flap.is_up(Instant::now().saturating_duration_since(self.started)))
     }
 
+    fn check_fault(&self) -> Result<(), DriverError> {
+        if self.flapped_down() {
+            return Err((self.error)(format!(
+                "{}: backend flapped down",
+                self.backend
+            )));
+        }
+        Ok(())
+    }
+
     async fn stats_fault(&self) -> Result<(), DriverError> {
         self.probe.stats_calls.set(self.probe.stats_calls.get() + 1);
         if self.flapped_down() {
@@ -350,6 +360,9 @@ impl VolumeDriver for FaultDriver {
     }
 
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        // A flapping backend that is down fails its check too (a rollback
+        // to this instance is then refused).
+        self.check_fault()?;
         match &self.inner {
             Inner::Volume(d) => d.check_for_setup_error().await,
             _ => Ok(()),
@@ -468,6 +481,9 @@ impl BackupDriver for FaultDriver {
     }
 
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        // A flapping backend that is down fails its check too (a rollback
+        // to this instance is then refused).
+        self.check_fault()?;
         match &self.inner {
             Inner::Backup(d) => d.check_for_setup_error().await,
             _ => Ok(()),

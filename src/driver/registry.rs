@@ -110,6 +110,15 @@ impl AnyDriver {
         }
     }
 
+    /// Runs `check_for_setup_error` alone (a set-aside instance checked
+    /// before a rollback returns to it).
+    pub async fn check(&self) -> Result<(), DriverError> {
+        match self {
+            AnyDriver::Volume(d) => d.check_for_setup_error().await,
+            AnyDriver::Backup(d) => d.check_for_setup_error().await,
+        }
+    }
+
     /// The volume driver, if this is one.
     pub fn volume(&self) -> Option<Rc<dyn VolumeDriver>> {
         match self {

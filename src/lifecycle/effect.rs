@@ -22,15 +22,30 @@ pub enum Effect {
     ApplyConfig {
         /// The config to apply.
         config: ConfigId,
+        /// Set the current driver instance aside (drained, not torn down)
+        /// as the one a failed reload rolls back to, replacing any set aside
+        /// before. When false the current instance is released and an
+        /// instance already set aside stays.
+        keep_previous: bool,
     },
     /// Run `do_setup` then `check_for_setup_error` and report the result as
-    /// `SetupSucceeded`/`SetupFailed` with this generation.
+    /// `SetupSucceeded`/`SetupFailed` with this generation. With `previous`,
+    /// run only `check_for_setup_error`, on the instance set aside by
+    /// `ApplyConfig` (a rollback's check).
     RunSetup {
         /// Generation to report back.
         setup: Generation,
         /// Attempt number (0 = first setup).
         attempt: u32,
+        /// Check the set-aside instance instead of setting up the current one.
+        previous: bool,
     },
+    /// The rollback check passed: the set-aside instance and its config
+    /// become current again; the instance of the failed config is released.
+    RestorePrevious,
+    /// Release the set-aside instance (the new config is up, or the
+    /// rollback is off or failed).
+    DropPrevious,
     /// Abandon setup `setup` (its deadline passed, or a reload or shutdown
     /// replaced it); its result, if it ever comes, is stale.
     AbortSetup {
@@ -99,6 +114,18 @@ pub enum Notification {
         /// Operations still in flight when the deadline passed.
         in_flight: u32,
     },
+    /// `reload.rolled_back`: the new config failed to set up; the driver
+    /// serves again on its old instance and old config.
+    ReloadRolledBack {
+        /// Why the new config failed.
+        error: DriverError,
+    },
+    /// `removal.aborted`: a removed backend's drain deadline passed; it
+    /// keeps serving on its old config and the next reload tries again.
+    RemovalAborted {
+        /// Operations still in flight when the deadline passed.
+        in_flight: u32,
+    },
 }
 
 impl Notification {
@@ -112,6 +139,8 @@ impl Notification {
             Notification::GaveUp { .. } => "driver.gave_up",
             Notification::HealthLost { .. } => "driver.health.lost",
             Notification::ReloadAborted { .. } => "reload.aborted",
+            Notification::ReloadRolledBack { .. } => "reload.rolled_back",
+            Notification::RemovalAborted { .. } => "removal.aborted",
         }
     }
 }

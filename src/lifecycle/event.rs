@@ -65,6 +65,10 @@ pub enum Event {
     TimerFired(Timer),
     /// The service shuts down.
     ShutdownRequested,
+    /// A reload removed this backend: drain, then stop; if the drain
+    /// deadline passes first, the removal is aborted and the driver keeps
+    /// serving.
+    RemovalRequested,
     /// A Ready driver's periodic stats call (epoch `epoch`) failed.
     HealthLost {
         /// The Ready period the stats call belonged to.
@@ -91,6 +95,7 @@ pub enum EventName {
     SetupDeadline,
     DrainDeadline,
     ShutdownRequested,
+    RemovalRequested,
     HealthLost,
 }
 
@@ -109,6 +114,7 @@ impl EventName {
             EventName::SetupDeadline => "setup_deadline",
             EventName::DrainDeadline => "drain_deadline",
             EventName::ShutdownRequested => "shutdown_requested",
+            EventName::RemovalRequested => "removal_requested",
             EventName::HealthLost => "health_lost",
         }
     }
@@ -144,6 +150,7 @@ impl Event {
                 ..
             }) => EventName::DrainDeadline,
             Event::ShutdownRequested => EventName::ShutdownRequested,
+            Event::RemovalRequested => EventName::RemovalRequested,
             Event::HealthLost { .. } => EventName::HealthLost,
         }
     }

@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::{Effect, Event, Lifecycle, StateName, TimerKind};
+use super::{AfterDrain, Effect, Event, Lifecycle, State, StateName, TimerKind};
 
 /// A broken invariant, naming the transition that broke it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -65,6 +65,54 @@ pub fn check_transition(
             ),
         ));
     }
+    // Only the final shutdown may cut work: a removal by a reload drains,
+    // and its deadline passing aborts the removal instead.
+    let final_shutdown = matches!(event, Event::ShutdownRequested)
+        || matches!(before.state(), State::Draining(d) if d.then == AfterDrain::Shutdown);
+    if after.state().name() == StateName::Stopped && remaining > 0 && !final_shutdown {
+        return Err(fail(
+            "only the final shutdown cuts work",
+            format!("stopped with {remaining} operations in flight"),
+        ));
+    }
+    // A reload never turns a Ready backend into a failed one while its old
+    // config still passes its check: a failed setup of a reload that left
+    // Ready goes to the rollback check, and only that check failing (or
+    // not answering) lets the failure stand.
+    let failed = matches!(
+        after.state().name(),
+        StateName::FailedRecoverable | StateName::FailedFatal
+    );
+    if failed
+        && before.state().name() == StateName::Reloading
+        && before.previous().is_some()
+        && before.policy().reload_rollback
+    {
+        return Err(fail(
+            "a reload never fails a Ready backend whose old config passes its check",
+            "the new config's failure was not rolled back".into(),
+        ));
+    }
+    if before.state().name() == StateName::RollingBack {
+        if failed && matches!(event, Event::SetupSucceeded { .. }) {
+            return Err(fail(
+                "a reload never fails a Ready backend whose old config passes its check",
+                "the old instance passed its check but the driver failed".into(),
+            ));
+        }
+        if after.state().name() == StateName::Ready
+            && before.previous().map(|p| p.config) != Some(after.config())
+        {
+            return Err(fail(
+                "a rollback returns to the old config",
+                format!(
+                    "Ready on config {} after rolling back to {:?}",
+                    after.config(),
+                    before.previous().map(|p| p.config)
+                ),
+            ));
+        }
+    }
     if budget > 0 && after.state().attempt() > budget {
         return Err(fail(
             "attempts within reinit_driver_count",
@@ -88,7 +136,12 @@ pub fn check_transition(
         ));
     }
     if runs == 1 {
-        if let Some(old) = before.state().setup() {
+        // The setup this event completes is no longer in flight.
+        let completed = match event {
+            Event::SetupSucceeded { setup } | Event::SetupFailed { setup, .. } => Some(*setup),
+            _ => None,
+        };
+        if let Some(old) = before.state().setup().filter(|s| Some(s.id) != completed) {
             let aborted = effects
                 .iter()
                 .any(|e| matches!(e, Effect::AbortSetup { setup } if *setup == old.id));

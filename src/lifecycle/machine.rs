@@ -5,8 +5,8 @@ use std::mem;
 
 use super::{
     AfterDrain, ConfigId, Draining, DriverError, Effect, Effects, Event, Failed, Generation,
-    Jitter, Moment, Notification, PendingConfig, Policy, Ready, Refused, Retry, Setup, State,
-    Timer, TimerKind, Why,
+    Jitter, Moment, Notification, PendingConfig, Policy, Ready, Refused, Retry, RollingBack, Setup,
+    State, Timer, TimerKind, Why,
 };
 
 /// One driver's lifecycle: its [`State`] plus the bookkeeping a transition
@@ -18,6 +18,11 @@ pub struct Lifecycle {
     state: State,
     policy: Policy,
     config: ConfigId,
+    /// The config (and policy) the driver served on before the reload in
+    /// progress: what a failed reload rolls back to. `Some` only from a
+    /// reload that left Ready until that reload settles. Boxed: reloads are
+    /// rare, and every `step` clones the lifecycle.
+    previous: Option<Box<PendingConfig>>,
     last_generation: Generation,
     jitter: Jitter,
 }
@@ -30,6 +35,7 @@ impl Lifecycle {
             state: State::Uninitialized,
             policy,
             config,
+            previous: None,
             last_generation: 0,
             jitter: Jitter::from_seed(seed),
         }
@@ -48,6 +54,12 @@ impl Lifecycle {
     /// The config the driver runs on (or is being set up with).
     pub fn config(&self) -> ConfigId {
         self.config
+    }
+
+    /// The config a failed reload in progress would roll back to (the one
+    /// the driver served on before it), if any.
+    pub fn previous(&self) -> Option<&PendingConfig> {
+        self.previous.as_deref()
     }
 
     /// The last generation handed out (timers and setups use fresh ones).
@@ -78,6 +90,7 @@ impl Lifecycle {
         self.last_generation = last;
         match &mut self.state {
             State::Initializing(s) | State::Reloading(s) => s.id = rename(s.id),
+            State::RollingBack(r) => r.check.id = rename(r.check.id),
             State::Ready(r) => r.epoch = rename(r.epoch),
             State::Failed(Failed::Recoverable { retry: Some(r), .. }) => r.timer = rename(r.timer),
             State::Draining(d) => {
@@ -107,6 +120,14 @@ impl Lifecycle {
                 attempt: cap(s.attempt),
                 deadline: Moment::ZERO,
                 ..*s
+            }),
+            State::RollingBack(r) => State::RollingBack(RollingBack {
+                check: Setup {
+                    attempt: cap(r.check.attempt),
+                    deadline: Moment::ZERO,
+                    ..r.check
+                },
+                error: r.error.clone(),
             }),
             State::Ready(r) => State::Ready(Ready {
                 attempt: cap(r.attempt),
@@ -152,6 +173,7 @@ impl Lifecycle {
         let mut live = arrayvec::ArrayVec::new();
         match &self.state {
             State::Initializing(s) | State::Reloading(s) => live.push(s.id),
+            State::RollingBack(r) => live.push(r.check.id),
             State::Ready(r) => live.push(r.epoch),
             State::Failed(Failed::Recoverable { retry: Some(r), .. }) => live.push(r.timer),
             State::Draining(d) => {
@@ -279,6 +301,10 @@ impl Lifecycle {
             (S::Initializing(s) | S::Reloading(s), Event::SetupSucceeded { setup })
                 if setup == s.id =>
             {
+                // The new config is up: the instance kept for a rollback goes.
+                if self.previous.take().is_some() {
+                    fx.push(Effect::DropPrevious);
+                }
                 fx.push(Effect::Notify(Notification::InitEnd { attempt: s.attempt }));
                 fx.push(Effect::PublishCapabilities { epoch: s.id });
                 Ok(S::Ready(Ready {
@@ -293,12 +319,22 @@ impl Lifecycle {
             {
                 Ok(self.setup_failed(s, error, now, fx))
             }
+            (S::RollingBack(r), Event::SetupSucceeded { setup }) if setup == r.check.id => {
+                Ok(self.rolled_back(r, now, fx))
+            }
+            (S::RollingBack(r), Event::SetupFailed { setup, .. }) if setup == r.check.id => {
+                Ok(self.rollback_failed(r, now, fx))
+            }
             (s, Event::SetupSucceeded { .. } | Event::SetupFailed { .. }) => Ok(s),
 
             // ---- timers (stale ones are ignored) -------------------------
             (s, Event::TimerFired(t)) if !waits_on(&s, t) => Ok(s),
             (S::Initializing(s) | S::Reloading(s), Event::TimerFired(_)) => {
                 Ok(self.setup_timed_out(s, now, fx))
+            }
+            (S::RollingBack(r), Event::TimerFired(_)) => {
+                fx.push(Effect::AbortSetup { setup: r.check.id });
+                Ok(self.rollback_failed(r, now, fx))
             }
             (S::Failed(Failed::Recoverable { retry: Some(r), .. }), Event::TimerFired(_)) => {
                 Ok(self.begin_setup(r.attempt, now, fx, S::Initializing))
@@ -319,6 +355,10 @@ impl Lifecycle {
             }
             (S::Initializing(s) | S::Reloading(s), Event::PublisherTick) if now >= s.deadline => {
                 Ok(self.setup_timed_out(s, now, fx))
+            }
+            (S::RollingBack(r), Event::PublisherTick) if now >= r.check.deadline => {
+                fx.push(Effect::AbortSetup { setup: r.check.id });
+                Ok(self.rollback_failed(r, now, fx))
             }
             (S::Draining(d), Event::PublisherTick)
                 if d.deadline.is_some_and(|(at, _)| now >= at) =>
@@ -358,7 +398,7 @@ impl Lifecycle {
                     policy: *policy,
                 };
                 if r.in_flight == 0 {
-                    Ok(self.reload_now(pending, now, fx))
+                    Ok(self.reload_now(pending, true, now, fx))
                 } else {
                     Ok(self.drain(r, AfterDrain::Reload(Box::new(pending)), now, fx))
                 }
@@ -372,9 +412,10 @@ impl Lifecycle {
                 },
             ) => match d.then {
                 AfterDrain::Shutdown => Ok(S::Draining(d)),
-                // The operator reverted the change: keep serving, untouched.
-                AfterDrain::Reload(_) if !changed => Ok(S::Ready(d.ready)),
-                AfterDrain::Reload(_) | AfterDrain::HealthLost(_) => {
+                // The operator reverted the change (or put a removed backend
+                // back as it runs): keep serving, untouched.
+                AfterDrain::Reload(_) | AfterDrain::Remove if !changed => Ok(S::Ready(d.ready)),
+                AfterDrain::Reload(_) | AfterDrain::Remove | AfterDrain::HealthLost(_) => {
                     d.then = AfterDrain::Reload(Box::new(PendingConfig {
                         config,
                         policy: *policy,
@@ -386,19 +427,23 @@ impl Lifecycle {
                 }
             },
             (
-                S::Initializing(s) | S::Reloading(s),
+                s @ (S::Initializing(_) | S::Reloading(_) | S::RollingBack(_)),
                 Event::ReloadRequested {
                     config,
                     changed: true,
                     policy,
                 },
             ) => {
-                fx.push(Effect::AbortSetup { setup: s.id });
+                if let Some(setup) = s.setup() {
+                    fx.push(Effect::AbortSetup { setup: setup.id });
+                }
                 let pending = PendingConfig {
                     config,
                     policy: *policy,
                 };
-                Ok(self.reload_now(pending, now, fx))
+                // A rollback target kept by an earlier reload stays: it is
+                // still the last config that served.
+                Ok(self.reload_now(pending, false, now, fx))
             }
             // Same config: the setup in flight goes on, with a fresh budget.
             (S::Initializing(s), Event::ReloadRequested { .. }) => {
@@ -407,6 +452,13 @@ impl Lifecycle {
             (S::Reloading(s), Event::ReloadRequested { .. }) => {
                 Ok(S::Reloading(Setup { attempt: 0, ..s }))
             }
+            (S::RollingBack(r), Event::ReloadRequested { .. }) => Ok(S::RollingBack(RollingBack {
+                check: Setup {
+                    attempt: 0,
+                    ..r.check
+                },
+                error: r.error,
+            })),
             // A failed driver (fatal or given up or waiting) is set up again
             // with a fresh budget, changed config or not.
             (S::Failed(_), Event::ReloadRequested { config, policy, .. }) => {
@@ -414,7 +466,7 @@ impl Lifecycle {
                     config,
                     policy: *policy,
                 };
-                Ok(self.reload_now(pending, now, fx))
+                Ok(self.reload_now(pending, false, now, fx))
             }
             (s @ S::Stopped, Event::ReloadRequested { .. }) => Err((s, Why::Stopped)),
 
@@ -426,11 +478,28 @@ impl Lifecycle {
                 AfterDrain::Shutdown => Ok(S::Draining(d)),
                 _ => Ok(self.drain(d.ready, AfterDrain::Shutdown, now, fx)),
             },
-            (S::Stopped, Event::ShutdownRequested) => Ok(S::Stopped),
-            (s, Event::ShutdownRequested) => {
+            (S::Stopped, Event::ShutdownRequested | Event::RemovalRequested) => Ok(S::Stopped),
+
+            // ---- removal by a reload: a drain whose deadline aborts it -----
+            (S::Ready(r), Event::RemovalRequested) if r.in_flight > 0 => {
+                Ok(self.drain(r, AfterDrain::Remove, now, fx))
+            }
+            (S::Draining(mut d), Event::RemovalRequested) => match d.then {
+                AfterDrain::Shutdown | AfterDrain::Remove => Ok(S::Draining(d)),
+                AfterDrain::Reload(_) | AfterDrain::HealthLost(_) => {
+                    d.then = AfterDrain::Remove;
+                    if d.deadline.is_none() {
+                        d.deadline = Some(self.arm_drain_deadline(now, fx));
+                    }
+                    Ok(S::Draining(d))
+                }
+            },
+
+            (s, Event::ShutdownRequested | Event::RemovalRequested) => {
                 if let Some(setup) = s.setup() {
                     fx.push(Effect::AbortSetup { setup: setup.id });
                 }
+                self.previous = None;
                 fx.push(Effect::Stop);
                 Ok(S::Stopped)
             }
@@ -454,7 +523,11 @@ impl Lifecycle {
         let id = self.fresh_generation();
         let deadline = now + self.policy.driver_init_timeout;
         fx.push(Effect::Notify(Notification::InitStart { attempt }));
-        fx.push(Effect::RunSetup { setup: id, attempt });
+        fx.push(Effect::RunSetup {
+            setup: id,
+            attempt,
+            previous: false,
+        });
         fx.push(Effect::ScheduleTimer {
             timer: timer(TimerKind::SetupDeadline, id),
             at: deadline,
@@ -477,7 +550,76 @@ impl Lifecycle {
             attempt: s.attempt,
             error: error.clone(),
         }));
+        if self.previous.is_some() {
+            if self.policy.reload_rollback {
+                return self.begin_rollback_check(s.attempt, error, now, fx);
+            }
+            self.previous = None;
+            fx.push(Effect::DropPrevious);
+        }
         self.fail(s.attempt, error, now, fx)
+    }
+
+    /// The new config of a reload that left Ready failed to set up: check
+    /// the instance set aside before it (`check_for_setup_error`), with the
+    /// setup deadline.
+    fn begin_rollback_check(
+        &mut self,
+        attempt: u32,
+        error: DriverError,
+        now: Moment,
+        fx: &mut Effects,
+    ) -> State {
+        let id = self.fresh_generation();
+        let deadline = now + self.policy.driver_init_timeout;
+        fx.push(Effect::RunSetup {
+            setup: id,
+            attempt,
+            previous: true,
+        });
+        fx.push(Effect::ScheduleTimer {
+            timer: timer(TimerKind::SetupDeadline, id),
+            at: deadline,
+        });
+        State::RollingBack(RollingBack {
+            check: Setup {
+                attempt,
+                id,
+                deadline,
+            },
+            error,
+        })
+    }
+
+    /// The old instance passed its check: Ready on the old config again.
+    fn rolled_back(&mut self, r: RollingBack, now: Moment, fx: &mut Effects) -> State {
+        let Some(previous) = self.previous.take() else {
+            // Not reachable (RollingBack is entered only with a target);
+            // treated as a failed rollback rather than a panic.
+            return self.fail(r.check.attempt, r.error, now, fx);
+        };
+        let PendingConfig { config, policy } = *previous;
+        self.config = config;
+        self.policy = policy;
+        fx.push(Effect::RestorePrevious);
+        fx.push(Effect::Notify(Notification::ReloadRolledBack {
+            error: r.error,
+        }));
+        fx.push(Effect::PublishCapabilities { epoch: r.check.id });
+        State::Ready(Ready {
+            in_flight: 0,
+            since: now,
+            attempt: 0,
+            epoch: r.check.id,
+        })
+    }
+
+    /// The old instance failed its check (or did not answer in time): the
+    /// new config's failure stands and is retried as any failed setup.
+    fn rollback_failed(&mut self, r: RollingBack, now: Moment, fx: &mut Effects) -> State {
+        self.previous = None;
+        fx.push(Effect::DropPrevious);
+        self.fail(r.check.attempt, r.error, now, fx)
     }
 
     fn setup_timed_out(&mut self, s: Setup, now: Moment, fx: &mut Effects) -> State {
@@ -553,8 +695,8 @@ impl Lifecycle {
 
     fn finish_drain(&mut self, d: Draining, now: Moment, fx: &mut Effects) -> State {
         match d.then {
-            AfterDrain::Reload(pending) => self.reload_now(*pending, now, fx),
-            AfterDrain::Shutdown => {
+            AfterDrain::Reload(pending) => self.reload_now(*pending, true, now, fx),
+            AfterDrain::Shutdown | AfterDrain::Remove => {
                 fx.push(Effect::Stop);
                 State::Stopped
             }
@@ -571,6 +713,13 @@ impl Lifecycle {
                 }));
                 State::Ready(d.ready)
             }
+            // A removal never cuts work either: the backend keeps serving.
+            AfterDrain::Remove => {
+                fx.push(Effect::Notify(Notification::RemovalAborted {
+                    in_flight: d.ready.in_flight,
+                }));
+                State::Ready(d.ready)
+            }
             AfterDrain::Shutdown => {
                 fx.push(Effect::Stop);
                 State::Stopped
@@ -578,11 +727,27 @@ impl Lifecycle {
         }
     }
 
-    fn reload_now(&mut self, pending: PendingConfig, now: Moment, fx: &mut Effects) -> State {
+    /// Applies `pending` and starts its setup. `from_ready`: the driver
+    /// served on the running config until now, which becomes the rollback
+    /// target (its instance is set aside, not torn down).
+    fn reload_now(
+        &mut self,
+        pending: PendingConfig,
+        from_ready: bool,
+        now: Moment,
+        fx: &mut Effects,
+    ) -> State {
+        if from_ready {
+            self.previous = Some(Box::new(PendingConfig {
+                config: self.config,
+                policy: self.policy,
+            }));
+        }
         self.config = pending.config;
         self.policy = pending.policy;
         fx.push(Effect::ApplyConfig {
             config: pending.config,
+            keep_previous: from_ready,
         });
         self.begin_setup(0, now, fx, State::Reloading)
     }
@@ -593,6 +758,7 @@ impl Lifecycle {
 fn waits_on(state: &State, t: Timer) -> bool {
     match state {
         State::Initializing(s) | State::Reloading(s) => t == timer(TimerKind::SetupDeadline, s.id),
+        State::RollingBack(r) => t == timer(TimerKind::SetupDeadline, r.check.id),
         State::Failed(Failed::Recoverable { retry: Some(r), .. }) => {
             t == timer(TimerKind::Retry, r.timer)
         }

@@ -29,8 +29,8 @@ pub use jitter::Jitter;
 pub use machine::Lifecycle;
 pub use policy::{JITTER_PPM_ONE, MAX_DURATION, Policy, PolicyError, parse_duration};
 pub use state::{
-    AfterDrain, ConfigId, Draining, Failed, Generation, PendingConfig, Ready, Retry, Setup, State,
-    StateName,
+    AfterDrain, ConfigId, Draining, Failed, Generation, PendingConfig, Ready, Retry, RollingBack,
+    Setup, State, StateName,
 };
 pub use time::Moment;
 

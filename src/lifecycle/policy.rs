@@ -28,6 +28,10 @@ pub struct Policy {
     pub driver_init_timeout: Duration,
     /// How long a drain (reload or shutdown) may wait for in-flight operations.
     pub graceful_shutdown_timeout: Duration,
+    /// A backend that was Ready before a reload and whose new config fails
+    /// to set up returns to Ready on its old driver instance and old config
+    /// (once the old instance passes `check_for_setup_error`).
+    pub reload_rollback: bool,
 }
 
 impl Default for Policy {
@@ -40,6 +44,7 @@ impl Default for Policy {
             reinit_reset_after: Duration::from_secs(600),
             driver_init_timeout: Duration::from_secs(120),
             graceful_shutdown_timeout: Duration::from_secs(60),
+            reload_rollback: true,
         }
     }
 }
@@ -61,7 +66,7 @@ pub enum PolicyError {
 
 impl Policy {
     /// Every option a `Policy` reads, with its default as written in a config file.
-    pub const OPTIONS: [(&'static str, &'static str); 7] = [
+    pub const OPTIONS: [(&'static str, &'static str); 8] = [
         ("reinit_driver_count", "3"),
         ("reinit_backoff_base", "1s"),
         ("reinit_backoff_max", "300s"),
@@ -69,6 +74,7 @@ impl Policy {
         ("reinit_reset_after", "10m"),
         ("driver_init_timeout", "120s"),
         ("graceful_shutdown_timeout", "60s"),
+        ("reload_rollback", "true"),
     ];
 
     /// True if `option` is one of [`Policy::OPTIONS`].
@@ -116,6 +122,7 @@ impl Policy {
             "graceful_shutdown_timeout" => {
                 self.graceful_shutdown_timeout = parse_duration(option, value)?
             }
+            "reload_rollback" => self.reload_rollback = parse_bool(option, value)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -216,6 +223,16 @@ pub fn parse_duration(option: &str, value: &str) -> Result<Duration, PolicyError
 
 /// The longest duration any option accepts: ten years (of 365 days).
 pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// Parses a boolean as oslo.config does (`true`/`false`, `yes`/`no`,
+/// `on`/`off`, `1`/`0`, any case).
+fn parse_bool(option: &str, value: &str) -> Result<bool, PolicyError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(invalid(option, value, "expected true or false")),
+    }
+}
 
 fn parse_fraction(option: &str, value: &str) -> Result<u32, PolicyError> {
     let fraction: f64 = value

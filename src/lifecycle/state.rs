@@ -78,8 +78,13 @@ pub enum AfterDrain {
     /// Apply this config and set the driver up again (boxed: keeps the
     /// common states small).
     Reload(Box<PendingConfig>),
-    /// Stop the driver.
+    /// Stop the driver for good (final shutdown): the deadline passing cuts
+    /// in-flight work.
     Shutdown,
+    /// The backend was removed by a reload: stop once drained. Unlike
+    /// `Shutdown`, the deadline passing aborts the removal (the driver keeps
+    /// serving), so in-flight work is never cut.
+    Remove,
     /// The backend was lost while operations were in flight: fail recoverably.
     HealthLost(#[serde(serialize_with = "super::serialize_display")] DriverError),
 }
@@ -107,6 +112,19 @@ pub struct Draining {
     pub then: AfterDrain,
 }
 
+/// A failed reload being rolled back: the driver instance set aside before
+/// the reload runs `check_for_setup_error`; if it passes, the driver returns
+/// to Ready on its old config.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
+pub struct RollingBack {
+    /// The check in flight (generation, deadline; `attempt` is the failed
+    /// reload's attempt, kept if the check fails and the new config is retried).
+    pub check: Setup,
+    /// Why the new config failed to set up.
+    #[serde(serialize_with = "super::serialize_display")]
+    pub error: DriverError,
+}
+
 /// The lifecycle state of one driver.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
 pub enum State {
@@ -122,6 +140,9 @@ pub enum State {
     Draining(Draining),
     /// Setup in flight on a newly applied config (after a reload).
     Reloading(Setup),
+    /// The new config failed to set up; the old driver instance is checked
+    /// before the driver returns to Ready on it.
+    RollingBack(RollingBack),
     /// Stopped for good.
     Stopped,
 }
@@ -138,12 +159,13 @@ pub enum StateName {
     FailedFatal,
     Draining,
     Reloading,
+    RollingBack,
     Stopped,
 }
 
 impl StateName {
     /// Every state name, in lifecycle order.
-    pub const ALL: [StateName; 8] = [
+    pub const ALL: [StateName; 9] = [
         StateName::Uninitialized,
         StateName::Initializing,
         StateName::Ready,
@@ -151,6 +173,7 @@ impl StateName {
         StateName::FailedFatal,
         StateName::Draining,
         StateName::Reloading,
+        StateName::RollingBack,
         StateName::Stopped,
     ];
 
@@ -164,6 +187,7 @@ impl StateName {
             StateName::FailedFatal => "failed_fatal",
             StateName::Draining => "draining",
             StateName::Reloading => "reloading",
+            StateName::RollingBack => "rolling_back",
             StateName::Stopped => "stopped",
         }
     }
@@ -186,6 +210,7 @@ impl State {
             State::Failed(Failed::Fatal { .. }) => StateName::FailedFatal,
             State::Draining(_) => StateName::Draining,
             State::Reloading(_) => StateName::Reloading,
+            State::RollingBack(_) => StateName::RollingBack,
             State::Stopped => StateName::Stopped,
         }
     }
@@ -199,10 +224,11 @@ impl State {
         }
     }
 
-    /// The setup in flight, if any.
+    /// The setup in flight, if any (a rollback's check counts as one).
     pub fn setup(&self) -> Option<&Setup> {
         match self {
             State::Initializing(s) | State::Reloading(s) => Some(s),
+            State::RollingBack(r) => Some(&r.check),
             _ => None,
         }
     }
@@ -219,6 +245,7 @@ impl State {
     pub fn attempt(&self) -> u32 {
         match self {
             State::Initializing(s) | State::Reloading(s) => s.attempt,
+            State::RollingBack(r) => r.check.attempt,
             State::Ready(r) => r.attempt,
             State::Draining(d) => d.ready.attempt,
             State::Failed(Failed::Recoverable { attempt, .. }) => *attempt,

@@ -20,6 +20,7 @@ fn colour(state: StateName) -> &'static str {
         StateName::FailedFatal => "#9d0208",
         StateName::Draining => "#ffd166",
         StateName::Reloading => "#7b2cbf",
+        StateName::RollingBack => "#c77dff",
         StateName::Stopped => "#495057",
     }
 }
