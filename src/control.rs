@@ -239,44 +239,69 @@ pub fn status_report(handles: &Handles) -> StatusReport {
     }
 }
 
-/// Serves the control socket at `path` until the system stops.
+/// A bound control socket, not yet answering: bound before the service
+/// starts, so a busy or impossible path refuses start-up with one line.
+pub struct ControlSocket {
+    listener: UnixListener,
+}
+
+impl ControlSocket {
+    /// Binds the socket at `path` (mode 0600), replacing a stale socket
+    /// file left by a crash. Must run inside a tokio runtime.
+    ///
+    /// Errors: another daemon answers there, or the path cannot be bound
+    /// (missing directory, permissions).
+    pub fn bind(path: &Path) -> Result<ControlSocket, ControlError> {
+        let socket_error = |source| ControlError::Socket {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.exists() {
+            // A live daemon answers; a stale socket file from a crash does not.
+            if StdUnixStream::connect(path).is_ok() {
+                return Err(socket_error(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another rekindle daemon is listening here",
+                )));
+            }
+            std::fs::remove_file(path).map_err(socket_error)?;
+        }
+        let listener = UnixListener::bind(path).map_err(socket_error)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(socket_error)?;
+        Ok(ControlSocket { listener })
+    }
+
+    /// Answers requests until the system stops.
+    pub fn serve(self, handles: Handles, manager: Option<crate::manager::Manager>) {
+        let listener = self.listener;
+        actix::spawn(async move {
+            loop {
+                match listener.accept().await {
+                    Ok((stream, _)) => {
+                        let handles = handles.clone();
+                        let manager = manager.clone();
+                        actix::spawn(async move {
+                            if let Err(error) = answer(stream, handles, manager).await {
+                                tracing::warn!(%error, "control connection failed");
+                            }
+                        });
+                    }
+                    Err(error) => tracing::error!(%error, "control socket accept failed"),
+                }
+            }
+        });
+    }
+}
+
+/// Binds and serves the control socket at `path` until the system stops
+/// ([`ControlSocket::bind`] then [`ControlSocket::serve`]).
 pub fn serve(
     path: &Path,
     handles: Handles,
     manager: Option<crate::manager::Manager>,
 ) -> Result<(), ControlError> {
-    let socket_error = |source| ControlError::Socket {
-        path: path.to_path_buf(),
-        source,
-    };
-    if path.exists() {
-        // A live daemon answers; a stale socket file from a crash does not.
-        if StdUnixStream::connect(path).is_ok() {
-            return Err(socket_error(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                "another rekindle daemon is listening here",
-            )));
-        }
-        std::fs::remove_file(path).map_err(socket_error)?;
-    }
-    let listener = UnixListener::bind(path).map_err(socket_error)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(socket_error)?;
-    actix::spawn(async move {
-        loop {
-            match listener.accept().await {
-                Ok((stream, _)) => {
-                    let handles = handles.clone();
-                    let manager = manager.clone();
-                    actix::spawn(async move {
-                        if let Err(error) = answer(stream, handles, manager).await {
-                            tracing::warn!(%error, "control connection failed");
-                        }
-                    });
-                }
-                Err(error) => tracing::error!(%error, "control socket accept failed"),
-            }
-        }
-    });
+    ControlSocket::bind(path)?.serve(handles, manager);
     Ok(())
 }
 

@@ -137,6 +137,12 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
                 "service_down_time is not larger than report_interval; using 2.5 x report_interval, as Cinder does"
             );
         }
+        // Bound before anything starts: a busy or impossible path refuses
+        // start-up with one line, and no actor is left half-started.
+        let control = match &options.control {
+            Some(path) => Some(crate::control::ControlSocket::bind(path)?),
+            None => None,
+        };
         let plan = config.plan();
         let state_dir = config.state_dir.clone();
         let configured = plan.backends.len();
@@ -184,8 +190,8 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
                 tracing::error!(%error, "crash recovery of records failed");
             }
         });
-        if let Some(path) = &options.control {
-            crate::control::serve(path, handles.clone(), Some(manager))?;
+        if let Some(control) = control {
+            control.serve(handles.clone(), Some(manager));
         }
         tracing::info!(backends = configured, "rekindle is running");
         // Resolves after a graceful shutdown (or if the controller is gone).

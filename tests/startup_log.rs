@@ -54,3 +54,63 @@ fn the_start_up_log_counts_configured_backends_in_plain_text() {
         raised[0]
     );
 }
+
+#[test]
+fn a_busy_or_impossible_control_socket_refuses_start_up_in_one_line() {
+    let dir = std::env::temp_dir().join(format!("rekindle-busy-socket-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let config = dir.join("cinder.conf");
+    std::fs::write(
+        &config,
+        "[DEFAULT]\nenabled_backends = a\nhost = test\n[a]\nvolume_driver = fault\n",
+    )
+    .expect("config");
+    let socket = dir.join("control.sock");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--control")
+        .arg(&socket)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "the first daemon never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (path, problem) in [
+        (socket.clone(), "another rekindle daemon is listening here"),
+        (
+            dir.join("missing/control.sock"),
+            "No such file or directory",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .arg("--control")
+            .arg(&path)
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "rekindle: control socket {}: {problem}",
+                path.display()
+            )),
+            "{stderr}"
+        );
+    }
+    let _ = first.kill();
+    let _ = first.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
