@@ -788,7 +788,7 @@ impl Handler<ControlSignal> for Controller {
         match msg {
             ControlSignal::Reload => {
                 let outcome = self.reload(ctx);
-                tracing::info!(?outcome, "reload requested");
+                tracing::info!("reload requested: {}", outcome_words(&outcome));
             }
             ControlSignal::Shutdown => self.shutdown(ctx),
         }
@@ -894,8 +894,40 @@ impl Handler<ReloadSettled> for Controller {
         self.answer(msg.config, &ReloadOutcome::Finished(report));
         if std::mem::take(&mut self.follow_up) {
             let outcome = self.reload(ctx);
-            tracing::info!(?outcome, "follow-up reload");
+            tracing::info!("follow-up reload: {}", outcome_words(&outcome));
             self.follow_up_started(&outcome);
+        }
+    }
+}
+
+/// A reload request's outcome for a log line, in words.
+fn outcome_words(outcome: &ReloadOutcome) -> String {
+    match outcome {
+        ReloadOutcome::Started { config, diff } => {
+            let mut parts = Vec::new();
+            for (what, names) in [
+                ("changed", &diff.changed),
+                ("added", &diff.added),
+                ("removed", &diff.removed),
+            ] {
+                if !names.is_empty() {
+                    parts.push(format!("{what} {}", names.join(", ")));
+                }
+            }
+            if parts.is_empty() {
+                parts.push("nothing changed".to_string());
+            }
+            format!("config {config} applying ({})", parts.join("; "))
+        }
+        ReloadOutcome::Coalesced => {
+            "queued behind the running reload (one follow-up reload will cover it)".to_string()
+        }
+        ReloadOutcome::Rejected { error } => {
+            format!("rejected, the old config keeps serving: {error}")
+        }
+        ReloadOutcome::ShuttingDown => "ignored: the service is shutting down".to_string(),
+        ReloadOutcome::Finished(report) => {
+            format!("config {} settled: {}", report.config, summary(report))
         }
     }
 }

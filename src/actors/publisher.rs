@@ -47,9 +47,18 @@ impl Publisher {
         for (name, addr) in &self.drivers {
             // A tick is idempotent: when a mailbox is full, the tick already
             // queued there does the same job. Counted and logged, never silent.
-            if let Err(error) = addr.try_send(Tick) {
-                self.skipped += 1;
-                tracing::warn!(backend = %name, %error, skipped = self.skipped, "publisher tick not delivered");
+            match addr.try_send(Tick) {
+                Ok(()) => {}
+                // A backend that stopped (shutdown, removal) needs no tick.
+                Err(actix::prelude::SendError::Closed(_)) => {}
+                Err(actix::prelude::SendError::Full(_)) => {
+                    self.skipped += 1;
+                    tracing::warn!(
+                        backend = %name,
+                        skipped = self.skipped,
+                        "publisher tick skipped: the backend's mailbox is full (the tick already queued does the same job)"
+                    );
+                }
             }
         }
     }

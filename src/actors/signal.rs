@@ -140,7 +140,12 @@ impl Actor for SignalActor {
 
 impl StreamHandler<ControlSignal> for SignalActor {
     fn handle(&mut self, message: ControlSignal, _: &mut Context<Self>) {
-        tracing::info!(?message, "signal received");
+        match message {
+            ControlSignal::Reload => tracing::info!("SIGHUP received: reloading the config file"),
+            ControlSignal::Shutdown => {
+                tracing::info!("SIGTERM or SIGINT received: draining, then exiting")
+            }
+        }
         // The controller coalesces bursts; do_send never drops a message to a
         // live actor.
         self.target.do_send(message);
