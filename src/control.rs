@@ -507,14 +507,9 @@ fn next_retry(b: &BackendRow, now: std::time::SystemTime) -> String {
         .as_deref()
         .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
     {
-        let wall = humantime::format_rfc3339_seconds(at).to_string();
-        let clock = wall.get(11..19).unwrap_or(&wall);
-        return match at.duration_since(now) {
-            Ok(left) => format!(
-                "in {}s ({clock} UTC)",
-                left.as_secs() + u64::from(left.subsec_nanos() > 0)
-            ),
-            Err(_) => format!("due now ({clock} UTC)"),
+        return match crate::refusal::in_and_at(at, now) {
+            (Some(left), clock) => format!("in {left} ({clock})"),
+            (None, clock) => format!("due now ({clock})"),
         };
     }
     match b.state.as_str() {
@@ -661,6 +656,16 @@ mod tests {
             false,
         );
         assert_eq!(next_retry(&waiting, now), "in 7s (12:04:31 UTC)");
+        let far = row(
+            "failed_recoverable",
+            1,
+            Some("2026-12-01T18:04:24.000Z".to_string()),
+            false,
+        );
+        assert_eq!(
+            next_retry(&far, now),
+            "in 1 day 6h (2026-12-01 18:04:24 UTC)"
+        );
         assert_eq!(attempts(&waiting), "2 of 4");
         let spent = row("failed_recoverable", 3, None, true);
         assert_eq!(

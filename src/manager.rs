@@ -226,6 +226,8 @@ impl Manager {
                         .next_retry
                         .as_deref()
                         .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+                    draining_for: None,
+                    until: None,
                 };
                 let now = self
                     .handles

@@ -18,21 +18,59 @@ pub struct Situation<'a> {
     pub last_error: Option<&'a str>,
     /// When the next setup attempt runs (wall clock), if one is scheduled.
     pub next_retry: Option<SystemTime>,
+    /// While draining, what the drain is for ("a reload", "its removal",
+    /// "shutdown", "a lost backend").
+    pub draining_for: Option<&'static str>,
+    /// The deadline of the setup or drain under way (wall clock), if any.
+    pub until: Option<SystemTime>,
 }
 
-/// `in 7s at 12:04:31 UTC` (or `now` when due).
+/// `in 7s at 12:04:31 UTC`, `in 1 day 6h at 2026-12-01 03:33:09 UTC` (the
+/// date once it is not today), or `now (12:04:31 UTC)` when due.
 pub fn when(at: SystemTime, now: SystemTime) -> String {
+    let (left, clock) = in_and_at(at, now);
+    match left {
+        Some(left) => format!("in {left} at {clock}"),
+        None => format!("now ({clock})"),
+    }
+}
+
+/// How long from `now` until `at` (rounded up to seconds, `None` when due)
+/// and `at` on the wall clock (`HH:MM:SS UTC`, with the date when it is not
+/// on `now`'s day).
+pub fn in_and_at(at: SystemTime, now: SystemTime) -> (Option<String>, String) {
     let stamp = humantime::format_rfc3339_seconds(at).to_string();
-    let clock = stamp.get(11..19).unwrap_or(&stamp);
-    match at.duration_since(now) {
+    let today = humantime::format_rfc3339_seconds(now).to_string();
+    let clock = match (stamp.get(..10), stamp.get(11..19)) {
+        (Some(day), Some(time)) if today.get(..10) == Some(day) => format!("{time} UTC"),
+        (Some(day), Some(time)) => format!("{day} {time} UTC"),
+        _ => stamp.clone(),
+    };
+    let left = match at.duration_since(now) {
         Ok(left) if left > Duration::ZERO => {
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-            format!(
-                "in {} at {clock} UTC",
+            Some(
                 humantime::format_duration(Duration::from_secs(secs))
+                    .to_string()
+                    .replace("day", " day")
+                    .replace("  ", " "),
             )
         }
-        _ => format!("now ({clock} UTC)"),
+        _ => None,
+    };
+    (left, clock)
+}
+
+/// What an operator does about a fatal error, by its class.
+fn remedy(error: Option<&str>) -> &'static str {
+    match error {
+        Some(e) if e.starts_with("missing library") => {
+            "install what it needs (or fix its path in the config), then reload"
+        }
+        Some(e) if e.starts_with("driver not supported") => {
+            "fix the driver name in the config, then reload"
+        }
+        _ => "fix the config, then reload",
     }
 }
 
@@ -48,11 +86,26 @@ pub fn describe(s: &Situation<'_>, now: SystemTime) -> String {
         StateName::Ready => "the backend is ready".to_string(),
         StateName::Uninitialized => "the backend has not started its driver yet; retry shortly".to_string(),
         StateName::Initializing | StateName::Reloading => format!(
-            "the backend is setting up its driver (attempt {}); retry once it is ready",
-            s.attempt.saturating_add(1)
+            "the backend is setting up its driver (attempt {}{}); retry once it is ready",
+            s.attempt.saturating_add(1),
+            s.until
+                .map(|t| format!(", abandoned if not done {}", when(t, now)))
+                .unwrap_or_default()
         ),
         StateName::RollingBack => "the backend's new config failed to set up and it is checking its previous driver to serve on its old config again; retry shortly".to_string(),
-        StateName::Draining => "the backend is finishing its in-flight operations for a reload or shutdown; retry shortly".to_string(),
+        StateName::Draining if s.draining_for == Some("shutdown") => {
+            "the service is shutting down: the backend only finishes its in-flight operations".to_string()
+        }
+        StateName::Draining => format!(
+            "the backend is finishing its in-flight operations before {}{}; retry after that",
+            s.draining_for.unwrap_or("a reload"),
+            s.until
+                .map(|t| match in_and_at(t, now) {
+                    (Some(left), clock) => format!(" (until {clock} at the latest, in {left})"),
+                    (None, clock) => format!(" (its deadline, {clock}, has passed)"),
+                })
+                .unwrap_or_default()
+        ),
         StateName::FailedRecoverable if s.gave_up => format!(
             "the backend gave up setting up its driver{after} ({} attempts); it tries again after a reload (`rekindle reload` or SIGHUP)",
             s.attempt.saturating_add(1)
@@ -65,8 +118,9 @@ pub fn describe(s: &Situation<'_>, now: SystemTime) -> String {
             None => format!("the backend failed{after}; it retries at the next publisher tick"),
         },
         StateName::FailedFatal => format!(
-            "the backend's driver cannot run{}; fix the config, then reload",
-            s.last_error.map(|e| format!(": {e}")).unwrap_or_default()
+            "the backend's driver cannot run{}; {}",
+            s.last_error.map(|e| format!(": {e}")).unwrap_or_default(),
+            remedy(s.last_error)
         ),
         StateName::Stopped => "the backend has stopped (removed or shutting down)".to_string(),
     }
@@ -135,10 +189,73 @@ mod tests {
             gave_up: false,
             last_error: Some("backend error: array down"),
             next_retry: Some(at("2026-11-30T12:04:31Z")),
+            draining_for: None,
+            until: None,
         };
         assert_eq!(
             describe(&s, at("2026-11-30T12:04:24Z")),
             "the backend is retrying its setup after \"backend error: array down\"; next attempt in 7s at 12:04:31 UTC"
+        );
+    }
+
+    #[test]
+    fn times_far_off_carry_their_date_and_days_read_as_words() {
+        assert_eq!(
+            when(at("2026-12-01T03:33:09Z"), at("2026-11-30T21:33:09Z")),
+            "in 6h at 2026-12-01 03:33:09 UTC"
+        );
+        assert_eq!(
+            when(at("2026-12-02T03:33:09Z"), at("2026-11-30T21:33:09Z")),
+            "in 1 day 6h at 2026-12-02 03:33:09 UTC"
+        );
+    }
+
+    #[test]
+    fn a_fatal_error_says_what_to_do_about_its_class() {
+        let s = |e| Situation {
+            state: StateName::FailedFatal,
+            attempt: 0,
+            gave_up: false,
+            last_error: Some(e),
+            next_retry: None,
+            draining_for: None,
+            until: None,
+        };
+        let now = SystemTime::UNIX_EPOCH;
+        assert!(
+            describe(&s("missing library: qemu-img not found"), now)
+                .ends_with("install what it needs (or fix its path in the config), then reload")
+        );
+        assert!(
+            describe(&s("driver not supported: lvm"), now)
+                .ends_with("fix the driver name in the config, then reload")
+        );
+        assert!(
+            describe(&s("configuration error: x"), now).ends_with("fix the config, then reload")
+        );
+    }
+
+    #[test]
+    fn a_drain_says_what_for_and_until_when_and_shutdown_says_no_retry() {
+        let now = at("2026-11-30T12:00:00Z");
+        let mut s = Situation {
+            state: StateName::Draining,
+            attempt: 0,
+            gave_up: false,
+            last_error: None,
+            next_retry: None,
+            draining_for: Some("a reload"),
+            until: Some(at("2026-11-30T12:01:00Z")),
+        };
+        assert_eq!(
+            describe(&s, now),
+            "the backend is finishing its in-flight operations before a reload (until 12:01:00 UTC at the latest, in 1m); retry after that"
+        );
+        s.draining_for = Some("shutdown");
+        assert!(
+            !describe(&s, now).contains("retry"),
+            "{}",
+            describe(&s, now)
         );
     }
 
@@ -151,6 +268,8 @@ mod tests {
                 gave_up: state == StateName::FailedRecoverable,
                 last_error: Some("configuration error: x"),
                 next_retry: None,
+                draining_for: Some("a reload"),
+                until: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(3)),
             };
             let text = describe(&s, SystemTime::UNIX_EPOCH);
             assert!(!text.contains('_'), "{state}: {text}");

@@ -445,8 +445,8 @@ fn reload_with_in_flight_operations_drains_first_then_reloads() {
             .expect("delivered")
             .expect_err("draining");
         assert!(
-            refused.to_string().contains(
-                "finishing its in-flight operations for a reload or shutdown; retry shortly"
+            refused.to_string().ends_with(
+                "finishing its in-flight operations before a reload (until 00:01:01 UTC at the latest, in 59s); retry after that"
             ),
             "{refused}"
         );

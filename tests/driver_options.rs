@@ -288,6 +288,25 @@ fn at_start_up_an_invalid_backend_fails_fatally_and_the_valid_ones_start() {
                 .get(),
             0
         );
+        // An operation on it is refused like any fatally failed backend's.
+        let refused = svc
+            .handles
+            .service
+            .send(rekindle::actors::service::Route {
+                backend: "b2".to_string(),
+                operation: rekindle::actors::Operation::CreateVolume(
+                    rekindle::driver::Volume::new("v1", 1 << 20),
+                ),
+            })
+            .await
+            .expect("delivered")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            refused.starts_with("volume create refused on backend `b2`: the backend's driver cannot run: configuration error: cinder.conf: [b2] fault_fail_setup_times")
+                && refused.ends_with("; fix the config, then reload"),
+            "{refused}"
+        );
     })
     .expect("runtime");
 }

@@ -155,6 +155,24 @@ pub enum Operation {
     DeleteBackup(Box<BackupRecord>),
 }
 
+impl Operation {
+    /// The operation in an operator's words ("volume create").
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::CreateVolume(..) => "volume create",
+            Operation::DeleteVolume(..) => "volume delete",
+            Operation::Attach { .. } => "volume attach",
+            Operation::InitializeConnection { .. } => "volume attach (initialize connection)",
+            Operation::Detach { .. } => "volume detach",
+            Operation::ExtendVolume(..) => "volume extend",
+            Operation::Locate(..) => "volume lookup",
+            Operation::Backup { .. } => "backup create",
+            Operation::Restore { .. } => "backup restore",
+            Operation::DeleteBackup(..) => "backup delete",
+        }
+    }
+}
+
 impl Message for Operation {
     type Result = Result<OperationOutput, OperationError>;
 }
@@ -656,12 +674,29 @@ impl DriverActor {
     fn refusal(&self, operation: &'static str, refused: Refused) -> OperationError {
         let state = self.lifecycle.state();
         let last_error = state.last_error().map(ToString::to_string);
+        let clock = &self.shell.clock;
+        let (draining_for, until) = match state {
+            crate::lifecycle::State::Draining(d) => (
+                Some(match d.then {
+                    crate::lifecycle::AfterDrain::Reload(_) => "a reload",
+                    crate::lifecycle::AfterDrain::Remove => "its removal",
+                    crate::lifecycle::AfterDrain::Shutdown => "shutdown",
+                    crate::lifecycle::AfterDrain::HealthLost(_) => {
+                        "setting up again (its backend was lost)"
+                    }
+                }),
+                d.deadline.map(|(at, _)| clock.wall(at)),
+            ),
+            _ => (None, state.setup().map(|s| clock.wall(s.deadline))),
+        };
         let situation = crate::refusal::Situation {
             state: state.name(),
             attempt: state.attempt(),
             gave_up: state.gave_up(),
             last_error: last_error.as_deref(),
-            next_retry: state.retry().map(|r| self.shell.clock.wall(r.at)),
+            next_retry: state.retry().map(|r| clock.wall(r.at)),
+            draining_for,
+            until,
         };
         let now = self.shell.clock.wall(self.shell.clock.now());
         OperationError::Refused(Box::new(crate::refusal::Refusal::new(
@@ -674,13 +709,21 @@ impl DriverActor {
     }
 
     fn driver_call(&self, operation: Operation) -> Result<DriverCall, OperationError> {
-        let driver = self
-            .driver
-            .as_ref()
-            .map_err(|error| OperationError::Driver {
-                backend: self.spec.backend.clone(),
-                error: error.clone(),
-            })?;
+        let driver = self.driver.as_ref().map_err(|error| {
+            // No driver could be built (its config failed its check): the
+            // lifecycle has failed (or is failing) fatally, so this is a
+            // refusal in the lifecycle's words.
+            match self
+                .lifecycle
+                .step(Event::OperationStarted, self.shell.clock.now())
+            {
+                Err(refused) => self.refusal(operation.name(), refused),
+                Ok(_) => OperationError::Driver {
+                    backend: self.spec.backend.clone(),
+                    error: error.clone(),
+                },
+            }
+        })?;
         DriverCall::new(driver, operation).map_err(|WrongKind(operation)| {
             OperationError::WrongKind {
                 backend: self.spec.backend.clone(),
@@ -828,13 +871,14 @@ impl Handler<Operation> for DriverActor {
     type Result = OperationResponse;
 
     fn handle(&mut self, operation: Operation, ctx: &mut Context<Self>) -> Self::Result {
+        let name = operation.name();
         // Check the kind before counting the operation in.
         let call = match self.driver_call(operation) {
             Ok(call) => call,
             Err(error) => return OperationResponse::Done(Err(error)),
         };
         if let Err(refused) = self.count_operation(true, ctx) {
-            return OperationResponse::Done(Err(self.refusal(call.name(), refused)));
+            return OperationResponse::Done(Err(self.refusal(name, refused)));
         }
         match self.calls.start(call) {
             // A driver call that completes on its first poll is finished

@@ -55,22 +55,6 @@ pub enum DriverCall {
 pub struct WrongKind(pub &'static str);
 
 impl DriverCall {
-    /// The operation in an operator's words ("volume create").
-    pub fn name(&self) -> &'static str {
-        match self {
-            DriverCall::CreateVolume(..) => "volume create",
-            DriverCall::DeleteVolume(..) => "volume delete",
-            DriverCall::Attach(..) => "volume attach",
-            DriverCall::InitializeConnection(..) => "volume attach (initialize connection)",
-            DriverCall::Detach(..) => "volume detach",
-            DriverCall::ExtendVolume(..) => "volume extend",
-            DriverCall::Locate(..) => "volume lookup",
-            DriverCall::Backup(..) => "backup create",
-            DriverCall::Restore(..) => "backup restore",
-            DriverCall::DeleteBackup(..) => "backup delete",
-        }
-    }
-
     /// Pairs `operation` with `driver`, or says which kind it needed.
     pub fn new(driver: &AnyDriver, operation: Operation) -> Result<Self, WrongKind> {
         let volume = || driver.volume().ok_or(WrongKind("run volume operations"));
