@@ -184,7 +184,7 @@ impl Sections {
             Some(v) => Err(self.invalid(
                 "DEFAULT",
                 option,
-                format!("\"{v}\": expected true or false"),
+                format!("\"{v}\": expected true or false (also yes/no, on/off, 1/0)"),
             )),
         }
     }
@@ -211,16 +211,35 @@ impl Sections {
             .unwrap_or_default()
     }
 
-    fn policy(&self, section: &str) -> Result<Policy, ConfigError> {
-        let global = self.policy_options("DEFAULT");
-        let own = if section == "DEFAULT" {
-            Vec::new()
+    /// The policy of `section` (`[DEFAULT]`, then the section), every bad
+    /// value reported and blamed on the section that set it.
+    fn policy(&self, section: &str, problems: &mut Vec<ConfigError>) -> Option<Policy> {
+        let layers: Vec<(&str, Vec<(&str, &str)>)> = if section == "DEFAULT" {
+            vec![("DEFAULT", self.policy_options("DEFAULT"))]
         } else {
-            self.policy_options(section)
+            vec![
+                ("DEFAULT", self.policy_options("DEFAULT")),
+                (section, self.policy_options(section)),
+            ]
         };
-        // Blame the section that set the bad value.
-        Policy::from_layers(global.clone(), []).map_err(|e| self.policy_error("DEFAULT", e))?;
-        Policy::from_layers(global, own).map_err(|e| self.policy_error(section, e))
+        let mut policy = Policy::default();
+        let mut bad = false;
+        for (layer, options) in &layers {
+            for (option, value) in options {
+                if let Err(e) = policy.set(option, value) {
+                    problems.push(self.policy_error(layer, e));
+                    bad = true;
+                }
+            }
+        }
+        if bad {
+            return None;
+        }
+        if let Err(e) = policy.validate() {
+            problems.push(self.policy_error(section, e));
+            return None;
+        }
+        Some(policy)
     }
 }
 
@@ -309,7 +328,7 @@ impl Config {
             sections,
         };
         let config = Config::validate(&s, &mut problems);
-        (config, problems)
+        (config, distinct(problems))
     }
 
     fn validate(s: &Sections, problems: &mut Vec<ConfigError>) -> Option<Config> {
@@ -337,9 +356,9 @@ impl Config {
                 ));
             } else if !s.sections.contains_key(name) {
                 problems.push(s.invalid(
-                    name,
+                    "DEFAULT",
                     "enabled_backends",
-                    format!("backend `{name}` is enabled but has no [{name}] section"),
+                    format!("backend `{name}` is listed but the file has no [{name}] section"),
                 ));
             } else {
                 enabled.push(name.to_string());
@@ -383,6 +402,15 @@ impl Config {
             s.duration("periodic_interval", Duration::from_secs(60)),
             Duration::from_secs(60),
         );
+        if s.get("DEFAULT", "host")
+            .is_some_and(|h| h.trim().is_empty())
+        {
+            problems.push(s.invalid(
+                "DEFAULT",
+                "host",
+                "must not be empty (leave it out to use this machine's hostname)",
+            ));
+        }
         for (option, value) in [
             ("periodic_interval", periodic_interval),
             ("report_interval", report_interval),
@@ -411,12 +439,19 @@ impl Config {
                 ));
             }
         }
-        let default_policy = take(problems, s.policy("DEFAULT"), Policy::default());
+        let default_policy = s.policy("DEFAULT", problems).unwrap_or_default();
         let backend_defaults = s
             .sections
             .get("backend_defaults")
             .cloned()
             .unwrap_or_default();
+        for option in backend_defaults.keys().filter(|k| Policy::is_option(k)) {
+            problems.push(s.invalid(
+                "backend_defaults",
+                option,
+                "a lifecycle option is not read here: put it in [DEFAULT] (every backend) or in a backend's own section",
+            ));
+        }
         let mut backends = Vec::new();
         for name in &enabled {
             let own = &s.sections[name];
@@ -464,7 +499,7 @@ impl Config {
                     .cloned()
                     .unwrap_or_else(|| name.clone()),
                 options,
-                policy: take(problems, s.policy(name), default_policy),
+                policy: s.policy(name, problems).unwrap_or(default_policy),
                 origin: Arc::new(SpecOrigin {
                     file: s.file.clone(),
                     section: name.clone(),
@@ -535,6 +570,7 @@ impl Config {
             origin: s.file.clone(),
             host: s
                 .get("DEFAULT", "host")
+                .filter(|h| !h.trim().is_empty())
                 .map_or_else(hostname, str::to_string),
             periodic_interval,
             report_interval,
@@ -697,7 +733,17 @@ pub fn check(text: &str, origin: &str, registry: &DriverRegistry) -> Vec<ConfigE
             );
         }
     }
+    distinct(problems)
+}
+
+/// `problems` without repeats, in order: a bad `[DEFAULT]` value is found
+/// once per section that inherits it, and said once.
+fn distinct(problems: Vec<ConfigError>) -> Vec<ConfigError> {
+    let mut seen = BTreeSet::new();
     problems
+        .into_iter()
+        .filter(|p| seen.insert(p.to_string()))
+        .collect()
 }
 
 /// [`check`] of the file at `path`.

@@ -168,7 +168,9 @@ fn a_broken_config_at_start_is_a_clear_error_and_exit_1() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("[a] enabled_backends: backend `a` is enabled but has no [a] section"),
+        stderr.contains(
+            "[DEFAULT] enabled_backends: backend `a` is listed but the file has no [a] section"
+        ),
         "{stderr}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -213,6 +215,13 @@ fn under_systemd_it_speaks_the_notify_reload_protocol() {
     );
     // The configured backends are counted, not only those that published.
     assert!(ready.contains("/2 backends ready"), "{ready}");
+    // STATUS= follows the backends within a second, not a report_interval.
+    let started = Instant::now();
+    let mut status = ready.clone();
+    while !status.contains("STATUS=2/2 backends ready") {
+        status = receive();
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "{status}");
     kill(pid, "-HUP");
     let mut seen = Vec::new();
     while !seen.iter().any(|m: &String| m.contains("READY=1")) {

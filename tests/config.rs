@@ -125,7 +125,7 @@ fn errors_name_file_section_option_and_problem() {
     let e = error("[DEFAULT]\nenabled_backends = a, b\n[a]\nvolume_driver = fault\n");
     assert_eq!(
         e,
-        "cinder.conf: [b] enabled_backends: backend `b` is enabled but has no [b] section"
+        "cinder.conf: [DEFAULT] enabled_backends: backend `b` is listed but the file has no [b] section"
     );
     let e = error("[DEFAULT]\nenabled_backends = a\n[a]\nvolume_backend_name = x\n");
     assert!(e.contains("[a] volume_driver: missing"), "{e}");
@@ -140,7 +140,7 @@ fn errors_name_file_section_option_and_problem() {
     );
     let e = error("[DEFAULT]\nbackup_driver = fault\nbackup_periodic_initialization = maybe\n");
     assert!(
-        e.contains("[DEFAULT] backup_periodic_initialization: \"maybe\": expected true or false"),
+        e.contains("[DEFAULT] backup_periodic_initialization: \"maybe\": expected true or false (also yes/no, on/off, 1/0)"),
         "{e}"
     );
     let e = error("[DEFAULT]\n");
@@ -307,6 +307,36 @@ fn reload_rollback_is_a_policy_option_in_default_and_per_backend() {
     );
     assert_eq!(
         e,
-        "cinder.conf: [a] reload_rollback: \"maybe\": expected true or false"
+        "cinder.conf: [a] reload_rollback: \"maybe\": expected true or false (also yes/no, on/off, 1/0)"
+    );
+}
+
+#[test]
+fn every_problem_is_said_once_and_nothing_bad_passes_silently() {
+    let text = "[DEFAULT]\nenabled_backends = s, t\nhost =\nreinit_backoff_jitter = 1.5\nreinit_driver_count = lots\n[backend_defaults]\nreinit_driver_count = 1\n[s]\nvolume_driver = fault\n[t]\nvolume_driver = fault\nreinit_backoff_base = 2h\n";
+    let registry = rekindle::driver::DriverRegistry::with_builtin();
+    let problems: Vec<String> = rekindle::config::check(text, "c.conf", &registry)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "c.conf: [DEFAULT] host: must not be empty (leave it out to use this machine's hostname)",
+            "c.conf: [DEFAULT] reinit_backoff_jitter: \"1.5\": expected a fraction between 0 and 1",
+            "c.conf: [DEFAULT] reinit_driver_count: \"lots\": expected a whole number >= 0 (0 = unlimited)",
+            "c.conf: [backend_defaults] reinit_driver_count: a lifecycle option is not read here: put it in [DEFAULT] (every backend) or in a backend's own section",
+        ],
+    );
+    let base = rekindle::config::check(
+        "[DEFAULT]\nenabled_backends = t\n[t]\nvolume_driver = fault\nreinit_backoff_base = 2h\n",
+        "c.conf",
+        &registry,
+    );
+    assert_eq!(
+        base.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        [
+            "c.conf: [t] reinit_backoff_max: \"5m\": must not be smaller than reinit_backoff_base (2h); set reinit_backoff_max at least that high (its default is 300s)"
+        ]
     );
 }

@@ -72,7 +72,7 @@ fault_flap_period = 0
         "cinder.conf: [b4] volumes_dir: missing: the qemu volume driver requires it (where volume images live (`volume-<uuid>.qcow2`); missing or not writable: recoverable)",
         "cinder.conf: [backend_defaults] export_hots (inherited by [b5]): \"10.0.0.1\": not an option of the fault volume driver",
         "cinder.conf: [b5] fault_flap_period: \"0\": expected seconds (`90`) or a duration (`90s`, `2m`) of at most 10 years, greater than zero",
-        "cinder.conf: [b5] fault_setup_hang: \"maybe\": expected true or false",
+        "cinder.conf: [b5] fault_setup_hang: \"maybe\": expected true or false (also yes/no, on/off, 1/0)",
         "cinder.conf: [DEFAULT] backup_fault_eror: \"config\": not an option of the fault backup driver; did you mean `backup_fault_error`?",
         "cinder.conf: [DEFAULT] backup_fault_fail_setup_times: \"many\": expected a whole number from 0 to 4294967295",
     ];
@@ -83,8 +83,9 @@ fault_flap_period = 0
         );
     }
     assert!(
-        problems[0]
-            .starts_with("cinder.conf: [DEFAULT] periodic_interval: \"soon\": expected seconds"),
+        problems[0].starts_with(
+            "cinder.conf: [DEFAULT] periodic_interval: \"soon\": expected whole seconds"
+        ),
         "structural problems come first: {problems:#?}"
     );
     assert_eq!(problems.len(), expected.len() + 1, "{problems:#?}");

@@ -485,10 +485,14 @@ impl Controller {
         let mut ready = 0;
         let mut failed = Vec::new();
         for name in self.plan.backends.keys() {
-            match self.shell.board.backend(name).map(|b| b.state) {
-                Some(StateName::Ready) => ready += 1,
-                Some(state @ (StateName::FailedFatal | StateName::FailedRecoverable)) => {
-                    failed.push(format!("{name} {state}"));
+            match self.shell.board.backend(name).map(|b| (b.state, b.gave_up)) {
+                Some((StateName::Ready, _)) => ready += 1,
+                Some((
+                    state @ (StateName::FailedFatal | StateName::FailedRecoverable),
+                    gave_up,
+                )) => {
+                    let gave_up = if gave_up { " (gave up)" } else { "" };
+                    failed.push(format!("{name} {state}{gave_up}"));
                 }
                 _ => {}
             }
@@ -772,11 +776,16 @@ impl Actor for Controller {
         }
         if self.systemd.enabled() {
             self.systemd_ready();
-            // STATUS= follows the backends every report interval (built only
-            // under systemd: it reads every backend's row).
-            ctx.run_interval(self.plan.report_interval, |act, _| {
+            // STATUS= follows the backends within a second (built only under
+            // systemd: it reads every backend's row), sent when it changed.
+            let every = self.plan.report_interval.min(Duration::from_secs(1));
+            let mut last = String::new();
+            ctx.run_interval(every, move |act, _| {
                 let line = act.status_line();
-                act.systemd.status(&line);
+                if line != last {
+                    act.systemd.status(&line);
+                    last = line;
+                }
             });
         }
     }

@@ -75,7 +75,7 @@ impl Rule {
     pub fn describe(&self) -> String {
         match self {
             Rule::Text => "a non-empty text".to_string(),
-            Rule::Bool => "true or false".to_string(),
+            Rule::Bool => "true or false (also yes/no, on/off, 1/0)".to_string(),
             Rule::Whole { min, max } if *max == u64::MAX => format!("a whole number >= {min}"),
             Rule::Whole { min, max } => format!("a whole number from {min} to {max}"),
             Rule::Duration { nonzero } => format!(

@@ -141,7 +141,10 @@ impl Policy {
             return Err(invalid(
                 "reinit_backoff_max",
                 &humantime::format_duration(self.reinit_backoff_max).to_string(),
-                "must not be smaller than reinit_backoff_base",
+                &format!(
+                    "must not be smaller than reinit_backoff_base ({}); set reinit_backoff_max at least that high (its default is 300s)",
+                    humantime::format_duration(self.reinit_backoff_base)
+                ),
             ));
         }
         if self.driver_init_timeout.is_zero() {
@@ -203,11 +206,11 @@ pub fn parse_duration(option: &str, value: &str) -> Result<Duration, PolicyError
     let value = value.trim();
     let duration = match value.parse::<u64>() {
         Ok(secs) => Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(value).map_err(|e| {
+        Err(_) => humantime::parse_duration(value).map_err(|_| {
             invalid(
                 option,
                 value,
-                &format!("expected seconds (`90`) or a duration (`90s`, `2m`): {e}"),
+                "expected whole seconds (`90`) or a duration such as `90s`, `2m` or `1h 30m`",
             )
         })?,
     };
@@ -230,7 +233,11 @@ fn parse_bool(option: &str, value: &str) -> Result<bool, PolicyError> {
     match value.to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
         "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(invalid(option, value, "expected true or false")),
+        _ => Err(invalid(
+            option,
+            value,
+            "expected true or false (also yes/no, on/off, 1/0)",
+        )),
     }
 }
 
