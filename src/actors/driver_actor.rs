@@ -267,7 +267,8 @@ pub struct DriverActor {
     driver: Result<AnyDriver, DriverError>,
     /// The instance (and spec) a reload set aside, drained but not torn
     /// down, until the new config is up: what a failed reload rolls back to.
-    previous: Option<(DriverSpec, Result<AnyDriver, DriverError>)>,
+    /// Boxed: rare, and every backend's actor carries the slot.
+    previous: Option<Box<(DriverSpec, Result<AnyDriver, DriverError>)>>,
     /// Set while the backend runs an older config than the file's.
     stale_config: Option<StaleConfig>,
     /// Shared by every backend of a service (one per service, not per actor).
@@ -483,14 +484,13 @@ impl DriverActor {
                 // The serving instance is set aside (drained, not torn
                 // down) until the new one is Ready; otherwise it goes now.
                 if keep_previous {
-                    self.previous = Some((old_spec, old_driver));
+                    self.previous = Some(Box::new((old_spec, old_driver)));
                 }
                 self.set_stale_config(None);
             }
             Effect::RestorePrevious => {
-                if let Some((spec, driver)) = self.previous.take() {
-                    self.spec = spec;
-                    self.driver = driver;
+                if let Some(previous) = self.previous.take() {
+                    (self.spec, self.driver) = *previous;
                 }
             }
             Effect::DropPrevious => self.previous = None,
@@ -498,7 +498,7 @@ impl DriverActor {
                 setup, previous, ..
             } => {
                 let driver = if previous {
-                    match &self.previous {
+                    match self.previous.as_deref() {
                         Some((_, driver)) => driver.clone(),
                         None => Err(DriverError::backend(
                             "no driver instance was kept to roll back to",
