@@ -115,6 +115,7 @@ fn main() {
                 id: format!("1b4e28ba-2fa1-11d2-883f-0016d3cca4{round:02}"),
                 volume_id: id.into(),
                 size_bytes: GIB,
+                progress: Default::default(),
             };
             let started = Instant::now();
             backup_driver.backup(&fresh, &volume).await.expect("backup");

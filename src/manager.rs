@@ -270,9 +270,12 @@ impl Manager {
             id: id.clone(),
             volume_id: volume_id.to_string(),
             size_bytes: row.size_bytes,
+            progress: Default::default(),
         };
-        // Conservative: from here on data may reach the store.
+        // Conservative (a crash from here on may leave data in the store);
+        // corrected from what the driver reports once the call ends.
         self.records.set_backup_reached(&id, true)?;
+        let progress = record.progress.clone();
         match self
             .route(
                 BACKUP_BACKEND,
@@ -289,8 +292,11 @@ impl Manager {
                 Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
             }
             Err(error) => {
-                if matches!(error, ManagerError::Operation(OperationError::Refused(_))) {
-                    // Refused before the driver ran: nothing reached the store.
+                let refused = matches!(error, ManagerError::Operation(OperationError::Refused(_)));
+                if refused || !progress.wrote() {
+                    // Refused before the driver ran, or the driver wrote
+                    // nothing: nothing reached the store, so the error
+                    // backup is deletable without it.
                     self.records.set_backup_reached(&id, false)?;
                 }
                 self.records.set_backup(&id, "error", None, None)?;
@@ -328,7 +334,9 @@ impl Manager {
             id: backup_id.to_string(),
             volume_id: backup.volume_id.clone(),
             size_bytes: backup.size_bytes,
+            progress: Default::default(),
         };
+        let progress = record.progress.clone();
         let result = self
             .route(
                 BACKUP_BACKEND,
@@ -346,7 +354,26 @@ impl Manager {
                 Ok(json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restored" }))
             }
             Err(error) => {
-                self.records.set_volume_status(volume_id, "error")?;
+                // Cinder's word for a volume a failed restore changed; one
+                // it never wrote to is as it was.
+                let status = if progress.wrote() {
+                    "error_restoring"
+                } else {
+                    "available"
+                };
+                self.records.set_volume_status(volume_id, status)?;
+                self.handles.shell.notifier.emit(
+                    "backup.restore.error",
+                    Some(BACKUP_BACKEND),
+                    self.handles.shell.clock.now(),
+                    json!({
+                        "backup_id": backup_id,
+                        "volume_id": volume_id,
+                        "volume_status": status,
+                        "volume_written": progress.wrote(),
+                        "error": error.to_string(),
+                    }),
+                );
                 Err(error)
             }
         }
@@ -375,6 +402,7 @@ impl Manager {
             id: id.to_string(),
             volume_id: backup.volume_id,
             size_bytes: backup.size_bytes,
+            progress: Default::default(),
         };
         self.route(BACKUP_BACKEND, Operation::DeleteBackup(Box::new(record)))
             .await?;

@@ -392,7 +392,7 @@ impl Records {
 
     /// Resolves records a crash left in transitional states, as Cinder does:
     /// backup `creating` -> `error`; `restoring` -> `available` (and its target
-    /// volume -> `error`); `deleting` stays `deleting` (the deletion resumes);
+    /// volume -> `error_restoring`, Cinder's word); `deleting` stays `deleting` (the deletion resumes);
     /// volume `creating` -> `error`; volume `deleting` resumes.
     pub fn recover(&self) -> Result<Vec<Recovered>, RecordsError> {
         let mut recovered = Vec::new();
@@ -401,12 +401,12 @@ impl Records {
                 "creating" => "error",
                 "restoring" => {
                     if let Some(target) = &backup.restore_target {
-                        self.set_volume_status(target, "error")?;
+                        self.set_volume_status(target, "error_restoring")?;
                         recovered.push(Recovered {
                             kind: "volume",
                             id: target.clone(),
                             from: "restoring-target".into(),
-                            to: "error".into(),
+                            to: "error_restoring".into(),
                         });
                     }
                     "available"
@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(status("b3"), "deleting");
         assert_eq!(
             r.volume("v2").expect("read").expect("exists").status,
-            "error"
+            "error_restoring"
         );
         assert_eq!(
             r.volume("v3").expect("read").expect("exists").status,

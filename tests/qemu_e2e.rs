@@ -448,3 +448,91 @@ fn sighup_during_an_in_flight_backup_drains_it_first() {
     assert_eq!(end["payload"]["changed"], serde_json::json!(["backup"]));
     assert_eq!(end["payload"]["states"]["backup"], "ready");
 }
+
+/// The backup's record in `backup list`.
+fn backup_row(node: &Node, id: &str) -> Option<serde_json::Value> {
+    node.ok(&["backup", "list"])["backups"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["id"] == id).cloned())
+}
+
+#[test]
+fn a_store_lost_after_start_is_never_recreated_and_records_tell_the_truth() {
+    // No publisher tick during the test (periodic_interval, last value wins):
+    // the operations meet the lost store in the driver itself.
+    let node = Node::new("lost", (21930, 21949), true, "periodic_interval = 1h");
+    node.wait("the backup service to be ready", |n| {
+        n.backend_state("backup") == "ready"
+    });
+    let source = node.create("1M");
+    let kept = node.ok(&["backup", "create", &source])["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let target = node.create("1M");
+    let store = node.dir.join("backups");
+    std::fs::rename(&store, node.dir.join("backups.gone")).expect("mv S S.gone");
+
+    // A backup meets the lost store: error, nothing reached it, S not re-created.
+    let out = node.cli(&["backup", "create", &source]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is gone"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!store.exists(), "the write path re-created the store root");
+    let failed = node.ok(&["backup", "list"])["backups"]
+        .as_array()
+        .and_then(|b| b.iter().find(|b| b["status"] == "error").cloned())
+        .expect("an error backup");
+    assert_eq!(failed["reached_backend"], false, "{failed}");
+    // ... so it is deletable while the store is still gone.
+    let id = failed["id"].as_str().expect("id").to_string();
+    node.ok(&["backup", "delete", &id]);
+    assert!(backup_row(&node, &id).is_none());
+
+    // A restore that fails before its first write leaves the volume available.
+    let out = node.cli(&["backup", "restore", &kept, &target]);
+    assert!(!out.status.success());
+    let volume = node.ok(&["volume", "list"])["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["id"] == target.as_str()).cloned())
+        .expect("target volume");
+    assert_eq!(volume["status"], "available", "{volume}");
+    assert!(node.notifications().iter().any(|n| {
+        n["event_type"] == "backup.restore.error" && n["payload"]["volume_status"] == "available"
+    }));
+    assert!(!store.exists());
+}
+
+#[test]
+fn a_store_lost_after_start_takes_the_backup_service_down_and_it_recovers_alone() {
+    let node = Node::new("probe", (21950, 21969), true, "");
+    node.wait("the backup service to be ready", |n| {
+        n.backend_state("backup") == "ready"
+    });
+    let source = node.create("1M");
+    let store = node.dir.join("backups");
+    std::fs::rename(&store, node.dir.join("backups.gone")).expect("mv S S.gone");
+    // The probe runs on every publisher tick (periodic_interval = 2s).
+    node.wait("the backup service row to go down", |n| {
+        n.status()["services"].as_array().is_some_and(|rows| {
+            rows.iter()
+                .any(|r| r["binary"] == "cinder-backup" && r["state"] == "down")
+        })
+    });
+    let out = node.cli(&["backup", "create", &source]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("backup create refused: the backup service is down"),
+        "{stderr}"
+    );
+    assert!(!store.exists(), "nothing re-created the store root");
+    // The store returns: the service comes back by itself.
+    std::fs::rename(node.dir.join("backups.gone"), &store).expect("mv back");
+    node.wait("the backup service to come back", |n| {
+        n.backend_state("backup") == "ready"
+    });
+    node.ok(&["backup", "create", &source]);
+}

@@ -367,6 +367,7 @@ mod tests {
             id: "b".into(),
             volume_id: "v".into(),
             size_bytes: 1,
+            progress: Default::default(),
         }));
         assert_eq!(
             DriverCall::new(&volume_driver, backup).err(),

@@ -1,6 +1,9 @@
 //! The backup driver trait (`BackupDriver`): set up at start-up (the backup service is
 //! down until it succeeds), then back up, restore and delete backups.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -19,7 +22,69 @@ pub struct BackupRecord {
     pub volume_id: String,
     /// Size in bytes.
     pub size_bytes: u64,
+    /// What the call running on this record has written so far (not part of
+    /// the record itself: never serialized, never compared).
+    #[serde(skip)]
+    pub progress: Progress,
 }
+
+/// Bytes a backup or restore call has written so far: to the backup store
+/// (`backup`) or to the target volume (`restore`). The driver adds to it as
+/// data lands (from worker threads too); the caller reads it when the call
+/// ends, for the record's truth: a backup that wrote nothing never reached
+/// the store, and a restore that wrote nothing left its volume untouched.
+/// Drivers that do not report count as having written (see [`Progress::wrote`]).
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<ProgressCells>);
+
+#[derive(Debug, Default)]
+struct ProgressCells {
+    bytes: AtomicU64,
+    reported: AtomicBool,
+    touched: AtomicBool,
+}
+
+impl Progress {
+    /// Says that the driver reports and nothing was written so far (a
+    /// driver that reports calls this first, so that "nothing" is known
+    /// rather than assumed).
+    pub fn start(&self) {
+        self.0.reported.store(true, Ordering::Relaxed);
+    }
+
+    /// Records that the destination was changed (a directory made, a file
+    /// replaced) even if no data byte landed yet.
+    pub fn touch(&self) {
+        self.start();
+        self.0.touched.store(true, Ordering::Relaxed);
+    }
+
+    /// Records `bytes` more data written.
+    pub fn add(&self, bytes: u64) {
+        self.touch();
+        self.0.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Whether anything may have been written: true unless the driver
+    /// reported and wrote nothing (a driver that does not report is assumed
+    /// to have written).
+    pub fn wrote(&self) -> bool {
+        !self.0.reported.load(Ordering::Relaxed) || self.0.touched.load(Ordering::Relaxed)
+    }
+}
+
+impl PartialEq for Progress {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Progress {}
 
 /// A backup driver. `do_setup` + `check_for_setup_error` run at start-up and
 /// are retried; the backup service is reported down until they succeed.

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::backup::Progress;
 use super::options::{OptionDecl, OptionDefault, OptionReader, Rule};
 use super::{BackupDriver, BackupRecord, DriverContext, Volume, VolumeLocation};
 use crate::lifecycle::DriverError;
@@ -260,10 +261,12 @@ fn write_chunks(
     file_size: u64,
     backup_id: &str,
     volume_id: &str,
+    progress: &Progress,
 ) -> Result<Metadata, DriverError> {
     // Only the backup's own directory: its parent, the store root, must
     // already exist (a vanished store is an error, never re-created).
     std::fs::create_dir(dir).map_err(|e| io(&dir.display().to_string(), e))?;
+    progress.touch();
     let total = std::fs::metadata(source)
         .map_err(|e| io(&source.display().to_string(), e))?
         .len();
@@ -288,6 +291,7 @@ fn write_chunks(
                             .map_err(|e| io(&path.display().to_string(), e))?;
                         out.sync_all()
                             .map_err(|e| io(&path.display().to_string(), e))?;
+                        progress.add(size);
                         mine.push((k, Chunk { name, size, sha256 }));
                     }
                     Ok(mine)
@@ -348,13 +352,15 @@ fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
 /// Restores into a staged file beside `target` and renames it over
 /// `target` only once every chunk verified (then syncs the directory), so a
 /// corrupt backup leaves the target volume exactly as it was.
-fn restore_in_place(dir: &Path, target: &Path) -> Result<(), DriverError> {
+fn restore_in_place(dir: &Path, target: &Path, progress: &Progress) -> Result<(), DriverError> {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| DriverError::Other(format!("{} is not a file", target.display()).into()))?;
     let staged = target.with_file_name(format!(".{name}.restoring"));
     restore_chunks(dir, &staged)?;
+    // The target is first changed here: every chunk verified before.
+    progress.touch();
     if let Err(e) = std::fs::rename(&staged, target) {
         let _ = std::fs::remove_file(&staged);
         return Err(io(&target.display().to_string(), e));
@@ -472,6 +478,7 @@ impl BackupDriver for PosixBackupDriver {
     }
 
     async fn backup(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {
+        backup.progress.start();
         self.check_store()?;
         let dir = self.dir(&backup.id)?;
         let location = Self::location(volume)?;
@@ -485,8 +492,11 @@ impl BackupDriver for PosixBackupDriver {
         };
         let (file_size, backup_id, volume_id) =
             (self.file_size, backup.id.clone(), volume.id.clone());
-        let result =
-            blocking(move || write_chunks(&source, &dir, file_size, &backup_id, &volume_id)).await;
+        let progress = backup.progress.clone();
+        let result = blocking(move || {
+            write_chunks(&source, &dir, file_size, &backup_id, &volume_id, &progress)
+        })
+        .await;
         if let Some(tmp) = temporary {
             let _ = std::fs::remove_file(tmp);
         }
@@ -494,12 +504,14 @@ impl BackupDriver for PosixBackupDriver {
     }
 
     async fn restore(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {
+        backup.progress.start();
         self.check_store()?;
         let dir = self.dir(&backup.id)?;
         let location = Self::location(volume)?;
         if location.format == "raw" {
             let target = location.path.clone();
-            return blocking(move || restore_in_place(&dir, &target)).await;
+            let progress = backup.progress.clone();
+            return blocking(move || restore_in_place(&dir, &target, &progress)).await;
         }
         let tmp = self
             .root
@@ -508,6 +520,8 @@ impl BackupDriver for PosixBackupDriver {
         let restored = blocking(move || restore_chunks(&dir, &raw)).await;
         let converted = match restored {
             Ok(_) => {
+                // qemu-img writes the target from here on.
+                backup.progress.touch();
                 self.convert("raw", &tmp, &location.format, &location.path)
                     .await
             }
@@ -569,6 +583,7 @@ mod tests {
             id: "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d".to_string(),
             volume_id: volume.id.to_string(),
             size_bytes: 4096,
+            progress: Default::default(),
         };
         // mv S S.gone: the probe fails, a backup is refused, S is not recreated.
         std::fs::rename(&store, base.join("S.gone")).expect("move away");
@@ -603,7 +618,8 @@ mod tests {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&source, &data).expect("write");
         let dir = root.join("b");
-        let meta = write_chunks(&source, &dir, 16_384, "b", "v").expect("backup");
+        let meta =
+            write_chunks(&source, &dir, 16_384, "b", "v", &Progress::default()).expect("backup");
         assert_eq!(meta.chunks.len(), 4);
         assert_eq!(meta.size, 50_000);
         let target = root.join("target.raw");
@@ -611,7 +627,7 @@ mod tests {
         assert_eq!(std::fs::read(&target).expect("read"), data);
         let replaced = root.join("replaced.raw");
         std::fs::write(&replaced, b"old contents").expect("write");
-        restore_in_place(&dir, &replaced).expect("restore over a volume");
+        restore_in_place(&dir, &replaced, &Progress::default()).expect("restore over a volume");
         assert_eq!(std::fs::read(&replaced).expect("read"), data);
         let other = root.join("other.raw");
         // Flip one byte of chunk 2: restore refuses, naming the chunk.
@@ -629,7 +645,13 @@ mod tests {
         // and the volume keeps its data, with no staged file left behind.
         let volume = root.join("volume.raw");
         std::fs::write(&volume, b"precious").expect("write");
-        let e = restore_in_place(&dir, &volume).expect_err("corrupt");
+        let untouched = Progress::default();
+        untouched.start();
+        let e = restore_in_place(&dir, &volume, &untouched).expect_err("corrupt");
+        assert!(
+            !untouched.wrote(),
+            "a refused restore left the volume untouched"
+        );
         assert!(e.to_string().contains("chunk-00002"), "{e}");
         assert_eq!(std::fs::read(&volume).expect("read"), b"precious");
         assert!(!root.join(".volume.raw.restoring").exists());
