@@ -79,6 +79,20 @@ pub enum Request {
         /// The backup.
         id: String,
     },
+    /// Set a volume record's status by hand (Cinder's `reset-state`).
+    VolumeResetState {
+        /// The volume.
+        id: String,
+        /// The new status.
+        state: String,
+    },
+    /// Set a backup record's status by hand (Cinder's `backup-reset-state`).
+    BackupResetState {
+        /// The backup.
+        id: String,
+        /// The new status.
+        state: String,
+    },
     /// Volumes and backups.
     List,
 }
@@ -374,6 +388,14 @@ async fn handle(
         },
         Request::BackupDelete { id } => match operation(manager) {
             Ok(m) => done(m.delete_backup(&id).await),
+            Err(message) => Response::Error { message },
+        },
+        Request::VolumeResetState { id, state } => match operation(manager) {
+            Ok(m) => done(m.reset_volume_state(&id, &state)),
+            Err(message) => Response::Error { message },
+        },
+        Request::BackupResetState { id, state } => match operation(manager) {
+            Ok(m) => done(m.reset_backup_state(&id, &state)),
             Err(message) => Response::Error { message },
         },
         Request::List => match operation(manager) {

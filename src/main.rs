@@ -183,6 +183,16 @@ enum VolumeAction {
         /// The volume id.
         id: String,
     },
+    /// Set a volume record's status by hand, as Cinder's `reset-state`
+    /// (available, in-use, error, error_restoring); nothing is called on a
+    /// driver.
+    ResetState {
+        /// The volume id.
+        id: String,
+        /// The new status.
+        #[arg(long)]
+        state: String,
+    },
     /// Export a volume to a host (create_export + initialize_connection) and
     /// print the connection info.
     Attach {
@@ -220,6 +230,15 @@ enum BackupAction {
         /// The backup id.
         id: String,
     },
+    /// Set a backup record's status by hand, as Cinder's
+    /// `backup-reset-state` (available, error); nothing is called on a driver.
+    ResetState {
+        /// The backup id.
+        id: String,
+        /// The new status.
+        #[arg(long)]
+        state: String,
+    },
     /// List volumes and backups.
     List,
 }
@@ -229,6 +248,7 @@ fn volume_request(action: VolumeAction) -> Result<Request, String> {
         VolumeAction::Create { size, backend } => Request::VolumeCreate { size, backend },
         VolumeAction::Extend { id, size } => Request::VolumeExtend { id, size },
         VolumeAction::Delete { id } => Request::VolumeDelete { id },
+        VolumeAction::ResetState { id, state } => Request::VolumeResetState { id, state },
         VolumeAction::Attach { id, connector } => {
             let text = std::fs::read_to_string(&connector)
                 .map_err(|e| format!("--connector {}: {e}", connector.display()))?;
@@ -249,6 +269,7 @@ fn backup_request(action: BackupAction) -> Request {
         BackupAction::Create { volume } => Request::BackupCreate { volume },
         BackupAction::Restore { backup, volume } => Request::BackupRestore { backup, volume },
         BackupAction::Delete { id } => Request::BackupDelete { id },
+        BackupAction::ResetState { id, state } => Request::BackupResetState { id, state },
         BackupAction::List => Request::List,
     }
 }

@@ -379,6 +379,57 @@ impl Manager {
         }
     }
 
+    /// Sets a volume record's status by hand, as Cinder's `reset-state`:
+    /// `available`, `in-use`, `error` or `error_restoring`. Recorded and
+    /// notified (`volume.reset_state`); nothing is called on a driver.
+    ///
+    /// Errors: no such volume, or a status outside that list.
+    pub fn reset_volume_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
+        const ALLOWED: [&str; 4] = ["available", "in-use", "error", "error_restoring"];
+        if !ALLOWED.contains(&state) {
+            return Err(invalid(format!(
+                "volume reset-state refused: \"{state}\" is not a status to set by hand (one of {})",
+                ALLOWED.join(", ")
+            )));
+        }
+        let row = self.volume(id)?;
+        self.records.set_volume_status(id, state)?;
+        self.handles.shell.notifier.emit(
+            "volume.reset_state",
+            Some(&row.backend),
+            self.handles.shell.clock.now(),
+            json!({ "volume_id": id, "from": row.status, "to": state }),
+        );
+        Ok(json!({ "id": id, "from": row.status, "status": state }))
+    }
+
+    /// Sets a backup record's status by hand, as Cinder's
+    /// `backup-reset-state`: `available` or `error`. Recorded and notified
+    /// (`backup.reset_state`); nothing is called on a driver.
+    ///
+    /// Errors: no such backup, or a status outside that list.
+    pub fn reset_backup_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
+        const ALLOWED: [&str; 2] = ["available", "error"];
+        if !ALLOWED.contains(&state) {
+            return Err(invalid(format!(
+                "backup reset-state refused: \"{state}\" is not a status to set by hand (one of {})",
+                ALLOWED.join(", ")
+            )));
+        }
+        let backup = self
+            .records
+            .backup(id)?
+            .ok_or_else(|| invalid(format!("backup reset-state refused: no backup {id}")))?;
+        self.records.set_backup(id, state, None, None)?;
+        self.handles.shell.notifier.emit(
+            "backup.reset_state",
+            Some(BACKUP_BACKEND),
+            self.handles.shell.clock.now(),
+            json!({ "backup_id": id, "from": backup.status, "to": state }),
+        );
+        Ok(json!({ "id": id, "from": backup.status, "status": state }))
+    }
+
     /// Deletes a backup. One in `error` that never reached the backup store
     /// is deleted without the driver (even while the backup service is down).
     pub async fn delete_backup(&self, id: &str) -> Result<Value, ManagerError> {

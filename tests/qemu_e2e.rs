@@ -504,6 +504,39 @@ fn a_store_lost_after_start_is_never_recreated_and_records_tell_the_truth() {
         n["event_type"] == "backup.restore.error" && n["payload"]["volume_status"] == "available"
     }));
     assert!(!store.exists());
+
+    // Admins reset record states by hand, as Cinder's reset-state: recorded, notified.
+    let reset = node.ok(&["volume", "reset-state", &target, "--state", "error"]);
+    assert_eq!(
+        (reset["from"].as_str(), reset["status"].as_str()),
+        (Some("available"), Some("error"))
+    );
+    node.ok(&["volume", "reset-state", &target, "--state", "available"]);
+    node.ok(&["backup", "reset-state", &kept, "--state", "error"]);
+    assert_eq!(backup_row(&node, &kept).expect("kept")["status"], "error");
+    let out = node.cli(&["volume", "reset-state", &target, "--state", "gone"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && stderr
+                .contains("volume reset-state refused: \"gone\" is not a status to set by hand"),
+        "{stderr}"
+    );
+    let events = node.notifications();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|n| n["event_type"] == "volume.reset_state")
+            .count(),
+        2
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|n| n["event_type"] == "backup.reset_state")
+            .count(),
+        1
+    );
 }
 
 #[test]
