@@ -569,3 +569,41 @@ fn a_store_lost_after_start_takes_the_backup_service_down_and_it_recovers_alone(
     });
     node.ok(&["backup", "create", &source]);
 }
+
+#[test]
+fn a_rollback_whose_old_directory_is_gone_fails_and_retries_the_new_config() {
+    let node = Node::new("rollback", (21970, 21989), true, "");
+    let conf = node.dir.join("cinder.conf");
+    let old_dir = node.dir.join("volumes");
+    let new_dir = node.dir.join("volumes-new");
+    // The old directory goes away and the new one does not exist yet.
+    std::fs::remove_dir_all(&old_dir).expect("rm old volumes_dir");
+    let text = std::fs::read_to_string(&conf).expect("config");
+    std::fs::write(
+        &conf,
+        text.replace(
+            &format!("volumes_dir = {}", old_dir.display()),
+            &format!("volumes_dir = {}", new_dir.display()),
+        ),
+    )
+    .expect("edit config");
+    let out = node.cli(&["reload", "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    let qemu = report["backends"]["qemu-1"].clone();
+    // The old instance fails its check: not rolled back, the new config's
+    // failure stands.
+    assert_eq!(qemu["result"], "failed", "{report}");
+    // The new config is what is retried: it comes up once its directory exists.
+    std::fs::create_dir_all(&new_dir).expect("mkdir new volumes_dir");
+    node.wait("the backend to come up on the new directory", |n| {
+        n.backend_state("qemu-1") == "ready"
+    });
+    let id = node.create("1M");
+    assert!(
+        std::fs::read_dir(&new_dir)
+            .expect("new dir")
+            .any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().contains(&id))),
+        "the volume landed in the new volumes_dir"
+    );
+}

@@ -329,6 +329,16 @@ fn reload_adds_and_removes_backends() {
         sleep(Duration::from_secs(1)).await;
         assert_eq!(svc.state("new"), StateName::Ready);
         assert_eq!(svc.state("old"), StateName::Stopped);
+        // Gone from `status` too: no stale backend row or service row.
+        assert!(svc.handles.shell.board.backend("old").is_none());
+        assert!(
+            svc.handles
+                .shell
+                .board
+                .services()
+                .iter()
+                .all(|r| r.backend != "old")
+        );
         let refused = svc
             .create("old", "v1")
             .await
@@ -431,6 +441,33 @@ fn shutdown_drains_in_flight_operations_then_stops() {
         stopped.await.expect("shutdown completes");
         assert_eq!(op.await.expect("joined"), Ok(OperationOutput::Done));
         assert_eq!(svc.state("a"), StateName::Stopped);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn an_operation_during_shutdown_says_the_backend_has_stopped() {
+    run_virtual(async {
+        let svc = start(plan(vec![
+            backend("idle", Kind::Volume, &[]),
+            backend("busy", Kind::Volume, &[("fault_op_delay", "10s")]),
+        ]));
+        sleep(Duration::from_secs(1)).await;
+        let op = svc.create("busy", "v1");
+        sleep(Duration::from_secs(1)).await;
+        svc.handles.controller.do_send(ControlSignal::Shutdown);
+        sleep(Duration::from_millis(100)).await;
+        // `busy` drains its operation; `idle` stopped at once.
+        let refused = svc
+            .create("idle", "v2")
+            .await
+            .expect("joined")
+            .expect_err("stopped");
+        assert_eq!(
+            refused.to_string(),
+            "backend `idle` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
+        );
+        assert_eq!(op.await.expect("joined"), Ok(OperationOutput::Done));
     })
     .expect("runtime");
 }

@@ -217,6 +217,12 @@ pub enum OperationError {
     /// No backend of that name exists.
     #[error("no backend named `{0}`")]
     UnknownBackend(String),
+    /// The backend has stopped (shutdown, or removed by a reload) and takes
+    /// no operations.
+    #[error(
+        "backend `{0}` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
+    )]
+    Stopped(String),
     /// The backend stopped while the operation ran.
     #[error("backend `{0}` stopped before the operation finished")]
     Cancelled(String),

@@ -279,7 +279,7 @@ impl Handler<Route> for Service {
         // A backend a reload removed has stopped before the controller
         // unrouted it: the operation is refused, never accepted and cut.
         if !backend.addr.connected() {
-            return Box::pin(async move { Err(OperationError::UnknownBackend(msg.backend)) });
+            return Box::pin(async move { Err(OperationError::Stopped(msg.backend)) });
         }
         // Driver actors never call the service back: awaiting them here
         // cannot deadlock. `send` waits for mailbox room instead of dropping.
@@ -319,6 +319,8 @@ impl Handler<RemoveBackend> for Service {
     type Result = ();
     fn handle(&mut self, msg: RemoveBackend, _: &mut Context<Self>) {
         self.backends.remove(&msg.0);
+        // A removed backend leaves `status` too (its row and service row).
+        self.board.remove_backend(&msg.0);
     }
 }
 

@@ -473,8 +473,11 @@ impl BackupDriver for PosixBackupDriver {
         self.writable()
     }
 
+    /// The store set up is still there and writable: what a rollback to
+    /// this instance must pass.
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
-        Ok(())
+        self.check_store()?;
+        self.writable()
     }
 
     async fn backup(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {

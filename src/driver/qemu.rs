@@ -112,6 +112,26 @@ pub struct QemuDriver {
 }
 
 impl QemuDriver {
+    /// `volumes_dir` exists, is a directory and is writable.
+    fn check_volumes_dir(&self) -> Result<(), DriverError> {
+        let dir = &self.volumes_dir;
+        if !dir.is_dir() {
+            return Err(DriverError::backend(format!(
+                "volumes_dir {} does not exist (yet)",
+                dir.display()
+            )));
+        }
+        let probe = dir.join(".rekindle-write-probe");
+        std::fs::write(&probe, b"")
+            .and_then(|()| std::fs::remove_file(&probe))
+            .map_err(|e| {
+                DriverError::backend(format!(
+                    "volumes_dir {} is not writable: {e}",
+                    dir.display()
+                ))
+            })
+    }
+
     /// Builds the driver from the backend's options, read through
     /// [`OPTIONS`]; bad values are fatal `Config` errors naming the option.
     pub fn from_context(
@@ -305,26 +325,14 @@ impl VolumeDriver for QemuDriver {
                 ));
             }
         }
-        let dir = &self.volumes_dir;
-        if !dir.is_dir() {
-            return Err(DriverError::backend(format!(
-                "volumes_dir {} does not exist (yet)",
-                dir.display()
-            )));
-        }
-        let probe = dir.join(".rekindle-write-probe");
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                DriverError::backend(format!(
-                    "volumes_dir {} is not writable: {e}",
-                    dir.display()
-                ))
-            })?;
+        self.check_volumes_dir()?;
         self.adopt_exports().await
     }
 
+    /// `qemu-img` runs and `volumes_dir` is still a writable directory: what
+    /// a rollback to this instance must pass.
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        self.check_volumes_dir()?;
         self.qemu_img(&["--version".as_ref()]).await
     }
 

@@ -287,6 +287,7 @@ impl Recorder {
             Err(
                 OperationError::Refused(_)
                 | OperationError::UnknownBackend(_)
+                | OperationError::Stopped(_)
                 | OperationError::Busy(_),
             ) => {
                 self.operations.refused += 1;
