@@ -605,8 +605,8 @@ pub fn render_reload(outcome: &serde_json::Value) -> String {
                         b["error"].as_str().unwrap_or("-")
                     ),
                     "aborted" => format!(
-                        "drain deadline passed with {} operations in flight; the old config keeps serving",
-                        b["in_flight"]
+                        "drain deadline passed with {} in flight; the old config keeps serving",
+                        crate::status::operations(b["in_flight"].as_u64().unwrap_or(0) as u32)
                     ),
                     "added" if b["ready"] == true => "ready".to_string(),
                     "added" => format!(
@@ -616,8 +616,8 @@ pub fn render_reload(outcome: &serde_json::Value) -> String {
                     ),
                     "removed" => "stopped".to_string(),
                     "removal_aborted" => format!(
-                        "drain deadline passed with {} operations in flight; it keeps serving and the next reload tries again",
-                        b["in_flight"]
+                        "drain deadline passed with {} in flight; it keeps serving and the next reload tries again",
+                        crate::status::operations(b["in_flight"].as_u64().unwrap_or(0) as u32)
                     ),
                     _ => String::new(),
                 };

@@ -33,6 +33,15 @@ pub enum StaleConfig {
     },
 }
 
+/// "1 operation", "2 operations".
+pub fn operations(count: u32) -> String {
+    if count == 1 {
+        "1 operation".to_string()
+    } else {
+        format!("{count} operations")
+    }
+}
+
 impl std::fmt::Display for StaleConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -41,11 +50,13 @@ impl std::fmt::Display for StaleConfig {
             }
             StaleConfig::ReloadAborted { in_flight } => write!(
                 f,
-                "old config (reload aborted: {in_flight} operations were in flight)"
+                "old config (reload aborted: {} in flight)",
+                operations(*in_flight)
             ),
             StaleConfig::RemovalAborted { in_flight } => write!(
                 f,
-                "old config (removal aborted: {in_flight} operations were in flight)"
+                "old config (removal aborted: {} in flight)",
+                operations(*in_flight)
             ),
         }
     }
