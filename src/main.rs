@@ -360,11 +360,15 @@ extern "C" fn hold_control_signals_at_load() {
     rekindle::actors::signal::hold_control_signals();
 }
 
+// ELF only; elsewhere `main` blocks them first thing.
+#[cfg(target_os = "linux")]
 #[used]
 #[unsafe(link_section = ".init_array")]
 static HOLD_CONTROL_SIGNALS: extern "C" fn() = hold_control_signals_at_load;
 
 fn main() -> ExitCode {
+    #[cfg(not(target_os = "linux"))]
+    hold_control_signals_at_load();
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Run { .. }) {
         // Other commands keep the default actions (Ctrl-C stops them).
