@@ -530,16 +530,16 @@ fn canonicalize(b: &mut BackendWorld) {
     let raw = b.clone();
     if !canonicalize_small(b) {
         canonicalize_general(b);
-        return;
-    }
-    #[cfg(debug_assertions)]
-    {
-        let mut expected = raw;
-        canonicalize_general(&mut expected);
-        assert_eq!(
-            *b, expected,
-            "the bitmask canonicalisation differs from the general one"
-        );
+    } else {
+        #[cfg(debug_assertions)]
+        {
+            let mut expected = raw;
+            canonicalize_general(&mut expected);
+            assert_eq!(
+                *b, expected,
+                "the bitmask canonicalisation differs from the general one"
+            );
+        }
     }
 }
 
