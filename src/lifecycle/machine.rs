@@ -520,23 +520,29 @@ impl Lifecycle {
         fx: &mut Effects,
         into: fn(Setup) -> State,
     ) -> State {
+        fx.push(Effect::Notify(Notification::InitStart { attempt }));
+        into(self.arm_setup(attempt, false, now, fx))
+    }
+
+    /// A fresh setup (or, with `previous`, a check of the instance set
+    /// aside) under the setup deadline: runs it and arms the deadline.
+    fn arm_setup(&mut self, attempt: u32, previous: bool, now: Moment, fx: &mut Effects) -> Setup {
         let id = self.fresh_generation();
         let deadline = now + self.policy.driver_init_timeout;
-        fx.push(Effect::Notify(Notification::InitStart { attempt }));
         fx.push(Effect::RunSetup {
             setup: id,
             attempt,
-            previous: false,
+            previous,
         });
         fx.push(Effect::ScheduleTimer {
             timer: timer(TimerKind::SetupDeadline, id),
             at: deadline,
         });
-        into(Setup {
+        Setup {
             attempt,
             id,
             deadline,
-        })
+        }
     }
 
     fn setup_failed(
@@ -570,23 +576,8 @@ impl Lifecycle {
         now: Moment,
         fx: &mut Effects,
     ) -> State {
-        let id = self.fresh_generation();
-        let deadline = now + self.policy.driver_init_timeout;
-        fx.push(Effect::RunSetup {
-            setup: id,
-            attempt,
-            previous: true,
-        });
-        fx.push(Effect::ScheduleTimer {
-            timer: timer(TimerKind::SetupDeadline, id),
-            at: deadline,
-        });
         State::RollingBack(RollingBack {
-            check: Setup {
-                attempt,
-                id,
-                deadline,
-            },
+            check: self.arm_setup(attempt, true, now, fx),
             error,
         })
     }
