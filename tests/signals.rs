@@ -162,3 +162,62 @@ fn sigterm_or_sigint_during_start_up_is_a_graceful_exit_0() {
     assert_eq!(status.code(), Some(0), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn signals_while_the_config_is_still_being_read_are_kept() {
+    // The config is a FIFO: the daemon blocks reading it, so the signals
+    // below arrive, deterministically, before the config is loaded.
+    let dir = scratch("sighup-config-read");
+    let fifo = dir.join("cinder.conf");
+    let path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0, "mkfifo");
+    let mut child = spawn(&dir);
+    // Wait until it blocks opening the FIFO (its wait channel, the kernel's
+    // fifo open, says so).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/wchan", child.id()))
+        .unwrap_or_default()
+        .contains("wait_for_partner")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the daemon never opened its config"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(&child, libc::SIGHUP);
+    signal(&child, libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        child.try_wait().expect("try_wait").is_none(),
+        "a SIGHUP while the config was read ended the daemon"
+    );
+    // Fed twice: once for start-up, then (once the service runs) for the
+    // reload the SIGHUPs asked for.
+    std::fs::write(&fifo, CONFIG).expect("feed the config");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&dir, "driver.init.start") == 0 {
+        assert!(Instant::now() < deadline, "the service never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let feeder = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(&fifo, CONFIG).expect("feed the reload"))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while count(&dir, "reload.end") == 0 {
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the daemon ended"
+        );
+        assert!(Instant::now() < deadline, "no reload within 20 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    feeder.join().expect("feeder");
+    signal(&child, libc::SIGTERM);
+    assert_eq!(exit_of(&mut child).code(), Some(0));
+    // Two SIGHUPs while starting: one reload once the service runs.
+    assert_eq!(count(&dir, "reload.start"), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
