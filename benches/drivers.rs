@@ -36,6 +36,7 @@ fn context(kind: Kind, driver: &str, options: &[(&str, String)]) -> DriverContex
             origin: None,
         },
         started: actix::clock::Instant::now(),
+        events: Default::default(),
     }
 }
 

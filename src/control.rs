@@ -57,10 +57,17 @@ pub enum Request {
         /// The attaching host.
         connector: Box<crate::driver::Connector>,
     },
-    /// Detach a volume.
+    /// Detach hosts from a volume: one (`connector`), every one (`all`), or
+    /// the only one (neither).
     VolumeDetach {
         /// The volume.
         id: String,
+        /// The detaching host.
+        #[serde(default)]
+        connector: Option<Box<crate::driver::Connector>>,
+        /// Detach every host.
+        #[serde(default)]
+        all: bool,
     },
     /// Back a volume up.
     BackupCreate {
@@ -374,8 +381,8 @@ async fn handle(
             Ok(m) => done(m.attach(&id, *connector).await),
             Err(message) => Response::Error { message },
         },
-        Request::VolumeDetach { id } => match operation(manager) {
-            Ok(m) => done(m.detach(&id).await),
+        Request::VolumeDetach { id, connector, all } => match operation(manager) {
+            Ok(m) => done(m.detach(&id, connector.map(|c| *c), all).await),
             Err(message) => Response::Error { message },
         },
         Request::BackupCreate { volume } => match operation(manager) {

@@ -202,10 +202,18 @@ enum VolumeAction {
         #[arg(long)]
         connector: PathBuf,
     },
-    /// Remove a volume's export.
+    /// Detach a host from a volume (terminate_connection); the export is
+    /// removed with the last host. With several hosts attached, name one
+    /// with --connector or give --all.
     Detach {
         /// The volume id.
         id: String,
+        /// The detaching host's connector properties (JSON file; its `host` names the attachment).
+        #[arg(long, conflicts_with = "all")]
+        connector: Option<PathBuf>,
+        /// Detach every attached host.
+        #[arg(long)]
+        all: bool,
     },
     /// List volumes and backups.
     List,
@@ -249,19 +257,27 @@ fn volume_request(action: VolumeAction) -> Result<Request, String> {
         VolumeAction::Extend { id, size } => Request::VolumeExtend { id, size },
         VolumeAction::Delete { id } => Request::VolumeDelete { id },
         VolumeAction::ResetState { id, state } => Request::VolumeResetState { id, state },
-        VolumeAction::Attach { id, connector } => {
-            let text = std::fs::read_to_string(&connector)
-                .map_err(|e| format!("--connector {}: {e}", connector.display()))?;
-            let connector = rekindle::driver::Connector::from_json(&text)
-                .map_err(|e| format!("--connector {}: {e}", connector.display()))?;
-            Request::VolumeAttach {
-                id,
-                connector: Box::new(connector),
-            }
-        }
-        VolumeAction::Detach { id } => Request::VolumeDetach { id },
+        VolumeAction::Attach { id, connector } => Request::VolumeAttach {
+            id,
+            connector: Box::new(read_connector(&connector)?),
+        },
+        VolumeAction::Detach { id, connector, all } => Request::VolumeDetach {
+            id,
+            connector: connector
+                .map(|path| read_connector(&path).map(Box::new))
+                .transpose()?,
+            all,
+        },
         VolumeAction::List => Request::List,
     })
+}
+
+/// Reads a `--connector` JSON file; errors name the file.
+fn read_connector(path: &std::path::Path) -> Result<rekindle::driver::Connector, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("--connector {}: {e}", path.display()))?;
+    rekindle::driver::Connector::from_json(&text)
+        .map_err(|e| format!("--connector {}: {e}", path.display()))
 }
 
 fn backup_request(action: BackupAction) -> Request {

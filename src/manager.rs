@@ -36,6 +36,21 @@ pub struct Manager {
     records: Rc<Records>,
 }
 
+/// The connector's host: attachments are recorded per host.
+fn attaching_host(connector: &Connector, operation: &str) -> Result<String, ManagerError> {
+    connector
+        .host
+        .as_deref()
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            invalid(format!(
+                "{operation} refused: the connector names no host (field \"host\"); attachments are recorded per host"
+            ))
+        })
+}
+
 fn invalid(message: impl Into<String>) -> ManagerError {
     ManagerError::Invalid(message.into())
 }
@@ -164,15 +179,20 @@ impl Manager {
         }
     }
 
-    /// `create_export` then `initialize_connection` with `connector`.
+    /// `create_export` then `initialize_connection` with `connector`, and
+    /// records the attachment of `connector`'s host (Cinder's attachments
+    /// API: one per host; attaching the same host again is idempotent and
+    /// returns the same, live, endpoint).
     pub async fn attach(&self, id: &str, connector: Connector) -> Result<Value, ManagerError> {
         let row = self.volume(id)?;
         if row.status != "available" && row.status != "in-use" {
             return Err(invalid(format!(
-                "volume {id} is {}: only available volumes attach",
+                "volume attach refused: volume {id} is {}: only available or in-use volumes attach",
                 row.status
             )));
         }
+        let host = attaching_host(&connector, "volume attach")?;
+        let connector_json = serde_json::to_string(&connector).unwrap_or_default();
         let output = self
             .route(
                 &row.backend,
@@ -182,6 +202,7 @@ impl Manager {
                 },
             )
             .await?;
+        self.records.put_attachment(id, &host, &connector_json)?;
         self.records.set_volume_status(id, "in-use")?;
         match output {
             OperationOutput::Connection(info) => Ok(serde_json::to_value(info).unwrap_or_default()),
@@ -191,20 +212,101 @@ impl Manager {
         }
     }
 
-    /// `terminate_connection` then `remove_export`.
-    pub async fn detach(&self, id: &str) -> Result<Value, ManagerError> {
+    /// Detaches hosts from a volume: `connector`'s host only, every host
+    /// (`all`), or the only one (neither; refused when several hosts are
+    /// attached, so a live migration's destination is not cut off by
+    /// mistake). Each host gets `terminate_connection`; the last one also
+    /// `remove_export`. The volume stays `in-use` while any host remains.
+    pub async fn detach(
+        &self,
+        id: &str,
+        connector: Option<Connector>,
+        all: bool,
+    ) -> Result<Value, ManagerError> {
         let row = self.volume(id)?;
+        let attachments = self.records.attachments(id)?;
+        let hosts = || {
+            attachments
+                .iter()
+                .map(|a| a.connector_host.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let targets: Vec<&crate::records::AttachmentRow> = match (&connector, all) {
+            (Some(_), true) => {
+                return Err(invalid(
+                    "volume detach refused: give either --connector (one host) or --all (every host), not both",
+                ));
+            }
+            (Some(c), false) => {
+                let host = attaching_host(c, "volume detach")?;
+                let found: Vec<_> = attachments
+                    .iter()
+                    .filter(|a| a.connector_host == host)
+                    .collect();
+                if found.is_empty() {
+                    return Err(invalid(if attachments.is_empty() {
+                        format!("volume detach refused: volume {id} is not attached to any host")
+                    } else {
+                        format!(
+                            "volume detach refused: volume {id} is not attached to host {host} (attached to: {})",
+                            hosts()
+                        )
+                    }));
+                }
+                found
+            }
+            (None, true) => attachments.iter().collect(),
+            (None, false) if attachments.len() > 1 => {
+                return Err(invalid(format!(
+                    "volume detach refused: volume {id} is attached to {} hosts ({}); name one with --connector FILE, or detach every host with --all",
+                    attachments.len(),
+                    hosts()
+                )));
+            }
+            (None, false) => attachments.iter().collect(),
+        };
         let volume = Volume::new(id, row.size_bytes);
-        self.route(
-            &row.backend,
-            Operation::Detach {
-                volume,
-                connector: Box::default(),
-            },
-        )
-        .await?;
-        self.records.set_volume_status(id, "available")?;
-        Ok(json!({ "id": id, "status": "available" }))
+        let mut remaining = attachments.len();
+        if targets.is_empty() {
+            // No attachment recorded (nothing attached, or an export left
+            // by an interrupted attach): remove whatever export there is.
+            self.route(
+                &row.backend,
+                Operation::Detach {
+                    volume: volume.clone(),
+                    connector: Box::new(connector.unwrap_or_default()),
+                },
+            )
+            .await?;
+        }
+        for attachment in targets {
+            let connector = Box::new(Connector::from_json(&attachment.connector).unwrap_or_else(
+                |_| Connector {
+                    host: Some(attachment.connector_host.clone()),
+                    ..Connector::default()
+                },
+            ));
+            let volume = volume.clone();
+            let operation = if remaining == 1 {
+                Operation::Detach { volume, connector }
+            } else {
+                Operation::TerminateConnection { volume, connector }
+            };
+            self.route(&row.backend, operation).await?;
+            self.records
+                .delete_attachment(id, &attachment.connector_host)?;
+            remaining -= 1;
+        }
+        let status = if remaining > 0 { "in-use" } else { "available" };
+        self.records.set_volume_status(id, status)?;
+        let attached: Vec<String> = self
+            .records
+            .attachments(id)?
+            .into_iter()
+            .map(|a| a.connector_host)
+            .collect();
+        Ok(json!({ "id": id, "status": status, "attached_to": attached }))
     }
 
     /// Whether the backup service can take `operation` ("backup create",

@@ -50,6 +50,20 @@ pub struct ExportRow {
     pub connector_host: String,
 }
 
+/// An attachment: one host using a volume (Cinder's attachments API). A
+/// volume is `in-use` while it has any; its export stays until the last goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AttachmentRow {
+    /// The attached volume.
+    pub volume_id: String,
+    /// The connector's `host` (one attachment per host and volume).
+    pub connector_host: String,
+    /// The whole connector, as JSON (handed to `terminate_connection`).
+    pub connector: String,
+    /// When it was attached (RFC 3339).
+    pub attached_at: String,
+}
+
 /// A backup row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackupRow {
@@ -114,6 +128,9 @@ CREATE TABLE IF NOT EXISTS volumes (
 CREATE TABLE IF NOT EXISTS exports (
     volume_id TEXT PRIMARY KEY, backend TEXT NOT NULL, pid INTEGER NOT NULL,
     host TEXT NOT NULL, port INTEGER NOT NULL, connector_host TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attachments (
+    volume_id TEXT NOT NULL, connector_host TEXT NOT NULL, connector TEXT NOT NULL,
+    attached_at TEXT NOT NULL, PRIMARY KEY (volume_id, connector_host));
 CREATE TABLE IF NOT EXISTS backups (
     id TEXT PRIMARY KEY, volume_id TEXT NOT NULL, status TEXT NOT NULL,
     size_bytes INTEGER NOT NULL, reached_backend INTEGER NOT NULL,
@@ -153,9 +170,37 @@ impl Records {
         records
             .conn
             .execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;")
-            .and_then(|()| records.conn.execute_batch(SCHEMA))
             .map_err(|e| records.error(e))?;
+        let had_attachments = records.table_exists("attachments")?;
+        records
+            .conn
+            .execute_batch(SCHEMA)
+            .map_err(|e| records.error(e))?;
+        if !had_attachments {
+            // A state dir from before attachments were recorded: each
+            // in-use volume's export names the one host it was made for.
+            records
+                .conn
+                .execute(
+                    "INSERT OR IGNORE INTO attachments (volume_id, connector_host, connector, attached_at)
+                     SELECT e.volume_id, e.connector_host, json_object('host', e.connector_host), ?1
+                     FROM exports e JOIN volumes v ON v.id = e.volume_id WHERE v.status = 'in-use'",
+                    params![now()],
+                )
+                .map_err(|e| records.error(e))?;
+        }
         Ok(records)
+    }
+
+    fn table_exists(&self, name: &str) -> Result<bool, RecordsError> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.error(e))
     }
 
     fn error(&self, source: rusqlite::Error) -> RecordsError {
@@ -204,10 +249,57 @@ impl Records {
             .map_err(|e| self.error(e))
     }
 
-    /// Deletes a volume row.
+    /// Deletes a volume row (and any attachment left on it).
     pub fn delete_volume(&self, id: &str) -> Result<(), RecordsError> {
         self.conn
-            .execute("DELETE FROM volumes WHERE id = ?1", params![id])
+            .execute("DELETE FROM attachments WHERE volume_id = ?1", params![id])
+            .and_then(|_| {
+                self.conn
+                    .execute("DELETE FROM volumes WHERE id = ?1", params![id])
+            })
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Records (or refreshes) `connector_host`'s attachment of a volume.
+    pub fn put_attachment(
+        &self,
+        volume_id: &str,
+        connector_host: &str,
+        connector: &str,
+    ) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO attachments (volume_id, connector_host, connector, attached_at) VALUES (?1, ?2, ?3, ?4)",
+                params![volume_id, connector_host, connector, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// A volume's attachments, oldest first.
+    pub fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, RecordsError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT volume_id, connector_host, connector, attached_at FROM attachments WHERE volume_id = ?1 ORDER BY attached_at, connector_host")
+            .map_err(|e| self.error(e))?;
+        let rows = stmt
+            .query_map(params![volume_id], attachment_row)
+            .map_err(|e| self.error(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+
+    /// Forgets `connector_host`'s attachment of a volume.
+    pub fn delete_attachment(
+        &self,
+        volume_id: &str,
+        connector_host: &str,
+    ) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "DELETE FROM attachments WHERE volume_id = ?1 AND connector_host = ?2",
+                params![volume_id, connector_host],
+            )
             .map(drop)
             .map_err(|e| self.error(e))
     }
@@ -467,6 +559,15 @@ fn export_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ExportRow> {
     })
 }
 
+fn attachment_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AttachmentRow> {
+    Ok(AttachmentRow {
+        volume_id: r.get(0)?,
+        connector_host: r.get(1)?,
+        connector: r.get(2)?,
+        attached_at: r.get(3)?,
+    })
+}
+
 fn backup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BackupRow> {
     Ok(BackupRow {
         id: r.get(0)?,
@@ -516,6 +617,66 @@ mod tests {
             "available"
         );
         assert_eq!(recovered.len(), 5, "{recovered:?}");
+    }
+
+    #[test]
+    fn attachments_are_per_host_and_survive_reopening() {
+        let dir = std::env::temp_dir().join(format!("rekindle-attach-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        {
+            let r = Records::open(&dir).expect("open");
+            r.insert_volume("v1", "qemu", 1, "in-use").expect("insert");
+            r.put_attachment("v1", "src", r#"{"host":"src"}"#)
+                .expect("attach");
+            r.put_attachment("v1", "dst", r#"{"host":"dst"}"#)
+                .expect("attach");
+            r.put_attachment("v1", "dst", r#"{"host":"dst"}"#)
+                .expect("attach again");
+            r.delete_attachment("v1", "src").expect("detach");
+        }
+        let r = Records::open(&dir).expect("reopen");
+        let hosts: Vec<String> = r
+            .attachments("v1")
+            .expect("read")
+            .into_iter()
+            .map(|a| a.connector_host)
+            .collect();
+        assert_eq!(hosts, ["dst"]);
+        r.delete_volume("v1").expect("delete");
+        assert!(r.attachments("v1").expect("read").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_state_dir_from_before_attachments_gets_one_per_in_use_export_once() {
+        let dir = std::env::temp_dir().join(format!("rekindle-legacy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("dir");
+        {
+            // The schema as it was before attachments.
+            let conn = Connection::open(dir.join("rekindle.sqlite")).expect("open");
+            conn.execute_batch(&SCHEMA.replace("attachments", "unused_attachments"))
+                .expect("old schema");
+            conn.execute_batch(
+                "INSERT INTO volumes VALUES ('v1', 'qemu', 1, 'in-use', 'then');
+                 INSERT INTO volumes VALUES ('v2', 'qemu', 1, 'available', 'then');
+                 INSERT INTO exports VALUES ('v1', 'qemu', 7, '127.0.0.1', 10809, 'c1');
+                 INSERT INTO exports VALUES ('v2', 'qemu', 8, '127.0.0.1', 10810, 'c2');",
+            )
+            .expect("old rows");
+        }
+        let r = Records::open(&dir).expect("migrate");
+        let v1 = r.attachments("v1").expect("read");
+        assert_eq!(v1.len(), 1);
+        assert_eq!(v1[0].connector_host, "c1");
+        assert_eq!(v1[0].connector, r#"{"host":"c1"}"#);
+        assert!(r.attachments("v2").expect("read").is_empty());
+        // Once only: a detached host is not brought back by the next open.
+        r.delete_attachment("v1", "c1").expect("detach");
+        drop(r);
+        let r = Records::open(&dir).expect("reopen");
+        assert!(r.attachments("v1").expect("read").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -138,6 +138,7 @@ fn a_user_registered_driver_is_checked_against_its_own_declaration_plus_the_faul
     let Err(error) = registry.build(&rekindle::driver::DriverContext {
         spec,
         started: actix::clock::Instant::now(),
+        events: Default::default(),
     }) else {
         panic!("an invalid spec must not build");
     };

@@ -126,8 +126,16 @@ pub enum Operation {
         /// operation message is moved through the mailbox).
         connector: Box<Connector>,
     },
-    /// `terminate_connection` then `remove_export`.
+    /// `terminate_connection` then `remove_export` (the last host detaching).
     Detach {
+        /// The volume.
+        volume: Volume,
+        /// The host detaching.
+        connector: Box<Connector>,
+    },
+    /// `terminate_connection` alone: one host detaches while others still
+    /// use the export.
+    TerminateConnection {
         /// The volume.
         volume: Volume,
         /// The host detaching.
@@ -163,7 +171,7 @@ impl Operation {
             Operation::DeleteVolume(..) => "volume delete",
             Operation::Attach { .. } => "volume attach",
             Operation::InitializeConnection { .. } => "volume attach (initialize connection)",
-            Operation::Detach { .. } => "volume detach",
+            Operation::Detach { .. } | Operation::TerminateConnection { .. } => "volume detach",
             Operation::ExtendVolume(..) => "volume extend",
             Operation::Locate(..) => "volume lookup",
             Operation::Backup { .. } => "backup create",
@@ -565,7 +573,19 @@ impl DriverActor {
                     }
                     Err(_) => return,
                 };
-                let call = guarded(async move { driver.get_volume_stats().await });
+                let backend = self.spec.backend.clone();
+                let call = guarded(async move {
+                    let stats = driver.get_volume_stats().await;
+                    if stats.is_ok() {
+                        // Exports are checked and repaired while the
+                        // backend is healthy; each restart is notified by
+                        // the driver, a failure here is only logged.
+                        if let Err(error) = guarded(driver.ensure_exports()).await {
+                            tracing::error!(%backend, %error, "export check");
+                        }
+                    }
+                    stats
+                });
                 ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
                     act.capabilities(epoch, result, ctx);
                 }));
@@ -760,9 +780,18 @@ fn backup_notification(
 }
 
 fn build(shell: &Shell, spec: &DriverSpec) -> Result<AnyDriver, DriverError> {
+    let (notifier, clock, backend) = (shell.notifier.clone(), shell.clock, spec.backend.clone());
     let ctx = DriverContext {
         spec: spec.clone(),
         started: shell.clock.started(),
+        events: crate::driver::DriverEvents::new(move |event| {
+            notifier.emit(
+                event.event_type(),
+                Some(&backend),
+                clock.now(),
+                event.payload(),
+            );
+        }),
     };
     shell.registry.build(&ctx)
 }

@@ -37,6 +37,8 @@ pub enum DriverCall {
     InitializeConnection(Rc<dyn VolumeDriver>, Volume, Box<Connector>),
     /// `terminate_connection` then `remove_export`.
     Detach(Rc<dyn VolumeDriver>, Volume, Box<Connector>),
+    /// `terminate_connection` alone.
+    TerminateConnection(Rc<dyn VolumeDriver>, Volume, Box<Connector>),
     /// `extend_volume`.
     ExtendVolume(Rc<dyn VolumeDriver>, Volume, u64),
     /// `locate`.
@@ -74,6 +76,10 @@ impl DriverCall {
                 volume: v,
                 connector,
             } => DriverCall::Detach(volume()?, v, connector),
+            Operation::TerminateConnection {
+                volume: v,
+                connector,
+            } => DriverCall::TerminateConnection(volume()?, v, connector),
             Operation::ExtendVolume(v, size) => DriverCall::ExtendVolume(volume()?, v, size),
             Operation::Locate(v) => DriverCall::Locate(volume()?, v),
             Operation::Backup {
@@ -117,6 +123,9 @@ async fn perform(call: DriverCall) -> CallResult {
         DriverCall::Detach(d, v, connector) => {
             d.terminate_connection(&v, &connector).await?;
             d.remove_export(&v).await.map(|()| Done)
+        }
+        DriverCall::TerminateConnection(d, v, connector) => {
+            d.terminate_connection(&v, &connector).await.map(|()| Done)
         }
         DriverCall::ExtendVolume(d, v, size) => d.extend_volume(&v, size).await.map(|()| Done),
         DriverCall::Locate(d, v) => d.locate(&v).await.map(|l| Location(l.map(Box::new))),

@@ -468,6 +468,13 @@ impl VolumeDriver for FaultDriver {
         }
         Ok(())
     }
+
+    async fn ensure_exports(&self) -> Result<(), DriverError> {
+        match &self.inner {
+            Inner::Volume(d) => d.ensure_exports().await,
+            _ => Ok(()),
+        }
+    }
 }
 
 #[async_trait(?Send)]

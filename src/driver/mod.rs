@@ -7,6 +7,7 @@
 
 pub mod backup;
 pub mod connector;
+pub mod events;
 pub mod fault;
 pub mod options;
 pub mod posix;
@@ -16,5 +17,6 @@ pub mod volume;
 
 pub use backup::{BackupDriver, BackupId, BackupRecord};
 pub use connector::Connector;
+pub use events::{DriverEvent, DriverEvents};
 pub use registry::{DriverContext, DriverRegistry, DriverSpec, Kind};
 pub use volume::{Capabilities, ConnectionInfo, Volume, VolumeDriver, VolumeId, VolumeLocation};

@@ -573,6 +573,7 @@ mod tests {
         let ctx = DriverContext {
             spec,
             started: actix::clock::Instant::now(),
+            events: Default::default(),
         };
         let driver = PosixBackupDriver::from_context(&ctx).expect("driver");
         block_on(driver.do_setup()).expect("set up");

@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::options::{OptionDecl, OptionDefault, OptionReader, Rule};
 use super::{
-    Capabilities, ConnectionInfo, Connector, DriverContext, Volume, VolumeDriver, VolumeId,
-    VolumeLocation,
+    Capabilities, ConnectionInfo, Connector, DriverContext, DriverEvent, DriverEvents, Volume,
+    VolumeDriver, VolumeId, VolumeLocation,
 };
 use crate::lifecycle::DriverError;
 use crate::records::{ExportRow, Records};
@@ -98,6 +98,21 @@ struct Export {
     child: Option<std::process::Child>,
 }
 
+impl Export {
+    /// Stops the server: our child is killed and reaped; an adopted one
+    /// (from before a restart) gets SIGTERM if it still serves `volume_id`.
+    async fn stop(mut self, volume_id: &str) {
+        match self.child.as_mut() {
+            Some(child) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            None if pid_alive(self.pid, volume_id) => stop_pid(self.pid).await,
+            None => {}
+        }
+    }
+}
+
 /// The `qemu` volume driver.
 pub struct QemuDriver {
     backend: String,
@@ -109,6 +124,10 @@ pub struct QemuDriver {
     qemu_nbd: String,
     records: Option<Rc<Records>>,
     exports: RefCell<BTreeMap<VolumeId, Export>>,
+    /// Held while an export is started, repaired or removed, so a
+    /// publisher tick's check and an attach never race on one export.
+    export_lock: tokio::sync::Mutex<()>,
+    events: DriverEvents,
 }
 
 impl QemuDriver {
@@ -149,6 +168,8 @@ impl QemuDriver {
             qemu_nbd: read.get("qemu_nbd")?,
             records,
             exports: RefCell::default(),
+            export_lock: tokio::sync::Mutex::new(()),
+            events: ctx.events.clone(),
         })
     }
 
@@ -270,12 +291,124 @@ impl QemuDriver {
                     })
                     .map_err(Self::record_error)?;
                 tracing::info!(backend = %self.backend, volume = %row.volume_id, port = row.port, "export restarted");
+                self.events.emit(DriverEvent::ExportRestarted {
+                    volume_id: VolumeId::from(&row.volume_id),
+                    host: self.export_host.to_string(),
+                    old_port: row.port,
+                    port: row.port,
+                    pid: export.pid,
+                    reason: format!(
+                        "its qemu-nbd (pid {}) was not running when the driver was set up",
+                        row.pid
+                    ),
+                });
                 export
             };
             self.exports
                 .borrow_mut()
                 .insert(VolumeId::from(&row.volume_id), export);
         }
+        Ok(())
+    }
+}
+
+impl QemuDriver {
+    /// Why `volume_id`'s export does not serve, or `None` if its server runs
+    /// and accepts connections (a connect on loopback: tens of microseconds).
+    fn export_fault(&self, volume_id: &VolumeId) -> Option<String> {
+        let mut exports = self.exports.borrow_mut();
+        let export = exports.get_mut(volume_id)?;
+        let exited = match export.child.as_mut() {
+            // try_wait also reaps a dead child.
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+            None => !pid_alive(export.pid, volume_id),
+        };
+        if exited {
+            return Some(format!("its qemu-nbd (pid {}) is not running", export.pid));
+        }
+        let addr = SocketAddr::new(self.export_host, export.port);
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
+            Ok(_) => None,
+            Err(e) => Some(format!(
+                "its qemu-nbd (pid {}) does not accept connections on {addr}: {e}",
+                export.pid
+            )),
+        }
+    }
+
+    /// Checks `volume_id`'s export and restarts it if it is dead: on its
+    /// port, or another free one if that is taken; recorded and reported
+    /// (`export.restarted`, or `export.restart_failed` with the error).
+    /// Call with `export_lock` held.
+    async fn repair_export(&self, volume_id: &VolumeId) -> Result<(), DriverError> {
+        let Some(reason) = self.export_fault(volume_id) else {
+            return Ok(());
+        };
+        let result = self.restart_export(volume_id, &reason).await;
+        if let Err(e) = &result {
+            tracing::error!(backend = %self.backend, volume = %volume_id, %reason, error = %e, "dead export could not be restarted");
+            self.events.emit(DriverEvent::ExportRestartFailed {
+                volume_id: volume_id.clone(),
+                reason: format!("{reason}; restart failed: {e}"),
+            });
+        }
+        result
+    }
+
+    async fn restart_export(&self, volume_id: &VolumeId, reason: &str) -> Result<(), DriverError> {
+        let Some(old) = self.exports.borrow_mut().remove(volume_id) else {
+            return Ok(());
+        };
+        let old_port = old.port;
+        old.stop(volume_id).await;
+        let path = self.path(volume_id)?;
+        if !path.exists() {
+            return Err(other(format!(
+                "volume {volume_id}'s image {} is gone",
+                path.display()
+            )));
+        }
+        let port = if TcpListener::bind(SocketAddr::new(self.export_host, old_port)).is_ok() {
+            old_port
+        } else {
+            self.free_port()?
+        };
+        let export = self.start_server(volume_id, &path, port)?;
+        let pid = export.pid;
+        self.exports.borrow_mut().insert(volume_id.clone(), export);
+        if let Err(e) = self.wait_listening(port).await {
+            let export = self.exports.borrow_mut().remove(volume_id);
+            if let Some(export) = export {
+                export.stop(volume_id).await;
+            }
+            return Err(e);
+        }
+        if let Some(records) = &self.records {
+            let connector_host = records
+                .export(volume_id)
+                .map_err(Self::record_error)?
+                .map(|row| row.connector_host)
+                .unwrap_or_default();
+            records
+                .put_export(&ExportRow {
+                    volume_id: volume_id.to_string(),
+                    backend: self.backend.clone(),
+                    pid,
+                    host: self.export_host.to_string(),
+                    port,
+                    connector_host,
+                })
+                .map_err(Self::record_error)?;
+        }
+        tracing::warn!(backend = %self.backend, volume = %volume_id, old_port, port, %reason, "dead export restarted");
+        self.events.emit(DriverEvent::ExportRestarted {
+            volume_id: volume_id.clone(),
+            host: self.export_host.to_string(),
+            old_port,
+            port,
+            pid,
+            reason: reason.to_string(),
+        });
         Ok(())
     }
 }
@@ -398,8 +531,11 @@ impl VolumeDriver for QemuDriver {
             .map_err(|e| other(e.to_string()))?
             .to_string();
         connector.require_ip().map_err(|e| other(e.to_string()))?;
+        let _guard = self.export_lock.lock().await;
         if self.exports.borrow().contains_key(&volume.id) {
-            return Ok(());
+            // Another host attaches (a live migration): the export is shared,
+            // and must be alive for it.
+            return self.repair_export(&volume.id).await;
         }
         if !path.exists() {
             return Err(other(format!(
@@ -431,15 +567,10 @@ impl VolumeDriver for QemuDriver {
 
     async fn remove_export(&self, volume: &Volume) -> Result<(), DriverError> {
         checked_volume_id(&volume.id)?;
+        let _guard = self.export_lock.lock().await;
         let export = self.exports.borrow_mut().remove(&volume.id);
-        if let Some(mut export) = export {
-            match export.child.as_mut() {
-                Some(child) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-                None => stop_pid(export.pid).await,
-            }
+        if let Some(export) = export {
+            export.stop(&volume.id).await;
         }
         if let Some(records) = &self.records {
             records
@@ -454,7 +585,12 @@ impl VolumeDriver for QemuDriver {
         volume: &Volume,
         _connector: &Connector,
     ) -> Result<ConnectionInfo, DriverError> {
-        // Cheap and idempotent: only reads the export.
+        // Idempotent: reads the export, after checking it accepts
+        // connections (and restarting it if not): never a dead endpoint.
+        {
+            let _guard = self.export_lock.lock().await;
+            self.repair_export(&volume.id).await?;
+        }
         let exports = self.exports.borrow();
         let export = exports.get(&volume.id).ok_or_else(|| {
             other(format!(
@@ -478,6 +614,25 @@ impl VolumeDriver for QemuDriver {
         _connector: &Connector,
     ) -> Result<(), DriverError> {
         checked_volume_id(&volume.id).map(drop)
+    }
+
+    async fn ensure_exports(&self) -> Result<(), DriverError> {
+        let _guard = self.export_lock.lock().await;
+        let volumes: Vec<VolumeId> = self.exports.borrow().keys().cloned().collect();
+        let mut failed = Vec::new();
+        for volume_id in volumes {
+            if let Err(e) = self.repair_export(&volume_id).await {
+                failed.push(format!("{volume_id}: {e}"));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(other(format!(
+                "dead exports could not be restarted: {}",
+                failed.join("; ")
+            )))
+        }
     }
 
     async fn extend_volume(&self, volume: &Volume, new_size_bytes: u64) -> Result<(), DriverError> {

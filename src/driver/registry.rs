@@ -84,6 +84,9 @@ pub struct DriverContext {
     pub spec: DriverSpec,
     /// When the service started (on the runtime's clock, virtual in tests).
     pub started: Instant,
+    /// Where the driver reports what it did on its own (an export
+    /// restarted); `DriverEvents::default()` drops them.
+    pub events: super::DriverEvents,
 }
 
 /// A built driver.

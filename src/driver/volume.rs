@@ -167,7 +167,8 @@ pub struct ConnectionInfo {
 /// Export flow on attach: `create_export(volume, connector)` then
 /// `initialize_connection(volume, connector)`; if the second fails, rekindle
 /// calls `remove_export(volume)`. `initialize_connection` must be cheap and
-/// idempotent: it only returns connection info.
+/// idempotent: it only returns connection info, and never an endpoint that
+/// does not accept connections (check and repair the export first).
 #[async_trait(?Send)]
 pub trait VolumeDriver {
     /// Connects to the backend and prepares the driver.
@@ -214,6 +215,16 @@ pub trait VolumeDriver {
             )
             .into(),
         ))
+    }
+
+    /// Checks every export this driver serves and restarts dead ones,
+    /// reporting each through its [`DriverEvents`](super::DriverEvents)
+    /// (Cinder's `ensure_export`, which Cinder runs only at start; rekindle
+    /// runs this on every publisher tick while Ready). An error is logged,
+    /// not health lost: one volume's export does not take the backend down.
+    /// Default: nothing to check.
+    async fn ensure_exports(&self) -> Result<(), DriverError> {
+        Ok(())
     }
 
     /// Where the volume's data lives on this host, if the driver keeps it
