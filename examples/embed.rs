@@ -1,30 +1,22 @@
-//! Embedding rekindle in your own actix `System`: implement `VolumeDriver`, register it,
-//! start a service next to your own actors, read states and notifications.
+//! Embedding rekindle in your own actix `System` through its front door: a driver,
+//! `Engine::builder()`, one operation, and one of your actors subscribed to events.
 //!
 //! Run: `cargo run --example embed`
 
-use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::cell::Cell;
 use std::time::Duration;
 
 use actix::prelude::*;
 use async_trait::async_trait;
-use rekindle::actors::controller::{BackendPlan, Plan};
-use rekindle::actors::service::Route;
-use rekindle::actors::signal::ControlSignal;
-use rekindle::actors::{Controller, Operation, Shell};
-use rekindle::clock::ServiceClock;
-use rekindle::driver::registry::AnyDriver;
-use rekindle::driver::{
-    Capabilities, ConnectionInfo, Connector, DriverRegistry, DriverSpec, Kind, Volume, VolumeDriver,
+use rekindle::{
+    Capabilities, ConnectionInfo, Connector, DriverError, Engine, Notice, Operation, Policy,
+    StateName, Volume, VolumeDriver,
 };
-use rekindle::lifecycle::{DriverError, Policy};
-use rekindle::notify::Notifier;
-use rekindle::systemd::Systemd;
 
-/// A toy driver whose array needs two connection attempts before it answers.
+/// A toy array that needs two connection attempts before it answers.
+#[derive(Default)]
 struct ToyArray {
-    attempts: std::cell::Cell<u32>,
+    attempts: Cell<u32>,
 }
 
 #[async_trait(?Send)]
@@ -38,17 +30,11 @@ impl VolumeDriver for ToyArray {
         }
         Ok(())
     }
-    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
     async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
         Ok(Capabilities {
-            volume_backend_name: "toy".into(),
-            driver_version: "1.0".into(),
-            storage_protocol: "toy".into(),
             total_capacity_bytes: 1 << 40,
             free_capacity_bytes: 1 << 39,
-            extra: BTreeMap::new(),
+            ..Capabilities::default()
         })
     }
     async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
@@ -66,95 +52,59 @@ impl VolumeDriver for ToyArray {
     }
     async fn initialize_connection(
         &self,
-        volume: &Volume,
+        _: &Volume,
         _: &Connector,
     ) -> Result<ConnectionInfo, DriverError> {
-        let mut data = BTreeMap::new();
-        data.insert("volume".to_string(), volume.id.clone().into());
         Ok(ConnectionInfo {
             driver_volume_type: "toy".into(),
-            data,
+            data: Default::default(),
         })
     }
-    async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
 }
 
-/// One of *your* actors, living next to rekindle's.
-struct Greeter;
-impl Actor for Greeter {
+/// One of *your* actors: told every event rekindle emits.
+struct Watcher;
+
+impl Actor for Watcher {
     type Context = Context<Self>;
-    fn started(&mut self, _: &mut Self::Context) {
-        println!("your own actor runs in the same System");
+}
+
+impl Handler<Notice> for Watcher {
+    type Result = ();
+    fn handle(&mut self, notice: Notice, _: &mut Context<Self>) {
+        println!(
+            "event {} {}",
+            notice.event_type(),
+            serde_json::to_string(&notice.event).unwrap_or_default()
+        );
     }
 }
 
-fn main() -> std::io::Result<()> {
-    let system = System::new();
-    system.block_on(async {
-        Greeter.start();
-        let mut registry = DriverRegistry::with_builtin();
-        registry.register(Kind::Volume, "toy", &[], |_ctx| {
-            Ok(AnyDriver::Volume(Rc::new(ToyArray {
-                attempts: Default::default(),
-            })))
-        });
-        let clock = ServiceClock::start();
-        let shell = Shell::new(clock, Notifier::in_memory(clock), registry);
-        let backend = BackendPlan {
-            spec: DriverSpec {
-                backend: "toy-1".into(),
-                kind: Kind::Volume,
-                driver: "toy".into(),
-                options: BTreeMap::new(),
-                origin: None,
-            },
-            policy: Policy::default(),
-        };
-        let plan = Plan {
-            host: "embedded".into(),
-            periodic_interval: Duration::from_secs(60),
-            report_interval: Duration::from_secs(10),
-            service_down_time: Duration::from_secs(60),
-            backup_initialization_timeout: Duration::from_secs(60),
-            graceful_shutdown_timeout: Duration::from_secs(5),
-            jitter_seed: None,
-            backends: [("toy-1".to_string(), backend)].into_iter().collect(),
-        };
-        let same = plan.clone();
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
-        let handles = Controller::start(
-            plan,
-            Box::new(move || Ok(same.clone())),
-            shell,
-            1,
-            Systemd::disabled(),
-            Some(stopped_tx),
+#[actix::main]
+async fn main() -> Result<(), rekindle::EngineError> {
+    let engine = Engine::builder()
+        .host("embedded")
+        .volume_backend("toy-1", ToyArray::default())
+        .policy(Policy::default())
+        .subscribe(Watcher.start().recipient())
+        .start()?;
+    // Backoff 1s then 2s (jittered): the toy array is Ready after about 3 seconds.
+    while !engine.status().iter().any(|b| b.state == StateName::Ready) {
+        actix::clock::sleep(Duration::from_millis(100)).await;
+    }
+    for backend in engine.status() {
+        println!(
+            "backend {} is {} (attempt {})",
+            backend.name, backend.state, backend.attempt
         );
-
-        // Backoff 1s then 2s: the toy array is Ready after about 3 seconds.
-        actix::clock::sleep(Duration::from_millis(3_200)).await;
-        for backend in handles.shell.board.backends() {
-            println!(
-                "backend {} is {} (attempt {})",
-                backend.name, backend.state, backend.attempt
-            );
-        }
-        let created = handles
-            .service
-            .send(Route {
-                backend: "toy-1".into(),
-                operation: Operation::CreateVolume(Volume::new("vol-1", 1 << 30)),
-            })
-            .await;
-        println!("create_volume: {created:?}");
-        for record in handles.shell.notifier.history() {
-            println!("notification {} {}", record.event_type, record.payload);
-        }
-        handles.controller.do_send(ControlSignal::Shutdown);
-        let _ = stopped_rx.await;
-        System::current().stop();
-    });
-    system.run()
+    }
+    let created = engine
+        .volume(
+            "toy-1",
+            Operation::CreateVolume(Volume::new("vol-1", 1 << 30)),
+        )
+        .await;
+    println!("create_volume: {created:?}");
+    engine.shutdown().await;
+    Ok(())
 }

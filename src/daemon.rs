@@ -5,14 +5,10 @@ use std::path::PathBuf;
 
 use actix::prelude::*;
 use thiserror::Error;
-use tokio::sync::oneshot;
 
-use crate::actors::controller::{Loader, Plan};
+use crate::actors::SignalActor;
+use crate::actors::controller::Plan;
 use crate::actors::signal::SignalListeners;
-use crate::actors::{Controller, Shell, SignalActor};
-use crate::clock::ServiceClock;
-use crate::driver::DriverRegistry;
-use crate::notify::Notifier;
 use crate::systemd::Systemd;
 
 /// The config shipped in `examples/cinder.conf`, used when no file is given.
@@ -44,14 +40,9 @@ pub enum DaemonError {
     /// The config is invalid at start-up.
     #[error("{0}")]
     Config(String),
-    /// The notifications file cannot be opened.
-    #[error("notifications file {path}: {source}")]
-    Notifications {
-        /// The path.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
+    /// The engine cannot start (the notifications file cannot be opened, ...).
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     /// The control socket cannot be served.
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
@@ -143,42 +134,21 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             Some(path) => Some(crate::control::ControlSocket::bind(path)?),
             None => None,
         };
-        let plan = config.plan();
-        let state_dir = config.state_dir.clone();
-        let configured = plan.backends.len();
-        let clock = ServiceClock::start();
-        let notifier = match &options.notifications {
-            Some(path) => {
-                Notifier::to_file(clock, path).map_err(|source| DaemonError::Notifications {
-                    path: path.clone(),
-                    source,
-                })?
-            }
-            None => Notifier::in_memory(clock),
-        };
-        let records = match &state_dir {
+        let configured = config.plan().backends.len();
+        let records = match &config.state_dir {
             Some(dir) => crate::records::Records::open(dir)?,
             None => crate::records::Records::in_memory()?,
         };
         let records = std::rc::Rc::new(records);
-        let mut shell = Shell::new(
-            clock,
-            notifier,
-            DriverRegistry::with_records(Some(records.clone())),
-        );
-        shell.records = Some(records.clone());
-        let source = options.config.clone();
-        let loader: Loader = Box::new(move || load_plan(&source));
-        let (stopped_tx, stopped_rx) = oneshot::channel();
-        let seed = jitter_seed(plan.jitter_seed, &plan.host);
-        let handles = Controller::start(
-            plan,
-            loader,
-            shell,
-            seed,
-            Systemd::from_env(),
-            Some(stopped_tx),
-        );
+        let mut engine = crate::engine::Engine::builder()
+            .loaded_config(config, options.config.clone())
+            .records(records.clone())
+            .systemd(Systemd::from_env());
+        if let Some(path) = &options.notifications {
+            engine = engine.notifications_file(path);
+        }
+        let engine = engine.start()?;
+        let handles = engine.handles().clone();
         SignalActor::with_listeners(handles.controller.clone().recipient(), signals).start();
         let manager = crate::manager::Manager::new(handles.clone(), records);
         let recovering = manager.clone();
@@ -195,7 +165,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         }
         tracing::info!(backends = configured, "rekindle is running");
         // Resolves after a graceful shutdown (or if the controller is gone).
-        let _ = stopped_rx.await;
+        engine.stopped().await;
         if let Some(path) = &options.control {
             let _ = std::fs::remove_file(path);
         }

@@ -23,6 +23,8 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod driver;
+pub mod engine;
+pub mod event;
 pub mod lifecycle;
 pub mod manager;
 pub mod notify;
@@ -32,3 +34,15 @@ pub mod runtime;
 pub mod sim;
 pub mod status;
 pub mod systemd;
+
+pub use actors::{
+    BackendResult, Handles, Operation, OperationError, OperationOutput, ReloadOutcome, ReloadReport,
+};
+pub use driver::{
+    BackupDriver, BackupRecord, Capabilities, ConnectionInfo, Connector, DriverContext,
+    DriverEvent, Kind, Volume, VolumeDriver, VolumeId,
+};
+pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, JitterSeed, Reload};
+pub use event::{Event, Notice};
+pub use lifecycle::{DriverError, Policy, StateName};
+pub use status::BackendStatus;

@@ -12,6 +12,7 @@ use crate::actors::service::Route;
 use crate::actors::{Handles, Operation, OperationError, OperationOutput};
 use crate::config::BACKUP_BACKEND;
 use crate::driver::{BackupRecord, Connector, Kind, Volume};
+use crate::event::Event;
 use crate::lifecycle::StateName;
 use crate::records::{Records, RecordsError};
 
@@ -465,16 +466,15 @@ impl Manager {
                 };
                 self.records.set_volume_status(volume_id, status)?;
                 self.handles.shell.notifier.emit(
-                    "backup.restore.error",
                     Some(BACKUP_BACKEND),
                     self.handles.shell.clock.now(),
-                    json!({
-                        "backup_id": backup_id,
-                        "volume_id": volume_id,
-                        "volume_status": status,
-                        "volume_written": progress.wrote(),
-                        "error": error.to_string(),
-                    }),
+                    Event::BackupRestoreError {
+                        backup_id: backup_id.to_string(),
+                        volume_id: volume_id.to_string(),
+                        volume_status: status.to_string(),
+                        volume_written: progress.wrote(),
+                        error: error.to_string(),
+                    },
                 );
                 Err(error)
             }
@@ -497,10 +497,13 @@ impl Manager {
         let row = self.volume(id)?;
         self.records.set_volume_status(id, state)?;
         self.handles.shell.notifier.emit(
-            "volume.reset_state",
             Some(&row.backend),
             self.handles.shell.clock.now(),
-            json!({ "volume_id": id, "from": row.status, "to": state }),
+            Event::VolumeResetState {
+                volume_id: id.to_string(),
+                from: row.status.clone(),
+                to: state.to_string(),
+            },
         );
         Ok(json!({ "id": id, "from": row.status, "status": state }))
     }
@@ -524,10 +527,13 @@ impl Manager {
             .ok_or_else(|| invalid(format!("backup reset-state refused: no backup {id}")))?;
         self.records.set_backup(id, state, None, None)?;
         self.handles.shell.notifier.emit(
-            "backup.reset_state",
             Some(BACKUP_BACKEND),
             self.handles.shell.clock.now(),
-            json!({ "backup_id": id, "from": backup.status, "to": state }),
+            Event::BackupResetState {
+                backup_id: id.to_string(),
+                from: backup.status.clone(),
+                to: state.to_string(),
+            },
         );
         Ok(json!({ "id": id, "from": backup.status, "status": state }))
     }
@@ -575,10 +581,14 @@ impl Manager {
         let now = self.handles.shell.clock.now();
         for r in self.records.recover()? {
             self.handles.shell.notifier.emit(
-                "record.recovered",
                 None,
                 now,
-                json!({ "kind": r.kind, "id": r.id, "from": r.from, "to": r.to }),
+                Event::RecordRecovered {
+                    kind: r.kind.to_string(),
+                    id: r.id,
+                    from: r.from,
+                    to: r.to,
+                },
             );
         }
         let deadline = actix::clock::Instant::now() + patience;

@@ -1,5 +1,5 @@
-//! Notifications: the stable JSON-lines contract (`event_type`, `backend`, `timestamp`,
-//! `payload`), written to a file and kept in a bounded in-memory history.
+//! Notifications: every [`Event`] delivered to its subscribers: the JSON-lines
+//! file, the bounded in-memory history, and an embedder's actors (bounded, counted).
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -8,16 +8,19 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::rc::Rc;
 
+use actix::Recipient;
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::clock::ServiceClock;
+use crate::event::{Event, Notice};
 use crate::lifecycle::{Moment, Notification};
 
 /// How many notifications the in-memory history keeps (the file keeps all).
 pub const HISTORY_LIMIT: usize = 10_000;
 
-/// One notification, as written to the notifications file.
+/// One notification as written to the notifications file and kept in the
+/// history: the JSON form of a [`Notice`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Record {
     /// Stable event type (`driver.init.start`, `reload.end`, ...).
@@ -30,7 +33,7 @@ pub struct Record {
     pub payload: Value,
 }
 
-/// Where notifications go. Cloning shares the same sink.
+/// Where notifications go. Cloning shares the same subscribers.
 #[derive(Clone)]
 pub struct Notifier {
     inner: Rc<RefCell<Inner>>,
@@ -40,9 +43,17 @@ struct Inner {
     clock: ServiceClock,
     history: VecDeque<Record>,
     emitted: u64,
-    counts: std::collections::BTreeMap<String, u64>,
+    counts: std::collections::BTreeMap<&'static str, u64>,
     file: Option<BufWriter<File>>,
     write_error: Option<String>,
+    subscribers: Vec<Subscriber>,
+    overflowed: u64,
+}
+
+/// An embedder's actor and how many notices its full mailbox refused.
+struct Subscriber {
+    recipient: Recipient<Notice>,
+    overflowed: u64,
 }
 
 impl Notifier {
@@ -56,6 +67,8 @@ impl Notifier {
                 counts: std::collections::BTreeMap::new(),
                 file: None,
                 write_error: None,
+                subscribers: Vec::new(),
+                overflowed: 0,
             })),
         }
     }
@@ -71,26 +84,37 @@ impl Notifier {
         Ok(notifier)
     }
 
-    /// Emits a driver-level notification from the core.
-    pub fn driver(&self, backend: &str, at: Moment, notification: &Notification) {
-        self.emit(
-            notification.event_type(),
-            Some(backend),
-            at,
-            payload(notification),
-        );
+    /// Delivers every later notice to `recipient` too, with `try_send`: a
+    /// subscriber whose mailbox is full never blocks a driver actor; the
+    /// notice is dropped for it, counted ([`Notifier::overflowed`]) and
+    /// logged. A subscriber that stopped is forgotten.
+    pub fn subscribe(&self, recipient: Recipient<Notice>) {
+        self.inner.borrow_mut().subscribers.push(Subscriber {
+            recipient,
+            overflowed: 0,
+        });
     }
 
-    /// Emits any notification.
-    pub fn emit(&self, event_type: &str, backend: Option<&str>, at: Moment, payload: Value) {
+    /// Emits a driver-level notification from the core.
+    pub fn driver(&self, backend: &str, at: Moment, notification: &Notification) {
+        self.emit(Some(backend), at, Event::from(notification));
+    }
+
+    /// Emits an event.
+    pub fn emit(&self, backend: Option<&str>, at: Moment, event: Event) {
         let mut inner = self.inner.borrow_mut();
-        let record = Record {
-            event_type: event_type.to_string(),
+        let notice = Notice {
+            event,
             backend: backend.map(str::to_string),
             timestamp: inner.clock.timestamp(at),
-            payload,
         };
-        tracing::info!(event_type, backend, payload = %record.payload, "notification");
+        let record = Record {
+            event_type: notice.event_type().to_string(),
+            backend: notice.backend.clone(),
+            timestamp: notice.timestamp.clone(),
+            payload: notice.event.payload(),
+        };
+        tracing::info!(event_type = record.event_type, backend, payload = %record.payload, "notification");
         if let Some(file) = inner.file.as_mut() {
             let written = serde_json::to_writer(&mut *file, &record)
                 .map_err(std::io::Error::from)
@@ -101,12 +125,38 @@ impl Notifier {
                 inner.write_error = Some(e.to_string());
             }
         }
+        let inner = &mut *inner;
+        let mut overflowed = 0;
+        inner.subscribers.retain_mut(|s| {
+            match s.recipient.try_send(notice.clone()) {
+                Ok(()) => true,
+                Err(actix::prelude::SendError::Full(_)) => {
+                    s.overflowed += 1;
+                    overflowed += 1;
+                    // The first drop and every power of two after it.
+                    if s.overflowed.is_power_of_two() {
+                        tracing::warn!(
+                            dropped = s.overflowed,
+                            "a subscriber's mailbox is full: notices dropped for it"
+                        );
+                    }
+                    true
+                }
+                Err(actix::prelude::SendError::Closed(_)) => false,
+            }
+        });
+        inner.overflowed += overflowed;
         if inner.history.len() == HISTORY_LIMIT {
             inner.history.pop_front();
         }
-        *inner.counts.entry(record.event_type.clone()).or_default() += 1;
+        *inner.counts.entry(notice.event_type()).or_default() += 1;
         inner.history.push_back(record);
         inner.emitted += 1;
+    }
+
+    /// How many notices subscribers' full mailboxes refused, in all.
+    pub fn overflowed(&self) -> u64 {
+        self.inner.borrow().overflowed
     }
 
     /// The most recent notifications (up to [`HISTORY_LIMIT`]), oldest first.
@@ -133,41 +183,5 @@ impl Notifier {
     /// The last error writing the notifications file, if any.
     pub fn write_error(&self) -> Option<String> {
         self.inner.borrow().write_error.clone()
-    }
-}
-
-/// The payload of a driver-level notification.
-pub fn payload(notification: &Notification) -> Value {
-    match notification {
-        Notification::InitStart { attempt } | Notification::InitEnd { attempt } => {
-            json!({ "attempt": attempt })
-        }
-        Notification::InitError { attempt, error } => json!({
-            "attempt": attempt,
-            "class": error.class().as_str(),
-            "message": error.to_string(),
-        }),
-        Notification::RetryScheduled { attempt, delay } => json!({
-            "attempt": attempt,
-            "delay_seconds": delay.as_secs_f64(),
-        }),
-        Notification::GaveUp { attempts } => json!({ "attempts": attempts }),
-        Notification::HealthLost { error } => json!({
-            "class": error.class().as_str(),
-            "message": error.to_string(),
-        }),
-        Notification::ReloadAborted { in_flight } => json!({
-            "reason": "drain deadline passed; the old config keeps serving",
-            "in_flight": in_flight,
-        }),
-        Notification::ReloadRolledBack { error } => json!({
-            "class": error.class().as_str(),
-            "error": error.to_string(),
-            "reason": "the new config failed to set up; the old config serves again",
-        }),
-        Notification::RemovalAborted { in_flight } => json!({
-            "reason": "drain deadline passed; the removed backend keeps serving on its old config",
-            "in_flight": in_flight,
-        }),
     }
 }

@@ -9,7 +9,6 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures_util::future::{LocalBoxFuture, join_all};
 use serde::Serialize;
-use serde_json::json;
 use tokio::sync::oneshot;
 
 use super::driver_actor::{
@@ -20,6 +19,8 @@ use super::scheduler::{ForgetBackend, Scheduler};
 use super::service::{AddBackend, Heartbeat, RemoveBackend, Service};
 use super::signal::ControlSignal;
 use crate::driver::DriverSpec;
+use crate::event::Event;
+pub use crate::event::{BackendResult, PlanDiff};
 use crate::lifecycle::{ConfigId, Policy, StateName};
 use crate::status::StaleConfig;
 use crate::systemd::Systemd;
@@ -53,21 +54,6 @@ pub struct Plan {
     pub jitter_seed: Option<u64>,
     /// Backends by name (volume backends and the backup backend).
     pub backends: BTreeMap<String, BackendPlan>,
-}
-
-/// How a new plan differs from the running one, per backend.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct PlanDiff {
-    /// Backends to start.
-    pub added: Vec<String>,
-    /// Backends to drain and stop.
-    pub removed: Vec<String>,
-    /// Backends to drain and reload.
-    pub changed: Vec<String>,
-    /// Backends that keep serving untouched.
-    pub unchanged: Vec<String>,
-    /// Service-level options that changed and take effect on restart.
-    pub restart_required: Vec<String>,
 }
 
 impl Plan {
@@ -183,88 +169,7 @@ impl ReloadReport {
     }
 }
 
-/// How one backend ended a reload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum BackendResult {
-    /// Its section did not change; it keeps serving (or was set up again).
-    Unchanged {
-        /// Its state.
-        state: StateName,
-    },
-    /// It runs the new config.
-    Reloaded {
-        /// Its state.
-        state: StateName,
-    },
-    /// The new config failed to set up; it serves on its old config again.
-    RolledBack {
-        /// The new config's error.
-        error: String,
-    },
-    /// It ended failed (on the new config, or an unchanged backend whose
-    /// setup failed again).
-    Failed {
-        /// Its state.
-        state: StateName,
-        /// Its last error.
-        error: Option<String>,
-    },
-    /// Its drain deadline passed with operations in flight: it kept its old
-    /// config; the next reload tries again.
-    Aborted {
-        /// Operations in flight when the deadline passed.
-        in_flight: u32,
-    },
-    /// It was added.
-    Added {
-        /// Whether its first setup made it Ready.
-        ready: bool,
-        /// Its state.
-        state: StateName,
-        /// Its last error, if its setup failed.
-        error: Option<String>,
-    },
-    /// It was removed and has stopped.
-    Removed,
-    /// It was removed from the file, but its drain deadline passed with
-    /// operations in flight: it keeps serving; the next reload tries again.
-    RemovalAborted {
-        /// Operations in flight when the deadline passed.
-        in_flight: u32,
-    },
-}
-
 impl BackendResult {
-    /// True for the results a reload intends: unchanged, reloaded, added and
-    /// Ready, removed.
-    pub fn as_intended(&self) -> bool {
-        match self {
-            BackendResult::Unchanged { .. }
-            | BackendResult::Reloaded { .. }
-            | BackendResult::Removed => true,
-            BackendResult::Added { ready, .. } => *ready,
-            BackendResult::RolledBack { .. }
-            | BackendResult::Failed { .. }
-            | BackendResult::Aborted { .. }
-            | BackendResult::RemovalAborted { .. } => false,
-        }
-    }
-
-    /// The result's stable name (`rolled_back`, ...).
-    pub fn name(&self) -> &'static str {
-        match self {
-            BackendResult::Unchanged { .. } => "unchanged",
-            BackendResult::Reloaded { .. } => "reloaded",
-            BackendResult::RolledBack { .. } => "rolled_back",
-            BackendResult::Failed { .. } => "failed",
-            BackendResult::Aborted { .. } => "aborted",
-            BackendResult::Added { .. } => "added",
-            BackendResult::Removed => "removed",
-            BackendResult::RemovalAborted { .. } => "removal_aborted",
-        }
-    }
-
     /// The result of a backend that `change` touched and that settled as
     /// `settled`, for a reload applying `config`.
     fn of(change: Change, settled: &Settled, config: ConfigId) -> BackendResult {
@@ -510,10 +415,11 @@ impl Controller {
         if self.shutting_down {
             tracing::warn!("reload refused: the service is shutting down");
             self.shell.notifier.emit(
-                "reload.refused",
                 None,
                 now,
-                json!({ "reason": "the service is shutting down" }),
+                Event::ReloadRefused {
+                    reason: "the service is shutting down".to_string(),
+                },
             );
             self.systemd.status("stopping; reload refused");
             return ReloadOutcome::ShuttingDown;
@@ -525,10 +431,11 @@ impl Controller {
                 "reload queued: one follow-up reload runs when the running one settles"
             );
             self.shell.notifier.emit(
-                "reload.coalesced",
                 None,
                 now,
-                json!({ "running_config": self.config }),
+                Event::ReloadCoalesced {
+                    running_config: self.config,
+                },
             );
             self.systemd.status(&format!(
                 "reloading config {}; one more reload queued",
@@ -540,9 +447,13 @@ impl Controller {
             Ok(plan) => plan,
             Err(error) => {
                 tracing::error!(%error, "reload rejected; the old config keeps serving");
-                self.shell
-                    .notifier
-                    .emit("reload.rejected", None, now, json!({ "error": error }));
+                self.shell.notifier.emit(
+                    None,
+                    now,
+                    Event::ReloadRejected {
+                        error: error.clone(),
+                    },
+                );
                 if self.systemd.enabled() {
                     // Type=notify-reload waits for RELOADING=1 then READY=1.
                     self.systemd.reloading();
@@ -568,10 +479,12 @@ impl Controller {
             "reload started"
         );
         self.shell.notifier.emit(
-            "reload.start",
             None,
             now,
-            json!({ "config": config, "diff": diff }),
+            Event::ReloadStart {
+                config,
+                diff: diff.clone(),
+            },
         );
         let mut settle = Vec::new();
         let mut old = BTreeMap::new();
@@ -852,11 +765,11 @@ impl Handler<ReloadSettled> for Controller {
             states.insert(name.clone(), settled.state.as_str());
             backends.insert(name.clone(), result);
         }
-        let named = |wanted: &str| -> Vec<&String> {
+        let named = |wanted: &str| -> Vec<String> {
             backends
                 .iter()
                 .filter(|(_, r)| r.name() == wanted)
-                .map(|(name, _)| name)
+                .map(|(name, _)| name.clone())
                 .collect()
         };
         let report = ReloadReport {
@@ -867,24 +780,23 @@ impl Handler<ReloadSettled> for Controller {
         };
         let ok = report.as_intended();
         self.shell.notifier.emit(
-            "reload.end",
             None,
             now,
-            json!({
-                "config": msg.config,
-                "ok": ok,
-                "added": msg.diff.added,
-                "removed": named("removed"),
-                "changed": msg.diff.changed,
-                "unchanged": msg.diff.unchanged,
-                "aborted": named("aborted"),
-                "rolled_back": named("rolled_back"),
-                "failed": named("failed"),
-                "removal_aborted": named("removal_aborted"),
-                "restart_required": msg.diff.restart_required,
-                "states": states,
-                "backends": backends,
-            }),
+            Event::ReloadEnd(Box::new(crate::event::ReloadEnd {
+                config: msg.config,
+                ok,
+                added: msg.diff.added.clone(),
+                removed: named("removed"),
+                changed: msg.diff.changed.clone(),
+                unchanged: msg.diff.unchanged.clone(),
+                aborted: named("aborted"),
+                rolled_back: named("rolled_back"),
+                failed: named("failed"),
+                removal_aborted: named("removal_aborted"),
+                restart_required: msg.diff.restart_required.clone(),
+                states,
+                backends,
+            })),
         );
         let summary = summary(&report);
         if ok {

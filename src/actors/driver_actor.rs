@@ -767,16 +767,19 @@ fn backup_notification(
     now: Moment,
     n: &Notification,
 ) {
-    let payload = crate::notify::payload(n);
-    match n {
-        Notification::InitEnd { .. } => {
-            notifier.emit("backup.init.success", Some(backend), now, payload)
+    use crate::event::{BackupInitFailure, Event};
+    let event = match n {
+        Notification::InitEnd { attempt } => Event::BackupInitSuccess { attempt: *attempt },
+        Notification::InitError { attempt, error } => {
+            Event::BackupInitFailure(BackupInitFailure::Attempt {
+                attempt: *attempt,
+                class: error.class().as_str().to_string(),
+                message: error.to_string(),
+            })
         }
-        Notification::InitError { .. } => {
-            notifier.emit("backup.init.failure", Some(backend), now, payload)
-        }
-        _ => {}
-    }
+        _ => return,
+    };
+    notifier.emit(Some(backend), now, event);
 }
 
 fn build(shell: &Shell, spec: &DriverSpec) -> Result<AnyDriver, DriverError> {
@@ -785,12 +788,7 @@ fn build(shell: &Shell, spec: &DriverSpec) -> Result<AnyDriver, DriverError> {
         spec: spec.clone(),
         started: shell.clock.started(),
         events: crate::driver::DriverEvents::new(move |event| {
-            notifier.emit(
-                event.event_type(),
-                Some(&backend),
-                clock.now(),
-                event.payload(),
-            );
+            notifier.emit(Some(&backend), clock.now(), event.into());
         }),
     };
     shell.registry.build(&ctx)

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::event::{BackupInitFailure, Event, ServiceRowChange};
 use actix::prelude::*;
-use serde_json::json;
 
 use super::driver_actor::{DriverActor, Operation, OperationError, OperationOutput};
 use crate::clock::ServiceClock;
@@ -142,15 +142,18 @@ impl Service {
             }) {
                 *backup_timeout_reported = true;
                 let last_error = board.backend(name).and_then(|s| s.last_error);
-                let payload = json!({
-                    "reason": format!(
-                        "backup driver not initialized within backup_initialization_timeout ({})",
-                        humantime::format_duration(heartbeat.backup_initialization_timeout)
-                    ),
-                    "state": beat.state.as_str(),
-                    "last_error": last_error,
-                });
-                notifier.emit("backup.init.failure", Some(name), now, payload);
+                notifier.emit(
+                    Some(name),
+                    now,
+                    Event::BackupInitFailure(BackupInitFailure::Timeout {
+                        reason: format!(
+                            "backup driver not initialized within backup_initialization_timeout ({})",
+                            humantime::format_duration(heartbeat.backup_initialization_timeout)
+                        ),
+                        state: beat.state.as_str(),
+                        last_error,
+                    }),
+                );
             }
             if let Some(records) = records {
                 let state = if up { "up" } else { "down" };
@@ -202,17 +205,20 @@ fn announce(
     up: bool,
     now: Moment,
 ) {
+    let change = ServiceRowChange {
+        binary: backend.binary.to_string(),
+        host: backend.host.clone(),
+        state: beat.state.as_str(),
+    };
     let event = match (backend.up, up) {
-        (Some(true), false) => "service.down",
-        (Some(false) | None, true) => "service.up",
+        (Some(true), false) => Event::ServiceDown(change),
+        (Some(false) | None, true) => Event::ServiceUp(change),
         _ => {
             backend.up = Some(up);
             return;
         }
     };
-    let payload =
-        json!({ "binary": backend.binary, "host": backend.host, "state": beat.state.as_str() });
-    notifier.emit(event, Some(name), now, payload);
+    notifier.emit(Some(name), now, event);
     backend.up = Some(up);
 }
 

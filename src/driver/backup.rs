@@ -92,8 +92,11 @@ impl Eq for Progress {}
 pub trait BackupDriver {
     /// Connects to the backup store.
     async fn do_setup(&self) -> Result<(), DriverError>;
-    /// Verifies the setup.
-    async fn check_for_setup_error(&self) -> Result<(), DriverError>;
+    /// Verifies the setup (also what a reload's rollback to this instance
+    /// must pass). Default: nothing more to check.
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// Backs `volume` up as `backup`.
     async fn backup(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError>;
     /// Restores `backup` into `volume`.

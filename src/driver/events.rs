@@ -9,7 +9,8 @@ use super::VolumeId;
 /// Something a driver did to its resources on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DriverEvent {
-    /// A dead export was restarted (notification `export.restarted`).
+    /// A dead export was restarted (notification `export.restarted`, see
+    /// [`crate::Event::ExportRestarted`]).
     ExportRestarted {
         /// The exported volume.
         volume_id: VolumeId,
@@ -32,36 +33,6 @@ pub enum DriverEvent {
         /// Why the old one was found dead, and why the restart failed.
         reason: String,
     },
-}
-
-impl DriverEvent {
-    /// The notification's stable `event_type`.
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            DriverEvent::ExportRestarted { .. } => "export.restarted",
-            DriverEvent::ExportRestartFailed { .. } => "export.restart_failed",
-        }
-    }
-
-    /// The notification's payload.
-    pub fn payload(&self) -> serde_json::Value {
-        match self {
-            DriverEvent::ExportRestarted {
-                volume_id,
-                host,
-                old_port,
-                port,
-                pid,
-                reason,
-            } => serde_json::json!({
-                "volume_id": volume_id, "host": host, "old_port": old_port,
-                "port": port, "pid": pid, "reason": reason,
-            }),
-            DriverEvent::ExportRestartFailed { volume_id, reason } => {
-                serde_json::json!({ "volume_id": volume_id, "reason": reason })
-            }
-        }
-    }
 }
 
 /// Where a driver sends its events (given in its

@@ -173,8 +173,12 @@ pub struct ConnectionInfo {
 pub trait VolumeDriver {
     /// Connects to the backend and prepares the driver.
     async fn do_setup(&self) -> Result<(), DriverError>;
-    /// Verifies the setup (tools present, backend reachable).
-    async fn check_for_setup_error(&self) -> Result<(), DriverError>;
+    /// Verifies the setup (tools present, backend reachable); also what a
+    /// reload's rollback to this instance must pass. Default: nothing more
+    /// to check.
+    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
+        Ok(())
+    }
     /// Capabilities for the scheduler; an error means health is lost.
     async fn get_volume_stats(&self) -> Result<Capabilities, DriverError>;
     /// Creates a volume.
@@ -195,12 +199,16 @@ pub trait VolumeDriver {
         volume: &Volume,
         connector: &Connector,
     ) -> Result<ConnectionInfo, DriverError>;
-    /// Ends `connector`'s connection to the volume.
+    /// Ends `connector`'s connection to the volume (the export stays while
+    /// other hosts use it; `remove_export` follows for the last). Default:
+    /// nothing to end.
     async fn terminate_connection(
         &self,
-        volume: &Volume,
-        connector: &Connector,
-    ) -> Result<(), DriverError>;
+        _volume: &Volume,
+        _connector: &Connector,
+    ) -> Result<(), DriverError> {
+        Ok(())
+    }
 
     /// Grows the volume to `new_size_bytes`. Default: not supported.
     async fn extend_volume(
