@@ -753,3 +753,43 @@ pub fn check_file(path: &Path, registry: &DriverRegistry) -> Vec<ConfigError> {
         Err(e) => vec![e],
     }
 }
+
+/// The config shipped in `examples/cinder.conf`, used when no file is given.
+pub const EMBEDDED_CONFIG: &str = include_str!("../examples/cinder.conf");
+
+/// Where the config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// A file, re-read on every reload.
+    File(PathBuf),
+    /// The embedded default (reload re-reads the same text).
+    Embedded,
+}
+
+/// Loads and validates the config `source` names. The error lists every
+/// structural problem of the file, one a line. Driver options are not
+/// checked here: at start-up an invalid backend fails on its own (the others
+/// start), and a reload checks them whole in the controller.
+pub fn load_config(source: &ConfigSource) -> Result<crate::config::Config, String> {
+    match source {
+        ConfigSource::File(path) => Config::load_all(path),
+        ConfigSource::Embedded => Config::parse_all(EMBEDDED_CONFIG, "embedded cinder.conf"),
+    }
+    .map_err(|problems| {
+        problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// Loads `source` as a plan (see [`load_config`]).
+pub fn load_plan(source: &ConfigSource) -> Result<Plan, String> {
+    load_config(source).map(|c| c.plan())
+}
+
+/// The `state_dir` of `source`, if it sets one.
+pub fn state_dir(source: &ConfigSource) -> Result<Option<PathBuf>, String> {
+    load_config(source).map(|c| c.state_dir)
+}

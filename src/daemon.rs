@@ -7,21 +7,8 @@ use actix::prelude::*;
 use thiserror::Error;
 
 use crate::actors::SignalActor;
-use crate::actors::controller::Plan;
 use crate::actors::signal::SignalListeners;
 use crate::systemd::Systemd;
-
-/// The config shipped in `examples/cinder.conf`, used when no file is given.
-pub const EMBEDDED_CONFIG: &str = include_str!("../examples/cinder.conf");
-
-/// Where the config comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ConfigSource {
-    /// A file, re-read on every reload.
-    File(PathBuf),
-    /// The embedded default (reload re-reads the same text).
-    Embedded,
-}
 
 /// `rekindle run` options.
 #[derive(Debug, Clone)]
@@ -57,57 +44,8 @@ pub enum DaemonError {
     Runtime(#[from] crate::runtime::RuntimeError),
 }
 
-/// Loads and validates the config `source` names. The error lists every
-/// structural problem of the file, one a line. Driver options are not
-/// checked here: at start-up an invalid backend fails on its own (the others
-/// start), and a reload checks them whole in the controller.
-pub fn load_config(source: &ConfigSource) -> Result<crate::config::Config, String> {
-    match source {
-        ConfigSource::File(path) => crate::config::Config::load_all(path),
-        ConfigSource::Embedded => {
-            crate::config::Config::parse_all(EMBEDDED_CONFIG, "embedded cinder.conf")
-        }
-    }
-    .map_err(|problems| {
-        problems
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
-}
-
-/// Loads `source` as a plan (see [`load_config`]).
-pub fn load_plan(source: &ConfigSource) -> Result<Plan, String> {
-    load_config(source).map(|c| c.plan())
-}
-
-/// The `state_dir` of `source`, if it sets one.
-pub fn state_dir(source: &ConfigSource) -> Result<Option<PathBuf>, String> {
-    load_config(source).map(|c| c.state_dir)
-}
-
-/// The service's jitter seed: the config's `reinit_backoff_jitter_seed`
-/// when set (reproducible), otherwise OS entropy mixed with `host`, so two
-/// hosts (or two containers that are both PID 1) never draw the same retry
-/// delays. The controller mixes in each backend's name.
-pub fn jitter_seed(fixed: Option<u64>, host: &str) -> u64 {
-    if let Some(seed) = fixed {
-        return seed;
-    }
-    let entropy = getrandom::u64().unwrap_or_else(|error| {
-        // No OS entropy (a very old kernel): time and process id still
-        // differ between hosts and starts.
-        tracing::warn!(%error, "no OS entropy for the jitter seed; using time and process id");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        nanos ^ u64::from(std::process::id()).rotate_left(32)
-    });
-    host.bytes().fold(entropy, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
+pub use crate::config::{ConfigSource, EMBEDDED_CONFIG, load_config, load_plan, state_dir};
+pub use crate::engine::jitter_seed;
 
 /// Runs the daemon until SIGTERM/SIGINT (or a shutdown request) completes.
 ///

@@ -28,7 +28,7 @@ use crate::actors::service::Route;
 use crate::actors::signal::ControlSignal;
 use crate::actors::{Controller, Handles, Operation, OperationError, OperationOutput, Shell};
 use crate::clock::ServiceClock;
-use crate::daemon::ConfigSource;
+use crate::config::ConfigSource;
 use crate::driver::options::OptionDecl;
 use crate::driver::registry::AnyDriver;
 use crate::driver::{BackupDriver, DriverContext, DriverRegistry, DriverSpec, Kind, VolumeDriver};
@@ -345,14 +345,14 @@ impl EngineBuilder {
         }
         let mut shell = Shell::new(clock, notifier, registry);
         shell.records = self.records;
-        let seed = crate::daemon::jitter_seed(
+        let seed = jitter_seed(
             self.jitter_seed.map(|s| s.0).or(plan.jitter_seed),
             &plan.host,
         );
         let source = Rc::new(RefCell::new(source));
         let reader = source.clone();
         let loader: Loader = Box::new(move || match &*reader.borrow() {
-            PlanSource::Config(source) => crate::daemon::load_plan(source),
+            PlanSource::Config(source) => crate::config::load_plan(source),
             PlanSource::Plan(plan) => Ok((**plan).clone()),
         });
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
@@ -378,7 +378,7 @@ impl EngineBuilder {
             }
             let config = match &self.loaded {
                 Some(config) => config.clone(),
-                None => crate::daemon::load_config(source).map_err(EngineError::Config)?,
+                None => crate::config::load_config(source).map_err(EngineError::Config)?,
             };
             return Ok((config.plan(), PlanSource::Config(source.clone())));
         }
@@ -425,6 +425,31 @@ impl EngineBuilder {
         };
         Ok((plan.clone(), PlanSource::Plan(Box::new(plan))))
     }
+}
+
+/// The service's jitter seed: the config's `reinit_backoff_jitter_seed`
+/// when set (reproducible), otherwise OS entropy mixed with `host`, so two
+/// hosts (or two containers that are both PID 1) never draw the same retry
+/// delays. The controller mixes in each backend's name.
+pub fn jitter_seed(fixed: Option<u64>, host: &str) -> u64 {
+    if let Some(seed) = fixed {
+        return seed;
+    }
+    // std's hasher keys are drawn from OS randomness (once per thread,
+    // then stepped): a random u64 without another dependency. Time and the
+    // process id are mixed in too.
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let entropy = hasher.finish();
+    host.bytes().fold(entropy, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The registry name of an in-code backend's own driver.
