@@ -1,17 +1,85 @@
-//! rekindle: keeps storage drivers alive (re-initialization, reload, export, backup init).
-//! The crate root: the layers, from the pure core outwards.
+//! rekindle keeps storage drivers alive: it re-initializes failed drivers with
+//! backoff, reloads config on SIGHUP with a drain (and rolls back), passes the
+//! connector to `create_export`, checks and repairs exports, and keeps a backup
+//! service down while its store is unreachable.
+//!
+//! # Quickstart
+//!
+//! A driver, the builder, one operation, and one of your actors told every
+//! event ([`Event`], inside a [`Notice`]). This runs on virtual time, as tests
+//! do; in a program, start the engine inside `#[actix::main]`.
+//!
+//! ```
+//! use actix::prelude::*;
+//! use async_trait::async_trait;
+//! use rekindle::{
+//!     Capabilities, ConnectionInfo, Connector, DriverError, Engine, Event, Notice, Operation,
+//!     Volume, VolumeDriver,
+//! };
+//!
+//! /// Your driver: only what it must do (the rest has default bodies).
+//! struct Array;
+//!
+//! #[async_trait(?Send)]
+//! impl VolumeDriver for Array {
+//!     async fn do_setup(&self) -> Result<(), DriverError> { Ok(()) }
+//!     async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
+//!         Ok(Capabilities::default())
+//!     }
+//!     async fn create_volume(&self, _: &Volume) -> Result<(), DriverError> { Ok(()) }
+//!     async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> { Ok(()) }
+//!     async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
+//!         Ok(())
+//!     }
+//!     async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> { Ok(()) }
+//!     async fn initialize_connection(
+//!         &self, _: &Volume, _: &Connector,
+//!     ) -> Result<ConnectionInfo, DriverError> {
+//!         Ok(ConnectionInfo { driver_volume_type: "array".into(), data: Default::default() })
+//!     }
+//! }
+//!
+//! /// One of your actors.
+//! struct Audit;
+//! impl Actor for Audit { type Context = Context<Self>; }
+//! impl Handler<Notice> for Audit {
+//!     type Result = ();
+//!     fn handle(&mut self, notice: Notice, _: &mut Context<Self>) {
+//!         if let Event::DriverInitEnd { attempt } = notice.event {
+//!             println!("{:?} ready after attempt {attempt}", notice.backend);
+//!         }
+//!     }
+//! }
+//!
+//! rekindle::runtime::run_virtual(async {
+//!     let engine = Engine::builder()
+//!         .volume_backend("array-1", Array)
+//!         .subscribe(Audit.start().recipient())
+//!         .start()?;
+//!     actix::clock::sleep(std::time::Duration::from_secs(1)).await;
+//!     let created = engine
+//!         .volume("array-1", Operation::CreateVolume(Volume::new("vol-1", 1 << 30)))
+//!         .await;
+//!     assert!(created.is_ok(), "{created:?}");
+//!     engine.shutdown().await;
+//!     System::current().stop();
+//!     Ok::<(), rekindle::EngineError>(())
+//! })
+//! .expect("runtime")
+//! .expect("engine");
+//! ```
 //!
 //! # Layout
-//! - [`lifecycle`]: the sans-IO driver state machine (`Lifecycle::step`). Imports nothing
-//!   from the rest of the crate.
+//!
+//! - [`lifecycle`]: the sans-IO driver state machine (`Lifecycle::step`). Imports
+//!   nothing from the rest of the crate.
+//! - [`engine`]: the front door ([`Engine::builder`], [`EngineHandle`]).
+//! - [`event`]: the notification contract as types ([`Event`], [`Notice`]).
+//! - [`driver`]: the driver traits ([`VolumeDriver`], [`BackupDriver`]) and the
+//!   built-in drivers; [`actors`]: the actix shell; [`sim`] and [`check`]: the
+//!   simulator and the model checker.
 //!
 //! See `ARCHITECTURE.md` for the map of layers and what each may import.
-//!
-//! rekindle keeps storage drivers alive: it re-initializes failed drivers with
-//! backoff, reloads config on SIGHUP with a drain, passes the connector to
-//! `create_export`, and keeps a backup service down until its driver is set up.
-//!
-//! The heart is [`lifecycle::Lifecycle::step`], a pure transition function.
 
 #![warn(missing_docs)]
 
