@@ -108,7 +108,7 @@ pub use actors::{
 };
 pub use driver::{
     BackupDriver, BackupRecord, Capabilities, ConnectionInfo, Connector, DriverContext,
-    DriverEvent, Kind, Volume, VolumeDriver, VolumeId,
+    DriverEvent, DriverEvents, DriverRegistry, DriverSpec, Kind, Volume, VolumeDriver, VolumeId,
 };
 pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, JitterSeed, Reload};
 pub use event::{Event, Notice};
