@@ -80,8 +80,9 @@ pub enum EngineError {
 /// Where a new configuration comes from on [`EngineHandle::reload`].
 #[derive(Debug, Clone)]
 pub enum Reload {
-    /// Re-read the config the engine runs on (its file; an in-code plan
-    /// reloads as it is, which re-initializes backends that are not Ready).
+    /// Re-read the config the engine runs on (its file or loader; an
+    /// in-code plan reloads as it is, which re-initializes backends that are
+    /// not Ready).
     Current,
     /// Switch to this config file (and re-read it on later reloads).
     ConfigFile(PathBuf),
@@ -91,11 +92,16 @@ pub enum Reload {
 
 type Registration = Box<dyn FnOnce(&mut DriverRegistry)>;
 
+/// Your own config source: read at start and on every reload.
+type PlanLoader = Rc<dyn Fn() -> Result<Plan, String>>;
+
 /// Builds an [`EngineHandle`]; see [`Engine::builder`].
 pub struct EngineBuilder {
     host: String,
     source: Option<ConfigSource>,
     loaded: Option<crate::config::Config>,
+    loader: Option<PlanLoader>,
+    registry: Option<DriverRegistry>,
     backends: Vec<(String, Kind)>,
     registrations: Vec<Registration>,
     policy: Policy,
@@ -124,6 +130,8 @@ impl Engine {
             host: "localhost".to_string(),
             source: None,
             loaded: None,
+            loader: None,
+            registry: None,
             backends: Vec::new(),
             registrations: Vec::new(),
             policy: Policy::default(),
@@ -244,6 +252,22 @@ impl EngineBuilder {
         self
     }
 
+    /// Read the plan from your own source instead (a config service, a
+    /// database): `loader` runs at start and on every reload; an `Err` (the
+    /// problems, one a line) rejects that reload as a bad file would, and
+    /// fails the start.
+    pub fn plan_loader(mut self, loader: impl Fn() -> Result<Plan, String> + 'static) -> Self {
+        self.loader = Some(Rc::new(loader));
+        self
+    }
+
+    /// Start from this registry instead of the built-in drivers (in-code
+    /// backends and [`Self::driver`] registrations are added to it).
+    pub fn registry(mut self, registry: DriverRegistry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
     /// The daemon's path: a config already loaded (and logged) from `source`.
     pub(crate) fn loaded_config(
         mut self,
@@ -339,7 +363,9 @@ impl EngineBuilder {
         for subscriber in self.subscribers {
             notifier.subscribe(subscriber);
         }
-        let mut registry = DriverRegistry::with_records(self.records.clone());
+        let mut registry = self
+            .registry
+            .unwrap_or_else(|| DriverRegistry::with_records(self.records.clone()));
         for registration in self.registrations {
             registration(&mut registry);
         }
@@ -354,6 +380,7 @@ impl EngineBuilder {
         let loader: Loader = Box::new(move || match &*reader.borrow() {
             PlanSource::Config(source) => crate::config::load_plan(source),
             PlanSource::Plan(plan) => Ok((**plan).clone()),
+            PlanSource::Loader(loader) => loader(),
         });
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel();
         let handles = Controller::start(plan, loader, shell, seed, self.systemd, Some(stopped_tx));
@@ -370,12 +397,22 @@ impl EngineBuilder {
     }
 
     fn plan(&self) -> Result<(Plan, PlanSource), EngineError> {
+        let sources = [
+            self.loader.is_some(),
+            self.source.is_some(),
+            !self.backends.is_empty(),
+        ];
+        if sources.iter().filter(|given| **given).count() > 1 {
+            return Err(EngineError::Config(
+                "give backends one way: in code (volume_backend, backup_backend), a config_file, or a plan_loader"
+                    .to_string(),
+            ));
+        }
+        if let Some(loader) = &self.loader {
+            let plan = loader().map_err(EngineError::Config)?;
+            return Ok((plan, PlanSource::Loader(loader.clone())));
+        }
         if let Some(source) = &self.source {
-            if let Some((name, _)) = self.backends.first() {
-                return Err(EngineError::Config(format!(
-                    "backend {name:?} is defined in code and a config file is given: use one or the other"
-                )));
-            }
             let config = match &self.loaded {
                 Some(config) => config.clone(),
                 None => crate::config::load_config(source).map_err(EngineError::Config)?,
@@ -461,6 +498,7 @@ fn engine_driver_name(backend: &str) -> String {
 enum PlanSource {
     Config(ConfigSource),
     Plan(Box<Plan>),
+    Loader(PlanLoader),
 }
 
 /// A running engine. Dropping it leaves the engine running; call

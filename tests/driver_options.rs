@@ -8,15 +8,13 @@ use std::time::Duration;
 
 use actix::clock::sleep;
 use rekindle::actors::controller::RequestReload;
-use rekindle::actors::{Controller, Handles, ReloadOutcome, Shell};
+use rekindle::actors::{Handles, ReloadOutcome};
 use rekindle::clock::ServiceClock;
 use rekindle::config::{self, Config};
 use rekindle::driver::options::{OptionDecl, OptionDefault, Rule};
 use rekindle::driver::{DriverRegistry, Kind};
 use rekindle::lifecycle::StateName;
-use rekindle::notify::Notifier;
 use rekindle::runtime::run_virtual;
-use rekindle::systemd::Systemd;
 
 fn check(text: &str) -> Vec<String> {
     config::check(text, "cinder.conf", &DriverRegistry::with_builtin())
@@ -157,21 +155,23 @@ struct Running {
 }
 
 fn start(text: &str) -> Running {
-    let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
-    let shell = Shell::new(
-        clock,
-        Notifier::in_memory(clock),
-        DriverRegistry::with_builtin(),
-    );
     let file = Rc::new(RefCell::new(text.to_string()));
     let reader = file.clone();
-    let loader = Box::new(move || {
-        Config::parse(&reader.borrow(), "cinder.conf")
-            .map(|c| c.plan())
-            .map_err(|e| e.to_string())
-    });
-    let handles = Controller::start(plan_of(text), loader, shell, 7, Systemd::disabled(), None);
-    Running { handles, file }
+    let engine = rekindle::Engine::builder()
+        .plan_loader(move || {
+            Config::parse(&reader.borrow(), "cinder.conf")
+                .map(|c| c.plan())
+                .map_err(|e| e.to_string())
+        })
+        .registry(DriverRegistry::with_builtin())
+        .clock(ServiceClock::start_at(std::time::UNIX_EPOCH))
+        .jitter_seed(rekindle::JitterSeed(7))
+        .start()
+        .expect("engine starts");
+    Running {
+        handles: engine.handles().clone(),
+        file,
+    }
 }
 
 impl Running {

@@ -277,7 +277,7 @@ fn a_builder_that_does_not_add_up_says_what_is_wrong() {
             "{}",
             said[2]
         );
-        assert!(said[3].contains("use one or the other"), "{}", said[3]);
+        assert!(said[3].contains("give backends one way"), "{}", said[3]);
         assert!(said[4].contains("/nonexistent/cinder.conf"), "{}", said[4]);
         System::current().stop();
     })

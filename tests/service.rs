@@ -13,16 +13,12 @@ use rekindle::actors::controller::{
 use rekindle::actors::driver_actor::spec;
 use rekindle::actors::service::Route;
 use rekindle::actors::signal::ControlSignal;
-use rekindle::actors::{
-    Controller, Handles, Operation, OperationOutput, Plan, ReloadOutcome, Shell,
-};
+use rekindle::actors::{Handles, Operation, OperationOutput, Plan, ReloadOutcome};
 use rekindle::clock::ServiceClock;
 use rekindle::driver::{DriverRegistry, Kind, Volume};
 use rekindle::lifecycle::{Policy, StateName};
-use rekindle::notify::{Notifier, Record};
+use rekindle::notify::Record;
 use rekindle::runtime::run_virtual;
-use rekindle::systemd::Systemd;
-use tokio::sync::oneshot;
 
 type Source = Rc<RefCell<Result<Plan, String>>>;
 
@@ -55,25 +51,28 @@ fn plan(backends: Vec<(String, BackendPlan)>) -> Plan {
 struct Running {
     handles: Handles,
     source: Source,
-    stopped: Option<oneshot::Receiver<()>>,
+    engine: rekindle::EngineHandle,
 }
 
 fn start(initial: Plan) -> Running {
     start_with(initial, DriverRegistry::with_builtin())
 }
 
+/// Through the front door, with a loader standing for the config file.
 fn start_with(initial: Plan, registry: DriverRegistry) -> Running {
-    let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
-    let shell = Shell::new(clock, Notifier::in_memory(clock), registry);
-    let source: Source = Rc::new(RefCell::new(Ok(initial.clone())));
+    let source: Source = Rc::new(RefCell::new(Ok(initial)));
     let reader = source.clone();
-    let loader = Box::new(move || reader.borrow().clone());
-    let (tx, rx) = oneshot::channel();
-    let handles = Controller::start(initial, loader, shell, 7, Systemd::disabled(), Some(tx));
+    let engine = rekindle::Engine::builder()
+        .plan_loader(move || reader.borrow().clone())
+        .registry(registry)
+        .clock(ServiceClock::start_at(std::time::UNIX_EPOCH))
+        .jitter_seed(rekindle::JitterSeed(7))
+        .start()
+        .expect("engine starts");
     Running {
-        handles,
+        handles: engine.handles().clone(),
         source,
-        stopped: Some(rx),
+        engine,
     }
 }
 
@@ -428,7 +427,7 @@ fn service_rows_follow_the_backend_state_at_once() {
 #[test]
 fn shutdown_drains_in_flight_operations_then_stops() {
     run_virtual(async {
-        let mut svc = start(plan(vec![backend(
+        let svc = start(plan(vec![backend(
             "a",
             Kind::Volume,
             &[("fault_op_delay", "10s")],
@@ -437,8 +436,7 @@ fn shutdown_drains_in_flight_operations_then_stops() {
         let op = svc.create("a", "v1");
         sleep(Duration::from_secs(1)).await;
         svc.handles.controller.do_send(ControlSignal::Shutdown);
-        let stopped = svc.stopped.take().expect("receiver");
-        stopped.await.expect("shutdown completes");
+        svc.engine.stopped().await;
         assert_eq!(op.await.expect("joined"), Ok(OperationOutput::Done));
         assert_eq!(svc.state("a"), StateName::Stopped);
     })
