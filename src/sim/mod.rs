@@ -16,6 +16,8 @@ pub mod cli;
 pub mod recorder;
 pub mod report;
 pub mod scenario;
+#[cfg(feature = "proptest")]
+pub mod strategy;
 pub mod svg;
 
 use std::cell::RefCell;
