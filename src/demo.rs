@@ -95,7 +95,7 @@ fn describe(effects: &[Effect]) -> String {
             Effect::AbortSetup { .. } => "abort setup".to_string(),
             Effect::ScheduleTimer { timer, at } => format!("timer {:?} at {at}", timer.kind),
             Effect::PublishCapabilities { .. } => "publish capabilities".to_string(),
-            Effect::Notify(n) => n.event_type().to_string(),
+            Effect::Notify(n) => crate::Event::from(n).event_type().to_string(),
             Effect::Stop => "stop".to_string(),
         })
         .collect();

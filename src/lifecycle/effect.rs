@@ -127,20 +127,3 @@ pub enum Notification {
         in_flight: u32,
     },
 }
-
-impl Notification {
-    /// The stable event type (`driver.init.start`, ...).
-    pub fn event_type(&self) -> &'static str {
-        match self {
-            Notification::InitStart { .. } => "driver.init.start",
-            Notification::InitEnd { .. } => "driver.init.end",
-            Notification::InitError { .. } => "driver.init.error",
-            Notification::RetryScheduled { .. } => "driver.retry.scheduled",
-            Notification::GaveUp { .. } => "driver.gave_up",
-            Notification::HealthLost { .. } => "driver.health.lost",
-            Notification::ReloadAborted { .. } => "reload.aborted",
-            Notification::ReloadRolledBack { .. } => "reload.rolled_back",
-            Notification::RemovalAborted { .. } => "removal.aborted",
-        }
-    }
-}
