@@ -85,7 +85,7 @@ impl Manager {
 
     /// Creates a volume of `size` (`1G`, `512M`, bytes) on `backend`.
     pub async fn create_volume(&self, size: &str, backend: &str) -> Result<Value, ManagerError> {
-        let size_bytes = crate::driver::posix::parse_size(size)
+        let size_bytes = crate::driver::options::parse_size(size)
             .filter(|s| *s > 0)
             .ok_or_else(|| {
                 invalid(format!(
@@ -146,7 +146,7 @@ impl Manager {
     /// Grows a volume to `size` (`2G`, bytes); only available volumes.
     pub async fn extend_volume(&self, id: &str, size: &str) -> Result<Value, ManagerError> {
         let row = self.volume(id)?;
-        let size_bytes = crate::driver::posix::parse_size(size)
+        let size_bytes = crate::driver::options::parse_size(size)
             .filter(|s| *s > row.size_bytes)
             .ok_or_else(|| {
                 invalid(format!(

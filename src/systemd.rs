@@ -1,19 +1,25 @@
 //! systemd `Type=notify-reload` protocol: READY=1, RELOADING=1 with MONOTONIC_USEC,
 //! STOPPING=1 and STATUS= lines, sent only when started under systemd (NOTIFY_SOCKET).
+//!
+//! The messages are sent with the `systemd` feature (sd-notify). Without it
+//! [`Systemd`] keeps its API but is never enabled: every call does nothing.
 
+#[cfg(feature = "systemd")]
 use sd_notify::NotifyState;
 
-/// Talks to systemd when `NOTIFY_SOCKET` is set; does nothing otherwise.
+/// Talks to systemd when `NOTIFY_SOCKET` is set (and the `systemd` feature
+/// is on); does nothing otherwise.
 #[derive(Debug, Clone, Copy)]
 pub struct Systemd {
     enabled: bool,
 }
 
 impl Systemd {
-    /// Enabled when the service manager gave us a notification socket.
+    /// Enabled when the service manager gave us a notification socket
+    /// (never without the `systemd` feature).
     pub fn from_env() -> Self {
         Systemd {
-            enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
+            enabled: cfg!(feature = "systemd") && std::env::var_os("NOTIFY_SOCKET").is_some(),
         }
     }
 
@@ -27,6 +33,7 @@ impl Systemd {
         self.enabled
     }
 
+    #[cfg(feature = "systemd")]
     fn send(&self, states: &[NotifyState]) {
         if !self.enabled {
             return;
@@ -38,7 +45,10 @@ impl Systemd {
 
     /// `READY=1` with a status line.
     pub fn ready(&self, status: &str) {
+        #[cfg(feature = "systemd")]
         self.send(&[NotifyState::Ready, NotifyState::Status(status)]);
+        #[cfg(not(feature = "systemd"))]
+        let _ = status;
     }
 
     /// `RELOADING=1` with `MONOTONIC_USEC`, as `Type=notify-reload` requires.
@@ -46,6 +56,7 @@ impl Systemd {
         if !self.enabled {
             return;
         }
+        #[cfg(feature = "systemd")]
         match NotifyState::monotonic_usec_now() {
             Ok(now) => self.send(&[
                 NotifyState::Reloading,
@@ -58,11 +69,15 @@ impl Systemd {
 
     /// `STOPPING=1`.
     pub fn stopping(&self) {
+        #[cfg(feature = "systemd")]
         self.send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     }
 
     /// `STATUS=...`.
     pub fn status(&self, status: &str) {
+        #[cfg(feature = "systemd")]
         self.send(&[NotifyState::Status(status)]);
+        #[cfg(not(feature = "systemd"))]
+        let _ = status;
     }
 }

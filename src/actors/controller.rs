@@ -323,9 +323,10 @@ impl Controller {
             shell.clock,
             shell.board.clone(),
             shell.notifier.clone(),
-        )
-        .with_records(shell.records.clone())
-        .start();
+        );
+        #[cfg(feature = "sqlite")]
+        let service = service.with_records(shell.records.clone());
+        let service = service.start();
         shell.service = Some(service.clone().recipient());
         let controller = Controller {
             plan,

@@ -78,6 +78,7 @@ pub struct Shell {
     /// service row follows at once (set by `Controller::start`).
     pub service: Option<Recipient<super::service::BackendChanged>>,
     /// Durable records (service rows are written here when set).
+    #[cfg(feature = "sqlite")]
     pub records: Option<std::rc::Rc<crate::records::Records>>,
     /// A planted bug, for showing that the simulator catches it: timed-out
     /// or replaced setups are not abandoned. Never set in production.
@@ -96,6 +97,7 @@ impl Shell {
             scheduler: None,
             service: None,
             observer: None,
+            #[cfg(feature = "sqlite")]
             records: None,
             plant_bug_keep_hung_setups: false,
         }

@@ -83,6 +83,7 @@ pub struct Service {
     notifier: Notifier,
     backends: BTreeMap<String, Backend>,
     backup_timeout_reported: bool,
+    #[cfg(feature = "sqlite")]
     records: Option<std::rc::Rc<crate::records::Records>>,
 }
 
@@ -103,11 +104,13 @@ impl Service {
             notifier,
             backends: BTreeMap::new(),
             backup_timeout_reported: false,
+            #[cfg(feature = "sqlite")]
             records: None,
         }
     }
 
     /// Also writes service rows to `records` on every heartbeat.
+    #[cfg(feature = "sqlite")]
     pub fn with_records(mut self, records: Option<std::rc::Rc<crate::records::Records>>) -> Self {
         self.records = records;
         self
@@ -122,6 +125,7 @@ impl Service {
             notifier,
             backends,
             backup_timeout_reported,
+            #[cfg(feature = "sqlite")]
             records,
             ..
         } = self;
@@ -155,6 +159,7 @@ impl Service {
                     }),
                 );
             }
+            #[cfg(feature = "sqlite")]
             if let Some(records) = records {
                 let state = if up { "up" } else { "down" };
                 if let Err(error) = records.put_service(name, binary, host, state, &stamp) {
@@ -243,6 +248,7 @@ impl Service {
             return;
         }
         let stamp = self.clock.timestamp(now);
+        #[cfg(feature = "sqlite")]
         if let Some(records) = &self.records {
             let state = if up { "up" } else { "down" };
             if let Err(error) =

@@ -10,7 +10,9 @@ pub mod connector;
 pub mod events;
 pub mod fault;
 pub mod options;
+#[cfg(feature = "posix")]
 pub mod posix;
+#[cfg(feature = "qemu")]
 pub mod qemu;
 pub mod registry;
 pub mod volume;

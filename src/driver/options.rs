@@ -111,9 +111,7 @@ impl Rule {
                 .filter(|d| !(*nonzero && d.is_zero()))
                 .map(Value::Duration),
             Rule::OneOf(words) => words.iter().find(|w| **w == value).map(|w| Value::Word(w)),
-            Rule::Size { min } => super::posix::parse_size(value)
-                .filter(|s| s >= min)
-                .map(Value::Whole),
+            Rule::Size { min } => parse_size(value).filter(|s| s >= min).map(Value::Whole),
             Rule::IpAddr => value.parse().ok().map(Value::Ip),
             Rule::PortRange => value
                 .split_once('-')
@@ -563,6 +561,30 @@ impl<'a> OptionReader<'a> {
             )
         })
     }
+}
+
+/// Parses `64M`, `1G`, `4096` (bytes).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
 }
 
 #[cfg(test)]

@@ -81,36 +81,14 @@ fn io(context: &str, e: std::io::Error) -> DriverError {
 }
 
 fn checked_id(id: &str) -> Result<String, DriverError> {
-    super::qemu::checked_volume_id(id).map(|u| u.hyphenated().to_string())
+    super::volume::checked_volume_id(id).map(|u| u.hyphenated().to_string())
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Parses `64M`, `1G`, `4096` (bytes).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let (digits, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let n: u64 = digits.parse().ok()?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" => 0,
-        "K" => 10,
-        "M" => 20,
-        "G" => 30,
-        "T" => 40,
-        _ => return None,
-    };
-    n.checked_mul(1 << shift)
-}
+pub use super::options::parse_size;
 
 impl PosixBackupDriver {
     fn writable(&self) -> Result<(), DriverError> {

@@ -84,13 +84,7 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
     })
 }
 
-/// Refuses any volume id that is not a UUID, before a path is built from it.
-pub fn checked_volume_id(id: &str) -> Result<uuid::Uuid, DriverError> {
-    uuid::Uuid::parse_str(id)
-        .ok()
-        .filter(|u| u.hyphenated().to_string() == id.to_ascii_lowercase())
-        .ok_or_else(|| other(format!("invalid volume id {id:?}: volume ids are UUIDs (for example 1b4e28ba-2fa1-11d2-883f-0016d3cca427)")))
-}
+pub use super::volume::checked_volume_id;
 
 struct Export {
     pid: u32,

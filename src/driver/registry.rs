@@ -170,20 +170,41 @@ pub struct DriverRegistry {
 
 impl DriverRegistry {
     /// A registry with rekindle's own drivers: `fault` (volumes and
-    /// backups), `qemu` (volumes) and `posix` (backups), without durable
-    /// export records.
+    /// backups), and with their features `qemu` (volumes) and `posix`
+    /// (backups), without durable export records.
     pub fn with_builtin() -> Self {
-        Self::with_records(None)
+        let mut registry = DriverRegistry::default();
+        #[cfg(feature = "qemu")]
+        registry.register_qemu(None);
+        registry.register_builtin_backups();
+        registry
     }
 
     /// [`DriverRegistry::with_builtin`] whose `qemu` driver records its
     /// exports in `records` (so they survive restarts).
+    #[cfg(feature = "sqlite")]
     pub fn with_records(records: Option<Rc<crate::records::Records>>) -> Self {
         let mut registry = DriverRegistry::default();
-        registry.register(Kind::Volume, "qemu", super::qemu::OPTIONS, move |ctx| {
+        #[cfg(feature = "qemu")]
+        registry.register_qemu(records);
+        #[cfg(not(feature = "qemu"))]
+        drop(records);
+        registry.register_builtin_backups();
+        registry
+    }
+
+    #[cfg(feature = "qemu")]
+    fn register_qemu(&mut self, records: Option<Rc<crate::records::Records>>) {
+        self.register(Kind::Volume, "qemu", super::qemu::OPTIONS, move |ctx| {
             let driver = super::qemu::QemuDriver::from_context(ctx, records.clone())?;
             Ok(AnyDriver::Volume(Rc::new(driver)))
         });
+    }
+
+    /// `posix` (with its feature) and both `fault` drivers.
+    fn register_builtin_backups(&mut self) {
+        let registry = self;
+        #[cfg(feature = "posix")]
         registry.register(Kind::Backup, "posix", super::posix::OPTIONS, |ctx| {
             Ok(AnyDriver::Backup(Rc::new(
                 super::posix::PosixBackupDriver::from_context(ctx)?,
@@ -199,7 +220,6 @@ impl DriverRegistry {
             let driver = fault::FaultDriver::from_context(ctx, probes.probe(&ctx.spec.backend))?;
             Ok(AnyDriver::Backup(Rc::new(driver)))
         });
-        registry
     }
 
     /// Registers `factory` for `kind` drivers named `name`, reading the

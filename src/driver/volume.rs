@@ -241,3 +241,12 @@ pub trait VolumeDriver {
         Ok(None)
     }
 }
+
+/// Refuses any volume id that is not a UUID, before a path is built from it.
+#[cfg(any(feature = "qemu", feature = "posix"))]
+pub fn checked_volume_id(id: &str) -> Result<uuid::Uuid, DriverError> {
+    uuid::Uuid::parse_str(id)
+        .ok()
+        .filter(|u| u.hyphenated().to_string() == id.to_ascii_lowercase())
+        .ok_or_else(|| DriverError::Other(format!("invalid volume id {id:?}: volume ids are UUIDs (for example 1b4e28ba-2fa1-11d2-883f-0016d3cca427)").into()))
+}

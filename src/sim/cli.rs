@@ -9,7 +9,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "cli")]
 use indicatif::{ProgressBar, ProgressStyle};
+#[cfg(not(feature = "cli"))]
+use no_progress::ProgressBar;
 
 use super::scenario::{Profile, generate, shrink};
 use super::{SimReport, Simulation};
@@ -211,6 +214,7 @@ fn describe(action: &super::Action) -> String {
     }
 }
 
+#[cfg(feature = "cli")]
 fn show_progress(
     bar: &Rc<RefCell<Option<ProgressBar>>>,
     started: Instant,
@@ -229,5 +233,21 @@ fn show_progress(
     }
     if let Some(progress) = bar.as_ref() {
         progress.set_position(done);
+    }
+}
+
+/// Without the `cli` feature (indicatif) no progress bar is ever shown.
+#[cfg(not(feature = "cli"))]
+fn show_progress(_: &Rc<RefCell<Option<ProgressBar>>>, _: Instant, _: u64, _: u64, _: &str) {}
+
+#[cfg(not(feature = "cli"))]
+mod no_progress {
+    /// A progress bar that cannot exist.
+    pub(super) enum ProgressBar {}
+
+    impl ProgressBar {
+        pub(super) fn finish_and_clear(&self) {
+            match *self {}
+        }
     }
 }
