@@ -53,17 +53,16 @@ impl Systemd {
 
     /// `RELOADING=1` with `MONOTONIC_USEC`, as `Type=notify-reload` requires.
     pub fn reloading(&self) {
-        if !self.enabled {
-            return;
-        }
         #[cfg(feature = "systemd")]
-        match NotifyState::monotonic_usec_now() {
-            Ok(now) => self.send(&[
-                NotifyState::Reloading,
-                now,
-                NotifyState::Status("reloading"),
-            ]),
-            Err(error) => tracing::warn!(%error, "cannot read CLOCK_MONOTONIC for RELOADING=1"),
+        if self.enabled {
+            match NotifyState::monotonic_usec_now() {
+                Ok(now) => self.send(&[
+                    NotifyState::Reloading,
+                    now,
+                    NotifyState::Status("reloading"),
+                ]),
+                Err(error) => tracing::warn!(%error, "cannot read CLOCK_MONOTONIC for RELOADING=1"),
+            }
         }
     }
 

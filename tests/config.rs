@@ -227,8 +227,11 @@ fn a_default_policy_change_marks_inheriting_backends_changed_only() {
 
 #[test]
 fn the_embedded_default_config_is_valid() {
-    let c =
-        Config::parse(rekindle::daemon::EMBEDDED_CONFIG, "examples/cinder.conf").expect("valid");
+    let c = Config::parse(
+        include_str!("../examples/cinder.conf"),
+        "examples/cinder.conf",
+    )
+    .expect("valid");
     let names: Vec<&str> = c.backends.iter().map(|b| b.name.as_str()).collect();
     assert_eq!(names, ["healthy", "flaky", "broken"]);
     assert!(c.backup.is_some());
