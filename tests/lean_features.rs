@@ -1,0 +1,113 @@
+//! The promise of `default-features = false`: the engine alone, without the
+//! binary's crates. Reads `cargo tree` of this package with no features and
+//! fails if a crate of the binary, of SQLite or of systemd is in it, or if a
+//! direct dependency appears that is not on the list below.
+
+use std::process::Command;
+
+/// Crates that only a feature may bring (`cli`, `sqlite`, `systemd`, ...).
+const FORBIDDEN: [&str; 9] = [
+    "clap",
+    "indicatif",
+    "rusqlite",
+    "libsqlite3-sys",
+    "tracing-subscriber",
+    "sd-notify",
+    "rustix",
+    "sha2",
+    "uuid",
+];
+
+/// The direct dependencies of the lean build, each with why the engine needs it.
+const ALLOWED_DIRECT: [(&str, &str); 16] = [
+    ("actix", "the actors"),
+    (
+        "tokio",
+        "timers, oneshot channels, signals, the virtual runtime",
+    ),
+    ("serde", "specs, reports, notifications"),
+    ("serde_json", "notification payloads, reports"),
+    ("thiserror", "error types"),
+    (
+        "tracing",
+        "logs (the subscriber is the embedder's or the cli's)",
+    ),
+    ("humantime", "durations in config and messages"),
+    (
+        "arrayvec",
+        "the core's inline effect list (a step does not allocate)",
+    ),
+    ("smallvec", "the checker's successor lists"),
+    ("rustc-hash", "the checker's visited-state sets"),
+    ("async-trait", "the driver traits"),
+    (
+        "futures-util",
+        "the driver actor's calls (now_or_never, join_all)",
+    ),
+    ("libc", "the signal actor's signal mask"),
+    ("rust-ini", "cinder.conf"),
+    (
+        "serde_path_to_error",
+        "the connector's field paths in errors",
+    ),
+    ("strsim", "\"did you mean\" for misspelt options"),
+];
+
+fn lean_tree(depth: Option<u32>) -> String {
+    let mut command = Command::new(env!("CARGO"));
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["tree", "--quiet", "--offline", "--locked"])
+        .args(["--no-default-features", "-e", "normal", "--prefix", "none"])
+        .args(["--format", "{p}"]);
+    if let Some(depth) = depth {
+        command.args(["--depth", &depth.to_string()]);
+    }
+    let out = command.output().expect("cargo tree runs");
+    assert!(
+        out.status.success(),
+        "cargo tree failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn crate_names(tree: &str) -> Vec<&str> {
+    tree.lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect()
+}
+
+#[test]
+fn without_default_features_no_crate_of_the_binary_sqlite_or_systemd_is_built() {
+    let tree = lean_tree(None);
+    let names = crate_names(&tree);
+    assert!(
+        names.contains(&"actix"),
+        "unexpected cargo tree output:\n{tree}"
+    );
+    let found: Vec<&str> = FORBIDDEN
+        .iter()
+        .copied()
+        .filter(|name| names.contains(name))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "`default-features = false` pulls {found:?}: put them behind their feature\n{tree}"
+    );
+}
+
+#[test]
+fn without_default_features_every_direct_dependency_is_one_the_engine_needs() {
+    let tree = lean_tree(Some(1));
+    let unexpected: Vec<&str> = crate_names(&tree)
+        .into_iter()
+        .skip(1) // rekindle itself
+        .filter(|name| !ALLOWED_DIRECT.iter().any(|(allowed, _)| allowed == name))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "new non-optional dependencies {unexpected:?}: make them optional behind a feature, \
+         or add them to ALLOWED_DIRECT with the reason the engine needs them\n{tree}"
+    );
+}
