@@ -80,6 +80,26 @@
 //!   simulator and the model checker.
 //!
 //! See `ARCHITECTURE.md` for the map of layers and what each may import.
+//!
+//! # Features
+//!
+//! `default = ["cli", "sqlite", "qemu", "posix", "systemd"]`. With
+//! `default-features = false` the crate is the engine alone: [`lifecycle`],
+//! [`driver`] (traits, options, registry, the `fault` driver), [`actors`],
+//! [`config`], [`sim`] and [`check`], on actix, tokio, serde, serde_json,
+//! thiserror, tracing and humantime (plus small pure helpers: arrayvec for the
+//! core's inline effects, smallvec and rustc-hash for the checker, rust-ini for
+//! cinder.conf, strsim, serde_path_to_error, futures-util, async-trait, libc).
+//!
+//! - `cli`: the `rekindle` binary (clap, indicatif, tracing-subscriber), the
+//!   daemon and its control socket (`daemon`, `control`); implies `sqlite`.
+//! - `sqlite`: durable records in a bundled SQLite (`records`) and the
+//!   `manager`, which records operations before acknowledging them.
+//! - `qemu`: the `qemu` volume driver; it records its exports, so it implies `sqlite`.
+//! - `posix`: the `posix` backup driver.
+//! - `systemd`: sd_notify readiness; without it [`systemd::Systemd`] never sends.
+//! - `proptest`: `sim::strategy`, proptest strategies over simulations of
+//!   your own driver (not in the defaults).
 
 #![warn(missing_docs)]
 
