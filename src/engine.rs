@@ -114,6 +114,7 @@ pub struct EngineBuilder {
     notifications_file: Option<PathBuf>,
     clock: Option<ServiceClock>,
     systemd: Systemd,
+    #[cfg(feature = "sqlite")]
     records: Option<Rc<crate::records::Records>>,
 }
 
@@ -144,6 +145,7 @@ impl Engine {
             notifications_file: None,
             clock: None,
             systemd: Systemd::disabled(),
+            #[cfg(feature = "sqlite")]
             records: None,
         }
     }
@@ -269,6 +271,7 @@ impl EngineBuilder {
     }
 
     /// The daemon's path: a config already loaded (and logged) from `source`.
+    #[cfg(feature = "cli")]
     pub(crate) fn loaded_config(
         mut self,
         config: crate::config::Config,
@@ -330,7 +333,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Durable records (service rows; the qemu driver's exports).
+    /// Durable records (service rows; the qemu driver's exports). Feature `sqlite`.
+    #[cfg(feature = "sqlite")]
     pub fn records(mut self, records: Rc<crate::records::Records>) -> Self {
         self.records = Some(records);
         self
@@ -363,14 +367,20 @@ impl EngineBuilder {
         for subscriber in self.subscribers {
             notifier.subscribe(subscriber);
         }
-        let mut registry = self
-            .registry
-            .unwrap_or_else(|| DriverRegistry::with_records(self.records.clone()));
+        #[cfg(feature = "sqlite")]
+        let builtin = || DriverRegistry::with_records(self.records.clone());
+        #[cfg(not(feature = "sqlite"))]
+        let builtin = DriverRegistry::with_builtin;
+        let mut registry = self.registry.unwrap_or_else(builtin);
         for registration in self.registrations {
             registration(&mut registry);
         }
-        let mut shell = Shell::new(clock, notifier, registry);
-        shell.records = self.records;
+        let shell = Shell::new(clock, notifier, registry);
+        #[cfg(feature = "sqlite")]
+        let shell = Shell {
+            records: self.records,
+            ..shell
+        };
         let seed = jitter_seed(
             self.jitter_seed.map(|s| s.0).or(plan.jitter_seed),
             &plan.host,

@@ -144,6 +144,7 @@ fn a_user_registered_driver_is_checked_against_its_own_declaration_plus_the_faul
     assert!(error.is_fatal(), "{error}");
 }
 
+#[cfg(feature = "qemu")] // used by the qemu-option test only
 fn plan_of(text: &str) -> rekindle::actors::Plan {
     Config::parse(text, "cinder.conf")
         .expect("structurally valid")
