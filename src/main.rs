@@ -517,6 +517,7 @@ fn main() -> ExitCode {
             }
             let options = rekindle::check::CheckOptions {
                 max_attempts,
+                policy: None,
                 max_inflight,
                 backends,
                 dfs,
