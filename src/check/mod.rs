@@ -11,6 +11,7 @@
 //! newest stale timers and abandoned setups are kept, so the space is finite.
 
 pub mod abstraction;
+pub mod config_file;
 pub mod export;
 pub mod fuzz;
 
