@@ -88,10 +88,19 @@ enum Command {
         plant_bug: bool,
     },
     /// Explore every reachable state of the real transition function.
+    ///
+    /// With --config, once per distinct lifecycle policy of a config file
+    /// (time abstracted: backends whose policies differ only in positive
+    /// timeouts share one search); exit 0 no violation, 1 a violation,
+    /// 2 the file is unreadable or invalid.
     Check {
         /// `reinit_driver_count` of every backend.
         #[arg(long, default_value_t = 2)]
         max_attempts: u32,
+        /// Check the policies this cinder.conf-style file gives its
+        /// backends, as `run` reads it (the file sets the budget).
+        #[arg(long, conflicts_with = "max_attempts")]
+        config: Option<PathBuf>,
         /// Operations in flight per backend at most.
         #[arg(long, default_value_t = 1)]
         max_inflight: u32,
@@ -319,6 +328,29 @@ fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitC
     }
 }
 
+/// `rekindle check --config FILE`: the report on stdout; exit 0 no
+/// violation, 1 a violation, 2 the file's problems (one a line, as
+/// `config check` prints them) on stderr.
+fn check_config(file: &std::path::Path, options: &rekindle::check::CheckOptions) -> ExitCode {
+    use std::io::Write;
+    match rekindle::check::config_file::check_file(file, options) {
+        Ok(result) => {
+            // Written, not print!: a closed pipe must not become a panic.
+            let _ = write!(std::io::stdout().lock(), "{}", result.render());
+            if result.passed() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            eprintln!("rekindle check: {}: not checked", file.display());
+            ExitCode::from(2)
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn sim_args(
     seed: Option<u64>,
@@ -503,12 +535,24 @@ fn main() -> ExitCode {
         }
         Command::Check {
             max_attempts,
+            config,
             max_inflight,
             backends,
             dfs,
             plant_bug,
             max_states,
         } => {
+            if let Some(file) = config {
+                let options = rekindle::check::CheckOptions {
+                    max_inflight,
+                    backends,
+                    dfs,
+                    plant_bug,
+                    max_states,
+                    ..rekindle::check::CheckOptions::default()
+                };
+                return check_config(&file, &options);
+            }
             if max_attempts == 0 {
                 eprintln!(
                     "rekindle check: --max-attempts must be at least 1 (0 = unlimited has no bound)"
@@ -517,6 +561,7 @@ fn main() -> ExitCode {
             }
             let options = rekindle::check::CheckOptions {
                 max_attempts,
+                policy: None,
                 max_inflight,
                 backends,
                 dfs,

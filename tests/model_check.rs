@@ -190,3 +190,170 @@ fn spin_proves_the_properties_and_catches_the_planted_bug() {
         "{text}"
     );
 }
+
+/// Writes `text` to a scratch config file named after `name`.
+fn conf(name: &str, text: &str) -> std::path::PathBuf {
+    let path =
+        std::env::temp_dir().join(format!("rekindle-check-{name}-{}.conf", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// `rekindle check --config FILE` with small bounds: status, stdout, stderr.
+fn check_config(file: &std::path::Path, extra: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .arg("check")
+        .arg("--config")
+        .arg(file)
+        .args(["--max-inflight", "0"])
+        .args(extra)
+        .output()
+        .expect("rekindle runs");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The `N states` figure of the section of policy `index` (1-based).
+fn section_states(text: &str, index: usize) -> usize {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("policy {index} of ")))
+        .unwrap_or_else(|| panic!("no section {index}: {text}"));
+    let figure = line
+        .split(" states,")
+        .next()
+        .and_then(|head| head.rsplit(": ").next())
+        .unwrap_or_else(|| panic!("no state count: {line}"));
+    figure.replace(',', "").parse().expect("a count")
+}
+
+#[test]
+fn check_config_checks_two_different_policies_in_two_sections() {
+    let file = conf(
+        "two",
+        "[DEFAULT]\nenabled_backends = lvm-1, nfs\n\n[lvm-1]\nvolume_driver = fault\nreinit_driver_count = 1\n\n[nfs]\nvolume_driver = fault\nreinit_driver_count = 2\n",
+    );
+    let (code, out, err) = check_config(&file, &[]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("2 backends, 2 distinct policies"), "{out}");
+    assert!(
+        out.contains("policy 1 of 2 (backends: lvm-1): reinit_driver_count 1, reload_rollback on"),
+        "{out}"
+    );
+    assert!(
+        out.contains("policy 2 of 2 (backends: nfs): reinit_driver_count 2, reload_rollback on"),
+        "{out}"
+    );
+    assert_ne!(section_states(&out, 1), section_states(&out, 2), "{out}");
+    assert!(
+        out.ends_with("\n") && out.contains("all 2 policies pass: no violation in "),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_groups_identical_policies_and_folds_timeouts() {
+    let file = conf(
+        "three",
+        "[DEFAULT]\nenabled_backends = a, b, c\nreinit_driver_count = 1\n\n[a]\nvolume_driver = fault\n\n[b]\nvolume_driver = fault\ngraceful_shutdown_timeout = 5m\n\n[c]\nvolume_driver = fault\nreload_rollback = false\n",
+    );
+    let (code, out, err) = check_config(&file, &[]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let sections: Vec<&str> = out.lines().filter(|l| l.starts_with("policy ")).collect();
+    assert_eq!(sections.len(), 2, "{out}");
+    assert!(
+        sections[0].starts_with("policy 1 of 2 (backends: a, b): "),
+        "{out}"
+    );
+    assert!(
+        sections[1].starts_with("policy 2 of 2 (backends: c): "),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "same checked model, written differently: graceful_shutdown_timeout 1m (a), 5m (b)"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_explores_a_different_model_when_only_reload_rollback_differs() {
+    let text = |rollback: &str| {
+        format!(
+            "[DEFAULT]\nenabled_backends = a\nreinit_driver_count = 1\nreload_rollback = {rollback}\n\n[a]\nvolume_driver = fault\n"
+        )
+    };
+    let on = conf("rollback-on", &text("true"));
+    let off = conf("rollback-off", &text("false"));
+    let (code_on, out_on, _) = check_config(&on, &[]);
+    let (code_off, out_off, _) = check_config(&off, &[]);
+    let _ = std::fs::remove_file(&on);
+    let _ = std::fs::remove_file(&off);
+    assert_eq!((code_on, code_off), (Some(0), Some(0)), "{out_on}{out_off}");
+    assert!(out_off.contains("reload_rollback off"), "{out_off}");
+    // Without rollback no RollingBack state is reachable: fewer states.
+    assert!(
+        section_states(&out_off, 1) < section_states(&out_on, 1),
+        "{out_on}{out_off}"
+    );
+}
+
+#[test]
+fn check_config_reports_a_violation_with_its_backends_and_exits_1() {
+    let file = conf(
+        "bug",
+        "[DEFAULT]\nenabled_backends = a, b\nreinit_driver_count = 1\n\n[a]\nvolume_driver = fault\n\n[b]\nvolume_driver = fault\n",
+    );
+    let (code, out, err) = check_config(&file, &["--plant-bug"]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("counter-example (2 steps; backend 0 stands for any of: a, b):"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 of 1 policy violates an invariant (backends: a, b)"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_refuses_an_invalid_file_with_exit_2_naming_the_problem() {
+    let file = conf(
+        "invalid",
+        "[DEFAULT]\nenabled_backends = a\nreinit_driver_count = many\n\n[a]\nvolume_driver = fault\n",
+    );
+    let (code, out, err) = check_config(&file, &[]);
+    let _ = std::fs::remove_file(&file);
+    assert_eq!(code, Some(2), "{out}{err}");
+    assert!(
+        err.contains("[DEFAULT] reinit_driver_count: \"many\": expected a whole number"),
+        "{err}"
+    );
+    assert!(out.is_empty(), "{out}");
+    let (code, _, err) = check_config(std::path::Path::new("/nonexistent/cinder.conf"), &[]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("/nonexistent/cinder.conf: No such file"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_config_conflicts_with_max_attempts() {
+    let (code, _, err) = check_config(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cinder.conf")),
+        &["--max-attempts", "3"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("'--config <CONFIG>' cannot be used with '--max-attempts"),
+        "{err}"
+    );
+}

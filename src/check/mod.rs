@@ -10,6 +10,8 @@
 //! order, identical backends are sorted (symmetry reduction), and only the
 //! newest stale timers and abandoned setups are kept, so the space is finite.
 
+pub mod abstraction;
+pub mod config_file;
 pub mod export;
 pub mod fuzz;
 
@@ -35,8 +37,14 @@ pub const LATE_SETUPS_KEPT: usize = 1;
 /// What to explore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckOptions {
-    /// `reinit_driver_count` of every backend (>= 1 keeps the space finite).
+    /// `reinit_driver_count` of every backend when `policy` is `None`
+    /// (0 = unlimited: attempts are then counted up to
+    /// [`abstraction::UNLIMITED_ATTEMPTS_CAP`]).
     pub max_attempts: u32,
+    /// The lifecycle policy every backend runs (a config file's, see
+    /// [`abstraction::CheckedPolicy`]), jitter off; `None`: the defaults
+    /// with `reinit_driver_count = max_attempts`.
+    pub policy: Option<Policy>,
     /// Operations in flight per backend at most.
     pub max_inflight: u32,
     /// Identical backends.
@@ -54,6 +62,7 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             max_attempts: 2,
+            policy: None,
             max_inflight: 1,
             backends: 1,
             dfs: false,
@@ -241,12 +250,16 @@ pub const EARLY: Moment = Moment::ZERO;
 /// The end of time: a tick that finds every deadline passed.
 pub const LATE: Moment = Moment(Duration::MAX);
 
-/// The policy every explored backend runs.
+/// The policy every explored backend runs: `options.policy`, or the
+/// defaults with `options.max_attempts`; without jitter either way (the
+/// jitter generator is not part of a state's fingerprint).
 pub fn policy(options: &CheckOptions) -> Policy {
-    Policy {
+    let mut policy = options.policy.unwrap_or(Policy {
         reinit_driver_count: options.max_attempts,
         ..Policy::default()
-    }
+    });
+    policy.reinit_backoff_jitter_ppm = 0;
+    policy
 }
 
 /// The initial world.
@@ -410,6 +423,11 @@ pub fn deliver_into(
         return Ok(Delivered::Refused);
     }
     invariants::check_transition(&b.lc, event, &next.lc, &effects).map_err(|v| v.to_string())?;
+    // An unlimited budget: attempt numbers beyond the cap change nothing
+    // the abstraction sees (see `abstraction::UNLIMITED_ATTEMPTS_CAP`).
+    if next.lc.policy().reinit_driver_count == 0 {
+        next.lc.cap_attempts(abstraction::UNLIMITED_ATTEMPTS_CAP);
+    }
     // Does anything but the lifecycle change? Finished setups, fired timers,
     // and new setups, aborts and timers do.
     let touches = matches!(

@@ -161,6 +161,29 @@ impl Lifecycle {
         next
     }
 
+    /// Caps every attempt number the state holds (setup, Ready, failure,
+    /// scheduled retry, drain, rollback check) at `max`, in place; nothing
+    /// else changes. The model checker applies it to a driver with an
+    /// unlimited budget (`reinit_driver_count = 0`), where an attempt's
+    /// number decides nothing but the length of its backoff delay, so the
+    /// explored space stays finite.
+    pub fn cap_attempts(&mut self, max: u32) {
+        let cap = |a: &mut u32| *a = (*a).min(max);
+        match &mut self.state {
+            State::Initializing(s) | State::Reloading(s) => cap(&mut s.attempt),
+            State::RollingBack(r) => cap(&mut r.check.attempt),
+            State::Ready(r) => cap(&mut r.attempt),
+            State::Draining(d) => cap(&mut d.ready.attempt),
+            State::Failed(Failed::Recoverable { attempt, retry, .. }) => {
+                cap(attempt);
+                if let Some(r) = retry {
+                    cap(&mut r.attempt);
+                }
+            }
+            State::Uninitialized | State::Failed(Failed::Fatal { .. }) | State::Stopped => {}
+        }
+    }
+
     /// Whether firing `t` now would do anything: the timer the state waits
     /// on (its setup deadline, its retry, its drain deadline). Any other
     /// timer is stale and its firing is ignored, so a shell may cancel it.
