@@ -94,14 +94,18 @@ pub mod driver;
 pub mod engine;
 pub mod event;
 pub mod lifecycle;
+pub mod listing;
 pub mod manager;
 pub mod notify;
+pub mod progress;
 pub mod records;
 pub mod refusal;
 pub mod runtime;
 pub mod sim;
 pub mod status;
 pub mod systemd;
+pub mod table;
+pub mod wait;
 
 pub use actors::{
     BackendResult, Handles, Operation, OperationError, OperationOutput, ReloadOutcome, ReloadReport,

@@ -227,13 +227,15 @@ fn start_writeback(file: &File, offset: u64, len: usize) {
     let _ = (file, offset, len);
 }
 
-/// Reads `len` bytes of `source` at `offset`, hashing them into `out`.
+/// Reads `len` bytes of `source` at `offset`, hashing them into `out`
+/// (each block read and written advances `progress`).
 fn copy_range(
     source: &File,
     offset: u64,
     len: u64,
     out: &mut File,
     buffer: &mut [u8],
+    progress: &Progress,
 ) -> std::io::Result<(u64, String)> {
     use std::os::unix::fs::FileExt;
     let mut hasher = Sha256::new();
@@ -247,6 +249,7 @@ fn copy_range(
         hasher.update(&buffer[..n]);
         out.write_all(&buffer[..n])?;
         start_writeback(out, done, n);
+        progress.advance(n as u64);
         done += n as u64;
     }
     Ok((done, hex(&hasher.finalize())))
@@ -287,8 +290,9 @@ fn write_chunks(
                             File::create(&path).map_err(|e| io(&path.display().to_string(), e))?;
                         let offset = k as u64 * file_size;
                         let len = file_size.min(total - offset);
-                        let (size, sha256) = copy_range(&file, offset, len, &mut out, &mut buffer)
-                            .map_err(|e| io(&path.display().to_string(), e))?;
+                        let (size, sha256) =
+                            copy_range(&file, offset, len, &mut out, &mut buffer, progress)
+                                .map_err(|e| io(&path.display().to_string(), e))?;
                         out.sync_all()
                             .map_err(|e| io(&path.display().to_string(), e))?;
                         progress.add(size);
@@ -333,7 +337,9 @@ fn write_chunks(
 /// mismatch `out` is removed and nothing else was touched: callers rename
 /// `out` over the target only after success, so a corrupt backup never
 /// half-overwrites a volume.
-fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
+/// Each block verified and staged advances `progress` (the target itself
+/// is not touched here).
+fn restore_chunks(dir: &Path, out_path: &Path, progress: &Progress) -> Result<u64, DriverError> {
     let meta_path = dir.join("metadata.json");
     let text = std::fs::read(&meta_path)
         .map_err(|e| io(&format!("backup metadata {}", meta_path.display()), e))?;
@@ -342,7 +348,7 @@ fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
             format!("backup metadata {} is corrupt: {e}", meta_path.display()).into(),
         )
     })?;
-    let result = copy_verified(dir, &metadata, out_path);
+    let result = copy_verified(dir, &metadata, out_path, progress);
     if result.is_err() {
         let _ = std::fs::remove_file(out_path);
     }
@@ -358,7 +364,7 @@ fn restore_in_place(dir: &Path, target: &Path, progress: &Progress) -> Result<()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| DriverError::Other(format!("{} is not a file", target.display()).into()))?;
     let staged = target.with_file_name(format!(".{name}.restoring"));
-    restore_chunks(dir, &staged)?;
+    restore_chunks(dir, &staged, progress)?;
     // The target is first changed here: every chunk verified before.
     progress.touch();
     if let Err(e) = std::fs::rename(&staged, target) {
@@ -373,7 +379,12 @@ fn restore_in_place(dir: &Path, target: &Path, progress: &Progress) -> Result<()
     Ok(())
 }
 
-fn copy_verified(dir: &Path, metadata: &Metadata, out_path: &Path) -> Result<(), DriverError> {
+fn copy_verified(
+    dir: &Path,
+    metadata: &Metadata,
+    out_path: &Path,
+    progress: &Progress,
+) -> Result<(), DriverError> {
     use std::os::unix::fs::FileExt;
     let out = File::create(out_path).map_err(|e| io(&out_path.display().to_string(), e))?;
     out.set_len(metadata.size)
@@ -411,6 +422,7 @@ fn copy_verified(dir: &Path, metadata: &Metadata, out_path: &Path) -> Result<(),
                             out.write_all_at(&buffer[..read], offsets[k] + n)
                                 .map_err(|e| io(&out_path.display().to_string(), e))?;
                             start_writeback(out, offsets[k] + n, read);
+                            progress.advance(read as u64);
                             n += read as u64;
                         }
                         let digest = hex(&hasher.finalize());
@@ -520,7 +532,8 @@ impl BackupDriver for PosixBackupDriver {
             .root
             .join(format!(".{}.restore.raw", checked_id(&backup.id)?));
         let raw = tmp.clone();
-        let restored = blocking(move || restore_chunks(&dir, &raw)).await;
+        let progress = backup.progress.clone();
+        let restored = blocking(move || restore_chunks(&dir, &raw, &progress)).await;
         let converted = match restored {
             Ok(_) => {
                 // qemu-img writes the target from here on.
@@ -622,12 +635,16 @@ mod tests {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&source, &data).expect("write");
         let dir = root.join("b");
-        let meta =
-            write_chunks(&source, &dir, 16_384, "b", "v", &Progress::default()).expect("backup");
+        let written = Progress::default();
+        let meta = write_chunks(&source, &dir, 16_384, "b", "v", &written).expect("backup");
+        assert_eq!((written.done(), written.bytes()), (50_000, 50_000));
         assert_eq!(meta.chunks.len(), 4);
         assert_eq!(meta.size, 50_000);
         let target = root.join("target.raw");
-        restore_chunks(&dir, &target).expect("restore");
+        let staged = Progress::default();
+        restore_chunks(&dir, &target, &staged).expect("restore");
+        assert_eq!(staged.done(), 50_000, "every verified byte counts as done");
+        assert_eq!(staged.bytes(), 0, "staging writes nothing to a target");
         assert_eq!(std::fs::read(&target).expect("read"), data);
         let replaced = root.join("replaced.raw");
         std::fs::write(&replaced, b"old contents").expect("write");
@@ -639,7 +656,7 @@ mod tests {
         let mut bytes = std::fs::read(&chunk).expect("read");
         bytes[10] ^= 0xff;
         std::fs::write(&chunk, bytes).expect("write");
-        let e = restore_chunks(&dir, &other).expect_err("corrupt");
+        let e = restore_chunks(&dir, &other, &Progress::default()).expect_err("corrupt");
         assert!(
             e.to_string().contains("chunk-00002") && e.to_string().contains("corrupt"),
             "{e}"
