@@ -732,15 +732,14 @@ impl Manager {
         Ok(value)
     }
 
-    /// The connector hosts `volume_id` is attached to: today the host its
-    /// export was made for, if it has one. The `volume list` column reads
-    /// only this.
+    /// The connector hosts `volume_id` is attached to (its attachments,
+    /// oldest first). The `volume list` column reads only this.
     fn attached_hosts(&self, volume_id: &str) -> Result<Vec<String>, ManagerError> {
         Ok(self
             .records
-            .export(volume_id)?
-            .map(|e| e.connector_host)
+            .attachments(volume_id)?
             .into_iter()
+            .map(|a| a.connector_host)
             .collect())
     }
 
