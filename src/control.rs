@@ -73,6 +73,11 @@ pub enum Request {
     BackupCreate {
         /// The volume.
         volume: String,
+        /// Answer once the backup is recorded (`creating`, with its id)
+        /// and carry on in the daemon, instead of answering when it ends;
+        /// follow it with [`Request::BackupShow`].
+        #[serde(default)]
+        background: bool,
     },
     /// Restore a backup into a volume.
     BackupRestore {
@@ -80,6 +85,16 @@ pub enum Request {
         backup: String,
         /// The target volume.
         volume: String,
+        /// Answer once the restore is recorded (`restoring`) and carry on
+        /// in the daemon; follow it with [`Request::BackupShow`].
+        #[serde(default)]
+        background: bool,
+    },
+    /// One backup's record, with its progress while a backup or restore of
+    /// it runs, and how the last one ended.
+    BackupShow {
+        /// The backup.
+        id: String,
     },
     /// Delete a backup.
     BackupDelete {
@@ -100,8 +115,10 @@ pub enum Request {
         /// The new status.
         state: String,
     },
-    /// Volumes and backups.
-    List,
+    /// Every volume (rows of [`crate::listing::VolumeListRow`]).
+    VolumeList,
+    /// Every backup (rows of [`crate::listing::BackupListRow`]).
+    BackupList,
 }
 
 /// `rekindle status --json`.
@@ -385,12 +402,20 @@ async fn handle(
             Ok(m) => done(m.detach(&id, connector.map(|c| *c), all).await),
             Err(message) => Response::Error { message },
         },
-        Request::BackupCreate { volume } => match operation(manager) {
-            Ok(m) => done(m.create_backup(&volume).await),
+        Request::BackupCreate { volume, background } => match operation(manager) {
+            Ok(m) => started(m.start_backup(&volume).await, background).await,
             Err(message) => Response::Error { message },
         },
-        Request::BackupRestore { backup, volume } => match operation(manager) {
-            Ok(m) => done(m.restore(&backup, &volume).await),
+        Request::BackupRestore {
+            backup,
+            volume,
+            background,
+        } => match operation(manager) {
+            Ok(m) => started(m.start_restore(&backup, &volume).await, background).await,
+            Err(message) => Response::Error { message },
+        },
+        Request::BackupShow { id } => match operation(manager) {
+            Ok(m) => done(m.show_backup(&id)),
             Err(message) => Response::Error { message },
         },
         Request::BackupDelete { id } => match operation(manager) {
@@ -405,8 +430,12 @@ async fn handle(
             Ok(m) => done(m.reset_backup_state(&id, &state)),
             Err(message) => Response::Error { message },
         },
-        Request::List => match operation(manager) {
-            Ok(m) => done(m.list()),
+        Request::VolumeList => match operation(manager) {
+            Ok(m) => rows(m.list_volumes()),
+            Err(message) => Response::Error { message },
+        },
+        Request::BackupList => match operation(manager) {
+            Ok(m) => rows(m.list_backups()),
             Err(message) => Response::Error { message },
         },
         Request::Status => Response::Status(status_report(handles)),
@@ -421,6 +450,52 @@ async fn handle(
             Err(error) => Response::Error {
                 message: format!("the controller is gone: {error}"),
             },
+        },
+    }
+}
+
+/// A list's rows as a JSON array.
+fn rows<T: Serialize>(result: Result<Vec<T>, crate::manager::ManagerError>) -> Response {
+    match result.map(serde_json::to_value) {
+        Ok(Ok(value)) => Response::Done { value },
+        Ok(Err(error)) => Response::Error {
+            message: error.to_string(),
+        },
+        Err(error) => Response::Error {
+            message: error.to_string(),
+        },
+    }
+}
+
+/// Answers a started backup or restore: when it ends, or at once (it then
+/// carries on in the daemon, its outcome in the records and `backup show`).
+async fn started(
+    started: Result<crate::manager::Started, crate::manager::ManagerError>,
+    background: bool,
+) -> Response {
+    let started = match started {
+        Ok(started) => started,
+        Err(error) => {
+            return Response::Error {
+                message: error.to_string(),
+            };
+        }
+    };
+    let result = if background {
+        let crate::manager::Started { accepted, run } = started;
+        actix::spawn(async move {
+            if let Err(error) = run.await {
+                tracing::warn!(%error, "a backup operation run in the background failed");
+            }
+        });
+        Ok(accepted)
+    } else {
+        started.run.await
+    };
+    match result {
+        Ok(value) => Response::Done { value },
+        Err(error) => Response::Error {
+            message: error.to_string(),
         },
     }
 }
@@ -451,67 +526,58 @@ pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError>
 /// The human-readable `rekindle status`: services like `cinder service-list`,
 /// then one row per backend.
 pub fn render_status(report: &StatusReport) -> String {
-    let mut out = String::new();
-    let table = |out: &mut String, rows: Vec<Vec<String>>| {
-        let widths: Vec<usize> = (0..rows[0].len())
-            .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
-            .collect();
-        for row in rows {
-            let line: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            out.push_str(line.join("  ").trim_end());
-            out.push('\n');
-        }
-    };
-    let mut services = vec![vec![
-        "Binary".to_string(),
-        "Host".to_string(),
-        "Backend".to_string(),
-        "State".to_string(),
-        "Updated At".to_string(),
-    ]];
-    services.extend(report.services.iter().map(|s| {
-        vec![
-            s.binary.clone(),
-            s.host.clone(),
-            s.backend.clone(),
-            s.state.clone(),
-            s.updated_at.clone(),
-        ]
-    }));
-    table(&mut out, services);
+    let services: Vec<Vec<String>> = report
+        .services
+        .iter()
+        .map(|s| {
+            vec![
+                s.binary.clone(),
+                s.host.clone(),
+                s.backend.clone(),
+                s.state.clone(),
+                s.updated_at.clone(),
+            ]
+        })
+        .collect();
+    let mut out = crate::table::render(
+        &["Binary", "Host", "Backend", "State", "Updated At"],
+        &services,
+    );
     out.push('\n');
-    let mut backends = vec![vec![
-        "Backend".to_string(),
-        "Kind".to_string(),
-        "Driver".to_string(),
-        "State".to_string(),
-        "Setup Attempts".to_string(),
-        "Next Retry".to_string(),
-        "Config".to_string(),
-        "Last Error".to_string(),
-    ]];
     let now = std::time::SystemTime::now();
-    backends.extend(report.backends.iter().map(|b| {
-        vec![
-            b.name.clone(),
-            b.kind.clone(),
-            b.driver.clone(),
-            if b.gave_up {
-                format!("{} (gave up)", b.state)
-            } else {
-                b.state.clone()
-            },
-            attempts(b),
-            next_retry(b, now),
-            b.config.clone(),
-            b.last_error.clone().unwrap_or_else(|| "-".to_string()),
-        ]
-    }));
-    table(&mut out, backends);
+    let backends: Vec<Vec<String>> = report
+        .backends
+        .iter()
+        .map(|b| {
+            vec![
+                b.name.clone(),
+                b.kind.clone(),
+                b.driver.clone(),
+                if b.gave_up {
+                    format!("{} (gave up)", b.state)
+                } else {
+                    b.state.clone()
+                },
+                attempts(b),
+                next_retry(b, now),
+                b.config.clone(),
+                b.last_error.clone().unwrap_or_else(|| "-".to_string()),
+            ]
+        })
+        .collect();
+    out.push_str(&crate::table::render(
+        &[
+            "Backend",
+            "Kind",
+            "Driver",
+            "State",
+            "Setup Attempts",
+            "Next Retry",
+            "Config",
+            "Last Error",
+        ],
+        &backends,
+    ));
     out
 }
 

@@ -183,6 +183,26 @@ pub enum Event {
         /// The driver's error.
         error: String,
     },
+    /// `backup.create.error`: a backup failed.
+    #[serde(rename = "backup.create.error")]
+    BackupCreateError {
+        /// The backup.
+        backup_id: String,
+        /// The source volume.
+        volume_id: String,
+        /// Whether anything reached the backup store.
+        reached_backend: bool,
+        /// The driver's (or the refusal's) error.
+        error: String,
+    },
+    /// `backup.createprogress`: how far a running backup got (at most one a
+    /// second; a last one at 100% when it succeeds after one was sent).
+    #[serde(rename = "backup.createprogress")]
+    BackupCreateProgress(BackupProgress),
+    /// `backup.restoreprogress`: how far a running restore got (as
+    /// `backup.createprogress`).
+    #[serde(rename = "backup.restoreprogress")]
+    BackupRestoreProgress(BackupProgress),
     /// `export.restarted`: a dead export was restarted.
     #[serde(rename = "export.restarted")]
     ExportRestarted {
@@ -266,6 +286,21 @@ pub enum BackupInitFailure {
     },
 }
 
+/// `backup.createprogress` / `backup.restoreprogress`'s payload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupProgress {
+    /// The backup.
+    pub backup_id: String,
+    /// The source volume (backup) or the target volume (restore).
+    pub volume_id: String,
+    /// Whole percent done, rounded down (at most 99 while running, 100 once done).
+    pub percent: u8,
+    /// Bytes of the work done.
+    pub bytes_done: u64,
+    /// Bytes the work covers.
+    pub bytes_total: u64,
+}
+
 /// `service.up` / `service.down`'s payload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ServiceRowChange {
@@ -303,6 +338,9 @@ impl Event {
             Event::VolumeResetState { .. } => "volume.reset_state",
             Event::BackupResetState { .. } => "backup.reset_state",
             Event::BackupRestoreError { .. } => "backup.restore.error",
+            Event::BackupCreateError { .. } => "backup.create.error",
+            Event::BackupCreateProgress(_) => "backup.createprogress",
+            Event::BackupRestoreProgress(_) => "backup.restoreprogress",
             Event::ExportRestarted { .. } => "export.restarted",
             Event::ExportRestartFailed { .. } => "export.restart_failed",
         }

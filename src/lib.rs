@@ -116,9 +116,11 @@ pub mod driver;
 pub mod engine;
 pub mod event;
 pub mod lifecycle;
+pub mod listing;
 #[cfg(feature = "sqlite")]
 pub mod manager;
 pub mod notify;
+pub mod progress;
 #[cfg(feature = "sqlite")]
 pub mod records;
 pub mod refusal;
@@ -126,6 +128,9 @@ pub mod runtime;
 pub mod sim;
 pub mod status;
 pub mod systemd;
+pub mod table;
+#[cfg(feature = "cli")]
+pub mod wait;
 
 pub use actors::{
     BackendResult, Handles, Operation, OperationError, OperationOutput, ReloadOutcome, ReloadReport,

@@ -224,8 +224,14 @@ enum VolumeAction {
         #[arg(long)]
         all: bool,
     },
-    /// List volumes and backups.
-    List,
+    /// List volumes as a table (ID, Status, Size, Backend, Attached to,
+    /// Updated), like `cinder list`.
+    List {
+        /// Print a JSON array of rows for scripts (`id`, `status`,
+        /// `size_bytes`, `backend`, `attached_to`, `updated_at`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +240,10 @@ enum BackupAction {
     Create {
         /// The volume id.
         volume: String,
+        /// Show progress until the backup ends (a bar on a terminal, plain
+        /// lines otherwise); exit 0 once available, 1 on error.
+        #[arg(long)]
+        wait: bool,
     },
     /// Restore a backup into an existing volume.
     Restore {
@@ -241,6 +251,16 @@ enum BackupAction {
         backup: String,
         /// The target volume id.
         volume: String,
+        /// Show progress until the restore ends (a bar on a terminal, plain
+        /// lines otherwise); exit 0 once restored, 1 on error.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a backup's record, with its progress while a backup or restore
+    /// of it runs.
+    Show {
+        /// The backup id.
+        id: String,
     },
     /// Delete a backup.
     Delete {
@@ -256,8 +276,14 @@ enum BackupAction {
         #[arg(long)]
         state: String,
     },
-    /// List volumes and backups.
-    List,
+    /// List backups as a table (ID, Status, Size, Volume, Updated), like
+    /// `cinder backup-list`.
+    List {
+        /// Print a JSON array of rows for scripts (`id`, `status`,
+        /// `size_bytes`, `volume_id`, `updated_at`).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn volume_request(action: VolumeAction) -> Result<Request, String> {
@@ -277,7 +303,7 @@ fn volume_request(action: VolumeAction) -> Result<Request, String> {
                 .transpose()?,
             all,
         },
-        VolumeAction::List => Request::List,
+        VolumeAction::List { .. } => Request::VolumeList,
     })
 }
 
@@ -291,11 +317,80 @@ fn read_connector(path: &std::path::Path) -> Result<rekindle::driver::Connector,
 
 fn backup_request(action: BackupAction) -> Request {
     match action {
-        BackupAction::Create { volume } => Request::BackupCreate { volume },
-        BackupAction::Restore { backup, volume } => Request::BackupRestore { backup, volume },
+        BackupAction::Create { volume, wait } => Request::BackupCreate {
+            volume,
+            background: wait,
+        },
+        BackupAction::Restore {
+            backup,
+            volume,
+            wait,
+        } => Request::BackupRestore {
+            backup,
+            volume,
+            background: wait,
+        },
+        BackupAction::Show { id } => Request::BackupShow { id },
         BackupAction::Delete { id } => Request::BackupDelete { id },
         BackupAction::ResetState { id, state } => Request::BackupResetState { id, state },
-        BackupAction::List => Request::List,
+        BackupAction::List { .. } => Request::BackupList,
+    }
+}
+
+/// Prints a list as a table, or as its JSON array of rows (`json`).
+fn list<T: serde::de::DeserializeOwned + serde::Serialize>(
+    control: &std::path::Path,
+    request: Request,
+    json: bool,
+    table: fn(&[T]) -> String,
+) -> ExitCode {
+    let value = match control::request(control, &request) {
+        Ok(Response::Done { value }) => value,
+        Ok(Response::Error { message }) => return fail(&message),
+        Ok(other) => return fail(&format!("unexpected answer: {other:?}")),
+        Err(error) => return fail(&error),
+    };
+    let rows: Vec<T> = match serde_json::from_value(value) {
+        Ok(rows) => rows,
+        Err(error) => return fail(&format!("unexpected list from the daemon: {error}")),
+    };
+    if json {
+        match serde_json::to_string_pretty(&rows) {
+            Ok(text) => println!("{text}"),
+            Err(error) => return fail(&error),
+        }
+    } else {
+        print!("{}", table(&rows));
+    }
+    ExitCode::SUCCESS
+}
+
+/// `backup create --wait` / `backup restore --wait`: starts the operation
+/// in the daemon, then follows it until it ends.
+fn wait_for(control: &std::path::Path, request: Request) -> ExitCode {
+    let work = match request {
+        Request::BackupRestore { .. } => rekindle::progress::Work::Restore,
+        _ => rekindle::progress::Work::Create,
+    };
+    let accepted = match control::request(control, &request) {
+        Ok(Response::Done { value }) => value,
+        Ok(Response::Error { message }) => return fail(&message),
+        Ok(other) => return fail(&format!("unexpected answer: {other:?}")),
+        Err(error) => return fail(&error),
+    };
+    let id = accepted["id"]
+        .as_str()
+        .or_else(|| accepted["backup_id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let volume = accepted["volume_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let display = rekindle::wait::Display::for_stdout();
+    match rekindle::wait::follow(control, &id, &volume, work, display, &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
     }
 }
 
@@ -582,7 +677,31 @@ fn main() -> ExitCode {
             print!("{}", rekindle::check::export::promela_table(plant_bug));
             ExitCode::SUCCESS
         }
+        Command::Volume {
+            control,
+            action: VolumeAction::List { json },
+        } => list(
+            &control,
+            Request::VolumeList,
+            json,
+            rekindle::listing::render_volumes,
+        ),
         Command::Volume { control, action } => operate(&control, volume_request(action)),
+        Command::Backup {
+            control,
+            action: BackupAction::List { json },
+        } => list(
+            &control,
+            Request::BackupList,
+            json,
+            rekindle::listing::render_backups,
+        ),
+        Command::Backup {
+            control,
+            action:
+                action @ (BackupAction::Create { wait: true, .. }
+                | BackupAction::Restore { wait: true, .. }),
+        } => wait_for(&control, backup_request(action)),
         Command::Backup { control, action } => operate(&control, Ok(backup_request(action))),
         Command::Demo => {
             print!("{}", rekindle::demo::scripted_lifecycle());

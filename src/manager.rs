@@ -2,6 +2,8 @@
 //! back up, restore, list), each recorded durably before it is acknowledged, routed
 //! to the backends through the service, with crash recovery at start-up.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -14,6 +16,8 @@ use crate::config::BACKUP_BACKEND;
 use crate::driver::{BackupRecord, Connector, Kind, Volume};
 use crate::event::Event;
 use crate::lifecycle::StateName;
+use crate::listing::{BackupListRow, VolumeListRow};
+use crate::progress::{Operations, Report, Reporter, Work};
 use crate::records::{Records, RecordsError};
 
 /// Why a user operation failed.
@@ -35,6 +39,17 @@ pub enum ManagerError {
 pub struct Manager {
     handles: Handles,
     records: Rc<Records>,
+    operations: Operations,
+}
+
+/// A backup or restore that was checked and recorded: `accepted` is what
+/// the requester may be told at once (`id` or `backup_id`, `volume_id`,
+/// `status`); `run` performs it and answers as the blocking call does.
+pub struct Started {
+    /// The answer once recorded (`status` `creating` or `restoring`).
+    pub accepted: Value,
+    /// The driver call and the record updates after it.
+    pub run: Pin<Box<dyn Future<Output = Result<Value, ManagerError>>>>,
 }
 
 /// The connector's host: attachments are recorded per host.
@@ -59,7 +74,19 @@ fn invalid(message: impl Into<String>) -> ManagerError {
 impl Manager {
     /// A manager over a running service and its records.
     pub fn new(handles: Handles, records: Rc<Records>) -> Self {
-        Manager { handles, records }
+        Manager {
+            handles,
+            records,
+            operations: Operations::default(),
+        }
+    }
+
+    fn reporter(&self) -> Reporter {
+        Reporter {
+            notifier: self.handles.shell.notifier.clone(),
+            clock: self.handles.shell.clock,
+            backend: BACKUP_BACKEND,
+        }
     }
 
     async fn route(
@@ -356,8 +383,22 @@ impl Manager {
         Ok(volume)
     }
 
-    /// Backs a volume up.
+    /// Backs a volume up and answers once it is done (see
+    /// [`Manager::start_backup`]).
+    ///
+    /// Errors: as [`Manager::start_backup`], or the driver call failed (the
+    /// backup is then `error`).
     pub async fn create_backup(&self, volume_id: &str) -> Result<Value, ManagerError> {
+        self.start_backup(volume_id).await?.run.await
+    }
+
+    /// Checks and records a backup of `volume_id` (`creating`); running
+    /// the returned [`Started::run`] backs it up, reporting progress
+    /// (`backup.createprogress`, `backup show`).
+    ///
+    /// Errors: the backup service is not Ready, no such volume, or the
+    /// volume is neither `available` nor `in-use`; nothing was recorded.
+    pub async fn start_backup(&self, volume_id: &str) -> Result<Started, ManagerError> {
         self.backup_ready("backup create", "no backup was created")?;
         let row = self.volume(volume_id)?;
         if row.status != "available" && row.status != "in-use" {
@@ -378,38 +419,104 @@ impl Manager {
         // Conservative (a crash from here on may leave data in the store);
         // corrected from what the driver reports once the call ends.
         self.records.set_backup_reached(&id, true)?;
-        let progress = record.progress.clone();
-        match self
-            .route(
+        let report = Report {
+            work: Work::Create,
+            backup_id: id.clone(),
+            volume_id: volume_id.to_string(),
+            progress: record.progress.clone(),
+            bytes_total: row.size_bytes,
+        };
+        self.operations.start(
+            &id,
+            Work::Create,
+            volume_id,
+            report.progress.clone(),
+            row.size_bytes,
+        );
+        let accepted = json!({ "id": id, "volume_id": volume_id, "status": "creating" });
+        let manager = self.clone();
+        let volume_id = volume_id.to_string();
+        let run = async move {
+            let progress = record.progress.clone();
+            let routed = manager.route(
                 BACKUP_BACKEND,
                 Operation::Backup {
                     backup: Box::new(record),
                     volume,
                 },
-            )
-            .await
-        {
+            );
+            let result = manager.reporter().reported(&report, routed).await;
+            manager.backup_created(&id, &volume_id, row.size_bytes, &progress, result)
+        };
+        Ok(Started {
+            accepted,
+            run: Box::pin(run),
+        })
+    }
+
+    /// Records how a backup call ended.
+    fn backup_created(
+        &self,
+        id: &str,
+        volume_id: &str,
+        size_bytes: u64,
+        progress: &crate::driver::backup::Progress,
+        result: Result<OperationOutput, ManagerError>,
+    ) -> Result<Value, ManagerError> {
+        match result {
             Ok(_) => {
                 self.records
-                    .set_backup(&id, "available", Some(row.size_bytes), None)?;
+                    .set_backup(id, "available", Some(size_bytes), None)?;
+                self.operations.end(id, None);
                 Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
             }
             Err(error) => {
                 let refused = matches!(error, ManagerError::Operation(OperationError::Refused(_)));
-                if refused || !progress.wrote() {
+                let reached = !refused && progress.wrote();
+                if !reached {
                     // Refused before the driver ran, or the driver wrote
                     // nothing: nothing reached the store, so the error
                     // backup is deletable without it.
-                    self.records.set_backup_reached(&id, false)?;
+                    self.records.set_backup_reached(id, false)?;
                 }
-                self.records.set_backup(&id, "error", None, None)?;
+                self.records.set_backup(id, "error", None, None)?;
+                self.operations.end(id, Some(error.to_string()));
+                self.handles.shell.notifier.emit(
+                    Some(BACKUP_BACKEND),
+                    self.handles.shell.clock.now(),
+                    crate::event::Event::BackupCreateError {
+                        backup_id: id.to_string(),
+                        volume_id: volume_id.to_string(),
+                        reached_backend: reached,
+                        error: error.to_string(),
+                    },
+                );
                 Err(error)
             }
         }
     }
 
-    /// Restores a backup into an existing volume.
+    /// Restores a backup into an existing volume and answers once it is
+    /// done (see [`Manager::start_restore`]).
+    ///
+    /// Errors: as [`Manager::start_restore`], or the driver call failed.
     pub async fn restore(&self, backup_id: &str, volume_id: &str) -> Result<Value, ManagerError> {
+        self.start_restore(backup_id, volume_id).await?.run.await
+    }
+
+    /// Checks and records a restore of `backup_id` into `volume_id` (the
+    /// backup `restoring`, the volume `restoring-backup`); running the
+    /// returned [`Started::run`] restores it, reporting progress
+    /// (`backup.restoreprogress`, `backup show`).
+    ///
+    /// Errors: the backup service is not Ready, no such backup or volume,
+    /// the backup is not `available` or the volume not `available`;
+    /// nothing was recorded.
+    pub async fn start_restore(
+        &self,
+        backup_id: &str,
+        volume_id: &str,
+    ) -> Result<Started, ManagerError> {
         self.backup_ready("backup restore", "the volume was not touched")?;
         let backup = self
             .records
@@ -439,21 +546,56 @@ impl Manager {
             size_bytes: backup.size_bytes,
             progress: Default::default(),
         };
-        let progress = record.progress.clone();
-        let result = self
-            .route(
+        let report = Report {
+            work: Work::Restore,
+            backup_id: backup_id.to_string(),
+            volume_id: volume_id.to_string(),
+            progress: record.progress.clone(),
+            bytes_total: backup.size_bytes,
+        };
+        self.operations.start(
+            backup_id,
+            Work::Restore,
+            volume_id,
+            report.progress.clone(),
+            backup.size_bytes,
+        );
+        let accepted =
+            json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restoring" });
+        let manager = self.clone();
+        let (backup_id, volume_id) = (backup_id.to_string(), volume_id.to_string());
+        let run = async move {
+            let progress = record.progress.clone();
+            let routed = manager.route(
                 BACKUP_BACKEND,
                 Operation::Restore {
                     backup: Box::new(record),
                     volume,
                 },
-            )
-            .await;
+            );
+            let result = manager.reporter().reported(&report, routed).await;
+            manager.restored(&backup_id, &volume_id, &progress, result)
+        };
+        Ok(Started {
+            accepted,
+            run: Box::pin(run),
+        })
+    }
+
+    /// Records how a restore call ended.
+    fn restored(
+        &self,
+        backup_id: &str,
+        volume_id: &str,
+        progress: &crate::driver::backup::Progress,
+        result: Result<OperationOutput, ManagerError>,
+    ) -> Result<Value, ManagerError> {
         self.records
             .set_backup(backup_id, "available", None, None)?;
         match result {
             Ok(_) => {
                 self.records.set_volume_status(volume_id, "available")?;
+                self.operations.end(backup_id, None);
                 Ok(json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restored" }))
             }
             Err(error) => {
@@ -465,6 +607,7 @@ impl Manager {
                     "available"
                 };
                 self.records.set_volume_status(volume_id, status)?;
+                self.operations.end(backup_id, Some(error.to_string()));
                 self.handles.shell.notifier.emit(
                     Some(BACKUP_BACKEND),
                     self.handles.shell.clock.now(),
@@ -547,6 +690,7 @@ impl Manager {
             .ok_or_else(|| invalid(format!("no backup {id}")))?;
         if backup.status == "error" && !backup.reached_backend {
             self.records.delete_backup(id)?;
+            self.operations.forget(id);
             return Ok(json!({ "id": id, "status": "deleted", "reached_backend": false }));
         }
         if backup.status == "creating" || backup.status == "restoring" {
@@ -566,12 +710,75 @@ impl Manager {
         self.route(BACKUP_BACKEND, Operation::DeleteBackup(Box::new(record)))
             .await?;
         self.records.delete_backup(id)?;
+        self.operations.forget(id);
         Ok(json!({ "id": id, "status": "deleted" }))
     }
 
-    /// Volumes and backups.
-    pub fn list(&self) -> Result<Value, ManagerError> {
-        Ok(json!({ "volumes": self.records.volumes()?, "backups": self.records.backups()? }))
+    /// One backup's record, with `progress` (`percent`, `bytes_done`,
+    /// `bytes_total`) while a backup or restore of it runs and `operation`
+    /// (the running or last-ended one since the daemon started: `work`,
+    /// `volume_id`, `state`, `error`).
+    ///
+    /// Errors: no such backup; the records database failed.
+    pub fn show_backup(&self, id: &str) -> Result<Value, ManagerError> {
+        let backup = self
+            .records
+            .backup(id)?
+            .ok_or_else(|| invalid(format!("no backup {id}")))?;
+        let mut value = serde_json::to_value(backup).unwrap_or_default();
+        if let Value::Object(fields) = &mut value {
+            fields.extend(self.operations.show(id));
+        }
+        Ok(value)
+    }
+
+    /// The connector hosts `volume_id` is attached to (its attachments,
+    /// oldest first). The `volume list` column reads only this.
+    fn attached_hosts(&self, volume_id: &str) -> Result<Vec<String>, ManagerError> {
+        Ok(self
+            .records
+            .attachments(volume_id)?
+            .into_iter()
+            .map(|a| a.connector_host)
+            .collect())
+    }
+
+    /// Every volume, by id, as `volume list` prints it.
+    ///
+    /// Errors: the records database failed.
+    pub fn list_volumes(&self) -> Result<Vec<VolumeListRow>, ManagerError> {
+        self.records
+            .volumes()?
+            .into_iter()
+            .map(|v| {
+                Ok(VolumeListRow {
+                    attached_to: self.attached_hosts(&v.id)?,
+                    id: v.id,
+                    status: v.status,
+                    size_bytes: v.size_bytes,
+                    backend: v.backend,
+                    updated_at: v.updated_at,
+                })
+            })
+            .collect()
+    }
+
+    /// Every backup, by id, as `backup list` prints it.
+    ///
+    /// Errors: the records database failed.
+    pub fn list_backups(&self) -> Result<Vec<BackupListRow>, ManagerError> {
+        Ok(self
+            .records
+            .backups()?
+            .into_iter()
+            .map(|b| BackupListRow {
+                id: b.id,
+                status: b.status,
+                size_bytes: b.size_bytes,
+                volume_id: b.volume_id,
+                updated_at: b.updated_at,
+            })
+            .collect())
     }
 
     /// Resolves records a crash left in transitional states (with a

@@ -312,7 +312,7 @@ fn a_missing_backup_store_keeps_the_backup_service_down_until_it_appears() {
         "{stderr}"
     );
     assert_eq!(
-        node.ok(&["backup", "list"])["backups"]
+        node.ok(&["backup", "list", "--json"])
             .as_array()
             .map(Vec::len),
         Some(0)
@@ -373,13 +373,13 @@ fn kill_9_in_the_middle_of_a_backup_is_resolved_at_restart() {
     let _ = backup.wait();
     node.start();
     node.wait("the interrupted backup to be resolved", |n| {
-        n.ok(&["backup", "list"])["backups"]
+        n.ok(&["backup", "list", "--json"])
             .as_array()
             .is_some_and(|b| b.iter().any(|b| b["status"] == "error"))
     });
-    let listed = node.ok(&["backup", "list"]);
+    let listed = node.ok(&["backup", "list", "--json"]);
     assert_eq!(
-        listed["volumes"]
+        node.ok(&["volume", "list", "--json"])
             .as_array()
             .and_then(|v| v.first())
             .map(|v| v["status"].clone()),
@@ -395,7 +395,7 @@ fn kill_9_in_the_middle_of_a_backup_is_resolved_at_restart() {
     node.qemu_io(&url, "read -P 0x42 0 300M");
     node.ok(&["volume", "detach", &source]);
     // The failed backup can be deleted.
-    let id = listed["backups"][0]["id"].as_str().expect("id").to_string();
+    let id = listed[0]["id"].as_str().expect("id").to_string();
     node.ok(&["backup", "delete", &id]);
 }
 
@@ -451,14 +451,14 @@ fn sighup_during_an_in_flight_backup_drains_it_first() {
 
 /// The volume's record in `volume list`.
 fn volume_row(node: &Node, id: &str) -> Option<serde_json::Value> {
-    node.ok(&["volume", "list"])["volumes"]
+    node.ok(&["volume", "list", "--json"])
         .as_array()
         .and_then(|v| v.iter().find(|v| v["id"] == id).cloned())
 }
 
 /// The backup's record in `backup list`.
 fn backup_row(node: &Node, id: &str) -> Option<serde_json::Value> {
-    node.ok(&["backup", "list"])["backups"]
+    node.ok(&["backup", "list", "--json"])
         .as_array()
         .and_then(|b| b.iter().find(|b| b["id"] == id).cloned())
 }
@@ -489,20 +489,23 @@ fn a_store_lost_after_start_is_never_recreated_and_records_tell_the_truth() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!store.exists(), "the write path re-created the store root");
-    let failed = node.ok(&["backup", "list"])["backups"]
+    let failed = node
+        .ok(&["backup", "list", "--json"])
         .as_array()
         .and_then(|b| b.iter().find(|b| b["status"] == "error").cloned())
         .expect("an error backup");
-    assert_eq!(failed["reached_backend"], false, "{failed}");
-    // ... so it is deletable while the store is still gone.
     let id = failed["id"].as_str().expect("id").to_string();
+    let shown = node.ok(&["backup", "show", &id]);
+    assert_eq!(shown["reached_backend"], false, "{shown}");
+    // ... so it is deletable while the store is still gone.
     node.ok(&["backup", "delete", &id]);
     assert!(backup_row(&node, &id).is_none());
 
     // A restore that fails before its first write leaves the volume available.
     let out = node.cli(&["backup", "restore", &kept, &target]);
     assert!(!out.status.success());
-    let volume = node.ok(&["volume", "list"])["volumes"]
+    let volume = node
+        .ok(&["volume", "list", "--json"])
         .as_array()
         .and_then(|v| v.iter().find(|v| v["id"] == target.as_str()).cloned())
         .expect("target volume");
@@ -768,4 +771,241 @@ fn one_host_detaching_leaves_the_other_attached_across_a_restart() {
     let detached = node.ok(&["volume", "detach", &id]);
     assert_eq!(detached["status"], "available");
     assert_eq!(export_pid(&id), None, "export removed with the last host");
+}
+
+/// The progress notifications of `event_type` for `backup`, as (time, payload).
+fn progress_lines(
+    node: &Node,
+    event_type: &str,
+    backup: &str,
+) -> Vec<(std::time::SystemTime, serde_json::Value)> {
+    node.notifications()
+        .into_iter()
+        .filter(|n| n["event_type"] == event_type && n["payload"]["backup_id"] == backup)
+        .map(|n| {
+            let at = humantime::parse_rfc3339(n["timestamp"].as_str().expect("timestamp"))
+                .expect("RFC 3339");
+            (at, n["payload"].clone())
+        })
+        .collect()
+}
+
+/// Progress lines: at least one while running with 0 < percent < 100,
+/// percents never going back, lines at least a second apart, and a last
+/// one at 100% with every byte done.
+fn assert_progress(lines: &[(std::time::SystemTime, serde_json::Value)], total: u64) {
+    let percents: Vec<u64> = lines
+        .iter()
+        .map(|(_, p)| p["percent"].as_u64().expect("percent"))
+        .collect();
+    assert!(percents.len() >= 2, "{lines:?}");
+    let (last, running) = lines.split_last().expect("lines");
+    assert!(
+        running
+            .iter()
+            .all(|(_, p)| (1..100).contains(&p["percent"].as_u64().unwrap_or(0))),
+        "{percents:?}"
+    );
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{percents:?}");
+    for pair in running.windows(2) {
+        let gap = pair[1].0.duration_since(pair[0].0).expect("in order");
+        assert!(gap >= Duration::from_millis(990), "{gap:?} in {percents:?}");
+    }
+    assert_eq!(last.1["percent"], 100, "{percents:?}");
+    assert_eq!(last.1["bytes_done"], total);
+    assert_eq!(last.1["bytes_total"], total);
+    for (_, p) in running {
+        assert_eq!(p["bytes_total"], total);
+        let done = p["bytes_done"].as_u64().expect("bytes_done");
+        // Every byte may be copied while the call still syncs: 99% then.
+        assert!(0 < done && done <= total, "{p}");
+    }
+}
+
+#[test]
+fn lists_are_tables_or_json_and_long_backups_and_restores_report_progress() {
+    // 32 MiB copied at 8 MiB/s: about 4 s each way, whatever the disk.
+    let node = Node::new(
+        "lists",
+        (22100, 22119),
+        true,
+        "backup_rate_limit = 8M\n[backend_defaults]\nvolume_format = raw",
+    );
+    let text = |args: &[&str]| {
+        let out = node.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert_eq!(text(&["volume", "list"]), "no volumes\n");
+    assert_eq!(text(&["backup", "list"]), "no backups\n");
+    assert_eq!(
+        node.ok(&["volume", "list", "--json"]),
+        serde_json::json!([])
+    );
+    assert_eq!(
+        node.ok(&["backup", "list", "--json"]),
+        serde_json::json!([])
+    );
+
+    let source = node.create("32M");
+    let url = node.attach(&source);
+    node.qemu_io(&url, "write -P 0x5a 0 24M");
+    let table = text(&["volume", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    let header: Vec<&str> = lines[0]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["ID", "Status", "Size", "Backend", "Attached to", "Updated"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        &row[..5],
+        [&source, "in-use", "32", "MiB", "qemu-1"],
+        "{table}"
+    );
+    assert_eq!(row[5], "compute-1", "{table}");
+    let rows = node.ok(&["volume", "list", "--json"]);
+    let fields: Vec<&String> = rows[0].as_object().expect("row").keys().collect();
+    assert_eq!(
+        fields,
+        [
+            "attached_to",
+            "backend",
+            "id",
+            "size_bytes",
+            "status",
+            "updated_at"
+        ],
+        "{rows}"
+    );
+    assert_eq!(rows[0]["attached_to"], serde_json::json!(["compute-1"]));
+    assert_eq!(rows[0]["size_bytes"], 32 << 20);
+    assert_eq!(rows[0]["status"], "in-use");
+    node.ok(&["volume", "detach", &source]);
+    let row = text(&["volume", "list"]);
+    assert!(
+        row.lines().nth(1).is_some_and(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells[1] == "available" && cells[5] == "-"
+        }),
+        "{row}"
+    );
+
+    // backup create --wait: plain lines off a terminal, ending at 100%.
+    let started = Instant::now();
+    let out = node.cli(&["backup", "create", &source, "--wait"]);
+    let took = started.elapsed();
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(took >= Duration::from_secs(3), "throttled: {took:?}");
+    let shown_lines: Vec<&str> = shown.lines().collect();
+    let last = shown_lines.last().expect("a line");
+    assert!(
+        last.ends_with("100% (32 MiB of 32 MiB): available"),
+        "{shown}"
+    );
+    let backup = last
+        .strip_prefix("backup ")
+        .and_then(|l| l.split(':').next())
+        .expect("backup id")
+        .to_string();
+    let shown_percents: Vec<u64> = shown_lines
+        .iter()
+        .filter_map(|l| l.split_whitespace().find(|w| w.ends_with('%')))
+        .map(|w| w.trim_end_matches('%').parse().expect("percent"))
+        .collect();
+    assert!(
+        shown_percents.iter().any(|p| (1..100).contains(p)),
+        "progress shown while it ran: {shown}"
+    );
+    assert!(shown_percents.windows(2).all(|w| w[0] <= w[1]), "{shown}");
+    assert_progress(
+        &progress_lines(&node, "backup.createprogress", &backup),
+        32 << 20,
+    );
+    let record = node.ok(&["backup", "show", &backup]);
+    assert_eq!(record["status"], "available");
+    assert_eq!(record["operation"]["state"], "succeeded", "{record}");
+    assert!(record.get("progress").is_none(), "{record}");
+
+    let table = text(&["backup", "list"]);
+    let lines: Vec<&str> = table.lines().collect();
+    let header: Vec<&str> = lines[0]
+        .split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(
+        header,
+        ["ID", "Status", "Size", "Volume", "Updated"],
+        "{table}"
+    );
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(
+        &row[..5],
+        [backup.as_str(), "available", "32", "MiB", &source],
+        "{table}"
+    );
+    let rows = node.ok(&["backup", "list", "--json"]);
+    let fields: Vec<&String> = rows[0].as_object().expect("row").keys().collect();
+    assert_eq!(
+        fields,
+        ["id", "size_bytes", "status", "updated_at", "volume_id"],
+        "{rows}"
+    );
+    assert_eq!(rows[0]["size_bytes"], 32 << 20);
+
+    // backup restore --wait: the same, and the data comes back.
+    let target = node.create("32M");
+    let out = node.cli(&["backup", "restore", &backup, &target, "--wait"]);
+    let shown = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{shown}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        shown
+            .lines()
+            .last()
+            .is_some_and(|l| l.contains(&format!("restore into {target}"))
+                && l.ends_with("100% (32 MiB of 32 MiB): restored")),
+        "{shown}"
+    );
+    assert_progress(
+        &progress_lines(&node, "backup.restoreprogress", &backup),
+        32 << 20,
+    );
+    let url = node.attach(&target);
+    node.qemu_io(&url, "read -P 0x5a 0 24M");
+    node.qemu_io(&url, "read -P 0 24M 8M");
+    node.ok(&["volume", "detach", &target]);
+
+    // A restore that fails: --wait exits 1 with the reason.
+    let chunk = node.dir.join("backups").join(&backup).join("chunk-00003");
+    let mut bytes = std::fs::read(&chunk).expect("chunk");
+    bytes[7] ^= 1;
+    std::fs::write(&chunk, bytes).expect("corrupt it");
+    let out = node.cli(&["backup", "restore", &backup, &target, "--wait"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("backup {backup}: restore failed"))
+            && stderr.contains("chunk-00003")
+            && stderr.contains("corrupt"),
+        "{stderr}"
+    );
 }

@@ -34,12 +34,19 @@ pub struct BackupRecord {
 /// ends, for the record's truth: a backup that wrote nothing never reached
 /// the store, and a restore that wrote nothing left its volume untouched.
 /// Drivers that do not report count as having written (see [`Progress::wrote`]).
+///
+/// Apart from that, it counts the bytes of the call's work done so far
+/// ([`Progress::advance`], [`Progress::done`]): read and copied for a
+/// backup, read and verified for a restore, whether or not the destination
+/// changed yet. The manager reads that while the call runs, for progress
+/// reports; a driver that does not advance it reports no progress.
 #[derive(Debug, Clone, Default)]
 pub struct Progress(Arc<ProgressCells>);
 
 #[derive(Debug, Default)]
 struct ProgressCells {
     bytes: AtomicU64,
+    done: AtomicU64,
     reported: AtomicBool,
     touched: AtomicBool,
 }
@@ -63,6 +70,17 @@ impl Progress {
     pub fn add(&self, bytes: u64) {
         self.touch();
         self.0.bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Records `bytes` more of the call's work done (bytes read and copied
+    /// or verified); it does not say that the destination changed.
+    pub fn advance(&self, bytes: u64) {
+        self.0.done.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Bytes of the call's work done so far (see [`Progress::advance`]).
+    pub fn done(&self) -> u64 {
+        self.0.done.load(Ordering::Relaxed)
     }
 
     /// Bytes written so far.

@@ -34,6 +34,12 @@ pub const OPTIONS: &[OptionDecl] = &[
         "the chunk size of new backups (each chunk has its own SHA-256)",
     ),
     OptionDecl::new(
+        "backup_rate_limit",
+        Rule::Size { min: 0 },
+        OptionDefault::Value("0"),
+        "bytes per second a backup or restore copies at most (`0`: no limit; `100M`), so backups do not starve volumes of I/O",
+    ),
+    OptionDecl::new(
         "backup_qemu_img",
         Rule::Text,
         OptionDefault::Value("qemu-img"),
@@ -73,7 +79,43 @@ pub struct PosixBackupDriver {
     /// through) no longer matches, and nothing is written there.
     identity: std::cell::Cell<Option<(u64, u64)>>,
     file_size: u64,
+    /// Bytes per second a call copies at most; 0 = no limit.
+    rate_limit: u64,
     qemu_img: String,
+}
+
+/// Holds one call's copying to `rate` bytes per second, shared by its
+/// worker threads: a worker that got ahead of the rate sleeps until the
+/// clock catches up. A rate of 0 never waits.
+struct Throttle {
+    rate: u64,
+    started: std::time::Instant,
+    copied: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    fn new(rate: u64) -> Throttle {
+        Throttle {
+            rate,
+            started: std::time::Instant::now(),
+            copied: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Counts `bytes` copied and waits while the call is ahead of its rate.
+    fn take(&self, bytes: u64) {
+        if self.rate == 0 {
+            return;
+        }
+        let copied = self
+            .copied
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed)
+            + bytes;
+        let due = std::time::Duration::from_secs_f64(copied as f64 / self.rate as f64);
+        if let Some(ahead) = due.checked_sub(self.started.elapsed()) {
+            std::thread::sleep(ahead);
+        }
+    }
 }
 
 fn io(context: &str, e: std::io::Error) -> DriverError {
@@ -111,6 +153,7 @@ impl PosixBackupDriver {
             root: PathBuf::from(read.get::<String>("backup_posix_path")?),
             identity: std::cell::Cell::new(None),
             file_size: read.get("backup_file_size")?,
+            rate_limit: read.get("backup_rate_limit")?,
             qemu_img: read.get("backup_qemu_img")?,
         })
     }
@@ -205,13 +248,16 @@ fn start_writeback(file: &File, offset: u64, len: usize) {
     let _ = (file, offset, len);
 }
 
-/// Reads `len` bytes of `source` at `offset`, hashing them into `out`.
+/// Reads `len` bytes of `source` at `offset`, hashing them into `out`
+/// (each block read and written advances `progress`).
 fn copy_range(
     source: &File,
     offset: u64,
     len: u64,
     out: &mut File,
     buffer: &mut [u8],
+    progress: &Progress,
+    throttle: &Throttle,
 ) -> std::io::Result<(u64, String)> {
     use std::os::unix::fs::FileExt;
     let mut hasher = Sha256::new();
@@ -225,6 +271,8 @@ fn copy_range(
         hasher.update(&buffer[..n]);
         out.write_all(&buffer[..n])?;
         start_writeback(out, done, n);
+        throttle.take(n as u64);
+        progress.advance(n as u64);
         done += n as u64;
     }
     Ok((done, hex(&hasher.finalize())))
@@ -240,6 +288,7 @@ fn write_chunks(
     backup_id: &str,
     volume_id: &str,
     progress: &Progress,
+    throttle: &Throttle,
 ) -> Result<Metadata, DriverError> {
     // Only the backup's own directory: its parent, the store root, must
     // already exist (a vanished store is an error, never re-created).
@@ -265,8 +314,16 @@ fn write_chunks(
                             File::create(&path).map_err(|e| io(&path.display().to_string(), e))?;
                         let offset = k as u64 * file_size;
                         let len = file_size.min(total - offset);
-                        let (size, sha256) = copy_range(&file, offset, len, &mut out, &mut buffer)
-                            .map_err(|e| io(&path.display().to_string(), e))?;
+                        let (size, sha256) = copy_range(
+                            &file,
+                            offset,
+                            len,
+                            &mut out,
+                            &mut buffer,
+                            progress,
+                            throttle,
+                        )
+                        .map_err(|e| io(&path.display().to_string(), e))?;
                         out.sync_all()
                             .map_err(|e| io(&path.display().to_string(), e))?;
                         progress.add(size);
@@ -311,7 +368,14 @@ fn write_chunks(
 /// mismatch `out` is removed and nothing else was touched: callers rename
 /// `out` over the target only after success, so a corrupt backup never
 /// half-overwrites a volume.
-fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
+/// Each block verified and staged advances `progress` (the target itself
+/// is not touched here).
+fn restore_chunks(
+    dir: &Path,
+    out_path: &Path,
+    progress: &Progress,
+    throttle: &Throttle,
+) -> Result<u64, DriverError> {
     let meta_path = dir.join("metadata.json");
     let text = std::fs::read(&meta_path)
         .map_err(|e| io(&format!("backup metadata {}", meta_path.display()), e))?;
@@ -320,7 +384,7 @@ fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
             format!("backup metadata {} is corrupt: {e}", meta_path.display()).into(),
         )
     })?;
-    let result = copy_verified(dir, &metadata, out_path);
+    let result = copy_verified(dir, &metadata, out_path, progress, throttle);
     if result.is_err() {
         let _ = std::fs::remove_file(out_path);
     }
@@ -330,13 +394,18 @@ fn restore_chunks(dir: &Path, out_path: &Path) -> Result<u64, DriverError> {
 /// Restores into a staged file beside `target` and renames it over
 /// `target` only once every chunk verified (then syncs the directory), so a
 /// corrupt backup leaves the target volume exactly as it was.
-fn restore_in_place(dir: &Path, target: &Path, progress: &Progress) -> Result<(), DriverError> {
+fn restore_in_place(
+    dir: &Path,
+    target: &Path,
+    progress: &Progress,
+    throttle: &Throttle,
+) -> Result<(), DriverError> {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| DriverError::Other(format!("{} is not a file", target.display()).into()))?;
     let staged = target.with_file_name(format!(".{name}.restoring"));
-    restore_chunks(dir, &staged)?;
+    restore_chunks(dir, &staged, progress, throttle)?;
     // The target is first changed here: every chunk verified before.
     progress.touch();
     if let Err(e) = std::fs::rename(&staged, target) {
@@ -351,7 +420,13 @@ fn restore_in_place(dir: &Path, target: &Path, progress: &Progress) -> Result<()
     Ok(())
 }
 
-fn copy_verified(dir: &Path, metadata: &Metadata, out_path: &Path) -> Result<(), DriverError> {
+fn copy_verified(
+    dir: &Path,
+    metadata: &Metadata,
+    out_path: &Path,
+    progress: &Progress,
+    throttle: &Throttle,
+) -> Result<(), DriverError> {
     use std::os::unix::fs::FileExt;
     let out = File::create(out_path).map_err(|e| io(&out_path.display().to_string(), e))?;
     out.set_len(metadata.size)
@@ -389,6 +464,8 @@ fn copy_verified(dir: &Path, metadata: &Metadata, out_path: &Path) -> Result<(),
                             out.write_all_at(&buffer[..read], offsets[k] + n)
                                 .map_err(|e| io(&out_path.display().to_string(), e))?;
                             start_writeback(out, offsets[k] + n, read);
+                            throttle.take(read as u64);
+                            progress.advance(read as u64);
                             n += read as u64;
                         }
                         let digest = hex(&hasher.finalize());
@@ -474,8 +551,11 @@ impl BackupDriver for PosixBackupDriver {
         let (file_size, backup_id, volume_id) =
             (self.file_size, backup.id.clone(), volume.id.clone());
         let progress = backup.progress.clone();
+        let throttle = Throttle::new(self.rate_limit);
         let result = blocking(move || {
-            write_chunks(&source, &dir, file_size, &backup_id, &volume_id, &progress)
+            write_chunks(
+                &source, &dir, file_size, &backup_id, &volume_id, &progress, &throttle,
+            )
         })
         .await;
         if let Some(tmp) = temporary {
@@ -492,13 +572,16 @@ impl BackupDriver for PosixBackupDriver {
         if location.format == "raw" {
             let target = location.path.clone();
             let progress = backup.progress.clone();
-            return blocking(move || restore_in_place(&dir, &target, &progress)).await;
+            let throttle = Throttle::new(self.rate_limit);
+            return blocking(move || restore_in_place(&dir, &target, &progress, &throttle)).await;
         }
         let tmp = self
             .root
             .join(format!(".{}.restore.raw", checked_id(&backup.id)?));
         let raw = tmp.clone();
-        let restored = blocking(move || restore_chunks(&dir, &raw)).await;
+        let progress = backup.progress.clone();
+        let throttle = Throttle::new(self.rate_limit);
+        let restored = blocking(move || restore_chunks(&dir, &raw, &progress, &throttle)).await;
         let converted = match restored {
             Ok(_) => {
                 // qemu-img writes the target from here on.
@@ -600,16 +683,23 @@ mod tests {
         let data: Vec<u8> = (0..50_000u32).map(|i| (i * 7 % 251) as u8).collect();
         std::fs::write(&source, &data).expect("write");
         let dir = root.join("b");
+        let written = Progress::default();
+        let unlimited = Throttle::new(0);
         let meta =
-            write_chunks(&source, &dir, 16_384, "b", "v", &Progress::default()).expect("backup");
+            write_chunks(&source, &dir, 16_384, "b", "v", &written, &unlimited).expect("backup");
+        assert_eq!((written.done(), written.bytes()), (50_000, 50_000));
         assert_eq!(meta.chunks.len(), 4);
         assert_eq!(meta.size, 50_000);
         let target = root.join("target.raw");
-        restore_chunks(&dir, &target).expect("restore");
+        let staged = Progress::default();
+        restore_chunks(&dir, &target, &staged, &unlimited).expect("restore");
+        assert_eq!(staged.done(), 50_000, "every verified byte counts as done");
+        assert_eq!(staged.bytes(), 0, "staging writes nothing to a target");
         assert_eq!(std::fs::read(&target).expect("read"), data);
         let replaced = root.join("replaced.raw");
         std::fs::write(&replaced, b"old contents").expect("write");
-        restore_in_place(&dir, &replaced, &Progress::default()).expect("restore over a volume");
+        restore_in_place(&dir, &replaced, &Progress::default(), &unlimited)
+            .expect("restore over a volume");
         assert_eq!(std::fs::read(&replaced).expect("read"), data);
         let other = root.join("other.raw");
         // Flip one byte of chunk 2: restore refuses, naming the chunk.
@@ -617,7 +707,8 @@ mod tests {
         let mut bytes = std::fs::read(&chunk).expect("read");
         bytes[10] ^= 0xff;
         std::fs::write(&chunk, bytes).expect("write");
-        let e = restore_chunks(&dir, &other).expect_err("corrupt");
+        let e =
+            restore_chunks(&dir, &other, &Progress::default(), &unlimited).expect_err("corrupt");
         assert!(
             e.to_string().contains("chunk-00002") && e.to_string().contains("corrupt"),
             "{e}"
@@ -629,7 +720,7 @@ mod tests {
         std::fs::write(&volume, b"precious").expect("write");
         let untouched = Progress::default();
         untouched.start();
-        let e = restore_in_place(&dir, &volume, &untouched).expect_err("corrupt");
+        let e = restore_in_place(&dir, &volume, &untouched, &unlimited).expect_err("corrupt");
         assert!(
             !untouched.wrote(),
             "a refused restore left the volume untouched"
@@ -638,6 +729,21 @@ mod tests {
         assert_eq!(std::fs::read(&volume).expect("read"), b"precious");
         assert!(!root.join(".volume.raw.restoring").exists());
         let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_rate_limit_holds_copying_to_its_rate() {
+        let throttle = Throttle::new(4 << 20);
+        let started = std::time::Instant::now();
+        for _ in 0..4 {
+            throttle.take(1 << 20);
+        }
+        // 4 MiB at 4 MiB/s: about a second, never less.
+        let took = started.elapsed();
+        assert!(took >= std::time::Duration::from_millis(990), "{took:?}");
+        let free = std::time::Instant::now();
+        Throttle::new(0).take(u64::MAX / 2);
+        assert!(free.elapsed() < std::time::Duration::from_millis(100));
     }
 
     #[test]
