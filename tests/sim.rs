@@ -162,3 +162,14 @@ fn backup_store_outages_take_the_backup_service_out_and_back() {
         }
     }
 }
+
+/// A valid config written after an invalid one removed a backend that was
+/// still coming up; the recorder compared the new file with the invalid one,
+/// exempted nothing, and reported the removed backend as not Ready by its
+/// backoff bound. It now compares with the last valid config.
+#[test]
+fn a_backend_removed_after_an_invalid_config_owes_no_readiness_seed_1() {
+    let sim = generate(1, 6, Duration::from_secs(6 * 3600), Profile::Chaos);
+    let report = sim.run().expect("runtime");
+    assert!(report.passed(), "{}", report.render());
+}

@@ -202,9 +202,7 @@ impl Simulation {
             match &step.action {
                 Action::WriteConfig(next) => {
                     if let Ok(plan) = next {
-                        recorder
-                            .borrow_mut()
-                            .config_written(now, &file.borrow(), plan);
+                        recorder.borrow_mut().config_written(now, plan);
                     }
                     *file.borrow_mut() = next.clone();
                 }

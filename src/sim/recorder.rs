@@ -103,6 +103,8 @@ pub struct Recorder {
     /// Health probes of backup drivers that answered an error.
     pub health_probes_failed: u64,
     traces: BTreeMap<String, Trace>,
+    /// The last valid config written (the plan at start, at first).
+    last_valid_config: Option<Plan>,
     /// The fault drivers' own counters (what each driver saw).
     probes: Probes,
     touched: BTreeMap<String, Moment>,
@@ -145,6 +147,7 @@ impl Recorder {
     pub fn new(plan: &Plan) -> Self {
         let mut recorder = Recorder {
             hash: 0xcbf2_9ce4_8422_2325,
+            last_valid_config: Some(plan.clone()),
             ..Recorder::default()
         };
         for (name, backend) in &plan.backends {
@@ -323,15 +326,20 @@ impl Recorder {
         self.environment.push((index, at, text));
     }
 
-    /// The config file changed from `old` to `new`: backends it changes are
-    /// exempt from liveness obligations from then on.
-    pub fn config_written(&mut self, at: Moment, old: &Result<Plan, String>, new: &Plan) {
-        let Ok(old) = old else { return };
-        for (name, backend) in &old.backends {
-            if new.backends.get(name) != Some(backend) {
-                self.touched.entry(name.clone()).or_insert(at);
+    /// A valid config `new` was written: backends it changes from the last
+    /// valid one written (the plan at start, at first) are exempt from
+    /// liveness obligations from then on. An invalid file in between changes
+    /// nothing: a reload keeps the last valid config, so the next valid one
+    /// is compared with it.
+    pub fn config_written(&mut self, at: Moment, new: &Plan) {
+        if let Some(old) = &self.last_valid_config {
+            for (name, backend) in &old.backends {
+                if new.backends.get(name) != Some(backend) {
+                    self.touched.entry(name.clone()).or_insert(at);
+                }
             }
         }
+        self.last_valid_config = Some(new.clone());
     }
 
     /// Records an operation's outcome.
