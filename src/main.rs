@@ -71,7 +71,7 @@ enum Command {
         /// Virtual duration (`24h`, `90m`, seconds).
         #[arg(long, default_value = "24h")]
         duration: String,
-        /// Fault profile: calm, default or chaos.
+        /// Fault profile: calm, default, chaos or backup-outage.
         #[arg(long, default_value = "default")]
         faults: String,
         /// Draw the state timeline as SVG (one seed).

@@ -3,7 +3,7 @@
 //!
 //! Its options (all optional) are declared in [`OPTIONS`]: setup failures of
 //! a chosen class, a ready-after delay, hangs, panics, failing stats,
-//! operation delays and seeded flapping.
+//! operation delays, seeded flapping and outages at set times.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -91,6 +91,13 @@ pub const OPTIONS: &[OptionDecl] = &[
         OptionDefault::Value("0"),
         "the seed of the flapping schedule (with `fault_flap_period`)",
     ),
+    OptionDecl::new(
+        "fault_outage",
+        Rule::Periods,
+        OptionDefault::Unset,
+        "the backend is unreachable during these periods after the service started \
+         (`10m..25m, 2h..3h`): stats calls, health probes, setups and setup checks fail",
+    ),
 ];
 
 /// Counters of one backend's fault driver, shared with tests.
@@ -110,6 +117,16 @@ pub struct Probe {
     pub connections: Cell<u32>,
     /// Operations (create, delete, backup, ...) that ran.
     pub operations: Cell<u32>,
+    /// `BackupDriver::probe` calls.
+    pub health_probes: Cell<u32>,
+    /// `BackupDriver::probe` calls that answered an error.
+    pub health_probes_failed: Cell<u32>,
+    /// The last health probe answered an error, and no probe, setup or
+    /// setup check succeeded since: the driver is known unhealthy.
+    pub health_failing: Cell<bool>,
+    /// Operations that reached the driver while `health_failing` (must stay
+    /// 0: a failed probe takes the backend out of service at once).
+    pub operations_while_unhealthy: Cell<u32>,
 }
 
 /// Probes by backend name; survive driver rebuilds on reload.
@@ -140,6 +157,7 @@ pub struct FaultDriver {
     op_delay: Duration,
     panic_setup_times: Cell<u32>,
     flap: Option<Flap>,
+    outages: Vec<(Duration, Duration)>,
     inner: Inner,
     volumes: RefCell<BTreeMap<VolumeId, Volume>>,
     exports: RefCell<BTreeMap<VolumeId, Connector>>,
@@ -176,6 +194,7 @@ impl FaultDriver {
                     })
                 })
                 .transpose()?,
+            outages: read.optional("fault_outage")?.unwrap_or_default(),
             inner: Inner::Memory,
             volumes: RefCell::default(),
             exports: RefCell::default(),
@@ -185,6 +204,10 @@ impl FaultDriver {
 
     async fn operation(&self) {
         self.probe.operations.set(self.probe.operations.get() + 1);
+        if self.probe.health_failing.get() {
+            let count = self.probe.operations_while_unhealthy.get();
+            self.probe.operations_while_unhealthy.set(count + 1);
+        }
         if !self.op_delay.is_zero() {
             sleep(self.op_delay).await;
         }
@@ -204,12 +227,7 @@ impl FaultDriver {
                 self.backend
             );
         }
-        if self.flapped_down() {
-            return Err((self.error)(format!(
-                "{}: backend flapped down",
-                self.backend
-            )));
-        }
+        self.check_fault()?;
         let left = self.fail_setup_times.get();
         if left > 0 {
             self.fail_setup_times.set(left - 1);
@@ -319,23 +337,44 @@ impl FaultDriver {
             .is_some_and(|flap| !flap.is_up(Instant::now().saturating_duration_since(self.started)))
     }
 
-    fn check_fault(&self) -> Result<(), DriverError> {
+    /// Why the backend is unreachable right now (flapped down, in an
+    /// outage), if it is.
+    fn down(&self) -> Option<String> {
         if self.flapped_down() {
-            return Err((self.error)(format!(
-                "{}: backend flapped down",
-                self.backend
-            )));
+            return Some(format!("{}: backend flapped down", self.backend));
         }
-        Ok(())
+        let since_start = Instant::now().saturating_duration_since(self.started);
+        self.outages
+            .iter()
+            .find(|(start, end)| (*start..*end).contains(&since_start))
+            .map(|(_, end)| {
+                format!(
+                    "{}: injected outage (until {} after start)",
+                    self.backend,
+                    humantime::format_duration(*end)
+                )
+            })
+    }
+
+    fn check_fault(&self) -> Result<(), DriverError> {
+        match self.down() {
+            Some(why) => Err((self.error)(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the driver healthy again after a setup or check succeeded.
+    fn set_up(&self, result: Result<(), DriverError>) -> Result<(), DriverError> {
+        if result.is_ok() {
+            self.probe.health_failing.set(false);
+        }
+        result
     }
 
     async fn stats_fault(&self) -> Result<(), DriverError> {
         self.probe.stats_calls.set(self.probe.stats_calls.get() + 1);
-        if self.flapped_down() {
-            return Err(DriverError::backend(format!(
-                "{}: backend flapped down",
-                self.backend
-            )));
+        if let Some(why) = self.down() {
+            return Err(DriverError::backend(why));
         }
         let left = self.fail_stats.get();
         if left > 0 {
@@ -481,20 +520,22 @@ impl VolumeDriver for FaultDriver {
 impl BackupDriver for FaultDriver {
     async fn do_setup(&self) -> Result<(), DriverError> {
         self.setup().await?;
-        match &self.inner {
+        let result = match &self.inner {
             Inner::Backup(d) => d.do_setup().await,
             _ => Ok(()),
-        }
+        };
+        self.set_up(result)
     }
 
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
         // A flapping backend that is down fails its check too (a rollback
         // to this instance is then refused).
         self.check_fault()?;
-        match &self.inner {
+        let result = match &self.inner {
             Inner::Backup(d) => d.check_for_setup_error().await,
             _ => Ok(()),
-        }
+        };
+        self.set_up(result)
     }
 
     async fn backup(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {
@@ -521,13 +562,125 @@ impl BackupDriver for FaultDriver {
         }
     }
 
-    /// `fault_fail_stats` and `fault_flap_*` make the probe fail (the
+    /// `fault_fail_stats`, `fault_flap_*` and `fault_outage` make the probe fail (the
     /// store lost while Ready), then the wrapped driver's own probe runs.
+    /// Records the answer in [`Probe::health_failing`] (the simulator
+    /// checks that no operation is accepted while it is set).
     async fn probe(&self) -> Result<(), DriverError> {
-        self.stats_fault().await?;
-        match &self.inner {
-            Inner::Backup(d) => d.probe().await,
-            _ => Ok(()),
+        self.probe
+            .health_probes
+            .set(self.probe.health_probes.get() + 1);
+        let result = match self.stats_fault().await {
+            Ok(()) => match &self.inner {
+                Inner::Backup(d) => d.probe().await,
+                _ => Ok(()),
+            },
+            Err(error) => Err(error),
+        };
+        self.probe.health_failing.set(result.is_err());
+        if result.is_err() {
+            let failed = self.probe.health_probes_failed.get();
+            self.probe.health_probes_failed.set(failed + 1);
         }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actors::driver_actor::spec;
+    use crate::driver::Kind;
+    use crate::runtime::run_virtual;
+
+    fn backup_driver(options: &[(&str, &str)]) -> (FaultDriver, Rc<Probe>) {
+        let ctx = DriverContext {
+            spec: spec("backup", Kind::Backup, "fault", options),
+            started: Instant::now(),
+            events: Default::default(),
+        };
+        let probe = Rc::new(Probe::default());
+        let driver = FaultDriver::from_context(&ctx, probe.clone()).expect("valid options");
+        (driver, probe)
+    }
+
+    fn record() -> BackupRecord {
+        BackupRecord {
+            id: "b1".to_string(),
+            volume_id: "v1".to_string(),
+            size_bytes: 1,
+            progress: Default::default(),
+        }
+    }
+
+    #[test]
+    fn an_outage_fails_probes_and_setups_in_its_period_and_the_driver_remembers_it() {
+        run_virtual(async {
+            let (driver, probe) = backup_driver(&[("fault_outage", "10s..20s, 1m..2m")]);
+            let volume = Volume::new("v1".to_string(), 1);
+            assert!(
+                BackupDriver::probe(&driver).await.is_ok(),
+                "before the outage"
+            );
+            assert!(!probe.health_failing.get());
+            sleep(Duration::from_secs(12)).await;
+            let error = BackupDriver::probe(&driver)
+                .await
+                .expect_err("in the outage");
+            assert!(
+                error.to_string().contains("injected outage (until 20s"),
+                "{error}"
+            );
+            assert!(probe.health_failing.get());
+            assert!(BackupDriver::do_setup(&driver).await.is_err());
+            assert!(BackupDriver::check_for_setup_error(&driver).await.is_err());
+            assert!(probe.health_failing.get(), "a failed setup heals nothing");
+            // An operation that reaches the driver now is counted.
+            driver
+                .backup(&record(), &volume)
+                .await
+                .expect("memory backup");
+            assert_eq!(probe.operations_while_unhealthy.get(), 1);
+            sleep(Duration::from_secs(8)).await;
+            assert!(
+                probe.health_failing.get(),
+                "until a probe or setup succeeds"
+            );
+            BackupDriver::do_setup(&driver)
+                .await
+                .expect("after the outage");
+            assert!(!probe.health_failing.get(), "a setup heals");
+            driver
+                .backup(&record(), &volume)
+                .await
+                .expect("memory backup");
+            assert_eq!(probe.operations_while_unhealthy.get(), 1);
+            sleep(Duration::from_secs(45)).await;
+            assert!(BackupDriver::probe(&driver).await.is_err(), "second period");
+            sleep(Duration::from_secs(60)).await;
+            assert!(BackupDriver::probe(&driver).await.is_ok(), "a probe heals");
+            assert!(!probe.health_failing.get());
+            assert_eq!(
+                (probe.health_probes.get(), probe.health_probes_failed.get()),
+                (4, 2)
+            );
+        })
+        .expect("runtime");
+    }
+
+    #[test]
+    fn outage_periods_are_checked_by_their_rule() {
+        let ctx = DriverContext {
+            spec: spec(
+                "backup",
+                Kind::Backup,
+                "fault",
+                &[("fault_outage", "20s..10s")],
+            ),
+            started: Instant::now(),
+            events: Default::default(),
+        };
+        let error = FaultDriver::from_context(&ctx, Rc::default()).expect_err("bad periods");
+        assert!(error.to_string().contains("fault_outage"), "{error}");
     }
 }

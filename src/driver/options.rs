@@ -49,6 +49,10 @@ pub enum Rule {
     IpAddr,
     /// A TCP port range `FIRST-LAST` with `1 <= FIRST <= LAST <= 65535`.
     PortRange,
+    /// Periods after the service started, `START..END` (durations as in
+    /// [`Rule::Duration`]), comma-separated, each ending after it starts,
+    /// in order and not overlapping (`10m..25m, 2h..2h 30m`).
+    Periods,
 }
 
 /// A parsed option value.
@@ -68,6 +72,8 @@ pub enum Value {
     Ip(IpAddr),
     /// [`Rule::PortRange`].
     Ports(RangeInclusive<u16>),
+    /// [`Rule::Periods`]: `(start, end)` offsets from the service's start.
+    Periods(Vec<(Duration, Duration)>),
 }
 
 impl Rule {
@@ -88,6 +94,9 @@ impl Rule {
             }
             Rule::IpAddr => "an IP address (`127.0.0.1`, `::1`)".to_string(),
             Rule::PortRange => "a port range FIRST-LAST within 1-65535 (`10809-10908`)".to_string(),
+            Rule::Periods => "periods START..END after the service started, comma-separated, \
+                each ending after it starts, in order, not overlapping (`10m..25m, 2h..3h`)"
+                .to_string(),
         }
     }
 
@@ -120,9 +129,27 @@ impl Rule {
                 })
                 .filter(|r| r.start() <= r.end() && *r.start() > 0)
                 .map(Value::Ports),
+            Rule::Periods => parse_periods(value).map(Value::Periods),
         };
         parsed.ok_or_else(|| self.describe())
     }
+}
+
+/// [`Rule::Periods`]: `None` unless every period parses, ends after it
+/// starts and starts at or after the previous one's end.
+fn parse_periods(value: &str) -> Option<Vec<(Duration, Duration)>> {
+    let mut periods: Vec<(Duration, Duration)> = Vec::new();
+    for period in value.split(',') {
+        let (start, end) = period.split_once("..")?;
+        let start = parse_duration("", start).ok()?;
+        let end = parse_duration("", end).ok()?;
+        let after_previous = periods.last().is_none_or(|(_, last)| *last <= start);
+        if end <= start || !after_previous {
+            return None;
+        }
+        periods.push((start, end));
+    }
+    Some(periods)
 }
 
 /// The value an option has when the file does not set it.
@@ -458,6 +485,15 @@ impl FromValue for IpAddr {
     }
 }
 
+impl FromValue for Vec<(Duration, Duration)> {
+    fn from_value(value: Value) -> Option<Self> {
+        match value {
+            Value::Periods(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
 impl FromValue for RangeInclusive<u16> {
     fn from_value(value: Value) -> Option<Self> {
         match value {
@@ -611,6 +647,25 @@ mod tests {
         );
         assert_eq!(Rule::PortRange.parse("10-12"), Ok(Value::Ports(10..=12)));
         assert!(Rule::PortRange.parse("0-12").is_err());
+        assert_eq!(
+            Rule::Periods.parse("10m..25m, 2h..2h 30m"),
+            Ok(Value::Periods(vec![
+                (Duration::from_secs(600), Duration::from_secs(1500)),
+                (Duration::from_secs(7200), Duration::from_secs(9000)),
+            ]))
+        );
+        assert!(
+            Rule::Periods.parse("25m..10m").is_err(),
+            "ends before it starts"
+        );
+        assert!(Rule::Periods.parse("10m..10m").is_err(), "empty");
+        assert!(Rule::Periods.parse("10m..30m,20m..40m").is_err(), "overlap");
+        assert!(
+            Rule::Periods.parse("2h..3h,10m..20m").is_err(),
+            "out of order"
+        );
+        assert!(Rule::Periods.parse("10m").is_err());
+        assert!(Rule::Periods.parse("").is_err());
         assert!(Rule::Text.parse("  ").is_err());
     }
 

@@ -443,4 +443,10 @@ impl DriverRegistry {
     pub fn fault_probe(&self, backend: &str) -> Rc<fault::Probe> {
         self.faults.probe(backend)
     }
+
+    /// Every backend's `fault` driver counters (shared, not copied: the
+    /// simulator's recorder reads them while the run goes on).
+    pub fn fault_probes(&self) -> fault::Probes {
+        self.faults.clone()
+    }
 }

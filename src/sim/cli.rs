@@ -211,6 +211,12 @@ fn describe(action: &super::Action) -> String {
         super::Action::CreateVolume { backend, volume } => {
             format!("create volume {volume} on {backend}")
         }
+        super::Action::CreateBackup { backend, backup } => {
+            format!("create backup {backup} on {backend}")
+        }
+        super::Action::RestoreBackup { backend, backup } => {
+            format!("restore backup {backup} on {backend}")
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use crate::actors::service::Route;
 use crate::actors::signal::ControlSignal;
 use crate::actors::{Controller, Operation, OperationError, Shell};
 use crate::clock::ServiceClock;
-use crate::driver::{DriverRegistry, Kind, Volume};
+use crate::driver::{BackupRecord, DriverRegistry, Kind, Volume};
 use crate::notify::Notifier;
 use crate::runtime::{RuntimeError, run_virtual};
 use crate::systemd::Systemd;
@@ -56,6 +56,61 @@ pub enum Action {
         /// The volume id.
         volume: String,
     },
+    /// A user backs a volume up on a backup backend (`backup create`).
+    CreateBackup {
+        /// The backup backend.
+        backend: String,
+        /// The backup id.
+        backup: String,
+    },
+    /// A user restores a backup into a volume (`backup restore`).
+    RestoreBackup {
+        /// The backup backend.
+        backend: String,
+        /// The backup id.
+        backup: String,
+    },
+}
+
+impl Action {
+    /// The operation this action routes to a backend, if it is one.
+    fn operation(&self) -> Option<(&str, Operation)> {
+        let backup = |id: &str| {
+            Box::new(BackupRecord {
+                id: id.to_string(),
+                volume_id: format!("{id}-volume"),
+                size_bytes: 1 << 30,
+                progress: Default::default(),
+            })
+        };
+        match self {
+            Action::WriteConfig(_) | Action::Sighup => None,
+            Action::CreateVolume { backend, volume } => Some((
+                backend,
+                Operation::CreateVolume(Volume::new(volume.clone(), 1 << 30)),
+            )),
+            Action::CreateBackup {
+                backend,
+                backup: id,
+            } => Some((
+                backend,
+                Operation::Backup {
+                    backup: backup(id),
+                    volume: Volume::new(format!("{id}-volume"), 1 << 30),
+                },
+            )),
+            Action::RestoreBackup {
+                backend,
+                backup: id,
+            } => Some((
+                backend,
+                Operation::Restore {
+                    backup: backup(id),
+                    volume: Volume::new(format!("{id}-target"), 1 << 30),
+                },
+            )),
+        }
+    }
 }
 
 /// An action at an offset from the start.
@@ -110,6 +165,7 @@ impl Simulation {
         let notifier = Notifier::in_memory(clock);
         let registry = (self.registry)();
         let recorder = Rc::new(RefCell::new(Recorder::new(&self.plan)));
+        recorder.borrow_mut().watch_fault_probes(&registry);
         let mut shell = Shell::new(clock, notifier.clone(), registry.clone());
         shell.plant_bug_keep_hung_setups = self.plant_bug;
         let observing = recorder.clone();
@@ -146,20 +202,21 @@ impl Simulation {
             match &step.action {
                 Action::WriteConfig(next) => {
                     if let Ok(plan) = next {
-                        recorder
-                            .borrow_mut()
-                            .config_written(now, &file.borrow(), plan);
+                        recorder.borrow_mut().config_written(now, plan);
                     }
                     *file.borrow_mut() = next.clone();
                 }
                 Action::Sighup => handles.controller.do_send(ControlSignal::Reload),
-                Action::CreateVolume { backend, volume } => {
+                action => {
+                    let Some((backend, operation)) = action.operation() else {
+                        continue;
+                    };
                     let request = handles.service.send(Route {
-                        backend: backend.clone(),
-                        operation: Operation::CreateVolume(Volume::new(volume.clone(), 1 << 30)),
+                        backend: backend.to_string(),
+                        operation,
                     });
                     let outcomes = recorder.clone();
-                    let backend = backend.clone();
+                    let backend = backend.to_string();
                     operations.push(actix::spawn(async move {
                         let result = request
                             .await

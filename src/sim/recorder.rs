@@ -2,12 +2,14 @@
 //! transition, the global ones across the run, and keeps the run's statistics.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::actors::controller::Plan;
 use crate::actors::driver_actor::Observation;
 use crate::actors::{OperationError, OperationOutput};
 use crate::driver::DriverRegistry;
+use crate::driver::fault::{Probe, Probes};
 use crate::lifecycle::{
     Effect, Event, EventName, Generation, Moment, Notification, StateName, invariants,
 };
@@ -51,6 +53,9 @@ pub struct OperationStats {
     pub failed: u64,
     /// Cut because the backend stopped.
     pub cancelled: u64,
+    /// Refused while the backend's driver said it was unhealthy (its last
+    /// health probe failed): the refusals the health probe is for.
+    pub refused_unhealthy: u64,
 }
 
 /// A liveness obligation: `backend` must be Ready by `ready_by`.
@@ -95,7 +100,13 @@ pub struct Recorder {
     pub obligations: Vec<ReadyBy>,
     /// Reload notifications: started, ended, rejected, aborted.
     pub reloads: [u64; 4],
+    /// Health probes of backup drivers that answered an error.
+    pub health_probes_failed: u64,
     traces: BTreeMap<String, Trace>,
+    /// The last valid config written (the plan at start, at first).
+    last_valid_config: Option<Plan>,
+    /// The fault drivers' own counters (what each driver saw).
+    probes: Probes,
     touched: BTreeMap<String, Moment>,
     cut: Vec<(Moment, String)>,
 }
@@ -109,6 +120,19 @@ struct Trace {
     running: BTreeSet<Generation>,
     /// Whether the backend has a timeline row yet.
     on_timeline: bool,
+    /// Its fault driver's counters.
+    driver: Option<Rc<Probe>>,
+}
+
+impl Trace {
+    /// Whether the backend's driver says it is unhealthy: its last health
+    /// probe answered an error and no probe, setup or check succeeded since.
+    fn unhealthy(&mut self, probes: &Probes, backend: &str) -> bool {
+        self.driver
+            .get_or_insert_with(|| probes.probe(backend))
+            .health_failing
+            .get()
+    }
 }
 
 fn fnv(hash: u64, bytes: &[u8]) -> u64 {
@@ -123,6 +147,7 @@ impl Recorder {
     pub fn new(plan: &Plan) -> Self {
         let mut recorder = Recorder {
             hash: 0xcbf2_9ce4_8422_2325,
+            last_valid_config: Some(plan.clone()),
             ..Recorder::default()
         };
         for (name, backend) in &plan.backends {
@@ -146,6 +171,21 @@ impl Recorder {
             }
         }
         recorder
+    }
+
+    /// Reads the drivers' own counters from `registry` (the fault drivers of
+    /// this run): with it, each step also checks that no operation is
+    /// accepted while the backend's driver failed its last health probe.
+    pub fn watch_fault_probes(&mut self, registry: &DriverRegistry) {
+        self.probes = registry.fault_probes();
+    }
+
+    /// Whether `backend`'s driver says it is unhealthy (see [`Trace::unhealthy`]).
+    fn unhealthy(&mut self, backend: &str) -> bool {
+        match self.traces.get_mut(backend) {
+            Some(trace) => trace.unhealthy(&self.probes, backend),
+            None => self.probes.probe(backend).health_failing.get(),
+        }
     }
 
     fn violation(&mut self, at: Moment, backend: &str, message: String) {
@@ -173,6 +213,10 @@ impl Recorder {
                 refused,
             } => {
                 self.refused += 1;
+                let operation = refused.event == EventName::OperationStarted;
+                if operation && self.unhealthy(backend) {
+                    self.operations.refused_unhealthy += 1;
+                }
                 self.hash = fnv(self.hash, backend.as_bytes());
                 self.hash = fnv(self.hash, &at.since_epoch().as_millis().to_le_bytes());
                 self.hash = fnv(self.hash, refused.event.as_str().as_bytes());
@@ -203,6 +247,9 @@ impl Recorder {
             Some(trace) => trace,
             None => self.traces.entry(backend.to_string()).or_default(),
         };
+        // An operation is accepted here, before its driver call starts.
+        let unhealthy =
+            matches!(event, Event::OperationStarted) && trace.unhealthy(&self.probes, backend);
         let running = &mut trace.running;
         if let Event::SetupSucceeded { setup } | Event::SetupFailed { setup, .. } = event {
             running.remove(setup);
@@ -241,6 +288,11 @@ impl Recorder {
         if let Some(message) = overlap {
             self.violation(at, backend, message);
         }
+        if unhealthy {
+            let message = "an operation was accepted while the backend's health probe was failing \
+                (its last probe answered an error; no probe, setup or check succeeded since)";
+            self.violation(at, backend, message.to_string());
+        }
         if to == StateName::Ready && from != to && !self.first_ready.contains_key(backend) {
             self.first_ready.insert(backend.to_string(), at);
         }
@@ -260,19 +312,34 @@ impl Recorder {
                 self.marks.push((at, Mark::Operation, backend.clone()));
                 format!("create volume {volume} on {backend}")
             }
+            Action::CreateBackup { backend, backup } => {
+                self.operations.routed += 1;
+                self.marks.push((at, Mark::Operation, backend.clone()));
+                format!("create backup {backup} on {backend}")
+            }
+            Action::RestoreBackup { backend, backup } => {
+                self.operations.routed += 1;
+                self.marks.push((at, Mark::Operation, backend.clone()));
+                format!("restore backup {backup} on {backend}")
+            }
         };
         self.environment.push((index, at, text));
     }
 
-    /// The config file changed from `old` to `new`: backends it changes are
-    /// exempt from liveness obligations from then on.
-    pub fn config_written(&mut self, at: Moment, old: &Result<Plan, String>, new: &Plan) {
-        let Ok(old) = old else { return };
-        for (name, backend) in &old.backends {
-            if new.backends.get(name) != Some(backend) {
-                self.touched.entry(name.clone()).or_insert(at);
+    /// A valid config `new` was written: backends it changes from the last
+    /// valid one written (the plan at start, at first) are exempt from
+    /// liveness obligations from then on. An invalid file in between changes
+    /// nothing: a reload keeps the last valid config, so the next valid one
+    /// is compared with it.
+    pub fn config_written(&mut self, at: Moment, new: &Plan) {
+        if let Some(old) = &self.last_valid_config {
+            for (name, backend) in &old.backends {
+                if new.backends.get(name) != Some(backend) {
+                    self.touched.entry(name.clone()).or_insert(at);
+                }
             }
         }
+        self.last_valid_config = Some(new.clone());
     }
 
     /// Records an operation's outcome.
@@ -348,11 +415,20 @@ impl Recorder {
             .cloned()
             .collect();
         for name in names {
-            let overlap = registry.fault_probe(&name).max_concurrent_setups.get();
+            let driver = registry.fault_probe(&name);
+            let overlap = driver.max_concurrent_setups.get();
             if overlap > 1 {
                 let message = format!("the driver saw {overlap} setups running at once");
                 self.violation(shutdown_at, &name, message);
             }
+            let unhealthy = driver.operations_while_unhealthy.get();
+            if unhealthy > 0 {
+                let message = format!(
+                    "the driver ran {unhealthy} operation(s) while its health probe was failing"
+                );
+                self.violation(shutdown_at, &name, message);
+            }
+            self.health_probes_failed += u64::from(driver.health_probes_failed.get());
         }
         for obligation in self.obligations.clone() {
             let exempt = self
@@ -389,5 +465,68 @@ impl Recorder {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::{Lifecycle, Policy};
+
+    fn ready() -> Lifecycle {
+        let mut lifecycle = Lifecycle::new(Policy::default(), 1, 1);
+        let effects = lifecycle.apply(Event::Start, Moment::ZERO).expect("start");
+        let setup = effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::RunSetup { setup, .. } => Some(*setup),
+                _ => None,
+            })
+            .expect("a setup");
+        lifecycle
+            .apply(Event::SetupSucceeded { setup }, Moment::ZERO)
+            .expect("ready");
+        lifecycle
+    }
+
+    #[test]
+    fn an_operation_accepted_while_the_driver_failed_its_probe_is_a_violation() {
+        let registry = DriverRegistry::with_builtin();
+        let mut recorder = Recorder::default();
+        recorder.watch_fault_probes(&registry);
+        let before = ready();
+        let event = Event::OperationStarted;
+        let (after, effects) = before.step(event.clone(), Moment::ZERO).expect("accepted");
+        let observation = Observation::Transition {
+            backend: "backup",
+            at: Moment::ZERO,
+            before: &before,
+            event: &event,
+            after: &after,
+            effects: &effects,
+        };
+        recorder.observe(&observation);
+        assert!(recorder.violations.is_empty(), "{:?}", recorder.violations);
+        registry.fault_probe("backup").health_failing.set(true);
+        recorder.observe(&observation);
+        assert_eq!(recorder.violations.len(), 1, "{:?}", recorder.violations);
+        assert_eq!(recorder.violations[0].backend, "backup");
+        assert!(
+            recorder.violations[0]
+                .message
+                .contains("accepted while the backend's health probe was failing"),
+            "{:?}",
+            recorder.violations
+        );
+        // Another backend's health is its own.
+        recorder.observe(&Observation::Transition {
+            backend: "other",
+            at: Moment::ZERO,
+            before: &before,
+            event: &event,
+            after: &after,
+            effects: &effects,
+        });
+        assert_eq!(recorder.violations.len(), 1);
     }
 }

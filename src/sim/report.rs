@@ -30,6 +30,8 @@ pub struct SimReport {
     pub operations: OperationStats,
     /// Reloads: started, ended, rejected, aborted.
     pub reloads: [u64; 4],
+    /// Health probes of backup drivers that answered an error.
+    pub health_probes_failed: u64,
     /// Time to first Ready, per backend that got there.
     pub time_to_ready: Vec<Duration>,
     /// Backends never Ready.
@@ -67,6 +69,7 @@ impl SimReport {
             setups: recorder.setups,
             operations: recorder.operations,
             reloads: recorder.reloads,
+            health_probes_failed: recorder.health_probes_failed,
             never_ready: backends - time_to_ready.len(),
             time_to_ready,
             violations: recorder.violations.clone(),
@@ -116,6 +119,12 @@ impl SimReport {
         let _ = writeln!(out, "operations_refused: {}", ops.refused);
         let _ = writeln!(out, "operations_failed: {}", ops.failed);
         let _ = writeln!(out, "operations_cut: {}", ops.cancelled);
+        let _ = writeln!(
+            out,
+            "operations_refused_unhealthy: {}",
+            ops.refused_unhealthy
+        );
+        let _ = writeln!(out, "health_probes_failed: {}", self.health_probes_failed);
         let _ = writeln!(out, "time_to_ready_p50: {}", self.percentile(50));
         let _ = writeln!(out, "time_to_ready_p90: {}", self.percentile(90));
         let _ = writeln!(out, "time_to_ready_p99: {}", self.percentile(99));

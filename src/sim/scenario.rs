@@ -1,6 +1,7 @@
 //! Scenario: turns a seed into a plan of `fault` backends and a script of
-//! environment actions (flapping backends, hangs, panics, SIGHUP storms,
-//! invalid configs, operations during drains), and shrinks failing scripts.
+//! environment actions (flapping backends, hangs, panics, backup store
+//! outages, SIGHUP storms, invalid configs, operations during drains), and
+//! shrinks failing scripts.
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -24,6 +25,10 @@ pub enum Profile {
     Default,
     /// Everything more often.
     Chaos,
+    /// The default mix, and the backup backend's store goes away for a
+    /// while and comes back, again and again (`fault_outage`), while
+    /// backups and restores keep coming.
+    BackupOutage,
 }
 
 impl FromStr for Profile {
@@ -33,8 +38,9 @@ impl FromStr for Profile {
             "calm" => Ok(Profile::Calm),
             "default" => Ok(Profile::Default),
             "chaos" => Ok(Profile::Chaos),
+            "backup-outage" => Ok(Profile::BackupOutage),
             other => Err(format!(
-                "unknown fault profile `{other}` (known: calm, default, chaos)"
+                "unknown fault profile `{other}` (known: calm, default, chaos, backup-outage)"
             )),
         }
     }
@@ -47,6 +53,7 @@ impl Profile {
             Profile::Calm => "calm",
             Profile::Default => "default",
             Profile::Chaos => "chaos",
+            Profile::BackupOutage => "backup-outage",
         }
     }
 }
@@ -62,7 +69,7 @@ fn faults(rng: &mut Jitter, profile: Profile) -> Vec<(String, String)> {
     let mut set = |k: &str, v: String| options.push((k.to_string(), v));
     let roll = match profile {
         Profile::Calm => 0,
-        Profile::Default => rng.below(100),
+        Profile::Default | Profile::BackupOutage => rng.below(100),
         Profile::Chaos => 40 + rng.below(60),
     };
     match roll {
@@ -118,6 +125,31 @@ fn backend(
     (name, BackendPlan { spec, policy })
 }
 
+/// The options of a backup backend whose store goes away and comes back:
+/// one outage of 2 to 30 minutes in each two hours of `duration` (at least
+/// one), starting in the first half of its slot; sometimes slow operations,
+/// so that some are in flight when the store goes.
+fn store_outages(rng: &mut Jitter, duration: Duration) -> Vec<(String, String)> {
+    let secs = duration.as_secs().max(60);
+    let slots = (secs / 7200).clamp(1, 48);
+    let slot = secs / slots;
+    let periods: Vec<String> = (0..slots)
+        .map(|n| {
+            let start = n * slot + rng.below(slot / 2);
+            let length = (120 + rng.below(28 * 60)).min(slot / 2);
+            format!("{start}s..{}s", start + length.max(1))
+        })
+        .collect();
+    let mut options = vec![("fault_outage".to_string(), periods.join(", "))];
+    if rng.below(2) == 0 {
+        options.push((
+            "fault_op_delay".to_string(),
+            format!("{}s", 1 + rng.below(40)),
+        ));
+    }
+    options
+}
+
 /// Generates the simulation of `seed` with `backends` volume backends (plus
 /// one backup backend) over `duration`.
 pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile) -> Simulation {
@@ -138,10 +170,18 @@ pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile
         let (name, b) = backend(format!("vol-{i:04}"), Kind::Volume, options, policy);
         plan.backends.insert(name, b);
     }
-    let options = faults(&mut rng, profile);
-    let policy = policy(&mut rng, profile);
-    let (name, b) = backend("backup".to_string(), Kind::Backup, options, policy);
-    plan.backends.insert(name, b);
+    let mut options = faults(&mut rng, profile);
+    let mut policy = policy(&mut rng, profile);
+    // The backup service's own draws come from a stream of their own, so
+    // that adding them left every earlier seed's volume side as it was.
+    let mut backup_rng = Jitter::from_seed(seed ^ 0x6261_636b_7570_0000);
+    if profile == Profile::BackupOutage {
+        options = store_outages(&mut backup_rng, duration);
+        // Unlimited re-initializations: the service comes back by itself.
+        policy.reinit_driver_count = 0;
+    }
+    let (backup_name, b) = backend("backup".to_string(), Kind::Backup, options, policy);
+    plan.backends.insert(backup_name.clone(), b);
 
     let mut script = Vec::new();
     let secs = duration.as_secs().max(1);
@@ -164,6 +204,24 @@ pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile
                     volume: format!("v{n:05}"),
                 },
             });
+        }
+        // Backups and restores: about one a minute, one every 20 seconds
+        // with store outages.
+        let every = if profile == Profile::BackupOutage {
+            20
+        } else {
+            60
+        };
+        for n in 0..(secs / every).min(20_000) {
+            let at = Duration::from_millis(backup_rng.below(secs * 1000));
+            let backend = backup_name.clone();
+            let backup = format!("b{n:05}");
+            let action = if backup_rng.below(2) == 0 {
+                Action::CreateBackup { backend, backup }
+            } else {
+                Action::RestoreBackup { backend, backup }
+            };
+            script.push(Scripted { at, action });
         }
         // SIGHUP storms, each after an edit of the file.
         let storms = match profile {
