@@ -127,6 +127,8 @@ pub mod refusal;
 pub mod runtime;
 pub mod sim;
 pub mod status;
+#[cfg(feature = "sqlite")]
+pub mod store;
 pub mod systemd;
 pub mod table;
 #[cfg(feature = "cli")]

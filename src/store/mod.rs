@@ -1,0 +1,223 @@
+//! The records interface: one async trait over volumes, exports, attachments, backups
+//! and service rows, implemented by the embedded SQLite records and by PostgreSQL.
+//!
+//! Every method writes before it returns (durable before acknowledged). A
+//! store that cannot be reached answers [`StoreError::Unavailable`]: a
+//! recoverable failure of the records, never a crash.
+
+#[cfg(feature = "postgres")]
+pub mod postgres;
+mod sqlite;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+pub use crate::records::{AttachmentRow, BackupRow, ExportRow, Recovered, ServiceRow, VolumeRow};
+#[cfg(feature = "postgres")]
+pub use postgres::PgStore;
+
+/// Why the records could not be read or written.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The embedded SQLite database failed (names the file).
+    #[error(transparent)]
+    Sqlite(#[from] crate::records::RecordsError),
+    /// The database cannot be reached now (connection refused, timed out,
+    /// the server is restarting): operations are refused with this reason
+    /// and work resumes when it answers again.
+    #[error("records database {url} is unavailable: {reason}")]
+    Unavailable {
+        /// The database, password removed.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The database answered with an error (a bug or a schema problem).
+    #[error("records database {url}: {reason}")]
+    Query {
+        /// The database, password removed.
+        url: String,
+        /// The server's error.
+        reason: String,
+    },
+    /// The `[database] connection` URL is not one rekindle can use.
+    #[error("[database] connection {url:?}: {reason}")]
+    BadUrl {
+        /// The URL as given, password removed.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Durable records. Implemented by [`crate::records::Records`] (SQLite
+/// under `state_dir`) and [`PgStore`] (`[database] connection =
+/// postgresql://...`); the same contract tests run against both.
+#[async_trait(?Send)]
+pub trait RecordStore {
+    /// Inserts a volume.
+    async fn insert_volume(
+        &self,
+        id: &str,
+        backend: &str,
+        size_bytes: u64,
+        status: &str,
+    ) -> Result<(), StoreError>;
+    /// Sets a volume's status.
+    async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), StoreError>;
+    /// Sets a volume's size in bytes.
+    async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), StoreError>;
+    /// Deletes a volume (and any attachment left on it).
+    async fn delete_volume(&self, id: &str) -> Result<(), StoreError>;
+    /// One volume.
+    async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, StoreError>;
+    /// Every volume, by id.
+    async fn volumes(&self) -> Result<Vec<VolumeRow>, StoreError>;
+
+    /// Records (or replaces) an export.
+    async fn put_export(&self, export: &ExportRow) -> Result<(), StoreError>;
+    /// The export of a volume.
+    async fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, StoreError>;
+    /// Every export of a backend, by volume.
+    async fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, StoreError>;
+    /// Forgets an export.
+    async fn delete_export(&self, volume_id: &str) -> Result<(), StoreError>;
+
+    /// Records (or refreshes) `connector_host`'s attachment of a volume.
+    async fn put_attachment(
+        &self,
+        volume_id: &str,
+        connector_host: &str,
+        connector: &str,
+    ) -> Result<(), StoreError>;
+    /// A volume's attachments, oldest first.
+    async fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, StoreError>;
+    /// Forgets `connector_host`'s attachment of a volume.
+    async fn delete_attachment(
+        &self,
+        volume_id: &str,
+        connector_host: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Inserts a backup in `creating`.
+    async fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), StoreError>;
+    /// Updates a backup's status (and size in bytes, once known; the restore
+    /// target while restoring).
+    async fn set_backup(
+        &self,
+        id: &str,
+        status: &str,
+        size_bytes: Option<u64>,
+        restore_target: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// Marks whether a backup's data reached the store.
+    async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), StoreError>;
+    /// One backup.
+    async fn backup(&self, id: &str) -> Result<Option<BackupRow>, StoreError>;
+    /// Every backup, by id.
+    async fn backups(&self) -> Result<Vec<BackupRow>, StoreError>;
+    /// Deletes a backup.
+    async fn delete_backup(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Records a service row's heartbeat. SQLite stamps it with
+    /// `updated_at` (this host's clock); PostgreSQL with the server's
+    /// `now()`, so liveness never depends on a host's clock.
+    async fn put_service(
+        &self,
+        backend: &str,
+        binary: &str,
+        host: &str,
+        state: &str,
+        updated_at: &str,
+    ) -> Result<(), StoreError>;
+    /// Service rows, by host then backend.
+    async fn services(&self) -> Result<Vec<ServiceRow>, StoreError>;
+
+    /// Resolves records a crash left in transitional states, as Cinder
+    /// does: backup `creating` -> `error`; `restoring` -> `available` (and
+    /// its target volume -> `error_restoring`); `deleting` stays (the
+    /// deletion resumes); volume `creating` -> `error`, `backing-up` ->
+    /// `available`, `extending` -> `error_extending`, `deleting` resumes.
+    async fn recover(&self) -> Result<Vec<Recovered>, StoreError> {
+        let mut recovered = Vec::new();
+        for backup in self.backups().await? {
+            let to = match backup.status.as_str() {
+                "creating" => "error",
+                "restoring" => {
+                    if let Some(target) = &backup.restore_target {
+                        self.set_volume_status(target, "error_restoring").await?;
+                        recovered.push(Recovered {
+                            kind: "volume",
+                            id: target.clone(),
+                            from: "restoring-target".into(),
+                            to: "error_restoring".into(),
+                        });
+                    }
+                    "available"
+                }
+                "deleting" => "deleting",
+                _ => continue,
+            };
+            if to != backup.status {
+                self.set_backup(&backup.id, to, None, None).await?;
+            }
+            recovered.push(Recovered {
+                kind: "backup",
+                id: backup.id,
+                from: backup.status,
+                to: to.into(),
+            });
+        }
+        for volume in self.volumes().await? {
+            let to = match volume.status.as_str() {
+                "creating" => "error",
+                "deleting" => "deleting",
+                "backing-up" => "available",
+                "extending" => "error_extending",
+                _ => continue,
+            };
+            if to != volume.status {
+                self.set_volume_status(&volume.id, to).await?;
+            }
+            recovered.push(Recovered {
+                kind: "volume",
+                id: volume.id,
+                from: volume.status,
+                to: to.into(),
+            });
+        }
+        Ok(recovered)
+    }
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_a_message() {
+        assert_eq!(
+            redact("postgresql://cinder:s3cret@db.example:5432/cinder"),
+            "postgresql://cinder:***@db.example:5432/cinder"
+        );
+        assert_eq!(
+            redact("postgresql://cinder@db/cinder"),
+            "postgresql://cinder@db/cinder"
+        );
+        assert_eq!(redact("postgresql:///cinder"), "postgresql:///cinder");
+    }
+}

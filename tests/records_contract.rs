@@ -1,0 +1,350 @@
+//! One records contract, two stores: every test runs against the embedded SQLite records
+//! and against a real PostgreSQL (a private server started by `scripts/pg-server`).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use rekindle::records::{ExportRow, Records};
+use rekindle::runtime::run_real;
+use rekindle::store::{PgStore, RecordStore, StoreError};
+
+/// A private PostgreSQL on loopback for this test process, stopped when dropped.
+struct Server {
+    dir: PathBuf,
+    url: String,
+}
+
+impl Server {
+    fn start(name: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("rekindle-pg-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-server"))
+            .arg("start")
+            .arg(&dir)
+            .output()
+            .expect("scripts/pg-server runs");
+        assert!(
+            out.status.success(),
+            "a private PostgreSQL must start (./scripts/test installs the Debian package postgresql): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        Server { dir, url }
+    }
+
+    fn pg_ctl(&self, action: &str) {
+        let mut command = if rustix_is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--", "pg_ctl"]);
+            c
+        } else {
+            Command::new("pg_ctl")
+        };
+        let status = command
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-w", "-m", "immediate", "-l"])
+            .arg(self.dir.join("server.log"))
+            .arg(action)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("pg_ctl");
+        assert!(status.success(), "pg_ctl {action}");
+    }
+}
+
+fn rustix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-server"))
+            .arg("stop")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The contract, run against one store.
+async fn contract(store: &dyn RecordStore) {
+    // Volumes.
+    store
+        .insert_volume("v1", "lvm-1", 1 << 30, "creating")
+        .await
+        .expect("insert");
+    store
+        .set_volume_status("v1", "available")
+        .await
+        .expect("status");
+    store.set_volume_size("v1", 2 << 30).await.expect("size");
+    let v1 = store.volume("v1").await.expect("read").expect("exists");
+    assert_eq!(
+        (v1.backend.as_str(), v1.size_bytes, v1.status.as_str()),
+        ("lvm-1", 2 << 30, "available")
+    );
+    assert!(v1.updated_at.ends_with('Z'), "{}", v1.updated_at);
+    assert!(store.volume("nope").await.expect("read").is_none());
+    store
+        .insert_volume("v0", "lvm-1", 1, "available")
+        .await
+        .expect("insert");
+    let ids: Vec<String> = store
+        .volumes()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(ids, ["v0", "v1"]);
+    assert!(
+        store
+            .insert_volume("v1", "lvm-1", 1, "available")
+            .await
+            .is_err(),
+        "ids are unique"
+    );
+
+    // Exports: one per volume, replaced in place.
+    let export = ExportRow {
+        volume_id: "v1".into(),
+        backend: "lvm-1".into(),
+        pid: 4242,
+        host: "127.0.0.1".into(),
+        port: 10809,
+        connector_host: "compute-1".into(),
+    };
+    store.put_export(&export).await.expect("export");
+    store
+        .put_export(&ExportRow {
+            pid: 4343,
+            port: 10810,
+            ..export.clone()
+        })
+        .await
+        .expect("replace");
+    let exported = store.exports("lvm-1").await.expect("exports");
+    assert_eq!(exported.len(), 1);
+    assert_eq!((exported[0].pid, exported[0].port), (4343, 10810));
+    assert!(store.exports("other").await.expect("exports").is_empty());
+    store.delete_export("v1").await.expect("delete");
+    assert!(store.export("v1").await.expect("read").is_none());
+
+    // Attachments: per host, idempotent, oldest first, gone with the volume.
+    store
+        .put_attachment("v1", "src", r#"{"host":"src"}"#)
+        .await
+        .expect("attach");
+    store
+        .put_attachment("v1", "dst", r#"{"host":"dst"}"#)
+        .await
+        .expect("attach");
+    store
+        .put_attachment("v1", "src", r#"{"host":"src","ip":"10.0.0.1"}"#)
+        .await
+        .expect("again");
+    let hosts: Vec<String> = store
+        .attachments("v1")
+        .await
+        .expect("read")
+        .into_iter()
+        .map(|a| a.connector_host)
+        .collect();
+    assert_eq!(hosts.len(), 2, "{hosts:?}");
+    store.delete_attachment("v1", "dst").await.expect("detach");
+    let left = store.attachments("v1").await.expect("read");
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].connector, r#"{"host":"src","ip":"10.0.0.1"}"#);
+
+    // Backups and crash recovery.
+    store.insert_backup("b1", "v1").await.expect("backup");
+    store.insert_backup("b2", "v1").await.expect("backup");
+    store
+        .set_backup("b2", "restoring", Some(4096), Some("v0"))
+        .await
+        .expect("restoring");
+    store.set_backup_reached("b2", true).await.expect("reached");
+    let b2 = store.backup("b2").await.expect("read").expect("exists");
+    assert_eq!(
+        (
+            b2.size_bytes,
+            b2.reached_backend,
+            b2.restore_target.as_deref()
+        ),
+        (4096, true, Some("v0"))
+    );
+    store
+        .set_backup("b2", "restoring", None, Some("v0"))
+        .await
+        .expect("size kept");
+    assert_eq!(
+        store
+            .backup("b2")
+            .await
+            .expect("read")
+            .map(|b| b.size_bytes),
+        Some(4096)
+    );
+    let recovered = store.recover().await.expect("recover");
+    assert_eq!(
+        store.backup("b1").await.expect("read").map(|b| b.status),
+        Some("error".to_string())
+    );
+    assert_eq!(
+        store.backup("b2").await.expect("read").map(|b| b.status),
+        Some("available".to_string())
+    );
+    assert_eq!(
+        store.volume("v0").await.expect("read").map(|v| v.status),
+        Some("error_restoring".to_string())
+    );
+    assert_eq!(recovered.len(), 3, "{recovered:?}");
+    store.delete_backup("b1").await.expect("delete");
+    assert_eq!(store.backups().await.expect("list").len(), 1);
+
+    // Deleting a volume removes what was left attached.
+    store.delete_volume("v1").await.expect("delete");
+    assert!(store.attachments("v1").await.expect("read").is_empty());
+    assert!(store.volume("v1").await.expect("read").is_none());
+
+    // Service rows: one per host and backend.
+    store
+        .put_service(
+            "lvm-1",
+            "cinder-volume",
+            "node-1@lvm-1",
+            "up",
+            "2026-01-01T00:00:00Z",
+        )
+        .await
+        .expect("heartbeat");
+    let rows = store.services().await.expect("services");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0].binary.as_str(),
+            rows[0].host.as_str(),
+            rows[0].state.as_str()
+        ),
+        ("cinder-volume", "node-1@lvm-1", "up")
+    );
+}
+
+#[test]
+fn the_embedded_records_keep_the_contract() {
+    run_real(async {
+        let records = Records::in_memory().expect("sqlite");
+        contract(&records).await;
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn postgresql_keeps_the_contract_and_judges_liveness_by_its_own_clock() {
+    let server = Server::start("contract");
+    let url = server.url.clone();
+    run_real(async move {
+        let store = PgStore::connect(&url, Duration::from_secs(1))
+            .await
+            .expect("connects");
+        contract(&store).await;
+        // Migrations are idempotent: a second host connecting changes nothing.
+        let again = PgStore::connect(&url, Duration::from_secs(1))
+            .await
+            .expect("connects again");
+        assert_eq!(again.volumes().await.expect("list").len(), 1);
+        // The heartbeat above was written with the server's now(); the
+        // host's own `updated_at` ("2026-01-01") was ignored, and one second
+        // later by the server's clock the row is down.
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        let rows = store.services().await.expect("services");
+        assert_eq!(rows[0].state, "down", "{rows:?}");
+        assert!(!rows[0].updated_at.starts_with("2026-01-01"), "{rows:?}");
+        store
+            .put_service(
+                "lvm-1",
+                "cinder-volume",
+                "node-1@lvm-1",
+                "up",
+                "1999-01-01T00:00:00Z",
+            )
+            .await
+            .expect("heartbeat");
+        assert_eq!(store.services().await.expect("services")[0].state, "up");
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_database_outage_is_an_error_naming_it_and_work_resumes_when_it_returns() {
+    let server = Server::start("outage");
+    let url = server.url.clone();
+    run_real(async {
+        let store = PgStore::connect(&url, Duration::from_secs(10))
+            .await
+            .expect("connects");
+        store
+            .insert_volume("v1", "lvm-1", 1, "available")
+            .await
+            .expect("insert");
+        server.pg_ctl("stop");
+        let started = std::time::Instant::now();
+        let error = store.volumes().await.expect_err("the server is down");
+        assert!(started.elapsed() < Duration::from_secs(8), "no hang");
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+        assert!(error.to_string().contains("127.0.0.1"), "{error}");
+        // The pooled connection is found closed; a new one is refused.
+        assert!(error.to_string().contains("closed"), "says why: {error}");
+        let error = store.volumes().await.expect_err("still down");
+        assert!(error.to_string().contains("refused"), "says why: {error}");
+        server.pg_ctl("start");
+        // The pool reconnects by itself.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match store.volumes().await {
+                Ok(rows) => {
+                    assert_eq!(rows.len(), 1);
+                    break;
+                }
+                Err(e) if std::time::Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("the database came back but the store did not: {e}"),
+            }
+        }
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_bad_url_or_a_closed_port_says_what_is_wrong_without_the_password() {
+    run_real(async {
+        let Err(error) =
+            PgStore::connect("mysql://root:hunter2@db/cinder", Duration::from_secs(1)).await
+        else {
+            panic!("not postgresql")
+        };
+        let said = error.to_string();
+        assert!(said.contains("expected postgresql://"), "{said}");
+        assert!(!said.contains("hunter2"), "{said}");
+        let Err(error) = PgStore::connect(
+            "postgresql://rekindle:hunter2@127.0.0.1:1/postgres",
+            Duration::from_secs(1),
+        )
+        .await
+        else {
+            panic!("nothing listens on port 1")
+        };
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+        let said = error.to_string();
+        assert!(said.contains("127.0.0.1:1"), "{said}");
+        assert!(!said.contains("hunter2"), "{said}");
+    })
+    .expect("runtime");
+}
