@@ -1,75 +1,14 @@
 //! One records contract, two stores: every test runs against the embedded SQLite records
 //! and against a real PostgreSQL (a private server started by `scripts/pg-server`).
 
-use std::path::PathBuf;
-use std::process::Command;
+mod common;
+
 use std::time::Duration;
 
+use common::Server;
 use rekindle::records::{ExportRow, Records};
 use rekindle::runtime::run_real;
 use rekindle::store::{PgStore, RecordStore, StoreError};
-
-/// A private PostgreSQL on loopback for this test process, stopped when dropped.
-struct Server {
-    dir: PathBuf,
-    url: String,
-}
-
-impl Server {
-    fn start(name: &str) -> Server {
-        let dir = std::env::temp_dir().join(format!("rekindle-pg-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-server"))
-            .arg("start")
-            .arg(&dir)
-            .output()
-            .expect("scripts/pg-server runs");
-        assert!(
-            out.status.success(),
-            "a private PostgreSQL must start (./scripts/test installs the Debian package postgresql): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Server { dir, url }
-    }
-
-    fn pg_ctl(&self, action: &str) {
-        let mut command = if rustix_is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", "pg_ctl"]);
-            c
-        } else {
-            Command::new("pg_ctl")
-        };
-        let status = command
-            .arg("-D")
-            .arg(self.dir.join("data"))
-            .args(["-w", "-m", "immediate", "-l"])
-            .arg(self.dir.join("server.log"))
-            .arg(action)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .expect("pg_ctl");
-        assert!(status.success(), "pg_ctl {action}");
-    }
-}
-
-fn rustix_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-server"))
-            .arg("stop")
-            .arg(&self.dir)
-            .status();
-    }
-}
 
 /// The contract, run against one store.
 async fn contract(store: &dyn RecordStore) {

@@ -6,6 +6,8 @@
 //! recoverable failure of the records, never a crash.
 
 #[cfg(feature = "postgres")]
+pub mod cluster;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 mod sqlite;
 

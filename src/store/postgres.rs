@@ -19,7 +19,8 @@ use super::{
 
 /// Schema migrations, in order; each runs once, in a transaction, under an
 /// advisory lock (hosts starting together do not race).
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE volumes (
     id TEXT PRIMARY KEY, backend TEXT NOT NULL, size_bytes BIGINT NOT NULL,
     status TEXT NOT NULL, updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
@@ -38,7 +39,18 @@ CREATE TABLE services (
     host TEXT NOT NULL, backend TEXT NOT NULL, service_binary TEXT NOT NULL,
     state TEXT NOT NULL, heartbeat TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (host, backend));
-"];
+",
+    "
+CREATE TABLE hosts (
+    host TEXT PRIMARY KEY, cluster TEXT NOT NULL, epoch BIGINT NOT NULL,
+    heartbeat TIMESTAMPTZ NOT NULL);
+CREATE TABLE workers (
+    kind TEXT NOT NULL, id TEXT NOT NULL, status TEXT NOT NULL,
+    cluster TEXT NOT NULL, owner TEXT NOT NULL, epoch BIGINT NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, id));
+",
+];
 
 /// The advisory lock key migrations run under ("rekindle" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7265_6b69_6e64_6c65;
@@ -184,12 +196,33 @@ impl PgStore {
         tx.commit().await.map_err(|e| self.error(e))
     }
 
-    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+    /// The database, password removed.
+    pub(super) fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub(super) async fn query_one(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<tokio_postgres::Row, StoreError> {
+        let client = self.client().await?;
+        client
+            .query_one(sql, params)
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    pub(super) async fn execute(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
         let client = self.client().await?;
         client.execute(sql, params).await.map_err(|e| self.error(e))
     }
 
-    async fn query(
+    pub(super) async fn query(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
@@ -204,7 +237,7 @@ impl PgStore {
         let client = self.client().await?;
         client
             .batch_execute(
-                "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, rekindle_migrations",
+                "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, rekindle_migrations",
             )
             .await
             .map_err(|e| self.error(e))?;

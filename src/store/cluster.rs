@@ -1,0 +1,157 @@
+//! Active/Active clusters on PostgreSQL: hosts with fencing epochs, work in progress
+//! recorded with its owner (Cinder's `workers`), and the exactly-once claim of a dead host's work.
+//!
+//! Every decision is one SQL statement, never a check in the client then an
+//! act: a claim is `UPDATE workers ... WHERE owner = dead AND epoch = its
+//! epoch AND its heartbeat is stale by the server's clock RETURNING ...`,
+//! so of two survivors racing, exactly one gets each row. A host's writes
+//! to work it owns carry its epoch; once a survivor has claimed the work (or
+//! the host restarted with a new epoch), they change nothing.
+
+use std::time::Duration;
+
+use super::StoreError;
+use super::postgres::PgStore;
+
+/// A host's incarnation: bumped every time the host registers (starts), so
+/// a host that comes back never writes with the epoch its work was claimed
+/// under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Epoch(pub i64);
+
+/// One piece of work in progress (a volume being created, a backup being
+/// made, ...), owned by one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Work {
+    /// `volume` or `backup`.
+    pub kind: String,
+    /// The record's id.
+    pub id: String,
+    /// The record's status while the work runs (`creating`, `backing-up`, ...).
+    pub status: String,
+}
+
+/// Work a survivor took over from a dead host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// The work.
+    pub work: Work,
+    /// The host that died with it.
+    pub dead_host: String,
+}
+
+impl PgStore {
+    /// Registers this host's start in `cluster`: its epoch is one more than
+    /// any it had before. Heartbeats and work carry it.
+    pub async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, StoreError> {
+        let row = self
+            .query_one(
+                "INSERT INTO hosts (host, cluster, epoch, heartbeat) VALUES ($1, $2, 1, now())
+                 ON CONFLICT (host) DO UPDATE SET cluster = $2, epoch = hosts.epoch + 1, heartbeat = now()
+                 RETURNING epoch",
+                &[&host, &cluster],
+            )
+            .await?;
+        Ok(Epoch(row.get(0)))
+    }
+
+    /// Stamps this host alive (the server's `now()`). False if a newer
+    /// incarnation of the host registered since: this one must stop.
+    pub async fn host_heartbeat(&self, host: &str, epoch: Epoch) -> Result<bool, StoreError> {
+        let n = self
+            .execute(
+                "UPDATE hosts SET heartbeat = now() WHERE host = $1 AND epoch = $2",
+                &[&host, &epoch.0],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Records that `host` (at `epoch`) started `work` in `cluster`.
+    pub async fn begin_work(
+        &self,
+        host: &str,
+        epoch: Epoch,
+        cluster: &str,
+        work: &Work,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "INSERT INTO workers (kind, id, status, cluster, owner, epoch) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[&work.kind, &work.id, &work.status, &cluster, &host, &epoch.0],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Ends `work` as its owner: sets the record's final `status` and drops
+    /// the worker row, in one transaction, only if `host` at `epoch` still
+    /// owns it. False means a survivor claimed it (and resolved the record):
+    /// nothing was written.
+    pub async fn finish_work(
+        &self,
+        host: &str,
+        epoch: Epoch,
+        work: &Work,
+        status: &str,
+    ) -> Result<bool, StoreError> {
+        let table = match work.kind.as_str() {
+            "volume" => "volumes",
+            "backup" => "backups",
+            other => {
+                return Err(StoreError::Query {
+                    url: self.url().to_string(),
+                    reason: format!("unknown kind of work {other:?}"),
+                });
+            }
+        };
+        let sql = format!(
+            "WITH owned AS (
+                 DELETE FROM workers WHERE kind = $1 AND id = $2 AND owner = $3 AND epoch = $4
+                 RETURNING id)
+             UPDATE {table} SET status = $5, updated_at = now() WHERE id IN (SELECT id FROM owned)"
+        );
+        let n = self
+            .execute(&sql, &[&work.kind, &work.id, &host, &epoch.0, &status])
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Claims, for `survivor` at `epoch`, the work of every host of
+    /// `cluster` whose heartbeat is older than `service_down_time` by the
+    /// server's clock. One statement: two survivors racing never both get a
+    /// row.
+    pub async fn claim_dead_work(
+        &self,
+        survivor: &str,
+        epoch: Epoch,
+        cluster: &str,
+        service_down_time: Duration,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let millis = i64::try_from(service_down_time.as_millis()).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "WITH dead AS (
+                     SELECT w.kind, w.id, w.owner FROM workers w JOIN hosts h
+                       ON h.host = w.owner AND h.epoch = w.epoch
+                     WHERE w.cluster = $3 AND w.owner <> $1
+                       AND now() - h.heartbeat > make_interval(secs => $4::bigint / 1000.0)
+                     FOR UPDATE OF w SKIP LOCKED)
+                 UPDATE workers w SET owner = $1, epoch = $2, updated_at = now()
+                 FROM dead WHERE w.kind = dead.kind AND w.id = dead.id
+                 RETURNING w.kind, w.id, w.status, dead.owner",
+                &[&survivor, &epoch.0, &cluster, &millis],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Claimed {
+                work: Work {
+                    kind: r.get(0),
+                    id: r.get(1),
+                    status: r.get(2),
+                },
+                dead_host: r.get(3),
+            })
+            .collect())
+    }
+}

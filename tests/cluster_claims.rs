@@ -1,0 +1,177 @@
+//! A dead host's work is claimed exactly once by the survivors of its cluster (many rounds
+//! of two survivors racing, on a real PostgreSQL), and a host with a stale epoch writes nothing.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use rekindle::runtime::run_real;
+use rekindle::store::cluster::{Epoch, Work};
+use rekindle::store::{PgStore, RecordStore};
+
+const DOWN: Duration = Duration::from_millis(300);
+
+fn volume_work(id: &str) -> Work {
+    Work {
+        kind: "volume".into(),
+        id: id.into(),
+        status: "creating".into(),
+    }
+}
+
+async fn store(url: &str) -> PgStore {
+    PgStore::connect(url, DOWN).await.expect("connects")
+}
+
+#[test]
+fn two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once() {
+    let server = Server::start("claims");
+    let url = server.url.clone();
+    run_real(async move {
+        let (dead, s1, s2) = (store(&url).await, store(&url).await, store(&url).await);
+        let e1 = s1.register_host("s1", "c").await.expect("s1");
+        let e2 = s2.register_host("s2", "c").await.expect("s2");
+        for round in 0..20 {
+            let epoch = dead.register_host("d", "c").await.expect("d");
+            let ids: Vec<String> = (0..25).map(|n| format!("r{round}-v{n}")).collect();
+            for id in &ids {
+                dead.insert_volume(id, "lvm-1", 1, "creating")
+                    .await
+                    .expect("volume");
+                dead.begin_work("d", epoch, "c", &volume_work(id))
+                    .await
+                    .expect("work");
+            }
+            // While the owner is alive, nothing is claimed.
+            assert!(
+                s1.claim_dead_work("s1", e1, "c", DOWN)
+                    .await
+                    .expect("claim")
+                    .is_empty()
+            );
+            // `d` stops heartbeating (kill -9); the survivors keep theirs.
+            tokio::time::sleep(DOWN + Duration::from_millis(100)).await;
+            assert!(s1.host_heartbeat("s1", e1).await.expect("beat"));
+            assert!(s2.host_heartbeat("s2", e2).await.expect("beat"));
+            let (a, b) = tokio::join!(
+                s1.claim_dead_work("s1", e1, "c", DOWN),
+                s2.claim_dead_work("s2", e2, "c", DOWN)
+            );
+            let (a, b) = (a.expect("claim"), b.expect("claim"));
+            let mut claimed: Vec<String> = a.iter().chain(&b).map(|c| c.work.id.clone()).collect();
+            claimed.sort();
+            let mut expected = ids.clone();
+            expected.sort();
+            assert_eq!(claimed, expected, "round {round}: every piece, once");
+            assert!(a.iter().chain(&b).all(|c| c.dead_host == "d"));
+            // A second attempt finds nothing left.
+            assert!(
+                s2.claim_dead_work("s2", e2, "c", DOWN)
+                    .await
+                    .expect("claim")
+                    .is_empty()
+            );
+            // The survivors resolve what they claimed, as crash recovery
+            // does (creating -> error).
+            for c in &a {
+                assert!(
+                    s1.finish_work("s1", e1, &c.work, "error")
+                        .await
+                        .expect("finish")
+                );
+            }
+            for c in &b {
+                assert!(
+                    s2.finish_work("s2", e2, &c.work, "error")
+                        .await
+                        .expect("finish")
+                );
+            }
+            // The dead host, back with its old epoch, cannot undo it.
+            for id in &ids {
+                assert!(
+                    !dead
+                        .finish_work("d", epoch, &volume_work(id), "available")
+                        .await
+                        .expect("fenced"),
+                );
+                assert_eq!(
+                    dead.volume(id).await.expect("read").map(|v| v.status),
+                    Some("error".to_string())
+                );
+            }
+        }
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn an_owner_finishing_and_a_survivor_claiming_never_both_win() {
+    let server = Server::start("finish-race");
+    let url = server.url.clone();
+    run_real(async move {
+        let (owner, survivor) = (store(&url).await, store(&url).await);
+        let es = survivor.register_host("s", "c").await.expect("s");
+        let (mut owner_won, mut survivor_won) = (0, 0);
+        for round in 0..30 {
+            let eo = owner.register_host("o", "c").await.expect("o");
+            let work = volume_work(&format!("v{round}"));
+            owner
+                .insert_volume(&work.id, "lvm-1", 1, "creating")
+                .await
+                .expect("volume");
+            owner.begin_work("o", eo, "c", &work).await.expect("work");
+            // The owner stalled past service_down_time, then finishes just
+            // as the survivor claims.
+            tokio::time::sleep(DOWN + Duration::from_millis(50)).await;
+            survivor.host_heartbeat("s", es).await.expect("beat");
+            let (finished, claimed) = tokio::join!(
+                owner.finish_work("o", eo, &work, "available"),
+                survivor.claim_dead_work("s", es, "c", DOWN)
+            );
+            let finished = finished.expect("finish");
+            let claimed = !claimed.expect("claim").is_empty();
+            assert!(finished != claimed, "round {round}: exactly one wins");
+            let status = owner
+                .volume(&work.id)
+                .await
+                .expect("read")
+                .map(|v| v.status);
+            if finished {
+                owner_won += 1;
+                assert_eq!(status.as_deref(), Some("available"));
+            } else {
+                survivor_won += 1;
+                assert!(
+                    survivor
+                        .finish_work("s", es, &work, "error")
+                        .await
+                        .expect("resolve")
+                );
+            }
+        }
+        assert_eq!(owner_won + survivor_won, 30);
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn a_restarted_host_gets_a_new_epoch_and_the_old_one_stops_heartbeating() {
+    let server = Server::start("epochs");
+    let url = server.url.clone();
+    run_real(async move {
+        let old = store(&url).await;
+        let first = old.register_host("h", "c").await.expect("register");
+        let new = store(&url).await;
+        let second = new.register_host("h", "c").await.expect("register again");
+        assert!(second > first, "{second:?} after {first:?}");
+        assert!(
+            !old.host_heartbeat("h", first).await.expect("beat"),
+            "a stale incarnation learns it must stop"
+        );
+        assert!(new.host_heartbeat("h", second).await.expect("beat"));
+        assert_eq!(first, Epoch(1));
+    })
+    .expect("runtime");
+}
