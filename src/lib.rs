@@ -115,6 +115,7 @@ pub mod demo;
 pub mod driver;
 pub mod engine;
 pub mod event;
+pub mod fleet;
 pub mod lifecycle;
 pub mod listing;
 #[cfg(feature = "sqlite")]

@@ -1,0 +1,6 @@
+//! Fleet mode: many hosts on one PostgreSQL. The rolling reload's planner is pure
+//! (`rollout`); the records it runs on live in `crate::store`.
+
+pub mod rollout;
+
+pub use rollout::{HostPhase, Observation, Outcome, Rollout};

@@ -1,0 +1,221 @@
+//! The rolling reload as a pure planner (no clock, no I/O): which hosts to ask to reload
+//! next, so that no more than `max_unavailable` hosts of a cluster are reloading at once.
+//!
+//! A host is asked, reports its reload (as intended, or not), then must stay
+//! Ready for `min_ready` before it counts as done and frees its slot. The
+//! first host whose reload is rejected, rolled back or failed halts the
+//! rollout: nobody else is asked, and the hosts not reached keep their old
+//! config. Time is an offset the caller passes in.
+
+use std::time::Duration;
+
+/// Where one host is in the rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPhase {
+    /// Not asked yet (keeps its old config).
+    Waiting,
+    /// Asked to reload; no report yet.
+    Asked,
+    /// Reloaded as intended; Ready since this offset (`None`: not Ready now).
+    Settling {
+        /// Since when it has been Ready, continuously.
+        ready_since: Option<Duration>,
+    },
+    /// Reloaded and Ready for `min_ready`.
+    Done,
+    /// Its reload did not end as intended (the rollout halted here).
+    Failed {
+        /// Why, in the host's words.
+        reason: String,
+    },
+}
+
+/// One host in the rollout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRollout {
+    /// The host's name.
+    pub host: String,
+    /// Its cluster (a host without one is a cluster of its own).
+    pub cluster: String,
+    /// Where it is.
+    pub phase: HostPhase,
+}
+
+/// What the caller saw happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observation {
+    /// A host answered its reload request.
+    Reported {
+        /// The host.
+        host: String,
+        /// Every backend ended as intended.
+        as_intended: bool,
+        /// What happened, for the halt message.
+        summary: String,
+    },
+    /// Whether all of a host's backends are Ready now.
+    Ready {
+        /// The host.
+        host: String,
+        /// All Ready.
+        ready: bool,
+    },
+}
+
+/// How a rollout ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every host reloaded and stayed Ready for `min_ready`.
+    Done,
+    /// A host's reload did not end as intended; the hosts after it were not asked.
+    Halted {
+        /// Where it stopped.
+        host: String,
+        /// Why.
+        reason: String,
+        /// Hosts left on their old config.
+        not_reached: Vec<String>,
+        /// Hosts that reloaded but had not yet been Ready for `min_ready`.
+        unconfirmed: Vec<String>,
+    },
+}
+
+/// A rolling reload in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    /// Hosts of one cluster reloading at once, at most (at least 1).
+    pub max_unavailable: usize,
+    /// How long a reloaded host must stay Ready before the next is asked.
+    pub min_ready: Duration,
+    /// Every host, in the order they are asked.
+    pub hosts: Vec<HostRollout>,
+}
+
+impl Rollout {
+    /// A rollout over `hosts` (`(host, cluster)`, asked in this order).
+    pub fn new(
+        hosts: impl IntoIterator<Item = (String, Option<String>)>,
+        max_unavailable: usize,
+        min_ready: Duration,
+    ) -> Rollout {
+        Rollout {
+            max_unavailable: max_unavailable.max(1),
+            min_ready,
+            hosts: hosts
+                .into_iter()
+                .map(|(host, cluster)| HostRollout {
+                    cluster: cluster.unwrap_or_else(|| format!("host:{host}")),
+                    host,
+                    phase: HostPhase::Waiting,
+                })
+                .collect(),
+        }
+    }
+
+    fn halted(&self) -> bool {
+        self.hosts
+            .iter()
+            .any(|h| matches!(h.phase, HostPhase::Failed { .. }))
+    }
+
+    /// Hosts of `cluster` asked and not yet done: the replicas that may be
+    /// unavailable now.
+    pub fn in_flight(&self, cluster: &str) -> usize {
+        self.hosts
+            .iter()
+            .filter(|h| {
+                h.cluster == cluster
+                    && matches!(h.phase, HostPhase::Asked | HostPhase::Settling { .. })
+            })
+            .count()
+    }
+
+    /// Applies what the caller saw at `now`.
+    pub fn observe(&mut self, observation: Observation, now: Duration) {
+        match observation {
+            Observation::Reported {
+                host,
+                as_intended,
+                summary,
+            } => {
+                if let Some(h) = self.host_mut(&host)
+                    && h.phase == HostPhase::Asked
+                {
+                    h.phase = if as_intended {
+                        HostPhase::Settling { ready_since: None }
+                    } else {
+                        HostPhase::Failed { reason: summary }
+                    };
+                }
+            }
+            Observation::Ready { host, ready } => {
+                let min_ready = self.min_ready;
+                if let Some(h) = self.host_mut(&host)
+                    && let HostPhase::Settling { ready_since } = &mut h.phase
+                {
+                    match (ready, *ready_since) {
+                        (false, _) => *ready_since = None,
+                        (true, None) => *ready_since = Some(now),
+                        (true, Some(since)) if now.saturating_sub(since) >= min_ready => {
+                            h.phase = HostPhase::Done;
+                        }
+                        (true, Some(_)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn host_mut(&mut self, host: &str) -> Option<&mut HostRollout> {
+        self.hosts.iter_mut().find(|h| h.host == host)
+    }
+
+    /// The hosts to ask now (marked asked): in order, while their cluster
+    /// has a free slot; none once the rollout halted.
+    pub fn next(&mut self) -> Vec<String> {
+        if self.halted() {
+            return Vec::new();
+        }
+        let mut asked = Vec::new();
+        for index in 0..self.hosts.len() {
+            if self.hosts[index].phase != HostPhase::Waiting {
+                continue;
+            }
+            let cluster = self.hosts[index].cluster.clone();
+            if self.in_flight(&cluster) < self.max_unavailable {
+                self.hosts[index].phase = HostPhase::Asked;
+                asked.push(self.hosts[index].host.clone());
+            }
+        }
+        asked
+    }
+
+    /// How it ended, once it has: all done, or halted at the first failure.
+    pub fn outcome(&self) -> Option<Outcome> {
+        if let Some(failed) = self.hosts.iter().find_map(|h| match &h.phase {
+            HostPhase::Failed { reason } => Some((h.host.clone(), reason.clone())),
+            _ => None,
+        }) {
+            return Some(Outcome::Halted {
+                host: failed.0,
+                reason: failed.1,
+                not_reached: self
+                    .hosts
+                    .iter()
+                    .filter(|h| h.phase == HostPhase::Waiting)
+                    .map(|h| h.host.clone())
+                    .collect(),
+                unconfirmed: self
+                    .hosts
+                    .iter()
+                    .filter(|h| matches!(h.phase, HostPhase::Asked | HostPhase::Settling { .. }))
+                    .map(|h| h.host.clone())
+                    .collect(),
+            });
+        }
+        self.hosts
+            .iter()
+            .all(|h| h.phase == HostPhase::Done)
+            .then_some(Outcome::Done)
+    }
+}

@@ -1,0 +1,173 @@
+//! Properties of the rolling reload's planner: never more than `max_unavailable` hosts of
+//! a cluster in flight, each host asked once, nobody asked after a failure, and it finishes.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use rekindle::fleet::{HostPhase, Observation, Outcome, Rollout};
+
+const MIN_READY: Duration = Duration::from_secs(10);
+
+fn fleet() -> impl Strategy<Value = Vec<(String, Option<String>)>> {
+    proptest::collection::vec(proptest::option::weighted(0.8, 0..3u8), 1..12).prop_map(|clusters| {
+        clusters
+            .into_iter()
+            .enumerate()
+            .map(|(n, c)| (format!("h{n}"), c.map(|c| format!("c{c}"))))
+            .collect()
+    })
+}
+
+/// One thing the world does: a host reports (ok or not) or is seen (Ready
+/// or not), then time passes.
+fn world() -> impl Strategy<Value = Vec<(usize, u8, u64)>> {
+    proptest::collection::vec((0..12usize, 0..10u8, 0..15u64), 0..200)
+}
+
+fn check_slots(rollout: &Rollout) -> Result<(), TestCaseError> {
+    let clusters: BTreeSet<&str> = rollout.hosts.iter().map(|h| h.cluster.as_str()).collect();
+    for cluster in clusters {
+        prop_assert!(
+            rollout.in_flight(cluster) <= rollout.max_unavailable,
+            "{cluster}: {} in flight, at most {}",
+            rollout.in_flight(cluster),
+            rollout.max_unavailable
+        );
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn the_planner_keeps_its_promises(hosts in fleet(), max in 1..4usize, world in world()) {
+        let mut rollout = Rollout::new(hosts.clone(), max, MIN_READY);
+        let mut asked = BTreeSet::new();
+        let mut now = Duration::ZERO;
+        for (pick, what, wait) in world {
+            let halted_before = matches!(rollout.outcome(), Some(Outcome::Halted { .. }));
+            for host in rollout.next() {
+                prop_assert!(!halted_before, "{host} asked after the rollout halted");
+                prop_assert!(asked.insert(host.clone()), "{host} asked twice");
+            }
+            check_slots(&rollout)?;
+            let host = hosts[pick % hosts.len()].0.clone();
+            let observation = match what {
+                0 => Observation::Reported { host, as_intended: false, summary: "rolled back".into() },
+                1..=4 => Observation::Reported { host, as_intended: true, summary: String::new() },
+                5 => Observation::Ready { host, ready: false },
+                _ => Observation::Ready { host, ready: true },
+            };
+            rollout.observe(observation, now);
+            check_slots(&rollout)?;
+            now += Duration::from_secs(wait);
+        }
+        // A failure halts: the hosts never asked keep their old config.
+        if let Some(Outcome::Halted { not_reached, .. }) = rollout.outcome() {
+            for host in not_reached {
+                prop_assert!(!asked.contains(&host));
+            }
+        }
+    }
+
+    #[test]
+    fn a_fleet_that_reloads_well_finishes(hosts in fleet(), max in 1..4usize) {
+        let mut rollout = Rollout::new(hosts.clone(), max, MIN_READY);
+        let mut now = Duration::ZERO;
+        let mut rounds = 0;
+        while rollout.outcome().is_none() {
+            rounds += 1;
+            prop_assert!(rounds <= 3 * hosts.len() + 3, "stuck: {rollout:?}");
+            for host in rollout.next() {
+                rollout.observe(Observation::Reported { host, as_intended: true, summary: String::new() }, now);
+            }
+            check_slots(&rollout)?;
+            for (host, _) in &hosts {
+                rollout.observe(Observation::Ready { host: host.clone(), ready: true }, now);
+            }
+            now += MIN_READY;
+        }
+        prop_assert_eq!(rollout.outcome(), Some(Outcome::Done));
+    }
+}
+
+#[test]
+fn a_host_that_stops_being_ready_starts_its_min_ready_again() {
+    let mut rollout = Rollout::new(
+        [
+            ("a".to_string(), Some("c".to_string())),
+            ("b".to_string(), Some("c".to_string())),
+        ],
+        1,
+        MIN_READY,
+    );
+    assert_eq!(rollout.next(), ["a"]);
+    assert!(rollout.next().is_empty(), "one slot in cluster c");
+    let at = Duration::from_secs;
+    rollout.observe(
+        Observation::Reported {
+            host: "a".into(),
+            as_intended: true,
+            summary: String::new(),
+        },
+        at(0),
+    );
+    rollout.observe(
+        Observation::Ready {
+            host: "a".into(),
+            ready: true,
+        },
+        at(1),
+    );
+    rollout.observe(
+        Observation::Ready {
+            host: "a".into(),
+            ready: false,
+        },
+        at(8),
+    );
+    rollout.observe(
+        Observation::Ready {
+            host: "a".into(),
+            ready: true,
+        },
+        at(9),
+    );
+    rollout.observe(
+        Observation::Ready {
+            host: "a".into(),
+            ready: true,
+        },
+        at(18),
+    );
+    assert!(
+        matches!(rollout.hosts[0].phase, HostPhase::Settling { .. }),
+        "9 s Ready is not 10"
+    );
+    rollout.observe(
+        Observation::Ready {
+            host: "a".into(),
+            ready: true,
+        },
+        at(19),
+    );
+    assert_eq!(rollout.hosts[0].phase, HostPhase::Done);
+    assert_eq!(rollout.next(), ["b"]);
+    rollout.observe(
+        Observation::Reported {
+            host: "b".into(),
+            as_intended: false,
+            summary: "b: lvm-1 rolled back".into(),
+        },
+        at(20),
+    );
+    assert_eq!(
+        rollout.outcome(),
+        Some(Outcome::Halted {
+            host: "b".into(),
+            reason: "b: lvm-1 rolled back".into(),
+            not_reached: vec![],
+            unconfirmed: vec![]
+        })
+    );
+}
