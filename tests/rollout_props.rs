@@ -46,7 +46,7 @@ proptest! {
         let mut now = Duration::ZERO;
         for (pick, what, wait) in world {
             let halted_before = matches!(rollout.outcome(), Some(Outcome::Halted { .. }));
-            for host in rollout.next() {
+            for host in rollout.ask_next() {
                 prop_assert!(!halted_before, "{host} asked after the rollout halted");
                 prop_assert!(asked.insert(host.clone()), "{host} asked twice");
             }
@@ -78,7 +78,7 @@ proptest! {
         while rollout.outcome().is_none() {
             rounds += 1;
             prop_assert!(rounds <= 3 * hosts.len() + 3, "stuck: {rollout:?}");
-            for host in rollout.next() {
+            for host in rollout.ask_next() {
                 rollout.observe(Observation::Reported { host, as_intended: true, summary: String::new() }, now);
             }
             check_slots(&rollout)?;
@@ -101,8 +101,8 @@ fn a_host_that_stops_being_ready_starts_its_min_ready_again() {
         1,
         MIN_READY,
     );
-    assert_eq!(rollout.next(), ["a"]);
-    assert!(rollout.next().is_empty(), "one slot in cluster c");
+    assert_eq!(rollout.ask_next(), ["a"]);
+    assert!(rollout.ask_next().is_empty(), "one slot in cluster c");
     let at = Duration::from_secs;
     rollout.observe(
         Observation::Reported {
@@ -152,7 +152,7 @@ fn a_host_that_stops_being_ready_starts_its_min_ready_again() {
         at(19),
     );
     assert_eq!(rollout.hosts[0].phase, HostPhase::Done);
-    assert_eq!(rollout.next(), ["b"]);
+    assert_eq!(rollout.ask_next(), ["b"]);
     rollout.observe(
         Observation::Reported {
             host: "b".into(),

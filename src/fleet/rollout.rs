@@ -172,7 +172,7 @@ impl Rollout {
 
     /// The hosts to ask now (marked asked): in order, while their cluster
     /// has a free slot; none once the rollout halted.
-    pub fn next(&mut self) -> Vec<String> {
+    pub fn ask_next(&mut self) -> Vec<String> {
         if self.halted() {
             return Vec::new();
         }
