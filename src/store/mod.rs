@@ -9,6 +9,8 @@
 pub mod cluster;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "postgres")]
+pub mod requests;
 mod sqlite;
 
 use async_trait::async_trait;

@@ -50,6 +50,13 @@ CREATE TABLE workers (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT now(),
     PRIMARY KEY (kind, id));
 ",
+    "
+CREATE TABLE reload_requests (
+    id BIGSERIAL PRIMARY KEY, host TEXT NOT NULL, rollout BIGINT,
+    state TEXT NOT NULL DEFAULT 'requested', as_intended BOOLEAN, report TEXT,
+    requested_at TIMESTAMPTZ NOT NULL DEFAULT now(), answered_at TIMESTAMPTZ);
+CREATE INDEX reload_requests_pending ON reload_requests (host) WHERE state = 'requested';
+",
 ];
 
 /// The advisory lock key migrations run under ("rekindle" in ASCII).
@@ -59,6 +66,8 @@ const MIGRATION_LOCK: i64 = 0x7265_6b69_6e64_6c65;
 pub struct PgStore {
     pool: Pool,
     url: String,
+    /// The URL with its password, for connections outside the pool (LISTEN).
+    config: tokio_postgres::Config,
     service_down_time: Duration,
 }
 
@@ -97,7 +106,7 @@ impl PgStore {
             .options("-c statement_timeout=5000")
             .application_name("rekindle");
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -117,6 +126,7 @@ impl PgStore {
         let store = PgStore {
             pool,
             url: shown,
+            config,
             service_down_time,
         };
         store.migrate().await?;
@@ -151,7 +161,7 @@ impl PgStore {
         }
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => self.error(e),
             other => self.unavailable(other),
@@ -196,6 +206,15 @@ impl PgStore {
         tx.commit().await.map_err(|e| self.error(e))
     }
 
+    /// The connection settings (for a dedicated LISTEN connection).
+    pub(super) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    pub(super) fn failed(&self, e: tokio_postgres::Error) -> StoreError {
+        self.error(e)
+    }
+
     /// The database, password removed.
     pub(super) fn url(&self) -> &str {
         &self.url
@@ -237,7 +256,7 @@ impl PgStore {
         let client = self.client().await?;
         client
             .batch_execute(
-                "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, rekindle_migrations",
+                "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, reload_requests, rekindle_migrations",
             )
             .await
             .map_err(|e| self.error(e))?;
