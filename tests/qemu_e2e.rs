@@ -856,11 +856,7 @@ fn lists_are_tables_or_json_and_long_backups_and_restores_report_progress() {
     node.qemu_io(&url, "write -P 0x5a 0 24M");
     let table = text(&["volume", "list"]);
     let lines: Vec<&str> = table.lines().collect();
-    let header: Vec<&str> = lines[0]
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let header = columns(lines[0]);
     assert_eq!(
         header,
         ["ID", "Status", "Size", "Backend", "Attached to", "Updated"],
@@ -943,11 +939,7 @@ fn lists_are_tables_or_json_and_long_backups_and_restores_report_progress() {
 
     let table = text(&["backup", "list"]);
     let lines: Vec<&str> = table.lines().collect();
-    let header: Vec<&str> = lines[0]
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let header = columns(lines[0]);
     assert_eq!(
         header,
         ["ID", "Status", "Size", "Volume", "Updated"],
@@ -1008,4 +1000,12 @@ fn lists_are_tables_or_json_and_long_backups_and_restores_report_progress() {
             && stderr.contains("corrupt"),
         "{stderr}"
     );
+}
+
+/// A table line's columns (columns are separated by two spaces or more).
+fn columns(line: &str) -> Vec<&str> {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
 }
