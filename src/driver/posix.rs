@@ -162,7 +162,9 @@ impl PosixBackupDriver {
         })
     }
 
-    /// The store root as it is now is the one set up (see [`StoreRoot`]).
+    /// The store root as it is now is the one set up: an existing directory
+    /// with the device and inode it had at setup (a mount point if
+    /// `backup_posix_require_mount`).
     /// Every write checks this first, and writes only below the root: the
     /// root itself is never created by a write.
     pub fn check_store(&self) -> Result<(), DriverError> {
