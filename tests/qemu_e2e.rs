@@ -1060,7 +1060,9 @@ fn a_volumes_dir_moved_away_takes_the_backend_out_is_never_recreated_and_it_reco
     // An empty stand-in at the same path is not the directory set up: the
     // retried setup does not adopt it and nothing is written into it.
     std::fs::create_dir(&volumes).expect("an empty stand-in");
-    std::thread::sleep(Duration::from_secs(5));
+    // Longer than the default budget's backoffs (1 + 2 + 4 s): a health
+    // loss is retried past reinit_driver_count, so it still recovers alone.
+    std::thread::sleep(Duration::from_secs(9));
     assert_ne!(
         node.backend_state("qemu-1"),
         "ready",

@@ -44,6 +44,11 @@ impl Hash for BackendWorld {
         // so its config says it all.
         h.write_u64(self.lc.previous().map_or(0, |p| p.config + 1));
         h.write_u64(self.lc.last_generation());
+        // Recovering from a health loss only matters where giving up can
+        // happen: with an unlimited budget it changes no transition.
+        if self.lc.policy().reinit_driver_count > 0 {
+            h.write_u8(u8::from(self.lc.recovering()));
+        }
         // The three list lengths and every timer's kind in one word (two
         // bits per kind), then one word per generation: the same
         // information as hashing each list, in fewer words.
