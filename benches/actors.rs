@@ -1,6 +1,8 @@
 //! Benchmark of the actor shell against bare actix, measured in the same run.
 //! Prints actor_roundtrip_ratio_vs_actix, backends_10k_rss_mb, backends_10k_all_ready_ms
 //! (and, for reference, bare_actix_10k_spawn_ping_ms: 10,000 bare actors spawned and pinged).
+//! The driver actor runs with an event subscriber attached (one of the user's actors,
+//! as `EngineBuilder::subscribe` adds); `subscriber_notices` is what it received.
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -30,6 +32,18 @@ impl Handler<Ping> for Bare {
     type Result = u64;
     fn handle(&mut self, msg: Ping, _: &mut Context<Self>) -> u64 {
         msg.0 + 1
+    }
+}
+
+/// One of the user's actors, subscribed to every event: it counts them.
+struct Subscriber(Rc<std::cell::Cell<u64>>);
+impl Actor for Subscriber {
+    type Context = Context<Self>;
+}
+impl Handler<rekindle::Notice> for Subscriber {
+    type Result = ();
+    fn handle(&mut self, _: rekindle::Notice, _: &mut Context<Self>) {
+        self.0.set(self.0.get() + 1);
     }
 }
 
@@ -102,9 +116,11 @@ async fn bare_roundtrips(addr: &Addr<Bare>, n: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// A driver actor on the instant driver, once it is Ready.
-async fn ready_driver_actor() -> Addr<DriverActor> {
+/// A driver actor on the instant driver, once it is Ready, with `subscriber`
+/// subscribed to its events.
+async fn ready_driver_actor(subscriber: Recipient<rekindle::Notice>) -> Addr<DriverActor> {
     let shell = shell();
+    shell.notifier.subscribe(subscriber);
     let addr = DriverActor::new(
         spec("bench", Kind::Volume, "instant", &[]),
         Policy::default(),
@@ -184,13 +200,16 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let (bare, driver, mut ratios, rss_mb, ready_ms, bare_10k_ms) = run_real(async {
+    let received = Rc::new(std::cell::Cell::new(0));
+    let counted = received.clone();
+    let (bare, driver, mut ratios, rss_mb, ready_ms, bare_10k_ms) = run_real(async move {
         // Warm up both paths. Then measure them in short pairs, back to
         // back, the order alternating: a slow or fast spell of the shared
         // machine hits both runs of a pair, so each pair's ratio is a fair
         // one, and the median pair is the figure.
         let bare_actor = Bare.start();
-        let driver_actor = ready_driver_actor().await;
+        let subscriber = Subscriber(counted).start().recipient();
+        let driver_actor = ready_driver_actor(subscriber).await;
         bare_roundtrips(&bare_actor, CHUNK).await;
         driver_roundtrips(&driver_actor, CHUNK).await;
         let (mut bare, mut driver, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
@@ -230,6 +249,7 @@ fn main() {
         "actor_roundtrip_ratio_pair_max: {:.3}",
         ratios[ratios.len() - 1]
     );
+    println!("subscriber_notices: {}", received.get());
     println!("backends_10k_rss_mb: {rss_mb:.1}");
     println!("backends_10k_all_ready_ms: {ready_ms:.0}");
     println!("bare_actix_10k_spawn_ping_ms: {bare_10k_ms:.0}");

@@ -13,10 +13,10 @@ use std::time::Duration;
 use ini::{Ini, ParseOption};
 use thiserror::Error;
 
-use crate::actors::controller::{BackendPlan, Plan};
 use crate::driver::options::{SpecOrigin, SpecProblem, did_you_mean};
 use crate::driver::{DriverRegistry, DriverSpec, Kind};
 use crate::lifecycle::{Policy, PolicyError, parse_duration};
+use crate::plan::{BackendPlan, Plan};
 
 /// The name of the backup backend in plans, statuses and notifications.
 pub const BACKUP_BACKEND: &str = "backup";

@@ -23,7 +23,7 @@ use actix::prelude::*;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::actors::controller::{BackendPlan, GetPlan, Loader, Plan, RequestReloadAndWait};
+use crate::actors::controller::{GetPlan, RequestReloadAndWait};
 use crate::actors::service::Route;
 use crate::actors::signal::ControlSignal;
 use crate::actors::{Controller, Handles, Operation, OperationError, OperationOutput, Shell};
@@ -35,6 +35,7 @@ use crate::driver::{BackupDriver, DriverContext, DriverRegistry, DriverSpec, Kin
 use crate::event::Notice;
 use crate::lifecycle::{DriverError, Policy};
 use crate::notify::Notifier;
+use crate::plan::{BackendPlan, Loader, Plan};
 use crate::status::BackendStatus;
 use crate::systemd::Systemd;
 

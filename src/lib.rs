@@ -73,7 +73,9 @@
 //!
 //! - [`lifecycle`]: the sans-IO driver state machine (`Lifecycle::step`). Imports
 //!   nothing from the rest of the crate.
-//! - [`engine`]: the front door ([`Engine::builder`], [`EngineHandle`]).
+//! - [`engine`]: the front door ([`Engine::builder`], [`EngineHandle`]);
+//!   [`plan`]: what to run ([`Plan`], [`BackendPlan`]), which config produces
+//!   and the engine and actors consume.
 //! - [`event`]: the notification contract as types ([`Event`], [`Notice`]).
 //! - [`driver`]: the driver traits ([`VolumeDriver`], [`BackupDriver`]) and the
 //!   built-in drivers; [`actors`]: the actix shell; [`sim`] and [`check`]: the
@@ -92,7 +94,10 @@
 //! cinder.conf, strsim, serde_path_to_error, futures-util, async-trait, libc).
 //!
 //! - `cli`: the `rekindle` binary (clap, indicatif, tracing-subscriber), the
-//!   daemon and its control socket (`daemon`, `control`); implies `sqlite`.
+//!   daemon and its control socket; implies `sqlite`. The binary's plumbing
+//!   (`daemon`, `control`, `wait`, `demo`, `listing`, `table`, and the
+//!   checker's `export` and `fuzz`) is hidden from these docs and is not
+//!   public API.
 //! - `sqlite`: durable records in a bundled SQLite (`records`) and the
 //!   `manager`, which records operations before acknowledging them.
 //! - `qemu`: the `qemu` volume driver; it records its exports, so it implies `sqlite`.
@@ -108,19 +113,28 @@ pub mod check;
 pub mod clock;
 pub mod config;
 #[cfg(feature = "cli")]
+// Plumbing of the `rekindle` binary, not public API: hidden, may change.
+#[doc(hidden)]
 pub mod control;
 #[cfg(feature = "cli")]
+// Plumbing of the `rekindle` binary, not public API: hidden, may change.
+#[doc(hidden)]
 pub mod daemon;
+// Plumbing of the `rekindle` binary, not public API: hidden, may change.
+#[doc(hidden)]
 pub mod demo;
 pub mod driver;
 pub mod engine;
 pub mod event;
 pub mod fleet;
 pub mod lifecycle;
+// Plumbing of the `rekindle` binary, not public API: hidden, may change.
+#[doc(hidden)]
 pub mod listing;
 #[cfg(feature = "sqlite")]
 pub mod manager;
 pub mod notify;
+pub mod plan;
 pub mod progress;
 #[cfg(feature = "sqlite")]
 pub mod records;
@@ -131,8 +145,12 @@ pub mod status;
 #[cfg(feature = "sqlite")]
 pub mod store;
 pub mod systemd;
+// Plumbing of the `rekindle` binary, not public API: hidden, may change.
+#[doc(hidden)]
 pub mod table;
 #[cfg(feature = "cli")]
+// Plumbing of the `rekindle` binary, not public API: hidden, may change.
+#[doc(hidden)]
 pub mod wait;
 
 pub use actors::{
@@ -145,4 +163,5 @@ pub use driver::{
 pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, JitterSeed, Reload};
 pub use event::{Event, Notice};
 pub use lifecycle::{DriverError, Policy, StateName};
+pub use plan::{BackendPlan, Plan};
 pub use status::BackendStatus;

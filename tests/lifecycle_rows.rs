@@ -564,7 +564,8 @@ fn the_budget_resets_after_ten_minutes_ready() {
         .fire_retry(secs(1))
         .succeed(secs(1));
     assert_eq!(d.lc.state().attempt(), 1);
-    // Lost after 5 minutes: the budget (1) is spent, so it gives up.
+    // Lost after 5 minutes: the budget (1) is spent; a health loss is
+    // retried anyway (recovering), at the same attempt, the last backoff.
     let mut early = Drive {
         lc: d.lc.clone(),
         fx: vec![],
@@ -577,8 +578,9 @@ fn the_budget_resets_after_ten_minutes_ready() {
         },
         secs(301),
     );
-    assert!(early.lc.state().gave_up());
-    // Lost after 10 minutes: the budget was reset, so it retries.
+    assert!(!early.lc.state().gave_up());
+    assert_eq!(early.lc.state().retry().map(|r| r.attempt), Some(1));
+    // Lost after 10 minutes: the budget was reset, so it retries from 1.
     d.ok(
         Event::HealthLost {
             epoch,
@@ -1012,4 +1014,74 @@ fn removal_stops_once_drained() {
     d.ok(Event::RemovalRequested, secs(1));
     d.ok(Event::OperationFinished, secs(2));
     assert_eq!(d.name(), StateName::Stopped);
+}
+
+#[test]
+fn a_health_loss_is_retried_past_the_budget_until_the_backend_is_back() {
+    // reinit_driver_count counts failed initializations (Cinder's option):
+    // a driver that was Ready on this config and lost its backend keeps
+    // retrying at the capped backoff, and recovers by itself.
+    let mut d = Drive::defaults();
+    d.ready();
+    let epoch = d.epoch();
+    d.ok(
+        Event::HealthLost {
+            epoch,
+            error: backend_down(),
+        },
+        secs(60),
+    );
+    assert!(d.lc.recovering());
+    let mut now = secs(60);
+    let mut delays = Vec::new();
+    for _ in 0..8 {
+        let retry = *d.lc.state().retry().expect("still retrying");
+        delays.push(retry.at.saturating_since(now).as_secs());
+        assert!(retry.attempt <= 3, "attempts stay within the budget");
+        now = retry.at;
+        d.fire_retry(now);
+        d.fail_with(backend_down(), now);
+        assert!(!d.lc.state().gave_up(), "never gives up while recovering");
+        assert!(
+            !d.notes()
+                .iter()
+                .any(|n| matches!(n, Notification::GaveUp { .. }))
+        );
+    }
+    assert_eq!(delays, [1, 2, 4, 4, 4, 4, 4, 4]);
+    // The backend returns: Ready, and the next failure is budgeted again
+    // only once it is a setup failure of a new config.
+    let retry = *d.lc.state().retry().expect("retrying");
+    d.fire_retry(retry.at).succeed(retry.at);
+    assert_eq!(d.name(), StateName::Ready);
+    assert!(!d.lc.recovering());
+}
+
+#[test]
+fn a_reload_that_fails_to_set_up_while_recovering_is_budgeted_again() {
+    let mut d = Drive::new(Policy {
+        reinit_driver_count: 1,
+        reload_rollback: false,
+        ..Policy::default()
+    });
+    d.ready();
+    let epoch = d.epoch();
+    d.ok(
+        Event::HealthLost {
+            epoch,
+            error: backend_down(),
+        },
+        secs(1),
+    );
+    assert!(d.lc.recovering());
+    // A new config while recovering: its setups are ordinary setups.
+    d.reload(true, secs(1));
+    assert!(!d.lc.recovering());
+    d.fail_with(backend_down(), secs(1));
+    let retry = *d.lc.state().retry().expect("one retry");
+    d.fire_retry(retry.at).fail_with(backend_down(), retry.at);
+    assert!(
+        d.lc.state().gave_up(),
+        "the budget applies to the new config"
+    );
 }

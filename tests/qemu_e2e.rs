@@ -484,7 +484,8 @@ fn a_store_lost_after_start_is_never_recreated_and_records_tell_the_truth() {
     let out = node.cli(&["backup", "create", &source]);
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("is gone"),
+        String::from_utf8_lossy(&out.stderr).contains("backup_posix_path")
+            && String::from_utf8_lossy(&out.stderr).contains("does not exist"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -856,11 +857,7 @@ fn lists_are_tables_or_json_and_long_backups_and_restores_report_progress() {
     node.qemu_io(&url, "write -P 0x5a 0 24M");
     let table = text(&["volume", "list"]);
     let lines: Vec<&str> = table.lines().collect();
-    let header: Vec<&str> = lines[0]
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let header = columns(lines[0]);
     assert_eq!(
         header,
         ["ID", "Status", "Size", "Backend", "Attached to", "Updated"],
@@ -943,11 +940,7 @@ fn lists_are_tables_or_json_and_long_backups_and_restores_report_progress() {
 
     let table = text(&["backup", "list"]);
     let lines: Vec<&str> = table.lines().collect();
-    let header: Vec<&str> = lines[0]
-        .split("  ")
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let header = columns(lines[0]);
     assert_eq!(
         header,
         ["ID", "Status", "Size", "Volume", "Updated"],
@@ -1008,4 +1001,135 @@ fn lists_are_tables_or_json_and_long_backups_and_restores_report_progress() {
             && stderr.contains("corrupt"),
         "{stderr}"
     );
+}
+
+/// A table line's columns (columns are separated by two spaces or more).
+fn columns(line: &str) -> Vec<&str> {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// `rekindle status --json` as text, for messages anywhere in it.
+fn status_text(node: &Node) -> String {
+    String::from_utf8_lossy(&node.cli(&["status", "--json"]).stdout).into_owned()
+}
+
+/// Whether `volumes_dir` holds a file whose name contains `id`.
+fn has_image(dir: &std::path::Path, id: &str) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().contains(id))
+    })
+}
+
+#[test]
+fn a_volumes_dir_moved_away_takes_the_backend_out_is_never_recreated_and_it_recovers_alone() {
+    let node = Node::new("volmoved", (22200, 22219), true, "");
+    let volumes = node.dir.join("volumes");
+    let kept = node.create("1M");
+    std::fs::rename(&volumes, node.dir.join("volumes.gone")).expect("mv volumes_dir away");
+    // The stats call of the next publisher tick (periodic_interval = 2s) is the probe.
+    node.wait("the qemu backend to leave ready", |n| {
+        n.backend_state("qemu-1") != "ready"
+    });
+    assert!(
+        status_text(&node).contains("volumes_dir"),
+        "status names volumes_dir: {}",
+        status_text(&node)
+    );
+    let out = node.cli(&["volume", "create", "--size", "1M", "--backend", "qemu-1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("volume create refused"),
+        "{stderr}"
+    );
+    let out = node.cli(&["volume", "delete", &kept]);
+    assert!(
+        !out.status.success(),
+        "a delete while volumes_dir is gone is refused"
+    );
+    assert!(
+        volume_row(&node, &kept).is_some(),
+        "the volume's record stays"
+    );
+    assert!(!volumes.exists(), "nothing re-created volumes_dir");
+
+    // An empty stand-in at the same path is not the directory set up: the
+    // retried setup does not adopt it and nothing is written into it.
+    std::fs::create_dir(&volumes).expect("an empty stand-in");
+    // Longer than the default budget's backoffs (1 + 2 + 4 s): a health
+    // loss is retried past reinit_driver_count, so it still recovers alone.
+    std::thread::sleep(Duration::from_secs(9));
+    assert_ne!(
+        node.backend_state("qemu-1"),
+        "ready",
+        "{}",
+        status_text(&node)
+    );
+    let out = node.cli(&["volume", "create", "--size", "1M", "--backend", "qemu-1"]);
+    assert!(!out.status.success(), "create refused on the stand-in");
+    assert_eq!(
+        std::fs::read_dir(&volumes).expect("stand-in").count(),
+        0,
+        "nothing was written into the stand-in"
+    );
+
+    // The real directory returns: Ready by itself, the volume still there.
+    std::fs::remove_dir(&volumes).expect("rmdir stand-in");
+    std::fs::rename(node.dir.join("volumes.gone"), &volumes).expect("mv back");
+    node.wait("the qemu backend to come back by itself", |n| {
+        n.backend_state("qemu-1") == "ready"
+    });
+    assert!(has_image(&volumes, &kept));
+    let id = node.create("1M");
+    assert!(
+        has_image(&volumes, &id),
+        "the new volume landed in volumes_dir"
+    );
+    node.ok(&["volume", "delete", &kept]);
+    assert!(!has_image(&volumes, &kept));
+}
+
+#[test]
+fn backup_posix_require_mount_keeps_a_plain_directory_down_until_reloaded_off() {
+    let node = Node::new(
+        "reqmount",
+        (22220, 22239),
+        true,
+        "backup_posix_require_mount = true",
+    );
+    let store = node.dir.join("backups");
+    let message = format!(
+        "backup_posix_path {} is not a mount point (backup_posix_require_mount = true)",
+        store.display()
+    );
+    node.wait("the refusal to show in status", |n| {
+        status_text(n).contains(&message)
+    });
+    assert_ne!(node.backend_state("backup"), "ready");
+    let source = node.create("1M");
+    let out = node.cli(&["backup", "create", &source]);
+    assert!(!out.status.success(), "backup create refused");
+    assert_eq!(std::fs::read_dir(&store).expect("store").count(), 0);
+
+    // The option is reloadable: turned off, the service comes up.
+    let conf = node.dir.join("cinder.conf");
+    let text = std::fs::read_to_string(&conf).expect("config");
+    std::fs::write(
+        &conf,
+        text.replace(
+            "backup_posix_require_mount = true",
+            "backup_posix_require_mount = false",
+        ),
+    )
+    .expect("edit config");
+    let out = node.cli(&["reload", "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    node.wait("the backup service to come up", |n| {
+        n.backend_state("backup") == "ready"
+    });
+    node.ok(&["backup", "create", &source]);
 }

@@ -2,21 +2,16 @@
 //! events and performs the resulting effects (driver calls, timers, notifications).
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
-use thiserror::Error;
 use tokio::sync::oneshot;
 
 use crate::clock::ServiceClock;
 use crate::driver::registry::AnyDriver;
-use crate::driver::{
-    BackupRecord, Capabilities, ConnectionInfo, Connector, DriverContext, DriverRegistry,
-    DriverSpec, Kind, Volume,
-};
+use crate::driver::{Capabilities, DriverContext, DriverRegistry, DriverSpec, Kind};
 use crate::lifecycle::{
     ConfigId, DriverError, Effect, Effects, Event, Generation, Lifecycle, Moment, Notification,
     Policy, Refused, StateName, Timer,
@@ -24,7 +19,8 @@ use crate::lifecycle::{
 use crate::notify::Notifier;
 use crate::status::{BackendStatus, InFlight, StaleConfig, StatusBoard};
 
-use super::driver_call::{CallSlot, DriverCall, Started, WrongKind};
+use super::driver_call::{CallSlot, DriverCall, Started, WrongKind, guarded, panicked};
+pub use super::operation::{Operation, OperationError, OperationOutput};
 use super::scheduler::CapabilitiesReport;
 
 /// One step of one backend's lifecycle, as seen by an [`Observer`].
@@ -102,143 +98,6 @@ impl Shell {
             plant_bug_keep_hung_setups: false,
         }
     }
-}
-
-/// An operation routed to a backend.
-#[derive(Debug, Clone)]
-pub enum Operation {
-    /// `create_volume`.
-    CreateVolume(Volume),
-    /// `delete_volume`.
-    DeleteVolume(Volume),
-    /// `create_export(volume, connector)` then `initialize_connection(volume,
-    /// connector)`; the export is removed again if the second fails.
-    Attach {
-        /// The volume.
-        volume: Volume,
-        /// The attaching host (boxed: a connector is large, and every
-        /// operation message is moved through the mailbox).
-        connector: Box<Connector>,
-    },
-    /// `initialize_connection` alone (idempotent; the export must exist).
-    InitializeConnection {
-        /// The volume.
-        volume: Volume,
-        /// The attaching host (boxed: a connector is large, and every
-        /// operation message is moved through the mailbox).
-        connector: Box<Connector>,
-    },
-    /// `terminate_connection` then `remove_export` (the last host detaching).
-    Detach {
-        /// The volume.
-        volume: Volume,
-        /// The host detaching.
-        connector: Box<Connector>,
-    },
-    /// `terminate_connection` alone: one host detaches while others still
-    /// use the export.
-    TerminateConnection {
-        /// The volume.
-        volume: Volume,
-        /// The host detaching.
-        connector: Box<Connector>,
-    },
-    /// Where the volume's data lives on this host (`locate`).
-    Locate(Volume),
-    /// `extend_volume` to a new size in bytes.
-    ExtendVolume(Volume, u64),
-    /// `backup`.
-    Backup {
-        /// The backup.
-        backup: Box<BackupRecord>,
-        /// Its source volume.
-        volume: Volume,
-    },
-    /// `restore`.
-    Restore {
-        /// The backup.
-        backup: Box<BackupRecord>,
-        /// The target volume.
-        volume: Volume,
-    },
-    /// `delete_backup`.
-    DeleteBackup(Box<BackupRecord>),
-}
-
-impl Operation {
-    /// The operation in an operator's words ("volume create").
-    pub fn name(&self) -> &'static str {
-        match self {
-            Operation::CreateVolume(..) => "volume create",
-            Operation::DeleteVolume(..) => "volume delete",
-            Operation::Attach { .. } => "volume attach",
-            Operation::InitializeConnection { .. } => "volume attach (initialize connection)",
-            Operation::Detach { .. } | Operation::TerminateConnection { .. } => "volume detach",
-            Operation::ExtendVolume(..) => "volume extend",
-            Operation::Locate(..) => "volume lookup",
-            Operation::Backup { .. } => "backup create",
-            Operation::Restore { .. } => "backup restore",
-            Operation::DeleteBackup(..) => "backup delete",
-        }
-    }
-}
-
-impl Message for Operation {
-    type Result = Result<OperationOutput, OperationError>;
-}
-
-/// What an operation returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OperationOutput {
-    /// Nothing to return.
-    Done,
-    /// Connection info for the attaching host (boxed, as the location: an
-    /// answer is moved several times on its way back to the caller).
-    Connection(Box<ConnectionInfo>),
-    /// Where a volume's data lives.
-    Location(Option<Box<crate::driver::VolumeLocation>>),
-}
-
-/// Why an operation did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-pub enum OperationError {
-    /// The backend is not Ready: what was refused, the backend, its state in
-    /// words and what happens next (see [`crate::refusal::Refusal`]).
-    #[error("{0}")]
-    Refused(Box<crate::refusal::Refusal>),
-    /// The driver failed the operation.
-    #[error("backend `{backend}`: {error}")]
-    Driver {
-        /// The backend.
-        backend: String,
-        /// The driver's error.
-        error: DriverError,
-    },
-    /// The operation does not apply to this kind of backend.
-    #[error("backend `{backend}` is a {kind} backend and cannot {operation}")]
-    WrongKind {
-        /// The backend.
-        backend: String,
-        /// Its kind.
-        kind: &'static str,
-        /// What was asked.
-        operation: &'static str,
-    },
-    /// No backend of that name exists.
-    #[error("no backend named `{0}`")]
-    UnknownBackend(String),
-    /// The backend has stopped (shutdown, or removed by a reload) and takes
-    /// no operations.
-    #[error(
-        "backend `{0}` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
-    )]
-    Stopped(String),
-    /// The backend stopped while the operation ran.
-    #[error("backend `{0}` stopped before the operation finished")]
-    Cancelled(String),
-    /// The backend's mailbox is full; retry.
-    #[error("backend `{0}` is busy (mailbox full); retry")]
-    Busy(String),
 }
 
 /// Start the driver (first setup).
@@ -794,25 +653,6 @@ fn build(shell: &Shell, spec: &DriverSpec) -> Result<AnyDriver, DriverError> {
         }),
     };
     shell.registry.build(&ctx)
-}
-
-/// Runs a driver future, turning a panic into a recoverable error: a
-/// panicking driver never kills its actor or the arbiter.
-async fn guarded<T>(call: impl Future<Output = Result<T, DriverError>>) -> Result<T, DriverError> {
-    AssertUnwindSafe(call)
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|panic| Err(panicked(panic)))
-}
-
-/// A caught panic as a recoverable driver error.
-pub(super) fn panicked(panic: Box<dyn std::any::Any + Send>) -> DriverError {
-    let message = panic
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "non-string panic payload".to_string());
-    DriverError::Panicked(message.into())
 }
 
 impl Actor for DriverActor {

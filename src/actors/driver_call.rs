@@ -12,11 +12,13 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
+
 use crate::driver::registry::AnyDriver;
 use crate::driver::{BackupDriver, BackupRecord, Connector, Volume, VolumeDriver};
 use crate::lifecycle::DriverError;
 
-use super::driver_actor::{Operation, OperationOutput};
+use super::operation::{Operation, OperationOutput};
 
 /// What a driver call returns.
 pub type CallResult = Result<OperationOutput, DriverError>;
@@ -203,9 +205,30 @@ where
             }
             Ok(Poll::Pending) => Started::Running(slot),
             // A future that panicked is not polled or reused again.
-            Err(panic) => Started::Finished(Err(super::driver_actor::panicked(panic))),
+            Err(panic) => Started::Finished(Err(panicked(panic))),
         }
     }
+}
+
+/// Runs a driver future, turning a panic into a recoverable error: a
+/// panicking driver never kills its actor or the arbiter.
+pub(super) async fn guarded<T>(
+    call: impl Future<Output = Result<T, DriverError>>,
+) -> Result<T, DriverError> {
+    AssertUnwindSafe(call)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| Err(panicked(panic)))
+}
+
+/// A caught panic as a recoverable driver error.
+pub(super) fn panicked(panic: Box<dyn std::any::Any + Send>) -> DriverError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_string());
+    DriverError::Panicked(message.into())
 }
 
 #[cfg(test)]

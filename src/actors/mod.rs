@@ -10,6 +10,7 @@
 pub mod controller;
 pub mod driver_actor;
 mod driver_call;
+mod operation;
 pub mod publisher;
 pub mod scheduler;
 pub mod service;

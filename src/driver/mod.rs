@@ -15,6 +15,8 @@ pub mod posix;
 #[cfg(feature = "qemu")]
 pub mod qemu;
 pub mod registry;
+#[cfg(any(feature = "qemu", feature = "posix"))]
+mod store_root;
 pub mod volume;
 
 pub use backup::{BackupDriver, BackupId, BackupRecord};

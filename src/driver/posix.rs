@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::backup::Progress;
 use super::options::{OptionDecl, OptionDefault, OptionReader, Rule};
+use super::store_root::StoreRoot;
 use super::{BackupDriver, BackupRecord, DriverContext, Volume, VolumeLocation};
 use crate::lifecycle::DriverError;
 
@@ -26,6 +27,12 @@ pub const OPTIONS: &[OptionDecl] = &[
         Rule::Text,
         OptionDefault::Required,
         "the backup store; missing or not writable: the backup service is down (retried)",
+    ),
+    OptionDecl::new(
+        "backup_posix_require_mount",
+        Rule::Bool,
+        OptionDefault::Value("false"),
+        "`true`: `backup_posix_path` must be a mount point, at setup and on every probe, so an unmounted store is never written to the filesystem beneath it",
     ),
     OptionDecl::new(
         "backup_file_size",
@@ -73,11 +80,11 @@ pub struct Metadata {
 
 /// The `posix` backup driver.
 pub struct PosixBackupDriver {
-    root: PathBuf,
-    /// The store root's identity (device, inode) when set up: a root moved
-    /// away, replaced, or unmounted (the mount point's own directory shows
-    /// through) no longer matches, and nothing is written there.
-    identity: std::cell::Cell<Option<(u64, u64)>>,
+    /// The store root, checked against its setup identity before every
+    /// write: a root moved away, replaced, or unmounted (the mount point's
+    /// own directory shows through) no longer matches, and nothing is
+    /// written there.
+    store: StoreRoot,
     file_size: u64,
     /// Bytes per second a call copies at most; 0 = no limit.
     rate_limit: u64,
@@ -133,56 +140,39 @@ fn hex(bytes: &[u8]) -> String {
 pub use super::options::parse_size;
 
 impl PosixBackupDriver {
-    fn writable(&self) -> Result<(), DriverError> {
-        let probe = self.root.join(".rekindle-write-probe");
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                DriverError::backend(format!(
-                    "backup_posix_path {} is not writable: {e}",
-                    self.root.display()
-                ))
-            })
-    }
-
     /// Builds the driver from its options, read through [`OPTIONS`]
     /// (`backup_posix_path` required).
     pub fn from_context(ctx: &DriverContext) -> Result<Self, DriverError> {
         let read = OptionReader::new("posix", OPTIONS, &ctx.spec);
         Ok(PosixBackupDriver {
-            root: PathBuf::from(read.get::<String>("backup_posix_path")?),
-            identity: std::cell::Cell::new(None),
+            store: {
+                let store = StoreRoot::new(
+                    PathBuf::from(read.get::<String>("backup_posix_path")?),
+                    "backup_posix_path",
+                );
+                if read.get::<bool>("backup_posix_require_mount")? {
+                    store.require_mount("backup_posix_require_mount")
+                } else {
+                    store
+                }
+            },
             file_size: read.get("backup_file_size")?,
             rate_limit: read.get("backup_rate_limit")?,
             qemu_img: read.get("backup_qemu_img")?,
         })
     }
 
-    /// The store root as it is now: an existing directory with the device
-    /// and inode it had at setup. Every write checks this first, and writes
-    /// only below the root: the root itself is never created by a write.
+    /// The store root as it is now is the one set up: an existing directory
+    /// with the device and inode it had at setup (a mount point if
+    /// `backup_posix_require_mount`).
+    /// Every write checks this first, and writes only below the root: the
+    /// root itself is never created by a write.
     pub fn check_store(&self) -> Result<(), DriverError> {
-        use std::os::unix::fs::MetadataExt;
-        let root = self.root.display();
-        let meta = std::fs::metadata(&self.root).map_err(|e| {
-            DriverError::backend(format!("backup store {root} is gone ({e}); is it mounted?"))
-        })?;
-        if !meta.is_dir() {
-            return Err(DriverError::backend(format!(
-                "backup store {root} is not a directory"
-            )));
-        }
-        let now = (meta.dev(), meta.ino());
-        match self.identity.get() {
-            Some(then) if then != now => Err(DriverError::backend(format!(
-                "backup store {root} is not the directory set up (device and inode changed: moved, replaced or unmounted)"
-            ))),
-            _ => Ok(()),
-        }
+        self.store.check()
     }
 
     fn dir(&self, backup_id: &str) -> Result<PathBuf, DriverError> {
-        Ok(self.root.join(checked_id(backup_id)?))
+        Ok(self.store.path().join(checked_id(backup_id)?))
     }
 
     fn location(volume: &Volume) -> Result<VolumeLocation, DriverError> {
@@ -509,30 +499,17 @@ async fn blocking<T: Send + 'static>(
 #[async_trait(?Send)]
 impl BackupDriver for PosixBackupDriver {
     async fn do_setup(&self) -> Result<(), DriverError> {
-        if !self.root.is_dir() {
-            return Err(DriverError::backend(format!(
-                "backup_posix_path {} does not exist (is the backup store mounted?)",
-                self.root.display()
-            )));
-        }
-        self.writable()?;
-        use std::os::unix::fs::MetadataExt;
-        let meta =
-            std::fs::metadata(&self.root).map_err(|e| io(&self.root.display().to_string(), e))?;
-        self.identity.set(Some((meta.dev(), meta.ino())));
-        Ok(())
+        self.store.setup()
     }
 
     async fn probe(&self) -> Result<(), DriverError> {
-        self.check_store()?;
-        self.writable()
+        self.store.probe()
     }
 
     /// The store set up is still there and writable: what a rollback to
     /// this instance must pass.
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
-        self.check_store()?;
-        self.writable()
+        self.store.probe()
     }
 
     async fn backup(&self, backup: &BackupRecord, volume: &Volume) -> Result<(), DriverError> {
@@ -543,7 +520,10 @@ impl BackupDriver for PosixBackupDriver {
         let (source, temporary) = if location.format == "raw" {
             (location.path.clone(), None)
         } else {
-            let tmp = self.root.join(format!(".{}.raw", checked_id(&backup.id)?));
+            let tmp = self
+                .store
+                .path()
+                .join(format!(".{}.raw", checked_id(&backup.id)?));
             self.convert(&location.format, &location.path, "raw", &tmp)
                 .await?;
             (tmp.clone(), Some(tmp))
@@ -576,7 +556,8 @@ impl BackupDriver for PosixBackupDriver {
             return blocking(move || restore_in_place(&dir, &target, &progress, &throttle)).await;
         }
         let tmp = self
-            .root
+            .store
+            .path()
             .join(format!(".{}.restore.raw", checked_id(&backup.id)?));
         let raw = tmp.clone();
         let progress = backup.progress.clone();
@@ -653,9 +634,9 @@ mod tests {
         // mv S S.gone: the probe fails, a backup is refused, S is not recreated.
         std::fs::rename(&store, base.join("S.gone")).expect("move away");
         let lost = block_on(driver.probe()).expect_err("store gone");
-        assert!(lost.to_string().contains("is gone"), "{lost}");
+        assert!(lost.to_string().contains("does not exist"), "{lost}");
         let refused = block_on(driver.backup(&backup, &volume)).expect_err("no store");
-        assert!(refused.to_string().contains("is gone"), "{refused}");
+        assert!(refused.to_string().contains("does not exist"), "{refused}");
         assert!(!store.exists(), "the write path re-created the store root");
         // An empty directory in its place (an unmounted mount point): not the store.
         std::fs::create_dir(&store).expect("mount point");

@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use serde_json::json;
 
 use super::options::{OptionDecl, OptionDefault, OptionReader, Rule};
+use super::store_root::StoreRoot;
 use super::{
     Capabilities, ConnectionInfo, Connector, DriverContext, DriverEvent, DriverEvents, Volume,
     VolumeDriver, VolumeId, VolumeLocation,
@@ -110,7 +111,11 @@ impl Export {
 /// The `qemu` volume driver.
 pub struct QemuDriver {
     backend: String,
-    volumes_dir: PathBuf,
+    /// `volumes_dir`, checked against its setup identity before every
+    /// write and on every stats call (a publisher tick): moved away,
+    /// replaced or unmounted, the backend is not ready and nothing is
+    /// written or re-created there.
+    volumes_dir: StoreRoot,
     format: &'static str,
     export_host: IpAddr,
     ports: RangeInclusive<u16>,
@@ -125,26 +130,6 @@ pub struct QemuDriver {
 }
 
 impl QemuDriver {
-    /// `volumes_dir` exists, is a directory and is writable.
-    fn check_volumes_dir(&self) -> Result<(), DriverError> {
-        let dir = &self.volumes_dir;
-        if !dir.is_dir() {
-            return Err(DriverError::backend(format!(
-                "volumes_dir {} does not exist (yet)",
-                dir.display()
-            )));
-        }
-        let probe = dir.join(".rekindle-write-probe");
-        std::fs::write(&probe, b"")
-            .and_then(|()| std::fs::remove_file(&probe))
-            .map_err(|e| {
-                DriverError::backend(format!(
-                    "volumes_dir {} is not writable: {e}",
-                    dir.display()
-                ))
-            })
-    }
-
     /// Builds the driver from the backend's options, read through
     /// [`OPTIONS`]; bad values are fatal `Config` errors naming the option.
     pub fn from_context(
@@ -154,7 +139,10 @@ impl QemuDriver {
         let read = OptionReader::new("qemu", OPTIONS, &ctx.spec);
         Ok(QemuDriver {
             backend: ctx.spec.backend.clone(),
-            volumes_dir: PathBuf::from(read.get::<String>("volumes_dir")?),
+            volumes_dir: StoreRoot::new(
+                PathBuf::from(read.get::<String>("volumes_dir")?),
+                "volumes_dir",
+            ),
             format: read.get("volume_format")?,
             export_host: read.get("export_host")?,
             ports: read.get("export_port_range")?,
@@ -171,6 +159,7 @@ impl QemuDriver {
         let id = checked_volume_id(id)?;
         Ok(self
             .volumes_dir
+            .path()
             .join(format!("volume-{}.{}", id.hyphenated(), self.format)))
     }
 
@@ -350,6 +339,7 @@ impl QemuDriver {
     }
 
     async fn restart_export(&self, volume_id: &VolumeId, reason: &str) -> Result<(), DriverError> {
+        self.volumes_dir.check()?;
         let Some(old) = self.exports.borrow_mut().remove(volume_id) else {
             return Ok(());
         };
@@ -452,25 +442,28 @@ impl VolumeDriver for QemuDriver {
                 ));
             }
         }
-        self.check_volumes_dir()?;
+        self.volumes_dir.setup()?;
         self.adopt_exports().await
     }
 
-    /// `qemu-img` runs and `volumes_dir` is still a writable directory: what
-    /// a rollback to this instance must pass.
+    /// `qemu-img` runs and `volumes_dir` is still the writable directory
+    /// set up: what a rollback to this instance must pass.
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
-        self.check_volumes_dir()?;
+        self.volumes_dir.probe()?;
         self.qemu_img(&["--version".as_ref()]).await
     }
 
+    /// Also the health probe: `volumes_dir` must still be the writable
+    /// directory set up, so a tick notices it moved or unmounted.
     async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
-        let stat = rustix::fs::statvfs(&self.volumes_dir).map_err(|e| {
-            DriverError::backend(format!("volumes_dir {}: {e}", self.volumes_dir.display()))
-        })?;
+        self.volumes_dir.probe()?;
+        let dir = self.volumes_dir.path();
+        let stat = rustix::fs::statvfs(dir)
+            .map_err(|e| DriverError::backend(format!("volumes_dir {}: {e}", dir.display())))?;
         let mut extra = BTreeMap::new();
         extra.insert(
             "allocated_capacity_bytes".to_string(),
-            dir_usage(&self.volumes_dir).to_string(),
+            dir_usage(dir).to_string(),
         );
         extra.insert("volume_format".to_string(), self.format.to_string());
         Ok(Capabilities {
@@ -485,6 +478,7 @@ impl VolumeDriver for QemuDriver {
 
     async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         let path = self.path(&volume.id)?;
+        self.volumes_dir.check()?;
         let size = volume.size_bytes.to_string();
         self.qemu_img(&[
             "create".as_ref(),
@@ -497,8 +491,11 @@ impl VolumeDriver for QemuDriver {
         .await
     }
 
+    /// Refused while `volumes_dir` is not the directory set up: a missing
+    /// image there says nothing about the real one.
     async fn delete_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         let path = self.path(&volume.id)?;
+        self.volumes_dir.check()?;
         if self.exports.borrow().contains_key(&volume.id) {
             return Err(other(format!(
                 "volume {} is exported; detach it first",
@@ -525,6 +522,7 @@ impl VolumeDriver for QemuDriver {
             .map_err(|e| other(e.to_string()))?
             .to_string();
         connector.require_ip().map_err(|e| other(e.to_string()))?;
+        self.volumes_dir.check()?;
         let _guard = self.export_lock.lock().await;
         if self.exports.borrow().contains_key(&volume.id) {
             // Another host attaches (a live migration): the export is shared,
@@ -637,6 +635,7 @@ impl VolumeDriver for QemuDriver {
                 volume.id, volume.size_bytes
             )));
         }
+        self.volumes_dir.check()?;
         let size = new_size_bytes.to_string();
         self.qemu_img(&[
             "resize".as_ref(),

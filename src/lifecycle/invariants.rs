@@ -3,7 +3,7 @@
 
 use thiserror::Error;
 
-use super::{AfterDrain, Effect, Event, Lifecycle, State, StateName, TimerKind};
+use super::{AfterDrain, Effect, Event, Failed, Lifecycle, State, StateName, TimerKind};
 
 /// A broken invariant, naming the transition that broke it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -112,6 +112,17 @@ pub fn check_transition(
                 ),
             ));
         }
+    }
+    if after.recovering()
+        && matches!(
+            after.state(),
+            State::Failed(Failed::Recoverable { retry: None, .. })
+        )
+    {
+        return Err(fail(
+            "a driver that lost its health keeps retrying until it is back",
+            "gave up while recovering from a health loss".to_string(),
+        ));
     }
     if budget > 0 && after.state().attempt() > budget {
         return Err(fail(

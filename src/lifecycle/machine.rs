@@ -25,6 +25,14 @@ pub struct Lifecycle {
     previous: Option<Box<PendingConfig>>,
     last_generation: Generation,
     jitter: Jitter,
+    /// The driver lost its health while Ready and has not been Ready
+    /// since: its setup succeeded on this config, so the backend itself is
+    /// away (a store unmounted, a directory moved). Its retries are not
+    /// limited by `reinit_driver_count` (Cinder's option counts failed
+    /// initializations): it keeps retrying at its last attempt's backoff, attempt
+    /// numbers staying within the budget, and comes back by itself when the
+    /// backend returns. Cleared on Ready, on a reload, on stop.
+    recovering: bool,
 }
 
 impl Lifecycle {
@@ -38,6 +46,7 @@ impl Lifecycle {
             previous: None,
             last_generation: 0,
             jitter: Jitter::from_seed(seed),
+            recovering: false,
         }
     }
 
@@ -65,6 +74,13 @@ impl Lifecycle {
     /// The last generation handed out (timers and setups use fresh ones).
     pub fn last_generation(&self) -> Generation {
         self.last_generation
+    }
+
+    /// Whether the driver is recovering from a health loss: it was Ready on
+    /// this config, then its backend went away, and it retries without the
+    /// `reinit_driver_count` limit until it is Ready again.
+    pub fn recovering(&self) -> bool {
+        self.recovering
     }
 
     /// The same lifecycle with every generation renamed by `rename` (the
@@ -109,6 +125,8 @@ impl Lifecycle {
     /// instants nor attempts beyond the cap change what can happen next).
     pub fn abstracted(&self, max_attempt: u32) -> Lifecycle {
         let mut next = self.clone();
+        // With an unlimited budget every failure is retried anyway.
+        next.recovering = false;
         let cap = |a: u32| a.min(max_attempt);
         next.state = match &self.state {
             State::Initializing(s) => State::Initializing(Setup {
@@ -330,6 +348,7 @@ impl Lifecycle {
                 }
                 fx.push(Effect::Notify(Notification::InitEnd { attempt: s.attempt }));
                 fx.push(Effect::PublishCapabilities { epoch: s.id });
+                self.recovering = false;
                 Ok(S::Ready(Ready {
                     in_flight: 0,
                     since: now,
@@ -397,6 +416,7 @@ impl Lifecycle {
                     error: error.clone(),
                 }));
                 if r.in_flight == 0 {
+                    self.recovering = true;
                     Ok(self.fail(r.attempt, error, now, fx))
                 } else {
                     Ok(S::Draining(Draining {
@@ -616,6 +636,7 @@ impl Lifecycle {
         self.config = config;
         self.policy = policy;
         fx.push(Effect::RestorePrevious);
+        self.recovering = false;
         fx.push(Effect::Notify(Notification::ReloadRolledBack {
             error: r.error,
         }));
@@ -643,12 +664,16 @@ impl Lifecycle {
     }
 
     /// Classifies a failure of attempt `attempt`: fatal, retry with backoff,
-    /// or give up when the budget is spent.
+    /// or give up when the budget is spent (never while [`recovering`]
+    /// from a health loss).
+    ///
+    /// [`recovering`]: Lifecycle::recovering
     fn fail(&mut self, attempt: u32, error: DriverError, now: Moment, fx: &mut Effects) -> State {
         if error.is_fatal() {
             return State::Failed(Failed::Fatal { reason: error });
         }
-        if !self.policy.may_retry_after(attempt) {
+        let within_budget = self.policy.may_retry_after(attempt);
+        if !within_budget && !self.recovering {
             fx.push(Effect::Notify(Notification::GaveUp {
                 attempts: attempt.saturating_add(1),
             }));
@@ -658,7 +683,13 @@ impl Lifecycle {
                 last_error: error,
             });
         }
-        let next = attempt.saturating_add(1);
+        // Recovering from a health loss past the budget: the same attempt
+        // again, at its (capped) backoff.
+        let next = if within_budget {
+            attempt.saturating_add(1)
+        } else {
+            attempt
+        };
         let delay = self.policy.backoff_with_jitter(next, &mut self.jitter);
         let timer_id = self.fresh_generation();
         let at = now + delay;
@@ -714,7 +745,10 @@ impl Lifecycle {
                 fx.push(Effect::Stop);
                 State::Stopped
             }
-            AfterDrain::HealthLost(error) => self.fail(d.ready.attempt, error, now, fx),
+            AfterDrain::HealthLost(error) => {
+                self.recovering = true;
+                self.fail(d.ready.attempt, error, now, fx)
+            }
         }
     }
 
@@ -759,6 +793,7 @@ impl Lifecycle {
         }
         self.config = pending.config;
         self.policy = pending.policy;
+        self.recovering = false;
         fx.push(Effect::ApplyConfig {
             config: pending.config,
             keep_previous: from_ready,

@@ -29,13 +29,13 @@ use actix::clock::{Instant, sleep_until};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::actors::controller::{Loader, Plan};
 use crate::actors::service::Route;
 use crate::actors::signal::ControlSignal;
 use crate::actors::{Controller, Operation, OperationError, Shell};
 use crate::clock::ServiceClock;
 use crate::driver::{BackupRecord, DriverRegistry, Kind, Volume};
 use crate::notify::Notifier;
+use crate::plan::{Loader, Plan};
 use crate::runtime::{RuntimeError, run_virtual};
 use crate::systemd::Systemd;
 

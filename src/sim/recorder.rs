@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::actors::controller::Plan;
 use crate::actors::driver_actor::Observation;
 use crate::actors::{OperationError, OperationOutput};
 use crate::driver::DriverRegistry;
@@ -14,6 +13,7 @@ use crate::lifecycle::{
     Effect, Event, EventName, Generation, Moment, Notification, StateName, invariants,
 };
 use crate::notify::Notifier;
+use crate::plan::Plan;
 
 use super::Action;
 

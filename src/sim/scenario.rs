@@ -8,9 +8,9 @@ use std::rc::Rc;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::actors::controller::{BackendPlan, Plan};
 use crate::driver::{DriverRegistry, DriverSpec, Kind};
 use crate::lifecycle::{Jitter, Policy};
+use crate::plan::{BackendPlan, Plan};
 
 use super::{Action, Scripted, SimReport, Simulation};
 

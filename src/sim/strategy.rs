@@ -34,10 +34,10 @@ use std::time::Duration;
 use proptest::prelude::*;
 
 use super::{Action, Scripted, SimReport, Simulation};
-use crate::actors::controller::{BackendPlan, Plan};
 use crate::driver::registry::AnyDriver;
 use crate::driver::{DriverContext, DriverRegistry, DriverSpec, Kind, VolumeDriver};
 use crate::lifecycle::{DriverError, Policy};
+use crate::plan::{BackendPlan, Plan};
 use crate::runtime::RuntimeError;
 
 /// `n` hours.
