@@ -22,7 +22,7 @@ use crate::plan::{BackendPlan, Plan};
 pub const BACKUP_BACKEND: &str = "backup";
 
 /// Service options read from `[DEFAULT]`, with their defaults.
-pub const SERVICE_OPTIONS: [(&str, &str); 11] = [
+pub const SERVICE_OPTIONS: [(&str, &str); 12] = [
     ("enabled_backends", ""),
     ("host", "this machine's hostname"),
     ("periodic_interval", "60s"),
@@ -32,6 +32,7 @@ pub const SERVICE_OPTIONS: [(&str, &str); 11] = [
     ("backup_periodic_initialization", "false"),
     ("backup_initialization_timeout", "service_down_time"),
     ("state_dir", "none"),
+    ("cluster", "none"),
     ("graceful_shutdown_timeout", "60s"),
     (
         "reinit_backoff_jitter_seed",
@@ -139,6 +140,13 @@ pub struct Config {
     pub backup_initialization_timeout: Duration,
     /// `state_dir`.
     pub state_dir: Option<PathBuf>,
+    /// `cluster`: the Active/Active cluster this host serves its backends
+    /// in (needs `[database] connection`).
+    pub cluster: Option<String>,
+    /// `[database] connection` (Cinder's option and URL form,
+    /// `postgresql://user@host:port/db`): records in PostgreSQL, shared by
+    /// the fleet; `None` = the embedded SQLite under `state_dir`.
+    pub database: Option<String>,
     /// Volume backends, in `enabled_backends` order.
     pub backends: Vec<BackendConfig>,
     /// The backup driver, if `backup_driver` is set.
@@ -151,6 +159,60 @@ struct Sections {
 }
 
 impl Sections {
+    /// `[database] connection` and `cluster`, checked: the URL is a
+    /// `postgresql://` one (and this build has PostgreSQL), `[database]`
+    /// holds nothing else, and a cluster has a shared database.
+    fn fleet(&self, problems: &mut Vec<ConfigError>) -> (Option<String>, Option<String>) {
+        let mut database = None;
+        for (key, value) in self.sections.get("database").into_iter().flatten() {
+            if key != "connection" {
+                problems.push(self.invalid(
+                    "database",
+                    key,
+                    format!("\"{value}\": not an option of [database] (known: connection)"),
+                ));
+            } else if !(value.starts_with("postgresql://") || value.starts_with("postgres://")) {
+                problems.push(self.invalid(
+                    "database",
+                    "connection",
+                    format!(
+                        "\"{}\": expected a PostgreSQL URL such as postgresql://rekindle@db.example:5432/cinder",
+                        redact(value)
+                    ),
+                ));
+            } else if !cfg!(feature = "postgres") {
+                problems.push(self.invalid(
+                    "database",
+                    "connection",
+                    "this rekindle was built without PostgreSQL support (Cargo feature `postgres`)",
+                ));
+            } else {
+                database = Some(value.clone());
+            }
+        }
+        let cluster = match self.get("DEFAULT", "cluster").map(str::trim) {
+            None => None,
+            Some("") => {
+                problems.push(self.invalid(
+                    "DEFAULT",
+                    "cluster",
+                    "empty: name the cluster or remove the line",
+                ));
+                None
+            }
+            Some(name) if database.is_none() && self.sections.get("database").is_none() => {
+                problems.push(self.invalid(
+                    "DEFAULT",
+                    "cluster",
+                    format!("\"{name}\": a cluster needs [database] connection = postgresql://... (its hosts share records there)"),
+                ));
+                None
+            }
+            Some(name) => Some(name.to_string()),
+        };
+        (database, cluster)
+    }
+
     fn invalid(&self, section: &str, option: &str, problem: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),
@@ -348,7 +410,11 @@ impl Config {
                     "enabled_backends",
                     format!("backend `{name}` is listed twice"),
                 ));
-            } else if name == BACKUP_BACKEND || name == "DEFAULT" || name == "backend_defaults" {
+            } else if name == BACKUP_BACKEND
+                || name == "DEFAULT"
+                || name == "backend_defaults"
+                || name == "database"
+            {
                 problems.push(s.invalid(
                     "DEFAULT",
                     "enabled_backends",
@@ -566,6 +632,7 @@ impl Config {
             }
             return None;
         }
+        let (database, cluster) = s.fleet(problems);
         Some(Config {
             origin: s.file.clone(),
             host: s
@@ -580,6 +647,8 @@ impl Config {
             graceful_shutdown_timeout: default_policy.graceful_shutdown_timeout,
             backup_initialization_timeout,
             state_dir: s.get("DEFAULT", "state_dir").map(PathBuf::from),
+            cluster,
+            database,
             backends,
             backup,
         })
@@ -792,4 +861,18 @@ pub fn load_plan(source: &ConfigSource) -> Result<Plan, String> {
 /// The `state_dir` of `source`, if it sets one.
 pub fn state_dir(source: &ConfigSource) -> Result<Option<PathBuf>, String> {
     load_config(source).map(|c| c.state_dir)
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
