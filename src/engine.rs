@@ -112,6 +112,7 @@ pub struct EngineBuilder {
     service_down_time: Duration,
     jitter_seed: Option<JitterSeed>,
     subscribers: Vec<Recipient<Notice>>,
+    service_rows: Option<crate::actors::service::RowSink>,
     notifications_file: Option<PathBuf>,
     clock: Option<ServiceClock>,
     systemd: Systemd,
@@ -143,6 +144,7 @@ impl Engine {
             service_down_time: Duration::from_secs(60),
             jitter_seed: None,
             subscribers: Vec::new(),
+            service_rows: None,
             notifications_file: None,
             clock: None,
             systemd: Systemd::disabled(),
@@ -328,6 +330,18 @@ impl EngineBuilder {
         self
     }
 
+    /// Tells `sink` every service row (backend, binary, host, up) at each
+    /// heartbeat (`report_interval`) and whenever one changes: how fleet
+    /// records, or your own monitoring, follow them. Called on the
+    /// service's actor: it must not block.
+    pub fn service_rows(
+        mut self,
+        sink: impl Fn(&[crate::status::ServiceBeat<'_>]) + 'static,
+    ) -> Self {
+        self.service_rows = Some(Rc::new(sink));
+        self
+    }
+
     /// Report readiness and status to systemd (`sd_notify`).
     pub fn systemd(mut self, systemd: Systemd) -> Self {
         self.systemd = systemd;
@@ -376,7 +390,8 @@ impl EngineBuilder {
         for registration in self.registrations {
             registration(&mut registry);
         }
-        let shell = Shell::new(clock, notifier, registry);
+        let mut shell = Shell::new(clock, notifier, registry);
+        shell.service_rows = self.service_rows;
         #[cfg(feature = "sqlite")]
         let shell = Shell {
             records: self.records,

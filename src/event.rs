@@ -149,6 +149,24 @@ pub enum Event {
         /// The status it became.
         to: String,
     },
+    /// `work.claimed`: a live member of a cluster took over the unfinished
+    /// work of a host that has been down for `service_down_time` (by the
+    /// database's clock) and resolved its record as crash recovery does.
+    #[serde(rename = "work.claimed")]
+    WorkClaimed {
+        /// `volume` or `backup`.
+        kind: String,
+        /// Its id.
+        id: String,
+        /// The status the dead host left it in.
+        from: String,
+        /// The status it became.
+        to: String,
+        /// The host that died with it.
+        dead_host: String,
+        /// The host that claimed it.
+        survivor: String,
+    },
     /// `volume.reset_state`: an admin set a volume's status.
     #[serde(rename = "volume.reset_state")]
     VolumeResetState {
@@ -335,6 +353,7 @@ impl Event {
             Event::ServiceUp(_) => "service.up",
             Event::ServiceDown(_) => "service.down",
             Event::RecordRecovered { .. } => "record.recovered",
+            Event::WorkClaimed { .. } => "work.claimed",
             Event::VolumeResetState { .. } => "volume.reset_state",
             Event::BackupResetState { .. } => "backup.reset_state",
             Event::BackupRestoreError { .. } => "backup.restore.error",

@@ -242,7 +242,7 @@ impl Controller {
         );
         #[cfg(feature = "sqlite")]
         let service = service.with_records(shell.records.clone());
-        let service = service.start();
+        let service = service.with_row_sink(shell.service_rows.clone()).start();
         shell.service = Some(service.clone().recipient());
         let controller = Controller {
             plan,

@@ -76,6 +76,9 @@ pub struct Shell {
     /// Durable records (service rows are written here when set).
     #[cfg(feature = "sqlite")]
     pub records: Option<std::rc::Rc<crate::records::Records>>,
+    /// Told every service row at each heartbeat and on each change (fleet
+    /// records, an embedder's own monitoring).
+    pub service_rows: Option<super::service::RowSink>,
     /// A planted bug, for showing that the simulator catches it: timed-out
     /// or replaced setups are not abandoned. Never set in production.
     pub plant_bug_keep_hung_setups: bool,
@@ -95,6 +98,7 @@ impl Shell {
             observer: None,
             #[cfg(feature = "sqlite")]
             records: None,
+            service_rows: None,
             plant_bug_keep_hung_setups: false,
         }
     }

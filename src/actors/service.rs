@@ -74,6 +74,10 @@ struct Backend {
     host: String,
 }
 
+/// Told the service rows (all backends) at each heartbeat and whenever one
+/// changes: how fleet records and an embedder's own monitoring follow them.
+pub type RowSink = std::rc::Rc<dyn Fn(&[ServiceBeat<'_>])>;
+
 /// The volume and backup service front: one row per backend.
 pub struct Service {
     host: String,
@@ -85,6 +89,7 @@ pub struct Service {
     backup_timeout_reported: bool,
     #[cfg(feature = "sqlite")]
     records: Option<std::rc::Rc<crate::records::Records>>,
+    rows: Option<RowSink>,
 }
 
 impl Service {
@@ -106,7 +111,30 @@ impl Service {
             backup_timeout_reported: false,
             #[cfg(feature = "sqlite")]
             records: None,
+            rows: None,
         }
+    }
+
+    /// Also tells `sink` every service row at each heartbeat and change.
+    pub fn with_row_sink(mut self, sink: Option<RowSink>) -> Self {
+        self.rows = sink;
+        self
+    }
+
+    /// Tells the row sink every backend's current row.
+    fn tell_rows(&self) {
+        let Some(sink) = &self.rows else { return };
+        let rows: Vec<ServiceBeat<'_>> = self
+            .backends
+            .iter()
+            .map(|(name, b)| ServiceBeat {
+                backend: name,
+                binary: b.binary,
+                host: &b.host,
+                up: b.up == Some(true),
+            })
+            .collect();
+        sink(&rows);
     }
 
     /// Also writes service rows to `records` on every heartbeat.
@@ -127,6 +155,7 @@ impl Service {
             backup_timeout_reported,
             #[cfg(feature = "sqlite")]
             records,
+            rows: sink,
             ..
         } = self;
         let beats = board.heartbeat(backends.keys(), now);
@@ -174,6 +203,9 @@ impl Service {
             });
         }
         board.beat_services(&rows, &stamp);
+        if let Some(sink) = sink {
+            sink(&rows);
+        }
     }
 }
 
@@ -264,6 +296,7 @@ impl Service {
             up,
         };
         self.board.beat_services(&[row], &stamp);
+        self.tell_rows();
     }
 }
 

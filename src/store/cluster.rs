@@ -116,6 +116,27 @@ impl PgStore {
         Ok(n == 1)
     }
 
+    /// Takes back the work `host` left under an earlier epoch that no
+    /// survivor claimed (it restarted before anyone noticed it was down):
+    /// it now carries `epoch`, and is returned for resolving.
+    pub async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, StoreError> {
+        let rows = self
+            .query(
+                "UPDATE workers SET epoch = $2, updated_at = now()
+                 WHERE owner = $1 AND epoch < $2 RETURNING kind, id, status",
+                &[&host, &epoch.0],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Work {
+                kind: r.get(0),
+                id: r.get(1),
+                status: r.get(2),
+            })
+            .collect())
+    }
+
     /// Claims, for `survivor` at `epoch`, the work of every host of
     /// `cluster` whose heartbeat is older than `service_down_time` by the
     /// server's clock. One statement: two survivors racing never both get a
