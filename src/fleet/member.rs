@@ -194,23 +194,25 @@ impl Member {
         let to = resolution(&work.kind, &work.status);
         // Side records first (a backup's source or target volume); then the
         // work's own record and the worker row, in one fenced statement.
-        if work.kind == "backup" {
-            if let Some(backup) = self.store.backup(&work.id).await? {
-                match work.status.as_str() {
-                    "creating" => {
-                        self.store
-                            .set_volume_status(&backup.volume_id, "available")
-                            .await?
-                    }
-                    "restoring" => {
-                        if let Some(target) = &backup.restore_target {
-                            self.store
-                                .set_volume_status(target, "error_restoring")
-                                .await?;
-                        }
-                    }
-                    _ => {}
+        let backup = match work.kind.as_str() {
+            "backup" => self.store.backup(&work.id).await?,
+            _ => None,
+        };
+        if let Some(backup) = backup {
+            match work.status.as_str() {
+                "creating" => {
+                    self.store
+                        .set_volume_status(&backup.volume_id, "available")
+                        .await?
                 }
+                "restoring" => {
+                    if let Some(target) = &backup.restore_target {
+                        self.store
+                            .set_volume_status(target, "error_restoring")
+                            .await?;
+                    }
+                }
+                _ => {}
             }
         }
         if !self.finish(&work, to).await? {
