@@ -71,6 +71,24 @@ fn invalid(message: impl Into<String>) -> ManagerError {
     ManagerError::Invalid(message.into())
 }
 
+impl ManagerError {
+    /// Whether the backend turned the operation away before its driver was
+    /// called (see [`OperationError::before_driver`]): nothing was done.
+    pub fn before_driver(&self) -> bool {
+        matches!(self, ManagerError::Operation(e) if e.before_driver())
+    }
+}
+
+/// A record an operation put in a transitional status (`deleting`,
+/// `extending`, `restoring`, ...), as it was before: put back as it was
+/// when the operation is turned away before its driver is called.
+enum Marked {
+    /// A volume row as it was.
+    Volume(crate::records::VolumeRow),
+    /// A backup row as it was.
+    Backup(crate::records::BackupRow),
+}
+
 impl Manager {
     /// A manager over a running service and its records.
     pub fn new(handles: Handles, records: Rc<Records>) -> Self {
@@ -102,6 +120,52 @@ impl Manager {
             Ok(result) => Ok(result?),
             Err(_) => Err(OperationError::Cancelled(backend.to_string()).into()),
         }
+    }
+
+    /// Puts `row` in the transitional `status` for an operation about to be
+    /// sent, remembering it as it was (see [`Manager::settle`]).
+    fn mark_volume(
+        &self,
+        row: &crate::records::VolumeRow,
+        status: &str,
+    ) -> Result<Marked, ManagerError> {
+        self.records.set_volume_status(&row.id, status)?;
+        Ok(Marked::Volume(row.clone()))
+    }
+
+    /// As [`Manager::mark_volume`], for a backup (`restore_target` is set
+    /// with the status).
+    fn mark_backup(
+        &self,
+        row: &crate::records::BackupRow,
+        status: &str,
+        restore_target: Option<&str>,
+    ) -> Result<Marked, ManagerError> {
+        self.records
+            .set_backup(&row.id, status, None, restore_target)?;
+        Ok(Marked::Backup(row.clone()))
+    }
+
+    /// The one place an operation's marked records are settled when it was
+    /// turned away before its driver was called (the backend not Ready,
+    /// stopped, busy, unknown): every marked record is put back exactly as
+    /// it was, so a refusal changes nothing. Answers whether it did; on any
+    /// other outcome the caller records what the driver did.
+    fn settle<T>(
+        &self,
+        marked: &[Marked],
+        result: &Result<T, ManagerError>,
+    ) -> Result<bool, ManagerError> {
+        if !matches!(result, Err(e) if e.before_driver()) {
+            return Ok(false);
+        }
+        for record in marked {
+            match record {
+                Marked::Volume(row) => self.records.put_back_volume(row)?,
+                Marked::Backup(row) => self.records.put_back_backup(row)?,
+            }
+        }
+        Ok(true)
     }
 
     fn volume(&self, id: &str) -> Result<crate::records::VolumeRow, ManagerError> {
@@ -144,7 +208,7 @@ impl Manager {
             Err(error) => {
                 // Refused before anything happened: no record of a volume
                 // that never existed. Failed in the driver: kept as error.
-                if matches!(error, ManagerError::Operation(OperationError::Refused(_))) {
+                if error.before_driver() {
                     self.records.delete_volume(&id)?;
                 } else {
                     self.records.set_volume_status(&id, "error")?;
@@ -160,12 +224,16 @@ impl Manager {
         if row.status == "in-use" {
             return Err(invalid(format!("volume {id} is in-use: detach it first")));
         }
-        self.records.set_volume_status(id, "deleting")?;
-        self.route(
-            &row.backend,
-            Operation::DeleteVolume(Volume::new(id, row.size_bytes)),
-        )
-        .await?;
+        let marked = self.mark_volume(&row, "deleting")?;
+        let result = self
+            .route(
+                &row.backend,
+                Operation::DeleteVolume(Volume::new(id, row.size_bytes)),
+            )
+            .await;
+        self.settle(&[marked], &result)?;
+        // A driver failure keeps `deleting`: resumed at the next start.
+        result?;
         self.records.delete_volume(id)?;
         Ok(json!({ "id": id, "status": "deleted" }))
     }
@@ -187,13 +255,17 @@ impl Manager {
                 row.status
             )));
         }
-        self.records.set_volume_status(id, "extending")?;
+        let marked = self.mark_volume(&row, "extending")?;
         let result = self
             .route(
                 &row.backend,
                 Operation::ExtendVolume(Volume::new(id, row.size_bytes), size_bytes),
             )
             .await;
+        if self.settle(&[marked], &result)? {
+            // Turned away before the driver: the volume is as it was.
+            return result.map(|_| Value::Null);
+        }
         match result {
             Ok(_) => {
                 self.records.set_volume_size(id, size_bytes)?;
@@ -471,8 +543,7 @@ impl Manager {
                 Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
             }
             Err(error) => {
-                let refused = matches!(error, ManagerError::Operation(OperationError::Refused(_)));
-                let reached = !refused && progress.wrote();
+                let reached = !error.before_driver() && progress.wrote();
                 if !reached {
                     // Refused before the driver ran, or the driver wrote
                     // nothing: nothing reached the store, so the error
@@ -536,10 +607,10 @@ impl Manager {
             )));
         }
         let volume = self.located(&row).await?;
-        self.records
-            .set_backup(backup_id, "restoring", None, Some(volume_id))?;
-        self.records
-            .set_volume_status(volume_id, "restoring-backup")?;
+        let marked = [
+            self.mark_backup(&backup, "restoring", Some(volume_id))?,
+            self.mark_volume(&row, "restoring-backup")?,
+        ];
         let record = BackupRecord {
             id: backup_id.to_string(),
             volume_id: backup.volume_id.clone(),
@@ -574,7 +645,7 @@ impl Manager {
                 },
             );
             let result = manager.reporter().reported(&report, routed).await;
-            manager.restored(&backup_id, &volume_id, &progress, result)
+            manager.restored(&backup_id, &volume_id, &marked, &progress, result)
         };
         Ok(Started {
             accepted,
@@ -587,11 +658,15 @@ impl Manager {
         &self,
         backup_id: &str,
         volume_id: &str,
+        marked: &[Marked],
         progress: &crate::driver::backup::Progress,
         result: Result<OperationOutput, ManagerError>,
     ) -> Result<Value, ManagerError> {
-        self.records
-            .set_backup(backup_id, "available", None, None)?;
+        let put_back = self.settle(marked, &result)?;
+        if !put_back {
+            self.records
+                .set_backup(backup_id, "available", None, None)?;
+        }
         match result {
             Ok(_) => {
                 self.records.set_volume_status(volume_id, "available")?;
@@ -601,12 +676,15 @@ impl Manager {
             Err(error) => {
                 // Cinder's word for a volume a failed restore changed; one
                 // it never wrote to is as it was.
-                let status = if progress.wrote() {
+                let written = !put_back && progress.wrote();
+                let status = if written {
                     "error_restoring"
                 } else {
                     "available"
                 };
-                self.records.set_volume_status(volume_id, status)?;
+                if !put_back {
+                    self.records.set_volume_status(volume_id, status)?;
+                }
                 self.operations.end(backup_id, Some(error.to_string()));
                 self.handles.shell.notifier.emit(
                     Some(BACKUP_BACKEND),
@@ -615,7 +693,7 @@ impl Manager {
                         backup_id: backup_id.to_string(),
                         volume_id: volume_id.to_string(),
                         volume_status: status.to_string(),
-                        volume_written: progress.wrote(),
+                        volume_written: written,
                         error: error.to_string(),
                     },
                 );
@@ -700,15 +778,18 @@ impl Manager {
             )));
         }
         self.backup_ready("backup delete", "the backup was kept")?;
-        self.records.set_backup(id, "deleting", None, None)?;
+        let marked = self.mark_backup(&backup, "deleting", None)?;
         let record = BackupRecord {
             id: id.to_string(),
-            volume_id: backup.volume_id,
+            volume_id: backup.volume_id.clone(),
             size_bytes: backup.size_bytes,
             progress: Default::default(),
         };
-        self.route(BACKUP_BACKEND, Operation::DeleteBackup(Box::new(record)))
-            .await?;
+        let result = self
+            .route(BACKUP_BACKEND, Operation::DeleteBackup(Box::new(record)))
+            .await;
+        self.settle(&[marked], &result)?;
+        result?;
         self.records.delete_backup(id)?;
         self.operations.forget(id);
         Ok(json!({ "id": id, "status": "deleted" }))

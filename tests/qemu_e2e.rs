@@ -1131,3 +1131,45 @@ fn backup_posix_require_mount_keeps_a_plain_directory_down_until_reloaded_off() 
     });
     node.ok(&["backup", "create", &source]);
 }
+
+#[test]
+fn a_refused_delete_or_extend_leaves_the_volume_as_it_was() {
+    let node = Node::new("refusedkept", (22300, 22319), true, "");
+    let volumes = node.dir.join("volumes");
+    let id = node.create("1M");
+    let before = volume_row(&node, &id).expect("the volume's row");
+    std::fs::rename(&volumes, node.dir.join("volumes.gone")).expect("mv volumes_dir away");
+    node.wait("the qemu backend to leave ready", |n| {
+        n.backend_state("qemu-1") != "ready"
+    });
+    let out = node.cli(&["volume", "delete", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("volume delete refused"),
+        "{stderr}"
+    );
+    assert_eq!(
+        volume_row(&node, &id).as_ref(),
+        Some(&before),
+        "a refused delete changes nothing"
+    );
+    let out = node.cli(&["volume", "extend", &id, "--size", "2M"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("volume extend refused"),
+        "{stderr}"
+    );
+    assert_eq!(
+        volume_row(&node, &id).as_ref(),
+        Some(&before),
+        "a refused extend changes nothing"
+    );
+    std::fs::rename(node.dir.join("volumes.gone"), &volumes).expect("mv back");
+    node.wait("the qemu backend to come back by itself", |n| {
+        n.backend_state("qemu-1") == "ready"
+    });
+    assert_eq!(volume_row(&node, &id).as_ref(), Some(&before));
+    node.ok(&["volume", "extend", &id, "--size", "2M"]);
+    node.ok(&["volume", "delete", &id]);
+    assert!(volume_row(&node, &id).is_none());
+}

@@ -143,3 +143,20 @@ pub enum OperationError {
     #[error("backend `{0}` is busy (mailbox full); retry")]
     Busy(String),
 }
+
+impl OperationError {
+    /// Whether the operation was turned away before its driver was called
+    /// (the backend not Ready, stopped, busy, unknown or of the wrong
+    /// kind): nothing was done, so a caller puts its records back as they
+    /// were. `Driver` and `Cancelled` may follow a driver call.
+    pub fn before_driver(&self) -> bool {
+        match self {
+            OperationError::Refused(_)
+            | OperationError::WrongKind { .. }
+            | OperationError::UnknownBackend(_)
+            | OperationError::Stopped(_)
+            | OperationError::Busy(_) => true,
+            OperationError::Driver { .. } | OperationError::Cancelled(_) => false,
+        }
+    }
+}
