@@ -606,6 +606,13 @@ impl Manager {
                 row.status
             )));
         }
+        if backup.size_bytes > row.size_bytes {
+            // As Cinder: the data would not fit; the volume keeps its size.
+            return Err(invalid(format!(
+                "backup restore refused: volume {volume_id} has {} bytes, fewer than backup {backup_id}'s {}: extend it first",
+                row.size_bytes, backup.size_bytes
+            )));
+        }
         let volume = self.located(&row).await?;
         let marked = [
             self.mark_backup(&backup, "restoring", Some(volume_id))?,

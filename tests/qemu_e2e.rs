@@ -1132,6 +1132,26 @@ fn backup_posix_require_mount_keeps_a_plain_directory_down_until_reloaded_off() 
     node.ok(&["backup", "create", &source]);
 }
 
+/// The volume's size on disk as `qemu-img info` reads it.
+fn virtual_size(node: &Node, id: &str) -> u64 {
+    let image = std::fs::read_dir(node.dir.join("volumes"))
+        .expect("volumes_dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("volume-{id}")))
+        })
+        .expect("the volume's image");
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&image)
+        .output()
+        .expect("qemu-img runs");
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    info["virtual-size"].as_u64().expect("virtual-size")
+}
+
 #[test]
 fn a_refused_delete_or_extend_leaves_the_volume_as_it_was() {
     let node = Node::new("refusedkept", (22300, 22319), true, "");
@@ -1172,4 +1192,50 @@ fn a_refused_delete_or_extend_leaves_the_volume_as_it_was() {
     node.ok(&["volume", "extend", &id, "--size", "2M"]);
     node.ok(&["volume", "delete", &id]);
     assert!(volume_row(&node, &id).is_none());
+}
+
+#[test]
+fn a_restore_into_a_larger_volume_keeps_the_volume_size() {
+    // In place (raw) and staged then converted (qcow2).
+    for (format, ports) in [("raw", (22320, 22339)), ("qcow2", (22340, 22359))] {
+        restore_into_a_larger_volume(format, ports);
+    }
+}
+
+fn restore_into_a_larger_volume(format: &str, ports: (u16, u16)) {
+    let node = Node::new(
+        &format!("restorelarger-{format}"),
+        ports,
+        true,
+        &format!("[backend_defaults]\nvolume_format = {format}"),
+    );
+    let id = node.create("16M");
+    let backup = node.ok(&["backup", "create", &id])["id"]
+        .as_str()
+        .expect("backup id")
+        .to_string();
+    node.ok(&["volume", "extend", &id, "--size", "32M"]);
+    assert_eq!(virtual_size(&node, &id), 32 << 20);
+    node.ok(&["backup", "restore", &backup, &id]);
+    let row = volume_row(&node, &id).expect("the volume's row");
+    assert_eq!(row["size_bytes"], 32u64 << 20);
+    assert_eq!(row["status"], "available");
+    assert_eq!(
+        virtual_size(&node, &id),
+        32 << 20,
+        "{format}: the image keeps the volume's size"
+    );
+    // A smaller volume is refused, as Cinder does, and left as it was.
+    let small = node.create("8M");
+    let out = node.cli(&["backup", "restore", &backup, &small]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("backup restore refused"),
+        "{stderr}"
+    );
+    assert_eq!(virtual_size(&node, &small), 8 << 20);
+    assert_eq!(
+        volume_row(&node, &small).expect("row")["status"],
+        "available"
+    );
 }

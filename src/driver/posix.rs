@@ -359,10 +359,13 @@ fn write_chunks(
 /// `out` over the target only after success, so a corrupt backup never
 /// half-overwrites a volume.
 /// Each block verified and staged advances `progress` (the target itself
-/// is not touched here).
+/// is not touched here). `out` is `volume_size` long when that is larger
+/// than the backup: a restore into a larger volume keeps the volume's size
+/// (as Cinder does), the bytes past the backup read as zeros.
 fn restore_chunks(
     dir: &Path,
     out_path: &Path,
+    volume_size: u64,
     progress: &Progress,
     throttle: &Throttle,
 ) -> Result<u64, DriverError> {
@@ -374,7 +377,8 @@ fn restore_chunks(
             format!("backup metadata {} is corrupt: {e}", meta_path.display()).into(),
         )
     })?;
-    let result = copy_verified(dir, &metadata, out_path, progress, throttle);
+    let length = metadata.size.max(volume_size);
+    let result = copy_verified(dir, &metadata, out_path, length, progress, throttle);
     if result.is_err() {
         let _ = std::fs::remove_file(out_path);
     }
@@ -387,6 +391,7 @@ fn restore_chunks(
 fn restore_in_place(
     dir: &Path,
     target: &Path,
+    volume_size: u64,
     progress: &Progress,
     throttle: &Throttle,
 ) -> Result<(), DriverError> {
@@ -395,7 +400,7 @@ fn restore_in_place(
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| DriverError::Other(format!("{} is not a file", target.display()).into()))?;
     let staged = target.with_file_name(format!(".{name}.restoring"));
-    restore_chunks(dir, &staged, progress, throttle)?;
+    restore_chunks(dir, &staged, volume_size, progress, throttle)?;
     // The target is first changed here: every chunk verified before.
     progress.touch();
     if let Err(e) = std::fs::rename(&staged, target) {
@@ -414,12 +419,13 @@ fn copy_verified(
     dir: &Path,
     metadata: &Metadata,
     out_path: &Path,
+    length: u64,
     progress: &Progress,
     throttle: &Throttle,
 ) -> Result<(), DriverError> {
     use std::os::unix::fs::FileExt;
     let out = File::create(out_path).map_err(|e| io(&out_path.display().to_string(), e))?;
-    out.set_len(metadata.size)
+    out.set_len(length)
         .map_err(|e| io(&out_path.display().to_string(), e))?;
     let offsets: Vec<u64> = metadata
         .chunks
@@ -553,7 +559,9 @@ impl BackupDriver for PosixBackupDriver {
             let target = location.path.clone();
             let progress = backup.progress.clone();
             let throttle = Throttle::new(self.rate_limit);
-            return blocking(move || restore_in_place(&dir, &target, &progress, &throttle)).await;
+            let size = volume.size_bytes;
+            return blocking(move || restore_in_place(&dir, &target, size, &progress, &throttle))
+                .await;
         }
         let tmp = self
             .store
@@ -562,7 +570,9 @@ impl BackupDriver for PosixBackupDriver {
         let raw = tmp.clone();
         let progress = backup.progress.clone();
         let throttle = Throttle::new(self.rate_limit);
-        let restored = blocking(move || restore_chunks(&dir, &raw, &progress, &throttle)).await;
+        let size = volume.size_bytes;
+        let restored =
+            blocking(move || restore_chunks(&dir, &raw, size, &progress, &throttle)).await;
         let converted = match restored {
             Ok(_) => {
                 // qemu-img writes the target from here on.
@@ -673,13 +683,13 @@ mod tests {
         assert_eq!(meta.size, 50_000);
         let target = root.join("target.raw");
         let staged = Progress::default();
-        restore_chunks(&dir, &target, &staged, &unlimited).expect("restore");
+        restore_chunks(&dir, &target, 0, &staged, &unlimited).expect("restore");
         assert_eq!(staged.done(), 50_000, "every verified byte counts as done");
         assert_eq!(staged.bytes(), 0, "staging writes nothing to a target");
         assert_eq!(std::fs::read(&target).expect("read"), data);
         let replaced = root.join("replaced.raw");
         std::fs::write(&replaced, b"old contents").expect("write");
-        restore_in_place(&dir, &replaced, &Progress::default(), &unlimited)
+        restore_in_place(&dir, &replaced, 0, &Progress::default(), &unlimited)
             .expect("restore over a volume");
         assert_eq!(std::fs::read(&replaced).expect("read"), data);
         let other = root.join("other.raw");
@@ -689,7 +699,7 @@ mod tests {
         bytes[10] ^= 0xff;
         std::fs::write(&chunk, bytes).expect("write");
         let e =
-            restore_chunks(&dir, &other, &Progress::default(), &unlimited).expect_err("corrupt");
+            restore_chunks(&dir, &other, 0, &Progress::default(), &unlimited).expect_err("corrupt");
         assert!(
             e.to_string().contains("chunk-00002") && e.to_string().contains("corrupt"),
             "{e}"
@@ -701,7 +711,7 @@ mod tests {
         std::fs::write(&volume, b"precious").expect("write");
         let untouched = Progress::default();
         untouched.start();
-        let e = restore_in_place(&dir, &volume, &untouched, &unlimited).expect_err("corrupt");
+        let e = restore_in_place(&dir, &volume, 0, &untouched, &unlimited).expect_err("corrupt");
         assert!(
             !untouched.wrote(),
             "a refused restore left the volume untouched"
