@@ -61,14 +61,21 @@ fn attaching_host(connector: &Connector, operation: &str) -> Result<String, Mana
         .filter(|h| !h.is_empty())
         .map(str::to_string)
         .ok_or_else(|| {
-            invalid(format!(
-                "{operation} refused: the connector names no host (field \"host\"); attachments are recorded per host"
-            ))
+            refused(
+                operation,
+                "the connector names no host (field \"host\"); attachments are recorded per host",
+            )
         })
 }
 
 fn invalid(message: impl Into<String>) -> ManagerError {
     ManagerError::Invalid(message.into())
+}
+
+/// `operation` ("volume delete", ...) refused, and why: every refusal the
+/// manager writes names the operation refused first.
+fn refused(operation: &str, why: impl std::fmt::Display) -> ManagerError {
+    invalid(format!("{operation} refused: {why}"))
 }
 
 impl ManagerError {
@@ -168,10 +175,18 @@ impl Manager {
         Ok(true)
     }
 
-    fn volume(&self, id: &str) -> Result<crate::records::VolumeRow, ManagerError> {
+    /// The volume `id`, or `operation` refused: no such volume.
+    fn volume(&self, id: &str, operation: &str) -> Result<crate::records::VolumeRow, ManagerError> {
         self.records
             .volume(id)?
-            .ok_or_else(|| invalid(format!("no volume {id}")))
+            .ok_or_else(|| refused(operation, format_args!("no volume {id}")))
+    }
+
+    /// The backup `id`, or `operation` refused: no such backup.
+    fn backup(&self, id: &str, operation: &str) -> Result<crate::records::BackupRow, ManagerError> {
+        self.records
+            .backup(id)?
+            .ok_or_else(|| refused(operation, format_args!("no backup {id}")))
     }
 
     /// Creates a volume of `size` (`1G`, `512M`, bytes) on `backend`.
@@ -179,15 +194,17 @@ impl Manager {
         let size_bytes = crate::driver::options::parse_size(size)
             .filter(|s| *s > 0)
             .ok_or_else(|| {
-                invalid(format!(
-                    "--size {size:?}: expected a size such as 1G or 512M"
-                ))
+                refused(
+                    "volume create",
+                    format_args!("--size {size:?}: expected a size such as 1G or 512M"),
+                )
             })?;
         let kind = self.handles.shell.board.backend(backend).map(|b| b.kind);
         if kind != Some(Kind::Volume) {
-            return Err(invalid(format!(
-                "--backend {backend:?}: no volume backend of that name"
-            )));
+            return Err(refused(
+                "volume create",
+                format_args!("--backend {backend:?}: no volume backend of that name"),
+            ));
         }
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         self.records
@@ -220,9 +237,12 @@ impl Manager {
 
     /// Deletes a volume.
     pub async fn delete_volume(&self, id: &str) -> Result<Value, ManagerError> {
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume delete")?;
         if row.status == "in-use" {
-            return Err(invalid(format!("volume {id} is in-use: detach it first")));
+            return Err(refused(
+                "volume delete",
+                format_args!("volume {id} is in-use: detach it first"),
+            ));
         }
         let marked = self.mark_volume(&row, "deleting")?;
         let result = self
@@ -240,20 +260,26 @@ impl Manager {
 
     /// Grows a volume to `size` (`2G`, bytes); only available volumes.
     pub async fn extend_volume(&self, id: &str, size: &str) -> Result<Value, ManagerError> {
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume extend")?;
         let size_bytes = crate::driver::options::parse_size(size)
             .filter(|s| *s > row.size_bytes)
             .ok_or_else(|| {
-                invalid(format!(
-                    "--size {size:?}: expected a size larger than the volume's {} bytes",
-                    row.size_bytes
-                ))
+                refused(
+                    "volume extend",
+                    format_args!(
+                        "--size {size:?}: expected a size larger than the volume's {} bytes",
+                        row.size_bytes
+                    ),
+                )
             })?;
         if row.status != "available" {
-            return Err(invalid(format!(
-                "volume {id} is {}: only available volumes extend",
-                row.status
-            )));
+            return Err(refused(
+                "volume extend",
+                format_args!(
+                    "volume {id} is {}: only available volumes extend",
+                    row.status
+                ),
+            ));
         }
         let marked = self.mark_volume(&row, "extending")?;
         let result = self
@@ -284,12 +310,15 @@ impl Manager {
     /// API: one per host; attaching the same host again is idempotent and
     /// returns the same, live, endpoint).
     pub async fn attach(&self, id: &str, connector: Connector) -> Result<Value, ManagerError> {
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume attach")?;
         if row.status != "available" && row.status != "in-use" {
-            return Err(invalid(format!(
-                "volume attach refused: volume {id} is {}: only available or in-use volumes attach",
-                row.status
-            )));
+            return Err(refused(
+                "volume attach",
+                format_args!(
+                    "volume {id} is {}: only available or in-use volumes attach",
+                    row.status
+                ),
+            ));
         }
         let host = attaching_host(&connector, "volume attach")?;
         let connector_json = serde_json::to_string(&connector).unwrap_or_default();
@@ -323,7 +352,7 @@ impl Manager {
         connector: Option<Connector>,
         all: bool,
     ) -> Result<Value, ManagerError> {
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume detach")?;
         let attachments = self.records.attachments(id)?;
         let hosts = || {
             attachments
@@ -334,8 +363,9 @@ impl Manager {
         };
         let targets: Vec<&crate::records::AttachmentRow> = match (&connector, all) {
             (Some(_), true) => {
-                return Err(invalid(
-                    "volume detach refused: give either --connector (one host) or --all (every host), not both",
+                return Err(refused(
+                    "volume detach",
+                    "give either --connector (one host) or --all (every host), not both",
                 ));
             }
             (Some(c), false) => {
@@ -345,24 +375,30 @@ impl Manager {
                     .filter(|a| a.connector_host == host)
                     .collect();
                 if found.is_empty() {
-                    return Err(invalid(if attachments.is_empty() {
-                        format!("volume detach refused: volume {id} is not attached to any host")
-                    } else {
-                        format!(
-                            "volume detach refused: volume {id} is not attached to host {host} (attached to: {})",
-                            hosts()
-                        )
-                    }));
+                    return Err(refused(
+                        "volume detach",
+                        if attachments.is_empty() {
+                            format!("volume {id} is not attached to any host")
+                        } else {
+                            format!(
+                                "volume {id} is not attached to host {host} (attached to: {})",
+                                hosts()
+                            )
+                        },
+                    ));
                 }
                 found
             }
             (None, true) => attachments.iter().collect(),
             (None, false) if attachments.len() > 1 => {
-                return Err(invalid(format!(
-                    "volume detach refused: volume {id} is attached to {} hosts ({}); name one with --connector FILE, or detach every host with --all",
-                    attachments.len(),
-                    hosts()
-                )));
+                return Err(refused(
+                    "volume detach",
+                    format_args!(
+                        "volume {id} is attached to {} hosts ({}); name one with --connector FILE, or detach every host with --all",
+                        attachments.len(),
+                        hosts()
+                    ),
+                ));
             }
             (None, false) => attachments.iter().collect(),
         };
@@ -414,9 +450,10 @@ impl Manager {
     /// happens next and what was left untouched (`untouched`).
     fn backup_ready(&self, operation: &str, untouched: &str) -> Result<(), ManagerError> {
         match self.handles.shell.board.backend(BACKUP_BACKEND) {
-            None => Err(invalid(format!(
-                "{operation} refused: no backup service is configured (set backup_driver)"
-            ))),
+            None => Err(refused(
+                operation,
+                format_args!("no backup service is configured (set backup_driver)"),
+            )),
             Some(b) if b.state == StateName::Ready => Ok(()),
             Some(b) => {
                 let situation = crate::refusal::Situation {
@@ -436,10 +473,13 @@ impl Manager {
                     .shell
                     .clock
                     .wall(self.handles.shell.clock.now());
-                Err(invalid(format!(
-                    "{operation} refused: the backup service is down: {}; {untouched}",
-                    crate::refusal::describe(&situation, now)
-                )))
+                Err(refused(
+                    operation,
+                    format_args!(
+                        "the backup service is down: {}; {untouched}",
+                        crate::refusal::describe(&situation, now)
+                    ),
+                ))
             }
         }
     }
@@ -472,12 +512,15 @@ impl Manager {
     /// volume is neither `available` nor `in-use`; nothing was recorded.
     pub async fn start_backup(&self, volume_id: &str) -> Result<Started, ManagerError> {
         self.backup_ready("backup create", "no backup was created")?;
-        let row = self.volume(volume_id)?;
+        let row = self.volume(volume_id, "backup create")?;
         if row.status != "available" && row.status != "in-use" {
-            return Err(invalid(format!(
-                "volume {volume_id} is {}: cannot back it up",
-                row.status
-            )));
+            return Err(refused(
+                "backup create",
+                format_args!(
+                    "volume {volume_id} is {}: only available or in-use volumes back up",
+                    row.status
+                ),
+            ));
         }
         let volume = self.located(&row).await?;
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
@@ -589,29 +632,35 @@ impl Manager {
         volume_id: &str,
     ) -> Result<Started, ManagerError> {
         self.backup_ready("backup restore", "the volume was not touched")?;
-        let backup = self
-            .records
-            .backup(backup_id)?
-            .ok_or_else(|| invalid(format!("no backup {backup_id}")))?;
+        let backup = self.backup(backup_id, "backup restore")?;
         if backup.status != "available" {
-            return Err(invalid(format!(
-                "backup {backup_id} is {}: only available backups restore",
-                backup.status
-            )));
+            return Err(refused(
+                "backup restore",
+                format_args!(
+                    "backup {backup_id} is {}: only available backups restore",
+                    backup.status
+                ),
+            ));
         }
-        let row = self.volume(volume_id)?;
+        let row = self.volume(volume_id, "backup restore")?;
         if row.status != "available" {
-            return Err(invalid(format!(
-                "volume {volume_id} is {}: restore needs an available volume",
-                row.status
-            )));
+            return Err(refused(
+                "backup restore",
+                format_args!(
+                    "volume {volume_id} is {}: restore needs an available volume",
+                    row.status
+                ),
+            ));
         }
         if backup.size_bytes > row.size_bytes {
             // As Cinder: the data would not fit; the volume keeps its size.
-            return Err(invalid(format!(
-                "backup restore refused: volume {volume_id} has {} bytes, fewer than backup {backup_id}'s {}: extend it first",
-                row.size_bytes, backup.size_bytes
-            )));
+            return Err(refused(
+                "backup restore",
+                format_args!(
+                    "volume {volume_id} has {} bytes, fewer than backup {backup_id}'s {}: extend it first",
+                    row.size_bytes, backup.size_bytes
+                ),
+            ));
         }
         let volume = self.located(&row).await?;
         let marked = [
@@ -717,12 +766,15 @@ impl Manager {
     pub fn reset_volume_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
         const ALLOWED: [&str; 4] = ["available", "in-use", "error", "error_restoring"];
         if !ALLOWED.contains(&state) {
-            return Err(invalid(format!(
-                "volume reset-state refused: \"{state}\" is not a status to set by hand (one of {})",
-                ALLOWED.join(", ")
-            )));
+            return Err(refused(
+                "volume reset-state",
+                format_args!(
+                    "\"{state}\" is not a status to set by hand (one of {})",
+                    ALLOWED.join(", ")
+                ),
+            ));
         }
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume reset-state")?;
         self.records.set_volume_status(id, state)?;
         self.handles.shell.notifier.emit(
             Some(&row.backend),
@@ -744,15 +796,15 @@ impl Manager {
     pub fn reset_backup_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
         const ALLOWED: [&str; 2] = ["available", "error"];
         if !ALLOWED.contains(&state) {
-            return Err(invalid(format!(
-                "backup reset-state refused: \"{state}\" is not a status to set by hand (one of {})",
-                ALLOWED.join(", ")
-            )));
+            return Err(refused(
+                "backup reset-state",
+                format_args!(
+                    "\"{state}\" is not a status to set by hand (one of {})",
+                    ALLOWED.join(", ")
+                ),
+            ));
         }
-        let backup = self
-            .records
-            .backup(id)?
-            .ok_or_else(|| invalid(format!("backup reset-state refused: no backup {id}")))?;
+        let backup = self.backup(id, "backup reset-state")?;
         self.records.set_backup(id, state, None, None)?;
         self.handles.shell.notifier.emit(
             Some(BACKUP_BACKEND),
@@ -769,20 +821,17 @@ impl Manager {
     /// Deletes a backup. One in `error` that never reached the backup store
     /// is deleted without the driver (even while the backup service is down).
     pub async fn delete_backup(&self, id: &str) -> Result<Value, ManagerError> {
-        let backup = self
-            .records
-            .backup(id)?
-            .ok_or_else(|| invalid(format!("no backup {id}")))?;
+        let backup = self.backup(id, "backup delete")?;
         if backup.status == "error" && !backup.reached_backend {
             self.records.delete_backup(id)?;
             self.operations.forget(id);
             return Ok(json!({ "id": id, "status": "deleted", "reached_backend": false }));
         }
         if backup.status == "creating" || backup.status == "restoring" {
-            return Err(invalid(format!(
-                "backup {id} is {}: wait for it to finish",
-                backup.status
-            )));
+            return Err(refused(
+                "backup delete",
+                format_args!("backup {id} is {}: wait for it to finish", backup.status),
+            ));
         }
         self.backup_ready("backup delete", "the backup was kept")?;
         let marked = self.mark_backup(&backup, "deleting", None)?;

@@ -1239,3 +1239,53 @@ fn restore_into_a_larger_volume(format: &str, ports: (u16, u16)) {
         "available"
     );
 }
+
+#[test]
+fn refusals_name_the_operation_refused() {
+    let node = Node::new("refusalnames", (22360, 22379), true, "");
+    let id = node.create("1M");
+    node.attach(&id);
+    let refusal = |args: &[&str]| {
+        let out = node.cli(args);
+        assert!(!out.status.success(), "{args:?} is refused");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let stderr = refusal(&["volume", "delete", &id]);
+    assert!(
+        stderr.contains(&format!(
+            "volume delete refused: volume {id} is in-use: detach it first"
+        )),
+        "{stderr}"
+    );
+    let stderr = refusal(&["volume", "extend", &id, "--size", "2M"]);
+    assert!(
+        stderr.contains(&format!(
+            "volume extend refused: volume {id} is in-use: only available volumes extend"
+        )),
+        "{stderr}"
+    );
+    let stderr = refusal(&["volume", "delete", "no-such-volume"]);
+    assert!(
+        stderr.contains("volume delete refused: no volume no-such-volume"),
+        "{stderr}"
+    );
+    let stderr = refusal(&["backup", "delete", "no-such-backup"]);
+    assert!(
+        stderr.contains("backup delete refused: no backup no-such-backup"),
+        "{stderr}"
+    );
+    let other = node.create("1M");
+    let no_ip = connector_file(&node, "no-ip.json", "compute-2");
+    std::fs::write(&no_ip, r#"{"host": "compute-2"}"#).expect("connector");
+    let stderr = refusal(&[
+        "volume",
+        "attach",
+        &other,
+        "--connector",
+        no_ip.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        stderr.contains("volume attach failed: backend `qemu-1`: connector field `ip`"),
+        "{stderr}"
+    );
+}

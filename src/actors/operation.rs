@@ -109,9 +109,12 @@ pub enum OperationError {
     /// words and what happens next (see [`crate::refusal::Refusal`]).
     #[error("{0}")]
     Refused(Box<crate::refusal::Refusal>),
-    /// The driver failed the operation.
-    #[error("backend `{backend}`: {error}")]
+    /// The driver failed the operation (or turned its input away, as a
+    /// connector missing a field): named, as every refusal is.
+    #[error("{operation} failed: backend `{backend}`: {error}")]
     Driver {
+        /// The operation, in an operator's words ([`Operation::name`]).
+        operation: &'static str,
         /// The backend.
         backend: String,
         /// The driver's error.
