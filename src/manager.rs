@@ -119,13 +119,18 @@ impl Manager {
         backend: &str,
         operation: Operation,
     ) -> Result<OperationOutput, ManagerError> {
+        let name = operation.name();
         let request = self.handles.service.send(Route {
             backend: backend.to_string(),
             operation,
         });
         match request.await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(OperationError::Cancelled(backend.to_string()).into()),
+            Err(_) => Err(OperationError::Cancelled {
+                operation: name,
+                backend: backend.to_string(),
+            }
+            .into()),
         }
     }
 

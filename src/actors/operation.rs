@@ -131,20 +131,40 @@ pub enum OperationError {
         operation: &'static str,
     },
     /// No backend of that name exists.
-    #[error("no backend named `{0}`")]
-    UnknownBackend(String),
+    #[error("{operation} refused: no backend named `{backend}`")]
+    UnknownBackend {
+        /// The operation ([`Operation::name`]).
+        operation: &'static str,
+        /// The backend named.
+        backend: String,
+    },
     /// The backend has stopped (shutdown, or removed by a reload) and takes
     /// no operations.
     #[error(
-        "backend `{0}` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
+        "{operation} refused: backend `{backend}` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
     )]
-    Stopped(String),
+    Stopped {
+        /// The operation ([`Operation::name`]).
+        operation: &'static str,
+        /// The backend.
+        backend: String,
+    },
     /// The backend stopped while the operation ran.
-    #[error("backend `{0}` stopped before the operation finished")]
-    Cancelled(String),
+    #[error("{operation} cut short: backend `{backend}` stopped before the operation finished")]
+    Cancelled {
+        /// The operation ([`Operation::name`]).
+        operation: &'static str,
+        /// The backend.
+        backend: String,
+    },
     /// The backend's mailbox is full; retry.
-    #[error("backend `{0}` is busy (mailbox full); retry")]
-    Busy(String),
+    #[error("{operation} refused: backend `{backend}` is busy (mailbox full); retry")]
+    Busy {
+        /// The operation ([`Operation::name`]).
+        operation: &'static str,
+        /// The backend.
+        backend: String,
+    },
 }
 
 impl OperationError {
@@ -156,10 +176,10 @@ impl OperationError {
         match self {
             OperationError::Refused(_)
             | OperationError::WrongKind { .. }
-            | OperationError::UnknownBackend(_)
-            | OperationError::Stopped(_)
-            | OperationError::Busy(_) => true,
-            OperationError::Driver { .. } | OperationError::Cancelled(_) => false,
+            | OperationError::UnknownBackend { .. }
+            | OperationError::Stopped { .. }
+            | OperationError::Busy { .. } => true,
+            OperationError::Driver { .. } | OperationError::Cancelled { .. } => false,
         }
     }
 }
