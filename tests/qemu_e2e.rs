@@ -1289,3 +1289,54 @@ fn refusals_name_the_operation_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_restore_whose_replace_fails_leaves_the_volume_available_and_no_staged_file() {
+    let node = Node::new(
+        "replacefails",
+        (22380, 22399),
+        true,
+        "backup_rate_limit = 4M\n[backend_defaults]\nvolume_format = raw",
+    );
+    let id = node.create("8M");
+    let backup = node.ok(&["backup", "create", &id])["id"]
+        .as_str()
+        .expect("backup id")
+        .to_string();
+    // 8 MiB at 4 MiB/s: the restore stages for about two seconds, and
+    // volumes_dir moves away meanwhile, so the final rename fails.
+    let restore = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        .args(["backup", "restore", &backup, &id, "--control"])
+        .arg(node.dir.join("control.sock"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("restore starts");
+    std::thread::sleep(Duration::from_millis(700));
+    let gone = node.dir.join("volumes.gone");
+    std::fs::rename(node.dir.join("volumes"), &gone).expect("mv volumes_dir away");
+    let out = restore.wait_with_output().expect("restore ends");
+    assert!(
+        !out.status.success(),
+        "the restore fails: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let error = node
+        .notifications()
+        .into_iter()
+        .find(|n| n["event_type"] == "backup.restore.error")
+        .expect("backup.restore.error");
+    assert_eq!(error["payload"]["volume_written"], false, "{error}");
+    assert_eq!(error["payload"]["volume_status"], "available", "{error}");
+    assert_eq!(volume_row(&node, &id).expect("row")["status"], "available");
+    let left: Vec<String> = std::fs::read_dir(&gone)
+        .expect("volumes.gone")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        left,
+        [format!("volume-{id}.raw")],
+        "only the volume is left: no staged file"
+    );
+}
