@@ -86,10 +86,13 @@ impl ManagerError {
     }
 }
 
-/// A record an operation put in a transitional status (`deleting`,
-/// `extending`, `restoring`, ...), as it was before: put back as it was
-/// when the operation is turned away before its driver is called.
+/// A record an operation put in a transitional status (`creating`,
+/// `deleting`, `extending`, `restoring`, ...), as it was before: put back
+/// as it was (or removed, if made for the operation) when the operation is
+/// turned away before its driver is called.
 enum Marked {
+    /// A volume record made for the operation (`creating`): removed.
+    NewVolume(String),
     /// A volume row as it was.
     Volume(crate::records::VolumeRow),
     /// A backup row as it was.
@@ -173,6 +176,7 @@ impl Manager {
         }
         for record in marked {
             match record {
+                Marked::NewVolume(id) => self.records.delete_volume(id)?,
                 Marked::Volume(row) => self.records.put_back_volume(row)?,
                 Marked::Backup(row) => self.records.put_back_backup(row)?,
             }
@@ -214,13 +218,19 @@ impl Manager {
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         self.records
             .insert_volume(&id, backend, size_bytes, "creating")?;
-        match self
+        let marked = Marked::NewVolume(id.clone());
+        let result = self
             .route(
                 backend,
                 Operation::CreateVolume(Volume::new(&id, size_bytes)),
             )
-            .await
-        {
+            .await;
+        // Turned away before the driver: no record of a volume that never
+        // existed.
+        if self.settle(&[marked], &result)? {
+            return result.map(|_| Value::Null);
+        }
+        match result {
             Ok(_) => {
                 self.records.set_volume_status(&id, "available")?;
                 Ok(
@@ -228,13 +238,8 @@ impl Manager {
                 )
             }
             Err(error) => {
-                // Refused before anything happened: no record of a volume
-                // that never existed. Failed in the driver: kept as error.
-                if error.before_driver() {
-                    self.records.delete_volume(&id)?;
-                } else {
-                    self.records.set_volume_status(&id, "error")?;
-                }
+                // Failed in the driver: kept as error.
+                self.records.set_volume_status(&id, "error")?;
                 Err(error)
             }
         }

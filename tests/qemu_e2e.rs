@@ -1184,6 +1184,15 @@ fn a_refused_delete_or_extend_leaves_the_volume_as_it_was() {
         Some(&before),
         "a refused extend changes nothing"
     );
+    let out = node.cli(&["volume", "create", "--size", "1M", "--backend", "qemu-1"]);
+    assert!(!out.status.success(), "create refused");
+    assert_eq!(
+        node.ok(&["volume", "list", "--json"])
+            .as_array()
+            .map(Vec::len),
+        Some(1),
+        "a refused create leaves no record"
+    );
     std::fs::rename(node.dir.join("volumes.gone"), &volumes).expect("mv back");
     node.wait("the qemu backend to come back by itself", |n| {
         n.backend_state("qemu-1") == "ready"
