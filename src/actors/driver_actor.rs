@@ -548,9 +548,11 @@ impl DriverActor {
 
     fn driver_result(
         &self,
+        operation: &'static str,
         result: Result<OperationOutput, DriverError>,
     ) -> Result<OperationOutput, OperationError> {
         result.map_err(|error| OperationError::Driver {
+            operation,
             backend: self.spec.backend.clone(),
             error,
         })
@@ -606,6 +608,7 @@ impl DriverActor {
             {
                 Err(refused) => self.refusal(operation.name(), refused),
                 Ok(_) => OperationError::Driver {
+                    operation: operation.name(),
                     backend: self.spec.backend.clone(),
                     error: error.clone(),
                 },
@@ -763,7 +766,7 @@ impl Handler<Operation> for DriverActor {
                 if let Err(refused) = self.count_operation(false, ctx) {
                     tracing::error!(backend = %self.spec.backend, %refused, "operation finish refused");
                 }
-                OperationResponse::Done(self.driver_result(result))
+                OperationResponse::Done(self.driver_result(name, result))
             }
             // Otherwise it runs concurrently with other messages (actix
             // spawns a ResponseActFuture into the context); counted out when
@@ -779,7 +782,7 @@ impl Handler<Operation> for DriverActor {
                                 tracing::error!(backend = %act.spec.backend, %refused, "operation finish refused");
                             }
                             act.publish_in_flight();
-                            act.driver_result(result.unwrap_or_else(|p| Err(panicked(p))))
+                            act.driver_result(name, result.unwrap_or_else(|p| Err(panicked(p))))
                         }),
                 ))
             }
