@@ -593,6 +593,7 @@ impl EngineHandle {
         backend: &str,
         operation: Operation,
     ) -> Result<OperationOutput, OperationError> {
+        let name = operation.name();
         self.handles
             .service
             .send(Route {
@@ -600,7 +601,12 @@ impl EngineHandle {
                 operation,
             })
             .await
-            .unwrap_or_else(|_| Err(OperationError::Stopped(backend.to_string())))
+            .unwrap_or_else(|_| {
+                Err(OperationError::Stopped {
+                    operation: name,
+                    backend: backend.to_string(),
+                })
+            })
     }
 
     /// Drains every backend (operations refused, in-flight ones finish, up

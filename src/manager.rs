@@ -61,14 +61,42 @@ fn attaching_host(connector: &Connector, operation: &str) -> Result<String, Mana
         .filter(|h| !h.is_empty())
         .map(str::to_string)
         .ok_or_else(|| {
-            invalid(format!(
-                "{operation} refused: the connector names no host (field \"host\"); attachments are recorded per host"
-            ))
+            refused(
+                operation,
+                "the connector names no host (field \"host\"); attachments are recorded per host",
+            )
         })
 }
 
 fn invalid(message: impl Into<String>) -> ManagerError {
     ManagerError::Invalid(message.into())
+}
+
+/// `operation` ("volume delete", ...) refused, and why: every refusal the
+/// manager writes names the operation refused first.
+fn refused(operation: &str, why: impl std::fmt::Display) -> ManagerError {
+    invalid(format!("{operation} refused: {why}"))
+}
+
+impl ManagerError {
+    /// Whether the backend turned the operation away before its driver was
+    /// called (see [`OperationError::before_driver`]): nothing was done.
+    pub fn before_driver(&self) -> bool {
+        matches!(self, ManagerError::Operation(e) if e.before_driver())
+    }
+}
+
+/// A record an operation put in a transitional status (`creating`,
+/// `deleting`, `extending`, `restoring`, ...), as it was before: put back
+/// as it was (or removed, if made for the operation) when the operation is
+/// turned away before its driver is called.
+enum Marked {
+    /// A volume record made for the operation (`creating`): removed.
+    NewVolume(String),
+    /// A volume row as it was.
+    Volume(crate::records::VolumeRow),
+    /// A backup row as it was.
+    Backup(crate::records::BackupRow),
 }
 
 impl Manager {
@@ -94,20 +122,80 @@ impl Manager {
         backend: &str,
         operation: Operation,
     ) -> Result<OperationOutput, ManagerError> {
+        let name = operation.name();
         let request = self.handles.service.send(Route {
             backend: backend.to_string(),
             operation,
         });
         match request.await {
             Ok(result) => Ok(result?),
-            Err(_) => Err(OperationError::Cancelled(backend.to_string()).into()),
+            Err(_) => Err(OperationError::Cancelled {
+                operation: name,
+                backend: backend.to_string(),
+            }
+            .into()),
         }
     }
 
-    fn volume(&self, id: &str) -> Result<crate::records::VolumeRow, ManagerError> {
+    /// Puts `row` in the transitional `status` for an operation about to be
+    /// sent, remembering it as it was (see [`Manager::settle`]).
+    fn mark_volume(
+        &self,
+        row: &crate::records::VolumeRow,
+        status: &str,
+    ) -> Result<Marked, ManagerError> {
+        self.records.set_volume_status(&row.id, status)?;
+        Ok(Marked::Volume(row.clone()))
+    }
+
+    /// As [`Manager::mark_volume`], for a backup (`restore_target` is set
+    /// with the status).
+    fn mark_backup(
+        &self,
+        row: &crate::records::BackupRow,
+        status: &str,
+        restore_target: Option<&str>,
+    ) -> Result<Marked, ManagerError> {
+        self.records
+            .set_backup(&row.id, status, None, restore_target)?;
+        Ok(Marked::Backup(row.clone()))
+    }
+
+    /// The one place an operation's marked records are settled when it was
+    /// turned away before its driver was called (the backend not Ready,
+    /// stopped, busy, unknown): every marked record is put back exactly as
+    /// it was, so a refusal changes nothing. Answers whether it did; on any
+    /// other outcome the caller records what the driver did.
+    fn settle<T>(
+        &self,
+        marked: &[Marked],
+        result: &Result<T, ManagerError>,
+    ) -> Result<bool, ManagerError> {
+        if !matches!(result, Err(e) if e.before_driver()) {
+            return Ok(false);
+        }
+        for record in marked {
+            match record {
+                Marked::NewVolume(id) => self.records.delete_volume(id)?,
+                Marked::Volume(row) => self.records.put_back_volume(row)?,
+                Marked::Backup(row) => self.records.put_back_backup(row)?,
+            }
+        }
+        Ok(true)
+    }
+
+    /// The volume `id`, or `operation` refused: no such volume.
+    fn volume(&self, id: &str, operation: &str) -> Result<crate::records::VolumeRow, ManagerError> {
         self.records
             .volume(id)?
-            .ok_or_else(|| invalid(format!("no volume {id}")))
+            .ok_or_else(|| refused(operation, format_args!("no volume {id}")))
+    }
+
+    /// The backup `id`, or `operation` refused: no such backup.
+    fn backup(&self, id: &str, operation: &str) -> Result<crate::records::BackupRow, ManagerError> {
+        self.records
+            .backup(id)?
+            .ok_or_else(|| refused(operation, format_args!("no backup {id}")))
     }
 
     /// Creates a volume of `size` (`1G`, `512M`, bytes) on `backend`.
@@ -115,26 +203,34 @@ impl Manager {
         let size_bytes = crate::driver::options::parse_size(size)
             .filter(|s| *s > 0)
             .ok_or_else(|| {
-                invalid(format!(
-                    "--size {size:?}: expected a size such as 1G or 512M"
-                ))
+                refused(
+                    "volume create",
+                    format_args!("--size {size:?}: expected a size such as 1G or 512M"),
+                )
             })?;
         let kind = self.handles.shell.board.backend(backend).map(|b| b.kind);
         if kind != Some(Kind::Volume) {
-            return Err(invalid(format!(
-                "--backend {backend:?}: no volume backend of that name"
-            )));
+            return Err(refused(
+                "volume create",
+                format_args!("--backend {backend:?}: no volume backend of that name"),
+            ));
         }
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         self.records
             .insert_volume(&id, backend, size_bytes, "creating")?;
-        match self
+        let marked = Marked::NewVolume(id.clone());
+        let result = self
             .route(
                 backend,
                 Operation::CreateVolume(Volume::new(&id, size_bytes)),
             )
-            .await
-        {
+            .await;
+        // Turned away before the driver: no record of a volume that never
+        // existed.
+        if self.settle(&[marked], &result)? {
+            return result.map(|_| Value::Null);
+        }
+        match result {
             Ok(_) => {
                 self.records.set_volume_status(&id, "available")?;
                 Ok(
@@ -142,13 +238,8 @@ impl Manager {
                 )
             }
             Err(error) => {
-                // Refused before anything happened: no record of a volume
-                // that never existed. Failed in the driver: kept as error.
-                if matches!(error, ManagerError::Operation(OperationError::Refused(_))) {
-                    self.records.delete_volume(&id)?;
-                } else {
-                    self.records.set_volume_status(&id, "error")?;
-                }
+                // Failed in the driver: kept as error.
+                self.records.set_volume_status(&id, "error")?;
                 Err(error)
             }
         }
@@ -156,44 +247,61 @@ impl Manager {
 
     /// Deletes a volume.
     pub async fn delete_volume(&self, id: &str) -> Result<Value, ManagerError> {
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume delete")?;
         if row.status == "in-use" {
-            return Err(invalid(format!("volume {id} is in-use: detach it first")));
+            return Err(refused(
+                "volume delete",
+                format_args!("volume {id} is in-use: detach it first"),
+            ));
         }
-        self.records.set_volume_status(id, "deleting")?;
-        self.route(
-            &row.backend,
-            Operation::DeleteVolume(Volume::new(id, row.size_bytes)),
-        )
-        .await?;
+        let marked = self.mark_volume(&row, "deleting")?;
+        let result = self
+            .route(
+                &row.backend,
+                Operation::DeleteVolume(Volume::new(id, row.size_bytes)),
+            )
+            .await;
+        self.settle(&[marked], &result)?;
+        // A driver failure keeps `deleting`: resumed at the next start.
+        result?;
         self.records.delete_volume(id)?;
         Ok(json!({ "id": id, "status": "deleted" }))
     }
 
     /// Grows a volume to `size` (`2G`, bytes); only available volumes.
     pub async fn extend_volume(&self, id: &str, size: &str) -> Result<Value, ManagerError> {
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume extend")?;
         let size_bytes = crate::driver::options::parse_size(size)
             .filter(|s| *s > row.size_bytes)
             .ok_or_else(|| {
-                invalid(format!(
-                    "--size {size:?}: expected a size larger than the volume's {} bytes",
-                    row.size_bytes
-                ))
+                refused(
+                    "volume extend",
+                    format_args!(
+                        "--size {size:?}: expected a size larger than the volume's {} bytes",
+                        row.size_bytes
+                    ),
+                )
             })?;
         if row.status != "available" {
-            return Err(invalid(format!(
-                "volume {id} is {}: only available volumes extend",
-                row.status
-            )));
+            return Err(refused(
+                "volume extend",
+                format_args!(
+                    "volume {id} is {}: only available volumes extend",
+                    row.status
+                ),
+            ));
         }
-        self.records.set_volume_status(id, "extending")?;
+        let marked = self.mark_volume(&row, "extending")?;
         let result = self
             .route(
                 &row.backend,
                 Operation::ExtendVolume(Volume::new(id, row.size_bytes), size_bytes),
             )
             .await;
+        if self.settle(&[marked], &result)? {
+            // Turned away before the driver: the volume is as it was.
+            return result.map(|_| Value::Null);
+        }
         match result {
             Ok(_) => {
                 self.records.set_volume_size(id, size_bytes)?;
@@ -212,12 +320,15 @@ impl Manager {
     /// API: one per host; attaching the same host again is idempotent and
     /// returns the same, live, endpoint).
     pub async fn attach(&self, id: &str, connector: Connector) -> Result<Value, ManagerError> {
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume attach")?;
         if row.status != "available" && row.status != "in-use" {
-            return Err(invalid(format!(
-                "volume attach refused: volume {id} is {}: only available or in-use volumes attach",
-                row.status
-            )));
+            return Err(refused(
+                "volume attach",
+                format_args!(
+                    "volume {id} is {}: only available or in-use volumes attach",
+                    row.status
+                ),
+            ));
         }
         let host = attaching_host(&connector, "volume attach")?;
         let connector_json = serde_json::to_string(&connector).unwrap_or_default();
@@ -251,7 +362,7 @@ impl Manager {
         connector: Option<Connector>,
         all: bool,
     ) -> Result<Value, ManagerError> {
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume detach")?;
         let attachments = self.records.attachments(id)?;
         let hosts = || {
             attachments
@@ -262,8 +373,9 @@ impl Manager {
         };
         let targets: Vec<&crate::records::AttachmentRow> = match (&connector, all) {
             (Some(_), true) => {
-                return Err(invalid(
-                    "volume detach refused: give either --connector (one host) or --all (every host), not both",
+                return Err(refused(
+                    "volume detach",
+                    "give either --connector (one host) or --all (every host), not both",
                 ));
             }
             (Some(c), false) => {
@@ -273,24 +385,30 @@ impl Manager {
                     .filter(|a| a.connector_host == host)
                     .collect();
                 if found.is_empty() {
-                    return Err(invalid(if attachments.is_empty() {
-                        format!("volume detach refused: volume {id} is not attached to any host")
-                    } else {
-                        format!(
-                            "volume detach refused: volume {id} is not attached to host {host} (attached to: {})",
-                            hosts()
-                        )
-                    }));
+                    return Err(refused(
+                        "volume detach",
+                        if attachments.is_empty() {
+                            format!("volume {id} is not attached to any host")
+                        } else {
+                            format!(
+                                "volume {id} is not attached to host {host} (attached to: {})",
+                                hosts()
+                            )
+                        },
+                    ));
                 }
                 found
             }
             (None, true) => attachments.iter().collect(),
             (None, false) if attachments.len() > 1 => {
-                return Err(invalid(format!(
-                    "volume detach refused: volume {id} is attached to {} hosts ({}); name one with --connector FILE, or detach every host with --all",
-                    attachments.len(),
-                    hosts()
-                )));
+                return Err(refused(
+                    "volume detach",
+                    format_args!(
+                        "volume {id} is attached to {} hosts ({}); name one with --connector FILE, or detach every host with --all",
+                        attachments.len(),
+                        hosts()
+                    ),
+                ));
             }
             (None, false) => attachments.iter().collect(),
         };
@@ -342,9 +460,10 @@ impl Manager {
     /// happens next and what was left untouched (`untouched`).
     fn backup_ready(&self, operation: &str, untouched: &str) -> Result<(), ManagerError> {
         match self.handles.shell.board.backend(BACKUP_BACKEND) {
-            None => Err(invalid(format!(
-                "{operation} refused: no backup service is configured (set backup_driver)"
-            ))),
+            None => Err(refused(
+                operation,
+                format_args!("no backup service is configured (set backup_driver)"),
+            )),
             Some(b) if b.state == StateName::Ready => Ok(()),
             Some(b) => {
                 let situation = crate::refusal::Situation {
@@ -364,10 +483,13 @@ impl Manager {
                     .shell
                     .clock
                     .wall(self.handles.shell.clock.now());
-                Err(invalid(format!(
-                    "{operation} refused: the backup service is down: {}; {untouched}",
-                    crate::refusal::describe(&situation, now)
-                )))
+                Err(refused(
+                    operation,
+                    format_args!(
+                        "the backup service is down: {}; {untouched}",
+                        crate::refusal::describe(&situation, now)
+                    ),
+                ))
             }
         }
     }
@@ -400,12 +522,15 @@ impl Manager {
     /// volume is neither `available` nor `in-use`; nothing was recorded.
     pub async fn start_backup(&self, volume_id: &str) -> Result<Started, ManagerError> {
         self.backup_ready("backup create", "no backup was created")?;
-        let row = self.volume(volume_id)?;
+        let row = self.volume(volume_id, "backup create")?;
         if row.status != "available" && row.status != "in-use" {
-            return Err(invalid(format!(
-                "volume {volume_id} is {}: cannot back it up",
-                row.status
-            )));
+            return Err(refused(
+                "backup create",
+                format_args!(
+                    "volume {volume_id} is {}: only available or in-use volumes back up",
+                    row.status
+                ),
+            ));
         }
         let volume = self.located(&row).await?;
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
@@ -471,8 +596,7 @@ impl Manager {
                 Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
             }
             Err(error) => {
-                let refused = matches!(error, ManagerError::Operation(OperationError::Refused(_)));
-                let reached = !refused && progress.wrote();
+                let reached = !error.before_driver() && progress.wrote();
                 if !reached {
                     // Refused before the driver ran, or the driver wrote
                     // nothing: nothing reached the store, so the error
@@ -518,28 +642,41 @@ impl Manager {
         volume_id: &str,
     ) -> Result<Started, ManagerError> {
         self.backup_ready("backup restore", "the volume was not touched")?;
-        let backup = self
-            .records
-            .backup(backup_id)?
-            .ok_or_else(|| invalid(format!("no backup {backup_id}")))?;
+        let backup = self.backup(backup_id, "backup restore")?;
         if backup.status != "available" {
-            return Err(invalid(format!(
-                "backup {backup_id} is {}: only available backups restore",
-                backup.status
-            )));
+            return Err(refused(
+                "backup restore",
+                format_args!(
+                    "backup {backup_id} is {}: only available backups restore",
+                    backup.status
+                ),
+            ));
         }
-        let row = self.volume(volume_id)?;
+        let row = self.volume(volume_id, "backup restore")?;
         if row.status != "available" {
-            return Err(invalid(format!(
-                "volume {volume_id} is {}: restore needs an available volume",
-                row.status
-            )));
+            return Err(refused(
+                "backup restore",
+                format_args!(
+                    "volume {volume_id} is {}: restore needs an available volume",
+                    row.status
+                ),
+            ));
+        }
+        if backup.size_bytes > row.size_bytes {
+            // As Cinder: the data would not fit; the volume keeps its size.
+            return Err(refused(
+                "backup restore",
+                format_args!(
+                    "volume {volume_id} has {} bytes, fewer than backup {backup_id}'s {}: extend it first",
+                    row.size_bytes, backup.size_bytes
+                ),
+            ));
         }
         let volume = self.located(&row).await?;
-        self.records
-            .set_backup(backup_id, "restoring", None, Some(volume_id))?;
-        self.records
-            .set_volume_status(volume_id, "restoring-backup")?;
+        let marked = [
+            self.mark_backup(&backup, "restoring", Some(volume_id))?,
+            self.mark_volume(&row, "restoring-backup")?,
+        ];
         let record = BackupRecord {
             id: backup_id.to_string(),
             volume_id: backup.volume_id.clone(),
@@ -574,7 +711,7 @@ impl Manager {
                 },
             );
             let result = manager.reporter().reported(&report, routed).await;
-            manager.restored(&backup_id, &volume_id, &progress, result)
+            manager.restored(&backup_id, &volume_id, &marked, &progress, result)
         };
         Ok(Started {
             accepted,
@@ -587,11 +724,15 @@ impl Manager {
         &self,
         backup_id: &str,
         volume_id: &str,
+        marked: &[Marked],
         progress: &crate::driver::backup::Progress,
         result: Result<OperationOutput, ManagerError>,
     ) -> Result<Value, ManagerError> {
-        self.records
-            .set_backup(backup_id, "available", None, None)?;
+        let put_back = self.settle(marked, &result)?;
+        if !put_back {
+            self.records
+                .set_backup(backup_id, "available", None, None)?;
+        }
         match result {
             Ok(_) => {
                 self.records.set_volume_status(volume_id, "available")?;
@@ -601,12 +742,15 @@ impl Manager {
             Err(error) => {
                 // Cinder's word for a volume a failed restore changed; one
                 // it never wrote to is as it was.
-                let status = if progress.wrote() {
+                let written = !put_back && progress.wrote();
+                let status = if written {
                     "error_restoring"
                 } else {
                     "available"
                 };
-                self.records.set_volume_status(volume_id, status)?;
+                if !put_back {
+                    self.records.set_volume_status(volume_id, status)?;
+                }
                 self.operations.end(backup_id, Some(error.to_string()));
                 self.handles.shell.notifier.emit(
                     Some(BACKUP_BACKEND),
@@ -615,7 +759,7 @@ impl Manager {
                         backup_id: backup_id.to_string(),
                         volume_id: volume_id.to_string(),
                         volume_status: status.to_string(),
-                        volume_written: progress.wrote(),
+                        volume_written: written,
                         error: error.to_string(),
                     },
                 );
@@ -632,12 +776,15 @@ impl Manager {
     pub fn reset_volume_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
         const ALLOWED: [&str; 4] = ["available", "in-use", "error", "error_restoring"];
         if !ALLOWED.contains(&state) {
-            return Err(invalid(format!(
-                "volume reset-state refused: \"{state}\" is not a status to set by hand (one of {})",
-                ALLOWED.join(", ")
-            )));
+            return Err(refused(
+                "volume reset-state",
+                format_args!(
+                    "\"{state}\" is not a status to set by hand (one of {})",
+                    ALLOWED.join(", ")
+                ),
+            ));
         }
-        let row = self.volume(id)?;
+        let row = self.volume(id, "volume reset-state")?;
         self.records.set_volume_status(id, state)?;
         self.handles.shell.notifier.emit(
             Some(&row.backend),
@@ -659,15 +806,15 @@ impl Manager {
     pub fn reset_backup_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
         const ALLOWED: [&str; 2] = ["available", "error"];
         if !ALLOWED.contains(&state) {
-            return Err(invalid(format!(
-                "backup reset-state refused: \"{state}\" is not a status to set by hand (one of {})",
-                ALLOWED.join(", ")
-            )));
+            return Err(refused(
+                "backup reset-state",
+                format_args!(
+                    "\"{state}\" is not a status to set by hand (one of {})",
+                    ALLOWED.join(", ")
+                ),
+            ));
         }
-        let backup = self
-            .records
-            .backup(id)?
-            .ok_or_else(|| invalid(format!("backup reset-state refused: no backup {id}")))?;
+        let backup = self.backup(id, "backup reset-state")?;
         self.records.set_backup(id, state, None, None)?;
         self.handles.shell.notifier.emit(
             Some(BACKUP_BACKEND),
@@ -684,31 +831,31 @@ impl Manager {
     /// Deletes a backup. One in `error` that never reached the backup store
     /// is deleted without the driver (even while the backup service is down).
     pub async fn delete_backup(&self, id: &str) -> Result<Value, ManagerError> {
-        let backup = self
-            .records
-            .backup(id)?
-            .ok_or_else(|| invalid(format!("no backup {id}")))?;
+        let backup = self.backup(id, "backup delete")?;
         if backup.status == "error" && !backup.reached_backend {
             self.records.delete_backup(id)?;
             self.operations.forget(id);
             return Ok(json!({ "id": id, "status": "deleted", "reached_backend": false }));
         }
         if backup.status == "creating" || backup.status == "restoring" {
-            return Err(invalid(format!(
-                "backup {id} is {}: wait for it to finish",
-                backup.status
-            )));
+            return Err(refused(
+                "backup delete",
+                format_args!("backup {id} is {}: wait for it to finish", backup.status),
+            ));
         }
         self.backup_ready("backup delete", "the backup was kept")?;
-        self.records.set_backup(id, "deleting", None, None)?;
+        let marked = self.mark_backup(&backup, "deleting", None)?;
         let record = BackupRecord {
             id: id.to_string(),
-            volume_id: backup.volume_id,
+            volume_id: backup.volume_id.clone(),
             size_bytes: backup.size_bytes,
             progress: Default::default(),
         };
-        self.route(BACKUP_BACKEND, Operation::DeleteBackup(Box::new(record)))
-            .await?;
+        let result = self
+            .route(BACKUP_BACKEND, Operation::DeleteBackup(Box::new(record)))
+            .await;
+        self.settle(&[marked], &result)?;
+        result?;
         self.records.delete_backup(id)?;
         self.operations.forget(id);
         Ok(json!({ "id": id, "status": "deleted" }))

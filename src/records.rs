@@ -238,6 +238,18 @@ impl Records {
             .map_err(|e| self.error(e))
     }
 
+    /// Puts a volume row back as it was before an operation that never
+    /// reached its driver: the status and update time it had.
+    pub fn put_back_volume(&self, row: &VolumeRow) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "UPDATE volumes SET status = ?2, updated_at = ?3 WHERE id = ?1",
+                params![row.id, row.status, row.updated_at],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
     /// Sets a volume's size.
     pub fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), RecordsError> {
         self.conn
@@ -395,6 +407,18 @@ impl Records {
             .execute(
                 "UPDATE backups SET status = ?2, size_bytes = COALESCE(?3, size_bytes), restore_target = ?4, updated_at = ?5 WHERE id = ?1",
                 params![id, status, size_bytes.map(|s| s as i64), restore_target, now()],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
+    }
+
+    /// Puts a backup row back as it was before an operation that never
+    /// reached its driver: the status, restore target and update time it had.
+    pub fn put_back_backup(&self, row: &BackupRow) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "UPDATE backups SET status = ?2, restore_target = ?3, updated_at = ?4 WHERE id = ?1",
+                params![row.id, row.status, row.restore_target, row.updated_at],
             )
             .map(drop)
             .map_err(|e| self.error(e))

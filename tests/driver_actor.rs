@@ -285,7 +285,7 @@ fn an_operation_whose_driver_panics_fails_recoverably_and_the_actor_serves_on() 
                 .await
                 .expect("the actor answers");
             match answer {
-                Err(OperationError::Driver { backend, error }) => {
+                Err(OperationError::Driver { backend, error, .. }) => {
                     assert_eq!(backend, "p");
                     assert_eq!(error, DriverError::Panicked(message.into()));
                     assert!(!error.is_fatal());

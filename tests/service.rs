@@ -463,7 +463,7 @@ fn an_operation_during_shutdown_says_the_backend_has_stopped() {
             .expect_err("stopped");
         assert_eq!(
             refused.to_string(),
-            "backend `idle` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
+            "volume create refused: backend `idle` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
         );
         assert_eq!(op.await.expect("joined"), Ok(OperationOutput::Done));
     })

@@ -552,9 +552,11 @@ impl DriverActor {
 
     fn driver_result(
         &self,
+        operation: &'static str,
         result: Result<OperationOutput, DriverError>,
     ) -> Result<OperationOutput, OperationError> {
         result.map_err(|error| OperationError::Driver {
+            operation,
             backend: self.spec.backend.clone(),
             error,
         })
@@ -610,6 +612,7 @@ impl DriverActor {
             {
                 Err(refused) => self.refusal(operation.name(), refused),
                 Ok(_) => OperationError::Driver {
+                    operation: operation.name(),
                     backend: self.spec.backend.clone(),
                     error: error.clone(),
                 },
@@ -767,7 +770,7 @@ impl Handler<Operation> for DriverActor {
                 if let Err(refused) = self.count_operation(false, ctx) {
                     tracing::error!(backend = %self.spec.backend, %refused, "operation finish refused");
                 }
-                OperationResponse::Done(self.driver_result(result))
+                OperationResponse::Done(self.driver_result(name, result))
             }
             // Otherwise it runs concurrently with other messages (actix
             // spawns a ResponseActFuture into the context); counted out when
@@ -783,7 +786,7 @@ impl Handler<Operation> for DriverActor {
                                 tracing::error!(backend = %act.spec.backend, %refused, "operation finish refused");
                             }
                             act.publish_in_flight();
-                            act.driver_result(result.unwrap_or_else(|p| Err(panicked(p))))
+                            act.driver_result(name, result.unwrap_or_else(|p| Err(panicked(p))))
                         }),
                 ))
             }

@@ -109,9 +109,12 @@ pub enum OperationError {
     /// words and what happens next (see [`crate::refusal::Refusal`]).
     #[error("{0}")]
     Refused(Box<crate::refusal::Refusal>),
-    /// The driver failed the operation.
-    #[error("backend `{backend}`: {error}")]
+    /// The driver failed the operation (or turned its input away, as a
+    /// connector missing a field): named, as every refusal is.
+    #[error("{operation} failed: backend `{backend}`: {error}")]
     Driver {
+        /// The operation, in an operator's words ([`Operation::name`]).
+        operation: &'static str,
         /// The backend.
         backend: String,
         /// The driver's error.
@@ -128,18 +131,55 @@ pub enum OperationError {
         operation: &'static str,
     },
     /// No backend of that name exists.
-    #[error("no backend named `{0}`")]
-    UnknownBackend(String),
+    #[error("{operation} refused: no backend named `{backend}`")]
+    UnknownBackend {
+        /// The operation ([`Operation::name`]).
+        operation: &'static str,
+        /// The backend named.
+        backend: String,
+    },
     /// The backend has stopped (shutdown, or removed by a reload) and takes
     /// no operations.
     #[error(
-        "backend `{0}` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
+        "{operation} refused: backend `{backend}` has stopped (the service is shutting down, or a reload removed it) and takes no operations"
     )]
-    Stopped(String),
+    Stopped {
+        /// The operation ([`Operation::name`]).
+        operation: &'static str,
+        /// The backend.
+        backend: String,
+    },
     /// The backend stopped while the operation ran.
-    #[error("backend `{0}` stopped before the operation finished")]
-    Cancelled(String),
+    #[error("{operation} cut short: backend `{backend}` stopped before the operation finished")]
+    Cancelled {
+        /// The operation ([`Operation::name`]).
+        operation: &'static str,
+        /// The backend.
+        backend: String,
+    },
     /// The backend's mailbox is full; retry.
-    #[error("backend `{0}` is busy (mailbox full); retry")]
-    Busy(String),
+    #[error("{operation} refused: backend `{backend}` is busy (mailbox full); retry")]
+    Busy {
+        /// The operation ([`Operation::name`]).
+        operation: &'static str,
+        /// The backend.
+        backend: String,
+    },
+}
+
+impl OperationError {
+    /// Whether the operation was turned away before its driver was called
+    /// (the backend not Ready, stopped, busy, unknown or of the wrong
+    /// kind): nothing was done, so a caller puts its records back as they
+    /// were. `Driver` and `Cancelled` may follow a driver call.
+    pub fn before_driver(&self) -> bool {
+        match self {
+            OperationError::Refused(_)
+            | OperationError::WrongKind { .. }
+            | OperationError::UnknownBackend { .. }
+            | OperationError::Stopped { .. }
+            | OperationError::Busy { .. } => true,
+            OperationError::Driver { .. } | OperationError::Cancelled { .. } => false,
+        }
+    }
 }

@@ -318,22 +318,33 @@ impl Actor for Service {
 impl Handler<Route> for Service {
     type Result = ResponseFuture<Result<OperationOutput, OperationError>>;
     fn handle(&mut self, msg: Route, _: &mut Context<Self>) -> Self::Result {
+        let operation = msg.operation.name();
         let Some(backend) = self.backends.get(&msg.backend) else {
-            return Box::pin(async move { Err(OperationError::UnknownBackend(msg.backend)) });
+            return Box::pin(async move {
+                Err(OperationError::UnknownBackend {
+                    operation,
+                    backend: msg.backend,
+                })
+            });
         };
         // A backend a reload removed has stopped before the controller
         // unrouted it: the operation is refused, never accepted and cut.
         if !backend.addr.connected() {
-            return Box::pin(async move { Err(OperationError::Stopped(msg.backend)) });
+            return Box::pin(async move {
+                Err(OperationError::Stopped {
+                    operation,
+                    backend: msg.backend,
+                })
+            });
         }
         // Driver actors never call the service back: awaiting them here
         // cannot deadlock. `send` waits for mailbox room instead of dropping.
         let request = backend.addr.send(msg.operation);
-        let name = msg.backend;
+        let backend = msg.backend;
         Box::pin(async move {
             request
                 .await
-                .unwrap_or(Err(OperationError::Cancelled(name)))
+                .unwrap_or(Err(OperationError::Cancelled { operation, backend }))
         })
     }
 }

@@ -359,10 +359,13 @@ fn write_chunks(
 /// `out` over the target only after success, so a corrupt backup never
 /// half-overwrites a volume.
 /// Each block verified and staged advances `progress` (the target itself
-/// is not touched here).
+/// is not touched here). `out` is `volume_size` long when that is larger
+/// than the backup: a restore into a larger volume keeps the volume's size
+/// (as Cinder does), the bytes past the backup read as zeros.
 fn restore_chunks(
     dir: &Path,
     out_path: &Path,
+    volume_size: u64,
     progress: &Progress,
     throttle: &Throttle,
 ) -> Result<u64, DriverError> {
@@ -374,7 +377,8 @@ fn restore_chunks(
             format!("backup metadata {} is corrupt: {e}", meta_path.display()).into(),
         )
     })?;
-    let result = copy_verified(dir, &metadata, out_path, progress, throttle);
+    let length = metadata.size.max(volume_size);
+    let result = copy_verified(dir, &metadata, out_path, length, progress, throttle);
     if result.is_err() {
         let _ = std::fs::remove_file(out_path);
     }
@@ -384,9 +388,16 @@ fn restore_chunks(
 /// Restores into a staged file beside `target` and renames it over
 /// `target` only once every chunk verified (then syncs the directory), so a
 /// corrupt backup leaves the target volume exactly as it was.
+///
+/// `progress` says the target was written only once the rename replaced
+/// it: a staged sibling is not the volume. On any failure the staged file
+/// is removed through a handle on the directory opened before staging, so
+/// it goes even if the directory was moved away meanwhile (the rename by
+/// path then fails and the volume is untouched).
 fn restore_in_place(
     dir: &Path,
     target: &Path,
+    volume_size: u64,
     progress: &Progress,
     throttle: &Throttle,
 ) -> Result<(), DriverError> {
@@ -394,32 +405,41 @@ fn restore_in_place(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| DriverError::Other(format!("{} is not a file", target.display()).into()))?;
-    let staged = target.with_file_name(format!(".{name}.restoring"));
-    restore_chunks(dir, &staged, progress, throttle)?;
-    // The target is first changed here: every chunk verified before.
+    let parent = target.parent().ok_or_else(|| {
+        DriverError::Other(format!("{} has no directory", target.display()).into())
+    })?;
+    let directory = File::open(parent).map_err(|e| io(&parent.display().to_string(), e))?;
+    let staged_name = format!(".{name}.restoring");
+    let staged = target.with_file_name(&staged_name);
+    let replaced = restore_chunks(dir, &staged, volume_size, progress, throttle).and_then(|_| {
+        std::fs::rename(&staged, target).map_err(|e| io(&target.display().to_string(), e))
+    });
+    if let Err(e) = replaced {
+        let _ = rustix::fs::unlinkat(
+            &directory,
+            staged_name.as_str(),
+            rustix::fs::AtFlags::empty(),
+        );
+        return Err(e);
+    }
+    // The target was replaced: from here on it counts as written.
     progress.touch();
-    if let Err(e) = std::fs::rename(&staged, target) {
-        let _ = std::fs::remove_file(&staged);
-        return Err(io(&target.display().to_string(), e));
-    }
-    if let Some(parent) = target.parent() {
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io(&parent.display().to_string(), e))?;
-    }
-    Ok(())
+    directory
+        .sync_all()
+        .map_err(|e| io(&parent.display().to_string(), e))
 }
 
 fn copy_verified(
     dir: &Path,
     metadata: &Metadata,
     out_path: &Path,
+    length: u64,
     progress: &Progress,
     throttle: &Throttle,
 ) -> Result<(), DriverError> {
     use std::os::unix::fs::FileExt;
     let out = File::create(out_path).map_err(|e| io(&out_path.display().to_string(), e))?;
-    out.set_len(metadata.size)
+    out.set_len(length)
         .map_err(|e| io(&out_path.display().to_string(), e))?;
     let offsets: Vec<u64> = metadata
         .chunks
@@ -488,6 +508,15 @@ fn copy_verified(
         .map_err(|e| io(&out_path.display().to_string(), e))
 }
 
+/// What says a file was changed: device, inode, length and modification
+/// time (`None` when it cannot be read).
+fn file_identity(path: &Path) -> Option<(u64, u64, u64, Option<std::time::SystemTime>)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino(), m.len(), m.modified().ok()))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
 ) -> Result<T, DriverError> {
@@ -553,7 +582,9 @@ impl BackupDriver for PosixBackupDriver {
             let target = location.path.clone();
             let progress = backup.progress.clone();
             let throttle = Throttle::new(self.rate_limit);
-            return blocking(move || restore_in_place(&dir, &target, &progress, &throttle)).await;
+            let size = volume.size_bytes;
+            return blocking(move || restore_in_place(&dir, &target, size, &progress, &throttle))
+                .await;
         }
         let tmp = self
             .store
@@ -562,13 +593,21 @@ impl BackupDriver for PosixBackupDriver {
         let raw = tmp.clone();
         let progress = backup.progress.clone();
         let throttle = Throttle::new(self.rate_limit);
-        let restored = blocking(move || restore_chunks(&dir, &raw, &progress, &throttle)).await;
+        let size = volume.size_bytes;
+        let restored =
+            blocking(move || restore_chunks(&dir, &raw, size, &progress, &throttle)).await;
         let converted = match restored {
             Ok(_) => {
-                // qemu-img writes the target from here on.
-                backup.progress.touch();
-                self.convert("raw", &tmp, &location.format, &location.path)
-                    .await
+                // qemu-img writes the target from here on, unless it fails
+                // before touching it (the target's file as it was).
+                let before = file_identity(&location.path);
+                let converted = self
+                    .convert("raw", &tmp, &location.format, &location.path)
+                    .await;
+                if converted.is_ok() || file_identity(&location.path) != before {
+                    backup.progress.touch();
+                }
+                converted
             }
             Err(e) => Err(e),
         };
@@ -673,13 +712,13 @@ mod tests {
         assert_eq!(meta.size, 50_000);
         let target = root.join("target.raw");
         let staged = Progress::default();
-        restore_chunks(&dir, &target, &staged, &unlimited).expect("restore");
+        restore_chunks(&dir, &target, 0, &staged, &unlimited).expect("restore");
         assert_eq!(staged.done(), 50_000, "every verified byte counts as done");
         assert_eq!(staged.bytes(), 0, "staging writes nothing to a target");
         assert_eq!(std::fs::read(&target).expect("read"), data);
         let replaced = root.join("replaced.raw");
         std::fs::write(&replaced, b"old contents").expect("write");
-        restore_in_place(&dir, &replaced, &Progress::default(), &unlimited)
+        restore_in_place(&dir, &replaced, 0, &Progress::default(), &unlimited)
             .expect("restore over a volume");
         assert_eq!(std::fs::read(&replaced).expect("read"), data);
         let other = root.join("other.raw");
@@ -689,7 +728,7 @@ mod tests {
         bytes[10] ^= 0xff;
         std::fs::write(&chunk, bytes).expect("write");
         let e =
-            restore_chunks(&dir, &other, &Progress::default(), &unlimited).expect_err("corrupt");
+            restore_chunks(&dir, &other, 0, &Progress::default(), &unlimited).expect_err("corrupt");
         assert!(
             e.to_string().contains("chunk-00002") && e.to_string().contains("corrupt"),
             "{e}"
@@ -701,7 +740,7 @@ mod tests {
         std::fs::write(&volume, b"precious").expect("write");
         let untouched = Progress::default();
         untouched.start();
-        let e = restore_in_place(&dir, &volume, &untouched, &unlimited).expect_err("corrupt");
+        let e = restore_in_place(&dir, &volume, 0, &untouched, &unlimited).expect_err("corrupt");
         assert!(
             !untouched.wrote(),
             "a refused restore left the volume untouched"
@@ -709,6 +748,59 @@ mod tests {
         assert!(e.to_string().contains("chunk-00002"), "{e}");
         assert_eq!(std::fs::read(&volume).expect("read"), b"precious");
         assert!(!root.join(".volume.raw.restoring").exists());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_replace_that_fails_leaves_the_volume_unwritten_and_no_staged_file() {
+        let root =
+            std::env::temp_dir().join(format!("rekindle-posix-replace-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let volumes = root.join("volumes");
+        std::fs::create_dir_all(&volumes).expect("dir");
+        let source = root.join("source.raw");
+        let data: Vec<u8> = (0..64_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&source, &data).expect("write");
+        let dir = root.join("b");
+        let unlimited = Throttle::new(0);
+        write_chunks(
+            &source,
+            &dir,
+            16_384,
+            "b",
+            "v",
+            &Progress::default(),
+            &unlimited,
+        )
+        .expect("backup");
+        let target = volumes.join("volume-v.raw");
+        std::fs::write(&target, b"precious").expect("write");
+        // volumes_dir moves away while the chunks are staged (64 kB at
+        // 64 kB/s: about a second): the replace step fails.
+        let progress = Progress::default();
+        progress.start();
+        let restore = {
+            let (dir, target, progress) = (dir.clone(), target.clone(), progress.clone());
+            std::thread::spawn(move || {
+                restore_in_place(&dir, &target, 0, &progress, &Throttle::new(64_000))
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let gone = root.join("volumes.gone");
+        std::fs::rename(&volumes, &gone).expect("move volumes_dir away");
+        let result = restore.join().expect("no panic");
+        assert!(result.is_err(), "the replace step fails: {result:?}");
+        assert!(!progress.wrote(), "the volume itself was never written");
+        assert_eq!(
+            std::fs::read(gone.join("volume-v.raw")).expect("read"),
+            b"precious"
+        );
+        let left: Vec<_> = std::fs::read_dir(&gone)
+            .expect("read dir")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left, ["volume-v.raw"], "the staged file was removed");
         let _ = std::fs::remove_dir_all(&root);
     }
 

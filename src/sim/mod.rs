@@ -211,6 +211,7 @@ impl Simulation {
                     let Some((backend, operation)) = action.operation() else {
                         continue;
                     };
+                    let name = operation.name();
                     let request = handles.service.send(Route {
                         backend: backend.to_string(),
                         operation,
@@ -218,9 +219,12 @@ impl Simulation {
                     let outcomes = recorder.clone();
                     let backend = backend.to_string();
                     operations.push(actix::spawn(async move {
-                        let result = request
-                            .await
-                            .unwrap_or_else(|_| Err(OperationError::Cancelled(backend.clone())));
+                        let result = request.await.unwrap_or_else(|_| {
+                            Err(OperationError::Cancelled {
+                                operation: name,
+                                backend: backend.clone(),
+                            })
+                        });
                         outcomes
                             .borrow_mut()
                             .operation_done(clock.now(), &backend, &result);

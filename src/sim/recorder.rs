@@ -353,16 +353,16 @@ impl Recorder {
             Ok(_) => self.operations.done += 1,
             Err(
                 OperationError::Refused(_)
-                | OperationError::UnknownBackend(_)
-                | OperationError::Stopped(_)
-                | OperationError::Busy(_),
+                | OperationError::UnknownBackend { .. }
+                | OperationError::Stopped { .. }
+                | OperationError::Busy { .. },
             ) => {
                 self.operations.refused += 1;
             }
             Err(OperationError::Driver { .. } | OperationError::WrongKind { .. }) => {
                 self.operations.failed += 1
             }
-            Err(OperationError::Cancelled(_)) => {
+            Err(OperationError::Cancelled { .. }) => {
                 self.operations.cancelled += 1;
                 self.cut.push((at, backend.to_string()));
             }
