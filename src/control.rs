@@ -143,6 +143,9 @@ pub struct ServiceRow {
     pub state: String,
     /// Last heartbeat.
     pub updated_at: String,
+    /// The host's cluster, in a fleet (`[database] connection`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// A backend row.
@@ -190,6 +193,7 @@ impl From<ServiceStatus> for ServiceRow {
             backend: s.backend,
             state: s.state,
             updated_at: s.updated_at,
+            cluster: None,
         }
     }
 }
@@ -275,6 +279,16 @@ pub fn status_report(handles: &Handles) -> StatusReport {
             .map(Into::into)
             .collect(),
     }
+}
+
+/// Keeps the service rows of `host` (the part before `@`) and of
+/// `cluster`, when given: `rekindle status --host/--cluster`.
+pub fn filter_services(report: &mut StatusReport, host: Option<&str>, cluster: Option<&str>) {
+    report.services.retain(|s| {
+        let own_host = s.host.split('@').next().unwrap_or(&s.host);
+        host.is_none_or(|h| own_host == h)
+            && cluster.is_none_or(|c| s.cluster.as_deref() == Some(c))
+    });
 }
 
 /// A bound control socket, not yet answering: bound before the service
@@ -415,7 +429,7 @@ async fn handle(
             Err(message) => Response::Error { message },
         },
         Request::BackupShow { id } => match operation(manager) {
-            Ok(m) => done(m.show_backup(&id)),
+            Ok(m) => done(m.show_backup(&id).await),
             Err(message) => Response::Error { message },
         },
         Request::BackupDelete { id } => match operation(manager) {
@@ -423,22 +437,50 @@ async fn handle(
             Err(message) => Response::Error { message },
         },
         Request::VolumeResetState { id, state } => match operation(manager) {
-            Ok(m) => done(m.reset_volume_state(&id, &state)),
+            Ok(m) => done(m.reset_volume_state(&id, &state).await),
             Err(message) => Response::Error { message },
         },
         Request::BackupResetState { id, state } => match operation(manager) {
-            Ok(m) => done(m.reset_backup_state(&id, &state)),
+            Ok(m) => done(m.reset_backup_state(&id, &state).await),
             Err(message) => Response::Error { message },
         },
         Request::VolumeList => match operation(manager) {
-            Ok(m) => rows(m.list_volumes()),
+            Ok(m) => rows(m.list_volumes().await),
             Err(message) => Response::Error { message },
         },
         Request::BackupList => match operation(manager) {
-            Ok(m) => rows(m.list_backups()),
+            Ok(m) => rows(m.list_backups().await),
             Err(message) => Response::Error { message },
         },
-        Request::Status => Response::Status(status_report(handles)),
+        Request::Status => {
+            let mut report = status_report(handles);
+            // In a fleet, the services are every host's, read from the
+            // shared records with liveness by the database's clock.
+            if let Some(fleet) = match manager {
+                Some(m) => m.fleet_services().await,
+                None => None,
+            } {
+                match fleet {
+                    Ok(rows) => {
+                        report.services = rows
+                            .into_iter()
+                            .map(|(row, cluster)| ServiceRow {
+                                binary: row.binary,
+                                host: row.host,
+                                backend: row.backend,
+                                state: row.state,
+                                updated_at: row.updated_at,
+                                cluster: Some(cluster),
+                            })
+                            .collect()
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "fleet services unavailable; showing this host's");
+                    }
+                }
+            }
+            Response::Status(report)
+        }
         Request::Reload { wait } => match if wait {
             handles.controller.send(RequestReloadAndWait).await
         } else {
@@ -526,23 +568,34 @@ pub fn request(path: &Path, request: &Request) -> Result<Response, ControlError>
 /// The human-readable `rekindle status`: services like `cinder service-list`,
 /// then one row per backend.
 pub fn render_status(report: &StatusReport) -> String {
+    // A fleet's rows carry their cluster: shown as a column, like
+    // `cinder service-list`'s.
+    let fleet = report.services.iter().any(|s| s.cluster.is_some());
     let services: Vec<Vec<String>> = report
         .services
         .iter()
         .map(|s| {
-            vec![
-                s.binary.clone(),
-                s.host.clone(),
-                s.backend.clone(),
-                s.state.clone(),
-                s.updated_at.clone(),
-            ]
+            let mut row = vec![s.binary.clone(), s.host.clone()];
+            if fleet {
+                row.push(s.cluster.clone().unwrap_or_else(|| "-".to_string()));
+            }
+            row.extend([s.backend.clone(), s.state.clone(), s.updated_at.clone()]);
+            row
         })
         .collect();
-    let mut out = crate::table::render(
-        &["Binary", "Host", "Backend", "State", "Updated At"],
-        &services,
-    );
+    let headers: &[&str] = if fleet {
+        &[
+            "Binary",
+            "Host",
+            "Cluster",
+            "Backend",
+            "State",
+            "Updated At",
+        ]
+    } else {
+        &["Binary", "Host", "Backend", "State", "Updated At"]
+    };
+    let mut out = crate::table::render(headers, &services);
     out.push('\n');
     let now = std::time::SystemTime::now();
     let backends: Vec<Vec<String>> = report

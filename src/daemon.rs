@@ -42,6 +42,10 @@ pub enum DaemonError {
     /// The runtime cannot start.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
+    /// The fleet database refused this host (a bad URL, a schema problem).
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Fleet(crate::store::StoreError),
 }
 
 pub use crate::config::{ConfigSource, EMBEDDED_CONFIG, load_config, load_plan, state_dir};
@@ -78,16 +82,36 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             None => crate::records::Records::in_memory()?,
         };
         let records = std::rc::Rc::new(records);
+        #[cfg(feature = "postgres")]
+        let member = match &config.database {
+            Some(url) => Some(std::rc::Rc::new(join_fleet(url, &config).await?)),
+            None => None,
+        };
+        #[cfg(feature = "postgres")]
+        let fleet_timing = (config.report_interval, config.service_down_time);
         let mut engine = crate::engine::Engine::builder()
             .loaded_config(config, options.config.clone())
             .records(records.clone())
             .systemd(Systemd::from_env());
+        #[cfg(feature = "postgres")]
+        if let Some(member) = &member {
+            engine = engine.service_rows(member.row_sink());
+        }
         if let Some(path) = &options.notifications {
             engine = engine.notifications_file(path);
         }
         let engine = engine.start()?;
         let handles = engine.handles().clone();
         SignalActor::with_listeners(handles.controller.clone().recipient(), signals).start();
+        #[cfg(feature = "postgres")]
+        let manager = match &member {
+            Some(member) => {
+                spawn_claims(member.clone(), handles.clone(), fleet_timing);
+                crate::manager::Manager::for_fleet(handles.clone(), member.clone())
+            }
+            None => crate::manager::Manager::new(handles.clone(), records),
+        };
+        #[cfg(not(feature = "postgres"))]
         let manager = crate::manager::Manager::new(handles.clone(), records);
         let recovering = manager.clone();
         actix::spawn(async move {
@@ -110,6 +134,62 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         System::current().stop();
         Ok(())
     })?
+}
+
+/// Joins the fleet database: a database that does not answer yet (it
+/// starts after us, a network blip) is waited for, every 2 s, with one log
+/// line each time; a URL or schema it refuses stops the start.
+#[cfg(feature = "postgres")]
+async fn join_fleet(
+    url: &str,
+    config: &crate::config::Config,
+) -> Result<crate::fleet::member::Member, DaemonError> {
+    use crate::store::StoreError;
+    loop {
+        match crate::fleet::member::Member::join(
+            url,
+            &config.host,
+            config.cluster.as_deref(),
+            config.service_down_time,
+        )
+        .await
+        {
+            Ok(member) => {
+                tracing::info!(host = %member.host(), cluster = %member.cluster(), epoch = member.epoch().0, "joined the fleet");
+                return Ok(member);
+            }
+            Err(error @ StoreError::Unavailable { .. }) => {
+                tracing::warn!(%error, "waiting for the fleet database");
+                actix::clock::sleep(std::time::Duration::from_secs(2)).await;
+            }
+            Err(error) => return Err(DaemonError::Fleet(error)),
+        }
+    }
+}
+
+/// Every `report_interval`, claims and resolves the work of members of
+/// this host's cluster that have been down for `service_down_time` (by the
+/// database's clock). A database that does not answer is tried again next
+/// time.
+#[cfg(feature = "postgres")]
+fn spawn_claims(
+    member: std::rc::Rc<crate::fleet::member::Member>,
+    handles: crate::actors::Handles,
+    (report_interval, service_down_time): (std::time::Duration, std::time::Duration),
+) {
+    actix::spawn(async move {
+        let mut ticks = actix::clock::interval(report_interval);
+        loop {
+            ticks.tick().await;
+            let now = handles.shell.clock.now();
+            if let Err(error) = member
+                .claim_dead_work(service_down_time, &handles.shell.notifier, now)
+                .await
+            {
+                tracing::warn!(%error, "cannot claim dead members' work now; trying again");
+            }
+        }
+    });
 }
 
 #[cfg(test)]

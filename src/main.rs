@@ -38,6 +38,12 @@ enum Command {
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
+        /// Only this host's services (in a fleet, any host's).
+        #[arg(long)]
+        host: Option<String>,
+        /// Only the services of this cluster's hosts (a fleet).
+        #[arg(long)]
+        cluster: Option<String>,
     },
     /// Ask a running daemon to reload its config file (like SIGHUP).
     ///
@@ -553,7 +559,18 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Status { control, json } => match control::request(&control, &Request::Status) {
+        Command::Status {
+            control,
+            json,
+            host,
+            cluster,
+        } => match control::request(&control, &Request::Status).map(|answer| match answer {
+            Response::Status(mut report) => {
+                control::filter_services(&mut report, host.as_deref(), cluster.as_deref());
+                Response::Status(report)
+            }
+            other => other,
+        }) {
             Ok(Response::Status(report)) if json => match serde_json::to_string_pretty(&report) {
                 Ok(text) => {
                     println!("{text}");

@@ -18,7 +18,8 @@ use crate::event::Event;
 use crate::lifecycle::StateName;
 use crate::listing::{BackupListRow, VolumeListRow};
 use crate::progress::{Operations, Report, Reporter, Work};
-use crate::records::{Records, RecordsError};
+use crate::records::RecordsError;
+use crate::store::{RecordStore, StoreError};
 
 /// Why a user operation failed.
 #[derive(Debug, Error)]
@@ -29,17 +30,28 @@ pub enum ManagerError {
     /// The backend refused or failed.
     #[error(transparent)]
     Operation(#[from] OperationError),
-    /// The records database failed.
+    /// The records database failed (or cannot be reached: a recoverable
+    /// failure of the records, named with the database).
     #[error(transparent)]
-    Records(#[from] RecordsError),
+    Records(#[from] StoreError),
+}
+
+impl From<RecordsError> for ManagerError {
+    fn from(e: RecordsError) -> Self {
+        ManagerError::Records(StoreError::Sqlite(e))
+    }
 }
 
 /// Carries out user operations for one service.
 #[derive(Clone)]
 pub struct Manager {
     handles: Handles,
-    records: Rc<Records>,
+    records: Rc<dyn RecordStore>,
     operations: Operations,
+    /// This host in a fleet: every transitional record is work it owns
+    /// (Cinder's workers), its end fenced by this start's epoch.
+    #[cfg(feature = "postgres")]
+    fleet: Option<Rc<crate::fleet::member::Member>>,
 }
 
 /// A backup or restore that was checked and recorded: `accepted` is what
@@ -101,12 +113,94 @@ enum Marked {
 
 impl Manager {
     /// A manager over a running service and its records.
-    pub fn new(handles: Handles, records: Rc<Records>) -> Self {
+    pub fn new(handles: Handles, records: Rc<dyn RecordStore>) -> Self {
         Manager {
             handles,
             records,
             operations: Operations::default(),
+            #[cfg(feature = "postgres")]
+            fleet: None,
         }
+    }
+
+    /// A manager whose records are the fleet's (`member.store()`): each
+    /// record an operation puts in a transitional status is work this host
+    /// owns, so a survivor resolves it if this host dies, and its end is
+    /// fenced (a survivor's resolution is never overwritten).
+    #[cfg(feature = "postgres")]
+    pub fn for_fleet(handles: Handles, member: Rc<crate::fleet::member::Member>) -> Self {
+        let mut manager = Manager::new(handles, member.store());
+        manager.fleet = Some(member);
+        manager
+    }
+
+    /// Whether this manager runs on a fleet's shared records.
+    pub fn in_fleet(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        return self.fleet.is_some();
+        #[cfg(not(feature = "postgres"))]
+        false
+    }
+
+    /// Every service row of the fleet (all hosts, liveness by the
+    /// database's clock) with each host's cluster; `None` outside a fleet.
+    pub async fn fleet_services(
+        &self,
+    ) -> Option<Result<Vec<(crate::records::ServiceRow, String)>, ManagerError>> {
+        #[cfg(feature = "postgres")]
+        if let Some(member) = &self.fleet {
+            return Some(member.store().fleet_services().await.map_err(Into::into));
+        }
+        None
+    }
+
+    /// Records that `kind` record `id` entered the transitional `status`
+    /// for an operation of this host (a fleet's worker row; nothing on one
+    /// host, where start-up recovery resolves it).
+    async fn begin(&self, kind: &str, id: &str, status: &str) -> Result<(), ManagerError> {
+        #[cfg(feature = "postgres")]
+        if let Some(member) = &self.fleet {
+            let work = crate::store::cluster::Work {
+                kind: kind.to_string(),
+                id: id.to_string(),
+                status: status.to_string(),
+            };
+            member.begin(&work).await?;
+        }
+        let _ = (kind, id, status);
+        Ok(())
+    }
+
+    /// Ends the work on `kind` record `id` (left in `from`) with the final
+    /// `to`: in a fleet one fenced statement (false: a survivor claimed it
+    /// and its resolution stands, nothing was written); on one host a plain
+    /// status write.
+    async fn finish(
+        &self,
+        kind: &str,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, ManagerError> {
+        #[cfg(feature = "postgres")]
+        if let Some(member) = &self.fleet {
+            let work = crate::store::cluster::Work {
+                kind: kind.to_string(),
+                id: id.to_string(),
+                status: from.to_string(),
+            };
+            let written = member.finish(&work, to).await?;
+            if !written {
+                tracing::warn!(%kind, %id, %to, "a survivor claimed this work while this host was away: its resolution stands");
+            }
+            return Ok(written);
+        }
+        let _ = from;
+        match kind {
+            "volume" => self.records.set_volume_status(id, to).await?,
+            _ => self.records.set_backup(id, to, None, None).await?,
+        }
+        Ok(true)
     }
 
     fn reporter(&self) -> Reporter {
@@ -139,25 +233,28 @@ impl Manager {
 
     /// Puts `row` in the transitional `status` for an operation about to be
     /// sent, remembering it as it was (see [`Manager::settle`]).
-    fn mark_volume(
+    async fn mark_volume(
         &self,
         row: &crate::records::VolumeRow,
         status: &str,
     ) -> Result<Marked, ManagerError> {
-        self.records.set_volume_status(&row.id, status)?;
+        self.records.set_volume_status(&row.id, status).await?;
+        self.begin("volume", &row.id, status).await?;
         Ok(Marked::Volume(row.clone()))
     }
 
     /// As [`Manager::mark_volume`], for a backup (`restore_target` is set
     /// with the status).
-    fn mark_backup(
+    async fn mark_backup(
         &self,
         row: &crate::records::BackupRow,
         status: &str,
         restore_target: Option<&str>,
     ) -> Result<Marked, ManagerError> {
         self.records
-            .set_backup(&row.id, status, None, restore_target)?;
+            .set_backup(&row.id, status, None, restore_target)
+            .await?;
+        self.begin("backup", &row.id, status).await?;
         Ok(Marked::Backup(row.clone()))
     }
 
@@ -166,7 +263,7 @@ impl Manager {
     /// stopped, busy, unknown): every marked record is put back exactly as
     /// it was, so a refusal changes nothing. Answers whether it did; on any
     /// other outcome the caller records what the driver did.
-    fn settle<T>(
+    async fn settle<T>(
         &self,
         marked: &[Marked],
         result: &Result<T, ManagerError>,
@@ -175,26 +272,47 @@ impl Manager {
             return Ok(false);
         }
         for record in marked {
+            // The work ends first (in a fleet, its worker row goes), then
+            // the row is put back exactly as it was.
             match record {
-                Marked::NewVolume(id) => self.records.delete_volume(id)?,
-                Marked::Volume(row) => self.records.put_back_volume(row)?,
-                Marked::Backup(row) => self.records.put_back_backup(row)?,
+                Marked::NewVolume(id) => {
+                    self.finish("volume", id, "creating", "deleted").await?;
+                    self.records.delete_volume(id).await?
+                }
+                Marked::Volume(row) => {
+                    self.finish("volume", &row.id, "", &row.status).await?;
+                    self.records.put_back_volume(row).await?
+                }
+                Marked::Backup(row) => {
+                    self.finish("backup", &row.id, "", &row.status).await?;
+                    self.records.put_back_backup(row).await?
+                }
             }
         }
         Ok(true)
     }
 
     /// The volume `id`, or `operation` refused: no such volume.
-    fn volume(&self, id: &str, operation: &str) -> Result<crate::records::VolumeRow, ManagerError> {
+    async fn volume(
+        &self,
+        id: &str,
+        operation: &str,
+    ) -> Result<crate::records::VolumeRow, ManagerError> {
         self.records
-            .volume(id)?
+            .volume(id)
+            .await?
             .ok_or_else(|| refused(operation, format_args!("no volume {id}")))
     }
 
     /// The backup `id`, or `operation` refused: no such backup.
-    fn backup(&self, id: &str, operation: &str) -> Result<crate::records::BackupRow, ManagerError> {
+    async fn backup(
+        &self,
+        id: &str,
+        operation: &str,
+    ) -> Result<crate::records::BackupRow, ManagerError> {
         self.records
-            .backup(id)?
+            .backup(id)
+            .await?
             .ok_or_else(|| refused(operation, format_args!("no backup {id}")))
     }
 
@@ -217,7 +335,9 @@ impl Manager {
         }
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         self.records
-            .insert_volume(&id, backend, size_bytes, "creating")?;
+            .insert_volume(&id, backend, size_bytes, "creating")
+            .await?;
+        self.begin("volume", &id, "creating").await?;
         let marked = Marked::NewVolume(id.clone());
         let result = self
             .route(
@@ -227,19 +347,19 @@ impl Manager {
             .await;
         // Turned away before the driver: no record of a volume that never
         // existed.
-        if self.settle(&[marked], &result)? {
+        if self.settle(&[marked], &result).await? {
             return result.map(|_| Value::Null);
         }
         match result {
             Ok(_) => {
-                self.records.set_volume_status(&id, "available")?;
+                self.finish("volume", &id, "creating", "available").await?;
                 Ok(
                     json!({ "id": id, "backend": backend, "size_bytes": size_bytes, "status": "available" }),
                 )
             }
             Err(error) => {
                 // Failed in the driver: kept as error.
-                self.records.set_volume_status(&id, "error")?;
+                self.finish("volume", &id, "creating", "error").await?;
                 Err(error)
             }
         }
@@ -247,30 +367,32 @@ impl Manager {
 
     /// Deletes a volume.
     pub async fn delete_volume(&self, id: &str) -> Result<Value, ManagerError> {
-        let row = self.volume(id, "volume delete")?;
+        let row = self.volume(id, "volume delete").await?;
         if row.status == "in-use" {
             return Err(refused(
                 "volume delete",
                 format_args!("volume {id} is in-use: detach it first"),
             ));
         }
-        let marked = self.mark_volume(&row, "deleting")?;
+        let marked = self.mark_volume(&row, "deleting").await?;
         let result = self
             .route(
                 &row.backend,
                 Operation::DeleteVolume(Volume::new(id, row.size_bytes)),
             )
             .await;
-        self.settle(&[marked], &result)?;
+        self.settle(&[marked], &result).await?;
         // A driver failure keeps `deleting`: resumed at the next start.
         result?;
-        self.records.delete_volume(id)?;
+        if self.finish("volume", id, "deleting", "deleted").await? {
+            self.records.delete_volume(id).await?;
+        }
         Ok(json!({ "id": id, "status": "deleted" }))
     }
 
     /// Grows a volume to `size` (`2G`, bytes); only available volumes.
     pub async fn extend_volume(&self, id: &str, size: &str) -> Result<Value, ManagerError> {
-        let row = self.volume(id, "volume extend")?;
+        let row = self.volume(id, "volume extend").await?;
         let size_bytes = crate::driver::options::parse_size(size)
             .filter(|s| *s > row.size_bytes)
             .ok_or_else(|| {
@@ -291,25 +413,26 @@ impl Manager {
                 ),
             ));
         }
-        let marked = self.mark_volume(&row, "extending")?;
+        let marked = self.mark_volume(&row, "extending").await?;
         let result = self
             .route(
                 &row.backend,
                 Operation::ExtendVolume(Volume::new(id, row.size_bytes), size_bytes),
             )
             .await;
-        if self.settle(&[marked], &result)? {
+        if self.settle(&[marked], &result).await? {
             // Turned away before the driver: the volume is as it was.
             return result.map(|_| Value::Null);
         }
         match result {
             Ok(_) => {
-                self.records.set_volume_size(id, size_bytes)?;
-                self.records.set_volume_status(id, "available")?;
+                self.records.set_volume_size(id, size_bytes).await?;
+                self.finish("volume", id, "extending", "available").await?;
                 Ok(json!({ "id": id, "size_bytes": size_bytes, "status": "available" }))
             }
             Err(error) => {
-                self.records.set_volume_status(id, "error_extending")?;
+                self.finish("volume", id, "extending", "error_extending")
+                    .await?;
                 Err(error)
             }
         }
@@ -320,7 +443,7 @@ impl Manager {
     /// API: one per host; attaching the same host again is idempotent and
     /// returns the same, live, endpoint).
     pub async fn attach(&self, id: &str, connector: Connector) -> Result<Value, ManagerError> {
-        let row = self.volume(id, "volume attach")?;
+        let row = self.volume(id, "volume attach").await?;
         if row.status != "available" && row.status != "in-use" {
             return Err(refused(
                 "volume attach",
@@ -341,8 +464,10 @@ impl Manager {
                 },
             )
             .await?;
-        self.records.put_attachment(id, &host, &connector_json)?;
-        self.records.set_volume_status(id, "in-use")?;
+        self.records
+            .put_attachment(id, &host, &connector_json)
+            .await?;
+        self.records.set_volume_status(id, "in-use").await?;
         match output {
             OperationOutput::Connection(info) => Ok(serde_json::to_value(info).unwrap_or_default()),
             other => Err(invalid(format!(
@@ -362,8 +487,8 @@ impl Manager {
         connector: Option<Connector>,
         all: bool,
     ) -> Result<Value, ManagerError> {
-        let row = self.volume(id, "volume detach")?;
-        let attachments = self.records.attachments(id)?;
+        let row = self.volume(id, "volume detach").await?;
+        let attachments = self.records.attachments(id).await?;
         let hosts = || {
             attachments
                 .iter()
@@ -441,14 +566,16 @@ impl Manager {
             };
             self.route(&row.backend, operation).await?;
             self.records
-                .delete_attachment(id, &attachment.connector_host)?;
+                .delete_attachment(id, &attachment.connector_host)
+                .await?;
             remaining -= 1;
         }
         let status = if remaining > 0 { "in-use" } else { "available" };
-        self.records.set_volume_status(id, status)?;
+        self.records.set_volume_status(id, status).await?;
         let attached: Vec<String> = self
             .records
-            .attachments(id)?
+            .attachments(id)
+            .await?
             .into_iter()
             .map(|a| a.connector_host)
             .collect();
@@ -522,7 +649,7 @@ impl Manager {
     /// volume is neither `available` nor `in-use`; nothing was recorded.
     pub async fn start_backup(&self, volume_id: &str) -> Result<Started, ManagerError> {
         self.backup_ready("backup create", "no backup was created")?;
-        let row = self.volume(volume_id, "backup create")?;
+        let row = self.volume(volume_id, "backup create").await?;
         if row.status != "available" && row.status != "in-use" {
             return Err(refused(
                 "backup create",
@@ -534,7 +661,8 @@ impl Manager {
         }
         let volume = self.located(&row).await?;
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        self.records.insert_backup(&id, volume_id)?;
+        self.records.insert_backup(&id, volume_id).await?;
+        self.begin("backup", &id, "creating").await?;
         let record = BackupRecord {
             id: id.clone(),
             volume_id: volume_id.to_string(),
@@ -543,7 +671,7 @@ impl Manager {
         };
         // Conservative (a crash from here on may leave data in the store);
         // corrected from what the driver reports once the call ends.
-        self.records.set_backup_reached(&id, true)?;
+        self.records.set_backup_reached(&id, true).await?;
         let report = Report {
             work: Work::Create,
             backup_id: id.clone(),
@@ -571,7 +699,9 @@ impl Manager {
                 },
             );
             let result = manager.reporter().reported(&report, routed).await;
-            manager.backup_created(&id, &volume_id, row.size_bytes, &progress, result)
+            manager
+                .backup_created(&id, &volume_id, row.size_bytes, &progress, result)
+                .await
         };
         Ok(Started {
             accepted,
@@ -580,7 +710,7 @@ impl Manager {
     }
 
     /// Records how a backup call ended.
-    fn backup_created(
+    async fn backup_created(
         &self,
         id: &str,
         volume_id: &str,
@@ -590,8 +720,11 @@ impl Manager {
     ) -> Result<Value, ManagerError> {
         match result {
             Ok(_) => {
+                // The size while still `creating`, then the fenced end.
                 self.records
-                    .set_backup(id, "available", Some(size_bytes), None)?;
+                    .set_backup(id, "creating", Some(size_bytes), None)
+                    .await?;
+                self.finish("backup", id, "creating", "available").await?;
                 self.operations.end(id, None);
                 Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
             }
@@ -601,9 +734,9 @@ impl Manager {
                     // Refused before the driver ran, or the driver wrote
                     // nothing: nothing reached the store, so the error
                     // backup is deletable without it.
-                    self.records.set_backup_reached(id, false)?;
+                    self.records.set_backup_reached(id, false).await?;
                 }
-                self.records.set_backup(id, "error", None, None)?;
+                self.finish("backup", id, "creating", "error").await?;
                 self.operations.end(id, Some(error.to_string()));
                 self.handles.shell.notifier.emit(
                     Some(BACKUP_BACKEND),
@@ -642,7 +775,7 @@ impl Manager {
         volume_id: &str,
     ) -> Result<Started, ManagerError> {
         self.backup_ready("backup restore", "the volume was not touched")?;
-        let backup = self.backup(backup_id, "backup restore")?;
+        let backup = self.backup(backup_id, "backup restore").await?;
         if backup.status != "available" {
             return Err(refused(
                 "backup restore",
@@ -652,7 +785,7 @@ impl Manager {
                 ),
             ));
         }
-        let row = self.volume(volume_id, "backup restore")?;
+        let row = self.volume(volume_id, "backup restore").await?;
         if row.status != "available" {
             return Err(refused(
                 "backup restore",
@@ -674,8 +807,9 @@ impl Manager {
         }
         let volume = self.located(&row).await?;
         let marked = [
-            self.mark_backup(&backup, "restoring", Some(volume_id))?,
-            self.mark_volume(&row, "restoring-backup")?,
+            self.mark_backup(&backup, "restoring", Some(volume_id))
+                .await?,
+            self.mark_volume(&row, "restoring-backup").await?,
         ];
         let record = BackupRecord {
             id: backup_id.to_string(),
@@ -711,7 +845,9 @@ impl Manager {
                 },
             );
             let result = manager.reporter().reported(&report, routed).await;
-            manager.restored(&backup_id, &volume_id, &marked, &progress, result)
+            manager
+                .restored(&backup_id, &volume_id, &marked, &progress, result)
+                .await
         };
         Ok(Started {
             accepted,
@@ -720,7 +856,7 @@ impl Manager {
     }
 
     /// Records how a restore call ended.
-    fn restored(
+    async fn restored(
         &self,
         backup_id: &str,
         volume_id: &str,
@@ -728,14 +864,15 @@ impl Manager {
         progress: &crate::driver::backup::Progress,
         result: Result<OperationOutput, ManagerError>,
     ) -> Result<Value, ManagerError> {
-        let put_back = self.settle(marked, &result)?;
+        let put_back = self.settle(marked, &result).await?;
         if !put_back {
-            self.records
-                .set_backup(backup_id, "available", None, None)?;
+            self.finish("backup", backup_id, "restoring", "available")
+                .await?;
         }
         match result {
             Ok(_) => {
-                self.records.set_volume_status(volume_id, "available")?;
+                self.finish("volume", volume_id, "restoring-backup", "available")
+                    .await?;
                 self.operations.end(backup_id, None);
                 Ok(json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restored" }))
             }
@@ -749,7 +886,8 @@ impl Manager {
                     "available"
                 };
                 if !put_back {
-                    self.records.set_volume_status(volume_id, status)?;
+                    self.finish("volume", volume_id, "restoring-backup", status)
+                        .await?;
                 }
                 self.operations.end(backup_id, Some(error.to_string()));
                 self.handles.shell.notifier.emit(
@@ -773,7 +911,7 @@ impl Manager {
     /// notified (`volume.reset_state`); nothing is called on a driver.
     ///
     /// Errors: no such volume, or a status outside that list.
-    pub fn reset_volume_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
+    pub async fn reset_volume_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
         const ALLOWED: [&str; 4] = ["available", "in-use", "error", "error_restoring"];
         if !ALLOWED.contains(&state) {
             return Err(refused(
@@ -784,8 +922,10 @@ impl Manager {
                 ),
             ));
         }
-        let row = self.volume(id, "volume reset-state")?;
-        self.records.set_volume_status(id, state)?;
+        let row = self.volume(id, "volume reset-state").await?;
+        // An admin's word ends any work on it (in a fleet, its worker row).
+        self.finish("volume", id, "", state).await?;
+        self.records.set_volume_status(id, state).await?;
         self.handles.shell.notifier.emit(
             Some(&row.backend),
             self.handles.shell.clock.now(),
@@ -803,7 +943,7 @@ impl Manager {
     /// (`backup.reset_state`); nothing is called on a driver.
     ///
     /// Errors: no such backup, or a status outside that list.
-    pub fn reset_backup_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
+    pub async fn reset_backup_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
         const ALLOWED: [&str; 2] = ["available", "error"];
         if !ALLOWED.contains(&state) {
             return Err(refused(
@@ -814,8 +954,9 @@ impl Manager {
                 ),
             ));
         }
-        let backup = self.backup(id, "backup reset-state")?;
-        self.records.set_backup(id, state, None, None)?;
+        let backup = self.backup(id, "backup reset-state").await?;
+        self.finish("backup", id, "", state).await?;
+        self.records.set_backup(id, state, None, None).await?;
         self.handles.shell.notifier.emit(
             Some(BACKUP_BACKEND),
             self.handles.shell.clock.now(),
@@ -831,9 +972,9 @@ impl Manager {
     /// Deletes a backup. One in `error` that never reached the backup store
     /// is deleted without the driver (even while the backup service is down).
     pub async fn delete_backup(&self, id: &str) -> Result<Value, ManagerError> {
-        let backup = self.backup(id, "backup delete")?;
+        let backup = self.backup(id, "backup delete").await?;
         if backup.status == "error" && !backup.reached_backend {
-            self.records.delete_backup(id)?;
+            self.records.delete_backup(id).await?;
             self.operations.forget(id);
             return Ok(json!({ "id": id, "status": "deleted", "reached_backend": false }));
         }
@@ -844,7 +985,7 @@ impl Manager {
             ));
         }
         self.backup_ready("backup delete", "the backup was kept")?;
-        let marked = self.mark_backup(&backup, "deleting", None)?;
+        let marked = self.mark_backup(&backup, "deleting", None).await?;
         let record = BackupRecord {
             id: id.to_string(),
             volume_id: backup.volume_id.clone(),
@@ -854,9 +995,11 @@ impl Manager {
         let result = self
             .route(BACKUP_BACKEND, Operation::DeleteBackup(Box::new(record)))
             .await;
-        self.settle(&[marked], &result)?;
+        self.settle(&[marked], &result).await?;
         result?;
-        self.records.delete_backup(id)?;
+        if self.finish("backup", id, "deleting", "deleted").await? {
+            self.records.delete_backup(id).await?;
+        }
         self.operations.forget(id);
         Ok(json!({ "id": id, "status": "deleted" }))
     }
@@ -867,10 +1010,11 @@ impl Manager {
     /// `volume_id`, `state`, `error`).
     ///
     /// Errors: no such backup; the records database failed.
-    pub fn show_backup(&self, id: &str) -> Result<Value, ManagerError> {
+    pub async fn show_backup(&self, id: &str) -> Result<Value, ManagerError> {
         let backup = self
             .records
-            .backup(id)?
+            .backup(id)
+            .await?
             .ok_or_else(|| invalid(format!("no backup {id}")))?;
         let mut value = serde_json::to_value(backup).unwrap_or_default();
         if let Value::Object(fields) = &mut value {
@@ -881,10 +1025,11 @@ impl Manager {
 
     /// The connector hosts `volume_id` is attached to (its attachments,
     /// oldest first). The `volume list` column reads only this.
-    fn attached_hosts(&self, volume_id: &str) -> Result<Vec<String>, ManagerError> {
+    async fn attached_hosts(&self, volume_id: &str) -> Result<Vec<String>, ManagerError> {
         Ok(self
             .records
-            .attachments(volume_id)?
+            .attachments(volume_id)
+            .await?
             .into_iter()
             .map(|a| a.connector_host)
             .collect())
@@ -893,30 +1038,29 @@ impl Manager {
     /// Every volume, by id, as `volume list` prints it.
     ///
     /// Errors: the records database failed.
-    pub fn list_volumes(&self) -> Result<Vec<VolumeListRow>, ManagerError> {
-        self.records
-            .volumes()?
-            .into_iter()
-            .map(|v| {
-                Ok(VolumeListRow {
-                    attached_to: self.attached_hosts(&v.id)?,
-                    id: v.id,
-                    status: v.status,
-                    size_bytes: v.size_bytes,
-                    backend: v.backend,
-                    updated_at: v.updated_at,
-                })
-            })
-            .collect()
+    pub async fn list_volumes(&self) -> Result<Vec<VolumeListRow>, ManagerError> {
+        let mut rows = Vec::new();
+        for v in self.records.volumes().await? {
+            rows.push(VolumeListRow {
+                attached_to: self.attached_hosts(&v.id).await?,
+                id: v.id,
+                status: v.status,
+                size_bytes: v.size_bytes,
+                backend: v.backend,
+                updated_at: v.updated_at,
+            });
+        }
+        Ok(rows)
     }
 
     /// Every backup, by id, as `backup list` prints it.
     ///
     /// Errors: the records database failed.
-    pub fn list_backups(&self) -> Result<Vec<BackupListRow>, ManagerError> {
+    pub async fn list_backups(&self) -> Result<Vec<BackupListRow>, ManagerError> {
         Ok(self
             .records
-            .backups()?
+            .backups()
+            .await?
             .into_iter()
             .map(|b| BackupListRow {
                 id: b.id,
@@ -933,7 +1077,17 @@ impl Manager {
     /// backends are Ready (waiting up to `patience`).
     pub async fn recover(&self, patience: Duration) -> Result<(), ManagerError> {
         let now = self.handles.shell.clock.now();
-        for r in self.records.recover()? {
+        // In a fleet the records are shared: only the work this host left
+        // under an earlier epoch is its to resolve (others' is claimed by
+        // the cluster's survivors), and nothing else is touched.
+        #[cfg(feature = "postgres")]
+        if let Some(member) = &self.fleet {
+            member
+                .recover_own_work(&self.handles.shell.notifier, now)
+                .await?;
+            return Ok(());
+        }
+        for r in self.records.recover().await? {
             self.handles.shell.notifier.emit(
                 None,
                 now,
@@ -948,7 +1102,8 @@ impl Manager {
         let deadline = actix::clock::Instant::now() + patience;
         for backup in self
             .records
-            .backups()?
+            .backups()
+            .await?
             .into_iter()
             .filter(|b| b.status == "deleting")
         {
@@ -963,7 +1118,8 @@ impl Manager {
         }
         for volume in self
             .records
-            .volumes()?
+            .volumes()
+            .await?
             .into_iter()
             .filter(|v| v.status == "deleting")
         {

@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
-use super::StoreError;
 use super::postgres::PgStore;
+use super::{ServiceRow, StoreError};
 
 /// A host's incarnation: bumped every time the host registers (starts), so
 /// a host that comes back never writes with the epoch its work was claimed
@@ -114,6 +114,41 @@ impl PgStore {
             .execute(&sql, &[&work.kind, &work.id, &host, &epoch.0, &status])
             .await?;
         Ok(n == 1)
+    }
+
+    /// Every service row of the fleet with its host's cluster (a host that
+    /// never registered one is a cluster of its own); a row is `up` only
+    /// if its host said so within `service_down_time` of the server's
+    /// `now()`, as [`crate::store::RecordStore::services`] decides.
+    pub async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT s.service_binary, s.host, s.backend,
+                        CASE WHEN s.state = 'up'
+                               AND now() - s.heartbeat <= make_interval(secs => $1::bigint / 1000.0)
+                             THEN 'up' ELSE 'down' END,
+                        to_char(s.heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+                        COALESCE(h.cluster, split_part(s.host, '@', 1))
+                 FROM services s LEFT JOIN hosts h ON h.host = split_part(s.host, '@', 1)
+                 ORDER BY s.host, s.backend",
+                &[&self.down_time_millis()],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                (
+                    ServiceRow {
+                        binary: r.get(0),
+                        host: r.get(1),
+                        backend: r.get(2),
+                        state: r.get(3),
+                        updated_at: r.get(4),
+                    },
+                    r.get(5),
+                )
+            })
+            .collect())
     }
 
     /// Takes back the work `host` left under an earlier epoch that no

@@ -69,6 +69,9 @@ pub trait RecordStore {
     ) -> Result<(), StoreError>;
     /// Sets a volume's status.
     async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), StoreError>;
+    /// Puts a volume row's status and `updated_at` back as they were (an
+    /// operation turned away before its driver).
+    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), StoreError>;
     /// Sets a volume's size in bytes.
     async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), StoreError>;
     /// Deletes a volume (and any attachment left on it).
@@ -114,6 +117,9 @@ pub trait RecordStore {
         size_bytes: Option<u64>,
         restore_target: Option<&str>,
     ) -> Result<(), StoreError>;
+    /// Puts a backup row's status, restore target and `updated_at` back as
+    /// they were (an operation turned away before its driver).
+    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), StoreError>;
     /// Marks whether a backup's data reached the store.
     async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), StoreError>;
     /// One backup.

@@ -80,6 +80,11 @@ fn stamp(t: SystemTime) -> String {
 }
 
 impl PgStore {
+    /// `service_down_time` in milliseconds, as queries take it.
+    pub(crate) fn down_time_millis(&self) -> i64 {
+        millis(self.service_down_time)
+    }
+
     /// Connects to `url` (`postgresql://user[:password]@host[:port]/db`)
     /// and brings the schema up to date. Connections time out after 3 s
     /// and statements after 5 s, so an outage is an error, never a hang.
@@ -473,6 +478,28 @@ impl RecordStore for PgStore {
             "UPDATE backups SET status = $2, size_bytes = COALESCE($3, size_bytes),
                  restore_target = $4, updated_at = now() WHERE id = $1",
             &[&id, &status, &size_bytes.map(size), &restore_target],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// `updated_at` goes back to the row's own stamp (RFC 3339, as this
+    /// store reads it out).
+    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE volumes SET status = $2,
+                    updated_at = CAST($3::text AS timestamptz) WHERE id = $1",
+            &[&row.id, &row.status, &row.updated_at],
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE backups SET status = $2, restore_target = $3,
+                    updated_at = CAST($4::text AS timestamptz) WHERE id = $1",
+            &[&row.id, &row.status, &row.restore_target, &row.updated_at],
         )
         .await
         .map(drop)

@@ -24,6 +24,12 @@ impl RecordStore for Records {
     async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
         Ok(Records::set_volume_status(self, id, status)?)
     }
+    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), StoreError> {
+        Ok(Records::put_back_volume(self, row)?)
+    }
+    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), StoreError> {
+        Ok(Records::put_back_backup(self, row)?)
+    }
     async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), StoreError> {
         Ok(Records::set_volume_size(self, id, size_bytes)?)
     }
