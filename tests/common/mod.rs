@@ -51,6 +51,36 @@ impl Server {
     }
 }
 
+impl Server {
+    /// The server's processes (the postmaster and its children), for
+    /// stalling it with SIGSTOP.
+    pub fn pids(&self) -> Vec<u32> {
+        let pid_file =
+            std::fs::read_to_string(self.dir.join("data/postmaster.pid")).expect("postmaster.pid");
+        let postmaster: u32 = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("postmaster pid");
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: the fields after the last ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok());
+            if ppid == Some(postmaster) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
 fn rustix_is_root() -> bool {
     Command::new("id")
         .arg("-u")

@@ -1,0 +1,442 @@
+//! Fleet mode with real daemons on a private PostgreSQL: liveness by the database's
+//! clock (a host two minutes ahead, kill -9, a stalled database) and dead hosts' work.
+//!
+//! Every host is a real `rekindle run` process with its own `host`, all on
+//! one `[database] connection`; `status` is asked of a survivor, as an
+//! operator would.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::Server;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
+
+struct Host {
+    name: String,
+    dir: PathBuf,
+    daemon: Option<Child>,
+    /// Extra environment of its daemon (libfaketime's).
+    env: Vec<(String, String)>,
+}
+
+impl Host {
+    /// Writes `node-NAME`'s config (cluster `c1`, `timing` in [DEFAULT],
+    /// then `extra`) and starts its daemon.
+    fn start(server: &Server, test: &str, name: &str, timing: &str, extra: &str) -> Host {
+        Host::start_with(server, test, name, timing, extra, &[])
+    }
+
+    fn start_with(
+        server: &Server,
+        test: &str,
+        name: &str,
+        timing: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Host {
+        let dir = std::env::temp_dir().join(format!(
+            "rekindle-fleet-{test}-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("host dir");
+        let conf = format!(
+            "[DEFAULT]\nhost = node-{name}\ncluster = c1\nenabled_backends = f0, f1\n\
+             periodic_interval = 2s\n{timing}\nstate_dir = {d}/state\n{extra}\n\
+             [database]\nconnection = {url}\n[f0]\nvolume_driver = fault\n\
+             [f1]\nvolume_driver = fault\nfault_op_delay = 60s\n",
+            d = dir.display(),
+            url = server.url
+        );
+        std::fs::write(dir.join("c.conf"), conf).expect("config");
+        let mut host = Host {
+            name: format!("node-{name}"),
+            dir,
+            daemon: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        host.run();
+        host
+    }
+
+    fn run(&mut self) {
+        let child = Command::new(BIN)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("run")
+            .arg("--config")
+            .arg(self.dir.join("c.conf"))
+            .arg("--control")
+            .arg(self.dir.join("sock"))
+            .arg("--notifications")
+            .arg(self.dir.join("n.jsonl"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("log")).expect("log"))
+            .spawn()
+            .expect("daemon starts");
+        self.daemon = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.own_rows_up() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not come up: {}",
+                self.name,
+                std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--control")
+            .arg(self.dir.join("sock"))
+            .output()
+            .expect("cli runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("JSON")
+    }
+
+    /// The fleet's service rows as this host's `status --json` shows them:
+    /// (host@backend, state).
+    fn fleet(&self) -> Vec<(String, String)> {
+        let out = self.cli(&["status", "--json"]);
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
+            return Vec::new();
+        };
+        v["services"]
+            .as_array()
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r["host"].as_str().unwrap_or_default().to_string(),
+                            r["state"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn state_of(&self, other: &Host) -> Vec<String> {
+        self.fleet()
+            .into_iter()
+            .filter(|(h, _)| h.starts_with(&format!("{}@", other.name)))
+            .map(|(_, s)| s)
+            .collect()
+    }
+
+    fn own_rows_up(&self) -> bool {
+        let states = self.state_of(self);
+        states.len() == 2 && states.iter().all(|s| s == "up")
+    }
+
+    fn kill_9(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn notifications(&self, event_type: &str) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.dir.join("n.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["event_type"] == event_type)
+            .collect()
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        self.kill_9();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One SQL query's rows, through `psql` (unaligned, `|`-separated).
+fn psql(server: &Server, sql: &str) -> Vec<String> {
+    let out = Command::new("psql")
+        .args(["-X", "-A", "-t", "-F", "|", "-c", sql])
+        .arg(&server.url)
+        .output()
+        .expect("psql runs (Debian package postgresql-client)");
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    started.elapsed()
+}
+
+const FAST: &str = "report_interval = 1s\nservice_down_time = 3s";
+
+#[test]
+fn a_host_two_minutes_ahead_is_shown_up_and_down_only_when_killed() {
+    let server = Server::start("skew");
+    let a = Host::start(&server, "skew", "a", FAST, "");
+    // libfaketime (Debian's faketime) changes what the whole process reads
+    // from the clock, not a flag of rekindle.
+    let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    assert!(
+        std::path::Path::new(lib).exists(),
+        "{lib} is missing: install the Debian package faketime (./scripts/test does it)"
+    );
+    let skew = [("LD_PRELOAD", lib), ("FAKETIME", "+2m")];
+    let mut b = Host::start_with(&server, "skew", "b", FAST, "", &skew);
+    let skewed = Command::new("date")
+        .arg("+%s")
+        .envs(skew)
+        .output()
+        .expect("date runs");
+    let ahead: i64 = String::from_utf8_lossy(&skewed.stdout)
+        .trim()
+        .parse()
+        .expect("epoch");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    assert!(
+        ahead - now >= 110,
+        "faketime moves the clock 2 minutes ahead"
+    );
+    // The daemon itself reads the skewed clock (its notifications' stamps).
+    let stamped = b.notifications("service.up")[0]["timestamp"]
+        .as_str()
+        .map(|t| humantime::parse_rfc3339(t).expect("RFC 3339"))
+        .expect("a timestamp");
+    let lead = stamped
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    assert!(
+        lead >= Duration::from_secs(100),
+        "b's clock leads by {lead:?}"
+    );
+    // For two service_down_times, every look shows it up.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let states = a.state_of(&b);
+        assert!(
+            states.len() == 2 && states.iter().all(|s| s == "up"),
+            "a host whose clock is ahead is up: {states:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    b.kill_9();
+    let took = wait_for(
+        "the killed host to be down",
+        Duration::from_secs(10),
+        || a.state_of(&b).iter().all(|s| s == "down"),
+    );
+    assert!(took <= Duration::from_secs(4), "down after {took:?}");
+}
+
+#[test]
+fn a_killed_host_is_down_within_service_down_time_plus_report_interval_every_time() {
+    let server = Server::start("kill");
+    let a = Host::start(&server, "kill", "a", FAST, "");
+    let mut b = Host::start(&server, "kill", "b", FAST, "");
+    let mut slowest = Duration::ZERO;
+    for round in 0..20 {
+        if round > 0 {
+            b.run();
+        }
+        b.kill_9();
+        let took = wait_for(
+            "the killed host to be down",
+            Duration::from_secs(10),
+            || a.state_of(&b).iter().all(|s| s == "down"),
+        );
+        slowest = slowest.max(took);
+        assert!(
+            took <= Duration::from_secs(4),
+            "round {round}: down after {took:?} (service_down_time 3s + report_interval 1s)"
+        );
+    }
+    eprintln!("slowest detection over 20 rounds: {slowest:?}");
+}
+
+#[test]
+fn a_database_stalled_for_two_seconds_shows_no_host_down() {
+    let server = Server::start("stall");
+    let timing = "report_interval = 1s\nservice_down_time = 4s";
+    let a = Host::start(&server, "stall", "a", timing, "");
+    let b = Host::start(&server, "stall", "b", timing, "");
+    for round in 0..3 {
+        // SIGSTOP every server process for 2 s, as a stalled disk or VM
+        // pause would; status requests wait for it, then answer.
+        let stopper = std::thread::spawn({
+            let pids = server.pids();
+            move || {
+                signal(&pids, "-STOP");
+                std::thread::sleep(Duration::from_secs(2));
+                signal(&pids, "-CONT");
+            }
+        });
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            for host in [&a, &b] {
+                let states = a.state_of(host);
+                assert!(
+                    states.iter().all(|s| s == "up"),
+                    "round {round}: {} shown {states:?} while the database stalled",
+                    host.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stopper.join().expect("stopper");
+    }
+}
+
+fn signal(pids: &[u32], sig: &str) {
+    for pid in pids {
+        let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
+    }
+}
+
+#[test]
+fn a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved() {
+    let server = Server::start("claim");
+    let timing = "report_interval = 1s\nservice_down_time = 3s";
+    let backup = "backup_driver = fault\nbackup_fault_op_delay = 60s";
+    let a = Host::start(&server, "claim", "a", timing, backup);
+    let mut b = Host::start(&server, "claim", "b", timing, backup);
+    let c = Host::start(&server, "claim", "c", timing, backup);
+    for round in 0..3 {
+        if round > 0 {
+            b.run();
+        }
+        let source = b.ok(&["volume", "create", "--size", "1M", "--backend", "f0"])["id"]
+            .as_str()
+            .expect("id")
+            .to_string();
+        // Both block in their driver (fault_op_delay = 60s) when b dies.
+        let sock = b.dir.join("sock");
+        let mut create = Command::new(BIN)
+            .args([
+                "volume",
+                "create",
+                "--size",
+                "1M",
+                "--backend",
+                "f1",
+                "--control",
+            ])
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("create");
+        let mut backup = Command::new(BIN)
+            .args(["backup", "create", &source, "--control"])
+            .arg(&sock)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("backup");
+        wait_for(
+            "both pieces of work recorded",
+            Duration::from_secs(10),
+            || {
+                psql(
+                    &server,
+                    "SELECT count(*) FROM workers WHERE owner = 'node-b'",
+                ) == ["2"]
+            },
+        );
+        let work = psql(
+            &server,
+            "SELECT kind || ':' || id FROM workers WHERE owner = 'node-b' ORDER BY kind",
+        );
+        b.kill_9();
+        let _ = (create.kill(), backup.kill(), create.wait(), backup.wait());
+        wait_for("a survivor to claim both", Duration::from_secs(10), || {
+            psql(&server, "SELECT count(*) FROM workers") == ["0"]
+        });
+        let ids: Vec<&str> = work
+            .iter()
+            .filter_map(|w| w.split_once(':').map(|(_, id)| id))
+            .collect();
+        for id in &ids {
+            let claims: Vec<serde_json::Value> = [&a, &c]
+                .iter()
+                .flat_map(|h| h.notifications("work.claimed"))
+                .filter(|e| e["payload"]["id"] == *id)
+                .collect();
+            assert_eq!(
+                claims.len(),
+                1,
+                "round {round}: {id} claimed once: {claims:?}"
+            );
+            assert_eq!(claims[0]["payload"]["dead_host"], "node-b");
+            assert_eq!(claims[0]["payload"]["to"], "error");
+        }
+        let resolved = || {
+            (
+                psql(
+                    &server,
+                    &format!("SELECT status FROM volumes WHERE id = '{}'", ids[1]),
+                ),
+                psql(
+                    &server,
+                    &format!("SELECT status FROM backups WHERE id = '{}'", ids[0]),
+                ),
+                psql(
+                    &server,
+                    &format!("SELECT status FROM volumes WHERE id = '{source}'"),
+                ),
+            )
+        };
+        let expected = (
+            vec!["error".to_string()],
+            vec!["error".to_string()],
+            vec!["available".to_string()],
+        );
+        assert_eq!(resolved(), expected, "round {round}");
+        // The dead host comes back (a new epoch): it does not undo it.
+        b.run();
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(resolved(), expected, "round {round}: after b restarted");
+        assert!(
+            b.notifications("work.claimed").is_empty()
+                && b.notifications("record.recovered").is_empty(),
+            "b, back, resolved nothing of its own: the survivor had"
+        );
+        b.kill_9();
+        wait_for("b down again", Duration::from_secs(10), || {
+            a.state_of(&b).iter().all(|s| s == "down")
+        });
+    }
+}
