@@ -440,3 +440,54 @@ fn a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved() {
         });
     }
 }
+
+#[test]
+fn the_fleet_demo_starts_three_hosts_in_one_cluster_and_stops_them() {
+    let dir = std::env::temp_dir().join(format!("rekindle-fleet-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fleet-demo");
+    let out = Command::new(script)
+        .arg("start")
+        .arg(&dir)
+        .env("REKINDLE", BIN)
+        .output()
+        .expect("scripts/fleet-demo runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let pids: Vec<u32> = (1..=3)
+        .filter_map(|n| {
+            std::fs::read_to_string(dir.join(format!("node-{n}/daemon.pid")))
+                .ok()
+                .and_then(|p| p.trim().parse().ok())
+        })
+        .collect();
+    let stop = Command::new(script)
+        .arg("stop")
+        .arg(&dir)
+        .output()
+        .expect("scripts/fleet-demo stop runs");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let up_rows = text
+        .lines()
+        .filter(|l| l.starts_with("cinder-volume") && l.contains(" demo ") && l.contains(" up "))
+        .count();
+    assert_eq!(
+        up_rows, 6,
+        "three hosts, two backends each, all up:\n{text}"
+    );
+    assert!(text.contains("fleet reload --config"), "{text}");
+    assert!(stop.status.success());
+    assert_eq!(pids.len(), 3);
+    for pid in pids {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "daemon {pid} stopped"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
