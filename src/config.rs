@@ -200,7 +200,7 @@ impl Sections {
                 ));
                 None
             }
-            Some(name) if database.is_none() && self.sections.get("database").is_none() => {
+            Some(name) if database.is_none() && !self.sections.contains_key("database") => {
                 problems.push(self.invalid(
                     "DEFAULT",
                     "cluster",
