@@ -1,6 +1,8 @@
 //! Fleet mode: many hosts on one PostgreSQL. The rolling reload's planner is pure
-//! (`rollout`); the records it runs on live in `crate::store`.
+//! (`rollout`); the daemon's listener, the command's driver and the records live beside it.
 
+#[cfg(feature = "postgres")]
+pub mod listener;
 pub mod rollout;
 
 pub use rollout::{HostPhase, Observation, Outcome, Rollout};
