@@ -2,6 +2,10 @@
 //! (`rollout`); the daemon's listener, the command's driver and the records live beside it.
 
 #[cfg(feature = "postgres")]
+// Plumbing of the `rekindle` binary, not public API: hidden, may change.
+#[doc(hidden)]
+pub mod command;
+#[cfg(feature = "postgres")]
 pub mod listener;
 pub mod rollout;
 
