@@ -214,6 +214,16 @@ fn fleet_reload_rolls_over_two_real_daemons_and_halts_at_a_broken_file() {
         .output()
         .expect("runs");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Nothing changed: no backend to wait for beyond min_ready.
+    let url = server.url.clone();
+    let hosts = run_real(async move {
+        let store = PgStore::connect(&url, Duration::from_secs(60))
+            .await
+            .expect("connect");
+        store.rollouts().await.expect("rollouts")[0].hosts.clone()
+    })
+    .expect("runtime");
+    assert_eq!(hosts[0].backends, Some(Vec::new()), "{hosts:?}");
     assert!(
         text(&out).contains("node-b: reloaded as intended (2 backends)"),
         "{}",

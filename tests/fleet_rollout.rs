@@ -374,9 +374,10 @@ fn abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests() {
             .expect("connect");
         store.register_host("node-1", "c1").await.expect("register");
         let id = store
-            .insert_rollout(Some("c1"), 1, Duration::from_secs(1), &[])
+            .insert_rollout(Some("c1"), 1, Duration::from_secs(1), &[], "test")
             .await
-            .expect("rollout");
+            .expect("rollout")
+            .expect("none running");
         store
             .request_reload("node-1", Some(id))
             .await
@@ -400,4 +401,54 @@ fn abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests() {
     );
     let again = rekindle(&["fleet", "abandon", &id.to_string(), "--config", config_arg]);
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
+}
+
+#[test]
+fn a_resume_takes_over_from_a_command_that_still_runs() {
+    let server = Server::start("fleet-takeover");
+    let config = config_file(&server, "takeover");
+    let fakes = Fakes::start(&server.url, &HOSTS, None);
+    let config_arg = config.to_str().expect("utf-8 path");
+    let first = Command::new(BIN)
+        .args([
+            "fleet",
+            "reload",
+            "--config",
+            config_arg,
+            "--min-ready",
+            "2s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("rekindle runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while fakes.handled().is_empty() {
+        assert!(Instant::now() < deadline, "node-1 was never asked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = server.url.clone();
+    let id = run_real(async move {
+        let store = PgStore::connect(&url, Duration::from_secs(60))
+            .await
+            .expect("connect");
+        store.rollouts().await.expect("rollouts")[0].id
+    })
+    .expect("runtime");
+    let id_arg = id.to_string();
+    let second = rekindle(&[
+        "fleet", "reload", "--config", config_arg, "--resume", &id_arg,
+    ]);
+    let first = first.wait_with_output().expect("first ends");
+    let (handled, max_in_flight) = fakes.stop();
+    assert_eq!(second.status.code(), Some(0), "{}", text(&second));
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first));
+    assert!(
+        text(&first).contains("no longer driven by this command"),
+        "{}",
+        text(&first)
+    );
+    let asked: Vec<&str> = handled.iter().map(|h| h.host.as_str()).collect();
+    assert_eq!(asked, HOSTS, "each host asked exactly once: {handled:?}");
+    assert_eq!(max_in_flight, 1);
 }

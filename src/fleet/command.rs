@@ -100,7 +100,38 @@ struct Driver<'a> {
     clusters: BTreeMap<String, Option<String>>,
     requests: BTreeMap<String, i64>,
     reports: BTreeMap<String, String>,
+    /// The backends each host's reload changed (`None`: all of them).
+    backends: BTreeMap<String, Option<Vec<String>>>,
+    /// This command's token in the rollout's row.
+    token: String,
     started: Instant,
+}
+
+/// A token naming this command (`host:pid:nanos`), for the rollout's row.
+fn driver_token() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{host}:{}:{nanos}", std::process::id())
+}
+
+/// The backends a reload report (`{"outcome": {"backends": {...}}}`) says
+/// were reloaded or added, which must be Ready; `None` when it does not say.
+fn changed_backends(report: &serde_json::Value) -> Option<Vec<String>> {
+    let backends = report["outcome"]["backends"].as_object()?;
+    Some(
+        backends
+            .iter()
+            .filter(|(_, result)| {
+                !matches!(result["result"].as_str(), Some("unchanged" | "removed"))
+            })
+            .map(|(name, _)| name.clone())
+            .collect(),
+    )
 }
 
 impl Driver<'_> {
@@ -114,6 +145,7 @@ impl Driver<'_> {
                 phase: phase_word(&h.phase).to_string(),
                 request: self.requests.get(&h.host).copied(),
                 report: self.reports.get(&h.host).cloned(),
+                backends: self.backends.get(&h.host).cloned().flatten(),
             })
             .collect()
     }
@@ -121,16 +153,33 @@ impl Driver<'_> {
     async fn save(&self, state: RolloutState, message: &str) -> Result<(), FleetError> {
         if self
             .store
-            .update_rollout(self.id, state, &self.records(), message)
+            .update_rollout(self.id, &self.token, state, &self.records(), message)
             .await?
         {
             Ok(())
         } else {
-            Err(FleetError::Refused(format!(
-                "rollout {} is no longer running (abandoned?); stopping here",
-                self.id
-            )))
+            Err(self.not_ours())
         }
+    }
+
+    /// Sends `host` its request (once per rollout; only while this
+    /// command drives the rollout).
+    async fn ask(&mut self, host: &str) -> Result<(), FleetError> {
+        let request = self
+            .store
+            .request_reload_in_rollout(self.id, &self.token, host)
+            .await?
+            .ok_or_else(|| self.not_ours())?;
+        self.requests.insert(host.to_string(), request.0);
+        println!("{host}: asked to reload (request {})", request.0);
+        Ok(())
+    }
+
+    fn not_ours(&self) -> FleetError {
+        FleetError::Refused(format!(
+            "rollout {} is no longer driven by this command (abandoned, or resumed by another); stopping here",
+            self.id
+        ))
     }
 
     /// One look at the database; true if anything changed.
@@ -146,17 +195,18 @@ impl Driver<'_> {
             .collect();
         for host in asked {
             let Some(request) = self.requests.get(&host).copied() else {
-                let request = self.store.request_reload(&host, Some(self.id)).await?;
-                self.requests.insert(host.clone(), request.0);
-                println!("{host}: asked to reload (request {})", request.0);
+                self.ask(&host).await?;
                 changed = true;
                 continue;
             };
             if let Some(answer) = self.store.reload_answer(RequestId(request)).await? {
-                let summary = serde_json::from_str::<serde_json::Value>(&answer.report)
-                    .ok()
-                    .and_then(|v| v["summary"].as_str().map(str::to_string))
-                    .unwrap_or_else(|| answer.report.clone());
+                let report = serde_json::from_str::<serde_json::Value>(&answer.report)
+                    .unwrap_or(serde_json::Value::Null);
+                let summary = report["summary"]
+                    .as_str()
+                    .map_or_else(|| answer.report.clone(), str::to_string);
+                self.backends
+                    .insert(host.clone(), changed_backends(&report));
                 if answer.as_intended {
                     println!(
                         "{host}: {summary}; waiting until Ready for {}",
@@ -186,7 +236,11 @@ impl Driver<'_> {
             .map(|h| h.host.clone())
             .collect();
         for host in settling {
-            let ready = self.store.host_ready(&host, self.service_down_time).await?;
+            let backends = self.backends.get(&host).cloned().flatten();
+            let ready = self
+                .store
+                .host_ready(&host, backends.as_deref(), self.service_down_time)
+                .await?;
             self.plan.observe(
                 Observation::Ready {
                     host: host.clone(),
@@ -206,9 +260,7 @@ impl Driver<'_> {
         }
         if self.plan.outcome().is_none() {
             for host in self.plan.ask_next() {
-                let request = self.store.request_reload(&host, Some(self.id)).await?;
-                self.requests.insert(host.clone(), request.0);
-                println!("{host}: asked to reload (request {})", request.0);
+                self.ask(&host).await?;
                 changed = true;
             }
         }
@@ -377,6 +429,8 @@ async fn start<'a>(
         clusters,
         requests: BTreeMap::new(),
         reports: BTreeMap::new(),
+        backends: BTreeMap::new(),
+        token: driver_token(),
         started: Instant::now(),
     };
     driver.id = store
@@ -385,8 +439,14 @@ async fn start<'a>(
             args.max_unavailable,
             min_ready,
             &driver.records(),
+            &driver.token,
         )
-        .await?;
+        .await?
+        .ok_or_else(|| {
+            FleetError::Refused(
+                "another rollout started meanwhile: see `rekindle fleet status`".to_string(),
+            )
+        })?;
     println!(
         "rollout {}: {} host{}{}, max-unavailable {}, min-ready {}",
         driver.id,
@@ -421,6 +481,13 @@ async fn resume(
             row.message
         )));
     }
+    // From here on, a command still driving it cannot write to it.
+    let token = driver_token();
+    let Some(row) = store.take_over_rollout(id, &token).await? else {
+        return Err(FleetError::Refused(format!(
+            "rollout {id} ended meanwhile: see `rekindle fleet status`"
+        )));
+    };
     let min_ready = Duration::from_millis(row.min_ready_ms);
     let mut plan = Rollout::new(
         row.hosts
@@ -431,6 +498,7 @@ async fn resume(
     );
     let mut requests = BTreeMap::new();
     let mut reports = BTreeMap::new();
+    let mut backends = BTreeMap::new();
     for (host, record) in plan.hosts.iter_mut().zip(&row.hosts) {
         host.phase = match record.phase.as_str() {
             "done" => HostPhase::Done,
@@ -449,6 +517,7 @@ async fn resume(
         if let Some(report) = &record.report {
             reports.insert(record.host.clone(), report.clone());
         }
+        backends.insert(record.host.clone(), record.backends.clone());
     }
     let done = plan
         .hosts
@@ -473,6 +542,8 @@ async fn resume(
         plan,
         requests,
         reports,
+        backends,
+        token,
         started: Instant::now(),
     })
 }

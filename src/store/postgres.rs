@@ -62,6 +62,7 @@ CREATE TABLE rollouts (
     id BIGSERIAL PRIMARY KEY, cluster TEXT, max_unavailable INTEGER NOT NULL,
     min_ready_ms BIGINT NOT NULL, state TEXT NOT NULL DEFAULT 'running',
     hosts JSONB NOT NULL DEFAULT '[]', message TEXT NOT NULL DEFAULT '',
+    driver TEXT NOT NULL DEFAULT '',
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
 ",
 ];

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::postgres::PgStore;
+use super::requests::{CHANNEL, RequestId};
 
 /// Where a rollout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +59,10 @@ pub struct HostRecord {
     /// What its reload did (its summary), once answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report: Option<String>,
+    /// The backends its reload changed, which must be Ready (`None`: the
+    /// answer did not say, so every backend of the host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backends: Option<Vec<String>>,
 }
 
 /// A rollout row.
@@ -77,6 +82,8 @@ pub struct RolloutRow {
     pub hosts: Vec<HostRecord>,
     /// Where it stopped and why (or what it is doing).
     pub message: String,
+    /// The command driving it (`host:pid:nonce`); a resume takes it over.
+    pub driver: String,
     /// When it started (RFC 3339, the server's clock).
     pub started_at: String,
     /// When it last changed (RFC 3339, the server's clock).
@@ -102,7 +109,7 @@ fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-const ROLLOUT: &str = "SELECT id, cluster, max_unavailable, min_ready_ms, state, hosts::text, message, started_at, updated_at FROM rollouts";
+const ROLLOUT: &str = "SELECT id, cluster, max_unavailable, min_ready_ms, state, hosts::text, message, started_at, updated_at, driver FROM rollouts";
 
 impl PgStore {
     fn bad_row(&self, reason: impl std::fmt::Display) -> StoreError {
@@ -125,6 +132,7 @@ impl PgStore {
             message: r.get(6),
             started_at: stamp(r.get(7)),
             updated_at: stamp(r.get(8)),
+            driver: r.get(9),
         })
     }
 
@@ -156,49 +164,93 @@ impl PgStore {
             .collect())
     }
 
-    /// True if `host` has service rows and every one is `up` with a
+    /// True if `backends` of `host` (`None`: every backend it has a row
+    /// for, at least one) each have a service row that is `up` with a
     /// heartbeat within `service_down_time` of the server's `now()`.
     pub async fn host_ready(
         &self,
         host: &str,
+        backends: Option<&[String]>,
         service_down_time: Duration,
     ) -> Result<bool, StoreError> {
+        if backends.is_some_and(<[String]>::is_empty) {
+            return Ok(true);
+        }
         let row = self
             .query_one(
-                "SELECT count(*) > 0 AND bool_and(state = 'up'
-                     AND now() - heartbeat <= make_interval(secs => $2::bigint / 1000.0))
-                 FROM services WHERE host = $1",
-                &[&host, &millis(service_down_time)],
+                "SELECT count(*) FILTER (WHERE state = 'up'
+                            AND now() - heartbeat <= make_interval(secs => $2::bigint / 1000.0)),
+                        count(*)
+                 FROM services WHERE host = $1 AND ($3::text[] IS NULL OR backend = ANY($3))",
+                &[&host, &millis(service_down_time), &backends],
             )
             .await?;
-        Ok(row.get::<_, Option<bool>>(0).unwrap_or(false))
+        let (up, rows): (i64, i64) = (row.get(0), row.get(1));
+        Ok(match backends {
+            Some(wanted) => usize::try_from(up).is_ok_and(|up| up == wanted.len()),
+            None => rows > 0 && up == rows,
+        })
     }
 
-    /// Records a new rollout (`running`) and returns its id.
+    /// Records a new rollout (`running`), driven by `driver`, and returns
+    /// its id. Refused (`None`) while another rollout is running: one
+    /// statement, so two commands starting together do not both start.
     pub async fn insert_rollout(
         &self,
         cluster: Option<&str>,
         max_unavailable: u32,
         min_ready: Duration,
         hosts: &[HostRecord],
-    ) -> Result<i64, StoreError> {
+        driver: &str,
+    ) -> Result<Option<i64>, StoreError> {
         let hosts = serde_json::to_string(hosts).map_err(|e| self.bad_row(e))?;
         let max = i32::try_from(max_unavailable).unwrap_or(i32::MAX);
-        let row = self
-            .query_one(
-                "INSERT INTO rollouts (cluster, max_unavailable, min_ready_ms, hosts)
-                 VALUES ($1, $2, $3, ($4::text)::jsonb) RETURNING id",
-                &[&cluster, &max, &millis(min_ready), &hosts],
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.failed(e))?;
+        // Serializes starts: the check and the insert cannot interleave.
+        tx.execute("LOCK TABLE rollouts IN SHARE ROW EXCLUSIVE MODE", &[])
+            .await
+            .map_err(|e| self.failed(e))?;
+        let rows = tx
+            .query(
+                "INSERT INTO rollouts (cluster, max_unavailable, min_ready_ms, hosts, driver)
+                 SELECT $1, $2, $3, ($4::text)::jsonb, $5
+                 WHERE NOT EXISTS (SELECT 1 FROM rollouts WHERE state = 'running')
+                 RETURNING id",
+                &[&cluster, &max, &millis(min_ready), &hosts, &driver],
             )
-            .await?;
-        Ok(row.get(0))
+            .await
+            .map_err(|e| self.failed(e))?;
+        tx.commit().await.map_err(|e| self.failed(e))?;
+        Ok(rows.first().map(|r| r.get(0)))
     }
 
-    /// Records a rollout's progress. Only a `running` rollout changes:
-    /// false if it is not running any more (abandoned meanwhile).
+    /// Makes `driver` the command driving running rollout `id` (a resume):
+    /// the command that drove it before can no longer write to it. `None`
+    /// if there is no such rollout or it is not running.
+    pub async fn take_over_rollout(
+        &self,
+        id: i64,
+        driver: &str,
+    ) -> Result<Option<RolloutRow>, StoreError> {
+        self.execute(
+            "UPDATE rollouts SET driver = $2, updated_at = now() WHERE id = $1 AND state = 'running'",
+            &[&id, &driver],
+        )
+        .await?;
+        Ok(self
+            .rollout(id)
+            .await?
+            .filter(|r| r.state == RolloutState::Running && r.driver == driver))
+    }
+
+    /// Records a rollout's progress. Only a `running` rollout still driven
+    /// by `driver` changes: false if it was abandoned or taken over
+    /// (resumed by another command) meanwhile.
     pub async fn update_rollout(
         &self,
         id: i64,
+        driver: &str,
         state: RolloutState,
         hosts: &[HostRecord],
         message: &str,
@@ -207,8 +259,8 @@ impl PgStore {
         let n = self
             .execute(
                 "UPDATE rollouts SET state = $2, hosts = ($3::text)::jsonb, message = $4, updated_at = now()
-                 WHERE id = $1 AND state = 'running'",
-                &[&id, &state.as_str(), &hosts, &message],
+                 WHERE id = $1 AND state = 'running' AND driver = $5",
+                &[&id, &state.as_str(), &hosts, &message, &driver],
             )
             .await?;
         Ok(n == 1)
@@ -228,6 +280,53 @@ impl PgStore {
             .query(&format!("{ROLLOUT} ORDER BY id DESC"), &[])
             .await?;
         rows.iter().map(|r| self.rollout_row(r)).collect()
+    }
+
+    /// Asks `host` to reload as part of rollout `id`, only while `driver`
+    /// drives it (the rollout's row is locked meanwhile, so a take-over
+    /// waits). Once per host and rollout: a host already asked in this
+    /// rollout gets no second request, its first is returned. `None` if
+    /// the rollout is not running or is driven by another command.
+    pub async fn request_reload_in_rollout(
+        &self,
+        id: i64,
+        driver: &str,
+        host: &str,
+    ) -> Result<Option<RequestId>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|e| self.failed(e))?;
+        let ours = tx
+            .query(
+                "SELECT 1 FROM rollouts WHERE id = $1 AND driver = $2 AND state = 'running' FOR UPDATE",
+                &[&id, &driver],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        if ours.is_empty() {
+            return Ok(None);
+        }
+        let earlier = tx
+            .query(
+                "SELECT id FROM reload_requests WHERE rollout = $1 AND host = $2 ORDER BY id LIMIT 1",
+                &[&id, &host],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        if let Some(row) = earlier.first() {
+            return Ok(Some(RequestId(row.get(0))));
+        }
+        let row = tx
+            .query_one(
+                "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",
+                &[&host, &id],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &host])
+            .await
+            .map_err(|e| self.failed(e))?;
+        tx.commit().await.map_err(|e| self.failed(e))?;
+        Ok(Some(RequestId(row.get(0))))
     }
 
     /// Marks a running rollout abandoned (its hosts keep whatever config
