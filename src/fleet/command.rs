@@ -18,6 +18,14 @@ use crate::store::requests::RequestId;
 use crate::store::rollouts::{HostRecord, RolloutRow, RolloutState};
 use crate::store::{PgStore, StoreError};
 
+/// Prints a line on stdout; a closed pipe (`| head -3`) is not a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 /// How often the command looks at the database.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -171,7 +179,7 @@ impl Driver<'_> {
             .await?
             .ok_or_else(|| self.not_ours())?;
         self.requests.insert(host.to_string(), request.0);
-        println!("{host}: asked to reload (request {})", request.0);
+        say!("{host}: asked to reload (request {})", request.0);
         Ok(())
     }
 
@@ -208,12 +216,12 @@ impl Driver<'_> {
                 self.backends
                     .insert(host.clone(), changed_backends(&report));
                 if answer.as_intended {
-                    println!(
+                    say!(
                         "{host}: {summary}; waiting until Ready for {}",
                         human(self.plan.min_ready)
                     );
                 } else {
-                    println!("{host}: reload did not end as intended: {summary}");
+                    say!("{host}: reload did not end as intended: {summary}");
                 }
                 self.reports.insert(host.clone(), summary.clone());
                 self.plan.observe(
@@ -254,7 +262,7 @@ impl Driver<'_> {
                 .iter()
                 .any(|h| h.host == host && h.phase == HostPhase::Done)
             {
-                println!("{host}: Ready for {}: done", human(self.plan.min_ready));
+                say!("{host}: Ready for {}: done", human(self.plan.min_ready));
                 changed = true;
             }
         }
@@ -359,7 +367,7 @@ impl Driver<'_> {
                 Err(other) => return Err(other),
             }
         }
-        println!("rollout {} {message}", self.id);
+        say!("rollout {} {message}", self.id);
         Ok(code)
     }
 }
@@ -404,7 +412,7 @@ async fn start<'a>(
             continue;
         }
         if !host.alive {
-            println!(
+            say!(
                 "{}: skipped: down (no heartbeat within {}); it reads its file when it starts",
                 host.host,
                 human(service_down_time)
@@ -447,7 +455,7 @@ async fn start<'a>(
                 "another rollout started meanwhile: see `rekindle fleet status`".to_string(),
             )
         })?;
-    println!(
+    say!(
         "rollout {}: {} host{}{}, max-unavailable {}, min-ready {}",
         driver.id,
         driver.plan.hosts.len(),
@@ -524,7 +532,7 @@ async fn resume(
         .iter()
         .filter(|h| h.phase == HostPhase::Done)
         .count();
-    println!(
+    say!(
         "rollout {id}: resuming, {done} of {} hosts done, max-unavailable {}, min-ready {}",
         plan.hosts.len(),
         row.max_unavailable,
@@ -555,9 +563,10 @@ pub async fn status(config: &Path, json: bool) -> Result<u8, FleetError> {
     if json {
         let text = serde_json::to_string_pretty(&rows)
             .map_err(|e| FleetError::Refused(format!("cannot print JSON: {e}")))?;
-        println!("{text}");
+        say!("{text}");
     } else {
-        print!("{}", table(&rows));
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), "{}", table(&rows));
     }
     Ok(0)
 }
@@ -606,11 +615,83 @@ pub async fn abandon(config: &Path, id: i64) -> Result<u8, FleetError> {
         )
         .await?
     {
-        println!("rollout {id} abandoned");
+        say!("rollout {id} abandoned");
         Ok(0)
     } else {
         Err(FleetError::Refused(format!(
             "rollout {id} is not running: nothing to abandon"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backends_to_wait_for_are_those_the_reload_changed() {
+        let report = serde_json::json!({"summary": "x", "outcome": {"outcome": "finished", "backends": {
+            "a": {"result": "unchanged", "state": "ready"},
+            "b": {"result": "reloaded", "state": "ready"},
+            "c": {"result": "added", "ready": true, "state": "ready"},
+            "d": {"result": "removed"}}}});
+        assert_eq!(
+            changed_backends(&report),
+            Some(vec!["b".to_string(), "c".to_string()])
+        );
+        assert_eq!(changed_backends(&serde_json::json!({"summary": "x"})), None);
+    }
+
+    #[test]
+    fn rollouts_print_as_a_table_latest_first() {
+        let row = RolloutRow {
+            id: 2,
+            cluster: Some("c1".into()),
+            max_unavailable: 1,
+            min_ready_ms: 10_000,
+            state: RolloutState::Halted,
+            hosts: vec![
+                HostRecord {
+                    host: "node-1".into(),
+                    cluster: Some("c1".into()),
+                    phase: "done".into(),
+                    request: Some(1),
+                    report: None,
+                    backends: None,
+                },
+                HostRecord {
+                    host: "node-2".into(),
+                    cluster: Some("c1".into()),
+                    phase: "failed".into(),
+                    request: Some(2),
+                    report: Some("config rejected: x".into()),
+                    backends: None,
+                },
+            ],
+            message: "halted at node-2: config rejected: x".into(),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            updated_at: "2026-01-01T00:01:00.000Z".into(),
+            driver: "h:1:2".into(),
+        };
+        let text = table(&[row]);
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some(
+                "ID  State   Cluster  Done  Max unavailable  Min ready  Updated                   Message"
+            )
+        );
+        assert_eq!(
+            lines.next(),
+            Some(
+                "2   halted  c1       1/2   1                10s        2026-01-01T00:01:00.000Z  halted at node-2: config rejected: x"
+            )
+        );
+    }
+
+    #[test]
+    fn bad_usage_exits_2_and_everything_else_1() {
+        assert_eq!(FleetError::Usage("x".into()).exit_code(), 2);
+        assert_eq!(FleetError::Refused("x".into()).exit_code(), 1);
     }
 }

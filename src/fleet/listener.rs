@@ -149,3 +149,23 @@ fn result_words(result: &BackendResult) -> String {
         Err(_) => "failed".to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rejected_file_is_answered_not_as_intended_with_the_reason() {
+        let answer = answer_of(&ReloadOutcome::Rejected {
+            error: "t.conf: [a] volume_driver: unknown".into(),
+        });
+        assert!(!answer.as_intended);
+        let report: serde_json::Value = serde_json::from_str(&answer.report).expect("JSON");
+        assert_eq!(
+            report["summary"],
+            "config rejected: t.conf: [a] volume_driver: unknown"
+        );
+        assert_eq!(report["outcome"]["outcome"], "rejected");
+        assert!(!answer_of(&ReloadOutcome::ShuttingDown).as_intended);
+    }
+}
