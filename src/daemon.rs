@@ -77,6 +77,11 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             None => None,
         };
         let configured = config.plan().backends.len();
+        #[cfg(feature = "postgres")]
+        let fleet = config
+            .database
+            .clone()
+            .map(|url| (url, config.service_down_time, config.host.clone()));
         let records = match &config.state_dir {
             Some(dir) => crate::records::Records::open(dir)?,
             None => crate::records::Records::in_memory()?,
@@ -100,8 +105,14 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         if let Some(path) = &options.notifications {
             engine = engine.notifications_file(path);
         }
-        let engine = engine.start()?;
+        let engine = std::rc::Rc::new(engine.start()?);
         let handles = engine.handles().clone();
+        // Fleet reload requests (a separate connection pool; retries while
+        // the database is down, never stops the daemon).
+        #[cfg(feature = "postgres")]
+        if let Some((url, service_down_time, host)) = fleet {
+            crate::fleet::listener::spawn_connecting(url, service_down_time, host, engine.clone());
+        }
         SignalActor::with_listeners(handles.controller.clone().recipient(), signals).start();
         #[cfg(feature = "postgres")]
         let manager = match &member {

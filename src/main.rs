@@ -151,6 +151,92 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    /// Many hosts on one PostgreSQL (`[database] connection`): rolling reloads.
+    #[cfg(feature = "postgres")]
+    Fleet {
+        #[command(subcommand)]
+        action: FleetAction,
+    },
+}
+
+#[cfg(feature = "postgres")]
+#[derive(Debug, Subcommand)]
+enum FleetAction {
+    /// Ask each live host, one batch at a time, to reload its own file;
+    /// move on once a host reloaded as intended and its backends stayed
+    /// Ready for --min-ready. Exit status: 0 finished, 1 halted (a host's
+    /// reload did not end as intended) or refused, 2 bad usage.
+    Reload {
+        /// A cinder.conf-style file with `[database] connection`.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only the hosts of this cluster.
+        #[arg(long, conflicts_with = "resume")]
+        cluster: Option<String>,
+        /// Hosts of one cluster reloading (not yet Ready) at once, at most.
+        #[arg(long, default_value_t = 1, conflicts_with = "resume")]
+        max_unavailable: u32,
+        /// How long a reloaded host's backends must stay Ready (`10s`, `1m`).
+        #[arg(long, default_value = "10s", conflicts_with = "resume")]
+        min_ready: String,
+        /// Continue rollout ID, whose command was killed (hosts done are not asked again).
+        #[arg(long, value_name = "ID")]
+        resume: Option<i64>,
+    },
+    /// The rollouts, latest first.
+    Status {
+        /// A cinder.conf-style file with `[database] connection`.
+        #[arg(long)]
+        config: PathBuf,
+        /// Print JSON for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Give up a running rollout: hosts keep the config they have; its
+    /// requests no host claimed yet are cancelled.
+    Abandon {
+        /// The rollout's id.
+        id: i64,
+        /// A cinder.conf-style file with `[database] connection`.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// Runs a fleet command; errors print as `rekindle: ...` with their exit status.
+#[cfg(feature = "postgres")]
+fn fleet(action: FleetAction) -> ExitCode {
+    use rekindle::fleet::command;
+    let result = rekindle::runtime::run_real(async move {
+        match action {
+            FleetAction::Reload {
+                config,
+                cluster,
+                max_unavailable,
+                min_ready,
+                resume,
+            } => {
+                command::reload(command::ReloadArgs {
+                    config,
+                    cluster,
+                    max_unavailable,
+                    min_ready,
+                    resume,
+                })
+                .await
+            }
+            FleetAction::Status { config, json } => command::status(&config, json).await,
+            FleetAction::Abandon { id, config } => command::abandon(&config, id).await,
+        }
+    });
+    match result {
+        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Err(error)) => {
+            eprintln!("rekindle: {error}");
+            ExitCode::from(error.exit_code())
+        }
+        Err(error) => fail(&error),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -743,5 +829,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        #[cfg(feature = "postgres")]
+        Command::Fleet { action } => fleet(action),
     }
 }

@@ -11,6 +11,8 @@ pub mod cluster;
 pub mod postgres;
 #[cfg(feature = "postgres")]
 pub mod requests;
+#[cfg(feature = "postgres")]
+pub mod rollouts;
 mod sqlite;
 
 use async_trait::async_trait;

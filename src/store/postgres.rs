@@ -57,6 +57,14 @@ CREATE TABLE reload_requests (
     requested_at TIMESTAMPTZ NOT NULL DEFAULT now(), answered_at TIMESTAMPTZ);
 CREATE INDEX reload_requests_pending ON reload_requests (host) WHERE state = 'requested';
 ",
+    "
+CREATE TABLE rollouts (
+    id BIGSERIAL PRIMARY KEY, cluster TEXT, max_unavailable INTEGER NOT NULL,
+    min_ready_ms BIGINT NOT NULL, state TEXT NOT NULL DEFAULT 'running',
+    hosts JSONB NOT NULL DEFAULT '[]', message TEXT NOT NULL DEFAULT '',
+    driver TEXT NOT NULL DEFAULT '',
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
+",
 ];
 
 /// The advisory lock key migrations run under ("rekindle" in ASCII).
@@ -261,7 +269,7 @@ impl PgStore {
         let client = self.client().await?;
         client
             .batch_execute(
-                "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, reload_requests, rekindle_migrations",
+                "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, reload_requests, rollouts, rekindle_migrations",
             )
             .await
             .map_err(|e| self.error(e))?;
