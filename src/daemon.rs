@@ -42,10 +42,6 @@ pub enum DaemonError {
     /// The runtime cannot start.
     #[error(transparent)]
     Runtime(#[from] crate::runtime::RuntimeError),
-    /// The fleet database refused this host (a bad URL, a schema problem).
-    #[cfg(feature = "postgres")]
-    #[error(transparent)]
-    Fleet(crate::store::StoreError),
 }
 
 pub use crate::config::{ConfigSource, EMBEDDED_CONFIG, load_config, load_plan, state_dir};
@@ -87,20 +83,28 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             None => crate::records::Records::in_memory()?,
         };
         let records = std::rc::Rc::new(records);
+        // In a fleet, the host joins the database in the background: the
+        // drivers start at once, operations are refused naming the database
+        // until it answers, and its service rows go there from then on.
         #[cfg(feature = "postgres")]
-        let member = match &config.database {
-            Some(url) => Some(std::rc::Rc::new(join_fleet(url, &config).await?)),
-            None => None,
-        };
+        let fleet_mode = config.database.is_some();
         #[cfg(feature = "postgres")]
-        let fleet_timing = (config.report_interval, config.service_down_time);
+        let joining = config.database.clone().map(|url| {
+            let rows: RowSlot = std::rc::Rc::default();
+            (url, config.clone(), rows)
+        });
         let mut engine = crate::engine::Engine::builder()
             .loaded_config(config, options.config.clone())
             .records(records.clone())
             .systemd(Systemd::from_env());
         #[cfg(feature = "postgres")]
-        if let Some(member) = &member {
-            engine = engine.service_rows(member.row_sink());
+        if let Some((_, _, rows)) = &joining {
+            let rows = rows.clone();
+            engine = engine.service_rows(move |beats| {
+                if let Some(sink) = rows.borrow().as_ref() {
+                    sink(beats)
+                }
+            });
         }
         if let Some(path) = &options.notifications {
             engine = engine.notifications_file(path);
@@ -115,17 +119,27 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         }
         SignalActor::with_listeners(handles.controller.clone().recipient(), signals).start();
         #[cfg(feature = "postgres")]
-        let manager = match &member {
-            Some(member) => {
-                spawn_claims(member.clone(), handles.clone(), fleet_timing);
-                crate::manager::Manager::for_fleet(handles.clone(), member.clone())
+        let manager = match joining {
+            Some((url, config, rows)) => {
+                let manager = crate::manager::Manager::waiting_for_fleet(handles.clone(), &url);
+                spawn_join(url, config, rows, manager.clone(), handles.clone());
+                manager
             }
             None => crate::manager::Manager::new(handles.clone(), records),
         };
         #[cfg(not(feature = "postgres"))]
         let manager = crate::manager::Manager::new(handles.clone(), records);
+        // In a fleet, recovery runs once the host has joined (its own stale
+        // work only); on one host, now.
         let recovering = manager.clone();
+        #[cfg(feature = "postgres")]
+        let recover_now = !fleet_mode;
+        #[cfg(not(feature = "postgres"))]
+        let recover_now = true;
         actix::spawn(async move {
+            if !recover_now {
+                return;
+            }
             if let Err(error) = recovering
                 .recover(std::time::Duration::from_secs(120))
                 .await
@@ -147,35 +161,59 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
     })?
 }
 
-/// Joins the fleet database: a database that does not answer yet (it
-/// starts after us, a network blip) is waited for, every 2 s, with one log
-/// line each time; a URL or schema it refuses stops the start.
+/// Where the engine's service rows go once the host has joined its fleet.
 #[cfg(feature = "postgres")]
-async fn join_fleet(
-    url: &str,
-    config: &crate::config::Config,
-) -> Result<crate::fleet::member::Member, DaemonError> {
+type RowSlot =
+    std::rc::Rc<std::cell::RefCell<Option<Box<dyn Fn(&[crate::status::ServiceBeat<'_>])>>>>;
+
+/// Joins the fleet database in the background: a database that does not
+/// answer (not up yet, an outage) is retried every 2 s with one log line
+/// each time, and one that refuses this host (a schema problem) every 10 s;
+/// the daemon keeps running either way. Once joined, service rows go there,
+/// the manager runs on its records, this host's own stale work is resolved
+/// and dead members' work is claimed.
+#[cfg(feature = "postgres")]
+fn spawn_join(
+    url: String,
+    config: crate::config::Config,
+    rows: RowSlot,
+    manager: crate::manager::Manager,
+    handles: crate::actors::Handles,
+) {
     use crate::store::StoreError;
-    loop {
-        match crate::fleet::member::Member::join(
-            url,
-            &config.host,
-            config.cluster.as_deref(),
-            config.service_down_time,
-        )
-        .await
-        {
-            Ok(member) => {
-                tracing::info!(host = %member.host(), cluster = %member.cluster(), epoch = member.epoch().0, "joined the fleet");
-                return Ok(member);
+    actix::spawn(async move {
+        let member = loop {
+            match crate::fleet::member::Member::join(
+                &url,
+                &config.host,
+                config.cluster.as_deref(),
+                config.service_down_time,
+            )
+            .await
+            {
+                Ok(member) => break std::rc::Rc::new(member),
+                Err(error @ StoreError::Unavailable { .. }) => {
+                    tracing::warn!(%error, "waiting for the fleet database");
+                    actix::clock::sleep(std::time::Duration::from_secs(2)).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the fleet database refused this host; retrying");
+                    actix::clock::sleep(std::time::Duration::from_secs(10)).await;
+                }
             }
-            Err(error @ StoreError::Unavailable { .. }) => {
-                tracing::warn!(%error, "waiting for the fleet database");
-                actix::clock::sleep(std::time::Duration::from_secs(2)).await;
-            }
-            Err(error) => return Err(DaemonError::Fleet(error)),
+        };
+        tracing::info!(host = %member.host(), cluster = %member.cluster(), epoch = member.epoch().0, "joined the fleet");
+        *rows.borrow_mut() = Some(Box::new(member.row_sink()));
+        manager.joined(member.clone());
+        spawn_claims(
+            member,
+            handles,
+            (config.report_interval, config.service_down_time),
+        );
+        if let Err(error) = manager.recover(std::time::Duration::from_secs(120)).await {
+            tracing::error!(%error, "recovery of this host's own work failed");
         }
-    }
+    });
 }
 
 /// Every `report_interval`, claims and resolves the work of members of

@@ -30,6 +30,10 @@ pub enum ManagerError {
     /// The backend refused or failed.
     #[error(transparent)]
     Operation(#[from] OperationError),
+    /// There are no records yet: the fleet's database has not answered
+    /// since start-up (recoverable: retried until it does).
+    #[error("{0}")]
+    RecordsUnavailable(String),
     /// The records database failed (or cannot be reached: a recoverable
     /// failure of the records, named with the database).
     #[error(transparent)]
@@ -46,12 +50,14 @@ impl From<RecordsError> for ManagerError {
 #[derive(Clone)]
 pub struct Manager {
     handles: Handles,
-    records: Rc<dyn RecordStore>,
+    /// The records, or why there are none yet (a fleet's database not
+    /// joined): shared by every clone, so joining later reaches them all.
+    records: Rc<std::cell::RefCell<Result<Rc<dyn RecordStore>, String>>>,
     operations: Operations,
     /// This host in a fleet: every transitional record is work it owns
     /// (Cinder's workers), its end fenced by this start's epoch.
     #[cfg(feature = "postgres")]
-    fleet: Option<Rc<crate::fleet::member::Member>>,
+    fleet: Rc<std::cell::RefCell<Option<Rc<crate::fleet::member::Member>>>>,
 }
 
 /// A backup or restore that was checked and recorded: `accepted` is what
@@ -116,11 +122,21 @@ impl Manager {
     pub fn new(handles: Handles, records: Rc<dyn RecordStore>) -> Self {
         Manager {
             handles,
-            records,
+            records: Rc::new(std::cell::RefCell::new(Ok(records))),
             operations: Operations::default(),
             #[cfg(feature = "postgres")]
-            fleet: None,
+            fleet: Rc::default(),
         }
+    }
+
+    /// The records, or the operation refused with why there are none yet
+    /// (the fleet's database not joined: a recoverable failure of the
+    /// records, named with the database).
+    fn records(&self) -> Result<Rc<dyn RecordStore>, ManagerError> {
+        self.records
+            .borrow()
+            .clone()
+            .map_err(ManagerError::RecordsUnavailable)
     }
 
     /// A manager whose records are the fleet's (`member.store()`): each
@@ -129,15 +145,45 @@ impl Manager {
     /// fenced (a survivor's resolution is never overwritten).
     #[cfg(feature = "postgres")]
     pub fn for_fleet(handles: Handles, member: Rc<crate::fleet::member::Member>) -> Self {
-        let mut manager = Manager::new(handles, member.store());
-        manager.fleet = Some(member);
+        let manager = Manager::waiting_for_fleet(handles, member.url());
+        manager.joined(member);
         manager
+    }
+
+    /// A manager for a fleet whose database (`url`) is not joined yet:
+    /// operations are refused, naming the database, until
+    /// [`Manager::joined`].
+    pub fn waiting_for_fleet(handles: Handles, url: &str) -> Self {
+        let reason = format!(
+            "records database {} is unavailable: this host has not joined the fleet yet (waiting for the database); retry",
+            crate::config::redact(url)
+        );
+        Manager {
+            handles,
+            records: Rc::new(std::cell::RefCell::new(Err(reason))),
+            operations: Operations::default(),
+            #[cfg(feature = "postgres")]
+            fleet: Rc::default(),
+        }
+    }
+
+    /// The fleet's database answered: operations run on its records, as
+    /// work of `member` (every clone of this manager sees it).
+    #[cfg(feature = "postgres")]
+    pub fn joined(&self, member: Rc<crate::fleet::member::Member>) {
+        *self.records.borrow_mut() = Ok(member.store());
+        *self.fleet.borrow_mut() = Some(member);
+    }
+
+    #[cfg(feature = "postgres")]
+    fn member(&self) -> Option<Rc<crate::fleet::member::Member>> {
+        self.fleet.borrow().clone()
     }
 
     /// Whether this manager runs on a fleet's shared records.
     pub fn in_fleet(&self) -> bool {
         #[cfg(feature = "postgres")]
-        return self.fleet.is_some();
+        return self.fleet.borrow().is_some();
         #[cfg(not(feature = "postgres"))]
         false
     }
@@ -148,7 +194,7 @@ impl Manager {
         &self,
     ) -> Option<Result<Vec<(crate::records::ServiceRow, String)>, ManagerError>> {
         #[cfg(feature = "postgres")]
-        if let Some(member) = &self.fleet {
+        if let Some(member) = self.member() {
             return Some(member.store().fleet_services().await.map_err(Into::into));
         }
         None
@@ -159,7 +205,7 @@ impl Manager {
     /// host, where start-up recovery resolves it).
     async fn begin(&self, kind: &str, id: &str, status: &str) -> Result<(), ManagerError> {
         #[cfg(feature = "postgres")]
-        if let Some(member) = &self.fleet {
+        if let Some(member) = self.member() {
             let work = crate::store::cluster::Work {
                 kind: kind.to_string(),
                 id: id.to_string(),
@@ -183,7 +229,7 @@ impl Manager {
         to: &str,
     ) -> Result<bool, ManagerError> {
         #[cfg(feature = "postgres")]
-        if let Some(member) = &self.fleet {
+        if let Some(member) = self.member() {
             let work = crate::store::cluster::Work {
                 kind: kind.to_string(),
                 id: id.to_string(),
@@ -197,8 +243,8 @@ impl Manager {
         }
         let _ = from;
         match kind {
-            "volume" => self.records.set_volume_status(id, to).await?,
-            _ => self.records.set_backup(id, to, None, None).await?,
+            "volume" => self.records()?.set_volume_status(id, to).await?,
+            _ => self.records()?.set_backup(id, to, None, None).await?,
         }
         Ok(true)
     }
@@ -238,7 +284,7 @@ impl Manager {
         row: &crate::records::VolumeRow,
         status: &str,
     ) -> Result<Marked, ManagerError> {
-        self.records.set_volume_status(&row.id, status).await?;
+        self.records()?.set_volume_status(&row.id, status).await?;
         self.begin("volume", &row.id, status).await?;
         Ok(Marked::Volume(row.clone()))
     }
@@ -251,7 +297,7 @@ impl Manager {
         status: &str,
         restore_target: Option<&str>,
     ) -> Result<Marked, ManagerError> {
-        self.records
+        self.records()?
             .set_backup(&row.id, status, None, restore_target)
             .await?;
         self.begin("backup", &row.id, status).await?;
@@ -277,15 +323,15 @@ impl Manager {
             match record {
                 Marked::NewVolume(id) => {
                     self.finish("volume", id, "creating", "deleted").await?;
-                    self.records.delete_volume(id).await?
+                    self.records()?.delete_volume(id).await?
                 }
                 Marked::Volume(row) => {
                     self.finish("volume", &row.id, "", &row.status).await?;
-                    self.records.put_back_volume(row).await?
+                    self.records()?.put_back_volume(row).await?
                 }
                 Marked::Backup(row) => {
                     self.finish("backup", &row.id, "", &row.status).await?;
-                    self.records.put_back_backup(row).await?
+                    self.records()?.put_back_backup(row).await?
                 }
             }
         }
@@ -298,7 +344,7 @@ impl Manager {
         id: &str,
         operation: &str,
     ) -> Result<crate::records::VolumeRow, ManagerError> {
-        self.records
+        self.records()?
             .volume(id)
             .await?
             .ok_or_else(|| refused(operation, format_args!("no volume {id}")))
@@ -310,7 +356,7 @@ impl Manager {
         id: &str,
         operation: &str,
     ) -> Result<crate::records::BackupRow, ManagerError> {
-        self.records
+        self.records()?
             .backup(id)
             .await?
             .ok_or_else(|| refused(operation, format_args!("no backup {id}")))
@@ -334,7 +380,7 @@ impl Manager {
             ));
         }
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        self.records
+        self.records()?
             .insert_volume(&id, backend, size_bytes, "creating")
             .await?;
         self.begin("volume", &id, "creating").await?;
@@ -385,7 +431,7 @@ impl Manager {
         // A driver failure keeps `deleting`: resumed at the next start.
         result?;
         if self.finish("volume", id, "deleting", "deleted").await? {
-            self.records.delete_volume(id).await?;
+            self.records()?.delete_volume(id).await?;
         }
         Ok(json!({ "id": id, "status": "deleted" }))
     }
@@ -426,7 +472,7 @@ impl Manager {
         }
         match result {
             Ok(_) => {
-                self.records.set_volume_size(id, size_bytes).await?;
+                self.records()?.set_volume_size(id, size_bytes).await?;
                 self.finish("volume", id, "extending", "available").await?;
                 Ok(json!({ "id": id, "size_bytes": size_bytes, "status": "available" }))
             }
@@ -464,10 +510,10 @@ impl Manager {
                 },
             )
             .await?;
-        self.records
+        self.records()?
             .put_attachment(id, &host, &connector_json)
             .await?;
-        self.records.set_volume_status(id, "in-use").await?;
+        self.records()?.set_volume_status(id, "in-use").await?;
         match output {
             OperationOutput::Connection(info) => Ok(serde_json::to_value(info).unwrap_or_default()),
             other => Err(invalid(format!(
@@ -488,7 +534,7 @@ impl Manager {
         all: bool,
     ) -> Result<Value, ManagerError> {
         let row = self.volume(id, "volume detach").await?;
-        let attachments = self.records.attachments(id).await?;
+        let attachments = self.records()?.attachments(id).await?;
         let hosts = || {
             attachments
                 .iter()
@@ -565,15 +611,15 @@ impl Manager {
                 Operation::TerminateConnection { volume, connector }
             };
             self.route(&row.backend, operation).await?;
-            self.records
+            self.records()?
                 .delete_attachment(id, &attachment.connector_host)
                 .await?;
             remaining -= 1;
         }
         let status = if remaining > 0 { "in-use" } else { "available" };
-        self.records.set_volume_status(id, status).await?;
+        self.records()?.set_volume_status(id, status).await?;
         let attached: Vec<String> = self
-            .records
+            .records()?
             .attachments(id)
             .await?
             .into_iter()
@@ -661,7 +707,7 @@ impl Manager {
         }
         let volume = self.located(&row).await?;
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        self.records.insert_backup(&id, volume_id).await?;
+        self.records()?.insert_backup(&id, volume_id).await?;
         self.begin("backup", &id, "creating").await?;
         let record = BackupRecord {
             id: id.clone(),
@@ -671,7 +717,7 @@ impl Manager {
         };
         // Conservative (a crash from here on may leave data in the store);
         // corrected from what the driver reports once the call ends.
-        self.records.set_backup_reached(&id, true).await?;
+        self.records()?.set_backup_reached(&id, true).await?;
         let report = Report {
             work: Work::Create,
             backup_id: id.clone(),
@@ -721,7 +767,7 @@ impl Manager {
         match result {
             Ok(_) => {
                 // The size while still `creating`, then the fenced end.
-                self.records
+                self.records()?
                     .set_backup(id, "creating", Some(size_bytes), None)
                     .await?;
                 self.finish("backup", id, "creating", "available").await?;
@@ -734,7 +780,7 @@ impl Manager {
                     // Refused before the driver ran, or the driver wrote
                     // nothing: nothing reached the store, so the error
                     // backup is deletable without it.
-                    self.records.set_backup_reached(id, false).await?;
+                    self.records()?.set_backup_reached(id, false).await?;
                 }
                 self.finish("backup", id, "creating", "error").await?;
                 self.operations.end(id, Some(error.to_string()));
@@ -925,7 +971,7 @@ impl Manager {
         let row = self.volume(id, "volume reset-state").await?;
         // An admin's word ends any work on it (in a fleet, its worker row).
         self.finish("volume", id, "", state).await?;
-        self.records.set_volume_status(id, state).await?;
+        self.records()?.set_volume_status(id, state).await?;
         self.handles.shell.notifier.emit(
             Some(&row.backend),
             self.handles.shell.clock.now(),
@@ -956,7 +1002,7 @@ impl Manager {
         }
         let backup = self.backup(id, "backup reset-state").await?;
         self.finish("backup", id, "", state).await?;
-        self.records.set_backup(id, state, None, None).await?;
+        self.records()?.set_backup(id, state, None, None).await?;
         self.handles.shell.notifier.emit(
             Some(BACKUP_BACKEND),
             self.handles.shell.clock.now(),
@@ -974,7 +1020,7 @@ impl Manager {
     pub async fn delete_backup(&self, id: &str) -> Result<Value, ManagerError> {
         let backup = self.backup(id, "backup delete").await?;
         if backup.status == "error" && !backup.reached_backend {
-            self.records.delete_backup(id).await?;
+            self.records()?.delete_backup(id).await?;
             self.operations.forget(id);
             return Ok(json!({ "id": id, "status": "deleted", "reached_backend": false }));
         }
@@ -998,7 +1044,7 @@ impl Manager {
         self.settle(&[marked], &result).await?;
         result?;
         if self.finish("backup", id, "deleting", "deleted").await? {
-            self.records.delete_backup(id).await?;
+            self.records()?.delete_backup(id).await?;
         }
         self.operations.forget(id);
         Ok(json!({ "id": id, "status": "deleted" }))
@@ -1012,7 +1058,7 @@ impl Manager {
     /// Errors: no such backup; the records database failed.
     pub async fn show_backup(&self, id: &str) -> Result<Value, ManagerError> {
         let backup = self
-            .records
+            .records()?
             .backup(id)
             .await?
             .ok_or_else(|| invalid(format!("no backup {id}")))?;
@@ -1027,7 +1073,7 @@ impl Manager {
     /// oldest first). The `volume list` column reads only this.
     async fn attached_hosts(&self, volume_id: &str) -> Result<Vec<String>, ManagerError> {
         Ok(self
-            .records
+            .records()?
             .attachments(volume_id)
             .await?
             .into_iter()
@@ -1040,7 +1086,7 @@ impl Manager {
     /// Errors: the records database failed.
     pub async fn list_volumes(&self) -> Result<Vec<VolumeListRow>, ManagerError> {
         let mut rows = Vec::new();
-        for v in self.records.volumes().await? {
+        for v in self.records()?.volumes().await? {
             rows.push(VolumeListRow {
                 attached_to: self.attached_hosts(&v.id).await?,
                 id: v.id,
@@ -1058,7 +1104,7 @@ impl Manager {
     /// Errors: the records database failed.
     pub async fn list_backups(&self) -> Result<Vec<BackupListRow>, ManagerError> {
         Ok(self
-            .records
+            .records()?
             .backups()
             .await?
             .into_iter()
@@ -1081,13 +1127,13 @@ impl Manager {
         // under an earlier epoch is its to resolve (others' is claimed by
         // the cluster's survivors), and nothing else is touched.
         #[cfg(feature = "postgres")]
-        if let Some(member) = &self.fleet {
+        if let Some(member) = self.member() {
             member
                 .recover_own_work(&self.handles.shell.notifier, now)
                 .await?;
             return Ok(());
         }
-        for r in self.records.recover().await? {
+        for r in self.records()?.recover().await? {
             self.handles.shell.notifier.emit(
                 None,
                 now,
@@ -1101,7 +1147,7 @@ impl Manager {
         }
         let deadline = actix::clock::Instant::now() + patience;
         for backup in self
-            .records
+            .records()?
             .backups()
             .await?
             .into_iter()
@@ -1117,7 +1163,7 @@ impl Manager {
             }
         }
         for volume in self
-            .records
+            .records()?
             .volumes()
             .await?
             .into_iter()

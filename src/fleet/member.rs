@@ -63,6 +63,11 @@ impl Member {
         self.store.clone()
     }
 
+    /// The database, password removed.
+    pub fn url(&self) -> &str {
+        self.store.url()
+    }
+
     /// This host's name.
     pub fn host(&self) -> &str {
         &self.host

@@ -229,7 +229,7 @@ impl PgStore {
     }
 
     /// The database, password removed.
-    pub(super) fn url(&self) -> &str {
+    pub fn url(&self) -> &str {
         &self.url
     }
 

@@ -137,7 +137,8 @@ impl PgStore {
     }
 
     /// Every host the records know (registered hosts and hosts with
-    /// service rows), by cluster then name; `alive` by the server's clock.
+    /// service rows, whose `host` is `name@backend` or `name`), by cluster
+    /// then name; `alive` by the server's clock.
     pub async fn fleet_hosts(
         &self,
         service_down_time: Duration,
@@ -147,7 +148,7 @@ impl PgStore {
                 "WITH seen AS (
                      SELECT host, NULLIF(cluster, '') AS cluster, heartbeat FROM hosts
                      UNION ALL
-                     SELECT host, NULL, heartbeat FROM services)
+                     SELECT split_part(host, '@', 1), NULL, heartbeat FROM services)
                  SELECT host, MAX(cluster),
                         COALESCE(bool_or(now() - heartbeat <= make_interval(secs => $1::bigint / 1000.0)), false)
                  FROM seen GROUP BY host ORDER BY MAX(cluster) NULLS LAST, host",
@@ -181,7 +182,7 @@ impl PgStore {
                 "SELECT count(*) FILTER (WHERE state = 'up'
                             AND now() - heartbeat <= make_interval(secs => $2::bigint / 1000.0)),
                         count(*)
-                 FROM services WHERE host = $1 AND ($3::text[] IS NULL OR backend = ANY($3))",
+                 FROM services WHERE split_part(host, '@', 1) = $1 AND ($3::text[] IS NULL OR backend = ANY($3))",
                 &[&host, &millis(service_down_time), &backends],
             )
             .await?;
