@@ -491,3 +491,131 @@ fn the_fleet_demo_starts_three_hosts_in_one_cluster_and_stops_them() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Each host's backends that are not `ready` now, as its `status --json`
+/// says: (host, backend). A host is its name and directory (its socket).
+fn not_ready(hosts: &[(String, PathBuf)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (name, dir) in hosts {
+        let answer = Command::new(BIN)
+            .args(["status", "--json", "--control"])
+            .arg(dir.join("sock"))
+            .output()
+            .expect("cli runs");
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&answer.stdout) else {
+            out.push((name.clone(), "(no answer)".to_string()));
+            continue;
+        };
+        for b in v["backends"].as_array().into_iter().flatten() {
+            if b["state"] != "ready" {
+                out.push((
+                    name.clone(),
+                    b["name"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn edit(host: &Host, from: &str, to: &str) {
+    let path = host.dir.join("c.conf");
+    let text = std::fs::read_to_string(&path).expect("config");
+    assert!(text.contains(from), "{from:?} in {}", path.display());
+    std::fs::write(&path, text.replace(from, to)).expect("edit config");
+}
+
+#[test]
+fn a_rolling_reload_keeps_all_but_one_replica_ready_and_halts_at_a_bad_file() {
+    let server = Server::start("roll");
+    let timing = "report_interval = 1s\nservice_down_time = 3s";
+    let hosts = [
+        Host::start(&server, "roll", "a", timing, ""),
+        Host::start(&server, "roll", "b", timing, ""),
+        Host::start(&server, "roll", "c", timing, ""),
+    ];
+    let all: Vec<(String, PathBuf)> = hosts
+        .iter()
+        .map(|h| (h.name.clone(), h.dir.clone()))
+        .collect();
+    // Both clustered backends change on every host, and set up slowly: each
+    // host's replicas are not Ready for 1.5 s while it reloads.
+    for host in &hosts {
+        edit(
+            host,
+            "volume_driver = fault\n",
+            "volume_driver = fault\nfault_setup_delay = 1500ms\n",
+        );
+    }
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = std::thread::spawn({
+        let sampling = sampling.clone();
+        let views = all.clone();
+        move || {
+            let mut worst = 0;
+            let mut seen_reloading = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let down = not_ready(&views);
+                for backend in ["f0", "f1"] {
+                    let replicas = down.iter().filter(|(_, b)| b == backend).count();
+                    worst = worst.max(replicas);
+                    seen_reloading += usize::from(replicas > 0);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (worst, seen_reloading)
+        }
+    });
+    let conf = hosts[0].dir.join("c.conf");
+    let out = Command::new(BIN)
+        .args(["fleet", "reload", "--config"])
+        .arg(&conf)
+        .args(["--max-unavailable", "1", "--min-ready", "1s"])
+        .output()
+        .expect("fleet reload runs");
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let (worst, seen) = sampler.join().expect("sampler");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(seen > 0, "the sampler saw the replicas reload");
+    assert_eq!(
+        worst, 1,
+        "never more than one replica of a backend not Ready"
+    );
+    assert!(not_ready(&all).is_empty());
+
+    // A bad file on the second host halts the rollout; the third is untouched.
+    let reloads_before = hosts[2].notifications("reload.start").len();
+    for host in &hosts {
+        edit(host, "fault_setup_delay = 1500ms", "fault_setup_delay = 1s");
+    }
+    edit(
+        &hosts[1],
+        "[f1]\nvolume_driver = fault\n",
+        "[f1]\nvolume_driver = no-such-driver\n",
+    );
+    let out = Command::new(BIN)
+        .args(["fleet", "reload", "--config"])
+        .arg(&conf)
+        .args(["--max-unavailable", "1", "--min-ready", "1s"])
+        .output()
+        .expect("fleet reload runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("node-b"), "{text}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        hosts[2].notifications("reload.start").len(),
+        reloads_before,
+        "the third host was never asked: {text}"
+    );
+    assert!(not_ready(&all).is_empty(), "every host still serves");
+}

@@ -53,6 +53,12 @@ pub const OPTIONS: &[OptionDecl] = &[
         "setup never returns (exercises `driver_init_timeout`)",
     ),
     OptionDecl::new(
+        "fault_setup_delay",
+        Rule::Duration { nonzero: false },
+        OptionDefault::Value("0"),
+        "each setup takes this long (a slow backend coming up)",
+    ),
+    OptionDecl::new(
         "fault_fail_stats",
         Rule::Whole {
             min: 0,
@@ -153,6 +159,7 @@ pub struct FaultDriver {
     ready_after: Option<Duration>,
     error: fn(String) -> DriverError,
     setup_hang: bool,
+    setup_delay: Duration,
     fail_stats: Cell<u32>,
     op_delay: Duration,
     panic_setup_times: Cell<u32>,
@@ -182,6 +189,7 @@ impl FaultDriver {
             ready_after: read.optional("fault_ready_after")?,
             error,
             setup_hang: read.get("fault_setup_hang")?,
+            setup_delay: read.get("fault_setup_delay")?,
             fail_stats: Cell::new(read.get("fault_fail_stats")?),
             op_delay: read.get("fault_op_delay")?,
             panic_setup_times: Cell::new(read.get("fault_panic_setup_times")?),
@@ -218,6 +226,9 @@ impl FaultDriver {
         let _running = SetupGuard::enter(&self.probe);
         if self.setup_hang {
             std::future::pending::<()>().await;
+        }
+        if !self.setup_delay.is_zero() {
+            sleep(self.setup_delay).await;
         }
         let panics = self.panic_setup_times.get();
         if panics > 0 {
