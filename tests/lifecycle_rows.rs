@@ -572,13 +572,7 @@ fn the_budget_resets_after_ten_minutes_ready() {
     assert!(!early.lc.state().gave_up());
     assert_eq!(early.lc.state().retry().map(|r| r.attempt), Some(1));
     // Lost after 10 minutes: the budget was reset, so it retries from 1.
-    d.ok(
-        Event::HealthLost {
-            epoch,
-            error: backend_down(),
-        },
-        secs(601),
-    );
+    d.lose_health(secs(601));
     assert_eq!(d.lc.state().retry().map(|r| r.attempt), Some(1));
 }
 
