@@ -560,6 +560,9 @@ mod reference {
         previous: Option<u64>,
         /// Whether the failed new config's error was fatal (while rolling back).
         new_fatal: bool,
+        /// Lost its health while Ready and not Ready since: retries are not
+        /// limited by the budget (the attempt stays at its last number).
+        recovering: bool,
     }
 
     impl Model {
@@ -577,6 +580,7 @@ mod reference {
                 after_drain: After::Shutdown,
                 previous: None,
                 new_fatal: false,
+                recovering: false,
             }
         }
 
@@ -607,12 +611,16 @@ mod reference {
             }
             self.name = StateName::FailedRecoverable;
             let count = self.policy.reinit_driver_count;
-            if count == 0 || self.attempt < count {
-                let next = self.attempt + 1;
-                let delay = (self.policy.reinit_backoff_base * 2u32.pow(next - 1))
-                    .min(self.policy.reinit_backoff_max);
-                self.retry = Some((next, now + delay));
-            }
+            let next = if count == 0 || self.attempt < count {
+                self.attempt + 1
+            } else if self.recovering {
+                self.attempt
+            } else {
+                return;
+            };
+            let delay = (self.policy.reinit_backoff_base * 2u32.pow(next - 1))
+                .min(self.policy.reinit_backoff_max);
+            self.retry = Some((next, now + delay));
         }
 
         fn settle_budget(&mut self, now: Moment) {
@@ -645,6 +653,7 @@ mod reference {
             }
             self.config = config;
             self.in_flight = 0;
+            self.recovering = false;
             self.setup(StateName::Reloading, 0, now);
         }
 
@@ -666,7 +675,10 @@ mod reference {
             match self.after_drain {
                 After::Reload(config) => self.reload(config, true, now),
                 After::Shutdown | After::Remove => self.stop(),
-                After::Fail(fatal) => self.fail(fatal, now),
+                After::Fail(fatal) => {
+                    self.recovering = true;
+                    self.fail(fatal, now)
+                }
             }
         }
 
@@ -699,6 +711,7 @@ mod reference {
                 Event::SetupSucceeded { setup } if *setup != 0 && setting_up => {
                     self.previous = None;
                     self.name = N::Ready;
+                    self.recovering = false;
                     self.ready_since = now;
                 }
                 Event::SetupFailed { setup, error } if *setup != 0 && setting_up => {
@@ -707,6 +720,7 @@ mod reference {
                 Event::SetupSucceeded { setup } if *setup != 0 && self.name == N::RollingBack => {
                     self.config = self.previous.take().unwrap_or(self.config);
                     self.name = N::Ready;
+                    self.recovering = false;
                     self.attempt = 0;
                     self.ready_since = now;
                 }
@@ -743,6 +757,7 @@ mod reference {
                 Event::HealthLost { error, .. } => {
                     self.settle_budget(now);
                     if self.in_flight == 0 {
+                        self.recovering = true;
                         self.fail(error.is_fatal(), now);
                     } else {
                         self.drain(None, After::Fail(error.is_fatal()));

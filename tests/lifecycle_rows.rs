@@ -97,6 +97,18 @@ impl Drive {
         }
     }
 
+    /// The health probe of the current Ready period fails at `now`.
+    fn lose_health(&mut self, now: Moment) -> &mut Self {
+        let epoch = self.epoch();
+        self.ok(
+            Event::HealthLost {
+                epoch,
+                error: backend_down(),
+            },
+            now,
+        )
+    }
+
     fn reload(&mut self, changed: bool, now: Moment) -> &mut Self {
         let config = self.lc.config() + 1;
         let policy = Box::new(*self.lc.policy());
@@ -499,14 +511,7 @@ fn ticks_publish_capabilities_of_the_current_epoch() {
 fn health_lost_fails_recoverably_and_retries() {
     let mut d = Drive::defaults();
     d.ready();
-    let epoch = d.epoch();
-    d.ok(
-        Event::HealthLost {
-            epoch,
-            error: backend_down(),
-        },
-        secs(60),
-    );
+    d.lose_health(secs(60));
     assert_eq!(d.name(), StateName::FailedRecoverable);
     assert!(d.notes().contains(&Notification::HealthLost {
         error: backend_down()
@@ -535,15 +540,8 @@ fn stale_health_lost_from_an_earlier_ready_period_is_ignored() {
 fn health_lost_with_operations_in_flight_drains_first() {
     let mut d = Drive::defaults();
     d.ready();
-    let epoch = d.epoch();
     d.ok(Event::OperationStarted, T0);
-    d.ok(
-        Event::HealthLost {
-            epoch,
-            error: backend_down(),
-        },
-        secs(1),
-    );
+    d.lose_health(secs(1));
     assert_eq!(d.name(), StateName::Draining);
     assert_eq!(
         d.refused(Event::OperationStarted, secs(1)).why,
@@ -570,24 +568,11 @@ fn the_budget_resets_after_ten_minutes_ready() {
         lc: d.lc.clone(),
         fx: vec![],
     };
-    let epoch = early.epoch();
-    early.ok(
-        Event::HealthLost {
-            epoch,
-            error: backend_down(),
-        },
-        secs(301),
-    );
+    early.lose_health(secs(301));
     assert!(!early.lc.state().gave_up());
     assert_eq!(early.lc.state().retry().map(|r| r.attempt), Some(1));
     // Lost after 10 minutes: the budget was reset, so it retries from 1.
-    d.ok(
-        Event::HealthLost {
-            epoch,
-            error: backend_down(),
-        },
-        secs(601),
-    );
+    d.lose_health(secs(601));
     assert_eq!(d.lc.state().retry().map(|r| r.attempt), Some(1));
 }
 
@@ -1023,14 +1008,7 @@ fn a_health_loss_is_retried_past_the_budget_until_the_backend_is_back() {
     // retrying at the capped backoff, and recovers by itself.
     let mut d = Drive::defaults();
     d.ready();
-    let epoch = d.epoch();
-    d.ok(
-        Event::HealthLost {
-            epoch,
-            error: backend_down(),
-        },
-        secs(60),
-    );
+    d.lose_health(secs(60));
     assert!(d.lc.recovering());
     let mut now = secs(60);
     let mut delays = Vec::new();
@@ -1065,14 +1043,7 @@ fn a_reload_that_fails_to_set_up_while_recovering_is_budgeted_again() {
         ..Policy::default()
     });
     d.ready();
-    let epoch = d.epoch();
-    d.ok(
-        Event::HealthLost {
-            epoch,
-            error: backend_down(),
-        },
-        secs(1),
-    );
+    d.lose_health(secs(1));
     assert!(d.lc.recovering());
     // A new config while recovering: its setups are ordinary setups.
     d.reload(true, secs(1));
