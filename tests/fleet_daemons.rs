@@ -619,3 +619,40 @@ fn a_rolling_reload_keeps_all_but_one_replica_ready_and_halts_at_a_bad_file() {
     );
     assert!(not_ready(&all).is_empty(), "every host still serves");
 }
+
+#[test]
+fn a_replica_already_down_takes_the_only_slot_of_a_rolling_reload() {
+    let server = Server::start("held");
+    let a = Host::start(&server, "held", "a", FAST, "");
+    let mut b = Host::start(&server, "held", "b", FAST, "");
+    b.kill_9();
+    wait_for("b down", Duration::from_secs(10), || {
+        a.state_of(&b).iter().all(|s| s == "down")
+    });
+    edit(
+        &a,
+        "volume_driver = fault\n",
+        "volume_driver = fault\nfault_setup_delay = 10ms\n",
+    );
+    let mut command = Command::new(BIN)
+        .args(["fleet", "reload", "--config"])
+        .arg(a.dir.join("c.conf"))
+        .args(["--max-unavailable", "1", "--min-ready", "1s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fleet reload runs");
+    std::thread::sleep(Duration::from_secs(4));
+    let _ = command.kill();
+    let out = command.wait_with_output().expect("output");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("not Ready outside this rollout: node-b"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        a.notifications("reload.start").is_empty(),
+        "node-a was not taken down while node-b's replicas are: {text}"
+    );
+}

@@ -171,3 +171,43 @@ fn a_host_that_stops_being_ready_starts_its_min_ready_again() {
         })
     );
 }
+
+proptest! {
+    /// Replicas down for reasons of their own take slots too: the hosts
+    /// asked plus those already down never exceed max_unavailable in a
+    /// cluster, and a cluster with as many down as allowed asks nobody.
+    #[test]
+    fn replicas_down_elsewhere_count_against_max_unavailable(
+        hosts in fleet(),
+        max in 1..4usize,
+        down in proptest::collection::vec(0..4usize, 3),
+    ) {
+        let mut rollout = Rollout::new(hosts.clone(), max, MIN_READY);
+        let elsewhere = |cluster: &str| -> usize {
+            match cluster.strip_prefix('c').and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) if n < down.len() => down[n],
+                _ => 0,
+            }
+        };
+        let asked = rollout.ask_next_with(elsewhere);
+        let clusters: BTreeSet<String> = rollout.hosts.iter().map(|h| h.cluster.clone()).collect();
+        for cluster in clusters {
+            let in_flight = rollout.in_flight(&cluster);
+            if in_flight > 0 {
+                prop_assert!(
+                    in_flight + elsewhere(&cluster) <= max,
+                    "{cluster}: {in_flight} asked + {} down elsewhere > {max}",
+                    elsewhere(&cluster)
+                );
+            }
+            if elsewhere(&cluster) >= max {
+                prop_assert_eq!(in_flight, 0, "{} asked while its cluster is at the limit", cluster);
+            }
+        }
+        // Nobody is lost: whoever was not asked is still waiting.
+        prop_assert_eq!(
+            asked.len() + rollout.hosts.iter().filter(|h| h.phase == HostPhase::Waiting).count(),
+            hosts.len()
+        );
+    }
+}

@@ -7,7 +7,7 @@
 //! already done are not asked again, a host asked but not yet answered is
 //! waited on (its request is not sent twice).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -113,6 +113,8 @@ struct Driver<'a> {
     /// This command's token in the rollout's row.
     token: String,
     started: Instant,
+    /// Hosts not Ready outside the rollout, as last said.
+    held_back: BTreeSet<String>,
 }
 
 /// A token naming this command (`host:pid:nanos`), for the rollout's row.
@@ -267,12 +269,53 @@ impl Driver<'_> {
             }
         }
         if self.plan.outcome().is_none() {
-            for host in self.plan.ask_next() {
+            // Replicas already down for reasons of their own take slots.
+            let elsewhere = self.down_elsewhere().await?;
+            let held = elsewhere
+                .values()
+                .flatten()
+                .cloned()
+                .collect::<BTreeSet<_>>();
+            if held != self.held_back {
+                if !held.is_empty() {
+                    let names: Vec<&str> = held.iter().map(String::as_str).collect();
+                    say!(
+                        "not Ready outside this rollout: {} (they take slots of --max-unavailable {})",
+                        names.join(", "),
+                        self.plan.max_unavailable
+                    );
+                }
+                self.held_back = held;
+            }
+            let asked = self
+                .plan
+                .ask_next_with(|cluster| elsewhere.get(cluster).map_or(0, BTreeSet::len));
+            for host in asked {
                 self.ask(&host).await?;
                 changed = true;
             }
         }
         Ok(changed)
+    }
+
+    /// Per cluster, the hosts outside this rollout's in-flight ones that
+    /// have a backend not up (by the database's clock).
+    async fn down_elsewhere(&self) -> Result<BTreeMap<String, BTreeSet<String>>, FleetError> {
+        let in_flight: BTreeSet<&str> = self
+            .plan
+            .hosts
+            .iter()
+            .filter(|h| matches!(h.phase, HostPhase::Asked | HostPhase::Settling { .. }))
+            .map(|h| h.host.as_str())
+            .collect();
+        let mut down: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (row, cluster) in self.store.fleet_services().await? {
+            let host = row.host.split('@').next().unwrap_or(&row.host);
+            if row.state != "up" && !in_flight.contains(host) {
+                down.entry(cluster).or_default().insert(host.to_string());
+            }
+        }
+        Ok(down)
     }
 
     /// Drives the rollout to its end: 0 finished, 1 halted.
@@ -440,6 +483,7 @@ async fn start<'a>(
         backends: BTreeMap::new(),
         token: driver_token(),
         started: Instant::now(),
+        held_back: BTreeSet::new(),
     };
     driver.id = store
         .insert_rollout(
@@ -553,6 +597,7 @@ async fn resume(
         backends,
         token,
         started: Instant::now(),
+        held_back: BTreeSet::new(),
     })
 }
 

@@ -173,6 +173,15 @@ impl Rollout {
     /// The hosts to ask now (marked asked): in order, while their cluster
     /// has a free slot; none once the rollout halted.
     pub fn ask_next(&mut self) -> Vec<String> {
+        self.ask_next_with(|_| 0)
+    }
+
+    /// [`Rollout::ask_next`], counting in each cluster's slots the hosts
+    /// that are not Ready for reasons of their own (`unavailable(cluster)`:
+    /// hosts of that cluster, outside this rollout's in-flight ones, with a
+    /// backend not Ready): never more than `max_unavailable` replicas of a
+    /// cluster are down at once, whatever took them down.
+    pub fn ask_next_with(&mut self, unavailable: impl Fn(&str) -> usize) -> Vec<String> {
         if self.halted() {
             return Vec::new();
         }
@@ -182,7 +191,7 @@ impl Rollout {
                 continue;
             }
             let cluster = self.hosts[index].cluster.clone();
-            if self.in_flight(&cluster) < self.max_unavailable {
+            if self.in_flight(&cluster) + unavailable(&cluster) < self.max_unavailable {
                 self.hosts[index].phase = HostPhase::Asked;
                 asked.push(self.hosts[index].host.clone());
             }
