@@ -505,61 +505,6 @@ impl Records {
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
-
-    /// Resolves records a crash left in transitional states, as Cinder does:
-    /// backup `creating` -> `error`; `restoring` -> `available` (and its target
-    /// volume -> `error_restoring`, Cinder's word); `deleting` stays `deleting` (the deletion resumes);
-    /// volume `creating` -> `error`; volume `deleting` resumes.
-    pub fn recover(&self) -> Result<Vec<Recovered>, RecordsError> {
-        let mut recovered = Vec::new();
-        for backup in self.backups()? {
-            let to = match backup.status.as_str() {
-                "creating" => "error",
-                "restoring" => {
-                    if let Some(target) = &backup.restore_target {
-                        self.set_volume_status(target, "error_restoring")?;
-                        recovered.push(Recovered {
-                            kind: "volume",
-                            id: target.clone(),
-                            from: "restoring-target".into(),
-                            to: "error_restoring".into(),
-                        });
-                    }
-                    "available"
-                }
-                "deleting" => "deleting",
-                _ => continue,
-            };
-            if to != backup.status {
-                self.set_backup(&backup.id, to, None, None)?;
-            }
-            recovered.push(Recovered {
-                kind: "backup",
-                id: backup.id,
-                from: backup.status,
-                to: to.into(),
-            });
-        }
-        for volume in self.volumes()? {
-            let to = match volume.status.as_str() {
-                "creating" => "error",
-                "deleting" => "deleting",
-                "backing-up" => "available",
-                "extending" => "error_extending",
-                _ => continue,
-            };
-            if to != volume.status {
-                self.set_volume_status(&volume.id, to)?;
-            }
-            recovered.push(Recovered {
-                kind: "volume",
-                id: volume.id,
-                from: volume.status,
-                to: to.into(),
-            });
-        }
-        Ok(recovered)
-    }
 }
 
 fn volume_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
@@ -623,7 +568,12 @@ mod tests {
             .expect("update");
         r.insert_backup("b3", "v1").expect("insert");
         r.set_backup("b3", "deleting", None, None).expect("update");
-        let recovered = r.recover().expect("recover");
+        // The one crash-recovery algorithm, `RecordStore::recover`.
+        let recovered = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(crate::store::RecordStore::recover(&r))
+            .expect("recover");
         let status = |id: &str| r.backup(id).expect("read").expect("exists").status;
         assert_eq!(status("b1"), "error");
         assert_eq!(status("b2"), "available");

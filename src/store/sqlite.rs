@@ -3,9 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{
-    AttachmentRow, BackupRow, ExportRow, RecordStore, Recovered, ServiceRow, StoreError, VolumeRow,
-};
+use super::{AttachmentRow, BackupRow, ExportRow, RecordStore, ServiceRow, StoreError, VolumeRow};
 use crate::records::Records;
 
 #[async_trait(?Send)]
@@ -121,8 +119,5 @@ impl RecordStore for Records {
     }
     async fn services(&self) -> Result<Vec<ServiceRow>, StoreError> {
         Ok(Records::services(self)?)
-    }
-    async fn recover(&self) -> Result<Vec<Recovered>, StoreError> {
-        Ok(Records::recover(self)?)
     }
 }
