@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::Server;
 use rekindle::records::{ExportRow, Records};
 use rekindle::runtime::run_real;
-use rekindle::store::{PgStore, RecordStore, StoreError};
+use rekindle::store::{PgStore, RecordStore, ServicePut, StoreError};
 
 /// The contract, run against one store.
 async fn contract(store: &dyn RecordStore) {
@@ -215,6 +215,94 @@ fn postgresql_keeps_the_contract_and_judges_liveness_by_its_own_clock() {
             .await
             .expect("heartbeat");
         assert_eq!(store.services().await.expect("services")[0].state, "up");
+    })
+    .expect("runtime");
+}
+
+#[test]
+fn postgresql_writes_a_hosts_service_rows_in_one_statement_as_put_service_does() {
+    let server = Server::start("put-services");
+    let url = server.url.clone();
+    run_real(async move {
+        let store = PgStore::connect(&url, Duration::from_secs(1))
+            .await
+            .expect("connects");
+        let row = |backend, host, state| ServicePut {
+            backend,
+            binary: "cinder-volume",
+            host,
+            state,
+        };
+        store.put_services(&[]).await.expect("nothing to write");
+        assert!(store.services().await.expect("services").is_empty());
+        // A row written one at a time, then the host's whole beat at once:
+        // inserted, updated in place, the last of a repeated row kept.
+        store
+            .put_service("lvm-1", "cinder-volume", "node-1@lvm-1", "down", "")
+            .await
+            .expect("heartbeat");
+        store
+            .put_services(&[
+                row("lvm-1", "node-1@lvm-1", "down"),
+                row("ceph", "node-1@ceph", "down"),
+                row("lvm-1", "node-1@lvm-1", "up"),
+            ])
+            .await
+            .expect("beat");
+        let states = |rows: Vec<rekindle::store::ServiceRow>| {
+            rows.into_iter()
+                .map(|r| (r.host, r.backend, r.binary, r.state))
+                .collect::<Vec<_>>()
+        };
+        let expected = |ceph: &str, lvm: &str| {
+            vec![
+                (
+                    "node-1@ceph".to_string(),
+                    "ceph".to_string(),
+                    "cinder-volume".to_string(),
+                    ceph.to_string(),
+                ),
+                (
+                    "node-1@lvm-1".to_string(),
+                    "lvm-1".to_string(),
+                    "cinder-volume".to_string(),
+                    lvm.to_string(),
+                ),
+            ]
+        };
+        assert_eq!(
+            states(store.services().await.expect("services")),
+            expected("down", "up")
+        );
+        // Stamped with the server's now(): stale after service_down_time,
+        // fresh again with the next beat.
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        assert_eq!(
+            states(store.services().await.expect("services")),
+            expected("down", "down")
+        );
+        store
+            .put_services(&[
+                row("lvm-1", "node-1@lvm-1", "up"),
+                row("ceph", "node-1@ceph", "up"),
+            ])
+            .await
+            .expect("beat");
+        assert_eq!(
+            states(store.services().await.expect("services")),
+            expected("up", "up")
+        );
+        // The cached statement survives many beats on the pooled connections.
+        for _ in 0..20 {
+            store
+                .put_services(&[row("ceph", "node-1@ceph", "down")])
+                .await
+                .expect("beat");
+        }
+        assert_eq!(
+            states(store.services().await.expect("services")),
+            expected("down", "up")
+        );
     })
     .expect("runtime");
 }

@@ -16,7 +16,7 @@ use crate::event::Event;
 use crate::notify::Notifier;
 use crate::status::ServiceBeat;
 use crate::store::cluster::{Claimed, Epoch, Work};
-use crate::store::{PgStore, RecordStore, StoreError};
+use crate::store::{PgStore, RecordStore, ServicePut, StoreError};
 
 /// One service row as the heartbeat writer keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +84,8 @@ impl Member {
     }
 
     /// A sink for [`crate::EngineBuilder::service_rows`]: the newest rows go
-    /// to a writer task that stores them, then this host's heartbeat (both
+    /// to a writer task that stores them (all in one statement,
+    /// [`PgStore::put_services`]), then this host's heartbeat (both
     /// stamped by the server). The sink never waits: while the database is
     /// slow, only the newest rows are kept. Call inside the actix system.
     pub fn row_sink(&self) -> impl Fn(&[ServiceBeat<'_>]) + 'static {
@@ -94,14 +95,19 @@ impl Member {
             let mut superseded = false;
             while rx.changed().await.is_ok() {
                 let rows = rx.borrow_and_update().clone();
-                for row in &rows {
-                    let state = if row.up { "up" } else { "down" };
-                    if let Err(error) = store
-                        .put_service(&row.backend, &row.binary, &row.host, state, "")
-                        .await
-                    {
-                        tracing::warn!(%error, backend = %row.backend, "cannot write the service row; the next heartbeat tries again");
-                    }
+                // Every row in one statement: the database's work per beat
+                // barely grows with the number of backends.
+                let puts: Vec<ServicePut<'_>> = rows
+                    .iter()
+                    .map(|row| ServicePut {
+                        backend: &row.backend,
+                        binary: &row.binary,
+                        host: &row.host,
+                        state: if row.up { "up" } else { "down" },
+                    })
+                    .collect();
+                if let Err(error) = store.put_services(&puts).await {
+                    tracing::warn!(%error, rows = puts.len(), "cannot write the service rows; the next heartbeat tries again");
                 }
                 match store.host_heartbeat(&host, epoch).await {
                     Ok(true) => superseded = false,

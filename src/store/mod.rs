@@ -20,7 +20,7 @@ use thiserror::Error;
 
 pub use crate::records::{AttachmentRow, BackupRow, ExportRow, Recovered, ServiceRow, VolumeRow};
 #[cfg(feature = "postgres")]
-pub use postgres::PgStore;
+pub use postgres::{PgStore, ServicePut};
 
 /// Why the records could not be read or written.
 #[derive(Debug, Error)]
