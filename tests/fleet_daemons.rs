@@ -272,6 +272,12 @@ fn a_killed_host_is_down_within_service_down_time_plus_report_interval_every_tim
         if round > 0 {
             b.run();
         }
+        // Killed only once the survivor itself sees it up (from the
+        // database), so each round measures a real detection.
+        wait_for("a to see b up", Duration::from_secs(10), || {
+            let states = a.state_of(&b);
+            states.len() == 2 && states.iter().all(|s| s == "up")
+        });
         b.kill_9();
         let took = wait_for(
             "the killed host to be down",
