@@ -662,3 +662,47 @@ fn a_replica_already_down_takes_the_only_slot_of_a_rolling_reload() {
         "node-a was not taken down while node-b's replicas are: {text}"
     );
 }
+
+#[test]
+fn a_host_that_dies_before_answering_halts_the_rolling_reload() {
+    let server = Server::start("dies");
+    let a = Host::start(&server, "dies", "a", FAST, "");
+    let mut b = Host::start(&server, "dies", "b", FAST, "");
+    // b's reload sets up for 30 s: it is killed before it can answer.
+    edit(
+        &b,
+        "volume_driver = fault\n",
+        "volume_driver = fault\nfault_setup_delay = 30s\n",
+    );
+    let mut command = Command::new(BIN)
+        .args(["fleet", "reload", "--config"])
+        .arg(a.dir.join("c.conf"))
+        .args(["--max-unavailable", "1", "--min-ready", "0s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fleet reload runs");
+    wait_for("b to start its reload", Duration::from_secs(20), || {
+        !b.notifications("reload.start").is_empty()
+    });
+    b.kill_9();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while command.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = command.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = command.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "halted, not hung: {text}");
+    assert!(
+        text.contains("node-b: went down before answering"),
+        "{text}"
+    );
+}

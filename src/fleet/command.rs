@@ -209,7 +209,30 @@ impl Driver<'_> {
                 changed = true;
                 continue;
             };
-            if let Some(answer) = self.store.reload_answer(RequestId(request)).await? {
+            let Some(answer) = self.store.reload_answer(RequestId(request)).await? else {
+                // Asked, no answer, and no heartbeat within
+                // service_down_time: it died (or lost the database) before
+                // answering. That halts the rollout as a failed reload does.
+                if !self.alive(&host).await? {
+                    let summary = format!(
+                        "went down before answering its reload request (no heartbeat within {})",
+                        human(self.service_down_time)
+                    );
+                    say!("{host}: {summary}");
+                    self.reports.insert(host.clone(), summary.clone());
+                    self.plan.observe(
+                        Observation::Reported {
+                            host,
+                            as_intended: false,
+                            summary,
+                        },
+                        self.started.elapsed(),
+                    );
+                    changed = true;
+                }
+                continue;
+            };
+            {
                 let report = serde_json::from_str::<serde_json::Value>(&answer.report)
                     .unwrap_or(serde_json::Value::Null);
                 let summary = report["summary"]
@@ -296,6 +319,17 @@ impl Driver<'_> {
             }
         }
         Ok(changed)
+    }
+
+    /// Whether `host` has a heartbeat within `service_down_time` by the
+    /// database's clock.
+    async fn alive(&self, host: &str) -> Result<bool, FleetError> {
+        Ok(self
+            .store
+            .fleet_hosts(self.service_down_time)
+            .await?
+            .iter()
+            .any(|h| h.host == host && h.alive))
     }
 
     /// Per cluster, the hosts outside this rollout's in-flight ones that
