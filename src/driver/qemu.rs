@@ -87,6 +87,13 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 
 pub use super::volume::checked_volume_id;
 
+/// How long a new `qemu-nbd` has to accept connections before its export
+/// fails (it is then stopped).
+pub const SERVE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The environment variable naming the backend a `qemu-nbd` serves for.
+const OWNER_ENV: &str = "REKINDLE_QEMU_BACKEND";
+
 struct Export {
     pid: u32,
     port: u16,
@@ -186,9 +193,21 @@ impl QemuDriver {
         }
     }
 
-    fn start_server(&self, id: &str, path: &Path, port: u16) -> Result<Export, DriverError> {
+    /// Starts a `qemu-nbd` for `id` on `port` and returns once it accepts
+    /// connections. A server that exits first (its image held by another
+    /// program, a bad image) or does not listen within [`SERVE_DEADLINE`]
+    /// is an error naming the cause (its stderr), and leaves no process:
+    /// it is killed and reaped before this returns.
+    async fn serve(&self, id: &str, path: &Path, port: u16) -> Result<Export, DriverError> {
+        use std::io::{Read, Seek};
         use std::os::unix::process::CommandExt;
-        let child = std::process::Command::new(&self.qemu_nbd)
+        let stderr = rustix::fs::memfd_create("qemu-nbd-stderr", rustix::fs::MemfdFlags::CLOEXEC)
+            .map(std::fs::File::from)
+            .map_err(|e| other(format!("cannot capture qemu-nbd's errors: {e}")))?;
+        let child_stderr = stderr
+            .try_clone()
+            .map_err(|e| other(format!("cannot capture qemu-nbd's errors: {e}")))?;
+        let mut child = std::process::Command::new(&self.qemu_nbd)
             .arg("--persistent")
             .arg("--shared=8")
             .arg(format!("--format={}", self.format))
@@ -196,32 +215,103 @@ impl QemuDriver {
             .arg(format!("--bind={}", self.export_host))
             .arg(format!("--port={port}"))
             .arg(path)
+            // Names the backend that owns it: servers of this backend that
+            // no record names are found by it and stopped.
+            .env(OWNER_ENV, &self.backend)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(child_stderr)
             // Its own process group: a Ctrl-C or restart of the daemon does
             // not take the export (and the compute host's disk) down.
             .process_group(0)
             .spawn()
             .map_err(|e| DriverError::MissingLibrary(format!("{}: {e}", self.qemu_nbd).into()))?;
-        Ok(Export {
-            pid: child.id(),
-            port,
-            child: Some(child),
-        })
-    }
-
-    async fn wait_listening(&self, port: u16) -> Result<(), DriverError> {
         let addr = SocketAddr::new(self.export_host, port);
-        for _ in 0..250 {
+        let started = tokio::time::Instant::now();
+        let failure = loop {
+            match child.try_wait() {
+                Ok(None) => {}
+                Ok(Some(status)) => {
+                    let mut text = String::new();
+                    let mut stderr = stderr;
+                    let _ = stderr.rewind();
+                    let _ = stderr.read_to_string(&mut text);
+                    let text = text.trim();
+                    break format!(
+                        "qemu-nbd for volume {id} on {addr} exited at once ({status}){}",
+                        if text.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {text}")
+                        }
+                    );
+                }
+                Err(e) => break format!("qemu-nbd for volume {id}: {e}"),
+            }
             if TcpStream::connect_timeout(&addr, Duration::from_millis(50)).is_ok() {
-                return Ok(());
+                return Ok(Export {
+                    pid: child.id(),
+                    port,
+                    child: Some(child),
+                });
+            }
+            if started.elapsed() >= SERVE_DEADLINE {
+                break format!(
+                    "qemu-nbd for volume {id} did not listen on {addr} within {}",
+                    humantime::format_duration(SERVE_DEADLINE)
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(DriverError::backend(failure))
+    }
+
+    /// Records `export` of `volume_id` for `connector_host`: a server is
+    /// trusted only once recorded, so one whose record cannot be written is
+    /// stopped and the error returned.
+    async fn record_export(
+        &self,
+        volume_id: &VolumeId,
+        export: Export,
+        connector_host: String,
+    ) -> Result<(), DriverError> {
+        if let Some(records) = &self.records {
+            let row = ExportRow {
+                volume_id: volume_id.to_string(),
+                backend: self.backend.clone(),
+                pid: export.pid,
+                host: self.export_host.to_string(),
+                port: export.port,
+                connector_host,
+            };
+            if let Err(e) = records.put_export(&row) {
+                export.stop(volume_id).await;
+                return Err(other(format!(
+                    "volume {volume_id}'s export was stopped: its record cannot be written: {e}"
+                )));
+            }
         }
-        Err(DriverError::backend(format!(
-            "qemu-nbd did not listen on {addr} within 5s"
-        )))
+        self.exports.borrow_mut().insert(volume_id.clone(), export);
+        Ok(())
+    }
+
+    /// Stops servers of this backend (started by this driver, in this or an
+    /// earlier process) that no export names: left by a crash between start
+    /// and record, or by a record lost. Answers how many were stopped.
+    async fn stop_unrecorded_servers(&self) -> usize {
+        let known: Vec<u32> = self.exports.borrow().values().map(|e| e.pid).collect();
+        let mut stopped = 0;
+        for pid in servers_owned_by(&self.backend) {
+            if known.contains(&pid) {
+                continue;
+            }
+            tracing::warn!(backend = %self.backend, pid, "stopping a qemu-nbd of this backend that no export record names");
+            stop_pid(pid).await;
+            stopped += 1;
+        }
+        stopped
     }
 
     fn free_port(&self) -> Result<u16, DriverError> {
@@ -258,39 +348,34 @@ impl QemuDriver {
                 tracing::warn!(backend = %self.backend, volume = %row.volume_id, "export removed: its volume is gone");
                 continue;
             }
-            let export = if alive {
-                Export {
+            let volume_id = VolumeId::from(&row.volume_id);
+            if alive {
+                let export = Export {
                     pid: row.pid,
                     port: row.port,
                     child: None,
-                }
-            } else {
-                let export = self.start_server(&row.volume_id, &path, row.port)?;
-                self.wait_listening(row.port).await?;
-                records
-                    .put_export(&ExportRow {
-                        pid: export.pid,
-                        ..row.clone()
-                    })
-                    .map_err(Self::record_error)?;
-                tracing::info!(backend = %self.backend, volume = %row.volume_id, port = row.port, "export restarted");
-                self.events.emit(DriverEvent::ExportRestarted {
-                    volume_id: VolumeId::from(&row.volume_id),
-                    host: self.export_host.to_string(),
-                    old_port: row.port,
-                    port: row.port,
-                    pid: export.pid,
-                    reason: format!(
-                        "its qemu-nbd (pid {}) was not running when the driver was set up",
-                        row.pid
-                    ),
-                });
-                export
-            };
-            self.exports
-                .borrow_mut()
-                .insert(VolumeId::from(&row.volume_id), export);
+                };
+                self.exports.borrow_mut().insert(volume_id, export);
+                continue;
+            }
+            let export = self.serve(&row.volume_id, &path, row.port).await?;
+            let pid = export.pid;
+            self.record_export(&volume_id, export, row.connector_host.clone())
+                .await?;
+            tracing::info!(backend = %self.backend, volume = %row.volume_id, port = row.port, "export restarted");
+            self.events.emit(DriverEvent::ExportRestarted {
+                volume_id,
+                host: self.export_host.to_string(),
+                old_port: row.port,
+                port: row.port,
+                pid,
+                reason: format!(
+                    "its qemu-nbd (pid {}) was not running when the driver was set up",
+                    row.pid
+                ),
+            });
         }
+        self.stop_unrecorded_servers().await;
         Ok(())
     }
 }
@@ -357,33 +442,17 @@ impl QemuDriver {
         } else {
             self.free_port()?
         };
-        let export = self.start_server(volume_id, &path, port)?;
+        let export = self.serve(volume_id, &path, port).await?;
         let pid = export.pid;
-        self.exports.borrow_mut().insert(volume_id.clone(), export);
-        if let Err(e) = self.wait_listening(port).await {
-            let export = self.exports.borrow_mut().remove(volume_id);
-            if let Some(export) = export {
-                export.stop(volume_id).await;
-            }
-            return Err(e);
-        }
-        if let Some(records) = &self.records {
-            let connector_host = records
+        let connector_host = match &self.records {
+            Some(records) => records
                 .export(volume_id)
                 .map_err(Self::record_error)?
                 .map(|row| row.connector_host)
-                .unwrap_or_default();
-            records
-                .put_export(&ExportRow {
-                    volume_id: volume_id.to_string(),
-                    backend: self.backend.clone(),
-                    pid,
-                    host: self.export_host.to_string(),
-                    port,
-                    connector_host,
-                })
-                .map_err(Self::record_error)?;
-        }
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        self.record_export(volume_id, export, connector_host).await?;
         tracing::warn!(backend = %self.backend, volume = %volume_id, old_port, port, %reason, "dead export restarted");
         self.events.emit(DriverEvent::ExportRestarted {
             volume_id: volume_id.clone(),
@@ -405,6 +474,25 @@ fn pid_alive(pid: u32, volume_id: &str) -> bool {
             cmd.contains("qemu-nbd") && cmd.contains(volume_id)
         })
         .unwrap_or(false)
+}
+
+/// The pids of running `qemu-nbd` servers started for `backend` (by any
+/// process of this user: their environment names it).
+fn servers_owned_by(backend: &str) -> Vec<u32> {
+    let tag = format!("{OWNER_ENV}={backend}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .any(|var| var == tag.as_bytes())
+        })
+        .collect()
 }
 
 async fn stop_pid(pid: u32) {
@@ -536,38 +624,23 @@ impl VolumeDriver for QemuDriver {
             )));
         }
         let port = self.free_port()?;
-        let export = self.start_server(&volume.id, &path, port)?;
-        let pid = export.pid;
-        self.exports.borrow_mut().insert(volume.id.clone(), export);
-        if let Err(e) = self.wait_listening(port).await {
-            self.remove_export(volume).await.ok();
-            return Err(e);
-        }
-        if let Some(records) = &self.records {
-            let row = ExportRow {
-                volume_id: volume.id.to_string(),
-                backend: self.backend.clone(),
-                pid,
-                host: self.export_host.to_string(),
-                port,
-                connector_host: host,
-            };
-            records.put_export(&row).map_err(Self::record_error)?;
-        }
-        Ok(())
+        let export = self.serve(&volume.id, &path, port).await?;
+        self.record_export(&volume.id, export, host).await
     }
 
     async fn remove_export(&self, volume: &Volume) -> Result<(), DriverError> {
         checked_volume_id(&volume.id)?;
         let _guard = self.export_lock.lock().await;
-        let export = self.exports.borrow_mut().remove(&volume.id);
-        if let Some(export) = export {
-            export.stop(&volume.id).await;
-        }
+        // The record goes first: one that cannot be deleted keeps naming a
+        // server that still runs.
         if let Some(records) = &self.records {
             records
                 .delete_export(&volume.id)
                 .map_err(Self::record_error)?;
+        }
+        let export = self.exports.borrow_mut().remove(&volume.id);
+        if let Some(export) = export {
+            export.stop(&volume.id).await;
         }
         Ok(())
     }
@@ -610,6 +683,7 @@ impl VolumeDriver for QemuDriver {
 
     async fn ensure_exports(&self) -> Result<(), DriverError> {
         let _guard = self.export_lock.lock().await;
+        self.stop_unrecorded_servers().await;
         let volumes: Vec<VolumeId> = self.exports.borrow().keys().cloned().collect();
         let mut failed = Vec::new();
         for volume_id in volumes {
