@@ -107,6 +107,10 @@ pub enum Request {
         id: String,
         /// The new status.
         state: String,
+        /// Detach every host and remove the export first (refused
+        /// without it while any is live).
+        #[serde(default)]
+        force: bool,
     },
     /// Set a backup record's status by hand (Cinder's `backup-reset-state`).
     BackupResetState {
@@ -128,6 +132,10 @@ pub struct StatusReport {
     pub services: Vec<ServiceRow>,
     /// One row per backend.
     pub backends: Vec<BackendRow>,
+    /// Set while the records cannot be written: every service row is down
+    /// and its Updated At is the last heartbeat written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_fault: Option<crate::status::RecordsFault>,
 }
 
 /// A service row.
@@ -278,6 +286,7 @@ pub fn status_report(handles: &Handles) -> StatusReport {
             .into_iter()
             .map(Into::into)
             .collect(),
+        records_fault: handles.shell.board.records_fault(),
     }
 }
 
@@ -436,8 +445,8 @@ async fn handle(
             Ok(m) => done(m.delete_backup(&id).await),
             Err(message) => Response::Error { message },
         },
-        Request::VolumeResetState { id, state } => match operation(manager) {
-            Ok(m) => done(m.reset_volume_state(&id, &state).await),
+        Request::VolumeResetState { id, state, force } => match operation(manager) {
+            Ok(m) => done(m.reset_volume_state(&id, &state, force).await),
             Err(message) => Response::Error { message },
         },
         Request::BackupResetState { id, state } => match operation(manager) {
@@ -596,6 +605,12 @@ pub fn render_status(report: &StatusReport) -> String {
         &["Binary", "Host", "Backend", "State", "Updated At"]
     };
     let mut out = crate::table::render(headers, &services);
+    if let Some(fault) = &report.records_fault {
+        out.push_str(&format!(
+            "Records cannot be written since {}: {}; every service row is down until they can (Updated At is the last heartbeat written)\n",
+            fault.since, fault.error
+        ));
+    }
     out.push('\n');
     let now = std::time::SystemTime::now();
     let backends: Vec<Vec<String>> = report
@@ -829,11 +844,22 @@ mod tests {
             ..row("initializing", 5, None, false)
         };
         assert_eq!(attempts(&unlimited), "6 (no limit)");
-        let report = StatusReport {
+        let mut report = StatusReport {
             services: Vec::new(),
             backends: vec![spent],
+            records_fault: None,
         };
         let table = render_status(&report);
+        assert!(!table.contains("Records cannot be written"), "{table}");
+        report.records_fault = Some(crate::status::RecordsFault {
+            error: "state_dir /s cannot be written: read-only file system".to_string(),
+            since: "2026-12-02T13:00:00Z".to_string(),
+        });
+        let faulted = render_status(&report);
+        assert!(
+            faulted.contains("Records cannot be written since 2026-12-02T13:00:00Z: state_dir /s cannot be written: read-only file system"),
+            "{faulted}"
+        );
         assert!(table.contains("failed_recoverable (gave up)"), "{table}");
         assert!(table.contains("Setup Attempts"), "{table}");
     }

@@ -36,6 +36,9 @@ pub enum DaemonError {
     /// The records database cannot be opened.
     #[error(transparent)]
     Records(#[from] crate::records::RecordsError),
+    /// The state dir is another daemon's, or cannot be made.
+    #[error(transparent)]
+    StateDir(#[from] crate::state_dir::StateDirError),
     /// The signal handlers cannot be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -66,6 +69,12 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
                 "service_down_time is not larger than report_interval; using 2.5 x report_interval, as Cinder does"
             );
         }
+        // The state dir is this daemon's before anything reads or changes
+        // it (recovery, exports): a second daemon on it exits here.
+        let _state_dir = match &config.state_dir {
+            Some(dir) => Some(crate::state_dir::StateDirLock::acquire(dir)?),
+            None => None,
+        };
         // Bound before anything starts: a busy or impossible path refuses
         // start-up with one line, and no actor is left half-started.
         let control = match &options.control {

@@ -141,6 +141,8 @@ pub mod records;
 pub mod refusal;
 pub mod runtime;
 pub mod sim;
+#[cfg(feature = "sqlite")]
+pub mod state_dir;
 pub mod status;
 #[cfg(feature = "sqlite")]
 pub mod store;

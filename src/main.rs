@@ -286,13 +286,18 @@ enum VolumeAction {
     },
     /// Set a volume record's status by hand, as Cinder's `reset-state`
     /// (available, in-use, error, error_restoring); nothing is called on a
-    /// driver.
+    /// driver, but with `--force` every host is detached first.
     ResetState {
         /// The volume id.
         id: String,
         /// The new status.
         #[arg(long)]
         state: String,
+        /// Detach every host and remove the volume's export first (Cinder's
+        /// force-detach); without it a volume with a live export or
+        /// attachment is refused (unless the new status is `in-use`).
+        #[arg(long)]
+        force: bool,
     },
     /// Export a volume to a host (create_export + initialize_connection) and
     /// print the connection info.
@@ -383,7 +388,9 @@ fn volume_request(action: VolumeAction) -> Result<Request, String> {
         VolumeAction::Create { size, backend } => Request::VolumeCreate { size, backend },
         VolumeAction::Extend { id, size } => Request::VolumeExtend { id, size },
         VolumeAction::Delete { id } => Request::VolumeDelete { id },
-        VolumeAction::ResetState { id, state } => Request::VolumeResetState { id, state },
+        VolumeAction::ResetState { id, state, force } => {
+            Request::VolumeResetState { id, state, force }
+        }
         VolumeAction::Attach { id, connector } => Request::VolumeAttach {
             id,
             connector: Box::new(read_connector(&connector)?),

@@ -96,6 +96,34 @@ fn refused(operation: &str, why: impl std::fmt::Display) -> ManagerError {
     invalid(format!("{operation} refused: {why}"))
 }
 
+/// What a volume in a transitional status is busy with, in words (`None`
+/// for a status no operation holds). Cinder refuses the same operations
+/// on a volume in these statuses.
+fn busy_with(status: &str) -> Option<&'static str> {
+    match status {
+        "creating" => Some("it is being created"),
+        "deleting" => Some("it is being deleted"),
+        "extending" => Some("it is being extended"),
+        "backing-up" => Some("a backup of it is in progress"),
+        "restoring-backup" => Some("a restore into it is in progress"),
+        _ => None,
+    }
+}
+
+/// `operation` refused when `row` is busy, naming what it is busy with.
+fn refuse_busy(operation: &str, row: &crate::records::VolumeRow) -> Result<(), ManagerError> {
+    match busy_with(&row.status) {
+        Some(work) => Err(refused(
+            operation,
+            format_args!(
+                "volume {} is {}: {work}; wait for it to finish",
+                row.id, row.status
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl ManagerError {
     /// Whether the backend turned the operation away before its driver was
     /// called (see [`OperationError::before_driver`]): nothing was done.
@@ -414,6 +442,10 @@ impl Manager {
     /// Deletes a volume.
     pub async fn delete_volume(&self, id: &str) -> Result<Value, ManagerError> {
         let row = self.volume(id, "volume delete").await?;
+        // A deletion left `deleting` (a driver failure, a crash) may run again.
+        if row.status != "deleting" {
+            refuse_busy("volume delete", &row)?;
+        }
         if row.status == "in-use" {
             return Err(refused(
                 "volume delete",
@@ -439,6 +471,7 @@ impl Manager {
     /// Grows a volume to `size` (`2G`, bytes); only available volumes.
     pub async fn extend_volume(&self, id: &str, size: &str) -> Result<Value, ManagerError> {
         let row = self.volume(id, "volume extend").await?;
+        refuse_busy("volume extend", &row)?;
         let size_bytes = crate::driver::options::parse_size(size)
             .filter(|s| *s > row.size_bytes)
             .ok_or_else(|| {
@@ -490,6 +523,7 @@ impl Manager {
     /// returns the same, live, endpoint).
     pub async fn attach(&self, id: &str, connector: Connector) -> Result<Value, ManagerError> {
         let row = self.volume(id, "volume attach").await?;
+        refuse_busy("volume attach", &row)?;
         if row.status != "available" && row.status != "in-use" {
             return Err(refused(
                 "volume attach",
@@ -534,6 +568,17 @@ impl Manager {
         all: bool,
     ) -> Result<Value, ManagerError> {
         let row = self.volume(id, "volume detach").await?;
+        refuse_busy("volume detach", &row)?;
+        self.detach_row(row, connector, all).await
+    }
+
+    async fn detach_row(
+        &self,
+        row: crate::records::VolumeRow,
+        connector: Option<Connector>,
+        all: bool,
+    ) -> Result<Value, ManagerError> {
+        let id = row.id.as_str();
         let attachments = self.records()?.attachments(id).await?;
         let hosts = || {
             attachments
@@ -696,6 +741,7 @@ impl Manager {
     pub async fn start_backup(&self, volume_id: &str) -> Result<Started, ManagerError> {
         self.backup_ready("backup create", "no backup was created")?;
         let row = self.volume(volume_id, "backup create").await?;
+        refuse_busy("backup create", &row)?;
         if row.status != "available" && row.status != "in-use" {
             return Err(refused(
                 "backup create",
@@ -706,8 +752,16 @@ impl Manager {
             ));
         }
         let volume = self.located(&row).await?;
+        // The source is `backing-up` for the backup's duration (as
+        // Cinder's): delete, extend, attach, detach and a second backup
+        // of it are refused meanwhile; it goes back to its status after.
+        self.mark_volume(&row, "backing-up").await?;
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
-        self.records()?.insert_backup(&id, volume_id).await?;
+        if let Err(error) = self.records()?.insert_backup(&id, volume_id).await {
+            self.finish("volume", volume_id, "backing-up", &row.status)
+                .await?;
+            return Err(error.into());
+        }
         self.begin("backup", &id, "creating").await?;
         let record = BackupRecord {
             id: id.clone(),
@@ -745,9 +799,13 @@ impl Manager {
                 },
             );
             let result = manager.reporter().reported(&report, routed).await;
-            manager
+            let answer = manager
                 .backup_created(&id, &volume_id, row.size_bytes, &progress, result)
-                .await
+                .await;
+            manager
+                .finish("volume", &volume_id, "backing-up", &row.status)
+                .await?;
+            answer
         };
         Ok(Started {
             accepted,
@@ -832,12 +890,33 @@ impl Manager {
             ));
         }
         let row = self.volume(volume_id, "backup restore").await?;
+        refuse_busy("backup restore", &row)?;
         if row.status != "available" {
             return Err(refused(
                 "backup restore",
                 format_args!(
                     "volume {volume_id} is {}: restore needs an available volume",
                     row.status
+                ),
+            ));
+        }
+        // Whatever its status says (a reset-state, an interrupted attach):
+        // a restore never writes under a live export or attachment.
+        let attached = self.attached_hosts(volume_id).await?;
+        if !attached.is_empty() {
+            return Err(refused(
+                "backup restore",
+                format_args!(
+                    "volume {volume_id} is attached to {}: detach it first",
+                    attached.join(", ")
+                ),
+            ));
+        }
+        if self.records()?.export(volume_id).await?.is_some() {
+            return Err(refused(
+                "backup restore",
+                format_args!(
+                    "volume {volume_id} is still exported: detach it first (volume detach {volume_id} --all)"
                 ),
             ));
         }
@@ -954,10 +1033,23 @@ impl Manager {
 
     /// Sets a volume record's status by hand, as Cinder's `reset-state`:
     /// `available`, `in-use`, `error` or `error_restoring`. Recorded and
-    /// notified (`volume.reset_state`); nothing is called on a driver.
+    /// notified (`volume.reset_state`).
     ///
-    /// Errors: no such volume, or a status outside that list.
-    pub async fn reset_volume_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
+    /// A volume with live attachments or an export is refused unless
+    /// `force`, which first detaches every host and removes the export
+    /// (Cinder's `os-reset_status` after `os-force_detach`), so a status
+    /// set by hand never leaves a server running under a volume the
+    /// records call free. Resetting to `in-use` keeps them (nothing to
+    /// detach). Otherwise nothing is called on a driver.
+    ///
+    /// Errors: no such volume, a status outside that list, attachments or
+    /// an export without `force`, or the forced detach failed.
+    pub async fn reset_volume_state(
+        &self,
+        id: &str,
+        state: &str,
+        force: bool,
+    ) -> Result<Value, ManagerError> {
         const ALLOWED: [&str; 4] = ["available", "in-use", "error", "error_restoring"];
         if !ALLOWED.contains(&state) {
             return Err(refused(
@@ -969,6 +1061,24 @@ impl Manager {
             ));
         }
         let row = self.volume(id, "volume reset-state").await?;
+        let attached = self.attached_hosts(id).await?;
+        let exported = self.records()?.export(id).await?.is_some();
+        if state != "in-use" && (exported || !attached.is_empty()) {
+            if !force {
+                return Err(refused(
+                    "volume reset-state",
+                    format_args!(
+                        "volume {id} is {}: its export still runs; detach it first, or add --force to detach every host and then set \"{state}\"",
+                        if attached.is_empty() {
+                            "exported".to_string()
+                        } else {
+                            format!("attached to {}", attached.join(", "))
+                        }
+                    ),
+                ));
+            }
+            self.detach_row(row.clone(), None, true).await?;
+        }
         // An admin's word ends any work on it (in a fleet, its worker row).
         self.finish("volume", id, "", state).await?;
         self.records()?.set_volume_status(id, state).await?;

@@ -7,15 +7,41 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use thiserror::Error;
 
-/// A database problem, naming the file.
+/// A database problem, naming the file, and what it stands for in the
+/// state dir when that cannot be written ("no space left on device",
+/// "read-only file system") rather than SQLite's "disk I/O error".
 #[derive(Debug, Error)]
-#[error("records database {path}: {source}")]
+#[error("records database {path}: {}", match condition { Some(c) => c.clone(), None => source.to_string() })]
 pub struct RecordsError {
     /// The database file (`:memory:` for tests).
     pub path: PathBuf,
     /// The SQLite error.
     #[source]
     pub source: rusqlite::Error,
+    /// Why the state dir cannot be written, when the SQLite error was an
+    /// I/O, full-disk or read-only failure and a probe write there failed.
+    pub condition: Option<String>,
+}
+
+impl RecordsError {
+    fn new(path: PathBuf, source: rusqlite::Error) -> RecordsError {
+        use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
+        let io_failure = matches!(
+            source.sqlite_error_code(),
+            Some(SystemIoFailure | DiskFull | ReadOnly | CannotOpen)
+        );
+        let condition = match path.parent() {
+            Some(dir) if io_failure && path != Path::new(":memory:") => {
+                crate::state_dir::write_fault(dir)
+            }
+            _ => None,
+        };
+        RecordsError {
+            path,
+            source,
+            condition,
+        }
+    }
 }
 
 /// A volume row.
@@ -144,10 +170,7 @@ impl Records {
     /// Opens (creating) `state_dir/rekindle.sqlite`.
     pub fn open(state_dir: &Path) -> Result<Records, RecordsError> {
         let path = state_dir.join("rekindle.sqlite");
-        let fail = |source| RecordsError {
-            path: path.clone(),
-            source,
-        };
+        let fail = |source| RecordsError::new(path.clone(), source);
         std::fs::create_dir_all(state_dir)
             .map_err(|e| fail(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         let conn = Connection::open(&path).map_err(fail)?;
@@ -157,10 +180,8 @@ impl Records {
     /// An in-memory database (tests, simulations).
     pub fn in_memory() -> Result<Records, RecordsError> {
         let path = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory().map_err(|source| RecordsError {
-            path: path.clone(),
-            source,
-        })?;
+        let conn = Connection::open_in_memory()
+            .map_err(|source| RecordsError::new(path.clone(), source))?;
         Records::init(conn, path)
     }
 
@@ -204,10 +225,7 @@ impl Records {
     }
 
     fn error(&self, source: rusqlite::Error) -> RecordsError {
-        RecordsError {
-            path: self.path.clone(),
-            source,
-        }
+        RecordsError::new(self.path.clone(), source)
     }
 
     /// Inserts a volume.

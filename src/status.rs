@@ -143,6 +143,18 @@ struct Board {
     /// Each backend's status; its `in_flight` is read from the cell.
     backends: BTreeMap<String, (BackendStatus, InFlight)>,
     services: BTreeMap<String, ServiceStatus>,
+    records_fault: Option<RecordsFault>,
+}
+
+/// The records cannot be written (their heartbeat failed): why, and since
+/// when. Every service row is down while it lasts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RecordsFault {
+    /// The error, in words ("records database ...: state_dir ... cannot be
+    /// written: no space left on device").
+    pub error: String,
+    /// The first heartbeat that failed (RFC 3339).
+    pub since: String,
 }
 
 /// A backend's in-flight count, shared between the board and the backend's
@@ -212,6 +224,28 @@ impl StatusBoard {
             .count()
     }
 
+    /// Records whether the last heartbeat could be written (`None`) or not
+    /// (the error, first seen at `now`, an RFC 3339 stamp).
+    pub fn set_records_fault(&self, error: Option<String>, now: &str) {
+        let mut board = self.inner.borrow_mut();
+        board.records_fault = match (error, board.records_fault.take()) {
+            (None, _) => None,
+            (Some(error), Some(fault)) => Some(RecordsFault {
+                error,
+                since: fault.since,
+            }),
+            (Some(error), None) => Some(RecordsFault {
+                error,
+                since: now.to_string(),
+            }),
+        };
+    }
+
+    /// Why the records cannot be written, while they cannot.
+    pub fn records_fault(&self) -> Option<RecordsFault> {
+        self.inner.borrow().records_fault.clone()
+    }
+
     /// Every service row, by backend.
     pub fn services(&self) -> Vec<ServiceStatus> {
         self.inner.borrow().services.values().cloned().collect()
@@ -248,7 +282,9 @@ impl StatusBoard {
     /// `report_interval` this touches every backend's row, and once the rows
     /// are there it allocates nothing. Rows sorted by backend are walked in
     /// step with the board's; any out of order is inserted afresh.
-    pub fn beat_services(&self, rows: &[ServiceBeat<'_>], updated_at: &str) {
+    /// `updated_at` is the heartbeat written, or `None` when it could not be
+    /// written: rows keep their last one (a new row reads `never`).
+    pub fn beat_services(&self, rows: &[ServiceBeat<'_>], updated_at: Option<&str>) {
         let mut board = self.inner.borrow_mut();
         let mut missing = Vec::new();
         let mut existing = board.services.iter_mut().peekable();
@@ -260,11 +296,12 @@ impl StatusBoard {
             let state = if row.up { "up" } else { "down" };
             match existing.next_if(|(key, _)| key.as_str() == row.backend) {
                 Some((_, status)) => {
+                    let updated_at = updated_at.unwrap_or(status.updated_at.as_str()).to_owned();
                     for (field, value) in [
                         (&mut status.binary, row.binary),
                         (&mut status.host, row.host),
                         (&mut status.state, state),
-                        (&mut status.updated_at, updated_at),
+                        (&mut status.updated_at, updated_at.as_str()),
                     ] {
                         if field != value {
                             field.clear();
@@ -277,7 +314,7 @@ impl StatusBoard {
                     host: row.host.to_string(),
                     backend: row.backend.to_string(),
                     state: state.to_string(),
-                    updated_at: updated_at.to_string(),
+                    updated_at: updated_at.unwrap_or("never").to_string(),
                 }),
             }
         }
@@ -349,8 +386,12 @@ mod tests {
     #[test]
     fn service_rows_are_added_then_rewritten_in_place() {
         let board = StatusBoard::default();
-        board.beat_services(&[row("a", true), row("c", false)], "t1");
-        board.beat_services(&[row("a", false), row("b", true), row("c", false)], "t2");
+        board.beat_services(&[row("a", true), row("c", false)], Some("t1"));
+        board.beat_services(
+            &[row("a", false), row("b", true), row("c", false)],
+            Some("t2"),
+        );
+        board.beat_services(&[row("a", false), row("b", false)], None);
         let rows = board.services();
         let seen: Vec<(&str, &str, &str)> = rows
             .iter()
@@ -358,7 +399,12 @@ mod tests {
             .collect();
         assert_eq!(
             seen,
-            vec![("a", "down", "t2"), ("b", "up", "t2"), ("c", "down", "t2")]
+            vec![
+                ("a", "down", "t2"),
+                ("b", "down", "t2"),
+                ("c", "down", "t2")
+            ],
+            "a heartbeat not written keeps each row's last Updated At"
         );
         assert!(
             rows.iter()

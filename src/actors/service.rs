@@ -159,9 +159,36 @@ impl Service {
             ..
         } = self;
         let beats = board.heartbeat(backends.keys(), now);
+        let ups: Vec<bool> = backends
+            .values()
+            .zip(&beats)
+            .map(|(backend, beat)| {
+                beat.is_some_and(|b| is_up(b, backend.up, now, heartbeat.service_down_time))
+            })
+            .collect();
+        // The heartbeat is written first: a service whose records cannot
+        // be written is down (as Cinder's when its heartbeat fails), and up
+        // again by itself once they can.
+        #[allow(unused_mut)]
+        let mut fault: Option<String> = None;
+        #[cfg(feature = "sqlite")]
+        if let Some(records) = records {
+            for ((name, backend), up) in backends.iter().zip(&ups) {
+                let state = if *up { "up" } else { "down" };
+                if let Err(error) =
+                    records.put_service(name, backend.binary, &backend.host, state, &stamp)
+                {
+                    tracing::error!(%error, "cannot record the service heartbeat: service rows are down until it can");
+                    fault = Some(error.to_string());
+                    break;
+                }
+            }
+        }
+        let written = fault.is_none();
+        board.set_records_fault(fault, &stamp);
         let mut rows = Vec::with_capacity(backends.len());
-        for ((name, backend), beat) in backends.iter_mut().zip(beats) {
-            let up = beat.is_some_and(|b| is_up(b, backend.up, now, heartbeat.service_down_time));
+        for (((name, backend), beat), up) in backends.iter_mut().zip(beats).zip(ups) {
+            let up = up && written;
             if let Some(beat) = beat {
                 announce(notifier, name, backend, beat, up, now);
             }
@@ -188,13 +215,6 @@ impl Service {
                     }),
                 );
             }
-            #[cfg(feature = "sqlite")]
-            if let Some(records) = records {
-                let state = if up { "up" } else { "down" };
-                if let Err(error) = records.put_service(name, binary, host, state, &stamp) {
-                    tracing::error!(%error, "cannot record the service heartbeat");
-                }
-            }
             rows.push(ServiceBeat {
                 backend: name,
                 binary,
@@ -202,7 +222,8 @@ impl Service {
                 up,
             });
         }
-        board.beat_services(&rows, &stamp);
+        // Updated At is the last heartbeat written: kept while none can be.
+        board.beat_services(&rows, written.then_some(stamp.as_str()));
         if let Some(sink) = sink {
             sink(&rows);
         }
@@ -274,12 +295,16 @@ impl Service {
             last_ready: status.last_ready,
         };
         let was = backend.up;
-        let up = is_up(beat, was, now, self.heartbeat.service_down_time);
+        // While the records cannot be written, every row stays down.
+        let up = is_up(beat, was, now, self.heartbeat.service_down_time)
+            && self.board.records_fault().is_none();
         announce(&self.notifier, name, backend, beat, up, now);
         if was == Some(up) {
             return;
         }
         let stamp = self.clock.timestamp(now);
+        #[allow(unused_mut)]
+        let mut written = true;
         #[cfg(feature = "sqlite")]
         if let Some(records) = &self.records {
             let state = if up { "up" } else { "down" };
@@ -287,6 +312,7 @@ impl Service {
                 records.put_service(name, backend.binary, &backend.host, state, &stamp)
             {
                 tracing::error!(%error, "cannot record the service row");
+                written = false;
             }
         }
         let row = ServiceBeat {
@@ -295,7 +321,8 @@ impl Service {
             host: &backend.host,
             up,
         };
-        self.board.beat_services(&[row], &stamp);
+        self.board
+            .beat_services(&[row], written.then_some(stamp.as_str()));
         self.tell_rows();
     }
 }

@@ -15,6 +15,7 @@ pub mod posix;
 #[cfg(feature = "qemu")]
 pub mod qemu;
 pub mod registry;
+pub mod staging;
 #[cfg(any(feature = "qemu", feature = "posix"))]
 mod store_root;
 pub mod volume;

@@ -409,8 +409,12 @@ fn restore_in_place(
         DriverError::Other(format!("{} has no directory", target.display()).into())
     })?;
     let directory = File::open(parent).map_err(|e| io(&parent.display().to_string(), e))?;
-    let staged_name = format!(".{name}.restoring");
+    let staged_name = super::staging::staged_name(&name);
     let staged = target.with_file_name(&staged_name);
+    // Locked until it replaced the target: a staged copy nobody holds is a
+    // dead restore's, removed by the volume driver (`driver::staging`).
+    let _held =
+        super::staging::create_locked(&staged).map_err(|e| io(&staged.display().to_string(), e))?;
     let replaced = restore_chunks(dir, &staged, volume_size, progress, throttle).and_then(|_| {
         std::fs::rename(&staged, target).map_err(|e| io(&target.display().to_string(), e))
     });

@@ -452,7 +452,8 @@ impl QemuDriver {
                 .unwrap_or_default(),
             None => String::new(),
         };
-        self.record_export(volume_id, export, connector_host).await?;
+        self.record_export(volume_id, export, connector_host)
+            .await?;
         tracing::warn!(backend = %self.backend, volume = %volume_id, old_port, port, %reason, "dead export restarted");
         self.events.emit(DriverEvent::ExportRestarted {
             volume_id: volume_id.clone(),
@@ -531,6 +532,9 @@ impl VolumeDriver for QemuDriver {
             }
         }
         self.volumes_dir.setup()?;
+        for staged in super::staging::sweep_dead(self.volumes_dir.path()) {
+            tracing::warn!(backend = %self.backend, path = %staged.display(), "removed the staged copy of a restore that did not finish");
+        }
         self.adopt_exports().await
     }
 
@@ -590,6 +594,8 @@ impl VolumeDriver for QemuDriver {
                 volume.id
             )));
         }
+        // A dead restore into it may have left its staged copy.
+        super::staging::remove_dead_beside(&path);
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

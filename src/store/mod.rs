@@ -149,7 +149,8 @@ pub trait RecordStore {
     /// does: backup `creating` -> `error`; `restoring` -> `available` (and
     /// its target volume -> `error_restoring`); `deleting` stays (the
     /// deletion resumes); volume `creating` -> `error`, `backing-up` ->
-    /// `available`, `extending` -> `error_extending`, `deleting` resumes.
+    /// `in-use` if it has attachments, else `available`, `extending` ->
+    /// `error_extending`, `deleting` resumes.
     async fn recover(&self) -> Result<Vec<Recovered>, StoreError> {
         let mut recovered = Vec::new();
         for backup in self.backups().await? {
@@ -184,6 +185,7 @@ pub trait RecordStore {
             let to = match volume.status.as_str() {
                 "creating" => "error",
                 "deleting" => "deleting",
+                "backing-up" if !self.attachments(&volume.id).await?.is_empty() => "in-use",
                 "backing-up" => "available",
                 "extending" => "error_extending",
                 _ => continue,

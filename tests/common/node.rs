@@ -201,4 +201,3 @@ impl Drop for Node {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
-
