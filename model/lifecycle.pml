@@ -108,11 +108,14 @@ active proctype operator() {
   od
 }
 
+/* Operations: a call returns, or, while the backend is down, hangs until
+ * its deadline and is abandoned (the backend is then not Ready). */
 active proctype operations() {
   initialized;
   do
   :: atomic { applies(E_OP_START) -> deliver(E_OP_START) }
   :: atomic { applies(E_OP_FINISH) -> deliver(E_OP_FINISH) }
+  :: atomic { applies(E_OP_TIMEOUT) && !up -> deliver(E_OP_TIMEOUT) }
   od
 }
 

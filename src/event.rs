@@ -54,7 +54,8 @@ pub enum Event {
         /// How many attempts were made.
         attempts: u32,
     },
-    /// `driver.health.lost`: a Ready driver's stats or probe failed.
+    /// `driver.health.lost`: a Ready driver's stats or probe failed, or one
+    /// of its operations' calls passed its deadline.
     #[serde(rename = "driver.health.lost")]
     DriverHealthLost {
         /// `recoverable` or `fatal`.

@@ -77,7 +77,7 @@ enum Command {
         /// Virtual duration (`24h`, `90m`, seconds).
         #[arg(long, default_value = "24h")]
         duration: String,
-        /// Fault profile: calm, default, chaos or backup-outage.
+        /// Fault profile: calm, default, chaos, backup-outage or hung-calls.
         #[arg(long, default_value = "default")]
         faults: String,
         /// Draw the state timeline as SVG (one seed).

@@ -507,3 +507,70 @@ fn the_status_board_counts_backends_in_each_state() {
     })
     .expect("runtime");
 }
+
+#[test]
+fn a_call_that_never_returns_fails_at_its_deadline_and_the_backend_is_not_ready_until_set_up_again()
+{
+    run_virtual(async {
+        let rig = Rig::new(DriverRegistry::with_builtin());
+        let addr = rig.start(
+            "hung",
+            &[
+                ("fault_op_hang", "while_down"),
+                ("fault_outage", "10s..100s"),
+            ],
+            Policy {
+                driver_operation_timeout: Duration::from_secs(30),
+                reinit_driver_count: 0,
+                ..Policy::default()
+            },
+        );
+        sleep(Duration::from_secs(11)).await;
+        // Stats are only called on a publisher tick: still Ready.
+        assert_eq!(rig.state("hung"), StateName::Ready);
+        let started = actix::clock::Instant::now();
+        let answer = addr
+            .send(Operation::CreateVolume(volume("v")))
+            .await
+            .expect("the actor answers");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(30),
+            "at the deadline"
+        );
+        match answer {
+            Err(OperationError::Driver { backend, error, .. }) => {
+                assert_eq!(backend, "hung");
+                let text = error.to_string();
+                assert!(
+                    text.contains("did not answer within 30s (driver_operation_timeout)"),
+                    "{text}"
+                );
+                assert!(!error.is_fatal());
+            }
+            other => panic!("expected the call to fail at its deadline, got {other:?}"),
+        }
+        let lifecycle = addr.send(GetLifecycle).await.expect("actor alive");
+        assert_eq!(lifecycle.state().in_flight(), 0, "counted out");
+        assert_eq!(rig.state("hung"), StateName::FailedRecoverable);
+        assert_eq!(rig.times("hung", "driver.health.lost").len(), 1);
+        // Operations are refused meanwhile; after the outage the backend is
+        // Ready again by itself and its calls return.
+        let refused = addr
+            .send(Operation::CreateVolume(volume("w")))
+            .await
+            .expect("the actor answers");
+        assert!(
+            matches!(refused, Err(OperationError::Refused(_))),
+            "{refused:?}"
+        );
+        sleep(Duration::from_secs(200)).await;
+        assert_eq!(rig.state("hung"), StateName::Ready);
+        let done = addr
+            .send(Operation::CreateVolume(volume("x")))
+            .await
+            .expect("the actor answers");
+        assert_eq!(done, Ok(OperationOutput::Done));
+    })
+    .expect("runtime");
+}

@@ -35,6 +35,8 @@ enum Op {
     Advance(u64),
     OperationStart,
     OperationFinish,
+    /// An operation's call passed its deadline and was abandoned.
+    OperationTimeout,
     Reload(bool),
     Shutdown,
     /// A reload removed the backend.
@@ -58,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..700).prop_map(Op::Advance),
         4 => Just(Op::OperationStart),
         4 => Just(Op::OperationFinish),
+        1 => Just(Op::OperationTimeout),
         2 => any::<bool>().prop_map(Op::Reload),
         1 => Just(Op::Shutdown),
         1 => Just(Op::Remove),
@@ -163,6 +166,17 @@ impl Env {
             }
             Op::OperationStart => Event::OperationStarted,
             Op::OperationFinish => Event::OperationFinished,
+            Op::OperationTimeout => match state {
+                State::Ready(r) => Event::OperationTimedOut {
+                    epoch: r.epoch,
+                    error: DriverError::Timeout(Duration::from_secs(60)),
+                },
+                State::Draining(d) => Event::OperationTimedOut {
+                    epoch: d.ready.epoch,
+                    error: DriverError::Timeout(Duration::from_secs(60)),
+                },
+                _ => return None,
+            },
             Op::Reload(changed) => Event::ReloadRequested {
                 config: self.lc.config() + u64::from(*changed),
                 changed: *changed,
@@ -211,7 +225,9 @@ impl Env {
                 self.running.remove(setup);
             }
             Event::OperationStarted => self.accepted_in_flight += 1,
-            Event::OperationFinished => self.accepted_in_flight -= 1,
+            Event::OperationFinished | Event::OperationTimedOut { .. } => {
+                self.accepted_in_flight -= 1
+            }
             _ => {}
         }
         for e in &fx {
@@ -754,6 +770,24 @@ mod reference {
                     (N::Draining, _, Some(at)) if now >= at => self.drain_deadline_passed(),
                     _ => {}
                 },
+                Event::OperationTimedOut { .. } if self.in_flight == 0 => return false,
+                Event::OperationTimedOut { error, .. } => {
+                    self.in_flight -= 1;
+                    match self.name {
+                        // A Ready backend whose call hung has lost its health.
+                        N::Ready => {
+                            self.settle_budget(now);
+                            if self.in_flight == 0 {
+                                self.recovering = true;
+                                self.fail(error.is_fatal(), now);
+                            } else {
+                                self.drain(None, After::Fail(error.is_fatal()));
+                            }
+                        }
+                        N::Draining if self.in_flight == 0 => self.end_drain(now),
+                        _ => {}
+                    }
+                }
                 Event::HealthLost { error, .. } => {
                     self.settle_budget(now);
                     if self.in_flight == 0 {

@@ -551,6 +551,62 @@ fn health_lost_with_operations_in_flight_drains_first() {
     assert_eq!(d.name(), StateName::FailedRecoverable);
 }
 
+fn timed_out(epoch: u64) -> Event {
+    Event::OperationTimedOut {
+        epoch,
+        error: DriverError::Timeout(Duration::from_secs(60)),
+    }
+}
+
+#[test]
+fn an_operation_past_its_deadline_counts_out_and_takes_a_ready_backend_out() {
+    let mut d = Drive::defaults();
+    d.ready();
+    let epoch = d.epoch();
+    d.ok(Event::OperationStarted, T0);
+    d.ok(timed_out(epoch), secs(60));
+    assert_eq!(d.name(), StateName::FailedRecoverable);
+    assert!(d.notes().contains(&Notification::HealthLost {
+        error: DriverError::Timeout(Duration::from_secs(60))
+    }));
+    assert_eq!(d.scheduled(TimerKind::Retry), Some(secs(61)));
+    // Counted out: nothing is left in flight to finish.
+    assert_eq!(
+        d.refused(Event::OperationFinished, secs(61)).why,
+        Why::NoneInFlight
+    );
+}
+
+#[test]
+fn an_operation_past_its_deadline_with_others_in_flight_drains_them_first() {
+    let mut d = Drive::defaults();
+    d.ready();
+    let epoch = d.epoch();
+    d.ok(Event::OperationStarted, T0)
+        .ok(Event::OperationStarted, T0);
+    d.ok(timed_out(epoch), secs(60));
+    assert_eq!(d.name(), StateName::Draining);
+    d.ok(Event::OperationFinished, secs(61));
+    assert_eq!(d.name(), StateName::FailedRecoverable);
+}
+
+#[test]
+fn an_operation_past_its_deadline_in_a_reload_drain_lets_the_reload_go_on() {
+    let mut d = Drive::defaults();
+    d.ready();
+    let epoch = d.epoch();
+    d.ok(Event::OperationStarted, T0);
+    d.reload(true, secs(1));
+    assert_eq!(d.name(), StateName::Draining);
+    d.ok(timed_out(epoch), secs(60));
+    assert_eq!(d.name(), StateName::Reloading, "the drain is over");
+    assert_eq!(
+        d.refused(timed_out(epoch), secs(61)).why,
+        Why::NoneInFlight,
+        "nothing is left to time out"
+    );
+}
+
 #[test]
 fn the_budget_resets_after_ten_minutes_ready() {
     let mut d = Drive::new(Policy {

@@ -173,3 +173,29 @@ fn a_backend_removed_after_an_invalid_config_owes_no_readiness_seed_1() {
     let report = sim.run().expect("runtime");
     assert!(report.passed(), "{}", report.render());
 }
+
+/// Driver calls that never return while a backend is down are abandoned at
+/// their deadline: every run sees some, and the invariants (a backend whose
+/// calls hang is not Ready; an abandoned call counts out) hold at each step.
+#[test]
+fn calls_that_never_return_are_abandoned_and_the_invariants_hold() {
+    let duration = Duration::from_secs(6 * 3600);
+    let mut timed_out = 0;
+    for seed in 1..=4 {
+        let sim = generate(seed, 6, duration, Profile::HungCalls);
+        assert!(
+            sim.plan.backends.values().all(|b| b
+                .spec
+                .options
+                .get("fault_op_hang")
+                .map(String::as_str)
+                == Some("while_down")),
+            "seed {seed}: every backend's calls hang while it is down"
+        );
+        let report = sim.run().expect("runtime");
+        assert!(report.passed(), "seed {seed}:\n{}", report.render());
+        assert!(report.operations.failed >= report.operations.timed_out);
+        timed_out += report.operations.timed_out;
+    }
+    assert!(timed_out > 0, "no call was abandoned in four seeds");
+}

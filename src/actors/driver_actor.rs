@@ -754,6 +754,7 @@ impl Handler<Operation> for DriverActor {
 
     fn handle(&mut self, operation: Operation, ctx: &mut Context<Self>) -> Self::Result {
         let name = operation.name();
+        let watch = super::driver_call::Watch::of(&operation, self.lifecycle.policy());
         // Check the kind before counting the operation in.
         let call = match self.driver_call(operation) {
             Ok(call) => call,
@@ -775,18 +776,40 @@ impl Handler<Operation> for DriverActor {
             // Otherwise it runs concurrently with other messages (actix
             // spawns a ResponseActFuture into the context); counted out when
             // done.
+            // Its deadline is watched: past it, the call is abandoned, the
+            // operation fails in words and the backend has lost its health.
             Started::Running(call) => {
                 self.publish_in_flight();
+                let epoch = match self.lifecycle.state() {
+                    crate::lifecycle::State::Ready(r) => r.epoch,
+                    _ => 0,
+                };
                 OperationResponse::Running(Box::pin(
-                    AssertUnwindSafe(call)
+                    AssertUnwindSafe(watch.run(name, call))
                         .catch_unwind()
                         .into_actor(self)
-                        .map(|result, act, ctx| {
+                        .map(move |result, act, ctx| {
+                            let result = match result {
+                                Ok(Ok(result)) => result,
+                                Ok(Err(overrun)) => {
+                                    tracing::error!(backend = %act.spec.backend, error = %overrun, "operation abandoned at its deadline");
+                                    act.event_or_log(
+                                        Event::OperationTimedOut {
+                                            epoch,
+                                            error: overrun.clone(),
+                                        },
+                                        ctx,
+                                    );
+                                    act.publish_in_flight();
+                                    return act.driver_result(name, Err(overrun));
+                                }
+                                Err(panic) => Err(panicked(panic)),
+                            };
                             if let Err(refused) = act.count_operation(false, ctx) {
                                 tracing::error!(backend = %act.spec.backend, %refused, "operation finish refused");
                             }
                             act.publish_in_flight();
-                            act.driver_result(name, result.unwrap_or_else(|p| Err(panicked(p))))
+                            act.driver_result(name, result)
                         }),
                 ))
             }

@@ -410,3 +410,76 @@ mod tests {
         );
     }
 }
+
+/// The deadline an operation's driver call runs under (the policy's
+/// `driver_operation_timeout`, or, for a backup or restore, its progress
+/// within `backup_progress_timeout`).
+#[derive(Debug, Clone)]
+pub enum Watch {
+    /// The call must return within this long.
+    Total(std::time::Duration),
+    /// The call must report progress at least this often.
+    Progress(crate::driver::backup::Progress, std::time::Duration),
+}
+
+impl Watch {
+    /// The watch of `operation` under `policy`.
+    pub fn of(operation: &Operation, policy: &crate::lifecycle::Policy) -> Watch {
+        match operation {
+            Operation::Backup { backup, .. } | Operation::Restore { backup, .. } => {
+                Watch::Progress(backup.progress.clone(), policy.backup_progress_timeout)
+            }
+            _ => Watch::Total(policy.driver_operation_timeout),
+        }
+    }
+
+    /// Resolves, with why in words, once the call has overrun: its total
+    /// deadline passed, or it reported no progress for the progress window
+    /// (checked eight times per window).
+    async fn overrun(self, name: &str) -> DriverError {
+        let words = |d: std::time::Duration| humantime::format_duration(d).to_string();
+        match self {
+            Watch::Total(limit) => {
+                actix::clock::sleep(limit).await;
+                DriverError::Other(
+                    format!(
+                        "{name}: the driver did not answer within {} (driver_operation_timeout); the call was abandoned",
+                        words(limit)
+                    )
+                    .into(),
+                )
+            }
+            Watch::Progress(progress, window) => {
+                let step = (window / 8).max(std::time::Duration::from_millis(1));
+                let mut seen = (progress.done(), progress.bytes());
+                let mut since = actix::clock::Instant::now();
+                loop {
+                    actix::clock::sleep(step).await;
+                    let now = (progress.done(), progress.bytes());
+                    if now != seen {
+                        seen = now;
+                        since = actix::clock::Instant::now();
+                    } else if since.elapsed() >= window {
+                        return DriverError::Other(
+                            format!(
+                                "{name}: the driver reported no progress for {} (backup_progress_timeout); the call was abandoned",
+                                words(window)
+                            )
+                            .into(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `call` under this watch: its result, or `Err` with the overrun
+    /// in words (the call is then dropped: abandoned).
+    pub async fn run(self, name: &str, call: RunningCall) -> Result<CallResult, DriverError> {
+        let overrun = std::pin::pin!(self.overrun(name));
+        match futures_util::future::select(call, overrun).await {
+            futures_util::future::Either::Left((result, _)) => Ok(result),
+            futures_util::future::Either::Right((error, _)) => Err(error),
+        }
+    }
+}

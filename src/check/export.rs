@@ -14,7 +14,7 @@ use crate::lifecycle::{
 use super::{BackendWorld, LATE, canonical};
 
 /// The events of the table, in column order (the `E_*` constants).
-pub const EVENTS: [&str; 14] = [
+pub const EVENTS: [&str; 15] = [
     "START",
     "SETUP_OK",
     "SETUP_FAIL",
@@ -29,6 +29,7 @@ pub const EVENTS: [&str; 14] = [
     "RELOAD_SAME",
     "SHUTDOWN",
     "HEALTH_LOST",
+    "OP_TIMEOUT",
 ];
 
 /// "No transition": the event is refused or does not apply.
@@ -85,6 +86,17 @@ fn concrete(lc: &Lifecycle, index: usize) -> Option<Event> {
             policy: Box::new(*lc.policy()),
         },
         "SHUTDOWN" => Event::ShutdownRequested,
+        "OP_TIMEOUT" => match state {
+            State::Ready(r) if r.in_flight > 0 => Event::OperationTimedOut {
+                epoch: r.epoch,
+                error: DriverError::backend("stats failed"),
+            },
+            State::Draining(d) if d.ready.in_flight > 0 => Event::OperationTimedOut {
+                epoch: d.ready.epoch,
+                error: DriverError::backend("stats failed"),
+            },
+            _ => return None,
+        },
         "HEALTH_LOST" => match state {
             State::Ready(r) => Event::HealthLost {
                 epoch: r.epoch,

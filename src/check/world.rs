@@ -220,6 +220,22 @@ pub fn moves_into(b: &BackendWorld, options: &CheckOptions, moves: &mut Vec<(Eve
     }
     if state.in_flight() > 0 {
         moves.push((Event::OperationFinished, EARLY));
+        // A call that hangs until its deadline (the health error stands
+        // for it: the same class, and no extra states for its text).
+        let epoch = match state {
+            State::Ready(r) => Some(r.epoch),
+            State::Draining(d) => Some(d.ready.epoch),
+            _ => None,
+        };
+        if let Some(epoch) = epoch {
+            moves.push((
+                Event::OperationTimedOut {
+                    epoch,
+                    error: stats.clone(),
+                },
+                EARLY,
+            ));
+        }
     }
     let policy = Box::new(*b.lc.policy());
     let other = 3 - b.lc.config();
@@ -266,6 +282,7 @@ pub fn label(event: &Event, now: Moment) -> String {
             if *changed { "changed" } else { "unchanged" }
         ),
         Event::HealthLost { .. } => "health lost".to_string(),
+        Event::OperationTimedOut { .. } => "operation timed out".to_string(),
         other => format!("{}{when}", other.name()),
     }
 }

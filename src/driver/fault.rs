@@ -74,6 +74,12 @@ pub const OPTIONS: &[OptionDecl] = &[
         "each operation takes this long",
     ),
     OptionDecl::new(
+        "fault_op_hang",
+        Rule::OneOf(&["never", "always", "while_down"]),
+        OptionDefault::Value("never"),
+        "operations never return: `always`, or `while_down` (during a flap's down phase or an outage); exercises `driver_operation_timeout`",
+    ),
+    OptionDecl::new(
         "fault_panic_setup_times",
         Rule::Whole {
             min: 0,
@@ -162,6 +168,7 @@ pub struct FaultDriver {
     setup_delay: Duration,
     fail_stats: Cell<u32>,
     op_delay: Duration,
+    op_hang: &'static str,
     panic_setup_times: Cell<u32>,
     flap: Option<Flap>,
     outages: Vec<(Duration, Duration)>,
@@ -192,6 +199,7 @@ impl FaultDriver {
             setup_delay: read.get("fault_setup_delay")?,
             fail_stats: Cell::new(read.get("fault_fail_stats")?),
             op_delay: read.get("fault_op_delay")?,
+            op_hang: read.get("fault_op_hang")?,
             panic_setup_times: Cell::new(read.get("fault_panic_setup_times")?),
             flap: read
                 .optional("fault_flap_period")?
@@ -218,6 +226,14 @@ impl FaultDriver {
         }
         if !self.op_delay.is_zero() {
             sleep(self.op_delay).await;
+        }
+        let hangs = match self.op_hang {
+            "always" => true,
+            "while_down" => self.down().is_some(),
+            _ => false,
+        };
+        if hangs {
+            std::future::pending::<()>().await;
         }
     }
 

@@ -50,6 +50,19 @@ pub enum Event {
     OperationStarted,
     /// An accepted operation finished (successfully or not).
     OperationFinished,
+    /// An accepted operation's driver call passed its deadline and the
+    /// shell abandoned it (its future dropped): it is counted out as by
+    /// `OperationFinished`, and a Ready driver of epoch `epoch` has lost
+    /// its health as by `HealthLost` (a backend whose calls hang is not
+    /// Ready). In a drain it is counted out only: the drain's end (a
+    /// reload's new setup, a stop) decides what follows.
+    OperationTimedOut {
+        /// The Ready period the operation started in.
+        epoch: Generation,
+        /// What passed its deadline (the call and the deadline, in words).
+        #[serde(serialize_with = "super::serialize_display")]
+        error: DriverError,
+    },
     /// The config was reloaded. `changed` is false when this driver's section
     /// is identical to the one it runs on.
     ReloadRequested {
@@ -90,6 +103,7 @@ pub enum EventName {
     PublisherTick,
     OperationStarted,
     OperationFinished,
+    OperationTimedOut,
     ReloadRequested,
     RetryTimer,
     SetupDeadline,
@@ -109,6 +123,7 @@ impl EventName {
             EventName::PublisherTick => "publisher_tick",
             EventName::OperationStarted => "operation_started",
             EventName::OperationFinished => "operation_finished",
+            EventName::OperationTimedOut => "operation_timed_out",
             EventName::ReloadRequested => "reload_requested",
             EventName::RetryTimer => "retry_timer",
             EventName::SetupDeadline => "setup_deadline",
@@ -136,6 +151,7 @@ impl Event {
             Event::PublisherTick => EventName::PublisherTick,
             Event::OperationStarted => EventName::OperationStarted,
             Event::OperationFinished => EventName::OperationFinished,
+            Event::OperationTimedOut { .. } => EventName::OperationTimedOut,
             Event::ReloadRequested { .. } => EventName::ReloadRequested,
             Event::TimerFired(Timer {
                 kind: TimerKind::Retry,

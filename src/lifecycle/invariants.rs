@@ -40,9 +40,15 @@ pub fn check_transition(
             "an operation was accepted".into(),
         ));
     }
-    // In flight once this event is accounted for (a finishing operation counts out).
-    let remaining = before.state().in_flight()
-        - u32::from(matches!(event, Event::OperationFinished) && before.state().in_flight() > 0);
+    // An operation that finished, or whose call was abandoned at its
+    // deadline, counts out.
+    let counts_out = matches!(
+        event,
+        Event::OperationFinished | Event::OperationTimedOut { .. }
+    );
+    // In flight once this event is accounted for.
+    let remaining =
+        before.state().in_flight() - u32::from(counts_out && before.state().in_flight() > 0);
     if after.state().name() == StateName::Reloading
         && before.state().name() != StateName::Reloading
         && remaining > 0
@@ -53,7 +59,7 @@ pub fn check_transition(
         ));
     }
     if after.state().in_flight() < before.state().in_flight()
-        && !matches!(event, Event::OperationFinished)
+        && !(counts_out && after.state().in_flight() + 1 == before.state().in_flight())
         && after.state().name() != StateName::Stopped
     {
         return Err(fail(
@@ -63,6 +69,17 @@ pub fn check_transition(
                 before.state().in_flight(),
                 after.state().in_flight()
             ),
+        ));
+    }
+    // A backend whose calls hang is not Ready: an operation of this Ready
+    // period that passed its deadline takes it out of Ready.
+    if let (Event::OperationTimedOut { epoch, .. }, State::Ready(r)) = (event, before.state())
+        && *epoch == r.epoch
+        && after.state().name() == StateName::Ready
+    {
+        return Err(fail(
+            "a backend whose calls hang is not ready",
+            "still Ready after an operation's call passed its deadline".into(),
         ));
     }
     // Only the final shutdown may cut work: a removal by a reload drains,

@@ -337,6 +337,23 @@ impl Lifecycle {
                 }
             }
             (s, Event::OperationFinished) => Err((s, Why::NoneInFlight)),
+            (S::Ready(mut r), Event::OperationTimedOut { epoch, error }) if r.in_flight > 0 => {
+                r.in_flight -= 1;
+                if epoch == r.epoch {
+                    Ok(self.lose_health(r, error, now, fx))
+                } else {
+                    Ok(S::Ready(r))
+                }
+            }
+            (S::Draining(mut d), Event::OperationTimedOut { .. }) if d.ready.in_flight > 0 => {
+                d.ready.in_flight -= 1;
+                if d.ready.in_flight == 0 {
+                    Ok(self.finish_drain(d, now, fx))
+                } else {
+                    Ok(S::Draining(d))
+                }
+            }
+            (s, Event::OperationTimedOut { .. }) => Err((s, Why::NoneInFlight)),
 
             // ---- setup results (stale ones are ignored) ------------------
             (S::Initializing(s) | S::Reloading(s), Event::SetupSucceeded { setup })
@@ -410,21 +427,8 @@ impl Lifecycle {
             (s, Event::PublisherTick) => Ok(s),
 
             // ---- health ----------------------------------------------------
-            (S::Ready(mut r), Event::HealthLost { epoch, error }) if epoch == r.epoch => {
-                self.settle_budget(&mut r, now);
-                fx.push(Effect::Notify(Notification::HealthLost {
-                    error: error.clone(),
-                }));
-                if r.in_flight == 0 {
-                    self.recovering = true;
-                    Ok(self.fail(r.attempt, error, now, fx))
-                } else {
-                    Ok(S::Draining(Draining {
-                        ready: r,
-                        deadline: None,
-                        then: AfterDrain::HealthLost(error),
-                    }))
-                }
+            (S::Ready(r), Event::HealthLost { epoch, error }) if epoch == r.epoch => {
+                Ok(self.lose_health(r, error, now, fx))
             }
             (s, Event::HealthLost { .. }) => Ok(s),
 
@@ -736,6 +740,32 @@ impl Lifecycle {
             deadline,
             then,
         })
+    }
+
+    /// A Ready driver lost its backend (a stats call failed, or an
+    /// operation's call passed its deadline): said, then failed
+    /// recoverably at once, or once the operations still in flight end.
+    fn lose_health(
+        &mut self,
+        mut r: Ready,
+        error: DriverError,
+        now: Moment,
+        fx: &mut Effects,
+    ) -> State {
+        self.settle_budget(&mut r, now);
+        fx.push(Effect::Notify(Notification::HealthLost {
+            error: error.clone(),
+        }));
+        if r.in_flight == 0 {
+            self.recovering = true;
+            self.fail(r.attempt, error, now, fx)
+        } else {
+            State::Draining(Draining {
+                ready: r,
+                deadline: None,
+                then: AfterDrain::HealthLost(error),
+            })
+        }
     }
 
     fn finish_drain(&mut self, d: Draining, now: Moment, fx: &mut Effects) -> State {

@@ -28,6 +28,16 @@ pub struct Policy {
     pub driver_init_timeout: Duration,
     /// How long a drain (reload or shutdown) may wait for in-flight operations.
     pub graceful_shutdown_timeout: Duration,
+    /// Deadline of one operation's driver call (create, delete, extend,
+    /// attach, detach, a backup's deletion): past it the call is abandoned,
+    /// the operation fails and the backend has lost its health. 60 s, as
+    /// oslo.messaging's `rpc_response_timeout`, which bounds Cinder's own
+    /// synchronous calls to a volume service.
+    pub driver_operation_timeout: Duration,
+    /// A backup or restore is judged by its progress, not its total time:
+    /// it is abandoned (as a call past `driver_operation_timeout`) once its
+    /// driver reports no progress for this long.
+    pub backup_progress_timeout: Duration,
     /// A backend that was Ready before a reload and whose new config fails
     /// to set up returns to Ready on its old driver instance and old config
     /// (once the old instance passes `check_for_setup_error`).
@@ -44,6 +54,8 @@ impl Default for Policy {
             reinit_reset_after: Duration::from_secs(600),
             driver_init_timeout: Duration::from_secs(120),
             graceful_shutdown_timeout: Duration::from_secs(60),
+            driver_operation_timeout: Duration::from_secs(60),
+            backup_progress_timeout: Duration::from_secs(600),
             reload_rollback: true,
         }
     }
@@ -66,7 +78,7 @@ pub enum PolicyError {
 
 impl Policy {
     /// Every option a `Policy` reads, with its default as written in a config file.
-    pub const OPTIONS: [(&'static str, &'static str); 8] = [
+    pub const OPTIONS: [(&'static str, &'static str); 10] = [
         ("reinit_driver_count", "3"),
         ("reinit_backoff_base", "1s"),
         ("reinit_backoff_max", "300s"),
@@ -74,6 +86,8 @@ impl Policy {
         ("reinit_reset_after", "10m"),
         ("driver_init_timeout", "120s"),
         ("graceful_shutdown_timeout", "60s"),
+        ("driver_operation_timeout", "60s"),
+        ("backup_progress_timeout", "10m"),
         ("reload_rollback", "true"),
     ];
 
@@ -122,6 +136,12 @@ impl Policy {
             "graceful_shutdown_timeout" => {
                 self.graceful_shutdown_timeout = parse_duration(option, value)?
             }
+            "driver_operation_timeout" => {
+                self.driver_operation_timeout = parse_duration(option, value)?
+            }
+            "backup_progress_timeout" => {
+                self.backup_progress_timeout = parse_duration(option, value)?
+            }
             "reload_rollback" => self.reload_rollback = parse_bool(option, value)?,
             _ => return Ok(false),
         }
@@ -147,12 +167,14 @@ impl Policy {
                 ),
             ));
         }
-        if self.driver_init_timeout.is_zero() {
-            return Err(invalid(
-                "driver_init_timeout",
-                "0",
-                "must be greater than zero",
-            ));
+        for (option, value) in [
+            ("driver_init_timeout", self.driver_init_timeout),
+            ("driver_operation_timeout", self.driver_operation_timeout),
+            ("backup_progress_timeout", self.backup_progress_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(option, "0", "must be greater than zero"));
+            }
         }
         Ok(())
     }

@@ -49,8 +49,11 @@ pub struct OperationStats {
     pub done: u64,
     /// Refused because the backend was not Ready (or unknown).
     pub refused: u64,
-    /// Failed in the driver.
+    /// Failed in the driver (including those abandoned at their deadline).
     pub failed: u64,
+    /// Abandoned at their deadline (`driver_operation_timeout`,
+    /// `backup_progress_timeout`): counted in `failed` too.
+    pub timed_out: u64,
     /// Cut because the backend stopped.
     pub cancelled: u64,
     /// Refused while the backend's driver said it was unhealthy (its last
@@ -234,6 +237,9 @@ impl Recorder {
         effects: &[Effect],
     ) {
         self.events += 1;
+        if matches!(event, Event::OperationTimedOut { .. }) {
+            self.operations.timed_out += 1;
+        }
         let (from, to) = (before.state().name(), after.state().name());
         self.hash = fnv(self.hash, backend.as_bytes());
         self.hash = fnv(self.hash, &at.since_epoch().as_millis().to_le_bytes());

@@ -118,6 +118,7 @@ impl SimReport {
         let _ = writeln!(out, "operations_done: {}", ops.done);
         let _ = writeln!(out, "operations_refused: {}", ops.refused);
         let _ = writeln!(out, "operations_failed: {}", ops.failed);
+        let _ = writeln!(out, "operations_timed_out: {}", ops.timed_out);
         let _ = writeln!(out, "operations_cut: {}", ops.cancelled);
         let _ = writeln!(
             out,

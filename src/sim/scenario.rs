@@ -29,6 +29,12 @@ pub enum Profile {
     /// while and comes back, again and again (`fault_outage`), while
     /// backups and restores keep coming.
     BackupOutage,
+    /// The default mix, and driver calls that never return: every
+    /// backend's operations hang while it is down (half of the volume
+    /// backends flap; the backup store goes away as in `backup-outage`),
+    /// so calls are abandoned at `driver_operation_timeout` or
+    /// `backup_progress_timeout` and the backend loses its health.
+    HungCalls,
 }
 
 impl FromStr for Profile {
@@ -39,8 +45,9 @@ impl FromStr for Profile {
             "default" => Ok(Profile::Default),
             "chaos" => Ok(Profile::Chaos),
             "backup-outage" => Ok(Profile::BackupOutage),
+            "hung-calls" => Ok(Profile::HungCalls),
             other => Err(format!(
-                "unknown fault profile `{other}` (known: calm, default, chaos, backup-outage)"
+                "unknown fault profile `{other}` (known: calm, default, chaos, backup-outage, hung-calls)"
             )),
         }
     }
@@ -54,6 +61,7 @@ impl Profile {
             Profile::Default => "default",
             Profile::Chaos => "chaos",
             Profile::BackupOutage => "backup-outage",
+            Profile::HungCalls => "hung-calls",
         }
     }
 }
@@ -69,7 +77,7 @@ fn faults(rng: &mut Jitter, profile: Profile) -> Vec<(String, String)> {
     let mut set = |k: &str, v: String| options.push((k.to_string(), v));
     let roll = match profile {
         Profile::Calm => 0,
-        Profile::Default | Profile::BackupOutage => rng.below(100),
+        Profile::Default | Profile::BackupOutage | Profile::HungCalls => rng.below(100),
         Profile::Chaos => 40 + rng.below(60),
     };
     match roll {
@@ -91,6 +99,22 @@ fn faults(rng: &mut Jitter, profile: Profile) -> Vec<(String, String)> {
     }
     if profile != Profile::Calm && rng.below(2) == 0 {
         set("fault_op_delay", format!("{}s", 1 + rng.below(40)));
+    }
+    if profile == Profile::HungCalls {
+        // Draws of its own after the default mix's, so the other profiles'
+        // seeds are unchanged.
+        let flaps = options.iter().any(|(k, _)| k == "fault_flap_period");
+        if !flaps && rng.below(2) == 0 {
+            options.push((
+                "fault_flap_period".to_string(),
+                format!("{}m", 10 + rng.below(50)),
+            ));
+            options.push((
+                "fault_flap_seed".to_string(),
+                rng.below(1 << 32).to_string(),
+            ));
+        }
+        options.push(("fault_op_hang".to_string(), "while_down".to_string()));
     }
     options
 }
@@ -175,8 +199,11 @@ pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile
     // The backup service's own draws come from a stream of their own, so
     // that adding them left every earlier seed's volume side as it was.
     let mut backup_rng = Jitter::from_seed(seed ^ 0x6261_636b_7570_0000);
-    if profile == Profile::BackupOutage {
+    if matches!(profile, Profile::BackupOutage | Profile::HungCalls) {
         options = store_outages(&mut backup_rng, duration);
+        if profile == Profile::HungCalls {
+            options.push(("fault_op_hang".to_string(), "while_down".to_string()));
+        }
         // Unlimited re-initializations: the service comes back by itself.
         policy.reinit_driver_count = 0;
     }
@@ -207,7 +234,7 @@ pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile
         }
         // Backups and restores: about one a minute, one every 20 seconds
         // with store outages.
-        let every = if profile == Profile::BackupOutage {
+        let every = if matches!(profile, Profile::BackupOutage | Profile::HungCalls) {
             20
         } else {
             60
