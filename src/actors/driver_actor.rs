@@ -422,13 +422,20 @@ impl DriverActor {
                 });
                 self.timers.push((timer, handle));
             }
+            // A hung stats call or probe is health lost at the operations'
+            // deadline, not a call piling up on every tick.
             Effect::PublishCapabilities { epoch } => {
+                let limit = self.lifecycle.policy().driver_operation_timeout;
                 let driver = match self.driver.clone() {
                     Ok(AnyDriver::Volume(driver)) => driver,
                     Ok(AnyDriver::Backup(driver)) => {
                         // A backup driver's health probe (its store still
                         // there and writable); a failure is health lost.
-                        let call = guarded(async move { driver.probe().await });
+                        let call = super::driver_call::within(
+                            limit,
+                            "health probe",
+                            guarded(async move { driver.probe().await }),
+                        );
                         ctx.spawn(call.into_actor(self).map(move |result, act, ctx| {
                             if let Err(error) = result {
                                 act.event_or_log(Event::HealthLost { epoch, error }, ctx);
@@ -439,8 +446,8 @@ impl DriverActor {
                     Err(_) => return,
                 };
                 let backend = self.spec.backend.clone();
-                let call = guarded(async move {
-                    let stats = driver.get_volume_stats().await;
+                let call = super::driver_call::within(limit, "get_volume_stats", async move {
+                    let stats = guarded(driver.get_volume_stats()).await;
                     if stats.is_ok() {
                         // Exports are checked and repaired while the
                         // backend is healthy; each restart is notified by

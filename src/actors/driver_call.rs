@@ -441,13 +441,7 @@ impl Watch {
         match self {
             Watch::Total(limit) => {
                 actix::clock::sleep(limit).await;
-                DriverError::Other(
-                    format!(
-                        "{name}: the driver did not answer within {} (driver_operation_timeout); the call was abandoned",
-                        words(limit)
-                    )
-                    .into(),
-                )
+                no_answer(name, limit)
             }
             Watch::Progress(progress, window) => {
                 let step = (window / 8).max(std::time::Duration::from_millis(1));
@@ -481,5 +475,57 @@ impl Watch {
             futures_util::future::Either::Left((result, _)) => Ok(result),
             futures_util::future::Either::Right((error, _)) => Err(error),
         }
+    }
+}
+
+/// `name` did not answer within `limit` (`driver_operation_timeout`).
+fn no_answer(name: &str, limit: std::time::Duration) -> DriverError {
+    DriverError::Other(
+        format!(
+            "{name}: the driver did not answer within {} (driver_operation_timeout); the call was abandoned",
+            humantime::format_duration(limit)
+        )
+        .into(),
+    )
+}
+
+/// Runs a driver call the lifecycle does not count as an operation (a
+/// publisher tick's stats call or health probe) under `limit`: its result,
+/// or the overrun in words (the call is dropped).
+pub async fn within<T>(
+    limit: std::time::Duration,
+    name: &str,
+    call: impl Future<Output = Result<T, DriverError>>,
+) -> Result<T, DriverError> {
+    actix::clock::timeout(limit, call)
+        .await
+        .unwrap_or_else(|_| Err(no_answer(name, limit)))
+}
+
+#[cfg(test)]
+mod deadline_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_call_past_its_limit_is_abandoned_in_words_and_one_within_it_answers() {
+        crate::runtime::run_virtual(async {
+            let started = actix::clock::Instant::now();
+            let hung: Result<(), DriverError> = within(
+                Duration::from_secs(60),
+                "get_volume_stats",
+                std::future::pending(),
+            )
+            .await;
+            assert_eq!(started.elapsed(), Duration::from_secs(60));
+            let text = hung.expect_err("abandoned").to_string();
+            assert_eq!(
+                text,
+                "get_volume_stats: the driver did not answer within 1m (driver_operation_timeout); the call was abandoned"
+            );
+            let quick = within(Duration::from_secs(60), "probe", async { Ok(7) }).await;
+            assert_eq!(quick, Ok(7));
+        })
+        .expect("runtime");
     }
 }
