@@ -158,11 +158,15 @@ pub trait RecordStore {
                 "creating" => "error",
                 "restoring" => {
                     if let Some(target) = &backup.restore_target {
+                        let from = match self.volume(target).await? {
+                            Some(volume) => volume.status,
+                            None => "restoring-backup".to_string(),
+                        };
                         self.set_volume_status(target, "error_restoring").await?;
                         recovered.push(Recovered {
                             kind: "volume",
                             id: target.clone(),
-                            from: "restoring-target".into(),
+                            from,
                             to: "error_restoring".into(),
                         });
                     }
