@@ -755,10 +755,15 @@ impl Manager {
         // The source is `backing-up` for the backup's duration (as
         // Cinder's): delete, extend, attach, detach and a second backup
         // of it are refused meanwhile; it goes back to its status after.
-        self.mark_volume(&row, "backing-up").await?;
+        // A plain status, not work of its own: the backup is the work (a
+        // crash, or a survivor claiming it, puts the source back).
+        self.records()?
+            .set_volume_status(volume_id, "backing-up")
+            .await?;
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         if let Err(error) = self.records()?.insert_backup(&id, volume_id).await {
-            self.finish("volume", volume_id, "backing-up", &row.status)
+            self.records()?
+                .set_volume_status(volume_id, &row.status)
                 .await?;
             return Err(error.into());
         }
@@ -803,7 +808,8 @@ impl Manager {
                 .backup_created(&id, &volume_id, row.size_bytes, &progress, result)
                 .await;
             manager
-                .finish("volume", &volume_id, "backing-up", &row.status)
+                .records()?
+                .set_volume_status(&volume_id, &row.status)
                 .await?;
             answer
         };

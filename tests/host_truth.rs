@@ -208,7 +208,10 @@ fn a_server_no_record_names_is_stopped_on_the_next_tick() {
             "--port=23012",
         ])
         .arg(&image)
-        .env("REKINDLE_QEMU_BACKEND", "qemu-1")
+        .env(
+            "REKINDLE_QEMU_BACKEND",
+            format!("qemu-1@{}", node.dir.join("volumes").display()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -235,6 +238,27 @@ fn a_server_no_record_names_is_stopped_on_the_next_tick() {
             .expect("qemu-nbd"),
     );
     wait_listening(23098);
+    // Another daemon's backend of the same name (its own volumes_dir) is
+    // not this one's either.
+    let v3 = node.create("64M");
+    let other_image = node.dir.join("volumes").join(format!("volume-{v3}.qcow2"));
+    let mut other = Reaped(
+        Command::new("qemu-nbd")
+            .args([
+                "--persistent",
+                "--format=qcow2",
+                "--bind=127.0.0.1",
+                "--port=23097",
+            ])
+            .arg(&other_image)
+            .env("REKINDLE_QEMU_BACKEND", "qemu-1@/elsewhere/volumes")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-nbd"),
+    );
+    wait_listening(23097);
     let deadline = Instant::now() + Duration::from_secs(20);
     let exited = loop {
         if let Some(status) = orphan.0.try_wait().expect("try_wait") {
@@ -252,6 +276,10 @@ fn a_server_no_record_names_is_stopped_on_the_next_tick() {
     assert!(
         admin.0.try_wait().expect("try_wait").is_none(),
         "a server the backend did not start is not its to stop"
+    );
+    assert!(
+        other.0.try_wait().expect("try_wait").is_none(),
+        "another daemon's backend of the same name keeps its server"
     );
     // The volume then attaches normally.
     node.attach(&v1);

@@ -91,7 +91,9 @@ pub use super::volume::checked_volume_id;
 /// fails (it is then stopped).
 pub const SERVE_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The environment variable naming the backend a `qemu-nbd` serves for.
+/// The environment variable naming the backend a `qemu-nbd` serves for:
+/// `<backend>@<volumes_dir>`, so daemons on one machine (each with its own
+/// state dir and volumes) never take each other's servers for their own.
 const OWNER_ENV: &str = "REKINDLE_QEMU_BACKEND";
 
 struct Export {
@@ -170,6 +172,11 @@ impl QemuDriver {
             .join(format!("volume-{}.{}", id.hyphenated(), self.format)))
     }
 
+    /// What this backend's servers carry in [`OWNER_ENV`].
+    fn owner(&self) -> String {
+        format!("{}@{}", self.backend, self.volumes_dir.path().display())
+    }
+
     fn record_error(e: crate::records::RecordsError) -> DriverError {
         other(e.to_string())
     }
@@ -217,7 +224,7 @@ impl QemuDriver {
             .arg(path)
             // Names the backend that owns it: servers of this backend that
             // no record names are found by it and stopped.
-            .env(OWNER_ENV, &self.backend)
+            .env(OWNER_ENV, self.owner())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(child_stderr)
@@ -303,7 +310,7 @@ impl QemuDriver {
     async fn stop_unrecorded_servers(&self) -> usize {
         let known: Vec<u32> = self.exports.borrow().values().map(|e| e.pid).collect();
         let mut stopped = 0;
-        for pid in servers_owned_by(&self.backend) {
+        for pid in servers_owned_by(&self.owner()) {
             if known.contains(&pid) {
                 continue;
             }
@@ -477,10 +484,10 @@ fn pid_alive(pid: u32, volume_id: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// The pids of running `qemu-nbd` servers started for `backend` (by any
-/// process of this user: their environment names it).
-fn servers_owned_by(backend: &str) -> Vec<u32> {
-    let tag = format!("{OWNER_ENV}={backend}");
+/// The pids of running `qemu-nbd` servers whose environment names `owner`
+/// (see [`OWNER_ENV`]), whichever process started them.
+fn servers_owned_by(owner: &str) -> Vec<u32> {
+    let tag = format!("{OWNER_ENV}={owner}");
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };

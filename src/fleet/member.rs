@@ -212,9 +212,10 @@ impl Member {
         if let Some(backup) = backup {
             match work.status.as_str() {
                 "creating" => {
-                    self.store
-                        .set_volume_status(&backup.volume_id, "available")
-                        .await?
+                    // The source was `backing-up`: back to what it is.
+                    let attached = !self.store.attachments(&backup.volume_id).await?.is_empty();
+                    let to = if attached { "in-use" } else { "available" };
+                    self.store.set_volume_status(&backup.volume_id, to).await?
                 }
                 "restoring" => {
                     if let Some(target) = &backup.restore_target {
