@@ -199,6 +199,8 @@ fn drain_deadline_aborts_the_reload_and_the_old_config_keeps_serving() {
     run_virtual(async {
         let mut slow = backend("slow", Kind::Volume, &[("fault_op_delay", "300s")]);
         slow.1.policy.graceful_shutdown_timeout = Duration::from_secs(5);
+        // A slow backend that works: its calls are given the time they take.
+        slow.1.policy.driver_operation_timeout = Duration::from_secs(600);
         let svc = start(plan(vec![slow.clone()]));
         sleep(Duration::from_secs(1)).await;
         let op = svc.create("slow", "v1");
@@ -716,10 +718,10 @@ fn an_old_instance_failing_its_check_leaves_the_new_config_retrying() {
 #[test]
 fn a_removal_past_its_drain_deadline_is_aborted_and_the_backend_keeps_serving() {
     run_virtual(async {
-        let svc = start(plan(vec![
-            backend("stay", Kind::Volume, &[]),
-            backend("gone", Kind::Volume, &[("fault_op_delay", "90s")]),
-        ]));
+        // A slow backend that works: its calls are given the time they take.
+        let mut gone = backend("gone", Kind::Volume, &[("fault_op_delay", "90s")]);
+        gone.1.policy.driver_operation_timeout = Duration::from_secs(600);
+        let svc = start(plan(vec![backend("stay", Kind::Volume, &[]), gone]));
         sleep(Duration::from_secs(1)).await;
         let op = svc.create("gone", "v1");
         sleep(Duration::from_secs(1)).await;
