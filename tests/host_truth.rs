@@ -585,6 +585,21 @@ fn wait_status(node: &Node, id: &str, status: &str) {
     });
 }
 
+/// Delete, extend, attach and a backup of busy `volume` are each refused,
+/// naming the work in progress (`busy_with`).
+fn refused_while_busy(node: &Node, volume: &str, conn: &str, busy_with: &str) {
+    for args in [
+        vec!["volume", "delete", volume],
+        vec!["volume", "extend", volume, "--size", "128M"],
+        vec!["volume", "attach", volume, "--connector", conn],
+        vec!["backup", "create", volume],
+    ] {
+        let out = node.cli(&args);
+        assert!(!out.status.success(), "{args:?} must be refused");
+        assert!(text(&out).contains(busy_with), "{args:?}: {}", text(&out));
+    }
+}
+
 #[test]
 fn busy_volumes_are_guarded_naming_the_operation_in_progress() {
     let node = slow_backups("busy", (23050, 23053));
@@ -599,29 +614,7 @@ fn busy_volumes_are_guarded_naming_the_operation_in_progress() {
         .spawn()
         .expect("backup");
     wait_status(&node, &v1, "backing-up");
-    for args in [
-        vec!["volume", "delete", v1.as_str()],
-        vec!["volume", "extend", v1.as_str(), "--size", "128M"],
-        vec![
-            "volume",
-            "attach",
-            v1.as_str(),
-            "--connector",
-            conn.as_str(),
-        ],
-        vec!["backup", "create", v1.as_str()],
-    ] {
-        let out = node.cli(&args);
-        assert!(
-            !out.status.success(),
-            "{args:?} must be refused during a backup"
-        );
-        assert!(
-            text(&out).contains("a backup of it is in progress"),
-            "{args:?}: {}",
-            text(&out)
-        );
-    }
+    refused_while_busy(&node, &v1, &conn, "a backup of it is in progress");
     let out = backup.wait_with_output().expect("backup");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(volume_status(&node, &v1), "available", "back to its status");
@@ -639,29 +632,7 @@ fn busy_volumes_are_guarded_naming_the_operation_in_progress() {
         .spawn()
         .expect("restore");
     wait_status(&node, &v2, "restoring-backup");
-    for args in [
-        vec!["volume", "delete", v2.as_str()],
-        vec!["volume", "extend", v2.as_str(), "--size", "128M"],
-        vec![
-            "volume",
-            "attach",
-            v2.as_str(),
-            "--connector",
-            conn.as_str(),
-        ],
-        vec!["backup", "create", v2.as_str()],
-    ] {
-        let out = node.cli(&args);
-        assert!(
-            !out.status.success(),
-            "{args:?} must be refused during a restore"
-        );
-        assert!(
-            text(&out).contains("a restore into it is in progress"),
-            "{args:?}: {}",
-            text(&out)
-        );
-    }
+    refused_while_busy(&node, &v2, &conn, "a restore into it is in progress");
     let out = restore.wait_with_output().expect("restore");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(volume_status(&node, &v2), "available");

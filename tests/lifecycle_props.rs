@@ -698,6 +698,18 @@ mod reference {
             }
         }
 
+        /// A Ready backend lost its backend: failed at once, or once the
+        /// operations in flight end.
+        fn lose_health(&mut self, fatal: bool, now: Moment) {
+            self.settle_budget(now);
+            if self.in_flight == 0 {
+                self.recovering = true;
+                self.fail(fatal, now);
+            } else {
+                self.drain(None, After::Fail(fatal));
+            }
+        }
+
         fn drain_deadline_passed(&mut self) {
             match self.after_drain {
                 After::Shutdown => self.stop(),
@@ -775,28 +787,12 @@ mod reference {
                     self.in_flight -= 1;
                     match self.name {
                         // A Ready backend whose call hung has lost its health.
-                        N::Ready => {
-                            self.settle_budget(now);
-                            if self.in_flight == 0 {
-                                self.recovering = true;
-                                self.fail(error.is_fatal(), now);
-                            } else {
-                                self.drain(None, After::Fail(error.is_fatal()));
-                            }
-                        }
+                        N::Ready => self.lose_health(error.is_fatal(), now),
                         N::Draining if self.in_flight == 0 => self.end_drain(now),
                         _ => {}
                     }
                 }
-                Event::HealthLost { error, .. } => {
-                    self.settle_budget(now);
-                    if self.in_flight == 0 {
-                        self.recovering = true;
-                        self.fail(error.is_fatal(), now);
-                    } else {
-                        self.drain(None, After::Fail(error.is_fatal()));
-                    }
-                }
+                Event::HealthLost { error, .. } => self.lose_health(error.is_fatal(), now),
                 Event::ReloadRequested {
                     config, changed, ..
                 } => match self.name {
