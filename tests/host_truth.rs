@@ -86,6 +86,23 @@ fn wait_listening(port: u16) {
     panic!("nothing listens on port {port}");
 }
 
+/// A `qemu-nbd` serving `image` on loopback `port`, as an admin (or, with
+/// `env`, a daemon) would start it.
+fn nbd_server(image: &Path, port: u16, env: Option<(&str, String)>) -> Child {
+    let mut command = Command::new("qemu-nbd");
+    command
+        .args(["--persistent", "--format=qcow2", "--bind=127.0.0.1"])
+        .arg(format!("--port={port}"))
+        .arg(image)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some((key, value)) = env {
+        command.env(key, value);
+    }
+    command.spawn().expect("qemu-nbd")
+}
+
 struct Reaped(Child);
 impl Drop for Reaped {
     fn drop(&mut self) {
@@ -132,21 +149,7 @@ fn an_export_that_cannot_start_fails_in_words_and_the_backend_keeps_serving() {
     node.attach(&v1);
     // An admin's own qemu-nbd holds V2's image (its write lock).
     let image = node.dir.join("volumes").join(format!("volume-{v2}.qcow2"));
-    let _admin = Reaped(
-        Command::new("qemu-nbd")
-            .args([
-                "--persistent",
-                "--format=qcow2",
-                "--bind=127.0.0.1",
-                "--port=23099",
-            ])
-            .arg(&image)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-nbd"),
-    );
+    let _admin = Reaped(nbd_server(&image, 23099, None));
     wait_listening(23099);
     let conn = connector(&node);
     let started = Instant::now();
@@ -200,64 +203,32 @@ fn a_server_no_record_names_is_stopped_on_the_next_tick() {
     let v1 = node.create("64M");
     // As if the daemon died between starting a server and recording it.
     let image = node.dir.join("volumes").join(format!("volume-{v1}.qcow2"));
-    let orphan = Command::new("qemu-nbd")
-        .args([
-            "--persistent",
-            "--format=qcow2",
-            "--bind=127.0.0.1",
-            "--port=23012",
-        ])
-        .arg(&image)
-        .env(
+    let mut orphan = Reaped(nbd_server(
+        &image,
+        23012,
+        Some((
             "REKINDLE_QEMU_BACKEND",
             format!("qemu-1@{}", node.dir.join("volumes").display()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("qemu-nbd");
-    let mut orphan = Reaped(orphan);
+        )),
+    ));
     wait_listening(23012);
     // An admin's own server (no owner in its environment) is left alone.
     let v2 = node.create("64M");
     let admin_image = node.dir.join("volumes").join(format!("volume-{v2}.qcow2"));
-    let mut admin = Reaped(
-        Command::new("qemu-nbd")
-            .args([
-                "--persistent",
-                "--format=qcow2",
-                "--bind=127.0.0.1",
-                "--port=23098",
-            ])
-            .arg(&admin_image)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-nbd"),
-    );
+    let mut admin = Reaped(nbd_server(&admin_image, 23098, None));
     wait_listening(23098);
     // Another daemon's backend of the same name (its own volumes_dir) is
     // not this one's either.
     let v3 = node.create("64M");
     let other_image = node.dir.join("volumes").join(format!("volume-{v3}.qcow2"));
-    let mut other = Reaped(
-        Command::new("qemu-nbd")
-            .args([
-                "--persistent",
-                "--format=qcow2",
-                "--bind=127.0.0.1",
-                "--port=23097",
-            ])
-            .arg(&other_image)
-            .env("REKINDLE_QEMU_BACKEND", "qemu-1@/elsewhere/volumes")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("qemu-nbd"),
-    );
+    let mut other = Reaped(nbd_server(
+        &other_image,
+        23097,
+        Some((
+            "REKINDLE_QEMU_BACKEND",
+            "qemu-1@/elsewhere/volumes".to_string(),
+        )),
+    ));
     wait_listening(23097);
     let deadline = Instant::now() + Duration::from_secs(20);
     let exited = loop {
