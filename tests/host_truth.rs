@@ -35,6 +35,12 @@ fn cli_within(node: &Node, limit: Duration, args: &[&str]) -> Option<Output> {
     None
 }
 
+/// The CLI's answer within 20 s (a hang fails the test, naming the command).
+fn answered(node: &Node, args: &[&str]) -> Output {
+    cli_within(node, Duration::from_secs(20), args)
+        .unwrap_or_else(|| panic!("{args:?} got no answer within 20 s"))
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -153,12 +159,7 @@ fn an_export_that_cannot_start_fails_in_words_and_the_backend_keeps_serving() {
     wait_listening(23099);
     let conn = connector(&node);
     let started = Instant::now();
-    let out = cli_within(
-        &node,
-        Duration::from_secs(20),
-        &["volume", "attach", &v2, "--connector", &conn],
-    )
-    .expect("attach of the held image answers");
+    let out = answered(&node, &["volume", "attach", &v2, "--connector", &conn]);
     assert!(
         !out.status.success(),
         "attach of a held image must fail: {}",
@@ -175,19 +176,9 @@ fn an_export_that_cannot_start_fails_in_words_and_the_backend_keeps_serving() {
         text(&out)
     );
     // Nothing is wedged: a healthy volume attaches, another detaches.
-    let out = cli_within(
-        &node,
-        Duration::from_secs(20),
-        &["volume", "attach", &v3, "--connector", &conn],
-    )
-    .expect("attach of a healthy volume answers");
+    let out = answered(&node, &["volume", "attach", &v3, "--connector", &conn]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = cli_within(
-        &node,
-        Duration::from_secs(20),
-        &["volume", "detach", &v1, "--all"],
-    )
-    .expect("detach answers");
+    let out = answered(&node, &["volume", "detach", &v1, "--all"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(volume_status(&node, &v2), "available");
     assert_eq!(
@@ -290,12 +281,10 @@ fn a_refused_attach_on_a_full_state_dir_leaves_no_server_and_names_the_disk() {
         .arg(format!("of={}", state.join("filler").display()))
         .stderr(Stdio::null())
         .status();
-    let out = cli_within(
+    let out = answered(
         &node,
-        Duration::from_secs(20),
         &["volume", "create", "--size", "64M", "--backend", "qemu-1"],
-    )
-    .expect("create answers");
+    );
     assert!(
         !out.status.success(),
         "a create with a full state dir must fail"
@@ -306,12 +295,7 @@ fn a_refused_attach_on_a_full_state_dir_leaves_no_server_and_names_the_disk() {
         "the refusal names the condition and the path: {}",
         text(&out)
     );
-    let out = cli_within(
-        &node,
-        Duration::from_secs(20),
-        &["volume", "attach", &v1, "--connector", &conn],
-    )
-    .expect("attach answers");
+    let out = answered(&node, &["volume", "attach", &v1, "--connector", &conn]);
     assert!(
         !out.status.success(),
         "the attach cannot be recorded: {}",
@@ -342,19 +326,9 @@ fn a_refused_attach_on_a_full_state_dir_leaves_no_server_and_names_the_disk() {
         let status = n.status();
         volume_row_state(&status) == "up" && status.get("records_fault").is_none()
     });
-    let out = cli_within(
-        &node,
-        Duration::from_secs(20),
-        &["volume", "attach", &v1, "--connector", &conn],
-    )
-    .expect("attach answers");
+    let out = answered(&node, &["volume", "attach", &v1, "--connector", &conn]);
     assert!(out.status.success(), "{}", text(&out));
-    let out = cli_within(
-        &node,
-        Duration::from_secs(20),
-        &["volume", "detach", &v1, "--all"],
-    )
-    .expect("detach answers");
+    let out = answered(&node, &["volume", "detach", &v1, "--all"]);
     assert!(out.status.success(), "{}", text(&out));
 }
 
@@ -398,12 +372,10 @@ fn a_read_only_state_dir_is_named_and_shown() {
         "rekindle test\n",
     )
     .expect("trigger an ext4 error");
-    let out = cli_within(
+    let out = answered(
         &node,
-        Duration::from_secs(20),
         &["volume", "create", "--size", "64M", "--backend", "qemu-1"],
-    )
-    .expect("create answers");
+    );
     assert!(
         !out.status.success(),
         "a create on a read-only state dir must fail"
@@ -413,8 +385,7 @@ fn a_read_only_state_dir_is_named_and_shown() {
         "the refusal names the condition and the path: {}",
         text(&out)
     );
-    let out = cli_within(&node, Duration::from_secs(20), &["volume", "delete", &v1])
-        .expect("delete answers");
+    let out = answered(&node, &["volume", "delete", &v1]);
     assert!(
         !out.status.success(),
         "a delete that cannot be recorded is refused"
