@@ -14,7 +14,7 @@ command -v spin >/dev/null || { echo "spin is not installed (Debian package spin
 spin -o3 -a lifecycle.pml >spin.log 2>&1 || { cat spin.log >&2; exit 2; }
 gcc -O2 -DNFAIR=3 -o pan pan.c
 failed=0
-for property in live_ready reload_ends drain_ends; do
+for property in live_ready reload_ends drain_ends lost_not_ready; do
   out="$(./pan -a -f -m100000 -N "$property" 2>&1 || true)"
   errors="$(printf '%s\n' "$out" | sed -n 's/.*errors: \([0-9]*\).*/\1/p' | head -1)"
   states="$(printf '%s\n' "$out" | sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' | head -1)"

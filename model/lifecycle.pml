@@ -29,6 +29,8 @@ bool initialized = false;
 #define ready (state_name[st] == S_READY)
 #define draining (state_name[st] == S_DRAINING)
 #define reload_pending (state_reload_pending[st] == 1)
+#define health_lost (state_health_lost[st] == 1)
+#define setting_up (state_name[st] == S_INITIALIZING || state_name[st] == S_RELOADING || state_name[st] == S_ROLLING_BACK)
 
 inline deliver(e) {
   if
@@ -87,15 +89,16 @@ active proctype drain_timer() {
 }
 
 /* The periodic publisher: publishes (a stats call that fails while the
- * backend is down: health lost), or re-initializes a due driver. Its tick is
+ * backend is down and the driver serves, Ready or draining: health lost),
+ * or re-initializes a due driver. Its tick is
  * "late": every deadline has passed. While a setup runs against a backend
  * that answers, a tick that late cannot come first (the setup finishes well
  * within driver_init_timeout), so that tick waits for the setup. */
 active proctype publisher() {
   initialized;
   do
-  :: atomic { ready && !up -> deliver(E_HEALTH_LOST) }
-  :: atomic { !(ready && !up) && (running == 0 || !up) -> deliver(E_TICK) }
+  :: atomic { (ready || draining) && !up -> deliver(E_HEALTH_LOST) }
+  :: atomic { !((ready || draining) && !up) && (running == 0 || !up) -> deliver(E_TICK) }
   od
 }
 
@@ -134,3 +137,6 @@ ltl live_ready { (<>[] stable) -> (<>[] ready) }
 ltl reload_ends { [] (reload_pending -> <> !reload_pending) }
 /* A drain terminates. */
 ltl drain_ends { [] (draining -> <> !draining) }
+/* A driver that lost its backend while draining is not Ready again until a
+ * setup runs (an aborted or reverted reload does not bring it back). */
+ltl lost_not_ready { [] (health_lost -> (!ready W setting_up)) }

@@ -189,6 +189,10 @@ impl Env {
                     epoch: r.epoch,
                     error: error(*c),
                 },
+                State::Draining(d) => Event::HealthLost {
+                    epoch: d.ready.epoch,
+                    error: error(*c),
+                },
                 _ => return None,
             },
         })
@@ -579,6 +583,9 @@ mod reference {
         /// Lost its health while Ready and not Ready since: retries are not
         /// limited by the budget (the attempt stays at its last number).
         recovering: bool,
+        /// Lost its health during a reload's or removal's drain (whether the
+        /// error was fatal): that drain, if aborted, fails instead of serving.
+        lost: Option<bool>,
     }
 
     impl Model {
@@ -597,6 +604,7 @@ mod reference {
                 previous: None,
                 new_fatal: false,
                 recovering: false,
+                lost: None,
             }
         }
 
@@ -685,6 +693,39 @@ mod reference {
             self.name = StateName::Draining;
             self.drain_deadline = deadline;
             self.after_drain = after;
+            self.lost = None;
+        }
+
+        /// A drain turns into a reload's or a removal's: its deadline is
+        /// kept (or armed), and a health loss it drained for is remembered.
+        fn redirect_drain(&mut self, after: After, grace: Moment) {
+            if let After::Fail(fatal) = self.after_drain {
+                self.lost = Some(fatal);
+            }
+            self.drain_deadline = self.drain_deadline.or(Some(grace));
+            self.after_drain = after;
+        }
+
+        /// The backend is lost while draining: remembered by a reload's or
+        /// a removal's drain (the others stop or fail anyway).
+        fn lose_draining(&mut self, fatal: bool, now: Moment) {
+            if matches!(self.after_drain, After::Reload(_) | After::Remove) && self.lost.is_none() {
+                self.settle_budget(now);
+                self.lost = Some(fatal);
+            }
+        }
+
+        /// A drain ends without what it drained for: serving again, or,
+        /// if the backend was lost, draining on to a failure.
+        fn end_drain_unapplied(&mut self) {
+            let lost = match self.after_drain {
+                After::Fail(fatal) => Some(fatal),
+                _ => self.lost,
+            };
+            match lost {
+                None => self.name = StateName::Ready,
+                Some(fatal) => self.drain(None, After::Fail(fatal)),
+            }
         }
 
         fn end_drain(&mut self, now: Moment) {
@@ -713,7 +754,7 @@ mod reference {
         fn drain_deadline_passed(&mut self) {
             match self.after_drain {
                 After::Shutdown => self.stop(),
-                _ => self.name = StateName::Ready,
+                _ => self.end_drain_unapplied(),
             }
         }
 
@@ -788,11 +829,19 @@ mod reference {
                     match self.name {
                         // A Ready backend whose call hung has lost its health.
                         N::Ready => self.lose_health(error.is_fatal(), now),
-                        N::Draining if self.in_flight == 0 => self.end_drain(now),
+                        N::Draining => {
+                            self.lose_draining(error.is_fatal(), now);
+                            if self.in_flight == 0 {
+                                self.end_drain(now);
+                            }
+                        }
                         _ => {}
                     }
                 }
-                Event::HealthLost { error, .. } => self.lose_health(error.is_fatal(), now),
+                Event::HealthLost { error, .. } => match self.name {
+                    N::Draining => self.lose_draining(error.is_fatal(), now),
+                    _ => self.lose_health(error.is_fatal(), now),
+                },
                 Event::ReloadRequested {
                     config, changed, ..
                 } => match self.name {
@@ -803,11 +852,8 @@ mod reference {
                     N::Ready => self.drain(Some(grace), After::Reload(*config)),
                     N::Draining => match self.after_drain {
                         After::Shutdown => {}
-                        After::Reload(_) | After::Remove if !changed => self.name = N::Ready,
-                        _ => {
-                            let deadline = self.drain_deadline.or(Some(grace));
-                            self.drain(deadline, After::Reload(*config));
-                        }
+                        After::Reload(_) | After::Remove if !changed => self.end_drain_unapplied(),
+                        _ => self.redirect_drain(After::Reload(*config), grace),
                     },
                     N::Initializing | N::Reloading | N::RollingBack if *changed => {
                         self.reload(*config, false, now)
@@ -825,10 +871,7 @@ mod reference {
                 Event::RemovalRequested => match self.name {
                     N::Ready if self.in_flight > 0 => self.drain(Some(grace), After::Remove),
                     N::Draining if matches!(self.after_drain, After::Shutdown | After::Remove) => {}
-                    N::Draining => {
-                        let deadline = self.drain_deadline.or(Some(grace));
-                        self.drain(deadline, After::Remove);
-                    }
+                    N::Draining => self.redirect_drain(After::Remove, grace),
                     _ => self.stop(),
                 },
             }

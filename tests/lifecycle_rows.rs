@@ -724,6 +724,126 @@ fn reverting_the_config_during_a_drain_keeps_serving() {
     assert_eq!(d.lc.state().in_flight(), 1);
 }
 
+impl Drive {
+    fn drain_deadline(&mut self, now: Moment) -> &mut Self {
+        let generation = match self.lc.state() {
+            State::Draining(dr) => dr.deadline.expect("deadline").1,
+            s => panic!("{s:?}"),
+        };
+        self.ok(
+            Event::TimerFired(Timer {
+                kind: TimerKind::DrainDeadline,
+                generation,
+            }),
+            now,
+        )
+    }
+}
+
+#[test]
+fn a_health_loss_during_a_reload_drain_is_said_and_an_aborted_reload_fails_recoverably() {
+    // Seed 199 of the hung-calls simulation: the backup store went away
+    // while a reload drained a restore; the reload aborted at its deadline
+    // and the backend was Ready again, accepting work it could not do.
+    let mut d = Drive::defaults();
+    d.ready();
+    d.ok(Event::OperationStarted, T0);
+    d.reload(true, secs(1));
+    d.lose_health(secs(5));
+    assert_eq!(d.name(), StateName::Draining, "the drain goes on");
+    assert_eq!(
+        d.notes(),
+        vec![Notification::HealthLost {
+            error: backend_down()
+        }]
+    );
+    d.lose_health(secs(6));
+    assert_eq!(d.notes(), vec![], "said once");
+    d.drain_deadline(secs(61));
+    assert_eq!(
+        d.notes(),
+        vec![Notification::ReloadAborted { in_flight: 1 }]
+    );
+    assert_eq!(
+        d.name(),
+        StateName::Draining,
+        "not Ready: its backend is lost"
+    );
+    assert_eq!(d.lc.state().in_flight(), 1, "in-flight work is not cut");
+    assert_eq!(
+        d.refused(Event::OperationStarted, secs(62)).why,
+        Why::Draining
+    );
+    d.ok(Event::OperationFinished, secs(70));
+    assert_eq!(d.name(), StateName::FailedRecoverable);
+    assert_eq!(d.lc.config(), 1, "the aborted reload is not applied");
+    assert_eq!(d.scheduled(TimerKind::Retry), Some(secs(71)));
+}
+
+#[test]
+fn a_call_past_its_deadline_during_a_removal_drain_fails_the_aborted_removal() {
+    let mut d = Drive::defaults();
+    d.ready();
+    let epoch = d.epoch();
+    d.ok(Event::OperationStarted, T0);
+    d.ok(Event::OperationStarted, T0);
+    d.ok(Event::RemovalRequested, secs(1));
+    d.ok(timed_out(epoch), secs(60));
+    assert!(d.notes().contains(&Notification::HealthLost {
+        error: DriverError::Timeout(Duration::from_secs(60))
+    }));
+    d.drain_deadline(secs(61));
+    assert_eq!(
+        d.notes(),
+        vec![Notification::RemovalAborted { in_flight: 1 }]
+    );
+    assert_eq!(d.name(), StateName::Draining);
+    d.ok(Event::OperationFinished, secs(62));
+    assert_eq!(d.name(), StateName::FailedRecoverable);
+}
+
+#[test]
+fn a_health_loss_during_a_reload_drain_still_lets_the_drained_reload_go_on() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.ok(Event::OperationStarted, T0);
+    d.reload(true, secs(1));
+    d.lose_health(secs(2));
+    d.ok(Event::OperationFinished, secs(3));
+    assert_eq!(d.name(), StateName::Reloading, "the new config is tried");
+    assert_eq!(d.lc.config(), 2);
+}
+
+#[test]
+fn reverting_the_config_after_a_health_loss_fails_once_drained() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.ok(Event::OperationStarted, T0);
+    d.reload(true, secs(1));
+    d.lose_health(secs(2));
+    d.reload(false, secs(3));
+    assert_eq!(
+        d.name(),
+        StateName::Draining,
+        "not Ready: its backend is lost"
+    );
+    d.ok(Event::OperationFinished, secs(4));
+    assert_eq!(d.name(), StateName::FailedRecoverable);
+}
+
+#[test]
+fn a_reload_during_a_health_lost_drain_remembers_the_loss() {
+    let mut d = Drive::defaults();
+    d.ready();
+    d.ok(Event::OperationStarted, T0);
+    d.lose_health(secs(1));
+    d.reload(true, secs(2));
+    d.drain_deadline(secs(62));
+    assert_eq!(d.name(), StateName::Draining, "aborted, and still lost");
+    d.ok(Event::OperationFinished, secs(63));
+    assert_eq!(d.name(), StateName::FailedRecoverable);
+}
+
 #[test]
 fn a_second_changed_reload_during_a_drain_replaces_the_pending_config() {
     let mut d = Drive::defaults();

@@ -199,3 +199,15 @@ fn calls_that_never_return_are_abandoned_and_the_invariants_hold() {
     }
     assert!(timed_out > 0, "no call was abandoned in four seeds");
 }
+
+/// Seed 199 of the hung-calls sweep: the backup store went away while a
+/// reload drained a restore; the reload aborted at its drain deadline and the
+/// backend was Ready again while its probe failed, so a restore was accepted
+/// ("an operation was accepted while the backend's health probe was failing").
+#[test]
+fn a_backend_lost_during_a_reload_drain_is_not_ready_when_the_reload_aborts() {
+    let sim = generate(199, 6, Duration::from_secs(6 * 3600), Profile::HungCalls);
+    let report = sim.run().expect("runtime");
+    assert!(report.passed(), "{}", report.render());
+    assert!(report.operations.refused_unhealthy > 0, "{}", report.render());
+}

@@ -102,6 +102,10 @@ fn concrete(lc: &Lifecycle, index: usize) -> Option<Event> {
                 epoch: r.epoch,
                 error: DriverError::backend("stats failed"),
             },
+            State::Draining(d) => Event::HealthLost {
+                epoch: d.ready.epoch,
+                error: DriverError::backend("stats failed"),
+            },
             _ => return None,
         },
         _ => return None,
@@ -209,7 +213,7 @@ pub fn promela_table(plant_bug: bool) -> String {
     );
     let _ = writeln!(
         out,
-        "hidden byte state_name[{n}];\nhidden byte state_in_flight[{n}];\nhidden byte state_reload_pending[{n}];"
+        "hidden byte state_name[{n}];\nhidden byte state_in_flight[{n}];\nhidden byte state_reload_pending[{n}];\nhidden byte state_health_lost[{n}];"
     );
     let _ = writeln!(out, "\ninline init_table() {{");
     let _ = writeln!(
@@ -220,12 +224,14 @@ pub fn promela_table(plant_bug: bool) -> String {
         let s = lc.state();
         let reload_pending = matches!(s, State::Reloading(_) | State::RollingBack(_))
             || matches!(s, State::Draining(d) if matches!(d.then, AfterDrain::Reload(_)));
+        let health_lost = matches!(s, State::Draining(d) if d.health_lost().is_some());
         let _ = writeln!(
             out,
-            "  state_name[{i}] = {}; state_in_flight[{i}] = {}; state_reload_pending[{i}] = {};  /* {} attempt {} */",
+            "  state_name[{i}] = {}; state_in_flight[{i}] = {}; state_reload_pending[{i}] = {}; state_health_lost[{i}] = {};  /* {} attempt {} */",
             name_code(s.name()),
             s.in_flight(),
             u8::from(reload_pending),
+            u8::from(health_lost),
             s.name(),
             s.attempt()
         );

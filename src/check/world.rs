@@ -98,10 +98,12 @@ pub(super) fn hash_state<H: Hasher>(state: &State, policy: &Policy, h: &mut H) {
             ready,
             deadline,
             then,
+            lost,
         }) => {
             h.write_u8(4);
             ready.hash(h);
             deadline.hash(h);
+            lost.hash(h);
             match then {
                 AfterDrain::Reload(pending) => {
                     let PendingConfig {
@@ -257,10 +259,17 @@ pub fn moves_into(b: &BackendWorld, options: &CheckOptions, moves: &mut Vec<(Eve
     ));
     moves.push((Event::ShutdownRequested, EARLY));
     moves.push((Event::RemovalRequested, EARLY));
-    if let State::Ready(r) = state {
+    // The publisher's stats call fails while the driver serves (Ready, or
+    // draining for a reload, a removal or a shutdown).
+    let serving = match state {
+        State::Ready(r) => Some(r.epoch),
+        State::Draining(d) => Some(d.ready.epoch),
+        _ => None,
+    };
+    if let Some(epoch) = serving {
         moves.push((
             Event::HealthLost {
-                epoch: r.epoch,
+                epoch,
                 error: stats,
             },
             EARLY,

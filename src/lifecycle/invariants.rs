@@ -71,16 +71,37 @@ pub fn check_transition(
             ),
         ));
     }
-    // A backend whose calls hang is not Ready: an operation of this Ready
-    // period that passed its deadline takes it out of Ready.
-    if let (Event::OperationTimedOut { epoch, .. }, State::Ready(r)) = (event, before.state())
-        && *epoch == r.epoch
-        && after.state().name() == StateName::Ready
-    {
-        return Err(fail(
-            "a backend whose calls hang is not ready",
-            "still Ready after an operation's call passed its deadline".into(),
-        ));
+    // A backend that lost its health in this Ready period (a stats call
+    // failed, or an operation's call passed its deadline) is not Ready again
+    // until a setup succeeds: the loss is acted on when seen, remembered
+    // through a drain (reload, removal), and never dropped by the drain's
+    // end (deadline passed, change reverted). A shutdown drain stops anyway.
+    let serving_epoch = |s: &State| match s {
+        State::Ready(r) => Some(r.epoch),
+        State::Draining(d) if d.then != AfterDrain::Shutdown => Some(d.ready.epoch),
+        _ => None,
+    };
+    let seen = match event {
+        Event::HealthLost { epoch, .. } | Event::OperationTimedOut { epoch, .. } => {
+            serving_epoch(before.state()) == Some(*epoch)
+        }
+        _ => false,
+    };
+    let remembered = matches!(before.state(), State::Draining(d) if d.health_lost().is_some());
+    if seen || remembered {
+        let detail = match after.state() {
+            State::Ready(_) => Some("Ready again without a setup"),
+            State::Draining(d) if d.then != AfterDrain::Shutdown && d.health_lost().is_none() => {
+                Some("the loss was forgotten while draining")
+            }
+            _ => None,
+        };
+        if let Some(detail) = detail {
+            return Err(fail(
+                "a backend that lost its health is not ready until set up again",
+                detail.into(),
+            ));
+        }
     }
     // Only the final shutdown may cut work: a removal by a reload drains,
     // and its deadline passing aborts the removal instead.

@@ -173,6 +173,7 @@ impl Lifecycle {
                 },
                 deadline: d.deadline.map(|(_, g)| (Moment::ZERO, g)),
                 then: d.then.clone(),
+                lost: d.lost.clone(),
             }),
             other => other.clone(),
         };
@@ -345,8 +346,13 @@ impl Lifecycle {
                     Ok(S::Ready(r))
                 }
             }
-            (S::Draining(mut d), Event::OperationTimedOut { .. }) if d.ready.in_flight > 0 => {
+            (S::Draining(mut d), Event::OperationTimedOut { epoch, error })
+                if d.ready.in_flight > 0 =>
+            {
                 d.ready.in_flight -= 1;
+                if epoch == d.ready.epoch {
+                    self.lose_health_draining(&mut d, error, now, fx);
+                }
                 if d.ready.in_flight == 0 {
                     Ok(self.finish_drain(d, now, fx))
                 } else {
@@ -430,6 +436,10 @@ impl Lifecycle {
             (S::Ready(r), Event::HealthLost { epoch, error }) if epoch == r.epoch => {
                 Ok(self.lose_health(r, error, now, fx))
             }
+            (S::Draining(mut d), Event::HealthLost { epoch, error }) if epoch == d.ready.epoch => {
+                self.lose_health_draining(&mut d, error, now, fx);
+                Ok(S::Draining(d))
+            }
             (s, Event::HealthLost { .. }) => Ok(s),
 
             // ---- reload ----------------------------------------------------
@@ -460,13 +470,19 @@ impl Lifecycle {
             ) => match d.then {
                 AfterDrain::Shutdown => Ok(S::Draining(d)),
                 // The operator reverted the change (or put a removed backend
-                // back as it runs): keep serving, untouched.
-                AfterDrain::Reload(_) | AfterDrain::Remove if !changed => Ok(S::Ready(d.ready)),
+                // back as it runs): keep serving, untouched, unless the
+                // backend was lost meanwhile.
+                AfterDrain::Reload(_) | AfterDrain::Remove if !changed => {
+                    Ok(Self::end_drain_unapplied(d))
+                }
                 AfterDrain::Reload(_) | AfterDrain::Remove | AfterDrain::HealthLost(_) => {
-                    d.then = AfterDrain::Reload(Box::new(PendingConfig {
+                    let then = AfterDrain::Reload(Box::new(PendingConfig {
                         config,
                         policy: *policy,
                     }));
+                    if let AfterDrain::HealthLost(error) = mem::replace(&mut d.then, then) {
+                        d.lost = Some(Box::new(error));
+                    }
                     if d.deadline.is_none() {
                         d.deadline = Some(self.arm_drain_deadline(now, fx));
                     }
@@ -534,7 +550,11 @@ impl Lifecycle {
             (S::Draining(mut d), Event::RemovalRequested) => match d.then {
                 AfterDrain::Shutdown | AfterDrain::Remove => Ok(S::Draining(d)),
                 AfterDrain::Reload(_) | AfterDrain::HealthLost(_) => {
-                    d.then = AfterDrain::Remove;
+                    if let AfterDrain::HealthLost(error) =
+                        mem::replace(&mut d.then, AfterDrain::Remove)
+                    {
+                        d.lost = Some(Box::new(error));
+                    }
                     if d.deadline.is_none() {
                         d.deadline = Some(self.arm_drain_deadline(now, fx));
                     }
@@ -739,6 +759,7 @@ impl Lifecycle {
             ready,
             deadline,
             then,
+            lost: None,
         })
     }
 
@@ -764,7 +785,44 @@ impl Lifecycle {
                 ready: r,
                 deadline: None,
                 then: AfterDrain::HealthLost(error),
+                lost: None,
             })
+        }
+    }
+
+    /// A draining driver lost its backend: said once, and remembered, so a
+    /// reload or a removal that is aborted or reverted does not return it
+    /// to Ready. A shutdown drain (stopping anyway) and a health-lost drain
+    /// (failing anyway) need nothing more.
+    fn lose_health_draining(
+        &mut self,
+        d: &mut Draining,
+        error: DriverError,
+        now: Moment,
+        fx: &mut Effects,
+    ) {
+        if matches!(d.then, AfterDrain::Reload(_) | AfterDrain::Remove) && d.lost.is_none() {
+            self.settle_budget(&mut d.ready, now);
+            fx.push(Effect::Notify(Notification::HealthLost {
+                error: error.clone(),
+            }));
+            d.lost = Some(Box::new(error));
+        }
+    }
+
+    /// A drain ends without applying what it drained for (its deadline
+    /// passed, or the operator reverted the change): the driver serves on,
+    /// or, if its backend was lost meanwhile, keeps draining without a
+    /// deadline (in-flight work is never cut) and then fails recoverably.
+    fn end_drain_unapplied(d: Draining) -> State {
+        match d.health_lost().cloned() {
+            None => State::Ready(d.ready),
+            Some(error) => State::Draining(Draining {
+                ready: d.ready,
+                deadline: None,
+                then: AfterDrain::HealthLost(error),
+                lost: None,
+            }),
         }
     }
 
@@ -783,26 +841,21 @@ impl Lifecycle {
     }
 
     fn drain_deadline_passed(&mut self, d: Draining, fx: &mut Effects) -> State {
-        match d.then {
+        let in_flight = d.ready.in_flight;
+        let aborted = match d.then {
             // In-flight work is never cut by a reload: abort it instead.
             AfterDrain::Reload(_) | AfterDrain::HealthLost(_) => {
-                fx.push(Effect::Notify(Notification::ReloadAborted {
-                    in_flight: d.ready.in_flight,
-                }));
-                State::Ready(d.ready)
+                Notification::ReloadAborted { in_flight }
             }
             // A removal never cuts work either: the backend keeps serving.
-            AfterDrain::Remove => {
-                fx.push(Effect::Notify(Notification::RemovalAborted {
-                    in_flight: d.ready.in_flight,
-                }));
-                State::Ready(d.ready)
-            }
+            AfterDrain::Remove => Notification::RemovalAborted { in_flight },
             AfterDrain::Shutdown => {
                 fx.push(Effect::Stop);
-                State::Stopped
+                return State::Stopped;
             }
-        }
+        };
+        fx.push(Effect::Notify(aborted));
+        Self::end_drain_unapplied(d)
     }
 
     /// Applies `pending` and starts its setup. `from_ready`: the driver

@@ -110,6 +110,24 @@ pub struct Draining {
     pub deadline: Option<(Moment, Generation)>,
     /// What comes after the drain.
     pub then: AfterDrain,
+    /// The backend's health, lost during a reload's or a removal's drain (a
+    /// stats call failed, or an operation's call passed its deadline): that
+    /// drain, if aborted, fails recoverably instead of returning to Ready.
+    /// `None` in a health-lost or shutdown drain (`then` says it all there).
+    /// Boxed: keeps the common states small.
+    #[serde(serialize_with = "super::serialize_display_opt")]
+    pub lost: Option<Box<DriverError>>,
+}
+
+impl Draining {
+    /// Why the backend is no longer healthy, if it lost its health during
+    /// this Ready period (the drain's own cause, or a loss seen while draining).
+    pub fn health_lost(&self) -> Option<&DriverError> {
+        match &self.then {
+            AfterDrain::HealthLost(error) => Some(error),
+            _ => self.lost.as_deref(),
+        }
+    }
 }
 
 /// A failed reload being rolled back: the driver instance set aside before
