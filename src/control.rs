@@ -136,6 +136,11 @@ pub struct StatusReport {
     /// and its Updated At is the last heartbeat written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records_fault: Option<crate::status::RecordsFault>,
+    /// Set when the fleet's database did not answer this `status`: why,
+    /// and that the service rows shown are this host's own, as it last
+    /// heartbeated them (their Updated At says how old).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_fault: Option<String>,
 }
 
 /// A service row.
@@ -287,6 +292,7 @@ pub fn status_report(handles: &Handles) -> StatusReport {
             .map(Into::into)
             .collect(),
         records_fault: handles.shell.board.records_fault(),
+        fleet_fault: None,
     }
 }
 
@@ -485,6 +491,25 @@ async fn handle(
                     }
                     Err(error) => {
                         tracing::warn!(%error, "fleet services unavailable; showing this host's");
+                        let oldest = report
+                            .services
+                            .iter()
+                            .filter_map(|s| humantime::parse_rfc3339_weak(&s.updated_at).ok())
+                            .min();
+                        let age = oldest
+                            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+                            .map(|d| {
+                                format!(
+                                    "; the oldest was written {} ago",
+                                    humantime::format_duration(std::time::Duration::from_secs(
+                                        d.as_secs()
+                                    ))
+                                )
+                            })
+                            .unwrap_or_default();
+                        report.fleet_fault = Some(format!(
+                            "{error}: showing only this host's service rows, as it last heartbeated them{age}"
+                        ));
                     }
                 }
             }
@@ -605,6 +630,9 @@ pub fn render_status(report: &StatusReport) -> String {
         &["Binary", "Host", "Backend", "State", "Updated At"]
     };
     let mut out = crate::table::render(headers, &services);
+    if let Some(fault) = &report.fleet_fault {
+        out.push_str(&format!("Fleet database did not answer: {fault}\n"));
+    }
     if let Some(fault) = &report.records_fault {
         out.push_str(&format!(
             "Records cannot be written since {}: {}; every service row is down until they can (Updated At is the last heartbeat written)\n",
@@ -848,6 +876,7 @@ mod tests {
             services: Vec::new(),
             backends: vec![spent],
             records_fault: None,
+            fleet_fault: None,
         };
         let table = render_status(&report);
         assert!(!table.contains("Records cannot be written"), "{table}");

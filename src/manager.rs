@@ -38,6 +38,25 @@ pub enum ManagerError {
     /// failure of the records, named with the database).
     #[error(transparent)]
     Records(#[from] StoreError),
+    /// In a fleet, this host lost the work while its driver ran (it was
+    /// paused, or cut off from the database, for longer than
+    /// `service_down_time`) and a survivor resolved the record: that
+    /// resolution stands and is the answer; nothing was written over it.
+    #[error(
+        "{operation}: this host lost its claim on {kind} {id} while the driver ran (it was paused or cut off from the database for longer than service_down_time); a survivor resolved it to `{status}`, which stands; {kept}"
+    )]
+    Superseded {
+        /// The operation (`volume create`, ...).
+        operation: &'static str,
+        /// `volume` or `backup`.
+        kind: &'static str,
+        /// The record.
+        id: String,
+        /// Its status as committed.
+        status: String,
+        /// What became of the driver's side effect, in words.
+        kept: &'static str,
+    },
 }
 
 impl From<RecordsError> for ManagerError {
@@ -277,6 +296,37 @@ impl Manager {
         Ok(true)
     }
 
+    /// Ends an operation's work with its final status `to`, fenced (see
+    /// [`Manager::finish`]). When a survivor resolved the record meanwhile,
+    /// the answer is the record as committed ([`ManagerError::Superseded`],
+    /// naming its status and `kept`: what became of the driver's side
+    /// effect), never the outcome this host would have written.
+    async fn end(
+        &self,
+        operation: &'static str,
+        kind: &'static str,
+        id: &str,
+        from: &str,
+        to: &str,
+        kept: &'static str,
+    ) -> Result<(), ManagerError> {
+        if self.finish(kind, id, from, to).await? {
+            return Ok(());
+        }
+        let status = match kind {
+            "volume" => self.records()?.volume(id).await?.map(|v| v.status),
+            _ => self.records()?.backup(id).await?.map(|b| b.status),
+        }
+        .unwrap_or_else(|| "deleted".to_string());
+        Err(ManagerError::Superseded {
+            operation,
+            kind,
+            id: id.to_string(),
+            status,
+            kept,
+        })
+    }
+
     fn reporter(&self) -> Reporter {
         Reporter {
             notifier: self.handles.shell.notifier.clone(),
@@ -426,7 +476,15 @@ impl Manager {
         }
         match result {
             Ok(_) => {
-                self.finish("volume", &id, "creating", "available").await?;
+                self.end(
+                    "volume create",
+                    "volume",
+                    &id,
+                    "creating",
+                    "available",
+                    "the driver's volume is kept under that record (`volume delete` removes both)",
+                )
+                .await?;
                 Ok(
                     json!({ "id": id, "backend": backend, "size_bytes": size_bytes, "status": "available" }),
                 )
@@ -462,9 +520,16 @@ impl Manager {
         self.settle(&[marked], &result).await?;
         // A driver failure keeps `deleting`: resumed at the next start.
         result?;
-        if self.finish("volume", id, "deleting", "deleted").await? {
-            self.records()?.delete_volume(id).await?;
-        }
+        self.end(
+            "volume delete",
+            "volume",
+            id,
+            "deleting",
+            "deleted",
+            "the driver deleted the volume: delete it again to remove the record",
+        )
+        .await?;
+        self.records()?.delete_volume(id).await?;
         Ok(json!({ "id": id, "status": "deleted" }))
     }
 
@@ -506,7 +571,15 @@ impl Manager {
         match result {
             Ok(_) => {
                 self.records()?.set_volume_size(id, size_bytes).await?;
-                self.finish("volume", id, "extending", "available").await?;
+                self.end(
+                    "volume extend",
+                    "volume",
+                    id,
+                    "extending",
+                    "available",
+                    "the driver extended the volume and the record has its new size",
+                )
+                .await?;
                 Ok(json!({ "id": id, "size_bytes": size_bytes, "status": "available" }))
             }
             Err(error) => {
@@ -834,8 +907,19 @@ impl Manager {
                 self.records()?
                     .set_backup(id, "creating", Some(size_bytes), None)
                     .await?;
-                self.finish("backup", id, "creating", "available").await?;
-                self.operations.end(id, None);
+                let ended = self
+                    .end(
+                    "backup create",
+                    "backup",
+                    id,
+                    "creating",
+                    "available",
+                    "what the driver stored is kept under that record (`backup delete` removes both)",
+                )
+                .await;
+                self.operations
+                    .end(id, ended.as_ref().err().map(ToString::to_string));
+                ended?;
                 Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
             }
             Err(error) => {
@@ -1002,9 +1086,19 @@ impl Manager {
         }
         match result {
             Ok(_) => {
-                self.finish("volume", volume_id, "restoring-backup", "available")
-                    .await?;
-                self.operations.end(backup_id, None);
+                let ended = self
+                    .end(
+                        "backup restore",
+                        "volume",
+                        volume_id,
+                        "restoring-backup",
+                        "available",
+                        "the driver restored the data into the volume",
+                    )
+                    .await;
+                self.operations
+                    .end(backup_id, ended.as_ref().err().map(ToString::to_string));
+                ended?;
                 Ok(json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restored" }))
             }
             Err(error) => {
@@ -1159,9 +1253,16 @@ impl Manager {
             .await;
         self.settle(&[marked], &result).await?;
         result?;
-        if self.finish("backup", id, "deleting", "deleted").await? {
-            self.records()?.delete_backup(id).await?;
-        }
+        self.end(
+            "backup delete",
+            "backup",
+            id,
+            "deleting",
+            "deleted",
+            "the driver deleted the backup's data: delete it again to remove the record",
+        )
+        .await?;
+        self.records()?.delete_backup(id).await?;
         self.operations.forget(id);
         Ok(json!({ "id": id, "status": "deleted" }))
     }

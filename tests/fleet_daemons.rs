@@ -314,10 +314,12 @@ fn a_database_stalled_for_two_seconds_shows_no_host_down() {
         while Instant::now() < until {
             for host in [&a, &b] {
                 let states = a.state_of(host);
+                // Both rows, each up: an empty answer is not "up".
                 assert!(
-                    states.iter().all(|s| s == "up"),
-                    "round {round}: {} shown {states:?} while the database stalled",
-                    host.name
+                    states.len() == 2 && states.iter().all(|s| s == "up"),
+                    "round {round}: {} shown {states:?} while the database stalled; status now: {}",
+                    host.name,
+                    String::from_utf8_lossy(&a.cli(&["status", "--json"]).stdout)
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -704,5 +706,138 @@ fn a_host_that_dies_before_answering_halts_the_rolling_reload() {
     assert!(
         text.contains("node-b: went down before answering"),
         "{text}"
+    );
+}
+
+/// Thaws frozen processes when dropped (a failed assertion never leaves a
+/// server stopped).
+struct Frozen(Vec<u32>);
+
+impl Frozen {
+    fn freeze(pids: Vec<u32>) -> Frozen {
+        signal(&pids, "-STOP");
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal(&self.0, "-CONT");
+    }
+}
+
+#[test]
+fn a_frozen_database_is_refused_within_the_deadline_and_status_says_so() {
+    let server = Server::start("frozen");
+    let a = Host::start(
+        &server,
+        "frozen",
+        "a",
+        "report_interval = 1s\nservice_down_time = 30s",
+        "",
+    );
+    wait_for("a to join the fleet", Duration::from_secs(20), || {
+        let status = a.ok(&["status", "--json"]);
+        status["services"]
+            .as_array()
+            .is_some_and(|rows| !rows.is_empty() && rows.iter().all(|r| r["cluster"] == "c1"))
+    });
+    let frozen = Frozen::freeze(server.pids());
+    let started = Instant::now();
+    let out = a.cli(&["volume", "create", "--size", "1M", "--backend", "f0"]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "a create on a frozen database must fail"
+    );
+    assert!(
+        stderr.contains("records database") && stderr.contains("no answer within 5s"),
+        "{stderr}"
+    );
+    assert!(took < Duration::from_secs(8), "refused after {took:?}");
+    let started = Instant::now();
+    let status = a.ok(&["status", "--json"]);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "status took {:?}",
+        started.elapsed()
+    );
+    let fault = status["fleet_fault"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        fault.contains("no answer within 5s") && fault.contains("only this host's service rows"),
+        "status says the rows are this host's only: {status}"
+    );
+    let table = String::from_utf8_lossy(&a.cli(&["status"]).stdout).to_string();
+    assert!(table.contains("Fleet database did not answer"), "{table}");
+    drop(frozen);
+    wait_for(
+        "a create once the database answers",
+        Duration::from_secs(30),
+        || {
+            a.cli(&["volume", "create", "--size", "1M", "--backend", "f0"])
+                .status
+                .success()
+        },
+    );
+}
+
+#[test]
+fn a_paused_host_that_comes_back_tells_its_client_the_survivors_resolution() {
+    let server = Server::start("paused");
+    let timing = "report_interval = 1s\nservice_down_time = 4s";
+    let slow = "[backend_defaults]\nfault_op_delay = 8s";
+    let a = Host::start(&server, "paused", "a", timing, slow);
+    let b = Host::start(&server, "paused", "b", timing, slow);
+    let create = Command::new(BIN)
+        .args([
+            "volume",
+            "create",
+            "--size",
+            "1G",
+            "--backend",
+            "f0",
+            "--control",
+        ])
+        .arg(a.dir.join("sock"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("create");
+    wait_for("the create to be a's work", Duration::from_secs(10), || {
+        psql(
+            &server,
+            "SELECT count(*) FROM workers WHERE owner = 'node-a'",
+        ) == ["1"]
+    });
+    let id = psql(&server, "SELECT id FROM workers WHERE owner = 'node-a'")[0].clone();
+    let paused = Frozen::freeze(vec![a.daemon.as_ref().expect("running").id()]);
+    wait_for("b to claim a's create", Duration::from_secs(30), || {
+        b.notifications("work.claimed")
+            .iter()
+            .any(|e| e["payload"]["id"] == id.as_str())
+    });
+    drop(paused);
+    let out = create.wait_with_output().expect("create answers");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !out.status.success(),
+        "told available although the record says error: {stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("volume {id}"))
+            && stderr.contains("a survivor resolved it to `error`, which stands"),
+        "{stderr}"
+    );
+    assert_eq!(
+        psql(
+            &server,
+            &format!("SELECT status FROM volumes WHERE id = '{id}'")
+        ),
+        ["error"],
+        "the record is what the client was told"
     );
 }

@@ -67,6 +67,13 @@ CREATE TABLE rollouts (
 ",
 ];
 
+/// How long one statement or transaction may take, measured by this host:
+/// the documented `statement_timeout` is enforced by the server itself, so
+/// it cannot fire while the server is frozen (SIGSTOP, a hung storage
+/// layer). Past it the call fails as `Unavailable` and its connection is
+/// discarded, never returned to the pool.
+pub const STATEMENT_DEADLINE: Duration = Duration::from_secs(5);
+
 /// The advisory lock key migrations run under ("rekindle" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7265_6b69_6e64_6c65;
 
@@ -117,6 +124,12 @@ impl PgStore {
         config
             .connect_timeout(Duration::from_secs(3))
             .options("-c statement_timeout=5000")
+            // A peer that vanished (a partition, a powered-off host) is
+            // noticed by the kernel, not only at the next deadline.
+            .keepalives(true)
+            .keepalives_idle(Duration::from_secs(5))
+            .keepalives_interval(Duration::from_secs(2))
+            .keepalives_retries(3)
             .application_name("rekindle");
         let manager = Manager::from_config(
             config.clone(),
@@ -128,9 +141,9 @@ impl PgStore {
         let pool = Pool::builder(manager)
             .max_size(4)
             .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(Duration::from_secs(5)))
-            .create_timeout(Some(Duration::from_secs(5)))
-            .recycle_timeout(Some(Duration::from_secs(5)))
+            .wait_timeout(Some(STATEMENT_DEADLINE))
+            .create_timeout(Some(STATEMENT_DEADLINE))
+            .recycle_timeout(Some(STATEMENT_DEADLINE))
             .build()
             .map_err(|e| StoreError::BadUrl {
                 url: shown.clone(),
@@ -177,46 +190,82 @@ impl PgStore {
     pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => self.error(e),
+            // The pool's waits are as long as a statement's deadline.
+            deadpool_postgres::PoolError::Timeout(_) => self.unavailable(format!(
+                "no answer within {} (the server is frozen or unreachable): no connection could be had",
+                humantime::format_duration(STATEMENT_DEADLINE)
+            )),
             other => self.unavailable(other),
         })
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.error(e))?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+    /// Runs `work` on a pooled connection under [`STATEMENT_DEADLINE`]:
+    /// its result, or `Unavailable` naming the deadline, the connection
+    /// then discarded (a frozen server's connection is never reused).
+    pub(super) async fn with_client<T>(
+        &self,
+        work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let overdue = || {
+            self.unavailable(format!(
+                "no answer within {} (the server is frozen or unreachable)",
+                humantime::format_duration(STATEMENT_DEADLINE)
+            ))
+        };
+        // Waiting for a connection counts against the same deadline.
+        let started = tokio::time::Instant::now();
+        let mut client = tokio::time::timeout(STATEMENT_DEADLINE, self.client())
             .await
-            .map_err(|e| self.error(e))?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS rekindle_migrations (
-                 version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .map_err(|e| self.error(e))?;
-        let applied: i32 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0) FROM rekindle_migrations",
-                &[],
-            )
-            .await
-            .map_err(|e| self.error(e))?
-            .get(0);
-        for (index, migration) in MIGRATIONS.iter().enumerate() {
-            let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
-            if version <= applied {
-                continue;
+            .map_err(|_| overdue())??;
+        let left = STATEMENT_DEADLINE.saturating_sub(started.elapsed());
+        match tokio::time::timeout(left, work(&mut client)).await {
+            Ok(result) => result,
+            Err(_) => {
+                // Its request may still be queued on it: never reused.
+                drop(deadpool_postgres::Object::take(client));
+                Err(overdue())
             }
-            tx.batch_execute(migration)
+        }
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        self.with_client(async |client| {
+            let tx = client.transaction().await.map_err(|e| self.error(e))?;
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await
                 .map_err(|e| self.error(e))?;
-            tx.execute(
-                "INSERT INTO rekindle_migrations (version) VALUES ($1)",
-                &[&version],
+            tx.batch_execute(
+                "CREATE TABLE IF NOT EXISTS rekindle_migrations (
+                     version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
             )
             .await
             .map_err(|e| self.error(e))?;
-        }
-        tx.commit().await.map_err(|e| self.error(e))
+            let applied: i32 = tx
+                .query_one(
+                    "SELECT COALESCE(MAX(version), 0) FROM rekindle_migrations",
+                    &[],
+                )
+                .await
+                .map_err(|e| self.error(e))?
+                .get(0);
+            for (index, migration) in MIGRATIONS.iter().enumerate() {
+                let version = i32::try_from(index + 1).unwrap_or(i32::MAX);
+                if version <= applied {
+                    continue;
+                }
+                tx.batch_execute(migration)
+                    .await
+                    .map_err(|e| self.error(e))?;
+                tx.execute(
+                    "INSERT INTO rekindle_migrations (version) VALUES ($1)",
+                    &[&version],
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            }
+            tx.commit().await.map_err(|e| self.error(e))
+        })
+        .await
     }
 
     /// The connection settings (for a dedicated LISTEN connection).
@@ -238,11 +287,13 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<tokio_postgres::Row, StoreError> {
-        let client = self.client().await?;
-        client
-            .query_one(sql, params)
-            .await
-            .map_err(|e| self.error(e))
+        self.with_client(async |client| {
+            client
+                .query_one(sql, params)
+                .await
+                .map_err(|e| self.error(e))
+        })
+        .await
     }
 
     pub(super) async fn execute(
@@ -250,8 +301,10 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        let client = self.client().await?;
-        client.execute(sql, params).await.map_err(|e| self.error(e))
+        self.with_client(async |client| {
+            client.execute(sql, params).await.map_err(|e| self.error(e))
+        })
+        .await
     }
 
     pub(super) async fn query(
@@ -259,8 +312,8 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        let client = self.client().await?;
-        client.query(sql, params).await.map_err(|e| self.error(e))
+        self.with_client(async |client| client.query(sql, params).await.map_err(|e| self.error(e)))
+            .await
     }
 
     /// Drops every rekindle table (tests start each from an empty schema).
@@ -317,25 +370,27 @@ impl PgStore {
             columns[2].push(row.binary);
             columns[3].push(row.state);
         }
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "INSERT INTO services (host, backend, service_binary, state, heartbeat)
-                 SELECT h, b, s, st, now()
-                 FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS r(h, b, s, st)
-                 ON CONFLICT (host, backend) DO UPDATE
-                 SET service_binary = EXCLUDED.service_binary, state = EXCLUDED.state, heartbeat = now()",
-            )
-            .await
-            .map_err(|e| self.error(e))?;
-        client
-            .execute(
-                &statement,
-                &[&columns[0], &columns[1], &columns[2], &columns[3]],
-            )
-            .await
-            .map(drop)
-            .map_err(|e| self.error(e))
+        self.with_client(async |client| {
+            let statement = client
+                .prepare_cached(
+                    "INSERT INTO services (host, backend, service_binary, state, heartbeat)
+                     SELECT h, b, s, st, now()
+                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS r(h, b, s, st)
+                     ON CONFLICT (host, backend) DO UPDATE
+                     SET service_binary = EXCLUDED.service_binary, state = EXCLUDED.state, heartbeat = now()",
+                )
+                .await
+                .map_err(|e| self.error(e))?;
+            client
+                .execute(
+                    &statement,
+                    &[&columns[0], &columns[1], &columns[2], &columns[3]],
+                )
+                .await
+                .map(drop)
+                .map_err(|e| self.error(e))
+        })
+        .await
     }
 }
 
@@ -416,15 +471,17 @@ impl RecordStore for PgStore {
     }
 
     async fn delete_volume(&self, id: &str) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.error(e))?;
-        tx.execute("DELETE FROM attachments WHERE volume_id = $1", &[&id])
-            .await
-            .map_err(|e| self.error(e))?;
-        tx.execute("DELETE FROM volumes WHERE id = $1", &[&id])
-            .await
-            .map_err(|e| self.error(e))?;
-        tx.commit().await.map_err(|e| self.error(e))
+        self.with_client(async |client| {
+            let tx = client.transaction().await.map_err(|e| self.error(e))?;
+            tx.execute("DELETE FROM attachments WHERE volume_id = $1", &[&id])
+                .await
+                .map_err(|e| self.error(e))?;
+            tx.execute("DELETE FROM volumes WHERE id = $1", &[&id])
+                .await
+                .map_err(|e| self.error(e))?;
+            tx.commit().await.map_err(|e| self.error(e))
+        })
+        .await
     }
 
     async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, StoreError> {

@@ -34,20 +34,22 @@ impl PgStore {
         host: &str,
         rollout: Option<i64>,
     ) -> Result<RequestId, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.failed(e))?;
-        let row = tx
-            .query_one(
-                "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",
-                &[&host, &rollout],
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &host])
-            .await
-            .map_err(|e| self.failed(e))?;
-        tx.commit().await.map_err(|e| self.failed(e))?;
-        Ok(RequestId(row.get(0)))
+        self.with_client(async |client| {
+            let tx = client.transaction().await.map_err(|e| self.failed(e))?;
+            let row = tx
+                .query_one(
+                    "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",
+                    &[&host, &rollout],
+                )
+                .await
+                .map_err(|e| self.failed(e))?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &host])
+                .await
+                .map_err(|e| self.failed(e))?;
+            tx.commit().await.map_err(|e| self.failed(e))?;
+            Ok(RequestId(row.get(0)))
+        })
+        .await
     }
 
     /// Claims `host`'s pending requests (also those made while it was not

@@ -206,24 +206,26 @@ impl PgStore {
     ) -> Result<Option<i64>, StoreError> {
         let hosts = serde_json::to_string(hosts).map_err(|e| self.bad_row(e))?;
         let max = i32::try_from(max_unavailable).unwrap_or(i32::MAX);
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.failed(e))?;
-        // Serializes starts: the check and the insert cannot interleave.
-        tx.execute("LOCK TABLE rollouts IN SHARE ROW EXCLUSIVE MODE", &[])
-            .await
-            .map_err(|e| self.failed(e))?;
-        let rows = tx
-            .query(
-                "INSERT INTO rollouts (cluster, max_unavailable, min_ready_ms, hosts, driver)
-                 SELECT $1, $2, $3, ($4::text)::jsonb, $5
-                 WHERE NOT EXISTS (SELECT 1 FROM rollouts WHERE state = 'running')
-                 RETURNING id",
-                &[&cluster, &max, &millis(min_ready), &hosts, &driver],
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-        tx.commit().await.map_err(|e| self.failed(e))?;
-        Ok(rows.first().map(|r| r.get(0)))
+        self.with_client(async |client| {
+            let tx = client.transaction().await.map_err(|e| self.failed(e))?;
+            // Serializes starts: the check and the insert cannot interleave.
+            tx.execute("LOCK TABLE rollouts IN SHARE ROW EXCLUSIVE MODE", &[])
+                .await
+                .map_err(|e| self.failed(e))?;
+            let rows = tx
+                .query(
+                    "INSERT INTO rollouts (cluster, max_unavailable, min_ready_ms, hosts, driver)
+                     SELECT $1, $2, $3, ($4::text)::jsonb, $5
+                     WHERE NOT EXISTS (SELECT 1 FROM rollouts WHERE state = 'running')
+                     RETURNING id",
+                    &[&cluster, &max, &millis(min_ready), &hosts, &driver],
+                )
+                .await
+                .map_err(|e| self.failed(e))?;
+            tx.commit().await.map_err(|e| self.failed(e))?;
+            Ok(rows.first().map(|r| r.get(0)))
+        })
+        .await
     }
 
     /// Makes `driver` the command driving running rollout `id` (a resume):
@@ -294,40 +296,42 @@ impl PgStore {
         driver: &str,
         host: &str,
     ) -> Result<Option<RequestId>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.failed(e))?;
-        let ours = tx
-            .query(
-                "SELECT 1 FROM rollouts WHERE id = $1 AND driver = $2 AND state = 'running' FOR UPDATE",
-                &[&id, &driver],
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-        if ours.is_empty() {
-            return Ok(None);
-        }
-        let earlier = tx
-            .query(
-                "SELECT id FROM reload_requests WHERE rollout = $1 AND host = $2 ORDER BY id LIMIT 1",
-                &[&id, &host],
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-        if let Some(row) = earlier.first() {
-            return Ok(Some(RequestId(row.get(0))));
-        }
-        let row = tx
-            .query_one(
-                "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",
-                &[&host, &id],
-            )
-            .await
-            .map_err(|e| self.failed(e))?;
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &host])
-            .await
-            .map_err(|e| self.failed(e))?;
-        tx.commit().await.map_err(|e| self.failed(e))?;
-        Ok(Some(RequestId(row.get(0))))
+        self.with_client(async |client| {
+            let tx = client.transaction().await.map_err(|e| self.failed(e))?;
+            let ours = tx
+                .query(
+                    "SELECT 1 FROM rollouts WHERE id = $1 AND driver = $2 AND state = 'running' FOR UPDATE",
+                    &[&id, &driver],
+                )
+                .await
+                .map_err(|e| self.failed(e))?;
+            if ours.is_empty() {
+                return Ok(None);
+            }
+            let earlier = tx
+                .query(
+                    "SELECT id FROM reload_requests WHERE rollout = $1 AND host = $2 ORDER BY id LIMIT 1",
+                    &[&id, &host],
+                )
+                .await
+                .map_err(|e| self.failed(e))?;
+            if let Some(row) = earlier.first() {
+                return Ok(Some(RequestId(row.get(0))));
+            }
+            let row = tx
+                .query_one(
+                    "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",
+                    &[&host, &id],
+                )
+                .await
+                .map_err(|e| self.failed(e))?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &host])
+                .await
+                .map_err(|e| self.failed(e))?;
+            tx.commit().await.map_err(|e| self.failed(e))?;
+            Ok(Some(RequestId(row.get(0))))
+        })
+        .await
     }
 
     /// Marks a running rollout abandoned (its hosts keep whatever config
