@@ -507,9 +507,15 @@ async fn handle(
                                 )
                             })
                             .unwrap_or_default();
-                        report.fleet_fault = Some(format!(
-                            "{error}: showing only this host's service rows, as it last heartbeated them{age}"
-                        ));
+                        report.fleet_fault = Some(if report.services.is_empty() {
+                            format!(
+                                "{error}: this host has not heartbeated yet, so no service row is shown"
+                            )
+                        } else {
+                            format!(
+                                "{error}: showing only this host's service rows, as it last heartbeated them{age}"
+                            )
+                        });
                     }
                 }
             }

@@ -212,6 +212,23 @@ fn spawn_join(
             }
         };
         tracing::info!(host = %member.host(), cluster = %member.cluster(), epoch = member.epoch().0, "joined the fleet");
+        // The fleet sees this host once its rows are in the database: the
+        // rows it last heartbeated go there before `status` reads the
+        // fleet's (else this host would be missing from it until its next
+        // heartbeat).
+        let own = handles.shell.board.services();
+        let puts: Vec<crate::store::postgres::ServicePut<'_>> = own
+            .iter()
+            .map(|s| crate::store::postgres::ServicePut {
+                backend: &s.backend,
+                binary: &s.binary,
+                host: &s.host,
+                state: &s.state,
+            })
+            .collect();
+        if let Err(error) = member.store().put_services(&puts).await {
+            tracing::warn!(%error, "cannot write this host's service rows yet; its next heartbeat tries again");
+        }
         *rows.borrow_mut() = Some(Box::new(member.row_sink()));
         manager.joined(member.clone());
         spawn_claims(

@@ -237,12 +237,17 @@ impl Manager {
 
     /// Every service row of the fleet (all hosts, liveness by the
     /// database's clock) with each host's cluster; `None` outside a fleet.
+    /// A fleet whose database has not been joined yet is `RecordsUnavailable`.
     pub async fn fleet_services(
         &self,
     ) -> Option<Result<Vec<(crate::records::ServiceRow, String)>, ManagerError>> {
         #[cfg(feature = "postgres")]
         if let Some(member) = self.member() {
             return Some(member.store().fleet_services().await.map_err(Into::into));
+        }
+        // A fleet not joined yet: the rows shown are this host's own.
+        if let Err(reason) = &*self.records.borrow() {
+            return Some(Err(ManagerError::RecordsUnavailable(reason.clone())));
         }
         None
     }

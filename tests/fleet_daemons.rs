@@ -66,7 +66,24 @@ impl Host {
         host
     }
 
+    /// Starts the daemon and waits until the fleet's database shows both
+    /// of its rows up.
     fn run(&mut self) {
+        self.launch();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.own_rows_up() {
+            assert!(
+                Instant::now() < deadline,
+                "{} did not come up: {}",
+                self.name,
+                std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts the daemon, waiting for nothing.
+    fn launch(&mut self) {
         let child = Command::new(BIN)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .arg("run")
@@ -81,16 +98,6 @@ impl Host {
             .spawn()
             .expect("daemon starts");
         self.daemon = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.own_rows_up() {
-            assert!(
-                Instant::now() < deadline,
-                "{} did not come up: {}",
-                self.name,
-                std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     fn cli(&self, args: &[&str]) -> std::process::Output {
@@ -112,8 +119,10 @@ impl Host {
         serde_json::from_slice(&out.stdout).expect("JSON")
     }
 
-    /// The fleet's service rows as this host's `status --json` shows them:
-    /// (host@backend, state).
+    /// The fleet's service rows as this host's `status --json` shows them
+    /// from the fleet's database (host@backend, state). Rows shown without
+    /// a cluster are this host's own fallback (the database not joined or
+    /// not answering), not the fleet's: they are left out.
     fn fleet(&self) -> Vec<(String, String)> {
         let out = self.cli(&["status", "--json"]);
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) else {
@@ -123,6 +132,7 @@ impl Host {
             .as_array()
             .map(|rows| {
                 rows.iter()
+                    .filter(|r| r["cluster"].is_string())
                     .map(|r| {
                         (
                             r["host"].as_str().unwrap_or_default().to_string(),
@@ -143,8 +153,14 @@ impl Host {
     }
 
     fn own_rows_up(&self) -> bool {
-        let states = self.state_of(self);
-        states.len() == 2 && states.iter().all(|s| s == "up")
+        self.shows(self, "up")
+    }
+
+    /// Whether this host shows both of `other`'s rows, each `state`, from
+    /// the fleet's database: an empty answer is neither up nor down.
+    fn shows(&self, other: &Host, state: &str) -> bool {
+        let states = self.state_of(other);
+        states.len() == 2 && states.iter().all(|s| s == state)
     }
 
     fn kill_9(&mut self) {
@@ -190,7 +206,7 @@ fn psql(server: &Server, sql: &str) -> Vec<String> {
         .collect()
 }
 
-fn wait_for(what: &str, limit: Duration, done: impl Fn() -> bool) -> Duration {
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !done() {
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
@@ -257,7 +273,7 @@ fn a_host_two_minutes_ahead_is_shown_up_and_down_only_when_killed() {
     let took = wait_for(
         "the killed host to be down",
         Duration::from_secs(10),
-        || a.state_of(&b).iter().all(|s| s == "down"),
+        || a.shows(&b, "down"),
     );
     assert!(took <= Duration::from_secs(4), "down after {took:?}");
 }
@@ -275,14 +291,13 @@ fn a_killed_host_is_down_within_service_down_time_plus_report_interval_every_tim
         // Killed only once the survivor itself sees it up (from the
         // database), so each round measures a real detection.
         wait_for("a to see b up", Duration::from_secs(10), || {
-            let states = a.state_of(&b);
-            states.len() == 2 && states.iter().all(|s| s == "up")
+            a.shows(&b, "up")
         });
         b.kill_9();
         let took = wait_for(
             "the killed host to be down",
             Duration::from_secs(10),
-            || a.state_of(&b).iter().all(|s| s == "down"),
+            || a.shows(&b, "down"),
         );
         slowest = slowest.max(took);
         assert!(
@@ -299,6 +314,9 @@ fn a_database_stalled_for_two_seconds_shows_no_host_down() {
     let timing = "report_interval = 1s\nservice_down_time = 4s";
     let a = Host::start(&server, "stall", "a", timing, "");
     let b = Host::start(&server, "stall", "b", timing, "");
+    wait_for("a to see b up", Duration::from_secs(10), || {
+        a.shows(&b, "up")
+    });
     for round in 0..3 {
         // SIGSTOP every server process for 2 s, as a stalled disk or VM
         // pause would; status requests wait for it, then answer.
@@ -317,9 +335,10 @@ fn a_database_stalled_for_two_seconds_shows_no_host_down() {
                 // Both rows, each up: an empty answer is not "up".
                 assert!(
                     states.len() == 2 && states.iter().all(|s| s == "up"),
-                    "round {round}: {} shown {states:?} while the database stalled; status now: {}",
+                    "round {round}: {} shown {states:?} while the database stalled; status now: {}; log: {}",
                     host.name,
-                    String::from_utf8_lossy(&a.cli(&["status", "--json"]).stdout)
+                    String::from_utf8_lossy(&a.cli(&["status", "--json"]).stdout),
+                    std::fs::read_to_string(a.dir.join("log")).unwrap_or_default()
                 );
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -444,7 +463,7 @@ fn a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved() {
         );
         b.kill_9();
         wait_for("b down again", Duration::from_secs(10), || {
-            a.state_of(&b).iter().all(|s| s == "down")
+            a.shows(&b, "down")
         });
     }
 }
@@ -634,9 +653,7 @@ fn a_replica_already_down_takes_the_only_slot_of_a_rolling_reload() {
     let a = Host::start(&server, "held", "a", FAST, "");
     let mut b = Host::start(&server, "held", "b", FAST, "");
     b.kill_9();
-    wait_for("b down", Duration::from_secs(10), || {
-        a.state_of(&b).iter().all(|s| s == "down")
-    });
+    wait_for("b down", Duration::from_secs(10), || a.shows(&b, "down"));
     edit(
         &a,
         "volume_driver = fault\n",
@@ -839,5 +856,45 @@ fn a_paused_host_that_comes_back_tells_its_client_the_survivors_resolution() {
         ),
         ["error"],
         "the record is what the client was told"
+    );
+}
+
+#[test]
+fn a_host_that_has_not_joined_the_fleet_says_so_in_status() {
+    let server = Server::start("unjoined");
+    let mut a = Host::start(
+        &server,
+        "unjoined",
+        "a",
+        "report_interval = 1s\nservice_down_time = 4s",
+        "",
+    );
+    server.pg_ctl("stop");
+    a.kill_9();
+    a.launch();
+    // Its own rows, once heartbeated, are shown with the fault that says
+    // they are not the fleet's.
+    let mut status = serde_json::Value::Null;
+    wait_for(
+        "a's status with its own rows",
+        Duration::from_secs(20),
+        || {
+            let out = a.cli(&["status", "--json"]);
+            status = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            status["services"].as_array().is_some_and(|r| r.len() == 2)
+        },
+    );
+    let fault = status["fleet_fault"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains("has not joined the fleet yet") && fault.contains("only this host's"),
+        "status must say its rows are not the fleet's: {status}"
+    );
+    let table = String::from_utf8_lossy(&a.cli(&["status"]).stdout).to_string();
+    assert!(table.contains("Fleet database did not answer"), "{table}");
+    server.pg_ctl("start");
+    wait_for(
+        "a to join once the database is back",
+        Duration::from_secs(30),
+        || a.own_rows_up(),
     );
 }

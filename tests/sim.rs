@@ -209,5 +209,9 @@ fn a_backend_lost_during_a_reload_drain_is_not_ready_when_the_reload_aborts() {
     let sim = generate(199, 6, Duration::from_secs(6 * 3600), Profile::HungCalls);
     let report = sim.run().expect("runtime");
     assert!(report.passed(), "{}", report.render());
-    assert!(report.operations.refused_unhealthy > 0, "{}", report.render());
+    assert!(
+        report.operations.refused_unhealthy > 0,
+        "{}",
+        report.render()
+    );
 }
