@@ -182,6 +182,9 @@ enum FleetAction {
         /// Continue rollout ID, whose command was killed (hosts done are not asked again).
         #[arg(long, value_name = "ID")]
         resume: Option<i64>,
+        /// Halt (exit 1, naming the host) when no host moved on for this long (`10m`, `90s`).
+        #[arg(long, default_value = "10m")]
+        progress_deadline: String,
     },
     /// The rollouts, latest first.
     Status {
@@ -215,6 +218,7 @@ fn fleet(action: FleetAction) -> ExitCode {
                 max_unavailable,
                 min_ready,
                 resume,
+                progress_deadline,
             } => {
                 command::reload(command::ReloadArgs {
                     config,
@@ -222,6 +226,7 @@ fn fleet(action: FleetAction) -> ExitCode {
                     max_unavailable,
                     min_ready,
                     resume,
+                    progress_deadline,
                 })
                 .await
             }

@@ -206,6 +206,18 @@ fn psql(server: &Server, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until `find` finds something, and returns it.
+fn wait_value<T>(what: &str, limit: Duration, mut find: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !done() {
@@ -659,26 +671,92 @@ fn a_replica_already_down_takes_the_only_slot_of_a_rolling_reload() {
         "volume_driver = fault\n",
         "volume_driver = fault\nfault_setup_delay = 10ms\n",
     );
-    let mut command = Command::new(BIN)
+    let started = Instant::now();
+    let out = Command::new(BIN)
         .args(["fleet", "reload", "--config"])
         .arg(a.dir.join("c.conf"))
         .args(["--max-unavailable", "1", "--min-ready", "1s"])
+        .args(["--progress-deadline", "12s"])
+        .output()
+        .expect("fleet reload runs");
+    let took = started.elapsed();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Said at once, with the remedy.
+    assert!(
+        text.contains("not Ready outside this rollout: node-b")
+            && text.contains("start them again, or raise --max-unavailable"),
+        "{text}"
+    );
+    // Said again while it waits, naming the host and what holds it.
+    assert!(
+        text.lines().any(|l| l.starts_with("waiting (")
+            && l.contains("node-a: no free slot of its cluster: held by node-b")),
+        "{text}"
+    );
+    // Halted at the deadline, exit 1, naming the host.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("halted at node-a: no progress within --progress-deadline 12s"),
+        "{text}"
+    );
+    assert!(took < Duration::from_secs(40), "halted after {took:?}");
+    assert!(
+        a.notifications("reload.start").is_empty(),
+        "node-a was not taken down while node-b's replicas are: {text}"
+    );
+}
+
+#[test]
+fn a_host_that_freezes_after_answering_halts_the_rolling_reload() {
+    let server = Server::start("froze");
+    let a = Host::start(&server, "froze", "a", FAST, "");
+    let b = Host::start(&server, "froze", "b", FAST, "");
+    wait_for("a to see b up", Duration::from_secs(10), || {
+        a.shows(&b, "up")
+    });
+    let command = Command::new(BIN)
+        .args(["fleet", "reload", "--config"])
+        .arg(a.dir.join("c.conf"))
+        .args(["--max-unavailable", "1", "--min-ready", "60s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("fleet reload runs");
-    std::thread::sleep(Duration::from_secs(4));
+    // The first host asked answers, then freezes while it should stay Ready.
+    let first = wait_value(
+        "a host to answer its reload",
+        Duration::from_secs(20),
+        || {
+            [&a, &b]
+                .into_iter()
+                .find(|h| !h.notifications("reload.end").is_empty())
+        },
+    );
+    let frozen = Frozen::freeze(vec![first.daemon.as_ref().expect("daemon").id()]);
+    let mut command = command;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while command.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let _ = command.kill();
     let out = command.wait_with_output().expect("output");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("not Ready outside this rollout: node-b"),
-        "{text}{}",
+    drop(frozen);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        a.notifications("reload.start").is_empty(),
-        "node-a was not taken down while node-b's replicas are: {text}"
+        text.contains(&format!(
+            "halted at {}: went down after answering its reload request",
+            first.name
+        )),
+        "{text}"
     );
 }
 

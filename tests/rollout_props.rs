@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use rekindle::fleet::{HostPhase, Observation, Outcome, Rollout};
+use rekindle::fleet::{HostPhase, Observation, Outcome, Rollout, Wait};
 
 const MIN_READY: Duration = Duration::from_secs(10);
 
@@ -189,7 +189,7 @@ proptest! {
                 _ => 0,
             }
         };
-        let asked = rollout.ask_next_with(elsewhere);
+        let asked = rollout.ask_next_with(elsewhere, std::time::Duration::ZERO);
         let clusters: BTreeSet<String> = rollout.hosts.iter().map(|h| h.cluster.clone()).collect();
         for cluster in clusters {
             let in_flight = rollout.in_flight(&cluster);
@@ -210,4 +210,118 @@ proptest! {
             hosts.len()
         );
     }
+}
+
+fn two_hosts() -> Rollout {
+    Rollout::new(
+        [
+            ("a".to_string(), Some("c".to_string())),
+            ("b".to_string(), Some("c".to_string())),
+        ],
+        1,
+        MIN_READY,
+    )
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+#[test]
+fn a_rollout_without_progress_for_its_deadline_halts_at_the_host_it_waits_on() {
+    let mut rollout = two_hosts();
+    assert_eq!(rollout.ask_next_with(|_| 0, secs(1)), vec!["a".to_string()]);
+    assert_eq!(
+        rollout.waits(),
+        vec![Wait::Answer("a".into()), Wait::Slot("b".into())]
+    );
+    let why = |w: &Wait| format!("stuck on {}", w.host());
+    assert!(
+        !rollout.check_progress(secs(600), secs(600), why),
+        "not yet"
+    );
+    assert!(rollout.outcome().is_none());
+    assert!(rollout.check_progress(secs(601), secs(600), why));
+    assert_eq!(
+        rollout.outcome(),
+        Some(Outcome::Halted {
+            host: "a".into(),
+            reason: "stuck on a".into(),
+            not_reached: vec!["b".into()],
+            unconfirmed: vec![],
+        })
+    );
+}
+
+#[test]
+fn a_phase_change_restarts_the_progress_deadline() {
+    let mut rollout = two_hosts();
+    rollout.ask_next_with(|_| 0, secs(0));
+    rollout.observe(
+        Observation::Reported {
+            host: "a".into(),
+            as_intended: true,
+            summary: "ok".into(),
+        },
+        secs(500),
+    );
+    let why = |w: &Wait| w.host().to_string();
+    assert!(!rollout.check_progress(secs(900), secs(600), why));
+    // Ready and not Ready again is no progress.
+    for (at, ready) in [(910, true), (915, false)] {
+        rollout.observe(
+            Observation::Ready {
+                host: "a".into(),
+                ready,
+            },
+            secs(at),
+        );
+    }
+    assert!(rollout.check_progress(secs(1100), secs(600), why));
+    assert!(matches!(rollout.outcome(), Some(Outcome::Halted { host, .. }) if host == "a"));
+}
+
+#[test]
+fn a_host_down_after_answering_halts_the_rollout() {
+    let mut rollout = two_hosts();
+    rollout.ask_next();
+    rollout.observe(
+        Observation::Reported {
+            host: "a".into(),
+            as_intended: true,
+            summary: "ok".into(),
+        },
+        secs(1),
+    );
+    rollout.observe(
+        Observation::Down {
+            host: "a".into(),
+            summary: "went down after answering".into(),
+        },
+        secs(5),
+    );
+    assert_eq!(
+        rollout.outcome(),
+        Some(Outcome::Halted {
+            host: "a".into(),
+            reason: "went down after answering".into(),
+            not_reached: vec!["b".into()],
+            unconfirmed: vec![],
+        })
+    );
+    assert!(
+        rollout.ask_next().is_empty(),
+        "nobody is asked after a halt"
+    );
+}
+
+#[test]
+fn a_slot_held_outside_the_rollout_is_waited_on_and_halts_at_its_deadline() {
+    let mut rollout = two_hosts();
+    assert!(rollout.ask_next_with(|_| 1, secs(0)).is_empty());
+    assert_eq!(rollout.waits(), vec![Wait::Slot("a".into())]);
+    assert!(rollout.check_progress(secs(600), secs(600), |w| w.host().to_string()));
+    assert!(
+        matches!(rollout.outcome(), Some(Outcome::Halted { host, not_reached, .. }) if host == "a" && not_reached == vec!["b".to_string()])
+    );
 }

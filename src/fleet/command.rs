@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::rollout::{HostPhase, Observation, Outcome, Rollout};
+use super::rollout::{HostPhase, Observation, Outcome, Rollout, Wait};
 use crate::store::requests::RequestId;
 use crate::store::rollouts::{HostRecord, RolloutRow, RolloutState};
 use crate::store::{PgStore, StoreError};
@@ -28,6 +28,12 @@ macro_rules! say {
 
 /// How often the command looks at the database.
 const POLL: Duration = Duration::from_millis(200);
+
+/// `--progress-deadline`'s default (Kubernetes' `progressDeadlineSeconds`).
+const DEFAULT_PROGRESS_DEADLINE: Duration = Duration::from_secs(600);
+
+/// A rollout that waits says what for at least this often.
+const SAY_WAITING_EVERY: Duration = Duration::from_secs(10);
 
 /// Why a fleet command could not do what was asked.
 #[derive(Debug, Error)]
@@ -68,6 +74,9 @@ pub struct ReloadArgs {
     pub min_ready: String,
     /// Continue this rollout instead of starting one.
     pub resume: Option<i64>,
+    /// Halt when no host changed phase for this long (`10m`; Kubernetes'
+    /// `progressDeadlineSeconds`).
+    pub progress_deadline: String,
 }
 
 /// Reads `[database] connection` (and `service_down_time`) from `config`
@@ -115,6 +124,47 @@ struct Driver<'a> {
     started: Instant,
     /// Hosts not Ready outside the rollout, as last said.
     held_back: BTreeSet<String>,
+    /// Halt when no host changed phase for this long.
+    progress_deadline: Duration,
+    /// When each host was asked, or answered (offsets from `started`).
+    since: BTreeMap<String, Duration>,
+    /// When the command last said what it waits for.
+    said_waiting: Instant,
+}
+
+/// What a rollout waits for on one host, in words.
+fn describe(
+    wait: &Wait,
+    since: &BTreeMap<String, Duration>,
+    held_back: &BTreeSet<String>,
+    min_ready: Duration,
+    now: Duration,
+) -> String {
+    let ago = |host: &str| {
+        since
+            .get(host)
+            .map(|at| human(now.saturating_sub(*at)))
+            .unwrap_or_else(|| "?".into())
+    };
+    match wait {
+        Wait::Answer(h) => format!(
+            "{h}: no answer to its reload request (asked {} ago)",
+            ago(h)
+        ),
+        Wait::Ready(h) => format!("{h}: not Ready (it answered {} ago)", ago(h)),
+        Wait::StayReady(h, at) => format!(
+            "{h}: Ready for {} of --min-ready {}",
+            human(now.saturating_sub(*at)),
+            human(min_ready)
+        ),
+        Wait::Slot(h) if held_back.is_empty() => {
+            format!("{h}: waiting for a free slot of its cluster")
+        }
+        Wait::Slot(h) => format!(
+            "{h}: no free slot of its cluster: held by {} (not Ready outside this rollout)",
+            held_back.iter().cloned().collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// A token naming this command (`host:pid:nanos`), for the rollout's row.
@@ -181,6 +231,7 @@ impl Driver<'_> {
             .await?
             .ok_or_else(|| self.not_ours())?;
         self.requests.insert(host.to_string(), request.0);
+        self.since.insert(host.to_string(), self.started.elapsed());
         say!("{host}: asked to reload (request {})", request.0);
         Ok(())
     }
@@ -220,14 +271,8 @@ impl Driver<'_> {
                     );
                     say!("{host}: {summary}");
                     self.reports.insert(host.clone(), summary.clone());
-                    self.plan.observe(
-                        Observation::Reported {
-                            host,
-                            as_intended: false,
-                            summary,
-                        },
-                        self.started.elapsed(),
-                    );
+                    self.plan
+                        .observe(Observation::Down { host, summary }, self.started.elapsed());
                     changed = true;
                 }
                 continue;
@@ -240,6 +285,7 @@ impl Driver<'_> {
                     .map_or_else(|| answer.report.clone(), str::to_string);
                 self.backends
                     .insert(host.clone(), changed_backends(&report));
+                self.since.insert(host.clone(), self.started.elapsed());
                 if answer.as_intended {
                     say!(
                         "{host}: {summary}; waiting until Ready for {}",
@@ -269,6 +315,20 @@ impl Driver<'_> {
             .map(|h| h.host.clone())
             .collect();
         for host in settling {
+            // A host that answered and then went silent (paused, dead, cut
+            // off) halts the rollout as one that never answered does.
+            if !self.alive(&host).await? {
+                let summary = format!(
+                    "went down after answering its reload request (no heartbeat within {})",
+                    human(self.service_down_time)
+                );
+                say!("{host}: {summary}");
+                self.reports.insert(host.clone(), summary.clone());
+                self.plan
+                    .observe(Observation::Down { host, summary }, self.started.elapsed());
+                changed = true;
+                continue;
+            }
             let backends = self.backends.get(&host).cloned().flatten();
             let ready = self
                 .store
@@ -303,16 +363,18 @@ impl Driver<'_> {
                 if !held.is_empty() {
                     let names: Vec<&str> = held.iter().map(String::as_str).collect();
                     say!(
-                        "not Ready outside this rollout: {} (they take slots of --max-unavailable {})",
+                        "not Ready outside this rollout: {} (they take slots of --max-unavailable {}: start them again, or raise --max-unavailable; without a free slot the rollout halts after --progress-deadline {})",
                         names.join(", "),
-                        self.plan.max_unavailable
+                        self.plan.max_unavailable,
+                        human(self.progress_deadline)
                     );
                 }
                 self.held_back = held;
             }
-            let asked = self
-                .plan
-                .ask_next_with(|cluster| elsewhere.get(cluster).map_or(0, BTreeSet::len));
+            let asked = self.plan.ask_next_with(
+                |cluster| elsewhere.get(cluster).map_or(0, BTreeSet::len),
+                self.started.elapsed(),
+            );
             for host in asked {
                 self.ask(&host).await?;
                 changed = true;
@@ -369,11 +431,49 @@ impl Driver<'_> {
                 }
                 Err(other) => return Err(other),
             }
+            let now = self.started.elapsed();
+            let (since, held, min_ready) = (&self.since, &self.held_back, self.plan.min_ready);
+            let deadline = self.progress_deadline;
+            if self.plan.check_progress(now, deadline, |w| {
+                format!(
+                    "no progress within --progress-deadline {}: {}",
+                    human(deadline),
+                    describe(w, since, held, min_ready, now)
+                )
+            }) {
+                say!(
+                    "no progress within --progress-deadline {}: halting",
+                    human(deadline)
+                );
+            }
             if let Some(outcome) = self.plan.outcome() {
                 return self.finish(outcome).await;
             }
+            if self.said_waiting.elapsed() >= SAY_WAITING_EVERY {
+                self.say_waiting(now);
+            }
             actix::clock::sleep(POLL).await;
         }
+    }
+
+    /// One line: what the rollout waits for, on which hosts, since when.
+    fn say_waiting(&mut self, now: Duration) {
+        self.said_waiting = Instant::now();
+        let waits: Vec<String> = self
+            .plan
+            .waits()
+            .iter()
+            .map(|w| describe(w, &self.since, &self.held_back, self.plan.min_ready, now))
+            .collect();
+        if waits.is_empty() {
+            return;
+        }
+        say!(
+            "waiting ({} without progress of --progress-deadline {}): {}",
+            human(now.saturating_sub(self.plan.last_progress)),
+            human(self.progress_deadline),
+            waits.join("; ")
+        );
     }
 
     fn progress(&self) -> String {
@@ -458,11 +558,23 @@ pub async fn reload(args: ReloadArgs) -> Result<u8, FleetError> {
             "--max-unavailable must be at least 1".into(),
         ));
     }
+    let progress_deadline = humantime::parse_duration(&args.progress_deadline).map_err(|e| {
+        FleetError::Usage(format!(
+            "--progress-deadline {:?}: {e}",
+            args.progress_deadline
+        ))
+    })?;
+    if progress_deadline.is_zero() {
+        return Err(FleetError::Usage(
+            "--progress-deadline must be more than 0s".into(),
+        ));
+    }
     let (store, service_down_time) = open(&args.config).await?;
-    let driver = match args.resume {
+    let mut driver = match args.resume {
         Some(id) => resume(&store, service_down_time, id).await?,
         None => start(&store, service_down_time, &args, min_ready).await?,
     };
+    driver.progress_deadline = progress_deadline;
     driver.run().await
 }
 
@@ -518,6 +630,9 @@ async fn start<'a>(
         token: driver_token(),
         started: Instant::now(),
         held_back: BTreeSet::new(),
+        progress_deadline: DEFAULT_PROGRESS_DEADLINE,
+        since: BTreeMap::new(),
+        said_waiting: Instant::now(),
     };
     driver.id = store
         .insert_rollout(
@@ -632,6 +747,9 @@ async fn resume(
         token,
         started: Instant::now(),
         held_back: BTreeSet::new(),
+        progress_deadline: DEFAULT_PROGRESS_DEADLINE,
+        since: BTreeMap::new(),
+        said_waiting: Instant::now(),
     })
 }
 

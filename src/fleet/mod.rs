@@ -11,4 +11,4 @@ pub mod listener;
 pub mod member;
 pub mod rollout;
 
-pub use rollout::{HostPhase, Observation, Outcome, Rollout};
+pub use rollout::{HostPhase, Observation, Outcome, Rollout, Wait};

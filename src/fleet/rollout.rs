@@ -5,7 +5,9 @@
 //! Ready for `min_ready` before it counts as done and frees its slot. The
 //! first host whose reload is rejected, rolled back or failed halts the
 //! rollout: nobody else is asked, and the hosts not reached keep their old
-//! config. Time is an offset the caller passes in.
+//! config. So does a host that goes down before or after answering, and a
+//! rollout that makes no progress for its progress deadline (as Kubernetes'
+//! `progressDeadlineSeconds`). Time is an offset the caller passes in.
 
 use std::time::Duration;
 
@@ -60,6 +62,37 @@ pub enum Observation {
         /// All Ready.
         ready: bool,
     },
+    /// A host asked to reload (answered or not) has no heartbeat within
+    /// `service_down_time`: it halts the rollout as a failed reload does.
+    Down {
+        /// The host.
+        host: String,
+        /// Why, in words.
+        summary: String,
+    },
+}
+
+/// What a rollout waits for now, on one host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// Its answer to the reload request.
+    Answer(String),
+    /// Its backends to be Ready (not Ready now).
+    Ready(String),
+    /// Its backends to stay Ready for `min_ready` (Ready since this offset).
+    StayReady(String, Duration),
+    /// A free slot of its cluster, held by hosts not Ready outside this
+    /// rollout (and its own in-flight hosts).
+    Slot(String),
+}
+
+impl Wait {
+    /// The host waited on.
+    pub fn host(&self) -> &str {
+        match self {
+            Wait::Answer(h) | Wait::Ready(h) | Wait::StayReady(h, _) | Wait::Slot(h) => h,
+        }
+    }
 }
 
 /// How a rollout ended.
@@ -89,6 +122,9 @@ pub struct Rollout {
     pub min_ready: Duration,
     /// Every host, in the order they are asked.
     pub hosts: Vec<HostRollout>,
+    /// When a host last changed phase (an offset; the start at first):
+    /// the progress deadline counts from here.
+    pub last_progress: Duration,
 }
 
 impl Rollout {
@@ -109,6 +145,7 @@ impl Rollout {
                     phase: HostPhase::Waiting,
                 })
                 .collect(),
+            last_progress: Duration::ZERO,
         }
     }
 
@@ -132,7 +169,27 @@ impl Rollout {
 
     /// Applies what the caller saw at `now`.
     pub fn observe(&mut self, observation: Observation, now: Duration) {
+        let before: Vec<HostPhase> = self.hosts.iter().map(|h| h.phase.clone()).collect();
+        self.apply(observation, now);
+        let moved = self
+            .hosts
+            .iter()
+            .zip(&before)
+            .any(|(h, b)| std::mem::discriminant(&h.phase) != std::mem::discriminant(b));
+        if moved {
+            self.last_progress = now;
+        }
+    }
+
+    fn apply(&mut self, observation: Observation, now: Duration) {
         match observation {
+            Observation::Down { host, summary } => {
+                if let Some(h) = self.host_mut(&host)
+                    && matches!(h.phase, HostPhase::Asked | HostPhase::Settling { .. })
+                {
+                    h.phase = HostPhase::Failed { reason: summary };
+                }
+            }
             Observation::Reported {
                 host,
                 as_intended,
@@ -173,7 +230,56 @@ impl Rollout {
     /// The hosts to ask now (marked asked): in order, while their cluster
     /// has a free slot; none once the rollout halted.
     pub fn ask_next(&mut self) -> Vec<String> {
-        self.ask_next_with(|_| 0)
+        self.ask_next_with(|_| 0, Duration::ZERO)
+    }
+
+    /// What the rollout waits for now: every host asked and not done, and
+    /// the first host of each cluster still waiting for a slot.
+    pub fn waits(&self) -> Vec<Wait> {
+        if self.outcome().is_some() {
+            return Vec::new();
+        }
+        let mut waits = Vec::new();
+        let mut clusters = std::collections::BTreeSet::new();
+        for h in &self.hosts {
+            match &h.phase {
+                HostPhase::Asked => waits.push(Wait::Answer(h.host.clone())),
+                HostPhase::Settling { ready_since: None } => {
+                    waits.push(Wait::Ready(h.host.clone()))
+                }
+                HostPhase::Settling {
+                    ready_since: Some(since),
+                } => waits.push(Wait::StayReady(h.host.clone(), *since)),
+                HostPhase::Waiting if clusters.insert(h.cluster.as_str()) => {
+                    waits.push(Wait::Slot(h.host.clone()))
+                }
+                _ => {}
+            }
+        }
+        waits
+    }
+
+    /// Halts the rollout if no host changed phase for `deadline` by `now`:
+    /// the first host it waits on fails with `why` (what it waited for, in
+    /// the caller's words). True if it halted.
+    pub fn check_progress(
+        &mut self,
+        now: Duration,
+        deadline: Duration,
+        why: impl Fn(&Wait) -> String,
+    ) -> bool {
+        if self.outcome().is_some() || now.saturating_sub(self.last_progress) < deadline {
+            return false;
+        }
+        let Some(wait) = self.waits().into_iter().next() else {
+            return false;
+        };
+        let reason = why(&wait);
+        if let Some(h) = self.host_mut(wait.host()) {
+            h.phase = HostPhase::Failed { reason };
+        }
+        self.last_progress = now;
+        true
     }
 
     /// [`Rollout::ask_next`], counting in each cluster's slots the hosts
@@ -181,7 +287,11 @@ impl Rollout {
     /// hosts of that cluster, outside this rollout's in-flight ones, with a
     /// backend not Ready): never more than `max_unavailable` replicas of a
     /// cluster are down at once, whatever took them down.
-    pub fn ask_next_with(&mut self, unavailable: impl Fn(&str) -> usize) -> Vec<String> {
+    pub fn ask_next_with(
+        &mut self,
+        unavailable: impl Fn(&str) -> usize,
+        now: Duration,
+    ) -> Vec<String> {
         if self.halted() {
             return Vec::new();
         }
@@ -195,6 +305,9 @@ impl Rollout {
                 self.hosts[index].phase = HostPhase::Asked;
                 asked.push(self.hosts[index].host.clone());
             }
+        }
+        if !asked.is_empty() {
+            self.last_progress = now;
         }
         asked
     }
