@@ -39,6 +39,10 @@ pub enum DaemonError {
     /// The state dir is another daemon's, or cannot be made.
     #[error(transparent)]
     StateDir(#[from] crate::state_dir::StateDirError),
+    /// The outcomes a fleet host kept for the database cannot be read.
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Pending(#[from] crate::fleet::pending::PendingError),
     /// The signal handlers cannot be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -97,6 +101,14 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // until it answers, and its service rows go there from then on.
         #[cfg(feature = "postgres")]
         let fleet_mode = config.database.is_some();
+        // Outcomes the database did not answer last time, read before
+        // anything runs: a damaged file stops the start (it is never
+        // overwritten unread).
+        #[cfg(feature = "postgres")]
+        let pending = match (&config.database, &config.state_dir) {
+            (Some(_), Some(dir)) => crate::fleet::pending::PendingOutcomes::open(dir)?,
+            _ => crate::fleet::pending::PendingOutcomes::in_memory(),
+        };
         #[cfg(feature = "postgres")]
         let joining = config.database.clone().map(|url| {
             let rows: RowSlot = std::rc::Rc::default();
@@ -131,7 +143,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         let manager = match joining {
             Some((url, config, rows)) => {
                 let manager = crate::manager::Manager::waiting_for_fleet(handles.clone(), &url);
-                spawn_join(url, config, rows, manager.clone(), handles.clone());
+                spawn_join(url, config, rows, pending, manager.clone(), handles.clone());
                 manager
             }
             None => crate::manager::Manager::new(handles.clone(), records),
@@ -186,11 +198,13 @@ fn spawn_join(
     url: String,
     config: crate::config::Config,
     rows: RowSlot,
+    pending: crate::fleet::pending::PendingOutcomes,
     manager: crate::manager::Manager,
     handles: crate::actors::Handles,
 ) {
     use crate::store::StoreError;
     actix::spawn(async move {
+        let mut pending = Some(pending);
         let member = loop {
             match crate::fleet::member::Member::join(
                 &url,
@@ -200,7 +214,11 @@ fn spawn_join(
             )
             .await
             {
-                Ok(member) => break std::rc::Rc::new(member),
+                Ok(member) => {
+                    break std::rc::Rc::new(
+                        member.keeping_outcomes(pending.take().unwrap_or_default()),
+                    );
+                }
                 Err(error @ StoreError::Unavailable { .. }) => {
                     tracing::warn!(%error, "waiting for the fleet database");
                     actix::clock::sleep(std::time::Duration::from_secs(2)).await;
@@ -232,12 +250,34 @@ fn spawn_join(
         *rows.borrow_mut() = Some(Box::new(member.row_sink()));
         manager.joined(member.clone());
         spawn_claims(
-            member,
+            member.clone(),
             handles,
             (config.report_interval, config.service_down_time),
         );
-        if let Err(error) = manager.recover(std::time::Duration::from_secs(120)).await {
-            tracing::error!(%error, "recovery of this host's own work failed");
+        // Recovery of this host's own work (the outcomes the last run kept
+        // first), tried again until it is done; then outcomes the database
+        // did not answer are written as soon as it answers, oldest first
+        // (only once recovered: until then, work of the last run is still
+        // under its old epoch, which no fenced write of this one matches).
+        let mut recovered = false;
+        let mut ticks = actix::clock::interval(std::time::Duration::from_secs(1));
+        loop {
+            ticks.tick().await;
+            if !recovered {
+                match manager.recover(std::time::Duration::from_secs(120)).await {
+                    Ok(()) => recovered = true,
+                    Err(error) => {
+                        tracing::error!(%error, "recovery of this host's own work failed; trying again")
+                    }
+                }
+                continue;
+            }
+            if member.pending().is_empty() {
+                continue;
+            }
+            if let Err(error) = member.write_pending().await {
+                tracing::error!(%error, "cannot update the pending outcomes in the state dir");
+            }
         }
     });
 }

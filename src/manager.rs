@@ -57,6 +57,25 @@ pub enum ManagerError {
         /// What became of the driver's side effect, in words.
         kept: &'static str,
     },
+    /// The driver's work is done, but the fleet's database did not answer
+    /// its final write: the outcome is kept and written by this host as
+    /// soon as the database answers (or during its recovery, if it
+    /// restarts first). The record says the transitional status meanwhile.
+    #[error(
+        "{kind} {id}: the driver's work is done and its outcome is `{to}`, but its record is pending: {reason}; this host writes it as soon as the database answers ({kept_in})"
+    )]
+    Pending {
+        /// `volume` or `backup`.
+        kind: String,
+        /// The record.
+        id: String,
+        /// The outcome.
+        to: String,
+        /// Why the database did not answer, in words.
+        reason: String,
+        /// Where the outcome is kept, in words.
+        kept_in: String,
+    },
 }
 
 impl From<RecordsError> for ManagerError {
@@ -287,11 +306,25 @@ impl Manager {
                 id: id.to_string(),
                 status: from.to_string(),
             };
-            let written = member.finish(&work, to).await?;
-            if !written {
-                tracing::warn!(%kind, %id, %to, "a survivor claimed this work while this host was away: its resolution stands");
-            }
-            return Ok(written);
+            return match member.end(&work, to).await? {
+                crate::fleet::member::Ended::Written => Ok(true),
+                crate::fleet::member::Ended::Superseded => {
+                    tracing::warn!(%kind, %id, %to, "a survivor claimed this work while this host was away: its resolution stands");
+                    Ok(false)
+                }
+                crate::fleet::member::Ended::Pending { reason, kept_in } => {
+                    Err(ManagerError::Pending {
+                        kind: kind.to_string(),
+                        id: id.to_string(),
+                        to: to.to_string(),
+                        reason,
+                        kept_in: kept_in.map_or_else(
+                            || "kept in memory: no state_dir".to_string(),
+                            |p| format!("kept in {}", p.display()),
+                        ),
+                    })
+                }
+            };
         }
         let _ = from;
         match kind {

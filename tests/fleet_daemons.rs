@@ -878,6 +878,11 @@ fn a_frozen_database_is_refused_within_the_deadline_and_status_says_so() {
                 .success()
         },
     );
+    // The refused create was given up by its client: the database, thawed,
+    // did not carry it out later. One volume, the one created since.
+    let volumes = psql(&server, "SELECT id, status FROM volumes");
+    assert_eq!(volumes.len(), 1, "{volumes:?}");
+    assert!(volumes[0].ends_with("|available"), "{volumes:?}");
 }
 
 #[test]
@@ -974,5 +979,112 @@ fn a_host_that_has_not_joined_the_fleet_says_so_in_status() {
         "a to join once the database is back",
         Duration::from_secs(30),
         || a.own_rows_up(),
+    );
+}
+
+/// Starts `volume create --size 1M --backend f0` on `host` in the background.
+fn create_in_background(host: &Host) -> std::process::Child {
+    Command::new(BIN)
+        .args(["volume", "create", "--size", "1M", "--backend", "f0"])
+        .arg("--control")
+        .arg(host.dir.join("sock"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("volume create runs")
+}
+
+/// Fault 2 of "Fleet truth": the database restarts while the driver works.
+/// The client is told the outcome with its record pending, by id, and the
+/// host writes the record as soon as the database answers.
+#[test]
+fn a_database_restart_mid_operation_keeps_the_outcome_and_writes_it_when_back() {
+    let server = Server::start("restart");
+    let timing = "report_interval = 1s\nservice_down_time = 4s";
+    let a = Host::start(
+        &server,
+        "restart",
+        "a",
+        timing,
+        "[backend_defaults]\nfault_op_delay = 6s",
+    );
+    let create = create_in_background(&a);
+    std::thread::sleep(Duration::from_secs(2));
+    server.pg_ctl("stop");
+    std::thread::sleep(Duration::from_secs(6));
+    let out = create.wait_with_output().expect("create answers");
+    server.pg_ctl("start");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "the driver's work is done and its outcome is `available`, but its record is pending"
+        ) && stderr.contains("pending-outcomes.json"),
+        "{stderr}"
+    );
+    let id = stderr
+        .split_whitespace()
+        .nth(2)
+        .expect("volume ID")
+        .trim_end_matches(':')
+        .to_string();
+    wait_for(
+        "the pending outcome written",
+        Duration::from_secs(30),
+        || {
+            psql(
+                &server,
+                &format!("SELECT status FROM volumes WHERE id = '{id}'"),
+            ) == vec!["available".to_string()]
+        },
+    );
+    assert!(
+        psql(&server, "SELECT id FROM workers").is_empty(),
+        "no work left owned"
+    );
+    assert!(
+        !a.dir.join("state/pending-outcomes.json").exists(),
+        "nothing left pending"
+    );
+}
+
+/// The same outcome, kept across a restart of the host while the database
+/// is down: recovery writes it instead of resolving the record to `error`.
+#[test]
+fn a_kept_outcome_is_written_by_recovery_after_the_host_restarts() {
+    let server = Server::start("keep");
+    let timing = "report_interval = 1s\nservice_down_time = 4s";
+    let mut a = Host::start(
+        &server,
+        "keep",
+        "a",
+        timing,
+        "[backend_defaults]\nfault_op_delay = 3s",
+    );
+    let create = create_in_background(&a);
+    std::thread::sleep(Duration::from_secs(1));
+    server.pg_ctl("stop");
+    let out = create.wait_with_output().expect("create answers");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("its record is pending"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.kill_9();
+    let kept = std::fs::read_to_string(a.dir.join("state/pending-outcomes.json"))
+        .expect("the outcome is kept in the state dir");
+    assert!(kept.contains("\"to\": \"available\""), "{kept}");
+    server.pg_ctl("start");
+    a.run();
+    wait_for(
+        "recovery to write the kept outcome",
+        Duration::from_secs(30),
+        || psql(&server, "SELECT status FROM volumes") == vec!["available".to_string()],
+    );
+    assert!(psql(&server, "SELECT id FROM workers").is_empty());
+    assert!(
+        a.notifications("work.claimed").is_empty(),
+        "nothing was resolved by guess: {:?}",
+        a.notifications("work.claimed")
     );
 }

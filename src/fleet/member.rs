@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::pending::{PendingError, PendingOutcome, PendingOutcomes};
 use crate::event::Event;
 use crate::notify::Notifier;
 use crate::status::ServiceBeat;
@@ -33,6 +34,25 @@ pub struct Member {
     host: String,
     cluster: String,
     epoch: Epoch,
+    /// Outcomes whose final write the database did not answer.
+    pending: PendingOutcomes,
+}
+
+/// How an owner's fenced end of its work went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Written: the record is the outcome.
+    Written,
+    /// A survivor claimed the work meanwhile: its resolution stands.
+    Superseded,
+    /// The database did not answer: the outcome is kept
+    /// ([`PendingOutcomes`]) and written once it answers.
+    Pending {
+        /// Why it did not answer, in words.
+        reason: String,
+        /// Where the outcome is kept (`None`: in memory only).
+        kept_in: Option<std::path::PathBuf>,
+    },
 }
 
 impl Member {
@@ -55,7 +75,21 @@ impl Member {
             host: host.to_string(),
             cluster,
             epoch,
+            pending: PendingOutcomes::in_memory(),
         })
+    }
+
+    /// Keeps outcomes the database did not answer in `pending` (opened
+    /// from the state dir, where the last run may have left some: they are
+    /// written during recovery of this host's own work).
+    pub fn keeping_outcomes(mut self, pending: PendingOutcomes) -> Self {
+        self.pending = pending;
+        self
+    }
+
+    /// The outcomes still waiting for their records, oldest first.
+    pub fn pending(&self) -> Vec<PendingOutcome> {
+        self.pending.list()
     }
 
     /// The shared records.
@@ -153,6 +187,98 @@ impl Member {
             .await
     }
 
+    /// [`Member::finish`], keeping the outcome when the database does not
+    /// answer (see [`Ended::Pending`]).
+    ///
+    /// # Errors
+    /// Any other failure of the database, or the outcome cannot be kept
+    /// (then the database's error is returned, and nothing is kept).
+    pub async fn end(&self, work: &Work, status: &str) -> Result<Ended, StoreError> {
+        match self.finish(work, status).await {
+            Ok(true) => Ok(Ended::Written),
+            Ok(false) => Ok(Ended::Superseded),
+            Err(error @ StoreError::Unavailable { .. }) => {
+                let outcome = PendingOutcome {
+                    kind: work.kind.clone(),
+                    id: work.id.clone(),
+                    from: work.status.clone(),
+                    to: status.to_string(),
+                };
+                if let Err(keep) = self.pending.keep(outcome) {
+                    tracing::error!(%keep, "the outcome cannot be kept either");
+                    return Err(error);
+                }
+                tracing::warn!(kind = %work.kind, id = %work.id, to = %status, %error, "the database did not answer the final write: the outcome is kept and written once it answers");
+                Ok(Ended::Pending {
+                    reason: error.to_string(),
+                    kept_in: self.pending.path().map(std::path::Path::to_path_buf),
+                })
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Writes the kept outcomes, oldest first, each fenced as its
+    /// operation's end was; returns how many are still pending. An outcome
+    /// whose record already says it (the database committed the final
+    /// write it did not answer) is done; one a survivor resolved otherwise
+    /// is dropped, its resolution standing. Stops at the first the
+    /// database does not answer.
+    ///
+    /// # Errors
+    /// The state dir's file cannot be written.
+    pub async fn write_pending(&self) -> Result<usize, PendingError> {
+        for outcome in self.pending.list() {
+            let work = Work {
+                kind: outcome.kind.clone(),
+                id: outcome.id.clone(),
+                status: outcome.from.clone(),
+            };
+            match self.write_outcome(&work, &outcome.to).await {
+                Ok(()) => self.pending.forget(&outcome.kind, &outcome.id)?,
+                Err(StoreError::Unavailable { .. }) => break,
+                Err(error) => {
+                    tracing::warn!(kind = %outcome.kind, id = %outcome.id, %error, "cannot write a pending outcome now; trying again");
+                    break;
+                }
+            }
+        }
+        Ok(self.pending.list().len())
+    }
+
+    /// Writes one kept outcome (see [`Member::write_pending`]).
+    async fn write_outcome(&self, work: &Work, to: &str) -> Result<(), StoreError> {
+        let written = self.finish(work, to).await?;
+        let status = match work.kind.as_str() {
+            "volume" => self.store.volume(&work.id).await?.map(|v| v.status),
+            _ => self.store.backup(&work.id).await?.map(|b| b.status),
+        };
+        let gone = to == "deleted" && status.is_none();
+        if written || gone || status.as_deref() == Some(to) {
+            tracing::info!(kind = %work.kind, id = %work.id, %to, "a pending outcome is written");
+            // A backup's source was `backing-up`: back to what it is.
+            if work.kind == "backup"
+                && work.status == "creating"
+                && let Some(backup) = self.store.backup(&work.id).await?
+                && let Some(source) = self.store.volume(&backup.volume_id).await?
+                && source.status == "backing-up"
+            {
+                let attached = !self.store.attachments(&source.id).await?.is_empty();
+                let back = if attached { "in-use" } else { "available" };
+                self.store.set_volume_status(&source.id, back).await?;
+            }
+            if to == "deleted" && !gone {
+                match work.kind.as_str() {
+                    "volume" => self.store.delete_volume(&work.id).await?,
+                    _ => self.store.delete_backup(&work.id).await?,
+                }
+            }
+        } else {
+            tracing::warn!(kind = %work.kind, id = %work.id, %to, now = ?status, "a pending outcome was superseded: a survivor resolved the record while this host could not write it, and its resolution stands");
+        }
+        Ok(())
+    }
+
     /// Claims the work of every member of this cluster that has been down
     /// for `service_down_time` (by the database's clock) and resolves each
     /// record; one `work.claimed` notification each, naming both hosts.
@@ -184,6 +310,15 @@ impl Member {
         let mine = self.store.adopt_own_work(&self.host, self.epoch).await?;
         let count = mine.len();
         for work in mine {
+            // An outcome kept by the last run is what the driver did: it
+            // is written, not guessed at.
+            if let Some(outcome) = self.pending.get(&work.kind, &work.id) {
+                self.write_outcome(&work, &outcome.to).await?;
+                if let Err(error) = self.pending.forget(&work.kind, &work.id) {
+                    tracing::error!(%error, "a written outcome stays in the state dir; it is written again (a no-op) next time");
+                }
+                continue;
+            }
             let claim = Claimed {
                 work,
                 dead_host: self.host.clone(),

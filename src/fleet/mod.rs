@@ -9,6 +9,8 @@ pub mod command;
 pub mod listener;
 #[cfg(feature = "postgres")]
 pub mod member;
+#[cfg(feature = "postgres")]
+pub mod pending;
 pub mod rollout;
 
 pub use rollout::{HostPhase, Observation, Outcome, Rollout, Wait};
