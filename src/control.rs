@@ -399,10 +399,13 @@ async fn handle(
     handles: &Handles,
     manager: Option<&crate::manager::Manager>,
 ) -> Response {
+    // A fleet host that fenced itself starts nothing.
     let operation = |manager: Option<&crate::manager::Manager>| {
-        manager
+        let manager = manager
             .cloned()
-            .ok_or_else(|| "this daemon keeps no records (no manager)".to_string())
+            .ok_or_else(|| "this daemon keeps no records (no manager)".to_string())?;
+        manager.fence().map_err(|e| e.to_string())?;
+        Ok::<_, String>(manager)
     };
     let done = |result: Result<serde_json::Value, crate::manager::ManagerError>| match result {
         Ok(value) => Response::Done { value },

@@ -216,7 +216,9 @@ fn spawn_join(
             {
                 Ok(member) => {
                     break std::rc::Rc::new(
-                        member.keeping_outcomes(pending.take().unwrap_or_default()),
+                        member
+                            .keeping_outcomes(pending.take().unwrap_or_default())
+                            .renewing_every(config.report_interval, config.service_down_time),
                     );
                 }
                 Err(error @ StoreError::Unavailable { .. }) => {

@@ -57,6 +57,20 @@ pub enum ManagerError {
         /// What became of the driver's side effect, in words.
         kept: &'static str,
     },
+    /// This fleet host has not renewed its membership for longer than its
+    /// fence interval: it starts no work until its heartbeat is written
+    /// again (survivors may claim its work after `service_down_time`).
+    #[error(
+        "refused: this host has not renewed its fleet membership for {since} (its fence interval is {fence}, half of service_down_time): it starts no work until its heartbeat reaches the records database {url} again, so that no survivor resolves work it is doing; retry"
+    )]
+    Fenced {
+        /// How long since the last renewal.
+        since: String,
+        /// The fence interval.
+        fence: String,
+        /// The database, password removed.
+        url: String,
+    },
     /// The driver's work is done, but the fleet's database did not answer
     /// its final write: the outcome is kept and written by this host as
     /// soon as the database answers (or during its recovery, if it
@@ -244,6 +258,28 @@ impl Manager {
     #[cfg(feature = "postgres")]
     fn member(&self) -> Option<Rc<crate::fleet::member::Member>> {
         self.fleet.borrow().clone()
+    }
+
+    /// Refuses to start work while this fleet host has fenced itself (see
+    /// [`crate::fleet::member::fence_interval`]); `Ok` on one host.
+    ///
+    /// # Errors
+    /// [`ManagerError::Fenced`].
+    pub fn fence(&self) -> Result<(), ManagerError> {
+        #[cfg(feature = "postgres")]
+        if let Some(member) = self.member()
+            && let Some(since) = member.fenced()
+        {
+            let human = |d: Duration| {
+                humantime::format_duration(Duration::from_millis(d.as_millis() as u64)).to_string()
+            };
+            return Err(ManagerError::Fenced {
+                since: human(since),
+                fence: human(member.fence_after()),
+                url: member.url().to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Whether this manager runs on a fleet's shared records.

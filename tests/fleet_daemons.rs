@@ -1088,3 +1088,52 @@ fn a_kept_outcome_is_written_by_recovery_after_the_host_restarts() {
         a.notifications("work.claimed")
     );
 }
+
+/// A host cut off from the database (here: the database frozen) fences
+/// itself once it has gone a fence interval (service_down_time less one
+/// report_interval: 3 s here) without renewing its membership: it starts no
+/// work, and says why at once, before survivors may claim (4 s).
+#[test]
+fn a_host_that_cannot_renew_its_membership_fences_itself() {
+    let server = Server::start("fence");
+    let a = Host::start(
+        &server,
+        "fence",
+        "a",
+        "report_interval = 1s\nservice_down_time = 4s",
+        "",
+    );
+    assert!(
+        a.cli(&["volume", "create", "--size", "1M", "--backend", "f0"])
+            .status
+            .success()
+    );
+    let frozen = Frozen::freeze(server.pids());
+    std::thread::sleep(Duration::from_millis(3500));
+    let started = Instant::now();
+    let out = a.cli(&["volume", "create", "--size", "1M", "--backend", "f0"]);
+    let took = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("this host has not renewed its fleet membership for")
+            && stderr.contains("its fence interval is 3s"),
+        "{stderr}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "refused at once, not after {took:?}"
+    );
+    drop(frozen);
+    // Renewed once the database answers: it works again by itself.
+    wait_for("a create once renewed", Duration::from_secs(30), || {
+        a.cli(&["volume", "create", "--size", "1M", "--backend", "f0"])
+            .status
+            .success()
+    });
+    assert_eq!(
+        psql(&server, "SELECT id FROM volumes").len(),
+        2,
+        "the fenced create left nothing"
+    );
+}

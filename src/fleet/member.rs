@@ -36,6 +36,12 @@ pub struct Member {
     epoch: Epoch,
     /// Outcomes whose final write the database did not answer.
     pending: PendingOutcomes,
+    /// When this host last sent a heartbeat the database accepted (this
+    /// host's monotonic clock, taken before sending: the database stamped
+    /// it no earlier).
+    renewed: Rc<std::cell::Cell<actix::clock::Instant>>,
+    /// How long without a renewal before this host fences itself.
+    fence_after: Duration,
 }
 
 /// How an owner's fenced end of its work went.
@@ -69,6 +75,7 @@ impl Member {
     ) -> Result<Member, StoreError> {
         let store = PgStore::connect(url, service_down_time).await?;
         let cluster = cluster.unwrap_or(host).to_string();
+        let sent = actix::clock::Instant::now();
         let epoch = store.register_host(host, &cluster).await?;
         Ok(Member {
             store: Rc::new(store),
@@ -76,7 +83,33 @@ impl Member {
             cluster,
             epoch,
             pending: PendingOutcomes::in_memory(),
+            renewed: Rc::new(std::cell::Cell::new(sent)),
+            fence_after: fence_interval(service_down_time, service_down_time),
         })
+    }
+
+    /// Sets the fence interval from `report_interval` (how often this host
+    /// renews): see [`fence_interval`].
+    pub fn renewing_every(
+        mut self,
+        report_interval: Duration,
+        service_down_time: Duration,
+    ) -> Self {
+        self.fence_after = fence_interval(service_down_time, report_interval);
+        self
+    }
+
+    /// How long this host has gone without a renewal, once that is more
+    /// than its fence interval (see [`fence_interval`]); `None` while its
+    /// membership is renewed in time.
+    pub fn fenced(&self) -> Option<Duration> {
+        let since = self.renewed.get().elapsed();
+        (since > self.fence_after).then_some(since)
+    }
+
+    /// This host's fence interval.
+    pub fn fence_after(&self) -> Duration {
+        self.fence_after
     }
 
     /// Keeps outcomes the database did not answer in `pending` (opened
@@ -125,6 +158,7 @@ impl Member {
     pub fn row_sink(&self) -> impl Fn(&[ServiceBeat<'_>]) + 'static {
         let (tx, mut rx) = watch::channel(Vec::<Row>::new());
         let (store, host, epoch) = (self.store.clone(), self.host.clone(), self.epoch);
+        let renewed = self.renewed.clone();
         actix::spawn(async move {
             let mut superseded = false;
             while rx.changed().await.is_ok() {
@@ -143,8 +177,12 @@ impl Member {
                 if let Err(error) = store.put_services(&puts).await {
                     tracing::warn!(%error, rows = puts.len(), "cannot write the service rows; the next heartbeat tries again");
                 }
+                let sent = actix::clock::Instant::now();
                 match store.host_heartbeat(&host, epoch).await {
-                    Ok(true) => superseded = false,
+                    Ok(true) => {
+                        superseded = false;
+                        renewed.set(renewed.get().max(sent));
+                    }
                     Ok(false) if !superseded => {
                         superseded = true;
                         tracing::error!(%host, epoch = epoch.0, "another rekindle registered as this host since: its heartbeats count, not this one's");
@@ -382,6 +420,20 @@ impl Member {
     }
 }
 
+/// How long a host goes without renewing its membership before it fences
+/// itself (starts no work, refuses operations): `service_down_time` less
+/// one `report_interval` (its renewal period), and at least half of
+/// `service_down_time`. Survivors may claim its work only once the
+/// database has seen no heartbeat for `service_down_time`; a renewal is
+/// timed from before it is sent, and the database stamps it no earlier, so
+/// the host fences itself at least `service_down_time - fence` before
+/// anyone may claim, as long as its clock's rate errs by less than that
+/// margin over the fence (20% with Cinder's defaults, 60 s and 10 s; NTP
+/// keeps real clocks within 0.05%).
+pub fn fence_interval(service_down_time: Duration, report_interval: Duration) -> Duration {
+    (service_down_time / 2).max(service_down_time.saturating_sub(report_interval))
+}
+
 /// What a record left in `status` by a dead host becomes, as the
 /// single-host crash recovery decides (Cinder's cleanup): a volume
 /// `creating` -> `error`, `extending` -> `error_extending`, `deleting` ->
@@ -401,6 +453,17 @@ pub fn resolution(kind: &str, status: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::resolution;
+
+    #[test]
+    fn a_host_fences_itself_a_renewal_period_before_anyone_may_claim() {
+        use super::fence_interval;
+        use std::time::Duration;
+        let s = Duration::from_secs;
+        assert_eq!(fence_interval(s(60), s(10)), s(50), "Cinder's defaults");
+        assert_eq!(fence_interval(s(3), s(1)), s(2));
+        // Never below half of service_down_time (a renewal period as long).
+        assert_eq!(fence_interval(s(4), s(4)), s(2));
+    }
 
     #[test]
     fn a_dead_hosts_work_resolves_as_crash_recovery_does() {
