@@ -4,6 +4,10 @@
 //! - `fleet_down_detection_s`: median over 5 rounds of the time from `kill -9` of a
 //!   real `rekindle run` host to another host's `status --json` showing it down
 //!   (report_interval 1s, service_down_time 3s; printed too).
+//! - `fleet_frozen_db_refusal_s`: median over 3 rounds of the time a `volume
+//!   create` takes to be refused by a real host whose database is frozen (SIGSTOP of
+//!   the postmaster and its children, just before the create): the client-side
+//!   statement deadline (5 s) plus the refusal's way back. Goal: at most 6 s.
 //! - `fleet_rollout_per_host_s`: median per host of `rekindle fleet reload --cluster
 //!   roll --max-unavailable 1 --min-ready 0s` over 3 real daemons (fault backends,
 //!   which set up at once) after every host's file changed (`reinit_driver_count`),
@@ -220,6 +224,57 @@ fn down_detection(url: &str) -> Vec<f64> {
             std::thread::sleep(Duration::from_millis(20));
         }
         took.push(killed.elapsed().as_secs_f64());
+    }
+    took
+}
+
+/// Seconds each of 3 `volume create`s takes to be refused while the
+/// database is frozen (thawed, and answering again, between rounds).
+fn frozen_refusal(server: &Server) -> Vec<f64> {
+    let a = Host::start(&server.url, "frozen", "a");
+    let create = || {
+        Command::new(bin())
+            .args([
+                "volume",
+                "create",
+                "--size",
+                "1M",
+                "--backend",
+                "f0",
+                "--control",
+            ])
+            .arg(a.dir.join("sock"))
+            .output()
+            .expect("volume create runs")
+    };
+    let signal = |pids: &[u32], sig: &str| {
+        for pid in pids {
+            let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
+        }
+    };
+    let mut took = Vec::new();
+    for round in 0..3 {
+        // Answering first: a create succeeds.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !create().status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: the database never answered"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let pids = server.pids();
+        signal(&pids, "-STOP");
+        let started = Instant::now();
+        let out = create();
+        let elapsed = started.elapsed();
+        signal(&pids, "-CONT");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("no answer within"),
+            "round {round}: a create on a frozen database is refused by its deadline: {stderr}"
+        );
+        took.push(elapsed.as_secs_f64());
     }
     took
 }
@@ -510,6 +565,10 @@ fn main() {
         "fleet_down_detection_max_s: {:.2}",
         detection.iter().copied().fold(0.0, f64::max)
     );
+
+    let frozen = frozen_refusal(&server);
+    eprintln!("frozen database refusals (s): {frozen:.2?}");
+    println!("fleet_frozen_db_refusal_s: {:.2}", median(frozen));
 
     let (per_host, totals) = rollouts(&server.url);
     eprintln!("rollout per host (s): {per_host:.2?}; totals (s): {totals:.2?}");

@@ -375,3 +375,44 @@ fn a_bad_url_or_a_closed_port_says_what_is_wrong_without_the_password() {
     })
     .expect("runtime");
 }
+
+/// A write whose answer the client-side deadline cut off (the server froze
+/// with it) is never committed later: thawed, the server finds its
+/// transaction abandoned, not a statement to commit on its own.
+#[test]
+fn postgresql_never_commits_a_write_after_its_deadline_cut_it_off() {
+    let server = Server::start("late-write");
+    let url = server.url.clone();
+    let pids_later = server.pids_later();
+    run_real(async move {
+        let store = PgStore::connect(&url, Duration::from_secs(1))
+            .await
+            .expect("connects");
+        // A pooled connection, warm (its server process is among the pids).
+        assert!(store.volumes().await.expect("list").is_empty());
+        let pids = pids_later();
+        let signal = |sig: &str| {
+            for pid in &pids {
+                let _ = std::process::Command::new("kill")
+                    .arg(sig)
+                    .arg(pid.to_string())
+                    .status();
+            }
+        };
+        signal("-STOP");
+        let write = store.insert_volume("v-late", "b", 1, "creating").await;
+        signal("-CONT");
+        match write {
+            Err(StoreError::Unavailable { reason, .. }) => {
+                assert!(reason.contains("no answer within 5s"), "{reason}")
+            }
+            other => panic!("a frozen server's write is refused by its deadline: {other:?}"),
+        }
+        // The thawed server has read the statement by now; it answered
+        // this read on another connection after it.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(store.volumes().await.expect("list").is_empty());
+        assert!(store.volume("v-late").await.expect("read").is_none());
+    })
+    .expect("runtime");
+}

@@ -282,17 +282,49 @@ impl PgStore {
         &self.url
     }
 
+    /// Whether `sql` only reads (a plain `SELECT`): it needs no transaction.
+    fn reads_only(sql: &str) -> bool {
+        sql.trim_start()
+            .get(..6)
+            .is_some_and(|word| word.eq_ignore_ascii_case("SELECT"))
+    }
+
+    /// Runs one statement (`run`) under the deadline; a write in its own
+    /// transaction, committed only once the statement answered in time. A
+    /// write the deadline cut off (the server froze with it) is never
+    /// committed later: the thawed server finds its transaction abandoned
+    /// (rolled back with the discarded connection), not a statement to
+    /// commit on its own. A plain `SELECT` runs as it is.
+    async fn statement<T>(
+        &self,
+        sql: &str,
+        run: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> Result<T, tokio_postgres::Error>,
+        read: impl AsyncFnOnce(&deadpool_postgres::Object) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
+        if Self::reads_only(sql) {
+            return self
+                .with_client(async |client| read(client).await.map_err(|e| self.error(e)))
+                .await;
+        }
+        self.with_client(async |client| {
+            let tx = client.transaction().await.map_err(|e| self.error(e))?;
+            let answer = run(&tx).await.map_err(|e| self.error(e))?;
+            tx.commit().await.map_err(|e| self.error(e))?;
+            Ok(answer)
+        })
+        .await
+    }
+
     pub(super) async fn query_one(
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<tokio_postgres::Row, StoreError> {
-        self.with_client(async |client| {
-            client
-                .query_one(sql, params)
-                .await
-                .map_err(|e| self.error(e))
-        })
+        self.statement(
+            sql,
+            async |tx| tx.query_one(sql, params).await,
+            async |client| client.query_one(sql, params).await,
+        )
         .await
     }
 
@@ -301,9 +333,11 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        self.with_client(async |client| {
-            client.execute(sql, params).await.map_err(|e| self.error(e))
-        })
+        self.statement(
+            sql,
+            async |tx| tx.execute(sql, params).await,
+            async |client| client.execute(sql, params).await,
+        )
         .await
     }
 
@@ -312,8 +346,12 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
-        self.with_client(async |client| client.query(sql, params).await.map_err(|e| self.error(e)))
-            .await
+        self.statement(
+            sql,
+            async |tx| tx.query(sql, params).await,
+            async |client| client.query(sql, params).await,
+        )
+        .await
     }
 
     /// Drops every rekindle table (tests start each from an empty schema).

@@ -55,30 +55,41 @@ impl Server {
     /// The server's processes (the postmaster and its children), for
     /// stalling it with SIGSTOP.
     pub fn pids(&self) -> Vec<u32> {
-        let pid_file =
-            std::fs::read_to_string(self.dir.join("data/postmaster.pid")).expect("postmaster.pid");
-        let postmaster: u32 = pid_file
-            .lines()
-            .next()
-            .and_then(|l| l.trim().parse().ok())
-            .expect("postmaster pid");
-        let mut pids = vec![postmaster];
-        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-            // pid (comm) state ppid ...: the fields after the last ')'.
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if ppid == Some(postmaster) {
-                pids.push(pid);
-            }
-        }
-        pids
+        server_pids(&self.dir)
     }
+
+    /// [`Server::pids`], as a function to call later (from another thread
+    /// or runtime): the children then running.
+    pub fn pids_later(&self) -> impl Fn() -> Vec<u32> + Send + 'static {
+        let dir = self.dir.clone();
+        move || server_pids(&dir)
+    }
+}
+
+fn server_pids(dir: &std::path::Path) -> Vec<u32> {
+    let pid_file =
+        std::fs::read_to_string(dir.join("data/postmaster.pid")).expect("postmaster.pid");
+    let postmaster: u32 = pid_file
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("postmaster pid");
+    let mut pids = vec![postmaster];
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...: the fields after the last ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(postmaster) {
+            pids.push(pid);
+        }
+    }
+    pids
 }
 
 fn rustix_is_root() -> bool {
