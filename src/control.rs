@@ -409,6 +409,27 @@ async fn handle(
     };
     let done = |result: Result<serde_json::Value, crate::manager::ManagerError>| match result {
         Ok(value) => Response::Done { value },
+        // The driver's work succeeded and its outcome is kept until the
+        // fleet's database answers: the client is told the outcome, by id,
+        // with its record pending (exit 0: it is durable and will be
+        // written). An error outcome stays an error.
+        Err(crate::manager::ManagerError::Pending {
+            kind,
+            id,
+            to,
+            reason,
+            kept_in,
+        }) if !to.starts_with("error") => Response::Done {
+            value: serde_json::json!({
+                "id": id,
+                "kind": kind,
+                "status": to,
+                "record": "pending",
+                "note": format!(
+                    "the records database did not answer ({reason}); this host writes `{to}` as soon as it answers ({kept_in})"
+                ),
+            }),
+        },
         Err(error) => Response::Error {
             message: error.to_string(),
         },

@@ -1014,20 +1014,24 @@ fn a_database_restart_mid_operation_keeps_the_outcome_and_writes_it_when_back() 
     std::thread::sleep(Duration::from_secs(6));
     let out = create.wait_with_output().expect("create answers");
     server.pg_ctl("start");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains(
-            "the driver's work is done and its outcome is `available`, but its record is pending"
-        ) && stderr.contains("pending-outcomes.json"),
-        "{stderr}"
+    // Told the outcome, by id, with its record pending (exit 0: the
+    // outcome is durable and will be written).
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let id = stderr
-        .split_whitespace()
-        .nth(2)
-        .expect("volume ID")
-        .trim_end_matches(':')
-        .to_string();
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON answer");
+    assert_eq!(answer["status"], "available", "{answer}");
+    assert_eq!(answer["record"], "pending", "{answer}");
+    assert!(
+        answer["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("pending-outcomes.json")),
+        "{answer}"
+    );
+    let id = answer["id"].as_str().expect("volume ID").to_string();
     wait_for(
         "the pending outcome written",
         Duration::from_secs(30),
@@ -1065,9 +1069,11 @@ fn a_kept_outcome_is_written_by_recovery_after_the_host_restarts() {
     std::thread::sleep(Duration::from_secs(1));
     server.pg_ctl("stop");
     let out = create.wait_with_output().expect("create answers");
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("its record is pending"),
-        "{}",
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        answer["record"],
+        "pending",
+        "{answer} {}",
         String::from_utf8_lossy(&out.stderr)
     );
     a.kill_9();
