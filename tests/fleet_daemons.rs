@@ -892,21 +892,7 @@ fn a_paused_host_that_comes_back_tells_its_client_the_survivors_resolution() {
     let slow = "[backend_defaults]\nfault_op_delay = 8s";
     let a = Host::start(&server, "paused", "a", timing, slow);
     let b = Host::start(&server, "paused", "b", timing, slow);
-    let create = Command::new(BIN)
-        .args([
-            "volume",
-            "create",
-            "--size",
-            "1G",
-            "--backend",
-            "f0",
-            "--control",
-        ])
-        .arg(a.dir.join("sock"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("create");
+    let create = create_in_background(&a, "1G");
     wait_for("the create to be a's work", Duration::from_secs(10), || {
         psql(
             &server,
@@ -982,10 +968,10 @@ fn a_host_that_has_not_joined_the_fleet_says_so_in_status() {
     );
 }
 
-/// Starts `volume create --size 1M --backend f0` on `host` in the background.
-fn create_in_background(host: &Host) -> std::process::Child {
+/// Starts `volume create --size SIZE --backend f0` on `host` in the background.
+fn create_in_background(host: &Host, size: &str) -> std::process::Child {
     Command::new(BIN)
-        .args(["volume", "create", "--size", "1M", "--backend", "f0"])
+        .args(["volume", "create", "--size", size, "--backend", "f0"])
         .arg("--control")
         .arg(host.dir.join("sock"))
         .stdout(Stdio::piped())
@@ -1008,7 +994,7 @@ fn a_database_restart_mid_operation_keeps_the_outcome_and_writes_it_when_back() 
         timing,
         "[backend_defaults]\nfault_op_delay = 6s",
     );
-    let create = create_in_background(&a);
+    let create = create_in_background(&a, "1M");
     std::thread::sleep(Duration::from_secs(2));
     server.pg_ctl("stop");
     std::thread::sleep(Duration::from_secs(6));
@@ -1065,7 +1051,7 @@ fn a_kept_outcome_is_written_by_recovery_after_the_host_restarts() {
         timing,
         "[backend_defaults]\nfault_op_delay = 3s",
     );
-    let create = create_in_background(&a);
+    let create = create_in_background(&a, "1M");
     std::thread::sleep(Duration::from_secs(1));
     server.pg_ctl("stop");
     let out = create.wait_with_output().expect("create answers");

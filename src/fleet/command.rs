@@ -265,14 +265,7 @@ impl Driver<'_> {
                 // service_down_time: it died (or lost the database) before
                 // answering. That halts the rollout as a failed reload does.
                 if !self.alive(&host).await? {
-                    let summary = format!(
-                        "went down before answering its reload request (no heartbeat within {})",
-                        human(self.service_down_time)
-                    );
-                    say!("{host}: {summary}");
-                    self.reports.insert(host.clone(), summary.clone());
-                    self.plan
-                        .observe(Observation::Down { host, summary }, self.started.elapsed());
+                    self.went_down(host, "before");
                     changed = true;
                 }
                 continue;
@@ -318,14 +311,7 @@ impl Driver<'_> {
             // A host that answered and then went silent (paused, dead, cut
             // off) halts the rollout as one that never answered does.
             if !self.alive(&host).await? {
-                let summary = format!(
-                    "went down after answering its reload request (no heartbeat within {})",
-                    human(self.service_down_time)
-                );
-                say!("{host}: {summary}");
-                self.reports.insert(host.clone(), summary.clone());
-                self.plan
-                    .observe(Observation::Down { host, summary }, self.started.elapsed());
+                self.went_down(host, "after");
                 changed = true;
                 continue;
             }
@@ -381,6 +367,20 @@ impl Driver<'_> {
             }
         }
         Ok(changed)
+    }
+
+    /// `host`, asked to reload, has no heartbeat within `service_down_time`
+    /// (`when`: `before` or `after` answering): said, and it halts the
+    /// rollout as a failed reload does.
+    fn went_down(&mut self, host: String, when: &str) {
+        let summary = format!(
+            "went down {when} answering its reload request (no heartbeat within {})",
+            human(self.service_down_time)
+        );
+        say!("{host}: {summary}");
+        self.reports.insert(host.clone(), summary.clone());
+        self.plan
+            .observe(Observation::Down { host, summary }, self.started.elapsed());
     }
 
     /// Whether `host` has a heartbeat within `service_down_time` by the

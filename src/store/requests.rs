@@ -36,20 +36,32 @@ impl PgStore {
     ) -> Result<RequestId, StoreError> {
         self.with_client(async |client| {
             let tx = client.transaction().await.map_err(|e| self.failed(e))?;
-            let row = tx
-                .query_one(
-                    "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",
-                    &[&host, &rollout],
-                )
-                .await
-                .map_err(|e| self.failed(e))?;
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &host])
-                .await
-                .map_err(|e| self.failed(e))?;
+            let id = self.insert_request(&tx, host, rollout).await?;
             tx.commit().await.map_err(|e| self.failed(e))?;
-            Ok(RequestId(row.get(0)))
+            Ok(id)
         })
         .await
+    }
+
+    /// Inserts a reload request for `host` and notifies it, in `tx`: the
+    /// row and the notification commit together.
+    pub(super) async fn insert_request(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        host: &str,
+        rollout: Option<i64>,
+    ) -> Result<RequestId, StoreError> {
+        let row = tx
+            .query_one(
+                "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",
+                &[&host, &rollout],
+            )
+            .await
+            .map_err(|e| self.failed(e))?;
+        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &host])
+            .await
+            .map_err(|e| self.failed(e))?;
+        Ok(RequestId(row.get(0)))
     }
 
     /// Claims `host`'s pending requests (also those made while it was not

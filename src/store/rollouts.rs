@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::postgres::PgStore;
-use super::requests::{CHANNEL, RequestId};
+use super::requests::RequestId;
 
 /// Where a rollout is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -318,18 +318,9 @@ impl PgStore {
             if let Some(row) = earlier.first() {
                 return Ok(Some(RequestId(row.get(0))));
             }
-            let row = tx
-                .query_one(
-                    "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",
-                    &[&host, &id],
-                )
-                .await
-                .map_err(|e| self.failed(e))?;
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &host])
-                .await
-                .map_err(|e| self.failed(e))?;
+            let request = self.insert_request(&tx, host, Some(id)).await?;
             tx.commit().await.map_err(|e| self.failed(e))?;
-            Ok(Some(RequestId(row.get(0))))
+            Ok(Some(request))
         })
         .await
     }
