@@ -61,7 +61,7 @@ pub enum ManagerError {
     /// fence interval: it starts no work until its heartbeat is written
     /// again (survivors may claim its work after `service_down_time`).
     #[error(
-        "refused: this host has not renewed its fleet membership for {since} (its fence interval is {fence}, half of service_down_time): it starts no work until its heartbeat reaches the records database {url} again, so that no survivor resolves work it is doing; retry"
+        "refused: this host has not renewed its fleet membership for {since} (its fence interval is {fence}: service_down_time less one report_interval): it starts no work until its heartbeat reaches the records database {url} again, so that no survivor resolves work it is doing; retry"
     )]
     Fenced {
         /// How long since the last renewal.
@@ -456,6 +456,23 @@ impl Manager {
         Ok(Marked::Backup(row.clone()))
     }
 
+    /// Ends the work of a record being put back (see [`Manager::settle`]):
+    /// true to put it back now; false when the database did not answer and
+    /// the end is kept to be written once it answers (the operation's
+    /// answer stays its refusal, never that pending outcome).
+    async fn put_back_ends(
+        &self,
+        kind: &str,
+        id: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<bool, ManagerError> {
+        match self.finish(kind, id, from, to).await {
+            Err(ManagerError::Pending { .. }) => Ok(false),
+            ended => ended.map(|_| true),
+        }
+    }
+
     /// The one place an operation's marked records are settled when it was
     /// turned away before its driver was called (the backend not Ready,
     /// stopped, busy, unknown): every marked record is put back exactly as
@@ -474,16 +491,28 @@ impl Manager {
             // the row is put back exactly as it was.
             match record {
                 Marked::NewVolume(id) => {
-                    self.finish("volume", id, "creating", "deleted").await?;
-                    self.records()?.delete_volume(id).await?
+                    if self
+                        .put_back_ends("volume", id, "creating", "deleted")
+                        .await?
+                    {
+                        self.records()?.delete_volume(id).await?
+                    }
                 }
                 Marked::Volume(row) => {
-                    self.finish("volume", &row.id, "", &row.status).await?;
-                    self.records()?.put_back_volume(row).await?
+                    if self
+                        .put_back_ends("volume", &row.id, "", &row.status)
+                        .await?
+                    {
+                        self.records()?.put_back_volume(row).await?
+                    }
                 }
                 Marked::Backup(row) => {
-                    self.finish("backup", &row.id, "", &row.status).await?;
-                    self.records()?.put_back_backup(row).await?
+                    if self
+                        .put_back_ends("backup", &row.id, "", &row.status)
+                        .await?
+                    {
+                        self.records()?.put_back_backup(row).await?
+                    }
                 }
             }
         }
