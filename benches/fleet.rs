@@ -465,7 +465,7 @@ impl SimHost {
         }
         assert!(
             self.store
-                .host_heartbeat(&self.host, self.epoch)
+                .host_heartbeat(&self.host, self.epoch, Duration::from_secs(20))
                 .await
                 .expect("host heartbeat")
         );

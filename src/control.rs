@@ -426,7 +426,7 @@ async fn handle(
                 "status": to,
                 "record": "pending",
                 "note": format!(
-                    "the records database did not answer ({reason}); this host writes `{to}` as soon as it answers ({kept_in})"
+                    "the records database did not answer ({reason}); this host writes `{to}` as soon as it answers ({kept_in}), before any survivor may claim the work, unless this host itself stays paused or cut off from a database that answers the others for service_down_time (then a survivor's resolution stands, as `rekindle {kind} list` shows)"
                 ),
             }),
         },

@@ -76,7 +76,7 @@ pub enum ManagerError {
     /// soon as the database answers (or during its recovery, if it
     /// restarts first). The record says the transitional status meanwhile.
     #[error(
-        "{kind} {id}: the driver's work is done and its outcome is `{to}`, but its record is pending: {reason}; this host writes it as soon as the database answers ({kept_in})"
+        "{kind} {id}: the driver's work is done and its outcome is `{to}`, but its record is pending: {reason}; this host writes it as soon as the database answers ({kept_in}), before any survivor may claim the work, unless this host itself stays paused or cut off from a database that answers the others for service_down_time (then a survivor's resolution stands, as `rekindle {kind} list` shows)"
     )]
     Pending {
         /// `volume` or `backup`.

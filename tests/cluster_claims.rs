@@ -11,6 +11,9 @@ use rekindle::store::cluster::{Epoch, Work};
 use rekindle::store::{PgStore, RecordStore};
 
 const DOWN: Duration = Duration::from_millis(300);
+/// The gap between a survivor's renewals these tests allow: they renew
+/// only when they claim.
+const GAP: Duration = Duration::from_secs(10);
 
 fn volume_work(id: &str) -> Work {
     Work {
@@ -45,18 +48,18 @@ fn two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once() {
             }
             // While the owner is alive, nothing is claimed.
             assert!(
-                s1.claim_dead_work("s1", e1, "c", DOWN)
+                s1.claim_dead_work("s1", e1, "c", DOWN, GAP)
                     .await
                     .expect("claim")
                     .is_empty()
             );
             // `d` stops heartbeating (kill -9); the survivors keep theirs.
             tokio::time::sleep(DOWN + Duration::from_millis(100)).await;
-            assert!(s1.host_heartbeat("s1", e1).await.expect("beat"));
-            assert!(s2.host_heartbeat("s2", e2).await.expect("beat"));
+            assert!(s1.host_heartbeat("s1", e1, GAP).await.expect("beat"));
+            assert!(s2.host_heartbeat("s2", e2, GAP).await.expect("beat"));
             let (a, b) = tokio::join!(
-                s1.claim_dead_work("s1", e1, "c", DOWN),
-                s2.claim_dead_work("s2", e2, "c", DOWN)
+                s1.claim_dead_work("s1", e1, "c", DOWN, GAP),
+                s2.claim_dead_work("s2", e2, "c", DOWN, GAP)
             );
             let (a, b) = (a.expect("claim"), b.expect("claim"));
             let mut claimed: Vec<String> = a.iter().chain(&b).map(|c| c.work.id.clone()).collect();
@@ -67,7 +70,7 @@ fn two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once() {
             assert!(a.iter().chain(&b).all(|c| c.dead_host == "d"));
             // A second attempt finds nothing left.
             assert!(
-                s2.claim_dead_work("s2", e2, "c", DOWN)
+                s2.claim_dead_work("s2", e2, "c", DOWN, GAP)
                     .await
                     .expect("claim")
                     .is_empty()
@@ -125,10 +128,10 @@ fn an_owner_finishing_and_a_survivor_claiming_never_both_win() {
             // The owner stalled past service_down_time, then finishes just
             // as the survivor claims.
             tokio::time::sleep(DOWN + Duration::from_millis(50)).await;
-            survivor.host_heartbeat("s", es).await.expect("beat");
+            survivor.host_heartbeat("s", es, GAP).await.expect("beat");
             let (finished, claimed) = tokio::join!(
                 owner.finish_work("o", eo, &work, "available"),
-                survivor.claim_dead_work("s", es, "c", DOWN)
+                survivor.claim_dead_work("s", es, "c", DOWN, GAP)
             );
             let finished = finished.expect("finish");
             let claimed = !claimed.expect("claim").is_empty();
@@ -167,11 +170,74 @@ fn a_restarted_host_gets_a_new_epoch_and_the_old_one_stops_heartbeating() {
         let second = new.register_host("h", "c").await.expect("register again");
         assert!(second > first, "{second:?} after {first:?}");
         assert!(
-            !old.host_heartbeat("h", first).await.expect("beat"),
+            !old.host_heartbeat("h", first, GAP).await.expect("beat"),
             "a stale incarnation learns it must stop"
         );
-        assert!(new.host_heartbeat("h", second).await.expect("beat"));
+        assert!(new.host_heartbeat("h", second, GAP).await.expect("beat"));
         assert_eq!(first, Epoch(1));
+    })
+    .expect("runtime");
+}
+
+/// After a gap in its own renewals (the database did not answer it), a
+/// survivor renews for `service_down_time` before it may claim: the owner,
+/// cut off by the same outage, gets to write what it kept first.
+#[test]
+fn a_survivor_back_from_an_outage_claims_only_after_renewing_for_service_down_time() {
+    let server = Server::start("claim-run");
+    let url = server.url.clone();
+    run_real(async move {
+        let (owner, survivor) = (store(&url).await, store(&url).await);
+        let es = survivor.register_host("s", "c").await.expect("s");
+        let eo = owner.register_host("o", "c").await.expect("o");
+        let work = volume_work("v");
+        owner
+            .insert_volume(&work.id, "lvm-1", 1, "creating")
+            .await
+            .expect("volume");
+        owner.begin_work("o", eo, "c", &work).await.expect("work");
+        // Neither renews for longer than service_down_time (an outage).
+        tokio::time::sleep(DOWN + Duration::from_millis(100)).await;
+        // The survivor's first renewal after it is more than its allowed
+        // gap (100 ms here) after the last: its run starts again.
+        let short_gap = Duration::from_millis(100);
+        assert!(
+            survivor
+                .host_heartbeat("s", es, short_gap)
+                .await
+                .expect("beat")
+        );
+        assert!(
+            survivor
+                .claim_dead_work("s", es, "c", DOWN, GAP)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "claimed before renewing for service_down_time since the outage"
+        );
+        // Renewing for service_down_time, it may.
+        tokio::time::sleep(DOWN + Duration::from_millis(50)).await;
+        assert!(survivor.host_heartbeat("s", es, GAP).await.expect("beat"));
+        let claimed = survivor
+            .claim_dead_work("s", es, "c", DOWN, GAP)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 1, "{claimed:?}");
+        // A survivor that has not renewed within its allowed gap claims
+        // nothing, however long its run was.
+        owner
+            .begin_work("o", eo, "c", &volume_work("w"))
+            .await
+            .expect("work");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(
+            survivor
+                .claim_dead_work("s", es, "c", DOWN, short_gap)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "a claimer silent for longer than its allowed gap claimed"
+        );
     })
     .expect("runtime");
 }

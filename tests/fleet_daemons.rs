@@ -1129,3 +1129,69 @@ fn a_host_that_cannot_renew_its_membership_fences_itself() {
         "the fenced create left nothing"
     );
 }
+
+/// The database restarts for longer than service_down_time while a's
+/// driver works, and a is slow to come back (paused 3 s): b, back at once,
+/// must not claim a's work before a writes the outcome it kept and told its
+/// client. A survivor renews for service_down_time after an outage of its
+/// own renewals before it claims anything (`fleet::outcome::may_claim`).
+#[test]
+fn a_survivor_back_from_a_database_outage_lets_the_owner_write_its_kept_outcome() {
+    let server = Server::start("outage");
+    let timing = "report_interval = 1s\nservice_down_time = 8s";
+    let slow = "[backend_defaults]\nfault_op_delay = 3s";
+    let a = Host::start(&server, "outage", "a", timing, slow);
+    let b = Host::start(&server, "outage", "b", timing, slow);
+    let create = create_in_background(&a, "1M");
+    wait_for("the create to be a's work", Duration::from_secs(10), || {
+        psql(
+            &server,
+            "SELECT count(*) FROM workers WHERE owner = 'node-a'",
+        ) == ["1"]
+    });
+    let stopped = Instant::now();
+    server.pg_ctl("stop");
+    let out = create.wait_with_output().expect("create answers");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        answer["record"],
+        "pending",
+        "{answer} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(answer["status"], "available", "{answer}");
+    let id = answer["id"].as_str().expect("volume ID").to_string();
+    // The outage outlasts service_down_time: a's last heartbeat is stale.
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(stopped.elapsed()));
+    let paused = Frozen::freeze(vec![a.daemon.as_ref().expect("running").id()]);
+    server.pg_ctl("start");
+    wait_for(
+        "b to renew after the outage",
+        Duration::from_secs(30),
+        || {
+            psql(
+                &server,
+                "SELECT count(*) FROM hosts WHERE host = 'node-b' AND now() - heartbeat < interval '1 second'",
+            ) == ["1"]
+        },
+    );
+    // b runs its claims every second meanwhile; a's heartbeat is 10 s old.
+    std::thread::sleep(Duration::from_secs(3));
+    drop(paused);
+    wait_for(
+        "a to write its kept outcome",
+        Duration::from_secs(30),
+        || {
+            psql(
+                &server,
+                &format!("SELECT status FROM volumes WHERE id = '{id}'"),
+            ) == ["available"]
+                && psql(&server, "SELECT count(*) FROM workers") == ["0"]
+        },
+    );
+    assert!(
+        b.notifications("work.claimed").is_empty(),
+        "b claimed work whose outcome a kept: {:?}",
+        b.notifications("work.claimed")
+    );
+}

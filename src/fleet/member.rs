@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::outcome::{KeptFate, kept_fate};
 use super::pending::{PendingError, PendingOutcome, PendingOutcomes};
 use crate::event::Event;
 use crate::notify::Notifier;
@@ -42,6 +43,9 @@ pub struct Member {
     renewed: Rc<std::cell::Cell<actix::clock::Instant>>,
     /// How long without a renewal before this host fences itself.
     fence_after: Duration,
+    /// The longest gap between its renewals that keeps its run going
+    /// (see [`super::outcome::allowed_gap`]).
+    allowed_gap: Duration,
 }
 
 /// How an owner's fenced end of its work went.
@@ -85,17 +89,20 @@ impl Member {
             pending: PendingOutcomes::in_memory(),
             renewed: Rc::new(std::cell::Cell::new(sent)),
             fence_after: fence_interval(service_down_time, service_down_time),
+            allowed_gap: super::outcome::allowed_gap(service_down_time / 2),
         })
     }
 
-    /// Sets the fence interval from `report_interval` (how often this host
-    /// renews): see [`fence_interval`].
+    /// Sets the fence interval and the allowed gap between renewals from
+    /// `report_interval` (how often this host renews): see
+    /// [`fence_interval`] and [`super::outcome::allowed_gap`].
     pub fn renewing_every(
         mut self,
         report_interval: Duration,
         service_down_time: Duration,
     ) -> Self {
         self.fence_after = fence_interval(service_down_time, report_interval);
+        self.allowed_gap = super::outcome::allowed_gap(report_interval);
         self
     }
 
@@ -159,6 +166,7 @@ impl Member {
         let (tx, mut rx) = watch::channel(Vec::<Row>::new());
         let (store, host, epoch) = (self.store.clone(), self.host.clone(), self.epoch);
         let renewed = self.renewed.clone();
+        let allowed_gap = self.allowed_gap;
         actix::spawn(async move {
             let mut superseded = false;
             while rx.changed().await.is_ok() {
@@ -178,7 +186,7 @@ impl Member {
                     tracing::warn!(%error, rows = puts.len(), "cannot write the service rows; the next heartbeat tries again");
                 }
                 let sent = actix::clock::Instant::now();
-                match store.host_heartbeat(&host, epoch).await {
+                match store.host_heartbeat(&host, epoch, allowed_gap).await {
                     Ok(true) => {
                         superseded = false;
                         renewed.set(renewed.get().max(sent));
@@ -292,7 +300,7 @@ impl Member {
             _ => self.store.backup(&work.id).await?.map(|b| b.status),
         };
         let gone = to == "deleted" && status.is_none();
-        if written || gone || status.as_deref() == Some(to) {
+        if kept_fate(written, to, status.as_deref()) == KeptFate::Written {
             tracing::info!(kind = %work.kind, id = %work.id, %to, "a pending outcome is written");
             // A backup's source was `backing-up`: back to what it is.
             if work.kind == "backup"
@@ -329,7 +337,13 @@ impl Member {
     ) -> Result<usize, StoreError> {
         let claimed = self
             .store
-            .claim_dead_work(&self.host, self.epoch, &self.cluster, service_down_time)
+            .claim_dead_work(
+                &self.host,
+                self.epoch,
+                &self.cluster,
+                service_down_time,
+                self.allowed_gap,
+            )
             .await?;
         let count = claimed.len();
         for claim in claimed {

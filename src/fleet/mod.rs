@@ -9,6 +9,7 @@ pub mod command;
 pub mod listener;
 #[cfg(feature = "postgres")]
 pub mod member;
+pub mod outcome;
 #[cfg(feature = "postgres")]
 pub mod pending;
 pub mod rollout;

@@ -46,8 +46,10 @@ impl PgStore {
     pub async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, StoreError> {
         let row = self
             .query_one(
-                "INSERT INTO hosts (host, cluster, epoch, heartbeat) VALUES ($1, $2, 1, now())
-                 ON CONFLICT (host) DO UPDATE SET cluster = $2, epoch = hosts.epoch + 1, heartbeat = now()
+                "INSERT INTO hosts (host, cluster, epoch, heartbeat, renewed_since)
+                 VALUES ($1, $2, 1, now(), now())
+                 ON CONFLICT (host) DO UPDATE SET cluster = $2, epoch = hosts.epoch + 1,
+                     heartbeat = now(), renewed_since = now()
                  RETURNING epoch",
                 &[&host, &cluster],
             )
@@ -55,13 +57,24 @@ impl PgStore {
         Ok(Epoch(row.get(0)))
     }
 
-    /// Stamps this host alive (the server's `now()`). False if a newer
+    /// Stamps this host alive (the server's `now()`); a renewal more than
+    /// `allowed_gap` after the previous one starts a new run of renewals
+    /// ([`crate::fleet::outcome::continues_run`]). False if a newer
     /// incarnation of the host registered since: this one must stop.
-    pub async fn host_heartbeat(&self, host: &str, epoch: Epoch) -> Result<bool, StoreError> {
+    pub async fn host_heartbeat(
+        &self,
+        host: &str,
+        epoch: Epoch,
+        allowed_gap: Duration,
+    ) -> Result<bool, StoreError> {
         let n = self
             .execute(
-                "UPDATE hosts SET heartbeat = now() WHERE host = $1 AND epoch = $2",
-                &[&host, &epoch.0],
+                "UPDATE hosts SET renewed_since = CASE
+                     WHEN now() - heartbeat <= make_interval(secs => $3::bigint / 1000.0)
+                     THEN renewed_since ELSE now() END,
+                   heartbeat = now()
+                 WHERE host = $1 AND epoch = $2",
+                &[&host, &epoch.0, &millis(allowed_gap)],
             )
             .await?;
         Ok(n == 1)
@@ -174,28 +187,41 @@ impl PgStore {
 
     /// Claims, for `survivor` at `epoch`, the work of every host of
     /// `cluster` whose heartbeat is older than `service_down_time` by the
-    /// server's clock. One statement: two survivors racing never both get a
-    /// row.
+    /// server's clock, provided the survivor itself renewed within its
+    /// `allowed_gap` in a run of renewals at least `service_down_time` long
+    /// ([`crate::fleet::outcome::may_claim`]: after an outage of the
+    /// database, its owner gets to write what it kept first). One
+    /// statement: two survivors racing never both get a row.
     pub async fn claim_dead_work(
         &self,
         survivor: &str,
         epoch: Epoch,
         cluster: &str,
         service_down_time: Duration,
+        allowed_gap: Duration,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let millis = i64::try_from(service_down_time.as_millis()).unwrap_or(i64::MAX);
         let rows = self
             .query(
-                "WITH dead AS (
+                "WITH me AS (
+                     SELECT 1 FROM hosts WHERE host = $1 AND epoch = $2
+                       AND now() - heartbeat <= make_interval(secs => $5::bigint / 1000.0)
+                       AND now() - renewed_since >= make_interval(secs => $4::bigint / 1000.0)),
+                 dead AS (
                      SELECT w.kind, w.id, w.owner FROM workers w JOIN hosts h
                        ON h.host = w.owner AND h.epoch = w.epoch
-                     WHERE w.cluster = $3 AND w.owner <> $1
+                     WHERE w.cluster = $3 AND w.owner <> $1 AND EXISTS (SELECT 1 FROM me)
                        AND now() - h.heartbeat > make_interval(secs => $4::bigint / 1000.0)
                      FOR UPDATE OF w SKIP LOCKED)
                  UPDATE workers w SET owner = $1, epoch = $2, updated_at = now()
                  FROM dead WHERE w.kind = dead.kind AND w.id = dead.id
                  RETURNING w.kind, w.id, w.status, dead.owner",
-                &[&survivor, &epoch.0, &cluster, &millis],
+                &[
+                    &survivor,
+                    &epoch.0,
+                    &cluster,
+                    &millis(service_down_time),
+                    &millis(allowed_gap),
+                ],
             )
             .await?;
         Ok(rows
@@ -210,4 +236,9 @@ impl PgStore {
             })
             .collect())
     }
+}
+
+/// A duration in whole milliseconds, as the statements take it.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -65,6 +65,10 @@ CREATE TABLE rollouts (
     driver TEXT NOT NULL DEFAULT '',
     started_at TIMESTAMPTZ NOT NULL DEFAULT now(), updated_at TIMESTAMPTZ NOT NULL DEFAULT now());
 ",
+    // Where each host's run of renewals started (crate::fleet::outcome).
+    "
+ALTER TABLE hosts ADD COLUMN renewed_since TIMESTAMPTZ NOT NULL DEFAULT now();
+",
 ];
 
 /// How long one statement or transaction may take, measured by this host:
