@@ -19,6 +19,7 @@ use crate::lifecycle::StateName;
 use crate::listing::{BackupListRow, VolumeListRow};
 use crate::progress::{Operations, Report, Reporter, Work};
 use crate::records::RecordsError;
+use crate::store::{End, Source};
 use crate::store::{RecordStore, StoreError};
 
 /// Why a user operation failed.
@@ -324,17 +325,18 @@ impl Manager {
         Ok(())
     }
 
-    /// Ends the work on `kind` record `id` (left in `from`) with the final
-    /// `to`: in a fleet one fenced statement (false: a survivor claimed it
-    /// and its resolution stands, nothing was written); on one host a plain
-    /// status write.
+    /// Ends the work on `kind` record `id` (left in `from`) with `end`
+    /// (its final status and what is written with it): in a fleet one
+    /// fenced statement (false: a survivor claimed it and its resolution
+    /// stands, nothing was written); on one host plain writes.
     async fn finish(
         &self,
         kind: &str,
         id: &str,
         from: &str,
-        to: &str,
+        end: &End,
     ) -> Result<bool, ManagerError> {
+        let to = end.status.as_str();
         #[cfg(feature = "postgres")]
         if let Some(member) = self.member() {
             let work = crate::store::cluster::Work {
@@ -342,7 +344,7 @@ impl Manager {
                 id: id.to_string(),
                 status: from.to_string(),
             };
-            return match member.end(&work, to).await? {
+            return match member.end(&work, end).await? {
                 crate::fleet::member::Ended::Written => Ok(true),
                 crate::fleet::member::Ended::Superseded => {
                     tracing::warn!(%kind, %id, %to, "a survivor claimed this work while this host was away: its resolution stands");
@@ -363,9 +365,22 @@ impl Manager {
             };
         }
         let _ = from;
-        match kind {
-            "volume" => self.records()?.set_volume_status(id, to).await?,
-            _ => self.records()?.set_backup(id, to, None, None).await?,
+        let records = self.records()?;
+        match (kind, to) {
+            ("volume", "deleted") => records.delete_volume(id).await?,
+            ("volume", _) => {
+                if let Some(size) = end.size_bytes {
+                    records.set_volume_size(id, size).await?;
+                }
+                records.set_volume_status(id, to).await?
+            }
+            (_, "deleted") => records.delete_backup(id).await?,
+            _ => records.set_backup(id, to, end.size_bytes, None).await?,
+        }
+        if let Some(source) = &end.source {
+            records
+                .set_volume_status(&source.volume_id, &source.status)
+                .await?;
         }
         Ok(true)
     }
@@ -381,10 +396,10 @@ impl Manager {
         kind: &'static str,
         id: &str,
         from: &str,
-        to: &str,
+        end: End,
         kept: &'static str,
     ) -> Result<(), ManagerError> {
-        if self.finish(kind, id, from, to).await? {
+        if self.finish(kind, id, from, &end).await? {
             return Ok(());
         }
         let status = match kind {
@@ -467,7 +482,7 @@ impl Manager {
         from: &str,
         to: &str,
     ) -> Result<bool, ManagerError> {
-        match self.finish(kind, id, from, to).await {
+        match self.finish(kind, id, from, &End::to(to)).await {
             Err(ManagerError::Pending { .. }) => Ok(false),
             ended => ended.map(|_| true),
         }
@@ -584,7 +599,7 @@ impl Manager {
                     "volume",
                     &id,
                     "creating",
-                    "available",
+                    End::to("available"),
                     "the driver's volume is kept under that record (`volume delete` removes both)",
                 )
                 .await?;
@@ -594,7 +609,8 @@ impl Manager {
             }
             Err(error) => {
                 // Failed in the driver: kept as error.
-                self.finish("volume", &id, "creating", "error").await?;
+                self.finish("volume", &id, "creating", &End::to("error"))
+                    .await?;
                 Err(error)
             }
         }
@@ -628,11 +644,10 @@ impl Manager {
             "volume",
             id,
             "deleting",
-            "deleted",
+            End::to("deleted"),
             "the driver deleted the volume: delete it again to remove the record",
         )
         .await?;
-        self.records()?.delete_volume(id).await?;
         Ok(json!({ "id": id, "status": "deleted" }))
     }
 
@@ -673,20 +688,22 @@ impl Manager {
         }
         match result {
             Ok(_) => {
-                self.records()?.set_volume_size(id, size_bytes).await?;
                 self.end(
                     "volume extend",
                     "volume",
                     id,
                     "extending",
-                    "available",
+                    End {
+                        size_bytes: Some(size_bytes),
+                        ..End::to("available")
+                    },
                     "the driver extended the volume and the record has its new size",
                 )
                 .await?;
                 Ok(json!({ "id": id, "size_bytes": size_bytes, "status": "available" }))
             }
             Err(error) => {
-                self.finish("volume", id, "extending", "error_extending")
+                self.finish("volume", id, "extending", &End::to("error_extending"))
                     .await?;
                 Err(error)
             }
@@ -980,14 +997,16 @@ impl Manager {
                 },
             );
             let result = manager.reporter().reported(&report, routed).await;
-            let answer = manager
-                .backup_created(&id, &volume_id, row.size_bytes, &progress, result)
-                .await;
+            // The source goes back to its status with the backup's end,
+            // in the same write (kept with it if the database does not
+            // answer).
+            let source = Source {
+                volume_id: volume_id.clone(),
+                status: row.status.clone(),
+            };
             manager
-                .records()?
-                .set_volume_status(&volume_id, &row.status)
-                .await?;
-            answer
+                .backup_created(&id, source, row.size_bytes, &progress, result)
+                .await
         };
         Ok(Started {
             accepted,
@@ -995,28 +1014,32 @@ impl Manager {
         })
     }
 
-    /// Records how a backup call ended.
+    /// Records how a backup call ended; `source` is the backed-up volume
+    /// and the status it goes back to.
     async fn backup_created(
         &self,
         id: &str,
-        volume_id: &str,
+        source: Source,
         size_bytes: u64,
         progress: &crate::driver::backup::Progress,
         result: Result<OperationOutput, ManagerError>,
     ) -> Result<Value, ManagerError> {
+        let volume_id = source.volume_id.clone();
         match result {
             Ok(_) => {
-                // The size while still `creating`, then the fenced end.
-                self.records()?
-                    .set_backup(id, "creating", Some(size_bytes), None)
-                    .await?;
+                // The size and the source's status go with the fenced end.
+                let end = End {
+                    size_bytes: Some(size_bytes),
+                    source: Some(source),
+                    ..End::to("available")
+                };
                 let ended = self
                     .end(
                     "backup create",
                     "backup",
                     id,
                     "creating",
-                    "available",
+                    end,
                     "what the driver stored is kept under that record (`backup delete` removes both)",
                 )
                 .await;
@@ -1033,7 +1056,11 @@ impl Manager {
                     // backup is deletable without it.
                     self.records()?.set_backup_reached(id, false).await?;
                 }
-                self.finish("backup", id, "creating", "error").await?;
+                let end = End {
+                    source: Some(source),
+                    ..End::to("error")
+                };
+                self.finish("backup", id, "creating", &end).await?;
                 self.operations.end(id, Some(error.to_string()));
                 self.handles.shell.notifier.emit(
                     Some(BACKUP_BACKEND),
@@ -1183,9 +1210,19 @@ impl Manager {
         result: Result<OperationOutput, ManagerError>,
     ) -> Result<Value, ManagerError> {
         let put_back = self.settle(marked, &result).await?;
+        // The backup's end and the volume's are each written or kept: one
+        // the database did not answer does not leave the other unwritten.
+        let mut backup_pending = None;
         if !put_back {
-            self.finish("backup", backup_id, "restoring", "available")
-                .await?;
+            match self
+                .finish("backup", backup_id, "restoring", &End::to("available"))
+                .await
+            {
+                Err(pending @ ManagerError::Pending { .. }) => backup_pending = Some(pending),
+                other => {
+                    other?;
+                }
+            }
         }
         match result {
             Ok(_) => {
@@ -1195,13 +1232,16 @@ impl Manager {
                         "volume",
                         volume_id,
                         "restoring-backup",
-                        "available",
+                        End::to("available"),
                         "the driver restored the data into the volume",
                     )
                     .await;
                 self.operations
                     .end(backup_id, ended.as_ref().err().map(ToString::to_string));
                 ended?;
+                if let Some(pending) = backup_pending {
+                    return Err(pending);
+                }
                 Ok(json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restored" }))
             }
             Err(error) => {
@@ -1214,7 +1254,7 @@ impl Manager {
                     "available"
                 };
                 if !put_back {
-                    self.finish("volume", volume_id, "restoring-backup", status)
+                    self.finish("volume", volume_id, "restoring-backup", &End::to(status))
                         .await?;
                 }
                 self.operations.end(backup_id, Some(error.to_string()));
@@ -1283,7 +1323,7 @@ impl Manager {
             self.detach_row(row.clone(), None, true).await?;
         }
         // An admin's word ends any work on it (in a fleet, its worker row).
-        self.finish("volume", id, "", state).await?;
+        self.finish("volume", id, "", &End::to(state)).await?;
         self.records()?.set_volume_status(id, state).await?;
         self.handles.shell.notifier.emit(
             Some(&row.backend),
@@ -1314,7 +1354,7 @@ impl Manager {
             ));
         }
         let backup = self.backup(id, "backup reset-state").await?;
-        self.finish("backup", id, "", state).await?;
+        self.finish("backup", id, "", &End::to(state)).await?;
         self.records()?.set_backup(id, state, None, None).await?;
         self.handles.shell.notifier.emit(
             Some(BACKUP_BACKEND),
@@ -1361,11 +1401,10 @@ impl Manager {
             "backup",
             id,
             "deleting",
-            "deleted",
+            End::to("deleted"),
             "the driver deleted the backup's data: delete it again to remove the record",
         )
         .await?;
-        self.records()?.delete_backup(id).await?;
         self.operations.forget(id);
         Ok(json!({ "id": id, "status": "deleted" }))
     }

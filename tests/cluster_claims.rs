@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::Server;
 use rekindle::runtime::run_real;
 use rekindle::store::cluster::{Epoch, Work};
-use rekindle::store::{PgStore, RecordStore};
+use rekindle::store::{End, PgStore, RecordStore, Source};
 
 const DOWN: Duration = Duration::from_millis(300);
 /// The gap between a survivor's renewals these tests allow: they renew
@@ -79,14 +79,14 @@ fn two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once() {
             // does (creating -> error).
             for c in &a {
                 assert!(
-                    s1.finish_work("s1", e1, &c.work, "error")
+                    s1.finish_work("s1", e1, &c.work, &End::to("error"))
                         .await
                         .expect("finish")
                 );
             }
             for c in &b {
                 assert!(
-                    s2.finish_work("s2", e2, &c.work, "error")
+                    s2.finish_work("s2", e2, &c.work, &End::to("error"))
                         .await
                         .expect("finish")
                 );
@@ -95,7 +95,7 @@ fn two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once() {
             for id in &ids {
                 assert!(
                     !dead
-                        .finish_work("d", epoch, &volume_work(id), "available")
+                        .finish_work("d", epoch, &volume_work(id), &End::to("available"))
                         .await
                         .expect("fenced"),
                 );
@@ -129,8 +129,9 @@ fn an_owner_finishing_and_a_survivor_claiming_never_both_win() {
             // as the survivor claims.
             tokio::time::sleep(DOWN + Duration::from_millis(50)).await;
             survivor.host_heartbeat("s", es, GAP).await.expect("beat");
+            let available = End::to("available");
             let (finished, claimed) = tokio::join!(
-                owner.finish_work("o", eo, &work, "available"),
+                owner.finish_work("o", eo, &work, &available),
                 survivor.claim_dead_work("s", es, "c", DOWN, GAP)
             );
             let finished = finished.expect("finish");
@@ -148,7 +149,7 @@ fn an_owner_finishing_and_a_survivor_claiming_never_both_win() {
                 survivor_won += 1;
                 assert!(
                     survivor
-                        .finish_work("s", es, &work, "error")
+                        .finish_work("s", es, &work, &End::to("error"))
                         .await
                         .expect("resolve")
                 );
@@ -237,6 +238,129 @@ fn a_survivor_back_from_an_outage_claims_only_after_renewing_for_service_down_ti
                 .expect("claim")
                 .is_empty(),
             "a claimer silent for longer than its allowed gap claimed"
+        );
+    })
+    .expect("runtime");
+}
+
+/// What an operation writes with its final status (a new size, a backup's
+/// source put back, a deletion) is part of the one fenced statement: all of
+/// it or, once a survivor claimed the work, none of it.
+#[test]
+fn an_owners_end_writes_size_source_and_deletion_with_its_status_or_nothing() {
+    let server = Server::start("end");
+    let url = server.url.clone();
+    run_real(async move {
+        let owner = store(&url).await;
+        let epoch = owner.register_host("o", "c").await.expect("o");
+        let work = |kind: &str, id: &str, status: &str| Work {
+            kind: kind.into(),
+            id: id.into(),
+            status: status.into(),
+        };
+        // An extend: the size with the status.
+        owner
+            .insert_volume("v", "lvm-1", 1024, "extending")
+            .await
+            .expect("v");
+        owner
+            .begin_work("o", epoch, "c", &work("volume", "v", "extending"))
+            .await
+            .expect("work");
+        let extended = End {
+            size_bytes: Some(2048),
+            ..End::to("available")
+        };
+        assert!(
+            owner
+                .finish_work("o", epoch, &work("volume", "v", "extending"), &extended)
+                .await
+                .expect("end")
+        );
+        let v = owner.volume("v").await.expect("read").expect("v");
+        assert_eq!((v.status.as_str(), v.size_bytes), ("available", 2048));
+        // A backup: its size, and its source back from `backing-up`.
+        owner
+            .insert_volume("src", "lvm-1", 4096, "backing-up")
+            .await
+            .expect("src");
+        owner.insert_backup("b", "src").await.expect("b");
+        owner
+            .begin_work("o", epoch, "c", &work("backup", "b", "creating"))
+            .await
+            .expect("work");
+        let stored = End {
+            size_bytes: Some(4096),
+            source: Some(Source {
+                volume_id: "src".into(),
+                status: "in-use".into(),
+            }),
+            ..End::to("available")
+        };
+        assert!(
+            owner
+                .finish_work("o", epoch, &work("backup", "b", "creating"), &stored)
+                .await
+                .expect("end")
+        );
+        let b = owner.backup("b").await.expect("read").expect("b");
+        assert_eq!((b.status.as_str(), b.size_bytes), ("available", 4096));
+        let src = owner.volume("src").await.expect("read").expect("src");
+        assert_eq!(src.status, "in-use");
+        // A deletion removes the record and its attachments.
+        owner
+            .put_attachment("v", "host-1", "{}")
+            .await
+            .expect("attach");
+        owner
+            .begin_work("o", epoch, "c", &work("volume", "v", "deleting"))
+            .await
+            .expect("work");
+        assert!(
+            owner
+                .finish_work(
+                    "o",
+                    epoch,
+                    &work("volume", "v", "deleting"),
+                    &End::to("deleted")
+                )
+                .await
+                .expect("end")
+        );
+        assert!(owner.volume("v").await.expect("read").is_none());
+        assert!(owner.attachments("v").await.expect("read").is_empty());
+        // Fenced: once the work is not this epoch's, nothing is written.
+        owner
+            .set_volume_status("src", "backing-up")
+            .await
+            .expect("status");
+        owner.insert_backup("b2", "src").await.expect("b2");
+        owner
+            .begin_work("o", epoch, "c", &work("backup", "b2", "creating"))
+            .await
+            .expect("work");
+        // The host restarted and its recovery adopted the work.
+        let later = owner.register_host("o", "c").await.expect("o again");
+        assert_eq!(
+            owner.adopt_own_work("o", later).await.expect("adopt").len(),
+            1
+        );
+        assert!(
+            !owner
+                .finish_work("o", epoch, &work("backup", "b2", "creating"), &stored)
+                .await
+                .expect("fenced")
+        );
+        let b2 = owner.backup("b2").await.expect("read").expect("b2");
+        assert_eq!((b2.status.as_str(), b2.size_bytes), ("creating", 0));
+        assert_eq!(
+            owner
+                .volume("src")
+                .await
+                .expect("read")
+                .expect("src")
+                .status,
+            "backing-up"
         );
     })
     .expect("runtime");

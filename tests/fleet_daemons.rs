@@ -1195,3 +1195,63 @@ fn a_survivor_back_from_a_database_outage_lets_the_owner_write_its_kept_outcome(
         b.notifications("work.claimed")
     );
 }
+
+/// Fault 2's kind for an extend: the database restarts while the driver
+/// grows the volume. The new size is part of the outcome kept and written
+/// (not a separate write whose failure told the client "unavailable" and
+/// left the record `extending`, owned by a live host).
+#[test]
+fn a_database_restart_mid_extend_keeps_the_new_size_with_the_outcome() {
+    let server = Server::start("extend");
+    let a = Host::start(
+        &server,
+        "extend",
+        "a",
+        "report_interval = 1s\nservice_down_time = 4s",
+        "[backend_defaults]\nfault_op_delay = 3s",
+    );
+    let created = a.ok(&["volume", "create", "--size", "1M", "--backend", "f0"]);
+    let id = created["id"].as_str().expect("volume ID").to_string();
+    let extend = Command::new(BIN)
+        .args(["volume", "extend", &id, "--size", "2M"])
+        .arg("--control")
+        .arg(a.dir.join("sock"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("volume extend runs");
+    let mut extend = Some(extend);
+    wait_for("the extend to be a's work", Duration::from_secs(10), || {
+        if let Some(Ok(Some(_))) = extend.as_mut().map(Child::try_wait) {
+            let out = extend
+                .take()
+                .expect("child")
+                .wait_with_output()
+                .expect("output");
+            panic!(
+                "the extend ended before the database stopped: {} {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        psql(&server, "SELECT status FROM workers") == ["extending"]
+    });
+    let extend = extend.expect("still running");
+    server.pg_ctl("stop");
+    let out = extend.wait_with_output().expect("extend answers");
+    server.pg_ctl("start");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        (answer["status"].as_str(), answer["record"].as_str()),
+        (Some("available"), Some("pending")),
+        "{answer} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the kept outcome written", Duration::from_secs(30), || {
+        psql(
+            &server,
+            &format!("SELECT status, size_bytes FROM volumes WHERE id = '{id}'"),
+        ) == [format!("available|{}", 2 << 20)]
+    });
+    assert!(psql(&server, "SELECT id FROM workers").is_empty());
+}

@@ -472,6 +472,19 @@ impl VolumeDriver for FaultDriver {
         Ok(())
     }
 
+    async fn extend_volume(&self, volume: &Volume, new_size_bytes: u64) -> Result<(), DriverError> {
+        self.operation().await;
+        if let Inner::Volume(d) = &self.inner {
+            return d.extend_volume(volume, new_size_bytes).await;
+        }
+        let mut volumes = self.volumes.borrow_mut();
+        let kept = volumes
+            .entry(volume.id.clone())
+            .or_insert_with(|| volume.clone());
+        kept.size_bytes = new_size_bytes;
+        Ok(())
+    }
+
     async fn create_export(
         &self,
         volume: &Volume,

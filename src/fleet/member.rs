@@ -18,7 +18,7 @@ use crate::event::Event;
 use crate::notify::Notifier;
 use crate::status::ServiceBeat;
 use crate::store::cluster::{Claimed, Epoch, Work};
-use crate::store::{PgStore, RecordStore, ServicePut, StoreError};
+use crate::store::{End, PgStore, RecordStore, ServicePut, StoreError};
 
 /// One service row as the heartbeat writer keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,12 +224,11 @@ impl Member {
             .await
     }
 
-    /// Ends `work` with the record's final `status`, fenced: false if a
-    /// survivor claimed it meanwhile (its resolution stands, nothing was
-    /// written).
-    pub async fn finish(&self, work: &Work, status: &str) -> Result<bool, StoreError> {
+    /// Ends `work` with `end`, fenced: false if a survivor claimed it
+    /// meanwhile (its resolution stands, nothing was written).
+    pub async fn finish(&self, work: &Work, end: &End) -> Result<bool, StoreError> {
         self.store
-            .finish_work(&self.host, self.epoch, work, status)
+            .finish_work(&self.host, self.epoch, work, end)
             .await
     }
 
@@ -239,22 +238,17 @@ impl Member {
     /// # Errors
     /// Any other failure of the database, or the outcome cannot be kept
     /// (then the database's error is returned, and nothing is kept).
-    pub async fn end(&self, work: &Work, status: &str) -> Result<Ended, StoreError> {
-        match self.finish(work, status).await {
+    pub async fn end(&self, work: &Work, end: &End) -> Result<Ended, StoreError> {
+        match self.finish(work, end).await {
             Ok(true) => Ok(Ended::Written),
             Ok(false) => Ok(Ended::Superseded),
             Err(error @ StoreError::Unavailable { .. }) => {
-                let outcome = PendingOutcome {
-                    kind: work.kind.clone(),
-                    id: work.id.clone(),
-                    from: work.status.clone(),
-                    to: status.to_string(),
-                };
+                let outcome = PendingOutcome::new(&work.kind, &work.id, &work.status, end);
                 if let Err(keep) = self.pending.keep(outcome) {
                     tracing::error!(%keep, "the outcome cannot be kept either");
                     return Err(error);
                 }
-                tracing::warn!(kind = %work.kind, id = %work.id, to = %status, %error, "the database did not answer the final write: the outcome is kept and written once it answers");
+                tracing::warn!(kind = %work.kind, id = %work.id, to = %end.status, %error, "the database did not answer the final write: the outcome is kept and written once it answers");
                 Ok(Ended::Pending {
                     reason: error.to_string(),
                     kept_in: self.pending.path().map(std::path::Path::to_path_buf),
@@ -280,7 +274,7 @@ impl Member {
                 id: outcome.id.clone(),
                 status: outcome.from.clone(),
             };
-            match self.write_outcome(&work, &outcome.to).await {
+            match self.write_outcome(&work, &outcome.end()).await {
                 Ok(()) => self.pending.forget(&outcome.kind, &outcome.id)?,
                 Err(StoreError::Unavailable { .. }) => break,
                 Err(error) => {
@@ -292,35 +286,23 @@ impl Member {
         Ok(self.pending.list().len())
     }
 
-    /// Writes one kept outcome (see [`Member::write_pending`]).
-    async fn write_outcome(&self, work: &Work, to: &str) -> Result<(), StoreError> {
-        let written = self.finish(work, to).await?;
+    /// Writes one kept outcome (see [`Member::write_pending`]): its
+    /// status and what goes with it, in the one fenced statement
+    /// ([`PgStore::finish_work`]).
+    async fn write_outcome(&self, work: &Work, end: &End) -> Result<(), StoreError> {
+        let written = self.finish(work, end).await?;
         let status = match work.kind.as_str() {
             "volume" => self.store.volume(&work.id).await?.map(|v| v.status),
             _ => self.store.backup(&work.id).await?.map(|b| b.status),
         };
-        let gone = to == "deleted" && status.is_none();
-        if kept_fate(written, to, status.as_deref()) == KeptFate::Written {
-            tracing::info!(kind = %work.kind, id = %work.id, %to, "a pending outcome is written");
-            // A backup's source was `backing-up`: back to what it is.
-            if work.kind == "backup"
-                && work.status == "creating"
-                && let Some(backup) = self.store.backup(&work.id).await?
-                && let Some(source) = self.store.volume(&backup.volume_id).await?
-                && source.status == "backing-up"
-            {
-                let attached = !self.store.attachments(&source.id).await?.is_empty();
-                let back = if attached { "in-use" } else { "available" };
-                self.store.set_volume_status(&source.id, back).await?;
+        let to = &end.status;
+        match kept_fate(written, to, status.as_deref()) {
+            KeptFate::Written => {
+                tracing::info!(kind = %work.kind, id = %work.id, %to, "a pending outcome is written")
             }
-            if to == "deleted" && !gone {
-                match work.kind.as_str() {
-                    "volume" => self.store.delete_volume(&work.id).await?,
-                    _ => self.store.delete_backup(&work.id).await?,
-                }
+            KeptFate::Superseded => {
+                tracing::warn!(kind = %work.kind, id = %work.id, %to, now = ?status, "a pending outcome was superseded: a survivor resolved the record while this host could not write it, and its resolution stands")
             }
-        } else {
-            tracing::warn!(kind = %work.kind, id = %work.id, %to, now = ?status, "a pending outcome was superseded: a survivor resolved the record while this host could not write it, and its resolution stands");
         }
         Ok(())
     }
@@ -365,7 +347,7 @@ impl Member {
             // An outcome kept by the last run is what the driver did: it
             // is written, not guessed at.
             if let Some(outcome) = self.pending.get(&work.kind, &work.id) {
-                self.write_outcome(&work, &outcome.to).await?;
+                self.write_outcome(&work, &outcome.end()).await?;
                 if let Err(error) = self.pending.forget(&work.kind, &work.id) {
                     tracing::error!(%error, "a written outcome stays in the state dir; it is written again (a no-op) next time");
                 }
@@ -414,7 +396,7 @@ impl Member {
                 _ => {}
             }
         }
-        if !self.finish(&work, to).await? {
+        if !self.finish(&work, &End::to(to)).await? {
             return Ok(());
         }
         tracing::warn!(kind = %work.kind, id = %work.id, from = %work.status, %to, %dead_host, survivor = %self.host, "claimed the work of a dead host");

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::store::{End, Source};
+
 /// The file in the state dir.
 pub const FILE: &str = "pending-outcomes.json";
 
@@ -30,6 +32,35 @@ pub struct PendingOutcome {
     /// The final status the driver's work earned (`available`, `error`,
     /// `deleted`: the record then goes).
     pub to: String,
+    /// The record's size now, in bytes, when the work changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// A backup's source volume, put back from `backing-up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+}
+
+impl PendingOutcome {
+    /// Keeps `end` of `work` (left in `from`).
+    pub fn new(kind: &str, id: &str, from: &str, end: &End) -> PendingOutcome {
+        PendingOutcome {
+            kind: kind.to_string(),
+            id: id.to_string(),
+            from: from.to_string(),
+            to: end.status.clone(),
+            size_bytes: end.size_bytes,
+            source: end.source.clone(),
+        }
+    }
+
+    /// The end to write.
+    pub fn end(&self) -> End {
+        End {
+            status: self.to.clone(),
+            size_bytes: self.size_bytes,
+            source: self.source.clone(),
+        }
+    }
 }
 
 /// The state dir's pending outcomes could not be read or kept.
@@ -185,12 +216,35 @@ mod tests {
     }
 
     fn outcome(id: &str, to: &str) -> PendingOutcome {
-        PendingOutcome {
-            kind: "volume".into(),
-            id: id.into(),
-            from: "creating".into(),
-            to: to.into(),
-        }
+        PendingOutcome::new("volume", id, "creating", &End::to(to))
+    }
+
+    #[test]
+    fn an_outcome_keeps_what_is_written_with_its_status() {
+        let dir = fresh_dir("end");
+        let end = End {
+            status: "available".into(),
+            size_bytes: Some(2 << 30),
+            source: Some(Source {
+                volume_id: "v".into(),
+                status: "in-use".into(),
+            }),
+        };
+        let kept = PendingOutcomes::open(&dir).expect("open");
+        kept.keep(PendingOutcome::new("backup", "b", "creating", &end))
+            .expect("keep");
+        let again = PendingOutcomes::open(&dir).expect("reopen").list();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].end(), end);
+        // A file kept before sizes were kept reads as a bare status.
+        std::fs::write(
+            dir.join(FILE),
+            r#"[{"kind":"volume","id":"v","from":"creating","to":"available"}]"#,
+        )
+        .expect("write");
+        let old = PendingOutcomes::open(&dir).expect("reopen").list();
+        assert_eq!(old[0].end(), End::to("available"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use super::postgres::PgStore;
-use super::{ServiceRow, StoreError};
+use super::{End, ServiceRow, StoreError};
 
 /// A host's incarnation: bumped every time the host registers (starts), so
 /// a host that comes back never writes with the epoch its work was claimed
@@ -96,20 +96,25 @@ impl PgStore {
         .map(drop)
     }
 
-    /// Ends `work` as its owner: sets the record's final `status` and drops
-    /// the worker row, in one transaction, only if `host` at `epoch` still
-    /// owns it. False means a survivor claimed it (and resolved the record):
-    /// nothing was written.
+    /// Ends `work` as its owner with `end`, in one statement, only if
+    /// `host` at `epoch` still owns it: drops the worker row, sets the
+    /// record's final status and size (or removes it, with its
+    /// attachments, for `deleted`) and puts a backup's source back from
+    /// `backing-up`. False means a survivor claimed it (and resolved the
+    /// record): nothing was written.
     pub async fn finish_work(
         &self,
         host: &str,
         epoch: Epoch,
         work: &Work,
-        status: &str,
+        end: &End,
     ) -> Result<bool, StoreError> {
-        let table = match work.kind.as_str() {
-            "volume" => "volumes",
-            "backup" => "backups",
+        let (table, attachments) = match work.kind.as_str() {
+            "volume" => (
+                "volumes",
+                "DELETE FROM attachments WHERE $5 = 'deleted' AND volume_id IN (SELECT id FROM owned)",
+            ),
+            "backup" => ("backups", "SELECT 1"),
             other => {
                 return Err(StoreError::Query {
                     url: self.url().to_string(),
@@ -120,13 +125,38 @@ impl PgStore {
         let sql = format!(
             "WITH owned AS (
                  DELETE FROM workers WHERE kind = $1 AND id = $2 AND owner = $3 AND epoch = $4
-                 RETURNING id)
-             UPDATE {table} SET status = $5, updated_at = now() WHERE id IN (SELECT id FROM owned)"
+                 RETURNING id),
+             kept AS (
+                 UPDATE {table} SET status = $5, size_bytes = COALESCE($6, size_bytes), updated_at = now()
+                 WHERE $5 <> 'deleted' AND id IN (SELECT id FROM owned)),
+             gone AS (DELETE FROM {table} WHERE $5 = 'deleted' AND id IN (SELECT id FROM owned)),
+             unattached AS ({attachments}),
+             source AS (
+                 UPDATE volumes SET status = $8, updated_at = now()
+                 WHERE id = $7 AND status = 'backing-up' AND EXISTS (SELECT 1 FROM owned))
+             SELECT count(*) FROM owned"
         );
-        let n = self
-            .execute(&sql, &[&work.kind, &work.id, &host, &epoch.0, &status])
+        let size = end.size_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
+        let (source, back) = match &end.source {
+            Some(s) => (Some(s.volume_id.as_str()), Some(s.status.as_str())),
+            None => (None, None),
+        };
+        let row = self
+            .query_one(
+                &sql,
+                &[
+                    &work.kind,
+                    &work.id,
+                    &host,
+                    &epoch.0,
+                    &end.status,
+                    &size,
+                    &source,
+                    &back,
+                ],
+            )
             .await?;
-        Ok(n == 1)
+        Ok(row.get::<_, i64>(0) == 1)
     }
 
     /// Every service row of the fleet with its host's cluster (a host that

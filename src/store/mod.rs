@@ -22,6 +22,41 @@ pub use crate::records::{AttachmentRow, BackupRow, ExportRow, Recovered, Service
 #[cfg(feature = "postgres")]
 pub use postgres::{PgStore, ServicePut};
 
+/// How an operation ends its work on one record: the final status and what
+/// is written with it, together (in a fleet, in one fenced statement; kept
+/// together when the database does not answer it).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct End {
+    /// The record's final status; `deleted` removes the record.
+    pub status: String,
+    /// The record's size now, in bytes, when the work changed it (an
+    /// extend; what a backup stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// A backup's source volume, put back from `backing-up`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
+}
+
+/// A backup's source volume and the status it goes back to.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Source {
+    /// The volume.
+    pub volume_id: String,
+    /// Its status before the backup (`available` or `in-use`).
+    pub status: String,
+}
+
+impl End {
+    /// An end that writes only the final `status`.
+    pub fn to(status: &str) -> End {
+        End {
+            status: status.to_string(),
+            ..End::default()
+        }
+    }
+}
+
 /// Why the records could not be read or written.
 #[derive(Debug, Error)]
 pub enum StoreError {
