@@ -22,7 +22,7 @@ use crate::plan::{BackendPlan, Plan};
 pub const BACKUP_BACKEND: &str = "backup";
 
 /// Service options read from `[DEFAULT]`, with their defaults.
-pub const SERVICE_OPTIONS: [(&str, &str); 12] = [
+pub const SERVICE_OPTIONS: [(&str, &str); 13] = [
     ("enabled_backends", ""),
     ("host", "this machine's hostname"),
     ("periodic_interval", "60s"),
@@ -34,6 +34,7 @@ pub const SERVICE_OPTIONS: [(&str, &str); 12] = [
     ("state_dir", "none"),
     ("cluster", "none"),
     ("graceful_shutdown_timeout", "60s"),
+    ("http_listen", "none"),
     (
         "reinit_backoff_jitter_seed",
         "random per process, host and backend",
@@ -147,6 +148,9 @@ pub struct Config {
     /// `postgresql://user@host:port/db`): records in PostgreSQL, shared by
     /// the fleet; `None` = the embedded SQLite under `state_dir`.
     pub database: Option<String>,
+    /// `http_listen`: where `rekindle run` serves `/metrics`, `/healthz`
+    /// and `/readyz` (`None`: it does not).
+    pub http_listen: Option<std::net::SocketAddr>,
     /// Volume backends, in `enabled_backends` order.
     pub backends: Vec<BackendConfig>,
     /// The backup driver, if `backup_driver` is set.
@@ -633,6 +637,22 @@ impl Config {
             return None;
         }
         let (database, cluster) = s.fleet(problems);
+        let http_listen = match s.get("DEFAULT", "http_listen").map(str::trim) {
+            None | Some("") => None,
+            Some(value) => take(
+                problems,
+                value.parse::<std::net::SocketAddr>().map(Some).map_err(|_| {
+                    s.invalid(
+                        "DEFAULT",
+                        "http_listen",
+                        format!(
+                            "\"{value}\": expected an address and port such as 127.0.0.1:9437 (or [::1]:9437)"
+                        ),
+                    )
+                }),
+                None,
+            ),
+        };
         Some(Config {
             origin: s.file.clone(),
             host: s
@@ -649,6 +669,7 @@ impl Config {
             state_dir: s.get("DEFAULT", "state_dir").map(PathBuf::from),
             cluster,
             database,
+            http_listen,
             backends,
             backup,
         })

@@ -310,6 +310,39 @@ pub fn filter_services(report: &mut StatusReport, host: Option<&str>, cluster: O
 /// starts, so a busy or impossible path refuses start-up with one line.
 pub struct ControlSocket {
     listener: UnixListener,
+    metrics: Option<std::rc::Rc<crate::metrics::Metrics>>,
+}
+
+impl Request {
+    /// The user operation this request is (`volume create`, ...), for its
+    /// metrics; `None` for reads, status and reloads.
+    pub fn operation(&self) -> Option<&'static str> {
+        Some(match self {
+            Request::VolumeCreate { .. } => "volume create",
+            Request::VolumeExtend { .. } => "volume extend",
+            Request::VolumeDelete { .. } => "volume delete",
+            Request::VolumeAttach { .. } => "volume attach",
+            Request::VolumeDetach { .. } => "volume detach",
+            Request::VolumeResetState { .. } => "volume reset-state",
+            Request::BackupCreate { .. } => "backup create",
+            Request::BackupRestore { .. } => "backup restore",
+            Request::BackupDelete { .. } => "backup delete",
+            Request::BackupResetState { .. } => "backup reset-state",
+            _ => return None,
+        })
+    }
+}
+
+impl Response {
+    /// How an operation's answer ended, for its metrics: `ok`, `pending`
+    /// (its record waits for the fleet database) or `error`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Response::Done { value } if value["record"] == "pending" => "pending",
+            Response::Error { .. } => "error",
+            _ => "ok",
+        }
+    }
 }
 
 impl ControlSocket {
@@ -336,20 +369,32 @@ impl ControlSocket {
         let listener = UnixListener::bind(path).map_err(socket_error)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
             .map_err(socket_error)?;
-        Ok(ControlSocket { listener })
+        Ok(ControlSocket {
+            listener,
+            metrics: None,
+        })
+    }
+
+    /// Counts and times every user operation answered here in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::rc::Rc<crate::metrics::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Answers requests until the system stops.
     pub fn serve(self, handles: Handles, manager: Option<crate::manager::Manager>) {
-        let listener = self.listener;
+        let (listener, metrics) = (self.listener, self.metrics);
         actix::spawn(async move {
             loop {
                 match listener.accept().await {
                     Ok((stream, _)) => {
                         let handles = handles.clone();
                         let manager = manager.clone();
+                        let metrics = metrics.clone();
                         actix::spawn(async move {
-                            if let Err(error) = answer(stream, handles, manager).await {
+                            if let Err(error) =
+                                answer(stream, handles, manager, metrics.as_deref()).await
+                            {
                                 tracing::warn!(%error, "control connection failed");
                             }
                         });
@@ -376,6 +421,7 @@ async fn answer(
     stream: tokio::net::UnixStream,
     handles: Handles,
     manager: Option<crate::manager::Manager>,
+    metrics: Option<&crate::metrics::Metrics>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -383,7 +429,16 @@ async fn answer(
         .read_line(&mut line)
         .await?;
     let response = match serde_json::from_str::<Request>(&line) {
-        Ok(request) => handle(request, &handles, manager.as_ref()).await,
+        Ok(request) => {
+            let timer = metrics
+                .zip(request.operation())
+                .map(|(m, op)| m.operation(op));
+            let response = handle(request, &handles, manager.as_ref()).await;
+            if let Some(timer) = timer {
+                timer.ended(response.outcome());
+            }
+            response
+        }
         Err(error) => Response::Error {
             message: format!("invalid request {:?}: {error}", line.trim()),
         },

@@ -19,6 +19,9 @@ pub struct RunOptions {
     pub notifications: Option<PathBuf>,
     /// Serve the control socket here.
     pub control: Option<PathBuf>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` here (`--http-listen`:
+    /// overrides the config's `http_listen`, which reloads then leave be).
+    pub http_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the daemon could not run.
@@ -43,6 +46,9 @@ pub enum DaemonError {
     #[cfg(feature = "postgres")]
     #[error(transparent)]
     Pending(#[from] crate::fleet::pending::PendingError),
+    /// The HTTP listener cannot listen where it was told to.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     /// The signal handlers cannot be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
@@ -83,6 +89,11 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // start-up with one line, and no actor is left half-started.
         let control = match &options.control {
             Some(path) => Some(crate::control::ControlSocket::bind(path)?),
+            None => None,
+        };
+        let http_listen = options.http_listen.or(config.http_listen);
+        let http = match http_listen {
+            Some(address) => Some(crate::http::HttpListener::bind(address)?),
             None => None,
         };
         let configured = config.plan().backends.len();
@@ -132,6 +143,32 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         }
         let engine = std::rc::Rc::new(engine.start()?);
         let handles = engine.handles().clone();
+        // Metrics count every notification from here on; the HTTP listener
+        // (when configured) serves them with the probes.
+        let metrics = std::rc::Rc::new(crate::metrics::Metrics::new(
+            handles.shell.board.clone(),
+            handles.shell.clock,
+        ));
+        {
+            let metrics = metrics.clone();
+            handles
+                .shell
+                .notifier
+                .on_notice(move |notice| metrics.observe(notice));
+        }
+        let serving = match http {
+            Some(listener) => Some(listener.serve(handles.clone(), metrics.clone())?),
+            None => None,
+        };
+        if options.http_listen.is_none() {
+            follow_http_listen(
+                options.config.clone(),
+                http_listen,
+                serving,
+                handles.clone(),
+                metrics.clone(),
+            );
+        }
         // Fleet reload requests (a separate connection pool; retries while
         // the database is down, never stops the daemon).
         #[cfg(feature = "postgres")]
@@ -169,7 +206,9 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             }
         });
         if let Some(control) = control {
-            control.serve(handles.clone(), Some(manager));
+            control
+                .with_metrics(metrics.clone())
+                .serve(handles.clone(), Some(manager));
         }
         tracing::info!(backends = configured, "rekindle is running");
         // Resolves after a graceful shutdown (or if the controller is gone).
@@ -180,6 +219,58 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         System::current().stop();
         Ok(())
     })?
+}
+
+/// Moves the HTTP listener when a reload changes `http_listen` (and only
+/// then): the file is read again once the reload ended; an address that
+/// cannot be bound is logged and the old listener keeps serving.
+fn follow_http_listen(
+    source: ConfigSource,
+    configured: Option<std::net::SocketAddr>,
+    serving: Option<crate::http::Serving>,
+    handles: crate::actors::Handles,
+    metrics: std::rc::Rc<crate::metrics::Metrics>,
+) {
+    let state = std::rc::Rc::new(std::cell::RefCell::new((configured, serving)));
+    let notifier = handles.shell.notifier.clone();
+    notifier.on_notice(move |notice| {
+        if !matches!(notice.event, crate::event::Event::ReloadEnd(_)) {
+            return;
+        }
+        let (source, state, handles, metrics) = (
+            source.clone(),
+            state.clone(),
+            handles.clone(),
+            metrics.clone(),
+        );
+        actix::spawn(async move {
+            let Ok(config) = load_config(&source) else {
+                return;
+            };
+            let wanted = config.http_listen;
+            if wanted == state.borrow().0 {
+                return;
+            }
+            let next = match wanted {
+                Some(address) => match crate::http::HttpListener::bind(address)
+                    .and_then(|l| l.serve(handles, metrics))
+                {
+                    Ok(serving) => Some(serving),
+                    Err(error) => {
+                        tracing::error!(%error, "the reload changed http_listen, but the new address cannot be used: the old listener keeps serving");
+                        return;
+                    }
+                },
+                None => None,
+            };
+            let mut state = state.borrow_mut();
+            if let Some(old) = state.1.take() {
+                tracing::info!(address = %old.address(), "http_listen changed by a reload: the old listener stops");
+                old.stop();
+            }
+            *state = (wanted, next);
+        });
+    });
 }
 
 /// Where the engine's service rows go once the host has joined its fleet.

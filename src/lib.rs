@@ -127,12 +127,16 @@ pub mod driver;
 pub mod engine;
 pub mod event;
 pub mod fleet;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod lifecycle;
 // Plumbing of the `rekindle` binary, not public API: hidden, may change.
 #[doc(hidden)]
 pub mod listing;
 #[cfg(feature = "sqlite")]
 pub mod manager;
+#[cfg(feature = "http")]
+pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod progress;

@@ -29,6 +29,10 @@ enum Command {
         /// Serve the control socket (for `status` and `reload`) here.
         #[arg(long)]
         control: Option<PathBuf>,
+        /// Serve /metrics, /healthz and /readyz on this address
+        /// (`127.0.0.1:9437`); overrides `[DEFAULT] http_listen`.
+        #[arg(long, value_name = "ADDRESS:PORT")]
+        http_listen: Option<std::net::SocketAddr>,
     },
     /// Show services and backends of a running daemon.
     Status {
@@ -643,11 +647,13 @@ fn main() -> ExitCode {
             config,
             notifications,
             control,
+            http_listen,
         } => {
             let options = RunOptions {
                 config: config.map_or(ConfigSource::Embedded, ConfigSource::File),
                 notifications,
                 control,
+                http_listen,
             };
             match daemon::run(options) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -48,7 +48,11 @@ struct Inner {
     write_error: Option<String>,
     subscribers: Vec<Subscriber>,
     overflowed: u64,
+    observers: Vec<Observer>,
 }
+
+/// Sees every notice as it is emitted (see [`Notifier::on_notice`]).
+type Observer = Rc<dyn Fn(&Notice)>;
 
 /// An embedder's actor and how many notices its full mailbox refused.
 struct Subscriber {
@@ -69,6 +73,7 @@ impl Notifier {
                 write_error: None,
                 subscribers: Vec::new(),
                 overflowed: 0,
+                observers: Vec::new(),
             })),
         }
     }
@@ -95,6 +100,13 @@ impl Notifier {
         });
     }
 
+    /// Calls `observer` with every later notice, in the emitting task,
+    /// before `emit` returns (metrics count them so). It must be quick and
+    /// must not emit notifications itself.
+    pub fn on_notice(&self, observer: impl Fn(&Notice) + 'static) {
+        self.inner.borrow_mut().observers.push(Rc::new(observer));
+    }
+
     /// Emits a driver-level notification from the core.
     pub fn driver(&self, backend: &str, at: Moment, notification: &Notification) {
         self.emit(Some(backend), at, Event::from(notification));
@@ -102,6 +114,15 @@ impl Notifier {
 
     /// Emits an event.
     pub fn emit(&self, backend: Option<&str>, at: Moment, event: Event) {
+        let notice = self.deliver(backend, at, event);
+        let observers = self.inner.borrow().observers.clone();
+        for observer in observers {
+            observer(&notice);
+        }
+    }
+
+    /// Writes, keeps and sends one notice; returns it for the observers.
+    fn deliver(&self, backend: Option<&str>, at: Moment, event: Event) -> Notice {
         let mut inner = self.inner.borrow_mut();
         let notice = Notice {
             event,
@@ -152,6 +173,7 @@ impl Notifier {
         *inner.counts.entry(notice.event_type()).or_default() += 1;
         inner.history.push_back(record);
         inner.emitted += 1;
+        notice
     }
 
     /// How many notices subscribers' full mailboxes refused, in all.

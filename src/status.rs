@@ -93,6 +93,10 @@ pub struct BackendStatus {
     /// When the backend was last seen Ready (service time), if ever.
     #[serde(skip)]
     pub last_ready: Option<Moment>,
+    /// When the backend entered its current state (service time; kept by
+    /// [`StatusBoard::set_backend`]).
+    #[serde(skip)]
+    pub changed_at: Option<Moment>,
 }
 
 /// One service row, like `cinder service-list`.
@@ -184,6 +188,10 @@ impl StatusBoard {
         let mut board = self.inner.borrow_mut();
         let previous = board.backends.get(&status.name);
         let last_ready = previous.and_then(|(s, _)| s.last_ready);
+        status.changed_at = match previous {
+            Some((s, _)) if s.state == status.state => s.changed_at,
+            _ => Some(now),
+        };
         let cell = previous.map(|(_, c)| c.clone()).unwrap_or_default();
         status.last_ready = if status.state == StateName::Ready {
             Some(now)
@@ -343,6 +351,7 @@ mod tests {
             config: 1,
             stale_config: None,
             last_ready: None,
+            changed_at: None,
         }
     }
 

@@ -69,3 +69,56 @@ fn backup_periodic_initialization_is_explained_with_its_default() {
     assert!(row.iter().any(|r| r.contains("| false |")), "{row:?}");
     assert!(ADMIN.contains("`backup_periodic_initialization`: with `false` (the default)"));
 }
+
+/// Every metric the daemon exports has a row in admin.md's metrics table,
+/// and every row names one it exports.
+#[cfg(feature = "http")]
+#[test]
+fn every_metric_has_a_row_and_every_row_a_metric() {
+    use rekindle::metrics::Metrics;
+    let missing: Vec<&str> = Metrics::NAMES
+        .iter()
+        .copied()
+        .filter(|name| rows(name).is_empty())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/admin.md lacks rows for {missing:?}"
+    );
+    let unknown: Vec<&str> = ADMIN
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `rekindle_"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|name| !Metrics::NAMES.contains(&format!("rekindle_{name}").as_str()))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "docs/admin.md lists metrics that are not exported: {unknown:?}"
+    );
+}
+
+/// The dashboard and the alert rules query only metrics the daemon exports
+/// (a histogram's `_bucket` series and Prometheus' own `up` included).
+#[cfg(feature = "http")]
+#[test]
+fn the_dashboard_and_the_alerts_use_only_exported_metrics() {
+    use rekindle::metrics::Metrics;
+    let dashboard = include_str!("../docs/monitoring/grafana-dashboard.json");
+    let alerts = include_str!("../docs/monitoring/alerts.yml");
+    let json: serde_json::Value = serde_json::from_str(dashboard).expect("the dashboard is JSON");
+    assert!(json["panels"].as_array().is_some_and(|p| p.len() >= 5));
+    let mut unknown = Vec::new();
+    for text in [dashboard, alerts] {
+        for (at, _) in text.match_indices("rekindle_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let base = name.strip_suffix("_bucket").unwrap_or(&name);
+            if !Metrics::NAMES.contains(&base) {
+                unknown.push(name);
+            }
+        }
+    }
+    assert!(unknown.is_empty(), "not exported: {unknown:?}");
+}

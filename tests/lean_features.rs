@@ -5,8 +5,12 @@
 
 use std::process::Command;
 
-/// Crates that only a feature may bring (`cli`, `sqlite`, `systemd`, ...).
-const FORBIDDEN: [&str; 9] = [
+/// Crates that only a feature may bring (`cli`, `sqlite`, `systemd`,
+/// `http`: the lean library carries no HTTP server, ...).
+const FORBIDDEN: [&str; 12] = [
+    "hyper",
+    "hyper-util",
+    "prometheus-client",
     "clap",
     "indicatif",
     "rusqlite",

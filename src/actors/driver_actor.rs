@@ -548,6 +548,7 @@ impl DriverActor {
             config: self.lifecycle.config(),
             stale_config: self.stale_config.clone(),
             last_ready: None,
+            changed_at: None,
         };
         self.in_flight = Some(self.shell.board.set_backend(status, now));
         if state_changed && let Some(service) = &self.shell.service {

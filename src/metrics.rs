@@ -1,0 +1,559 @@
+//! Prometheus metrics of a running service: counters fed by its notifications and by the
+//! control socket's operations, gauges read off the status board when scraped.
+//!
+//! Built on the Prometheus project's `prometheus-client` (its encoders write
+//! both the text format 0.0.4 and OpenMetrics); every name is listed, with
+//! its labels and meaning, in docs/admin.md ("Metrics"), and
+//! [`Metrics::NAMES`] is what a test checks that list against.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::event::{BackendResult, Event, Notice};
+use crate::lifecycle::{Moment, StateName};
+use crate::status::StatusBoard;
+
+/// A backend's event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    backend: String,
+}
+
+/// A backend's failure of one class.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClassLabels {
+    backend: String,
+    class: String,
+}
+
+/// How a reload ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// How one backend's part of a reload ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendOutcomeLabels {
+    backend: String,
+    outcome: &'static str,
+}
+
+/// One user operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    operation: &'static str,
+}
+
+/// One user operation and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationOutcomeLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+type GaugeF64 = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// The format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The Prometheus text format, version 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format an `Accept` header asks for: OpenMetrics when it names
+    /// `application/openmetrics-text`, else the text format.
+    pub fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Text,
+        }
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The service's metrics. Cheap to update from notifications (a counter
+/// per event); gauges are read off the status board when scraped.
+pub struct Metrics {
+    registry: Registry,
+    board: StatusBoard,
+    clock: crate::clock::ServiceClock,
+    /// The status board as last read, encoded by [`BoardCollector`].
+    snapshot: Arc<Mutex<Vec<BackendRow>>>,
+    attempts: Family<EventLabels, Counter>,
+    failures: Family<ClassLabels, Counter>,
+    retries: Family<EventLabels, Counter>,
+    exhausted: Family<EventLabels, Counter>,
+    health_lost: Family<ClassLabels, Counter>,
+    reloads: Counter,
+    reload_outcomes: Family<OutcomeLabels, Counter>,
+    backend_outcomes: Family<BackendOutcomeLabels, Counter>,
+    last_reload_ok: Gauge,
+    last_reload_success: GaugeF64,
+    records_reachable: Gauge,
+    operations_in_flight: Family<OperationLabels, Gauge>,
+    operations: Family<OperationOutcomeLabels, Counter>,
+    operation_seconds: Family<OperationOutcomeLabels, Histogram>,
+    exports_restarted: Counter,
+    export_restart_failures: Counter,
+    work_claimed: Counter,
+    notifications: Counter,
+}
+
+impl Metrics {
+    /// Every metric's name as scraped (counters with their `_total`).
+    pub const NAMES: [&'static str; 23] = [
+        "rekindle_backend_state",
+        "rekindle_backend_up",
+        "rekindle_backend_gave_up",
+        "rekindle_backend_operations_in_flight",
+        "rekindle_backend_seconds_since_transition",
+        "rekindle_backend_setup_attempts_total",
+        "rekindle_backend_setup_failures_total",
+        "rekindle_backend_retries_scheduled_total",
+        "rekindle_backend_retry_budget_exhausted_total",
+        "rekindle_backend_health_lost_total",
+        "rekindle_reload_requests_total",
+        "rekindle_reload_outcomes_total",
+        "rekindle_reload_backend_outcomes_total",
+        "rekindle_config_last_reload_successful",
+        "rekindle_config_last_reload_success_timestamp_seconds",
+        "rekindle_records_reachable",
+        "rekindle_operations_in_flight",
+        "rekindle_operations_total",
+        "rekindle_operation_duration_seconds",
+        "rekindle_exports_restarted_total",
+        "rekindle_export_restart_failures_total",
+        "rekindle_work_claimed_total",
+        "rekindle_notifications_total",
+    ];
+
+    /// Metrics of the service whose statuses are on `board`, timed by
+    /// `clock`; the last successful reload is taken to be now (the config
+    /// loaded at start), as Prometheus' own metric does.
+    pub fn new(board: StatusBoard, clock: crate::clock::ServiceClock) -> Metrics {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            board,
+            clock,
+            snapshot: Arc::default(),
+            attempts: Family::default(),
+            failures: Family::default(),
+            retries: Family::default(),
+            exhausted: Family::default(),
+            health_lost: Family::default(),
+            reloads: Counter::default(),
+            reload_outcomes: Family::default(),
+            backend_outcomes: Family::default(),
+            last_reload_ok: Gauge::default(),
+            last_reload_success: GaugeF64::default(),
+            records_reachable: Gauge::default(),
+            operations_in_flight: Family::default(),
+            operations: Family::default(),
+            operation_seconds: Family::new_with_constructor(|| {
+                // 5 ms to about 82 s.
+                Histogram::new(exponential_buckets(0.005, 2.0, 15))
+            }),
+            exports_restarted: Counter::default(),
+            export_restart_failures: Counter::default(),
+            work_claimed: Counter::default(),
+            notifications: Counter::default(),
+        };
+        let r = &mut registry;
+        r.register_collector(Box::new(BoardCollector(m.snapshot.clone())));
+        r.register(
+            "rekindle_backend_setup_attempts",
+            "Setups started (do_setup + check_for_setup_error), first ones and re-initializations",
+            m.attempts.clone(),
+        );
+        r.register(
+            "rekindle_backend_setup_failures",
+            "Setups that failed, by error class (recoverable, fatal)",
+            m.failures.clone(),
+        );
+        r.register(
+            "rekindle_backend_retries_scheduled",
+            "Re-initializations scheduled after a recoverable failure",
+            m.retries.clone(),
+        );
+        r.register(
+            "rekindle_backend_retry_budget_exhausted",
+            "Times the backend spent its retry budget (driver.gave_up)",
+            m.exhausted.clone(),
+        );
+        r.register(
+            "rekindle_backend_health_lost",
+            "Times a Ready backend lost its health (a failed or hung health probe, stats call or operation), by class",
+            m.health_lost.clone(),
+        );
+        r.register(
+            "rekindle_reload_requests",
+            "Reloads started (SIGHUP, `rekindle reload`, a fleet request)",
+            m.reloads.clone(),
+        );
+        r.register(
+            "rekindle_reload_outcomes",
+            "How reloads ended: applied (every backend as intended), rolled_back, aborted or failed (the worst of its backends), rejected (a bad file), refused (shutting down), coalesced (into one running)",
+            m.reload_outcomes.clone(),
+        );
+        r.register(
+            "rekindle_reload_backend_outcomes",
+            "How each backend's part of a reload ended: unchanged, reloaded, added, removed, rolled_back, failed, aborted, removal_aborted",
+            m.backend_outcomes.clone(),
+        );
+        r.register(
+            "rekindle_config_last_reload_successful",
+            "1 if the last reload ended as intended for every backend, 0 if it was rejected or did not",
+            m.last_reload_ok.clone(),
+        );
+        r.register(
+            "rekindle_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last reload that ended as intended (the start, until one does)",
+            m.last_reload_success.clone(),
+        );
+        r.register(
+            "rekindle_records_reachable",
+            "1 while the records (SQLite state dir or fleet database) take the heartbeat's writes, else 0",
+            m.records_reachable.clone(),
+        );
+        r.register(
+            "rekindle_operations_in_flight",
+            "User operations (volume create, backup restore, ...) being carried out now",
+            m.operations_in_flight.clone(),
+        );
+        r.register(
+            "rekindle_operations",
+            "User operations answered, by outcome (ok, error, pending: its record waits for the fleet database)",
+            m.operations.clone(),
+        );
+        r.register(
+            "rekindle_operation_duration_seconds",
+            "Time from a user operation's request to its answer, by outcome",
+            m.operation_seconds.clone(),
+        );
+        r.register(
+            "rekindle_exports_restarted",
+            "Exports found dead and restarted",
+            m.exports_restarted.clone(),
+        );
+        r.register(
+            "rekindle_export_restart_failures",
+            "Dead exports that could not be restarted",
+            m.export_restart_failures.clone(),
+        );
+        r.register(
+            "rekindle_work_claimed",
+            "Work of dead fleet members this host claimed and resolved",
+            m.work_claimed.clone(),
+        );
+        r.register(
+            "rekindle_notifications",
+            "Notifications emitted",
+            m.notifications.clone(),
+        );
+        m.last_reload_ok.set(1);
+        m.last_reload_success.set(unix_seconds(SystemTime::now()));
+        Metrics { registry, ..m }
+    }
+
+    /// Counts what `notice` says happened.
+    pub fn observe(&self, notice: &Notice) {
+        self.notifications.inc();
+        let backend = || EventLabels {
+            backend: notice.backend.clone().unwrap_or_default(),
+        };
+        let class = |class: &str| ClassLabels {
+            backend: notice.backend.clone().unwrap_or_default(),
+            class: class.to_string(),
+        };
+        match &notice.event {
+            Event::DriverInitStart { .. } => {
+                self.attempts.get_or_create(&backend()).inc();
+            }
+            Event::DriverInitError { class: c, .. } => {
+                self.failures.get_or_create(&class(c)).inc();
+            }
+            Event::DriverRetryScheduled { .. } => {
+                self.retries.get_or_create(&backend()).inc();
+            }
+            Event::DriverGaveUp { .. } => {
+                self.exhausted.get_or_create(&backend()).inc();
+            }
+            Event::DriverHealthLost { class: c, .. } => {
+                self.health_lost.get_or_create(&class(c)).inc();
+            }
+            Event::ReloadStart { .. } => {
+                self.reloads.inc();
+            }
+            Event::ReloadRejected { .. } => {
+                self.outcome("rejected");
+                self.last_reload_ok.set(0);
+            }
+            Event::ReloadRefused { .. } => self.outcome("refused"),
+            Event::ReloadCoalesced { .. } => self.outcome("coalesced"),
+            Event::ReloadEnd(end) => {
+                for (name, result) in &end.backends {
+                    let outcome = outcome_name(result);
+                    self.backend_outcomes
+                        .get_or_create(&BackendOutcomeLabels {
+                            backend: name.clone(),
+                            outcome,
+                        })
+                        .inc();
+                }
+                self.outcome(if end.ok {
+                    "applied"
+                } else if !end.rolled_back.is_empty() {
+                    "rolled_back"
+                } else if !end.aborted.is_empty() || !end.removal_aborted.is_empty() {
+                    "aborted"
+                } else {
+                    "failed"
+                });
+                if end.ok {
+                    self.last_reload_ok.set(1);
+                    self.last_reload_success
+                        .set(unix_seconds(SystemTime::now()));
+                } else {
+                    self.last_reload_ok.set(0);
+                }
+            }
+            Event::ExportRestarted { .. } => {
+                self.exports_restarted.inc();
+            }
+            Event::ExportRestartFailed { .. } => {
+                self.export_restart_failures.inc();
+            }
+            Event::WorkClaimed { .. } => {
+                self.work_claimed.inc();
+            }
+            _ => {}
+        }
+    }
+
+    fn outcome(&self, outcome: &'static str) {
+        self.reload_outcomes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// A user operation `operation` (`volume create`, ...) starts; the
+    /// returned guard counts it out when dropped, or with its outcome
+    /// when [`OperationTimer::ended`] is called.
+    pub fn operation(&self, operation: &'static str) -> OperationTimer<'_> {
+        self.operations_in_flight
+            .get_or_create(&OperationLabels { operation })
+            .inc();
+        OperationTimer {
+            metrics: self,
+            operation,
+            started: std::time::Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// The metrics in `format`, the gauges read off the status board now.
+    pub fn render(&self, format: Format) -> String {
+        self.refresh();
+        let mut text = String::new();
+        let encoded = match format {
+            Format::Text => {
+                prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)
+            }
+            Format::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            }
+        };
+        // Writing to a String cannot fail; a label that could not be
+        // encoded would be a bug here, said in the answer.
+        if let Err(error) = encoded {
+            text.push_str(&format!("# encoding failed: {error}\n"));
+        }
+        text
+    }
+
+    /// Reads the status board for the gauges (a removed backend's series
+    /// go with it).
+    fn refresh(&self) {
+        let now = self.clock.now();
+        let rows = self
+            .board
+            .backends()
+            .into_iter()
+            .map(|b| BackendRow {
+                since_transition: now
+                    .0
+                    .saturating_sub(b.changed_at.unwrap_or(Moment::ZERO).0)
+                    .as_secs_f64(),
+                kind: b.kind.as_str(),
+                state: b.state,
+                gave_up: b.gave_up,
+                in_flight: b.in_flight,
+                backend: b.name,
+            })
+            .collect();
+        if let Ok(mut snapshot) = self.snapshot.lock() {
+            *snapshot = rows;
+        }
+        self.records_reachable
+            .set(i64::from(self.board.records_fault().is_none()));
+    }
+}
+
+/// One per-backend gauge's value.
+type RowValue = fn(&BackendRow) -> f64;
+
+/// One backend as the status board showed it at the scrape.
+#[derive(Debug)]
+struct BackendRow {
+    backend: String,
+    kind: &'static str,
+    state: StateName,
+    gave_up: bool,
+    in_flight: u32,
+    since_transition: f64,
+}
+
+/// Encodes the per-backend gauges straight from the board's snapshot (no
+/// series kept between scrapes: a removed backend's go with it).
+#[derive(Debug)]
+struct BoardCollector(Arc<Mutex<Vec<BackendRow>>>);
+
+impl Collector for BoardCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Ok(rows) = self.0.lock() else {
+            return Ok(());
+        };
+        {
+            let mut family = encoder.encode_descriptor(
+                "rekindle_backend_state",
+                "The backend's lifecycle state: one series per backend, labelled with its current state, value 1",
+                None,
+                MetricType::Gauge,
+            )?;
+            for r in rows.iter() {
+                let set = [
+                    ("backend", r.backend.as_str()),
+                    ("kind", r.kind),
+                    ("state", r.state.as_str()),
+                ];
+                ConstGauge::new(1i64).encode(family.encode_family(&set)?)?;
+            }
+        }
+        let gauges: [(&str, &str, RowValue); 4] = [
+            (
+                "rekindle_backend_up",
+                "1 while the backend is Ready (its service row up), else 0",
+                |r| f64::from(u8::from(r.state == StateName::Ready)),
+            ),
+            (
+                "rekindle_backend_gave_up",
+                "1 once the backend spent its reinit_driver_count budget and waits for a reload",
+                |r| f64::from(u8::from(r.gave_up)),
+            ),
+            (
+                "rekindle_backend_operations_in_flight",
+                "Operations the backend's driver is carrying out now",
+                |r| f64::from(r.in_flight),
+            ),
+            (
+                "rekindle_backend_seconds_since_transition",
+                "Seconds since the backend entered its current state",
+                |r| r.since_transition,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for r in rows.iter() {
+                let set = [("backend", r.backend.as_str()), ("kind", r.kind)];
+                ConstGauge::new(value(r)).encode(family.encode_family(&set)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A user operation being timed (see [`Metrics::operation`]).
+pub struct OperationTimer<'a> {
+    metrics: &'a Metrics,
+    operation: &'static str,
+    started: std::time::Instant,
+    ended: bool,
+}
+
+impl OperationTimer<'_> {
+    /// The operation was answered with `outcome` (`ok`, `error`, `pending`).
+    pub fn ended(mut self, outcome: &'static str) {
+        self.ended = true;
+        let labels = OperationOutcomeLabels {
+            operation: self.operation,
+            outcome,
+        };
+        self.metrics.operations.get_or_create(&labels).inc();
+        self.metrics
+            .operation_seconds
+            .get_or_create(&labels)
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for OperationTimer<'_> {
+    fn drop(&mut self) {
+        self.metrics
+            .operations_in_flight
+            .get_or_create(&OperationLabels {
+                operation: self.operation,
+            })
+            .dec();
+        if !self.ended {
+            let labels = OperationOutcomeLabels {
+                operation: self.operation,
+                outcome: "cancelled",
+            };
+            self.metrics.operations.get_or_create(&labels).inc();
+        }
+    }
+}
+
+/// The outcome label of one backend's part of a reload.
+fn outcome_name(result: &BackendResult) -> &'static str {
+    match result {
+        BackendResult::Unchanged { .. } => "unchanged",
+        BackendResult::Reloaded { .. } => "reloaded",
+        BackendResult::RolledBack { .. } => "rolled_back",
+        BackendResult::Failed { .. } => "failed",
+        BackendResult::Aborted { .. } => "aborted",
+        BackendResult::Added { .. } => "added",
+        BackendResult::Removed => "removed",
+        BackendResult::RemovalAborted { .. } => "removal_aborted",
+    }
+}
+
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
