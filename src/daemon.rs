@@ -125,6 +125,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             let rows: RowSlot = std::rc::Rc::default();
             (url, config.clone(), rows)
         });
+        let intervals = (config.report_interval, config.service_down_time);
         let mut engine = crate::engine::Engine::builder()
             .loaded_config(config, options.config.clone())
             .records(records.clone())
@@ -183,10 +184,17 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
                 spawn_join(url, config, rows, pending, manager.clone(), handles.clone());
                 manager
             }
-            None => crate::manager::Manager::new(handles.clone(), records),
+            None => crate::manager::Manager::new(handles.clone(), records.clone()),
         };
         #[cfg(not(feature = "postgres"))]
-        let manager = crate::manager::Manager::new(handles.clone(), records);
+        let manager = crate::manager::Manager::new(handles.clone(), records.clone());
+        spawn_metrics_refresh(
+            metrics.clone(),
+            manager.clone(),
+            records.clone(),
+            handles.shell.board.clone(),
+            intervals,
+        );
         // In a fleet, recovery runs once the host has joined (its own stale
         // work only); on one host, now.
         let recovering = manager.clone();
@@ -219,6 +227,54 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         System::current().stop();
         Ok(())
     })?
+}
+
+/// Every `report_interval`, tells the metrics what only the records know:
+/// how many exports this host holds and, once it has joined a fleet, the
+/// fleet's hosts and rollouts and this host's fencing (the last answer is
+/// kept while the database does not answer).
+fn spawn_metrics_refresh(
+    metrics: std::rc::Rc<crate::metrics::Metrics>,
+    manager: crate::manager::Manager,
+    records: std::rc::Rc<crate::records::Records>,
+    board: crate::status::StatusBoard,
+    (report_interval, service_down_time): (std::time::Duration, std::time::Duration),
+) {
+    let _ = (&manager, service_down_time);
+    actix::spawn(async move {
+        let mut ticks = actix::clock::interval(report_interval);
+        #[cfg(feature = "postgres")]
+        let mut fleet = crate::metrics::FleetView::default();
+        loop {
+            ticks.tick().await;
+            let exports = board
+                .backends()
+                .iter()
+                .filter(|b| b.kind == crate::driver::Kind::Volume)
+                .map(|b| records.exports(&b.name).map(|e| e.len() as u64))
+                .sum::<Result<u64, _>>()
+                .ok();
+            metrics.set_exports_alive(exports);
+            #[cfg(feature = "postgres")]
+            if let Some(member) = manager.member() {
+                let store = member.store();
+                if let Ok(hosts) = store.fleet_hosts(service_down_time).await {
+                    fleet.hosts_up = hosts.iter().filter(|h| h.alive).count() as u64;
+                    fleet.hosts_down = hosts.len() as u64 - fleet.hosts_up;
+                }
+                if let Ok(rollouts) = store.rollouts().await {
+                    fleet.rollouts_running = rollouts
+                        .iter()
+                        .filter(|r| r.state == crate::store::rollouts::RolloutState::Running)
+                        .count() as u64;
+                }
+                fleet.fenced = member.fenced().is_some();
+                fleet.heartbeat_round_trip = member.renewal_round_trip().map(|d| d.as_secs_f64());
+                fleet.superseded_writes = member.superseded_writes();
+                metrics.set_fleet(fleet.clone());
+            }
+        }
+    });
 }
 
 /// Moves the HTTP listener when a reload changes `http_listen` (and only

@@ -256,8 +256,9 @@ impl Manager {
         *self.fleet.borrow_mut() = Some(member);
     }
 
+    /// This host in its fleet, once joined (`None` on one host).
     #[cfg(feature = "postgres")]
-    fn member(&self) -> Option<Rc<crate::fleet::member::Member>> {
+    pub fn member(&self) -> Option<Rc<crate::fleet::member::Member>> {
         self.fleet.borrow().clone()
     }
 

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -49,6 +50,30 @@ struct OutcomeLabels {
 struct BackendOutcomeLabels {
     backend: String,
     outcome: &'static str,
+}
+
+/// A backup or a restore.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkLabels {
+    work: &'static str,
+}
+
+/// What a fleet host's metrics read of the fleet (set by the daemon every
+/// `report_interval`, see [`Metrics::set_fleet`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FleetView {
+    /// Hosts the fleet's records know, alive by the database's clock.
+    pub hosts_up: u64,
+    /// Hosts the records know that are not.
+    pub hosts_down: u64,
+    /// This host has fenced itself (no renewal for its fence interval).
+    pub fenced: bool,
+    /// The last heartbeat's round trip, seconds (`None`: none answered yet).
+    pub heartbeat_round_trip: Option<f64>,
+    /// Final writes of this host that a survivor's claim had superseded.
+    pub superseded_writes: u64,
+    /// Rolling reloads running in the fleet.
+    pub rollouts_running: u64,
 }
 
 /// One user operation.
@@ -100,8 +125,14 @@ pub struct Metrics {
     registry: Registry,
     board: StatusBoard,
     clock: crate::clock::ServiceClock,
-    /// The status board as last read, encoded by [`BoardCollector`].
-    snapshot: Arc<Mutex<Vec<BackendRow>>>,
+    /// The status board (and what the daemon set) as last read, encoded
+    /// by [`BoardCollector`].
+    snapshot: Arc<Mutex<Snapshot>>,
+    backup_bytes: Family<WorkLabels, Counter>,
+    /// Bytes of each running backup or restore counted so far.
+    progress: Mutex<std::collections::HashMap<(String, &'static str), u64>>,
+    reload_seconds: Histogram,
+    reload_started: Mutex<Option<std::time::Instant>>,
     attempts: Family<EventLabels, Counter>,
     failures: Family<ClassLabels, Counter>,
     retries: Family<EventLabels, Counter>,
@@ -124,7 +155,7 @@ pub struct Metrics {
 
 impl Metrics {
     /// Every metric's name as scraped (counters with their `_total`).
-    pub const NAMES: [&'static str; 23] = [
+    pub const NAMES: [&'static str; 27] = [
         "rekindle_backend_state",
         "rekindle_backend_up",
         "rekindle_backend_gave_up",
@@ -148,6 +179,19 @@ impl Metrics {
         "rekindle_export_restart_failures_total",
         "rekindle_work_claimed_total",
         "rekindle_notifications_total",
+        "rekindle_backup_bytes_total",
+        "rekindle_reload_duration_seconds",
+        "rekindle_records_write_failures_total",
+        "rekindle_exports_alive",
+    ];
+
+    /// The names served only by a fleet host (see [`Metrics::set_fleet`]).
+    pub const FLEET_NAMES: [&'static str; 5] = [
+        "rekindle_fleet_hosts",
+        "rekindle_fleet_fenced",
+        "rekindle_fleet_heartbeat_round_trip_seconds",
+        "rekindle_fleet_superseded_writes_total",
+        "rekindle_fleet_rollouts_running",
     ];
 
     /// Metrics of the service whose statuses are on `board`, timed by
@@ -160,6 +204,11 @@ impl Metrics {
             board,
             clock,
             snapshot: Arc::default(),
+            backup_bytes: Family::default(),
+            progress: Mutex::default(),
+            // 10 ms to about 164 s.
+            reload_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 15)),
+            reload_started: Mutex::default(),
             attempts: Family::default(),
             failures: Family::default(),
             retries: Family::default(),
@@ -270,10 +319,25 @@ impl Metrics {
             m.work_claimed.clone(),
         );
         r.register(
+            "rekindle_backup_bytes",
+            "Bytes backups (work=backup) and restores (work=restore) moved, as their progress reported them",
+            m.backup_bytes.clone(),
+        );
+        r.register(
+            "rekindle_reload_duration_seconds",
+            "Time from a reload's start to its end: the drain of in-flight operations, the new config's setup, a rollback",
+            m.reload_seconds.clone(),
+        );
+        r.register(
             "rekindle_notifications",
             "Notifications emitted",
             m.notifications.clone(),
         );
+        // Both series from the start (0 until a backup or restore moves
+        // bytes), so that rate() has a start.
+        for work in ["backup", "restore"] {
+            m.backup_bytes.get_or_create(&WorkLabels { work }).inc_by(0);
+        }
         m.last_reload_ok.set(1);
         m.last_reload_success.set(unix_seconds(SystemTime::now()));
         Metrics { registry, ..m }
@@ -307,7 +371,14 @@ impl Metrics {
             }
             Event::ReloadStart { .. } => {
                 self.reloads.inc();
+                if let Ok(mut started) = self.reload_started.lock() {
+                    *started = Some(std::time::Instant::now());
+                }
             }
+            Event::BackupCreateProgress(p) => self.moved(p, "backup"),
+            Event::BackupRestoreProgress(p) => self.moved(p, "restore"),
+            Event::BackupCreateError { backup_id, .. } => self.forget(backup_id, "backup"),
+            Event::BackupRestoreError { backup_id, .. } => self.forget(backup_id, "restore"),
             Event::ReloadRejected { .. } => {
                 self.outcome("rejected");
                 self.last_reload_ok.set(0);
@@ -315,6 +386,9 @@ impl Metrics {
             Event::ReloadRefused { .. } => self.outcome("refused"),
             Event::ReloadCoalesced { .. } => self.outcome("coalesced"),
             Event::ReloadEnd(end) => {
+                if let Some(started) = self.reload_started.lock().ok().and_then(|mut s| s.take()) {
+                    self.reload_seconds.observe(started.elapsed().as_secs_f64());
+                }
                 for (name, result) in &end.backends {
                     let outcome = outcome_name(result);
                     self.backend_outcomes
@@ -351,6 +425,49 @@ impl Metrics {
                 self.work_claimed.inc();
             }
             _ => {}
+        }
+    }
+
+    /// Counts the bytes a backup's or restore's progress says were moved
+    /// since its last report.
+    fn moved(&self, progress: &crate::event::BackupProgress, work: &'static str) {
+        let Ok(mut seen) = self.progress.lock() else {
+            return;
+        };
+        let key = (progress.backup_id.clone(), work);
+        let before = seen.get(&key).copied().unwrap_or(0);
+        let delta = progress.bytes_done.saturating_sub(before);
+        if progress.bytes_done >= progress.bytes_total {
+            seen.remove(&key);
+        } else {
+            seen.insert(key, progress.bytes_done.max(before));
+        }
+        if delta > 0 {
+            self.backup_bytes
+                .get_or_create(&WorkLabels { work })
+                .inc_by(delta);
+        }
+    }
+
+    fn forget(&self, backup_id: &str, work: &'static str) {
+        if let Ok(mut seen) = self.progress.lock() {
+            seen.remove(&(backup_id.to_string(), work));
+        }
+    }
+
+    /// What this host reads of its fleet now (a fleet host's daemon sets
+    /// it every `report_interval`; until then the fleet's metrics are not
+    /// served).
+    pub fn set_fleet(&self, view: FleetView) {
+        if let Ok(mut snapshot) = self.snapshot.lock() {
+            snapshot.fleet = Some(view);
+        }
+    }
+
+    /// How many exports this host's records hold (`None`: unknown).
+    pub fn set_exports_alive(&self, exports: Option<u64>) {
+        if let Ok(mut snapshot) = self.snapshot.lock() {
+            snapshot.exports_alive = exports;
         }
     }
 
@@ -416,11 +533,21 @@ impl Metrics {
             })
             .collect();
         if let Ok(mut snapshot) = self.snapshot.lock() {
-            *snapshot = rows;
+            snapshot.backends = rows;
+            snapshot.records_write_failures = self.board.records_write_failures();
         }
         self.records_reachable
             .set(i64::from(self.board.records_fault().is_none()));
     }
+}
+
+/// What the collector encodes at a scrape.
+#[derive(Debug, Default)]
+struct Snapshot {
+    backends: Vec<BackendRow>,
+    records_write_failures: u64,
+    exports_alive: Option<u64>,
+    fleet: Option<FleetView>,
 }
 
 /// One per-backend gauge's value.
@@ -440,13 +567,14 @@ struct BackendRow {
 /// Encodes the per-backend gauges straight from the board's snapshot (no
 /// series kept between scrapes: a removed backend's go with it).
 #[derive(Debug)]
-struct BoardCollector(Arc<Mutex<Vec<BackendRow>>>);
+struct BoardCollector(Arc<Mutex<Snapshot>>);
 
 impl Collector for BoardCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Ok(rows) = self.0.lock() else {
+        let Ok(snapshot) = self.0.lock() else {
             return Ok(());
         };
+        let rows = &snapshot.backends;
         {
             let mut family = encoder.encode_descriptor(
                 "rekindle_backend_state",
@@ -491,6 +619,62 @@ impl Collector for BoardCollector {
                 let set = [("backend", r.backend.as_str()), ("kind", r.kind)];
                 ConstGauge::new(value(r)).encode(family.encode_family(&set)?)?;
             }
+        }
+        ConstCounter::new(snapshot.records_write_failures).encode(encoder.encode_descriptor(
+            "rekindle_records_write_failures",
+            "Heartbeats whose records could not be written (a full or read-only state dir, a fleet database that did not answer)",
+            None,
+            MetricType::Counter,
+        )?)?;
+        if let Some(exports) = snapshot.exports_alive {
+            ConstGauge::new(i64::try_from(exports).unwrap_or(i64::MAX)).encode(
+                encoder.encode_descriptor(
+                    "rekindle_exports_alive",
+                    "Exports this host's records hold (each checked at every publisher tick and restarted if dead)",
+                    None,
+                    MetricType::Gauge,
+                )?,
+            )?;
+        }
+        if let Some(fleet) = &snapshot.fleet {
+            let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            {
+                let mut family = encoder.encode_descriptor(
+                    "rekindle_fleet_hosts",
+                    "Hosts the fleet's records know, by state (up: a heartbeat within service_down_time by the database's clock)",
+                    None,
+                    MetricType::Gauge,
+                )?;
+                for (state, n) in [("up", fleet.hosts_up), ("down", fleet.hosts_down)] {
+                    ConstGauge::new(count(n)).encode(family.encode_family(&[("state", state)])?)?;
+                }
+            }
+            ConstGauge::new(i64::from(fleet.fenced)).encode(encoder.encode_descriptor(
+                "rekindle_fleet_fenced",
+                "1 while this host has fenced itself (no renewal for its fence interval: it starts no work)",
+                None,
+                MetricType::Gauge,
+            )?)?;
+            if let Some(rtt) = fleet.heartbeat_round_trip {
+                ConstGauge::new(rtt).encode(encoder.encode_descriptor(
+                    "rekindle_fleet_heartbeat_round_trip_seconds",
+                    "The last heartbeat's round trip to the fleet's database",
+                    None,
+                    MetricType::Gauge,
+                )?)?;
+            }
+            ConstCounter::new(fleet.superseded_writes).encode(encoder.encode_descriptor(
+                "rekindle_fleet_superseded_writes",
+                "Final writes of this host's operations fenced off because a survivor had claimed the work (the survivor's resolution stands)",
+                None,
+                MetricType::Counter,
+            )?)?;
+            ConstGauge::new(count(fleet.rollouts_running)).encode(encoder.encode_descriptor(
+                "rekindle_fleet_rollouts_running",
+                "Rolling reloads running in the fleet",
+                None,
+                MetricType::Gauge,
+            )?)?;
         }
         Ok(())
     }
@@ -556,4 +740,51 @@ fn unix_seconds(at: SystemTime) -> f64 {
     at.duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::BackupProgress;
+
+    fn progress(id: &str, done: u64, total: u64) -> Notice {
+        Notice {
+            event: Event::BackupCreateProgress(BackupProgress {
+                backup_id: id.to_string(),
+                volume_id: "v".to_string(),
+                percent: 0,
+                bytes_done: done,
+                bytes_total: total,
+            }),
+            backend: Some("backup".to_string()),
+            timestamp: String::new(),
+        }
+    }
+
+    #[test]
+    fn backup_bytes_count_what_each_report_adds_once() {
+        let clock = crate::clock::ServiceClock::start();
+        let metrics = Metrics::new(StatusBoard::default(), clock);
+        for notice in [
+            progress("b1", 100, 300),
+            progress("b2", 50, 50),
+            progress("b1", 100, 300), // the same report again adds nothing
+            progress("b1", 300, 300),
+        ] {
+            metrics.observe(&notice);
+        }
+        let text = metrics.render(Format::Text);
+        assert!(
+            text.contains("rekindle_backup_bytes_total{work=\"backup\"} 350"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rekindle_backup_bytes_total{work=\"restore\"} 0"),
+            "{text}"
+        );
+        assert!(
+            metrics.progress.lock().expect("lock").is_empty(),
+            "finished ones are forgotten"
+        );
+    }
 }

@@ -148,6 +148,8 @@ struct Board {
     backends: BTreeMap<String, (BackendStatus, InFlight)>,
     services: BTreeMap<String, ServiceStatus>,
     records_fault: Option<RecordsFault>,
+    /// Heartbeats whose records could not be written, since the start.
+    records_write_failures: u64,
 }
 
 /// The records cannot be written (their heartbeat failed): why, and since
@@ -236,6 +238,9 @@ impl StatusBoard {
     /// (the error, first seen at `now`, an RFC 3339 stamp).
     pub fn set_records_fault(&self, error: Option<String>, now: &str) {
         let mut board = self.inner.borrow_mut();
+        if error.is_some() {
+            board.records_write_failures += 1;
+        }
         board.records_fault = match (error, board.records_fault.take()) {
             (None, _) => None,
             (Some(error), Some(fault)) => Some(RecordsFault {
@@ -247,6 +252,11 @@ impl StatusBoard {
                 since: now.to_string(),
             }),
         };
+    }
+
+    /// How many heartbeats' records could not be written since the start.
+    pub fn records_write_failures(&self) -> u64 {
+        self.inner.borrow().records_write_failures
     }
 
     /// Why the records cannot be written, while they cannot.

@@ -1255,3 +1255,53 @@ fn a_database_restart_mid_extend_keeps_the_new_size_with_the_outcome() {
     });
     assert!(psql(&server, "SELECT id FROM workers").is_empty());
 }
+
+/// A fleet host's /metrics say what the fleet's records say: hosts up and
+/// down (by the database's clock), its own fencing and heartbeat round trip.
+#[cfg(feature = "http")]
+#[test]
+fn a_fleet_hosts_metrics_follow_the_fleet() {
+    let server = Server::start("metrics");
+    let timing = "report_interval = 1s\nservice_down_time = 4s";
+    let a = Host::start(&server, "metrics", "a", timing, "http_listen = 127.0.0.1:0");
+    let mut b = Host::start(&server, "metrics", "b", timing, "");
+    let address = wait_value("a's listener", Duration::from_secs(20), || {
+        std::fs::read_to_string(a.dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .and_then(|l| l.split("address=").nth(1))
+            .map(|s| s.trim().to_string())
+    });
+    let scrape = || {
+        let out = Command::new("curl")
+            .args(["-s", "-m", "5", &format!("http://{address}/metrics")])
+            .output()
+            .expect("curl runs");
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let text = wait_value(
+        "both hosts up in a's metrics",
+        Duration::from_secs(30),
+        || {
+            let text = scrape();
+            (text.contains("rekindle_fleet_hosts{state=\"up\"} 2")
+                && text.contains("# TYPE rekindle_fleet_heartbeat_round_trip_seconds gauge"))
+            .then_some(text)
+        },
+    );
+    for name in rekindle::metrics::Metrics::FLEET_NAMES {
+        assert!(
+            text.contains(&format!("# TYPE {name} ")),
+            "{name} not served:\n{text}"
+        );
+    }
+    assert!(text.contains("rekindle_fleet_fenced 0"), "{text}");
+    b.kill_9();
+    wait_value("b down in a's metrics", Duration::from_secs(30), || {
+        let text = scrape();
+        (text.contains("rekindle_fleet_hosts{state=\"up\"} 1")
+            && text.contains("rekindle_fleet_hosts{state=\"down\"} 1"))
+        .then_some(())
+    });
+}

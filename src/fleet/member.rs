@@ -46,6 +46,10 @@ pub struct Member {
     /// The longest gap between its renewals that keeps its run going
     /// (see [`super::outcome::allowed_gap`]).
     allowed_gap: Duration,
+    /// The last renewal's round trip.
+    round_trip: Rc<std::cell::Cell<Option<Duration>>>,
+    /// Final writes fenced off because a survivor had claimed the work.
+    superseded: std::cell::Cell<u64>,
 }
 
 /// How an owner's fenced end of its work went.
@@ -90,6 +94,8 @@ impl Member {
             renewed: Rc::new(std::cell::Cell::new(sent)),
             fence_after: fence_interval(service_down_time, service_down_time),
             allowed_gap: super::outcome::allowed_gap(service_down_time / 2),
+            round_trip: Rc::default(),
+            superseded: std::cell::Cell::new(0),
         })
     }
 
@@ -112,6 +118,18 @@ impl Member {
     pub fn fenced(&self) -> Option<Duration> {
         let since = self.renewed.get().elapsed();
         (since > self.fence_after).then_some(since)
+    }
+
+    /// The last heartbeat's round trip to the database (`None` before one
+    /// was answered).
+    pub fn renewal_round_trip(&self) -> Option<Duration> {
+        self.round_trip.get()
+    }
+
+    /// How many of this host's final writes a survivor's claim fenced off
+    /// (their resolution stood), since it joined.
+    pub fn superseded_writes(&self) -> u64 {
+        self.superseded.get()
     }
 
     /// This host's fence interval.
@@ -167,6 +185,7 @@ impl Member {
         let (store, host, epoch) = (self.store.clone(), self.host.clone(), self.epoch);
         let renewed = self.renewed.clone();
         let allowed_gap = self.allowed_gap;
+        let round_trip = self.round_trip.clone();
         actix::spawn(async move {
             let mut superseded = false;
             while rx.changed().await.is_ok() {
@@ -189,6 +208,7 @@ impl Member {
                 match store.host_heartbeat(&host, epoch, allowed_gap).await {
                     Ok(true) => {
                         superseded = false;
+                        round_trip.set(Some(sent.elapsed()));
                         renewed.set(renewed.get().max(sent));
                     }
                     Ok(false) if !superseded => {
@@ -241,7 +261,10 @@ impl Member {
     pub async fn end(&self, work: &Work, end: &End) -> Result<Ended, StoreError> {
         match self.finish(work, end).await {
             Ok(true) => Ok(Ended::Written),
-            Ok(false) => Ok(Ended::Superseded),
+            Ok(false) => {
+                self.superseded.set(self.superseded.get() + 1);
+                Ok(Ended::Superseded)
+            }
             Err(error @ StoreError::Unavailable { .. }) => {
                 let outcome = PendingOutcome::new(&work.kind, &work.id, &work.status, end);
                 if let Err(keep) = self.pending.keep(outcome) {
@@ -301,6 +324,7 @@ impl Member {
                 tracing::info!(kind = %work.kind, id = %work.id, %to, "a pending outcome is written")
             }
             KeptFate::Superseded => {
+                self.superseded.set(self.superseded.get() + 1);
                 tracing::warn!(kind = %work.kind, id = %work.id, %to, now = ?status, "a pending outcome was superseded: a survivor resolved the record while this host could not write it, and its resolution stands")
             }
         }

@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use super::postgres::PgStore;
+use super::postgres::{PgStore, millis};
 use super::{End, ServiceRow, StoreError};
 
 /// A host's incarnation: bumped every time the host registers (starts), so
@@ -266,9 +266,4 @@ impl PgStore {
             })
             .collect())
     }
-}
-
-/// A duration in whole milliseconds, as the statements take it.
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -90,7 +90,8 @@ pub struct PgStore {
     service_down_time: Duration,
 }
 
-fn millis(d: Duration) -> i64 {
+/// A duration in whole milliseconds, as the statements take it.
+pub(super) fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use super::postgres::PgStore;
+use super::postgres::{PgStore, millis};
 use super::requests::RequestId;
 
 /// Where a rollout is.
@@ -103,10 +103,6 @@ pub struct FleetHost {
 
 fn stamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
-}
-
-fn millis(d: Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 const ROLLOUT: &str = "SELECT id, cluster, max_unavailable, min_ready_ms, state, hosts::text, message, started_at, updated_at, driver FROM rollouts";
