@@ -126,6 +126,9 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             (url, config.clone(), rows)
         });
         let intervals = (config.report_interval, config.service_down_time);
+        // `http_listen` as each reload read it (the engine reads the file
+        // once per reload; nothing here reads it again).
+        let reloaded_http_listen: ReloadedHttpListen = std::rc::Rc::default();
         let mut engine = crate::engine::Engine::builder()
             .loaded_config(config, options.config.clone())
             .records(records.clone())
@@ -138,6 +141,10 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
                     sink(beats)
                 }
             });
+        }
+        if options.http_listen.is_none() {
+            let latest = reloaded_http_listen.clone();
+            engine = engine.on_config_reloaded(move |config| latest.set(Some(config.http_listen)));
         }
         if let Some(path) = &options.notifications {
             engine = engine.notifications_file(path);
@@ -163,7 +170,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         };
         if options.http_listen.is_none() {
             follow_http_listen(
-                options.config.clone(),
+                reloaded_http_listen,
                 http_listen,
                 serving,
                 handles.clone(),
@@ -277,11 +284,15 @@ fn spawn_metrics_refresh(
     });
 }
 
+/// `http_listen` as the last reload read it (`None` until one does).
+type ReloadedHttpListen = std::rc::Rc<std::cell::Cell<Option<Option<std::net::SocketAddr>>>>;
+
 /// Moves the HTTP listener when a reload changes `http_listen` (and only
-/// then): the file is read again once the reload ended; an address that
-/// cannot be bound is logged and the old listener keeps serving.
+/// then), once the reload ended, as the engine's reload read the file (never
+/// read twice: a file changed in between, or a FIFO, cannot disagree); an
+/// address that cannot be bound is logged and the old listener keeps serving.
 fn follow_http_listen(
-    source: ConfigSource,
+    reloaded: ReloadedHttpListen,
     configured: Option<std::net::SocketAddr>,
     serving: Option<crate::http::Serving>,
     handles: crate::actors::Handles,
@@ -293,17 +304,12 @@ fn follow_http_listen(
         if !matches!(notice.event, crate::event::Event::ReloadEnd(_)) {
             return;
         }
-        let (source, state, handles, metrics) = (
-            source.clone(),
-            state.clone(),
-            handles.clone(),
-            metrics.clone(),
-        );
+        // A reload whose file did not load leaves the listener as it is.
+        let Some(wanted) = reloaded.take() else {
+            return;
+        };
+        let (state, handles, metrics) = (state.clone(), handles.clone(), metrics.clone());
         actix::spawn(async move {
-            let Ok(config) = load_config(&source) else {
-                return;
-            };
-            let wanted = config.http_listen;
             if wanted == state.borrow().0 {
                 return;
             }

@@ -96,11 +96,16 @@ type Registration = Box<dyn FnOnce(&mut DriverRegistry)>;
 /// Your own config source: read at start and on every reload.
 type PlanLoader = Rc<dyn Fn() -> Result<Plan, String>>;
 
+/// Told every config the engine reads from its file (start-up aside, once
+/// per reload), so the daemon never reads the file a second time.
+type ConfigSeen = Rc<dyn Fn(&crate::config::Config)>;
+
 /// Builds an [`EngineHandle`]; see [`Engine::builder`].
 pub struct EngineBuilder {
     host: String,
     source: Option<ConfigSource>,
     loaded: Option<crate::config::Config>,
+    config_seen: Option<ConfigSeen>,
     loader: Option<PlanLoader>,
     registry: Option<DriverRegistry>,
     backends: Vec<(String, Kind)>,
@@ -133,6 +138,7 @@ impl Engine {
             host: "localhost".to_string(),
             source: None,
             loaded: None,
+            config_seen: None,
             loader: None,
             registry: None,
             backends: Vec::new(),
@@ -285,6 +291,17 @@ impl EngineBuilder {
         self
     }
 
+    /// The daemon's path: `seen` gets each config a reload reads from the
+    /// file (the file is read once per reload, by the engine).
+    #[cfg(feature = "cli")]
+    pub(crate) fn on_config_reloaded(
+        mut self,
+        seen: impl Fn(&crate::config::Config) + 'static,
+    ) -> Self {
+        self.config_seen = Some(Rc::new(seen));
+        self
+    }
+
     /// How often the publisher ticks (re-initialization, stats, probes,
     /// export checks). In-code plans only.
     pub fn periodic_interval(mut self, every: Duration) -> Self {
@@ -403,8 +420,14 @@ impl EngineBuilder {
         );
         let source = Rc::new(RefCell::new(source));
         let reader = source.clone();
+        let seen = self.config_seen;
         let loader: Loader = Box::new(move || match &*reader.borrow() {
-            PlanSource::Config(source) => crate::config::load_plan(source),
+            PlanSource::Config(source) => crate::config::load_config(source).map(|config| {
+                if let Some(seen) = &seen {
+                    seen(&config);
+                }
+                config.plan()
+            }),
             PlanSource::Plan(plan) => Ok((**plan).clone()),
             PlanSource::Loader(loader) => loader(),
         });
