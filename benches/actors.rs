@@ -9,15 +9,14 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use rekindle::actors::driver_actor::{Start, spec};
-use rekindle::actors::{DriverActor, Operation, Shell};
-use rekindle::clock::ServiceClock;
-use rekindle::driver::registry::AnyDriver;
-use rekindle::driver::{
-    Capabilities, ConnectionInfo, Connector, DriverRegistry, Kind, Volume, VolumeDriver,
-};
-use rekindle::lifecycle::{DriverError, Policy, StateName};
-use rekindle::notify::Notifier;
+use rekindle::actors::{DriverActor, Operation};
+use rekindle::driver::{Kind, Volume};
+use rekindle::lifecycle::{Policy, StateName};
 use rekindle::runtime::run_real;
+
+#[path = "common/instant.rs"]
+mod instant;
+use instant::shell;
 
 struct Bare;
 impl Actor for Bare {
@@ -45,54 +44,6 @@ impl Handler<rekindle::Notice> for Subscriber {
     fn handle(&mut self, _: rekindle::Notice, _: &mut Context<Self>) {
         self.0.set(self.0.get() + 1);
     }
-}
-
-/// A driver whose every call returns at once: the bench measures the actor.
-struct Instant0;
-
-#[async_trait::async_trait(?Send)]
-impl VolumeDriver for Instant0 {
-    async fn do_setup(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn check_for_setup_error(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
-        Ok(Capabilities::default())
-    }
-    async fn create_volume(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn initialize_connection(
-        &self,
-        _: &Volume,
-        _: &Connector,
-    ) -> Result<ConnectionInfo, DriverError> {
-        Err(DriverError::Other("not exported".into()))
-    }
-    async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-}
-
-fn shell() -> Shell {
-    let clock = ServiceClock::start();
-    let mut registry = DriverRegistry::with_builtin();
-    let instant: Rc<dyn VolumeDriver> = Rc::new(Instant0);
-    registry.register(Kind::Volume, "instant", &[], move |_| {
-        Ok(AnyDriver::Volume(instant.clone()))
-    });
-    Shell::new(clock, Notifier::in_memory(clock), registry)
 }
 
 fn rss_bytes() -> u64 {

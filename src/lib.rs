@@ -94,7 +94,7 @@
 //! cinder.conf, strsim, serde_path_to_error, futures-util, async-trait, libc).
 //!
 //! - `cli`: the `rekindle` binary (clap, indicatif, tracing-subscriber), the
-//!   daemon and its control socket; implies `sqlite`. The binary's plumbing
+//!   daemon and its control socket; implies `sqlite` and `http`. The binary's plumbing
 //!   (`daemon`, `control`, `wait`, `demo`, `listing`, `table`, and the
 //!   checker's `export` and `fuzz`) is hidden from these docs and is not
 //!   public API.
@@ -103,6 +103,11 @@
 //! - `qemu`: the `qemu` volume driver; it records its exports, so it implies `sqlite`.
 //! - `posix`: the `posix` backup driver.
 //! - `systemd`: sd_notify readiness; without it [`systemd::Systemd`] never sends.
+//! - `postgres`: fleet records in PostgreSQL (`[database] connection`):
+//!   `store::postgres`, the fleet's member, listener and rollouts; implies `sqlite`.
+//! - `http`: the daemon's `http_listen` (`http`): Prometheus metrics
+//!   (`metrics`, on prometheus-client) and the `/healthz` and `/readyz`
+//!   probes, served by hyper.
 //! - `proptest`: `sim::strategy`, proptest strategies over simulations of
 //!   your own driver (not in the defaults).
 

@@ -22,7 +22,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::event::{BackendResult, Event, Notice};
+use crate::event::{Event, Notice};
 use crate::lifecycle::{Moment, StateName};
 use crate::status::StatusBoard;
 
@@ -390,7 +390,7 @@ impl Metrics {
                     self.reload_seconds.observe(started.elapsed().as_secs_f64());
                 }
                 for (name, result) in &end.backends {
-                    let outcome = outcome_name(result);
+                    let outcome = result.name();
                     self.backend_outcomes
                         .get_or_create(&BackendOutcomeLabels {
                             backend: name.clone(),
@@ -719,20 +719,6 @@ impl Drop for OperationTimer<'_> {
             };
             self.metrics.operations.get_or_create(&labels).inc();
         }
-    }
-}
-
-/// The outcome label of one backend's part of a reload.
-fn outcome_name(result: &BackendResult) -> &'static str {
-    match result {
-        BackendResult::Unchanged { .. } => "unchanged",
-        BackendResult::Reloaded { .. } => "reloaded",
-        BackendResult::RolledBack { .. } => "rolled_back",
-        BackendResult::Failed { .. } => "failed",
-        BackendResult::Aborted { .. } => "aborted",
-        BackendResult::Added { .. } => "added",
-        BackendResult::Removed => "removed",
-        BackendResult::RemovalAborted { .. } => "removal_aborted",
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Server, wait_value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
 
@@ -204,18 +204,6 @@ fn psql(server: &Server, sql: &str) -> Vec<String> {
         .map(str::to_string)
         .filter(|l| !l.is_empty())
         .collect()
-}
-
-/// Waits until `find` finds something, and returns it.
-fn wait_value<T>(what: &str, limit: Duration, mut find: impl FnMut() -> Option<T>) -> T {
-    let started = Instant::now();
-    loop {
-        if let Some(found) = find() {
-            return found;
-        }
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
@@ -1266,12 +1254,7 @@ fn a_fleet_hosts_metrics_follow_the_fleet() {
     let a = Host::start(&server, "metrics", "a", timing, "http_listen = 127.0.0.1:0");
     let mut b = Host::start(&server, "metrics", "b", timing, "");
     let address = wait_value("a's listener", Duration::from_secs(20), || {
-        std::fs::read_to_string(a.dir.join("log"))
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.contains("serving /metrics"))
-            .and_then(|l| l.split("address=").nth(1))
-            .map(|s| s.trim().to_string())
+        common::http_addresses(&a.dir.join("log")).pop()
     });
     let scrape = || {
         let out = Command::new("curl")

@@ -3,9 +3,13 @@
 
 #![cfg(feature = "http")]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::wait_value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
 
@@ -48,12 +52,7 @@ impl Daemon {
 
     /// The addresses it said it serves on, in order.
     fn addresses(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|l| l.contains("serving /metrics, /healthz and /readyz"))
-            .filter_map(|l| l.split("address=").nth(1))
-            .map(|a| a.trim().to_string())
-            .collect()
+        common::http_addresses(&self.dir.join("log"))
     }
 
     /// Waits until it serves (its log names the address).
@@ -61,17 +60,6 @@ impl Daemon {
         wait_value("the listener's address", Duration::from_secs(20), || {
             self.addresses().last().cloned()
         })
-    }
-}
-
-fn wait_value<T>(what: &str, limit: Duration, mut find: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = find() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

@@ -7,9 +7,13 @@
 
 #![cfg(feature = "http")]
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::wait_value;
 
 struct Process(Child);
 
@@ -17,17 +21,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn wait_value<T>(what: &str, limit: Duration, mut find: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = find() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -73,12 +66,7 @@ fn prometheus_scrapes_the_backend_state_and_fires_the_alerts() {
             .expect("daemon starts"),
     );
     let target = wait_value("the daemon's listener", Duration::from_secs(20), || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .find(|l| l.contains("serving /metrics"))
-            .and_then(|l| l.split("address=").nth(1))
-            .map(|a| a.trim().to_string())
+        common::http_addresses(&log).pop()
     });
     let alerts =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/monitoring/alerts.yml");

@@ -1,4 +1,5 @@
-//! Test support shared by integration tests: a private PostgreSQL server.
+//! Test support shared by integration tests: a private PostgreSQL server, waits that end
+//! on a positive observation, and the address a daemon's log says it serves HTTP on.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -107,4 +108,33 @@ impl Drop for Server {
             .arg(&self.dir)
             .status();
     }
+}
+
+/// Waits until `find` finds something, and returns it; fails naming
+/// `what` after `limit`.
+pub fn wait_value<T>(
+    what: &str,
+    limit: std::time::Duration,
+    mut find: impl FnMut() -> Option<T>,
+) -> T {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(found) = find() {
+            return found;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The addresses a daemon's log (at `log`) says it serves `/metrics` on,
+/// in order (a reload that moved the listener adds one).
+pub fn http_addresses(log: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("serving /metrics, /healthz and /readyz"))
+        .filter_map(|l| l.split("address=").nth(1))
+        .map(|a| a.trim().to_string())
+        .collect()
 }
