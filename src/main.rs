@@ -96,6 +96,10 @@ enum Command {
         /// Plant a known bug (hung setups are never abandoned): the simulator must catch it.
         #[arg(long)]
         plant_bug: bool,
+        /// Seeds run at once (default: one per core); the output is the same
+        /// for any number.
+        #[arg(long, short = 'j', default_value_t = 0, hide_default_value = true)]
+        jobs: usize,
     },
     /// Explore every reachable state of the real transition function.
     ///
@@ -114,9 +118,20 @@ enum Command {
         /// Operations in flight per backend at most.
         #[arg(long, default_value_t = 1)]
         max_inflight: u32,
-        /// Identical backends (symmetry-reduced).
+        /// Identical backends (symmetry-reduced; composed from one backend's
+        /// search unless --product).
         #[arg(long, default_value_t = 1)]
         backends: usize,
+        /// With several backends, search every interleaving of their events
+        /// instead of composing one backend's search (same verdict and
+        /// figures; for checking the composition itself).
+        #[arg(long)]
+        product: bool,
+        /// Memory budget of the search (`2G`, `512M`, bytes; 0 = none): a
+        /// search that would grow past it stops and says so. Default: half
+        /// of this machine's memory.
+        #[arg(long, value_parser = parse_memory)]
+        max_memory: Option<u64>,
         /// Depth-first with state fingerprints (bounded memory, not shortest).
         #[arg(long)]
         dfs: bool,
@@ -534,6 +549,26 @@ fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitC
 /// `rekindle check --config FILE`: the report on stdout; exit 0 no
 /// violation, 1 a violation, 2 the file's problems (one a line, as
 /// `config check` prints them) on stderr.
+/// `--max-memory`: a size (`2G`, `512M`, bytes).
+fn parse_memory(text: &str) -> Result<u64, String> {
+    rekindle::driver::options::parse_size(text).ok_or_else(|| {
+        format!("{text:?} is not a size: write bytes, or a number with K, M, G or T (2G)")
+    })
+}
+
+/// Half of the memory this machine has (`MemTotal` of /proc/meminfo); 4 GB
+/// where that cannot be read.
+fn half_of_this_machine() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024 / 2)
+        })
+        .unwrap_or(4_000_000_000)
+}
+
 fn check_config(file: &std::path::Path, options: &rekindle::check::CheckOptions) -> ExitCode {
     use std::io::Write;
     match rekindle::check::config_file::check_file(file, options) {
@@ -600,6 +635,7 @@ fn sim_args(
         check_determinism,
         keep_events,
         plant_bug,
+        jobs: 0,
     })
 }
 
@@ -715,6 +751,7 @@ fn main() -> ExitCode {
             check_determinism,
             keep_events,
             plant_bug,
+            jobs,
         } => {
             let args = match sim_args(
                 seed,
@@ -727,7 +764,7 @@ fn main() -> ExitCode {
                 keep_events,
                 plant_bug,
             ) {
-                Ok(args) => args,
+                Ok(args) => rekindle::sim::cli::SimArgs { jobs, ..args },
                 Err(error) => {
                     eprintln!("rekindle sim: {error}");
                     return ExitCode::from(2);
@@ -757,7 +794,10 @@ fn main() -> ExitCode {
             dfs,
             plant_bug,
             max_states,
+            product,
+            max_memory,
         } => {
+            let max_memory = max_memory.unwrap_or_else(half_of_this_machine);
             if let Some(file) = config {
                 let options = rekindle::check::CheckOptions {
                     max_inflight,
@@ -765,6 +805,8 @@ fn main() -> ExitCode {
                     dfs,
                     plant_bug,
                     max_states,
+                    product,
+                    max_memory,
                     ..rekindle::check::CheckOptions::default()
                 };
                 return check_config(&file, &options);
@@ -783,8 +825,12 @@ fn main() -> ExitCode {
                 dfs,
                 plant_bug,
                 max_states,
+                product,
+                max_memory,
             };
-            let report = rekindle::check::check(&options);
+            let report = rekindle::check::check_with_progress(&options, &mut |progress| {
+                eprintln!("{}", progress.render());
+            });
             print!("{}", report.render());
             if report.violation.is_some() {
                 ExitCode::FAILURE

@@ -81,30 +81,6 @@ fn breadth_first_in_parallel_and_depth_first_find_the_same_states() {
 }
 
 #[test]
-fn symmetry_reduction_merges_permuted_backends() {
-    let one = check(&CheckOptions {
-        max_attempts: 1,
-        max_inflight: 0,
-        backends: 1,
-        ..CheckOptions::default()
-    });
-    let two = check(&CheckOptions {
-        max_attempts: 1,
-        max_inflight: 0,
-        backends: 2,
-        ..CheckOptions::default()
-    });
-    // Unordered pairs with repetition: n(n+1)/2, far below n^2.
-    let n = one.states;
-    assert!(
-        two.states <= n * (n + 1) / 2,
-        "{} vs {}",
-        two.states,
-        n * (n + 1) / 2
-    );
-}
-
-#[test]
 fn the_planted_bug_is_found_with_a_shortest_counter_example() {
     let report = check(&CheckOptions {
         plant_bug: true,
@@ -356,4 +332,99 @@ fn check_config_conflicts_with_max_attempts() {
         err.contains("'--config <CONFIG>' cannot be used with '--max-attempts"),
         "{err}"
     );
+}
+
+#[test]
+fn symmetry_reduction_merges_permuted_backends() {
+    // The product search interleaves both backends' events; with symmetry
+    // reduction its states are the unordered pairs of one backend's states,
+    // n(n+1)/2, far below n^2. Composition explores one backend and counts:
+    // the two must agree, which they would not if an event or an invariant
+    // ever related two backends.
+    let one = check(&CheckOptions {
+        max_attempts: 1,
+        max_inflight: 0,
+        backends: 1,
+        ..CheckOptions::default()
+    });
+    let options = CheckOptions {
+        max_attempts: 1,
+        max_inflight: 0,
+        backends: 2,
+        ..CheckOptions::default()
+    };
+    let product = check(&CheckOptions {
+        product: true,
+        ..options
+    });
+    let n = one.states;
+    assert!(product.violation.is_none() && !product.truncated);
+    assert_eq!(product.states, n * (n + 1) / 2);
+    assert!(
+        product.product.is_none(),
+        "the product search counts itself"
+    );
+    let composed = check(&options);
+    assert!(composed.violation.is_none() && !composed.truncated);
+    assert_eq!(composed.states, n, "one backend explored");
+    let figures = composed.product.expect("composed figures");
+    assert_eq!(figures.backends, 2);
+    assert_eq!(
+        (figures.states, figures.depth),
+        (product.states as u128, product.depth)
+    );
+    // A violation: the same invariant, a counter-example as short.
+    for backends in [2, 3] {
+        let options = CheckOptions {
+            plant_bug: true,
+            backends,
+            ..CheckOptions::default()
+        };
+        let composed = check(&options)
+            .violation
+            .expect("composed: planted bug found");
+        let product = check(&CheckOptions {
+            product: true,
+            ..options
+        })
+        .violation
+        .expect("product: planted bug found");
+        assert_eq!(composed.message, product.message);
+        assert_eq!(composed.trace.len(), product.trace.len());
+    }
+}
+
+#[test]
+fn a_memory_budget_stops_the_search_and_says_where() {
+    let options = CheckOptions {
+        max_attempts: 3,
+        max_inflight: 2,
+        backends: 1,
+        ..CheckOptions::default()
+    };
+    for dfs in [false, true] {
+        let full = check(&CheckOptions { dfs, ..options });
+        assert!(!full.truncated && full.limit.is_none());
+        assert!(full.memory_bytes > 0);
+        let budget = full.memory_bytes / 4;
+        let report = check(&CheckOptions {
+            max_memory: budget,
+            dfs,
+            ..options
+        });
+        assert!(report.truncated, "dfs {dfs}");
+        assert_eq!(report.limit, Some(rekindle::check::Limit::Memory(budget)));
+        assert!(
+            report.memory_bytes <= budget,
+            "dfs {dfs}: {}",
+            report.memory_bytes
+        );
+        assert!(
+            report.states > 0 && report.states < full.states,
+            "dfs {dfs}"
+        );
+        let text = report.render();
+        assert!(text.contains("limit: truncated at"), "{text}");
+        assert!(text.contains("--max-memory"), "{text}");
+    }
 }

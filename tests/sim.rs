@@ -215,3 +215,26 @@ fn a_backend_lost_during_a_reload_drain_is_not_ready_when_the_reload_aborts() {
         report.render()
     );
 }
+
+#[test]
+fn a_range_of_seeds_prints_the_same_bytes_on_one_worker_or_several() {
+    // Seed 2 fails with the planted bug (the CI sweep relies on it), so the
+    // failure texts, shrunk traces and replay lines are compared too.
+    let args = |jobs| rekindle::sim::cli::SimArgs {
+        seeds: 1..=4,
+        backends: 10,
+        duration: Duration::from_secs(2 * 3600),
+        profile: Profile::Chaos,
+        svg: None,
+        check_determinism: false,
+        keep_events: None,
+        plant_bug: true,
+        jobs,
+    };
+    rekindle::sim::quiet_injected_panics();
+    let (one, passed_one) = rekindle::sim::cli::run(&args(1)).expect("one worker");
+    let (several, passed_several) = rekindle::sim::cli::run(&args(3)).expect("three workers");
+    assert!(one.contains("FAILED seed 2"), "{one}");
+    assert!(!passed_one && !passed_several);
+    assert_eq!(one, several);
+}

@@ -179,8 +179,26 @@ impl ConfigCheck {
                 report.depth,
                 report.elapsed.as_secs_f64(),
             );
-            if report.truncated {
-                out.push_str(", truncated at max_states (not every state explored)");
+            if let Some(product) = &report.product {
+                let _ = write!(
+                    out,
+                    " for one backend, {} states for {} composed",
+                    thousands(u64::try_from(product.states).unwrap_or(u64::MAX)),
+                    product.backends
+                );
+            }
+            match report.limit {
+                Some(super::Limit::Memory(_)) => out.push_str(&format!(
+                    ", truncated at the memory budget, {} (not every state explored)",
+                    super::gigabytes(report.memory_bytes)
+                )),
+                Some(super::Limit::Depth(max)) => out.push_str(&format!(
+                    ", truncated at the depth-first stack's limit, {max} (not every state explored)"
+                )),
+                Some(super::Limit::States(_)) => {
+                    out.push_str(", truncated at max_states (not every state explored)");
+                }
+                None => {}
             }
             match &report.violation {
                 None => out.push_str(", no violation\n"),

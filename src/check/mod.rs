@@ -12,6 +12,7 @@
 
 pub mod abstraction;
 mod canonical;
+mod compose;
 pub mod config_file;
 #[doc(hidden)]
 pub mod export;
@@ -24,7 +25,7 @@ mod world;
 use crate::lifecycle::Policy;
 
 use canonical::canonical;
-pub use report::{CheckReport, CounterExample};
+pub use report::{CheckReport, CounterExample, Limit, Product, Progress, gigabytes};
 pub use search::DFS_MAX_DEPTH;
 use search::{breadth_first, depth_first};
 use world::{BackendWorld, EARLY, LATE, deliver, initial, moves};
@@ -45,6 +46,12 @@ pub struct CheckOptions {
     pub max_inflight: u32,
     /// Identical backends.
     pub backends: usize,
+    /// With several backends: search the product, every interleaving of
+    /// every backend's events (symmetry-reduced), instead of exploring one
+    /// backend and composing (the default: the same verdict, shortest
+    /// counter-example and product figures, since no event and no invariant
+    /// relates two backends; see [`CheckReport::product`]).
+    pub product: bool,
     /// Depth-first with 128-bit state fingerprints (bounded memory, not
     /// shortest) instead of breadth-first with full states (shortest).
     pub dfs: bool,
@@ -52,6 +59,9 @@ pub struct CheckOptions {
     pub plant_bug: bool,
     /// Stop after this many states.
     pub max_states: usize,
+    /// Stop before the search's tables ([`CheckReport::memory_bytes`]) grow
+    /// past this many bytes; 0: no budget.
+    pub max_memory: u64,
 }
 
 impl Default for CheckOptions {
@@ -64,15 +74,36 @@ impl Default for CheckOptions {
             dfs: false,
             plant_bug: false,
             max_states: 20_000_000,
+            product: false,
+            max_memory: 0,
         }
     }
 }
 
 /// Explores from the initial world.
 pub fn check(options: &CheckOptions) -> CheckReport {
+    check_with_progress(options, &mut |_| {})
+}
+
+/// [`check`], telling `progress` where the search is every few seconds.
+pub fn check_with_progress(
+    options: &CheckOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> CheckReport {
+    if options.backends > 1 && !options.product {
+        let one = CheckOptions {
+            backends: 1,
+            ..*options
+        };
+        return compose::compose(explore(&one, progress), options.backends);
+    }
+    explore(options, progress)
+}
+
+fn explore(options: &CheckOptions, progress: &mut dyn FnMut(&Progress)) -> CheckReport {
     if options.dfs {
-        depth_first(options)
+        depth_first(options, progress)
     } else {
-        breadth_first(options)
+        breadth_first(options, progress)
     }
 }

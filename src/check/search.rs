@@ -12,7 +12,7 @@ use crate::lifecycle::{Event, Moment};
 
 use super::CheckOptions;
 use super::canonical::{fingerprint128, symmetric, world_key};
-use super::report::{CheckReport, CounterExample};
+use super::report::{CheckReport, CounterExample, Limit, Progress};
 use super::world::{
     BackendWorld, Delivered, World, deliver, deliver_into, initial, label, moves, moves_into,
 };
@@ -130,6 +130,33 @@ pub(super) fn expand(
     out
 }
 
+/// How often a running search reports its progress.
+pub(super) const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Bytes a breadth-first search holds for `stored` states seen (their keys,
+/// in a table kept at most 7/8 full, and the way back to each) and
+/// `frontier` worlds of `backends` backends waiting to be expanded.
+pub(super) fn bfs_bytes(stored: usize, frontier: usize, backends: usize) -> u64 {
+    let parent = std::mem::size_of::<(usize, Option<Step>)>();
+    let world = std::mem::size_of::<Found>() + backends * std::mem::size_of::<BackendWorld>();
+    // Both tables grow by doubling.
+    (key_table_bytes(stored) + stored.next_power_of_two() * parent + frontier * world) as u64
+}
+
+/// A table of `stored` 128-bit keys: a power of two of buckets, at most 7/8
+/// full, a control byte each.
+fn key_table_bytes(stored: usize) -> usize {
+    let buckets = (stored.saturating_mul(8) / 7 + 1).next_power_of_two();
+    buckets * (std::mem::size_of::<u128>() + 1)
+}
+
+/// Bytes a depth-first search holds: `stored` fingerprints and a stack of
+/// `depth` worlds with their pending moves.
+pub(super) fn dfs_bytes(stored: usize, depth: usize, backends: usize) -> u64 {
+    let frame = backends * std::mem::size_of::<BackendWorld>() + 16 * std::mem::size_of::<Step>();
+    (key_table_bytes(stored) + depth * frame) as u64
+}
+
 /// Levels smaller than this expand on the calling thread.
 pub(super) const PARALLEL_LEVEL: usize = 64;
 /// States a worker takes at a time from a level (small enough to balance
@@ -232,7 +259,10 @@ impl Shared<'_> {
 /// Breadth-first, level by level: each level expands in parallel against the
 /// states of earlier levels (helper threads started once per search), then
 /// the calling thread merges the new worlds in order.
-pub(super) fn breadth_first(options: &CheckOptions) -> CheckReport {
+pub(super) fn breadth_first(
+    options: &CheckOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> CheckReport {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
     let shared = Shared {
         options,
@@ -250,14 +280,19 @@ pub(super) fn breadth_first(options: &CheckOptions) -> CheckReport {
         for _ in 1..threads {
             scope.spawn(|| shared.help());
         }
-        let report = search_levels(&shared, threads > 1);
+        let report = search_levels(&shared, threads > 1, progress);
         shared.stop_helpers(threads > 1);
         report
     })
 }
 
-pub(super) fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
+pub(super) fn search_levels(
+    shared: &Shared<'_>,
+    helpers: bool,
+    progress: &mut dyn FnMut(&Progress),
+) -> CheckReport {
     let started = Instant::now();
+    let mut reported = started;
     let options = shared.options;
     let start = symmetric(initial(options));
     // Per state: parent and the step that led here.
@@ -283,10 +318,20 @@ pub(super) fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
     let mut states = 1;
     let mut transitions = 0u64;
     let mut depth = 0;
-    let mut truncated = false;
+    let mut limit = None;
+    let mut memory = bfs_bytes(1, 1, options.backends);
     while shared.frontier_states.load(Ordering::Relaxed) > 0 {
         let level = shared.expand_level(helpers);
         let found: usize = level.iter().map(|part| part.found.len()).sum();
+        // The level just expanded, the one it found and the states seen:
+        // past the budget, nothing more is stored.
+        let frontier = shared.frontier_states.load(Ordering::Relaxed);
+        let holding = bfs_bytes(states + found, frontier + found, options.backends);
+        if options.max_memory > 0 && holding > options.max_memory {
+            limit = Some(Limit::Memory(options.max_memory));
+            break;
+        }
+        memory = memory.max(holding);
         let mut next_frontier: Level = Vec::with_capacity(level.len());
         let mut new_states = 0;
         let mut index = write_index();
@@ -306,7 +351,10 @@ pub(super) fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
                     transitions,
                     depth,
                     elapsed: started.elapsed(),
-                    truncated,
+                    truncated: limit.is_some(),
+                    limit,
+                    memory_bytes: memory,
+                    product: None,
                     violation: Some(CounterExample { message, trace }),
                 };
             }
@@ -315,7 +363,7 @@ pub(super) fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
             let mut part = part.found;
             for found in &mut part {
                 if index.len() >= options.max_states && !index.contains(&found.key) {
-                    truncated = true;
+                    limit = Some(Limit::States(options.max_states));
                     continue;
                 }
                 if !index.insert(found.key) {
@@ -347,13 +395,25 @@ pub(super) fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
         }
         shared.frontier_states.store(new_states, Ordering::Relaxed);
         *write_frontier() = next_frontier;
+        if reported.elapsed() >= PROGRESS_EVERY {
+            reported = Instant::now();
+            progress(&Progress {
+                states,
+                depth,
+                elapsed: started.elapsed(),
+                memory_bytes: memory,
+            });
+        }
     }
     CheckReport {
         states,
         transitions,
         depth,
         elapsed: started.elapsed(),
-        truncated,
+        truncated: limit.is_some(),
+        limit,
+        memory_bytes: memory,
+        product: None,
         violation: None,
     }
 }
@@ -362,8 +422,12 @@ pub(super) fn search_levels(shared: &Shared<'_>, helpers: bool) -> CheckReport {
 /// states are not expanded and the report says the search was truncated.
 pub const DFS_MAX_DEPTH: usize = 10_000;
 
-pub(super) fn depth_first(options: &CheckOptions) -> CheckReport {
+pub(super) fn depth_first(
+    options: &CheckOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> CheckReport {
     let started = Instant::now();
+    let mut reported = started;
     let start = symmetric(initial(options));
     let mut seen: FxHashSet<u128> = FxHashSet::default();
     seen.insert(fingerprint128(&start));
@@ -384,7 +448,8 @@ pub(super) fn depth_first(options: &CheckOptions) -> CheckReport {
         vec![(start.clone(), moves_of(&start), None)];
     let mut transitions = 0u64;
     let mut depth = 0;
-    let mut truncated = false;
+    let mut limit = None;
+    let mut memory = dfs_bytes(1, 1, options.backends);
     while let Some((world, pending, _)) = stack.last_mut() {
         let Some(step) = pending.pop() else {
             stack.pop();
@@ -406,7 +471,10 @@ pub(super) fn depth_first(options: &CheckOptions) -> CheckReport {
                     transitions,
                     depth,
                     elapsed: started.elapsed(),
-                    truncated,
+                    truncated: limit.is_some(),
+                    limit,
+                    memory_bytes: memory,
+                    product: None,
                     violation: Some(CounterExample { message, trace }),
                 };
             }
@@ -418,9 +486,28 @@ pub(super) fn depth_first(options: &CheckOptions) -> CheckReport {
                 if !seen.insert(fingerprint128(&w)) {
                     continue;
                 }
-                if seen.len() >= options.max_states || stack.len() >= DFS_MAX_DEPTH {
-                    truncated = true;
+                let holding = dfs_bytes(seen.len(), stack.len() + 1, options.backends);
+                if options.max_memory > 0 && holding > options.max_memory {
+                    limit = Some(Limit::Memory(options.max_memory));
+                    break;
+                }
+                memory = memory.max(holding);
+                if seen.len() >= options.max_states {
+                    limit = Some(Limit::States(options.max_states));
                     continue;
+                }
+                if stack.len() >= DFS_MAX_DEPTH {
+                    limit = Some(Limit::Depth(DFS_MAX_DEPTH));
+                    continue;
+                }
+                if seen.len().is_multiple_of(65_536) && reported.elapsed() >= PROGRESS_EVERY {
+                    reported = Instant::now();
+                    progress(&Progress {
+                        states: seen.len(),
+                        depth,
+                        elapsed: started.elapsed(),
+                        memory_bytes: memory,
+                    });
                 }
                 let moves = moves_of(&w);
                 stack.push((w, moves, Some(step)));
@@ -433,7 +520,10 @@ pub(super) fn depth_first(options: &CheckOptions) -> CheckReport {
         transitions,
         depth,
         elapsed: started.elapsed(),
-        truncated,
+        truncated: limit.is_some(),
+        limit,
+        memory_bytes: memory,
+        product: None,
         violation: None,
     }
 }

@@ -36,6 +36,9 @@ pub struct SimArgs {
     pub keep_events: Option<BTreeSet<usize>>,
     /// Plant the known bug (the checker must catch it).
     pub plant_bug: bool,
+    /// Seeds run at once (`--jobs`); 0: one per core. The output is the
+    /// same for any number.
+    pub jobs: usize,
 }
 
 /// Parses `A..B` or `A..=B` or `A` into an inclusive seed range.
@@ -82,83 +85,180 @@ impl SimArgs {
 }
 
 /// Runs `rekindle sim`; returns the text to print and whether it passed.
+///
+/// A range of seeds runs on every core (one seed at a time per worker); the
+/// text is assembled in seed order, byte for byte what one worker would print.
 pub fn run(args: &SimArgs) -> Result<(String, bool), String> {
-    let single = args.seeds.start() == args.seeds.end();
-    let started = Instant::now();
-    let seeds = args.seeds.end() - args.seeds.start() + 1;
-    let bar: Rc<RefCell<Option<ProgressBar>>> = Rc::new(RefCell::new(None));
-    let mut out = String::new();
-    let mut failures = Vec::new();
-    let mut totals = (0u64, 0u64);
-    for (n, seed) in args.seeds.clone().enumerate() {
-        let mut sim = args.simulation(seed);
-        if single {
-            let bar = bar.clone();
-            let total = args.duration;
-            sim.progress = Some(Rc::new(move |at| {
-                show_progress(&bar, started, total.as_secs(), at.as_secs(), "virtual s");
-            }));
-        } else {
-            show_progress(&bar, started, seeds, n as u64, "seeds");
-        }
-        let (report, recorder) = sim.run_with_recorder().map_err(|e| e.to_string())?;
-        if args.check_determinism {
-            let mut again = args.simulation(seed);
-            again.progress = None;
-            let second = again.run().map_err(|e| e.to_string())?;
-            if second.render() != report.render() {
-                failures.push((
-                    seed,
-                    format!(
-                        "seed {seed}: two runs differ (trace {:016x} vs {:016x})",
-                        report.trace_hash, second.trace_hash
-                    ),
-                ));
-                continue;
-            }
-        }
-        totals.0 += report.events;
-        totals.1 += report.violations.len() as u64;
-        if single {
-            let _ = writeln!(
-                out,
-                "{}",
-                args.command_line(seed, args.keep_events.as_ref())
-            );
-            out.push_str(&report.render());
-            if let Some(path) = &args.svg {
-                let title = args.command_line(seed, args.keep_events.as_ref());
-                let picture = super::svg::render(&recorder, args.duration, &title);
-                std::fs::write(path, picture)
-                    .map_err(|e| format!("--svg {}: {e}", path.display()))?;
-            }
-        }
-        drop(recorder);
-        if !report.passed() {
-            failures.push((seed, failure_text(args, &sim, &report)));
-        }
+    if args.seeds.start() == args.seeds.end() {
+        return run_one(args, *args.seeds.start());
     }
+    let started = Instant::now();
+    let seeds: Vec<u64> = args.seeds.clone().collect();
+    let bar: Rc<RefCell<Option<ProgressBar>>> = Rc::new(RefCell::new(None));
+    let outcomes = run_seeds(args, &seeds, |done| {
+        show_progress(&bar, started, seeds.len() as u64, done as u64, "seeds");
+    })?;
     if let Some(bar) = bar.borrow_mut().take() {
         bar.finish_and_clear();
     }
-    if !single {
-        let _ = writeln!(
-            out,
-            "rekindle sim --seeds {}..{} --backends {} --duration {} --faults {}",
-            args.seeds.start(),
-            args.seeds.end(),
-            args.backends,
-            humantime::format_duration(args.duration),
-            args.profile.as_str()
-        );
-        let _ = writeln!(out, "seeds: {seeds}");
-        let _ = writeln!(out, "events: {}", totals.0);
-        let _ = writeln!(out, "failed_seeds: {}", failures.len());
-    }
-    for (_, text) in &failures {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "rekindle sim --seeds {}..{} --backends {} --duration {} --faults {}",
+        args.seeds.start(),
+        args.seeds.end(),
+        args.backends,
+        humantime::format_duration(args.duration),
+        args.profile.as_str()
+    );
+    let _ = writeln!(out, "seeds: {}", seeds.len());
+    let events: u64 = outcomes.iter().map(|o| o.events).sum();
+    let _ = writeln!(out, "events: {events}");
+    let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.failure.as_ref()).collect();
+    let _ = writeln!(out, "failed_seeds: {}", failures.len());
+    for text in &failures {
         out.push_str(text);
     }
     Ok((out, failures.is_empty()))
+}
+
+/// One seed, with the virtual-time progress bar and the SVG timeline.
+fn run_one(args: &SimArgs, seed: u64) -> Result<(String, bool), String> {
+    let started = Instant::now();
+    let bar: Rc<RefCell<Option<ProgressBar>>> = Rc::new(RefCell::new(None));
+    let mut sim = args.simulation(seed);
+    {
+        let bar = bar.clone();
+        let total = args.duration;
+        sim.progress = Some(Rc::new(move |at| {
+            show_progress(&bar, started, total.as_secs(), at.as_secs(), "virtual s");
+        }));
+    }
+    let (report, recorder) = sim.run_with_recorder().map_err(|e| e.to_string())?;
+    if let Some(bar) = bar.borrow_mut().take() {
+        bar.finish_and_clear();
+    }
+    if args.check_determinism {
+        let second = args.simulation(seed).run().map_err(|e| e.to_string())?;
+        if second.render() != report.render() {
+            let text = format!(
+                "seed {seed}: two runs differ (trace {:016x} vs {:016x})",
+                report.trace_hash, second.trace_hash
+            );
+            return Ok((text, false));
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        args.command_line(seed, args.keep_events.as_ref())
+    );
+    out.push_str(&report.render());
+    if let Some(path) = &args.svg {
+        let title = args.command_line(seed, args.keep_events.as_ref());
+        let picture = super::svg::render(&recorder, args.duration, &title);
+        std::fs::write(path, picture).map_err(|e| format!("--svg {}: {e}", path.display()))?;
+    }
+    drop(recorder);
+    let passed = report.passed();
+    if !passed {
+        out.push_str(&failure_text(args, &sim, &report));
+    }
+    Ok((out, passed))
+}
+
+/// What one seed of a range gave.
+struct SeedOutcome {
+    /// Events simulated (0 when two runs differed).
+    events: u64,
+    /// The failure's text (violations, shrunk trace, replay line), if any.
+    failure: Option<String>,
+}
+
+/// Runs one seed of a range: twice with `check_determinism`.
+fn run_seed(args: &SimArgs, seed: u64) -> Result<SeedOutcome, String> {
+    let sim = args.simulation(seed);
+    let report = sim.run().map_err(|e| e.to_string())?;
+    if args.check_determinism {
+        let second = args.simulation(seed).run().map_err(|e| e.to_string())?;
+        if second.render() != report.render() {
+            return Ok(SeedOutcome {
+                events: 0,
+                failure: Some(format!(
+                    "seed {seed}: two runs differ (trace {:016x} vs {:016x})",
+                    report.trace_hash, second.trace_hash
+                )),
+            });
+        }
+    }
+    Ok(SeedOutcome {
+        events: report.events,
+        failure: (!report.passed()).then(|| failure_text(args, &sim, &report)),
+    })
+}
+
+/// Stack of a worker: what the main thread has, as a simulation on the
+/// main thread would.
+const WORKER_STACK: usize = 8 << 20;
+
+/// Runs `seeds` on every core, each worker taking the next seed when done
+/// (every simulation is its own actor system on its own virtual clock, so
+/// nothing is shared); `done(n)` after each. Outcomes come back in seed
+/// order; the first error in seed order is returned.
+fn run_seeds(
+    args: &SimArgs,
+    seeds: &[u64],
+    mut done: impl FnMut(usize),
+) -> Result<Vec<SeedOutcome>, String> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let workers = match args.jobs {
+        0 => cores,
+        jobs => jobs,
+    }
+    .min(seeds.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let mut slots: Vec<Option<Result<SeedOutcome, String>>> =
+        std::iter::repeat_with(|| None).take(seeds.len()).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (sender, next) = (sender.clone(), &next);
+            let work = move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(seed) = seeds.get(i) else {
+                        break;
+                    };
+                    if sender.send((i, run_seed(args, *seed))).is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(error) = std::thread::Builder::new()
+                .name("sim-worker".to_string())
+                .stack_size(WORKER_STACK)
+                .spawn_scoped(scope, work)
+            {
+                return Err(format!("cannot start a simulation worker: {error}"));
+            }
+        }
+        drop(sender);
+        for (n, (i, outcome)) in receiver.iter().enumerate() {
+            slots[i] = Some(outcome);
+            done(n + 1);
+        }
+        Ok(())
+    })?;
+    slots
+        .into_iter()
+        .zip(seeds)
+        .map(|(slot, seed)| {
+            slot.unwrap_or_else(|| {
+                Err(format!("seed {seed}: its worker stopped before running it"))
+            })
+        })
+        .collect()
 }
 
 fn failure_text(args: &SimArgs, sim: &Simulation, report: &SimReport) -> String {
