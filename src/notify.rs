@@ -33,6 +33,18 @@ pub struct Record {
     pub payload: Value,
 }
 
+impl Record {
+    /// The JSON form of `notice`.
+    fn of(notice: &Notice) -> Record {
+        Record {
+            event_type: notice.event_type().to_string(),
+            backend: notice.backend.clone(),
+            timestamp: notice.timestamp.clone(),
+            payload: notice.event.payload(),
+        }
+    }
+}
+
 /// Where notifications go. Cloning shares the same subscribers.
 #[derive(Clone)]
 pub struct Notifier {
@@ -41,7 +53,9 @@ pub struct Notifier {
 
 struct Inner {
     clock: ServiceClock,
-    history: VecDeque<Record>,
+    /// Notices, not records: the JSON form is built only when the file,
+    /// the log or [`Notifier::history`] asks for it.
+    history: VecDeque<Notice>,
     emitted: u64,
     counts: std::collections::BTreeMap<&'static str, u64>,
     file: Option<BufWriter<File>>,
@@ -129,21 +143,20 @@ impl Notifier {
             backend: backend.map(str::to_string),
             timestamp: inner.clock.timestamp(at),
         };
-        let record = Record {
-            event_type: notice.event_type().to_string(),
-            backend: notice.backend.clone(),
-            timestamp: notice.timestamp.clone(),
-            payload: notice.event.payload(),
-        };
-        tracing::info!(event_type = record.event_type, backend, payload = %record.payload, "notification");
-        if let Some(file) = inner.file.as_mut() {
-            let written = serde_json::to_writer(&mut *file, &record)
-                .map_err(std::io::Error::from)
-                .and_then(|()| file.write_all(b"\n"))
-                .and_then(|()| file.flush());
-            if let Err(e) = written {
-                tracing::error!(error = %e, "cannot write the notifications file");
-                inner.write_error = Some(e.to_string());
+        // The JSON form only for a log line or the file (a simulation has
+        // neither, and builds none).
+        if inner.file.is_some() || tracing::enabled!(tracing::Level::INFO) {
+            let record = Record::of(&notice);
+            tracing::info!(event_type = record.event_type, backend, payload = %record.payload, "notification");
+            if let Some(file) = inner.file.as_mut() {
+                let written = serde_json::to_writer(&mut *file, &record)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| file.write_all(b"\n"))
+                    .and_then(|()| file.flush());
+                if let Err(e) = written {
+                    tracing::error!(error = %e, "cannot write the notifications file");
+                    inner.write_error = Some(e.to_string());
+                }
             }
         }
         let inner = &mut *inner;
@@ -171,7 +184,7 @@ impl Notifier {
             inner.history.pop_front();
         }
         *inner.counts.entry(notice.event_type()).or_default() += 1;
-        inner.history.push_back(record);
+        inner.history.push_back(notice.clone());
         inner.emitted += 1;
         notice
     }
@@ -183,7 +196,7 @@ impl Notifier {
 
     /// The most recent notifications (up to [`HISTORY_LIMIT`]), oldest first.
     pub fn history(&self) -> Vec<Record> {
-        self.inner.borrow().history.iter().cloned().collect()
+        self.inner.borrow().history.iter().map(Record::of).collect()
     }
 
     /// How many notifications were emitted since the start.
