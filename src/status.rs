@@ -314,13 +314,16 @@ impl StatusBoard {
             let state = if row.up { "up" } else { "down" };
             match existing.next_if(|(key, _)| key.as_str() == row.backend) {
                 Some((_, status)) => {
-                    let updated_at = updated_at.unwrap_or(status.updated_at.as_str()).to_owned();
+                    // A row's `updated_at` stays as it was when none is given.
+                    let stamp = updated_at.map(|stamp| (&mut status.updated_at, stamp));
                     for (field, value) in [
                         (&mut status.binary, row.binary),
                         (&mut status.host, row.host),
                         (&mut status.state, state),
-                        (&mut status.updated_at, updated_at.as_str()),
-                    ] {
+                    ]
+                    .into_iter()
+                    .chain(stamp)
+                    {
                         if field != value {
                             field.clear();
                             field.push_str(value);

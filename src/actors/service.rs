@@ -263,14 +263,15 @@ fn announce(
     up: bool,
     now: Moment,
 ) {
-    let change = ServiceRowChange {
+    // Built only for a change: every heartbeat passes here for every backend.
+    let change = || ServiceRowChange {
         binary: backend.binary.to_string(),
         host: backend.host.clone(),
         state: beat.state.as_str(),
     };
     let event = match (backend.up, up) {
-        (Some(true), false) => Event::ServiceDown(change),
-        (Some(false) | None, true) => Event::ServiceUp(change),
+        (Some(true), false) => Event::ServiceDown(change()),
+        (Some(false) | None, true) => Event::ServiceUp(change()),
         _ => {
             backend.up = Some(up);
             return;

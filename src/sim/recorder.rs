@@ -286,10 +286,13 @@ impl Recorder {
         if from != to || !trace.on_timeline {
             trace.on_timeline = true;
             *self.entered.entry(to).or_default() += 1;
-            self.timeline
-                .entry(backend.to_string())
-                .or_default()
-                .push((at, to));
+            // The name is copied only for a backend's first entry.
+            match self.timeline.get_mut(backend) {
+                Some(line) => line.push((at, to)),
+                None => {
+                    self.timeline.insert(backend.to_string(), vec![(at, to)]);
+                }
+            }
         }
         if let Some(message) = overlap {
             self.violation(at, backend, message);
