@@ -3,59 +3,18 @@
 //! hours per case), 256 cases generated and run by proptest. Prints
 //! sim_strategy_cases_per_sec and sim_strategy_256_cases_s.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::time::Instant;
 
-use async_trait::async_trait;
 use proptest::test_runner::{Config, TestRunner};
 use rekindle::sim::strategy::{self, hours};
-use rekindle::{Capabilities, ConnectionInfo, Connector, DriverError, Volume, VolumeDriver};
+
+/// The example's own driver.
+#[path = "../examples/my_array/mod.rs"]
+mod my_array;
+use my_array::MyArray;
 
 /// Cases per run, as a user's `proptest!` with `cases: 256` would run.
 const CASES: u32 = 256;
-
-/// The example's driver: volumes kept in memory.
-#[derive(Default)]
-struct MyArray {
-    volumes: RefCell<BTreeMap<String, u64>>,
-}
-
-#[async_trait(?Send)]
-impl VolumeDriver for MyArray {
-    async fn do_setup(&self) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
-        Ok(Capabilities::default())
-    }
-    async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
-        self.volumes
-            .borrow_mut()
-            .insert(volume.id.to_string(), volume.size_bytes);
-        Ok(())
-    }
-    async fn delete_volume(&self, volume: &Volume) -> Result<(), DriverError> {
-        self.volumes.borrow_mut().remove(volume.id.as_str());
-        Ok(())
-    }
-    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn initialize_connection(
-        &self,
-        _: &Volume,
-        _: &Connector,
-    ) -> Result<ConnectionInfo, DriverError> {
-        Ok(ConnectionInfo {
-            driver_volume_type: "my-array".into(),
-            data: Default::default(),
-        })
-    }
-}
 
 fn main() {
     rekindle::sim::quiet_injected_panics();
