@@ -123,8 +123,8 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         backends: usize,
         /// With several backends, search every interleaving of their events
-        /// instead of composing one backend's search (same verdict and
-        /// figures; for checking the composition itself).
+        /// instead of composing one backend's search (the same verdict,
+        /// states and depth; for checking the composition itself).
         #[arg(long)]
         product: bool,
         /// Memory budget of the search (`2G`, `512M`, bytes; 0 = none): a

@@ -48,9 +48,9 @@ pub struct CheckOptions {
     pub backends: usize,
     /// With several backends: search the product, every interleaving of
     /// every backend's events (symmetry-reduced), instead of exploring one
-    /// backend and composing (the default: the same verdict, shortest
-    /// counter-example and product figures, since no event and no invariant
-    /// relates two backends; see [`CheckReport::product`]).
+    /// backend and composing (the default: the same verdict, length of the
+    /// shortest counter-example, states and depth, since no event and no
+    /// invariant relates two backends; see [`CheckReport::product`]).
     pub product: bool,
     /// Depth-first with 128-bit state fingerprints (bounded memory, not
     /// shortest) instead of breadth-first with full states (shortest).
