@@ -546,9 +546,6 @@ fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitC
     }
 }
 
-/// `rekindle check --config FILE`: the report on stdout; exit 0 no
-/// violation, 1 a violation, 2 the file's problems (one a line, as
-/// `config check` prints them) on stderr.
 /// `--max-memory`: a size (`2G`, `512M`, bytes).
 fn parse_memory(text: &str) -> Result<u64, String> {
     rekindle::driver::options::parse_size(text).ok_or_else(|| {
@@ -569,6 +566,9 @@ fn half_of_this_machine() -> u64 {
         .unwrap_or(4_000_000_000)
 }
 
+/// `rekindle check --config FILE`: the report on stdout; exit 0 no
+/// violation, 1 a violation, 2 the file's problems (one a line, as
+/// `config check` prints them) on stderr.
 fn check_config(file: &std::path::Path, options: &rekindle::check::CheckOptions) -> ExitCode {
     use std::io::Write;
     match rekindle::check::config_file::check_file(file, options) {

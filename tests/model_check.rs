@@ -428,3 +428,23 @@ fn a_memory_budget_stops_the_search_and_says_where() {
         assert!(text.contains("--max-memory"), "{text}");
     }
 }
+
+#[test]
+fn a_violation_found_by_the_level_that_meets_the_budget_is_still_reported() {
+    // The planted bug is found while expanding the level whose tables are
+    // the search's largest: a budget one byte below them stops the search
+    // there, after the level was expanded, and the violation it found is
+    // reported, not swallowed as "truncated".
+    let options = CheckOptions {
+        plant_bug: true,
+        ..CheckOptions::default()
+    };
+    let unbounded = check(&options);
+    let violation = unbounded.violation.expect("the planted bug is found");
+    let bounded = check(&CheckOptions {
+        max_memory: unbounded.memory_bytes - 1,
+        ..options
+    });
+    assert_eq!(bounded.violation, Some(violation), "{}", bounded.render());
+    assert!(!bounded.truncated);
+}

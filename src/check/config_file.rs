@@ -190,7 +190,7 @@ impl ConfigCheck {
             match report.limit {
                 Some(super::Limit::Memory(_)) => out.push_str(&format!(
                     ", truncated at the memory budget, {} (not every state explored)",
-                    super::gigabytes(report.memory_bytes)
+                    super::memory_text(report.memory_bytes)
                 )),
                 Some(super::Limit::Depth(max)) => out.push_str(&format!(
                     ", truncated at the depth-first stack's limit, {max} (not every state explored)"

@@ -25,7 +25,7 @@ mod world;
 use crate::lifecycle::Policy;
 
 use canonical::canonical;
-pub use report::{CheckReport, CounterExample, Limit, Product, Progress, gigabytes};
+pub use report::{CheckReport, CounterExample, Limit, Product, Progress, memory_text};
 pub use search::DFS_MAX_DEPTH;
 use search::{breadth_first, depth_first};
 use world::{BackendWorld, EARLY, LATE, deliver, initial, moves};

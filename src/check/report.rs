@@ -84,14 +84,14 @@ impl Progress {
             self.states,
             self.depth,
             self.states as f64 / self.elapsed.as_secs_f64().max(1e-9),
-            gigabytes(self.memory_bytes)
+            memory_text(self.memory_bytes)
         )
     }
 }
 
 /// `bytes` for a person, in the units `--max-memory` reads (powers of
 /// 1024): `812 KiB`, `3.4 MiB`, `1.25 GiB`.
-pub fn gigabytes(bytes: u64) -> String {
+pub fn memory_text(bytes: u64) -> String {
     let b = bytes as f64;
     if b >= f64::from(1u32 << 30) {
         format!("{:.2} GiB", b / f64::from(1u32 << 30))
@@ -116,7 +116,7 @@ impl CheckReport {
             self.transitions,
             self.depth,
             self.states_per_sec(),
-            gigabytes(self.memory_bytes),
+            memory_text(self.memory_bytes),
             self.truncated,
         );
         match self.limit {
@@ -127,8 +127,8 @@ impl CheckReport {
             Some(Limit::Memory(budget)) => out.push_str(&format!(
                 "limit: truncated at {} states, {} (the memory budget, --max-memory, is {}), depth {} reached: the states beyond were not explored\n",
                 self.states,
-                gigabytes(self.memory_bytes),
-                gigabytes(budget),
+                memory_text(self.memory_bytes),
+                memory_text(budget),
                 self.depth
             )),
             Some(Limit::Depth(max)) => out.push_str(&format!(

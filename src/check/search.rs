@@ -324,10 +324,12 @@ pub(super) fn search_levels(
         let level = shared.expand_level(helpers);
         let found: usize = level.iter().map(|part| part.found.len()).sum();
         // The level just expanded, the one it found and the states seen:
-        // past the budget, nothing more is stored.
+        // past the budget, nothing more is stored (a violation this level
+        // found is still reported: its memory is already spent).
         let frontier = shared.frontier_states.load(Ordering::Relaxed);
         let holding = bfs_bytes(states + found, frontier + found, options.backends);
-        if options.max_memory > 0 && holding > options.max_memory {
+        let violated = level.iter().any(|part| part.violation.is_some());
+        if options.max_memory > 0 && holding > options.max_memory && !violated {
             limit = Some(Limit::Memory(options.max_memory));
             break;
         }
