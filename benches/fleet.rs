@@ -1,5 +1,6 @@
-//! Fleet mode benchmark on a private PostgreSQL (`scripts/pg-server`, stopped at the end,
-//! also when a step fails), in one run:
+//! Fleet mode benchmark on a private PostgreSQL and a private MariaDB (`scripts/pg-server`,
+//! `scripts/mariadb-server`, stopped at the end, also when a step fails), in one run, each
+//! figure for both (MariaDB's lines end in `_mariadb`) and MariaDB's over PostgreSQL's:
 //!
 //! - `fleet_down_detection_s`: median over 5 rounds of the time from `kill -9` of a
 //!   real `rekindle run` host to another host's `status --json` showing it down
@@ -13,15 +14,16 @@
 //!   which set up at once) after every host's file changed (`reinit_driver_count`),
 //!   3 rollouts: a host's share runs from the previous host done (the first: from
 //!   the first request) to this host done, as the command prints them.
-//! - `fleet_heartbeat_db_cpu_pct`: the share of one core the PostgreSQL server spends
+//! - `fleet_heartbeat_db_cpu_pct`: the share of one core the database server spends
 //!   on heartbeats for 10,000 service rows (100 hosts x 100 backends, each with its
-//!   own connection) at report_interval 10s, written through `PgStore` as
+//!   own connection) at report_interval 10s, written through the fleet's store as
 //!   `Member::row_sink` writes them (`put_services`, then `host_heartbeat`), each
 //!   host beating every 10 s, spread over the interval, for 30 s; read from the
 //!   server's own process times (`/proc/PID/stat` utime + stime of the postmaster
-//!   and its children, before and after, / wall time). Also measured: the server
-//!   idle, and the same beats written one `put_service` statement per row (how
-//!   the daemon wrote them before `put_services`).
+//!   and its children, before and after, / wall time; MariaDB is one process, its
+//!   threads counted). Also measured: the server idle, and on PostgreSQL the same
+//!   beats written one `put_service` statement per row (how the daemon wrote them
+//!   before `put_services`).
 //!
 //! The binary is copied aside first (the target directory is shared).
 
@@ -35,10 +37,10 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Db, Server};
 use rekindle::runtime::run_real;
 use rekindle::store::cluster::Epoch;
-use rekindle::store::{PgStore, RecordStore, ServicePut};
+use rekindle::store::{FleetStore, ServicePut};
 
 /// The copy of the binary this run uses.
 static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -384,8 +386,8 @@ fn server_ticks(postmaster: u32) -> u64 {
     total
 }
 
-/// Nanoseconds on a CPU of the postmaster and its live children, from
-/// `/proc/PID/schedstat` (exact, where utime and stime are sampled at clock
+/// Nanoseconds on a CPU of the postmaster and its live children (every
+/// thread), from `/proc/PID/task/TID/schedstat` (exact, where utime and stime are sampled at clock
 /// ticks and miss short bursts); children that ended meanwhile are not counted.
 fn server_run_ns(postmaster: u32) -> u64 {
     let mut total = 0;
@@ -403,14 +405,21 @@ fn server_run_ns(postmaster: u32) -> u64 {
         if pid != postmaster && ppid != Some(postmaster) {
             continue;
         }
-        total += std::fs::read_to_string(entry.path().join("schedstat"))
-            .ok()
-            .and_then(|s| {
-                s.split_whitespace()
-                    .next()
-                    .and_then(|n| n.parse::<u64>().ok())
-            })
-            .unwrap_or(0);
+        // Every thread (MariaDB is one process of many threads).
+        for task in std::fs::read_dir(entry.path().join("task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            total += std::fs::read_to_string(task.path().join("schedstat"))
+                .ok()
+                .and_then(|s| {
+                    s.split_whitespace()
+                        .next()
+                        .and_then(|n| n.parse::<u64>().ok())
+                })
+                .unwrap_or(0);
+        }
     }
     total
 }
@@ -432,7 +441,7 @@ const BEAT: Duration = Duration::from_secs(10);
 
 /// One simulated host: its store (its own connection, as a daemon has), name and epoch.
 struct SimHost {
-    store: PgStore,
+    store: Rc<dyn FleetStore>,
     host: String,
     epoch: Epoch,
     rows: Vec<(String, String)>,
@@ -480,7 +489,7 @@ fn heartbeat_cpu(url: &str, postmaster: u32, run: Duration, per_row: bool) -> (f
     run_real(async move {
         let mut hosts = Vec::new();
         for h in 0..HOSTS {
-            let store = PgStore::connect(&url, Duration::from_secs(25))
+            let store = rekindle::store::connect(&url, Duration::from_secs(25))
                 .await
                 .expect("connect");
             let host = format!("sim-{h:03}");
@@ -548,54 +557,82 @@ fn postmaster(server: &Server) -> u32 {
     server.pids()[0]
 }
 
-fn main() {
-    let copy = std::env::temp_dir().join(format!("rekindle-bench-bin-{}", std::process::id()));
-    std::fs::copy(env!("CARGO_BIN_EXE_rekindle"), &copy).expect("copy the binary aside");
-    BIN.set(copy).expect("once");
-    let _bin = BinCopy;
-    let server = Server::start("bench-fleet");
-
+/// Every figure on one database; `suffix` names it in each line
+/// (PostgreSQL's lines keep their names, MariaDB's end in `_mariadb`).
+/// The three figures compared across databases, in order: down detection,
+/// rollout per host, heartbeat CPU.
+fn figures(db: Db, suffix: &str) -> [f64; 3] {
+    let server = Server::start_on(db, &format!("bench-fleet{suffix}"));
     println!(
-        "fleet_liveness_timing: report_interval {REPORT_INTERVAL}, service_down_time {SERVICE_DOWN_TIME}"
+        "fleet_liveness_timing{suffix}: report_interval {REPORT_INTERVAL}, service_down_time {SERVICE_DOWN_TIME}"
     );
     let detection = down_detection(&server.url);
-    eprintln!("down detection rounds (s): {detection:.2?}");
-    println!("fleet_down_detection_s: {:.2}", median(detection.clone()));
+    eprintln!("{db:?}: down detection rounds (s): {detection:.2?}");
+    let down = median(detection.clone());
+    println!("fleet_down_detection_s{suffix}: {down:.2}");
     println!(
-        "fleet_down_detection_max_s: {:.2}",
+        "fleet_down_detection_max_s{suffix}: {:.2}",
         detection.iter().copied().fold(0.0, f64::max)
     );
 
     let frozen = frozen_refusal(&server);
-    eprintln!("frozen database refusals (s): {frozen:.2?}");
-    println!("fleet_frozen_db_refusal_s: {:.2}", median(frozen));
+    eprintln!("{db:?}: frozen database refusals (s): {frozen:.2?}");
+    println!("fleet_frozen_db_refusal_s{suffix}: {:.2}", median(frozen));
 
     let (per_host, totals) = rollouts(&server.url);
-    eprintln!("rollout per host (s): {per_host:.2?}; totals (s): {totals:.2?}");
-    println!("fleet_rollout_per_host_s: {:.2}", median(per_host));
-    println!("fleet_rollout_3_hosts_total_s: {:.2}", median(totals));
+    eprintln!("{db:?}: rollout per host (s): {per_host:.2?}; totals (s): {totals:.2?}");
+    let rollout = median(per_host);
+    println!("fleet_rollout_per_host_s{suffix}: {rollout:.2}");
+    println!(
+        "fleet_rollout_3_hosts_total_s{suffix}: {:.2}",
+        median(totals)
+    );
 
     let postmaster = postmaster(&server);
     let idle = Duration::from_secs(5);
     let before = server_ticks(postmaster);
     std::thread::sleep(idle);
     println!(
-        "fleet_heartbeat_db_idle_cpu_pct: {:.2}",
+        "fleet_heartbeat_db_idle_cpu_pct{suffix}: {:.2}",
         cpu_pct(server_ticks(postmaster) - before, idle)
     );
     let run = Duration::from_secs(30);
-    let (pct, exact, beats) = heartbeat_cpu(&server.url, postmaster, run, false);
+    let (cpu, exact, beats) = heartbeat_cpu(&server.url, postmaster, run, false);
     println!(
-        "fleet_heartbeat_rows: {} ({HOSTS} hosts x {BACKENDS} backends, report_interval {}s, {beats} host beats in {}s)",
+        "fleet_heartbeat_rows{suffix}: {} ({HOSTS} hosts x {BACKENDS} backends, report_interval {}s, {beats} host beats in {}s)",
         HOSTS * BACKENDS,
         BEAT.as_secs(),
         run.as_secs()
     );
-    println!("fleet_heartbeat_db_cpu_pct: {pct:.2}");
-    println!("fleet_heartbeat_db_cpu_pct_schedstat: {exact:.2}");
-    // The same beats written one statement per row, as before put_services.
-    let (pct, exact, _) = heartbeat_cpu(&server.url, postmaster, run, true);
-    println!("fleet_heartbeat_db_cpu_pct_one_statement_per_row: {pct:.2}");
-    println!("fleet_heartbeat_db_cpu_pct_one_statement_per_row_schedstat: {exact:.2}");
-    drop(server);
+    println!("fleet_heartbeat_db_cpu_pct{suffix}: {cpu:.2}");
+    println!("fleet_heartbeat_db_cpu_pct_schedstat{suffix}: {exact:.2}");
+    if db == Db::Postgres {
+        // The same beats written one statement per row, as before put_services.
+        let (pct, exact, _) = heartbeat_cpu(&server.url, postmaster, run, true);
+        println!("fleet_heartbeat_db_cpu_pct_one_statement_per_row: {pct:.2}");
+        println!("fleet_heartbeat_db_cpu_pct_one_statement_per_row_schedstat: {exact:.2}");
+    }
+    [down, rollout, exact]
+}
+
+fn main() {
+    let copy = std::env::temp_dir().join(format!("rekindle-bench-bin-{}", std::process::id()));
+    std::fs::copy(env!("CARGO_BIN_EXE_rekindle"), &copy).expect("copy the binary aside");
+    BIN.set(copy).expect("once");
+    let _bin = BinCopy;
+    let postgres = figures(Db::Postgres, "");
+    let mariadb = figures(Db::MariaDb, "_mariadb");
+    // Neither database more than 2x worse than the other on any of them:
+    // MariaDB's figure over PostgreSQL's (1 = the same; the CPU figure from
+    // schedstat, exact).
+    for (name, (pg, maria)) in [
+        "fleet_down_detection_mariadb_vs_postgresql",
+        "fleet_rollout_per_host_mariadb_vs_postgresql",
+        "fleet_heartbeat_db_cpu_mariadb_vs_postgresql",
+    ]
+    .iter()
+    .zip(postgres.iter().zip(mariadb.iter()))
+    {
+        println!("{name}: {:.2}", maria / pg.max(f64::EPSILON));
+    }
 }

@@ -145,8 +145,9 @@ pub struct Config {
     /// in (needs `[database] connection`).
     pub cluster: Option<String>,
     /// `[database] connection` (Cinder's option and URL form,
-    /// `postgresql://user@host:port/db`): records in PostgreSQL, shared by
-    /// the fleet; `None` = the embedded SQLite under `state_dir`.
+    /// `postgresql://user@host:port/db` or `mysql+pymysql://user@host/db`):
+    /// records in PostgreSQL or MariaDB, shared by the fleet; `None` = the
+    /// embedded SQLite under `state_dir`.
     pub database: Option<String>,
     /// `http_listen`: where `rekindle run` serves `/metrics`, `/healthz`
     /// and `/readyz` (`None`: it does not).
@@ -163,8 +164,8 @@ struct Sections {
 }
 
 impl Sections {
-    /// `[database] connection` and `cluster`, checked: the URL is a
-    /// `postgresql://` one (and this build has PostgreSQL), `[database]`
+    /// `[database] connection` and `cluster`, checked: the URL names a
+    /// dialect this build speaks (PostgreSQL, MariaDB), `[database]`
     /// holds nothing else, and a cluster has a shared database.
     fn fleet(&self, problems: &mut Vec<ConfigError>) -> (Option<String>, Option<String>) {
         let mut database = None;
@@ -175,20 +176,13 @@ impl Sections {
                     key,
                     format!("\"{value}\": not an option of [database] (known: connection)"),
                 ));
-            } else if !(value.starts_with("postgresql://") || value.starts_with("postgres://")) {
+            } else if let Err(problem) = crate::fleet::database::Dialect::of(value)
+                .and_then(|d| if d.built() { Ok(d) } else { Err(d.not_built()) })
+            {
                 problems.push(self.invalid(
                     "database",
                     "connection",
-                    format!(
-                        "\"{}\": expected a PostgreSQL URL such as postgresql://rekindle@db.example:5432/cinder",
-                        redact(value)
-                    ),
-                ));
-            } else if !cfg!(feature = "postgres") {
-                problems.push(self.invalid(
-                    "database",
-                    "connection",
-                    "this rekindle was built without PostgreSQL support (Cargo feature `postgres`)",
+                    format!("\"{}\": {problem}", redact(value)),
                 ));
             } else {
                 database = Some(value.clone());
@@ -208,7 +202,7 @@ impl Sections {
                 problems.push(self.invalid(
                     "DEFAULT",
                     "cluster",
-                    format!("\"{name}\": a cluster needs [database] connection = postgresql://... (its hosts share records there)"),
+                    format!("\"{name}\": a cluster needs [database] connection = postgresql://... or mysql+pymysql://... (its hosts share records there)"),
                 ));
                 None
             }

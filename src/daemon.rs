@@ -43,7 +43,7 @@ pub enum DaemonError {
     #[error(transparent)]
     StateDir(#[from] crate::state_dir::StateDirError),
     /// The outcomes a fleet host kept for the database cannot be read.
-    #[cfg(feature = "postgres")]
+    #[cfg(feature = "fleet")]
     #[error(transparent)]
     Pending(#[from] crate::fleet::pending::PendingError),
     /// The HTTP listener cannot listen where it was told to.
@@ -97,7 +97,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             None => None,
         };
         let configured = config.plan().backends.len();
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         let fleet = config
             .database
             .clone()
@@ -110,17 +110,17 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // In a fleet, the host joins the database in the background: the
         // drivers start at once, operations are refused naming the database
         // until it answers, and its service rows go there from then on.
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         let fleet_mode = config.database.is_some();
         // Outcomes the database did not answer last time, read before
         // anything runs: a damaged file stops the start (it is never
         // overwritten unread).
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         let pending = match (&config.database, &config.state_dir) {
             (Some(_), Some(dir)) => crate::fleet::pending::PendingOutcomes::open(dir)?,
             _ => crate::fleet::pending::PendingOutcomes::in_memory(),
         };
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         let joining = config.database.clone().map(|url| {
             let rows: RowSlot = std::rc::Rc::default();
             (url, config.clone(), rows)
@@ -133,7 +133,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             .loaded_config(config, options.config.clone())
             .records(records.clone())
             .systemd(Systemd::from_env());
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         if let Some((_, _, rows)) = &joining {
             let rows = rows.clone();
             engine = engine.service_rows(move |beats| {
@@ -179,12 +179,12 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         }
         // Fleet reload requests (a separate connection pool; retries while
         // the database is down, never stops the daemon).
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         if let Some((url, service_down_time, host)) = fleet {
             crate::fleet::listener::spawn_connecting(url, service_down_time, host, engine.clone());
         }
         SignalActor::with_listeners(handles.controller.clone().recipient(), signals).start();
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         let manager = match joining {
             Some((url, config, rows)) => {
                 let manager = crate::manager::Manager::waiting_for_fleet(handles.clone(), &url);
@@ -193,7 +193,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             }
             None => crate::manager::Manager::new(handles.clone(), records.clone()),
         };
-        #[cfg(not(feature = "postgres"))]
+        #[cfg(not(feature = "fleet"))]
         let manager = crate::manager::Manager::new(handles.clone(), records.clone());
         spawn_metrics_refresh(
             metrics.clone(),
@@ -205,9 +205,9 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // In a fleet, recovery runs once the host has joined (its own stale
         // work only); on one host, now.
         let recovering = manager.clone();
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         let recover_now = !fleet_mode;
-        #[cfg(not(feature = "postgres"))]
+        #[cfg(not(feature = "fleet"))]
         let recover_now = true;
         actix::spawn(async move {
             if !recover_now {
@@ -250,7 +250,7 @@ fn spawn_metrics_refresh(
     let _ = (&manager, service_down_time);
     actix::spawn(async move {
         let mut ticks = actix::clock::interval(report_interval);
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         let mut fleet = crate::metrics::FleetView::default();
         loop {
             ticks.tick().await;
@@ -262,7 +262,7 @@ fn spawn_metrics_refresh(
                 .sum::<Result<u64, _>>()
                 .ok();
             metrics.set_exports_alive(exports);
-            #[cfg(feature = "postgres")]
+            #[cfg(feature = "fleet")]
             if let Some(member) = manager.member() {
                 let store = member.store();
                 if let Ok(hosts) = store.fleet_hosts(service_down_time).await {
@@ -336,7 +336,7 @@ fn follow_http_listen(
 }
 
 /// Where the engine's service rows go once the host has joined its fleet.
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 type RowSlot =
     std::rc::Rc<std::cell::RefCell<Option<Box<dyn Fn(&[crate::status::ServiceBeat<'_>])>>>>;
 
@@ -346,7 +346,7 @@ type RowSlot =
 /// the daemon keeps running either way. Once joined, service rows go there,
 /// the manager runs on its records, this host's own stale work is resolved
 /// and dead members' work is claimed.
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 fn spawn_join(
     url: String,
     config: crate::config::Config,
@@ -390,9 +390,9 @@ fn spawn_join(
         // fleet's (else this host would be missing from it until its next
         // heartbeat).
         let own = handles.shell.board.services();
-        let puts: Vec<crate::store::postgres::ServicePut<'_>> = own
+        let puts: Vec<crate::store::ServicePut<'_>> = own
             .iter()
-            .map(|s| crate::store::postgres::ServicePut {
+            .map(|s| crate::store::ServicePut {
                 backend: &s.backend,
                 binary: &s.binary,
                 host: &s.host,
@@ -441,7 +441,7 @@ fn spawn_join(
 /// this host's cluster that have been down for `service_down_time` (by the
 /// database's clock). A database that does not answer is tried again next
 /// time.
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 fn spawn_claims(
     member: std::rc::Rc<crate::fleet::member::Member>,
     handles: crate::actors::Handles,

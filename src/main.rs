@@ -171,14 +171,14 @@ enum Command {
         action: ConfigAction,
     },
     /// Many hosts on one PostgreSQL (`[database] connection`): rolling reloads.
-    #[cfg(feature = "postgres")]
+    #[cfg(feature = "fleet")]
     Fleet {
         #[command(subcommand)]
         action: FleetAction,
     },
 }
 
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 #[derive(Debug, Subcommand)]
 enum FleetAction {
     /// Ask each live host, one batch at a time, to reload its own file;
@@ -226,7 +226,7 @@ enum FleetAction {
 }
 
 /// Runs a fleet command; errors print as `rekindle: ...` with their exit status.
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 fn fleet(action: FleetAction) -> ExitCode {
     use rekindle::fleet::command;
     let result = rekindle::runtime::run_real(async move {
@@ -893,7 +893,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         Command::Fleet { action } => fleet(action),
     }
 }

@@ -109,7 +109,7 @@ pub struct Manager {
     operations: Operations,
     /// This host in a fleet: every transitional record is work it owns
     /// (Cinder's workers), its end fenced by this start's epoch.
-    #[cfg(feature = "postgres")]
+    #[cfg(feature = "fleet")]
     fleet: Rc<std::cell::RefCell<Option<Rc<crate::fleet::member::Member>>>>,
 }
 
@@ -205,7 +205,7 @@ impl Manager {
             handles,
             records: Rc::new(std::cell::RefCell::new(Ok(records))),
             operations: Operations::default(),
-            #[cfg(feature = "postgres")]
+            #[cfg(feature = "fleet")]
             fleet: Rc::default(),
         }
     }
@@ -224,7 +224,7 @@ impl Manager {
     /// record an operation puts in a transitional status is work this host
     /// owns, so a survivor resolves it if this host dies, and its end is
     /// fenced (a survivor's resolution is never overwritten).
-    #[cfg(feature = "postgres")]
+    #[cfg(feature = "fleet")]
     pub fn for_fleet(handles: Handles, member: Rc<crate::fleet::member::Member>) -> Self {
         let manager = Manager::waiting_for_fleet(handles, member.url());
         manager.joined(member);
@@ -243,21 +243,21 @@ impl Manager {
             handles,
             records: Rc::new(std::cell::RefCell::new(Err(reason))),
             operations: Operations::default(),
-            #[cfg(feature = "postgres")]
+            #[cfg(feature = "fleet")]
             fleet: Rc::default(),
         }
     }
 
     /// The fleet's database answered: operations run on its records, as
     /// work of `member` (every clone of this manager sees it).
-    #[cfg(feature = "postgres")]
+    #[cfg(feature = "fleet")]
     pub fn joined(&self, member: Rc<crate::fleet::member::Member>) {
         *self.records.borrow_mut() = Ok(member.store());
         *self.fleet.borrow_mut() = Some(member);
     }
 
     /// This host in its fleet, once joined (`None` on one host).
-    #[cfg(feature = "postgres")]
+    #[cfg(feature = "fleet")]
     pub fn member(&self) -> Option<Rc<crate::fleet::member::Member>> {
         self.fleet.borrow().clone()
     }
@@ -268,7 +268,7 @@ impl Manager {
     /// # Errors
     /// [`ManagerError::Fenced`].
     pub fn fence(&self) -> Result<(), ManagerError> {
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         if let Some(member) = self.member()
             && let Some(since) = member.fenced()
         {
@@ -286,9 +286,9 @@ impl Manager {
 
     /// Whether this manager runs on a fleet's shared records.
     pub fn in_fleet(&self) -> bool {
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         return self.fleet.borrow().is_some();
-        #[cfg(not(feature = "postgres"))]
+        #[cfg(not(feature = "fleet"))]
         false
     }
 
@@ -298,7 +298,7 @@ impl Manager {
     pub async fn fleet_services(
         &self,
     ) -> Option<Result<Vec<(crate::records::ServiceRow, String)>, ManagerError>> {
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         if let Some(member) = self.member() {
             return Some(member.store().fleet_services().await.map_err(Into::into));
         }
@@ -313,7 +313,7 @@ impl Manager {
     /// for an operation of this host (a fleet's worker row; nothing on one
     /// host, where start-up recovery resolves it).
     async fn begin(&self, kind: &str, id: &str, status: &str) -> Result<(), ManagerError> {
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         if let Some(member) = self.member() {
             let work = crate::store::cluster::Work {
                 kind: kind.to_string(),
@@ -338,7 +338,7 @@ impl Manager {
         end: &End,
     ) -> Result<bool, ManagerError> {
         let to = end.status.as_str();
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         if let Some(member) = self.member() {
             let work = crate::store::cluster::Work {
                 kind: kind.to_string(),
@@ -1486,7 +1486,7 @@ impl Manager {
         // In a fleet the records are shared: only the work this host left
         // under an earlier epoch is its to resolve (others' is claimed by
         // the cluster's survivors), and nothing else is touched.
-        #[cfg(feature = "postgres")]
+        #[cfg(feature = "fleet")]
         if let Some(member) = self.member() {
             member
                 .recover_own_work(&self.handles.shell.notifier, now)

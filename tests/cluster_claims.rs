@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::Server;
+use common::{Db, Server};
 use rekindle::runtime::run_real;
 use rekindle::store::cluster::{Epoch, Work};
-use rekindle::store::{End, PgStore, RecordStore, Source};
+use rekindle::store::{End, FleetStore, Source, connect};
 
 const DOWN: Duration = Duration::from_millis(300);
 /// The gap between a survivor's renewals these tests allow: they renew
@@ -23,13 +23,12 @@ fn volume_work(id: &str) -> Work {
     }
 }
 
-async fn store(url: &str) -> PgStore {
-    PgStore::connect(url, DOWN).await.expect("connects")
+async fn store(url: &str) -> std::rc::Rc<dyn FleetStore> {
+    connect(url, DOWN).await.expect("connects")
 }
 
-#[test]
-fn two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once() {
-    let server = Server::start("claims");
+fn two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once(db: Db) {
+    let server = Server::start_on(db, "claims");
     let url = server.url.clone();
     run_real(async move {
         let (dead, s1, s2) = (store(&url).await, store(&url).await, store(&url).await);
@@ -109,9 +108,8 @@ fn two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once() {
     .expect("runtime");
 }
 
-#[test]
-fn an_owner_finishing_and_a_survivor_claiming_never_both_win() {
-    let server = Server::start("finish-race");
+fn an_owner_finishing_and_a_survivor_claiming_never_both_win(db: Db) {
+    let server = Server::start_on(db, "finish-race");
     let url = server.url.clone();
     run_real(async move {
         let (owner, survivor) = (store(&url).await, store(&url).await);
@@ -160,9 +158,8 @@ fn an_owner_finishing_and_a_survivor_claiming_never_both_win() {
     .expect("runtime");
 }
 
-#[test]
-fn a_restarted_host_gets_a_new_epoch_and_the_old_one_stops_heartbeating() {
-    let server = Server::start("epochs");
+fn a_restarted_host_gets_a_new_epoch_and_the_old_one_stops_heartbeating(db: Db) {
+    let server = Server::start_on(db, "epochs");
     let url = server.url.clone();
     run_real(async move {
         let old = store(&url).await;
@@ -183,9 +180,8 @@ fn a_restarted_host_gets_a_new_epoch_and_the_old_one_stops_heartbeating() {
 /// After a gap in its own renewals (the database did not answer it), a
 /// survivor renews for `service_down_time` before it may claim: the owner,
 /// cut off by the same outage, gets to write what it kept first.
-#[test]
-fn a_survivor_back_from_an_outage_claims_only_after_renewing_for_service_down_time() {
-    let server = Server::start("claim-run");
+fn a_survivor_back_from_an_outage_claims_only_after_renewing_for_service_down_time(db: Db) {
+    let server = Server::start_on(db, "claim-run");
     let url = server.url.clone();
     run_real(async move {
         let (owner, survivor) = (store(&url).await, store(&url).await);
@@ -246,9 +242,8 @@ fn a_survivor_back_from_an_outage_claims_only_after_renewing_for_service_down_ti
 /// What an operation writes with its final status (a new size, a backup's
 /// source put back, a deletion) is part of the one fenced statement: all of
 /// it or, once a survivor claimed the work, none of it.
-#[test]
-fn an_owners_end_writes_size_source_and_deletion_with_its_status_or_nothing() {
-    let server = Server::start("end");
+fn an_owners_end_writes_size_source_and_deletion_with_its_status_or_nothing(db: Db) {
+    let server = Server::start_on(db, "end");
     let url = server.url.clone();
     run_real(async move {
         let owner = store(&url).await;
@@ -365,3 +360,11 @@ fn an_owners_end_writes_size_source_and_deletion_with_its_status_or_nothing() {
     })
     .expect("runtime");
 }
+
+on_each_database!(
+    two_survivors_racing_claim_each_piece_of_a_dead_hosts_work_exactly_once,
+    an_owner_finishing_and_a_survivor_claiming_never_both_win,
+    a_restarted_host_gets_a_new_epoch_and_the_old_one_stops_heartbeating,
+    a_survivor_back_from_an_outage_claims_only_after_renewing_for_service_down_time,
+    an_owners_end_writes_size_source_and_deletion_with_its_status_or_nothing,
+);

@@ -1,5 +1,5 @@
-//! Fleet mode with real daemons on a private PostgreSQL: liveness by the database's
-//! clock (a host two minutes ahead, kill -9, a stalled database) and dead hosts' work.
+//! Fleet mode with real daemons on a private PostgreSQL (and MariaDB, for the tests named at
+//! the end): liveness by the database's clock, kill -9, a stalled database, dead hosts' work.
 //!
 //! Every host is a real `rekindle run` process with its own `host`, all on
 //! one `[database] connection`; `status` is asked of a survivor, as an
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, wait_value};
+use common::{Db, Server, wait_value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
 
@@ -39,7 +39,8 @@ impl Host {
         env: &[(&str, &str)],
     ) -> Host {
         let dir = std::env::temp_dir().join(format!(
-            "rekindle-fleet-{test}-{name}-{}",
+            "rekindle-fleet-{}-{name}-{}",
+            server.own(test),
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
@@ -187,25 +188,6 @@ impl Drop for Host {
     }
 }
 
-/// One SQL query's rows, through `psql` (unaligned, `|`-separated).
-fn psql(server: &Server, sql: &str) -> Vec<String> {
-    let out = Command::new("psql")
-        .args(["-X", "-A", "-t", "-F", "|", "-c", sql])
-        .arg(&server.url)
-        .output()
-        .expect("psql runs (Debian package postgresql-client)");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .filter(|l| !l.is_empty())
-        .collect()
-}
-
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !done() {
@@ -278,9 +260,8 @@ fn a_host_two_minutes_ahead_is_shown_up_and_down_only_when_killed() {
     assert!(took <= Duration::from_secs(4), "down after {took:?}");
 }
 
-#[test]
-fn a_killed_host_is_down_within_service_down_time_plus_report_interval_every_time() {
-    let server = Server::start("kill");
+fn a_killed_host_is_down_within_service_down_time_plus_report_interval_every_time(db: Db) {
+    let server = Server::start_on(db, "kill");
     let a = Host::start(&server, "kill", "a", FAST, "");
     let mut b = Host::start(&server, "kill", "b", FAST, "");
     let mut slowest = Duration::ZERO;
@@ -353,9 +334,8 @@ fn signal(pids: &[u32], sig: &str) {
     }
 }
 
-#[test]
-fn a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved() {
-    let server = Server::start("claim");
+fn a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved(db: Db) {
+    let server = Server::start_on(db, "claim");
     let timing = "report_interval = 1s\nservice_down_time = 3s";
     let backup = "backup_driver = fault\nbackup_fault_op_delay = 60s";
     let a = Host::start(&server, "claim", "a", timing, backup);
@@ -396,21 +376,14 @@ fn a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved() {
         wait_for(
             "both pieces of work recorded",
             Duration::from_secs(10),
-            || {
-                psql(
-                    &server,
-                    "SELECT count(*) FROM workers WHERE owner = 'node-b'",
-                ) == ["2"]
-            },
+            || server.sql("SELECT COUNT(*) FROM workers WHERE owner = 'node-b'") == ["2"],
         );
-        let work = psql(
-            &server,
-            "SELECT kind || ':' || id FROM workers WHERE owner = 'node-b' ORDER BY kind",
-        );
+        let work = server
+            .sql("SELECT CONCAT(kind, ':', id) FROM workers WHERE owner = 'node-b' ORDER BY kind");
         b.kill_9();
         let _ = (create.kill(), backup.kill(), create.wait(), backup.wait());
         wait_for("a survivor to claim both", Duration::from_secs(10), || {
-            psql(&server, "SELECT count(*) FROM workers") == ["0"]
+            server.sql("SELECT COUNT(*) FROM workers") == ["0"]
         });
         let ids: Vec<&str> = work
             .iter()
@@ -432,18 +405,15 @@ fn a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved() {
         }
         let resolved = || {
             (
-                psql(
-                    &server,
-                    &format!("SELECT status FROM volumes WHERE id = '{}'", ids[1]),
-                ),
-                psql(
-                    &server,
-                    &format!("SELECT status FROM backups WHERE id = '{}'", ids[0]),
-                ),
-                psql(
-                    &server,
-                    &format!("SELECT status FROM volumes WHERE id = '{source}'"),
-                ),
+                server.sql(&format!(
+                    "SELECT status FROM volumes WHERE id = '{}'",
+                    ids[1]
+                )),
+                server.sql(&format!(
+                    "SELECT status FROM backups WHERE id = '{}'",
+                    ids[0]
+                )),
+                server.sql(&format!("SELECT status FROM volumes WHERE id = '{source}'")),
             )
         };
         let expected = (
@@ -552,9 +522,8 @@ fn edit(host: &Host, from: &str, to: &str) {
     std::fs::write(&path, text.replace(from, to)).expect("edit config");
 }
 
-#[test]
-fn a_rolling_reload_keeps_all_but_one_replica_ready_and_halts_at_a_bad_file() {
-    let server = Server::start("roll");
+fn a_rolling_reload_keeps_all_but_one_replica_ready_and_halts_at_a_bad_file(db: Db) {
+    let server = Server::start_on(db, "roll");
     let timing = "report_interval = 1s\nservice_down_time = 3s";
     let hosts = [
         Host::start(&server, "roll", "a", timing, ""),
@@ -809,9 +778,8 @@ impl Drop for Frozen {
     }
 }
 
-#[test]
-fn a_frozen_database_is_refused_within_the_deadline_and_status_says_so() {
-    let server = Server::start("frozen");
+fn a_frozen_database_is_refused_within_the_deadline_and_status_says_so(db: Db) {
+    let server = Server::start_on(db, "frozen");
     let a = Host::start(
         &server,
         "frozen",
@@ -868,7 +836,7 @@ fn a_frozen_database_is_refused_within_the_deadline_and_status_says_so() {
     );
     // The refused create was given up by its client: the database, thawed,
     // did not carry it out later. One volume, the one created since.
-    let volumes = psql(&server, "SELECT id, status FROM volumes");
+    let volumes = server.sql("SELECT id, status FROM volumes");
     assert_eq!(volumes.len(), 1, "{volumes:?}");
     assert!(volumes[0].ends_with("|available"), "{volumes:?}");
 }
@@ -882,12 +850,9 @@ fn a_paused_host_that_comes_back_tells_its_client_the_survivors_resolution() {
     let b = Host::start(&server, "paused", "b", timing, slow);
     let create = create_in_background(&a, "1G");
     wait_for("the create to be a's work", Duration::from_secs(10), || {
-        psql(
-            &server,
-            "SELECT count(*) FROM workers WHERE owner = 'node-a'",
-        ) == ["1"]
+        server.sql("SELECT COUNT(*) FROM workers WHERE owner = 'node-a'") == ["1"]
     });
-    let id = psql(&server, "SELECT id FROM workers WHERE owner = 'node-a'")[0].clone();
+    let id = server.sql("SELECT id FROM workers WHERE owner = 'node-a'")[0].clone();
     let paused = Frozen::freeze(vec![a.daemon.as_ref().expect("running").id()]);
     wait_for("b to claim a's create", Duration::from_secs(30), || {
         b.notifications("work.claimed")
@@ -907,10 +872,7 @@ fn a_paused_host_that_comes_back_tells_its_client_the_survivors_resolution() {
         "{stderr}"
     );
     assert_eq!(
-        psql(
-            &server,
-            &format!("SELECT status FROM volumes WHERE id = '{id}'")
-        ),
+        server.sql(&format!("SELECT status FROM volumes WHERE id = '{id}'")),
         ["error"],
         "the record is what the client was told"
     );
@@ -1010,14 +972,12 @@ fn a_database_restart_mid_operation_keeps_the_outcome_and_writes_it_when_back() 
         "the pending outcome written",
         Duration::from_secs(30),
         || {
-            psql(
-                &server,
-                &format!("SELECT status FROM volumes WHERE id = '{id}'"),
-            ) == vec!["available".to_string()]
+            server.sql(&format!("SELECT status FROM volumes WHERE id = '{id}'"))
+                == vec!["available".to_string()]
         },
     );
     assert!(
-        psql(&server, "SELECT id FROM workers").is_empty(),
+        server.sql("SELECT id FROM workers").is_empty(),
         "no work left owned"
     );
     assert!(
@@ -1059,9 +1019,9 @@ fn a_kept_outcome_is_written_by_recovery_after_the_host_restarts() {
     wait_for(
         "recovery to write the kept outcome",
         Duration::from_secs(30),
-        || psql(&server, "SELECT status FROM volumes") == vec!["available".to_string()],
+        || server.sql("SELECT status FROM volumes") == vec!["available".to_string()],
     );
-    assert!(psql(&server, "SELECT id FROM workers").is_empty());
+    assert!(server.sql("SELECT id FROM workers").is_empty());
     assert!(
         a.notifications("work.claimed").is_empty(),
         "nothing was resolved by guess: {:?}",
@@ -1112,7 +1072,7 @@ fn a_host_that_cannot_renew_its_membership_fences_itself() {
             .success()
     });
     assert_eq!(
-        psql(&server, "SELECT id FROM volumes").len(),
+        server.sql("SELECT id FROM volumes").len(),
         2,
         "the fenced create left nothing"
     );
@@ -1132,10 +1092,7 @@ fn a_survivor_back_from_a_database_outage_lets_the_owner_write_its_kept_outcome(
     let b = Host::start(&server, "outage", "b", timing, slow);
     let create = create_in_background(&a, "1M");
     wait_for("the create to be a's work", Duration::from_secs(10), || {
-        psql(
-            &server,
-            "SELECT count(*) FROM workers WHERE owner = 'node-a'",
-        ) == ["1"]
+        server.sql("SELECT COUNT(*) FROM workers WHERE owner = 'node-a'") == ["1"]
     });
     let stopped = Instant::now();
     server.pg_ctl("stop");
@@ -1157,9 +1114,7 @@ fn a_survivor_back_from_a_database_outage_lets_the_owner_write_its_kept_outcome(
         "b to renew after the outage",
         Duration::from_secs(30),
         || {
-            psql(
-                &server,
-                "SELECT count(*) FROM hosts WHERE host = 'node-b' AND now() - heartbeat < interval '1 second'",
+            server.sql("SELECT count(*) FROM hosts WHERE host = 'node-b' AND now() - heartbeat < interval '1 second'",
             ) == ["1"]
         },
     );
@@ -1170,11 +1125,8 @@ fn a_survivor_back_from_a_database_outage_lets_the_owner_write_its_kept_outcome(
         "a to write its kept outcome",
         Duration::from_secs(30),
         || {
-            psql(
-                &server,
-                &format!("SELECT status FROM volumes WHERE id = '{id}'"),
-            ) == ["available"]
-                && psql(&server, "SELECT count(*) FROM workers") == ["0"]
+            server.sql(&format!("SELECT status FROM volumes WHERE id = '{id}'")) == ["available"]
+                && server.sql("SELECT COUNT(*) FROM workers") == ["0"]
         },
     );
     assert!(
@@ -1222,7 +1174,7 @@ fn a_database_restart_mid_extend_keeps_the_new_size_with_the_outcome() {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        psql(&server, "SELECT status FROM workers") == ["extending"]
+        server.sql("SELECT status FROM workers") == ["extending"]
     });
     let extend = extend.expect("still running");
     server.pg_ctl("stop");
@@ -1236,12 +1188,11 @@ fn a_database_restart_mid_extend_keeps_the_new_size_with_the_outcome() {
         String::from_utf8_lossy(&out.stderr)
     );
     wait_for("the kept outcome written", Duration::from_secs(30), || {
-        psql(
-            &server,
-            &format!("SELECT status, size_bytes FROM volumes WHERE id = '{id}'"),
-        ) == [format!("available|{}", 2 << 20)]
+        server.sql(&format!(
+            "SELECT status, size_bytes FROM volumes WHERE id = '{id}'"
+        )) == [format!("available|{}", 2 << 20)]
     });
-    assert!(psql(&server, "SELECT id FROM workers").is_empty());
+    assert!(server.sql("SELECT id FROM workers").is_empty());
 }
 
 /// A fleet host's /metrics say what the fleet's records say: hosts up and
@@ -1288,3 +1239,11 @@ fn a_fleet_hosts_metrics_follow_the_fleet() {
         .then_some(())
     });
 }
+
+// The fleet's promises, kept on both databases.
+on_each_database!(
+    a_killed_host_is_down_within_service_down_time_plus_report_interval_every_time,
+    a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved,
+    a_rolling_reload_keeps_all_but_one_replica_ready_and_halts_at_a_bad_file,
+    a_frozen_database_is_refused_within_the_deadline_and_status_says_so,
+);

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Db, Server};
 use rekindle::runtime::run_real;
+use rekindle::store::FleetStore;
 use rekindle::store::requests::Answer;
-use rekindle::store::{PgStore, RecordStore};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
 
@@ -35,8 +35,13 @@ fn config_text(host: &str, url: &str, b_extra: &str) -> String {
     )
 }
 
-fn start_daemon(name: &str, host: &str, url: &str) -> Daemon {
-    let dir = std::env::temp_dir().join(format!("rekindle-fleet-{name}-{}", std::process::id()));
+fn start_daemon(server: &Server, name: &str, host: &str) -> Daemon {
+    let url = &server.url;
+    let dir = std::env::temp_dir().join(format!(
+        "rekindle-fleet-{}-{}",
+        server.own(name),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     std::fs::write(dir.join("cinder.conf"), config_text(host, url, "")).expect("config");
@@ -70,7 +75,7 @@ fn wait_for(dir: &Path, what: &str, pred: impl Fn(&str) -> bool) {
 }
 
 /// Asks `host` to reload through the database and waits for its answer.
-async fn ask(store: &PgStore, host: &str) -> Answer {
+async fn ask(store: &dyn FleetStore, host: &str) -> Answer {
     let id = store.request_reload(host, None).await.expect("request");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -87,17 +92,16 @@ fn summary(answer: &Answer) -> String {
     value["summary"].as_str().unwrap_or_default().to_string()
 }
 
-#[test]
-fn a_daemon_reloads_its_own_file_on_a_request_and_answers_with_the_report() {
-    let server = Server::start("listener");
-    let daemon = start_daemon("listener", "node-a", &server.url);
+fn a_daemon_reloads_its_own_file_on_a_request_and_answers_with_the_report(db: Db) {
+    let server = Server::start_on(db, "listener");
+    let daemon = start_daemon(&server, "listener", "node-a");
     let url = server.url.clone();
     let config = daemon.dir.join("cinder.conf");
     run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(60))
+        let store = rekindle::store::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
-        let answer = ask(&store, "node-a").await;
+        let answer = ask(&*store, "node-a").await;
         assert!(answer.as_intended, "{answer:?}");
         assert_eq!(summary(&answer), "reloaded as intended (2 backends)");
         // A changed backend is reloaded from the file on disk.
@@ -106,7 +110,7 @@ fn a_daemon_reloads_its_own_file_on_a_request_and_answers_with_the_report() {
             config_text("node-a", &url, "fault_op_delay = 1s\n"),
         )
         .expect("edit");
-        let answer = ask(&store, "node-a").await;
+        let answer = ask(&*store, "node-a").await;
         assert!(answer.as_intended, "{answer:?}");
         let report: serde_json::Value = serde_json::from_str(&answer.report).expect("JSON");
         assert_eq!(
@@ -123,7 +127,7 @@ fn a_daemon_reloads_its_own_file_on_a_request_and_answers_with_the_report() {
             config_text("node-a", &url, "volume_driver = nosuch\n"),
         )
         .expect("break");
-        let answer = ask(&store, "node-a").await;
+        let answer = ask(&*store, "node-a").await;
         assert!(!answer.as_intended, "{answer:?}");
         assert!(
             summary(&answer).starts_with("config rejected: "),
@@ -134,19 +138,18 @@ fn a_daemon_reloads_its_own_file_on_a_request_and_answers_with_the_report() {
     drop(daemon);
 }
 
-#[test]
-fn a_daemon_started_while_the_database_is_down_answers_once_it_is_back() {
-    let server = Server::start("listener-down");
-    server.pg_ctl("stop");
-    let daemon = start_daemon("listener-down", "node-a", &server.url);
+fn a_daemon_started_while_the_database_is_down_answers_once_it_is_back(db: Db) {
+    let server = Server::start_on(db, "listener-down");
+    server.stop_now();
+    let daemon = start_daemon(&server, "listener-down", "node-a");
     std::thread::sleep(Duration::from_secs(1));
-    server.pg_ctl("start");
+    server.start_again();
     let url = server.url.clone();
     run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(60))
+        let store = rekindle::store::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
-        let answer = ask(&store, "node-a").await;
+        let answer = ask(&*store, "node-a").await;
         assert!(answer.as_intended, "{answer:?}");
     })
     .expect("runtime");
@@ -162,7 +165,7 @@ fn heartbeats(url: &str, hosts: &[&str]) -> (Arc<AtomicBool>, std::thread::JoinH
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         run_real(async move {
-            let store = PgStore::connect(&url, Duration::from_secs(60))
+            let store = rekindle::store::connect(&url, Duration::from_secs(60))
                 .await
                 .expect("connect");
             for host in &hosts {
@@ -201,11 +204,10 @@ fn text(output: &Output) -> String {
     )
 }
 
-#[test]
-fn fleet_reload_rolls_over_two_real_daemons_and_halts_at_a_broken_file() {
-    let server = Server::start("fleet-real");
-    let a = start_daemon("fleet-real-a", "node-a", &server.url);
-    let b = start_daemon("fleet-real-b", "node-b", &server.url);
+fn fleet_reload_rolls_over_two_real_daemons_and_halts_at_a_broken_file(db: Db) {
+    let server = Server::start_on(db, "fleet-real");
+    let a = start_daemon(&server, "fleet-real-a", "node-a");
+    let b = start_daemon(&server, "fleet-real-b", "node-b");
     let (stop, thread) = heartbeats(&server.url, &["node-a", "node-b"]);
     let cli = a.dir.join("cinder.conf");
     let cli = cli.to_str().expect("utf-8");
@@ -217,7 +219,7 @@ fn fleet_reload_rolls_over_two_real_daemons_and_halts_at_a_broken_file() {
     // Nothing changed: no backend to wait for beyond min_ready.
     let url = server.url.clone();
     let hosts = run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(60))
+        let store = rekindle::store::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         store.rollouts().await.expect("rollouts")[0].hosts.clone()
@@ -250,3 +252,9 @@ fn fleet_reload_rolls_over_two_real_daemons_and_halts_at_a_broken_file() {
     );
     drop((a, b));
 }
+
+on_each_database!(
+    a_daemon_reloads_its_own_file_on_a_request_and_answers_with_the_report,
+    a_daemon_started_while_the_database_is_down_answers_once_it_is_back,
+    fleet_reload_rolls_over_two_real_daemons_and_halts_at_a_broken_file,
+);

@@ -9,10 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::Server;
+use common::{Db, Server};
 use rekindle::runtime::run_real;
 use rekindle::store::requests::Answer;
-use rekindle::store::{PgStore, RecordStore};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
 
@@ -53,7 +52,7 @@ impl Fakes {
             let bad = bad.map(str::to_string);
             std::thread::spawn(move || {
                 run_real(async move {
-                    let store = PgStore::connect(&url, Duration::from_secs(60))
+                    let store = rekindle::store::connect(&url, Duration::from_secs(60))
                         .await
                         .expect("fake hosts connect");
                     let mut down_until: Vec<Option<Instant>> = vec![None; hosts.len()];
@@ -157,8 +156,11 @@ impl Fakes {
 }
 
 fn config_file(server: &Server, name: &str) -> std::path::PathBuf {
-    let path =
-        std::env::temp_dir().join(format!("rekindle-fleet-{name}-{}.conf", std::process::id()));
+    let path = std::env::temp_dir().join(format!(
+        "rekindle-fleet-{}-{}.conf",
+        server.own(name),
+        std::process::id()
+    ));
     std::fs::write(
         &path,
         format!(
@@ -187,9 +189,8 @@ fn text(output: &Output) -> String {
 
 const HOSTS: [&str; 3] = ["node-1", "node-2", "node-3"];
 
-#[test]
-fn a_healthy_cluster_reloads_one_host_at_a_time_and_status_shows_it() {
-    let server = Server::start("fleet-healthy");
+fn a_healthy_cluster_reloads_one_host_at_a_time_and_status_shows_it(db: Db) {
+    let server = Server::start_on(db, "fleet-healthy");
     let config = config_file(&server, "healthy");
     let fakes = Fakes::start(&server.url, &HOSTS, None);
     let config_arg = config.to_str().expect("utf-8 path");
@@ -245,9 +246,8 @@ fn a_healthy_cluster_reloads_one_host_at_a_time_and_status_shows_it() {
     assert_eq!(rows[0]["hosts"][2]["phase"], "done", "{rows}");
 }
 
-#[test]
-fn a_host_that_does_not_reload_as_intended_halts_the_rollout() {
-    let server = Server::start("fleet-halt");
+fn a_host_that_does_not_reload_as_intended_halts_the_rollout(db: Db) {
+    let server = Server::start_on(db, "fleet-halt");
     let config = config_file(&server, "halt");
     let fakes = Fakes::start(&server.url, &HOSTS, Some("node-2"));
     let config_arg = config.to_str().expect("utf-8 path");
@@ -291,9 +291,8 @@ fn a_host_that_does_not_reload_as_intended_halts_the_rollout() {
     );
 }
 
-#[test]
-fn a_killed_rollout_resumes_without_asking_done_hosts_again() {
-    let server = Server::start("fleet-resume");
+fn a_killed_rollout_resumes_without_asking_done_hosts_again(db: Db) {
+    let server = Server::start_on(db, "fleet-resume");
     let config = config_file(&server, "resume");
     let fakes = Fakes::start(&server.url, &HOSTS, None);
     let config_arg = config.to_str().expect("utf-8 path");
@@ -319,7 +318,7 @@ fn a_killed_rollout_resumes_without_asking_done_hosts_again() {
     first.wait().expect("reaped");
     let url = server.url.clone();
     let (id, state) = run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(60))
+        let store = rekindle::store::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         let rows = store.rollouts().await.expect("rollouts");
@@ -362,14 +361,13 @@ fn a_killed_rollout_resumes_without_asking_done_hosts_again() {
     );
 }
 
-#[test]
-fn abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests() {
-    let server = Server::start("fleet-abandon");
+fn abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests(db: Db) {
+    let server = Server::start_on(db, "fleet-abandon");
     let config = config_file(&server, "abandon");
     let config_arg = config.to_str().expect("utf-8 path");
     let url = server.url.clone();
     let id = run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(60))
+        let store = rekindle::store::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         store.register_host("node-1", "c1").await.expect("register");
@@ -389,7 +387,7 @@ fn abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let url = server.url.clone();
     let pending = run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(60))
+        let store = rekindle::store::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         store.take_reload_requests("node-1").await.expect("take")
@@ -403,9 +401,8 @@ fn abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests() {
     assert_eq!(again.status.code(), Some(1), "{}", text(&again));
 }
 
-#[test]
-fn a_resume_takes_over_from_a_command_that_still_runs() {
-    let server = Server::start("fleet-takeover");
+fn a_resume_takes_over_from_a_command_that_still_runs(db: Db) {
+    let server = Server::start_on(db, "fleet-takeover");
     let config = config_file(&server, "takeover");
     let fakes = Fakes::start(&server.url, &HOSTS, None);
     let config_arg = config.to_str().expect("utf-8 path");
@@ -429,7 +426,7 @@ fn a_resume_takes_over_from_a_command_that_still_runs() {
     }
     let url = server.url.clone();
     let id = run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(60))
+        let store = rekindle::store::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         store.rollouts().await.expect("rollouts")[0].id
@@ -452,3 +449,11 @@ fn a_resume_takes_over_from_a_command_that_still_runs() {
     assert_eq!(asked, HOSTS, "each host asked exactly once: {handled:?}");
     assert_eq!(max_in_flight, 1);
 }
+
+on_each_database!(
+    a_healthy_cluster_reloads_one_host_at_a_time_and_status_shows_it,
+    a_host_that_does_not_reload_as_intended_halts_the_rollout,
+    a_killed_rollout_resumes_without_asking_done_hosts_again,
+    abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests,
+    a_resume_takes_over_from_a_command_that_still_runs,
+);

@@ -1,14 +1,14 @@
-//! One records contract, two stores: every test runs against the embedded SQLite records
-//! and against a real PostgreSQL (a private server started by `scripts/pg-server`).
+//! One records contract, three stores: every test runs against the embedded SQLite records
+//! and against a real PostgreSQL and MariaDB (private servers: `scripts/pg-server`, `scripts/mariadb-server`).
 
 mod common;
 
 use std::time::Duration;
 
-use common::Server;
+use common::{Db, Server};
 use rekindle::records::{ExportRow, Records};
 use rekindle::runtime::run_real;
-use rekindle::store::{PgStore, RecordStore, ServicePut, StoreError};
+use rekindle::store::{RecordStore, ServicePut, StoreError, connect};
 
 /// The contract, run against one store.
 async fn contract(store: &dyn RecordStore) {
@@ -183,17 +183,16 @@ fn the_embedded_records_keep_the_contract() {
     .expect("runtime");
 }
 
-#[test]
-fn postgresql_keeps_the_contract_and_judges_liveness_by_its_own_clock() {
-    let server = Server::start("contract");
+fn a_fleet_database_keeps_the_contract_and_judges_liveness_by_its_own_clock(db: Db) {
+    let server = Server::start_on(db, "contract");
     let url = server.url.clone();
     run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(1))
+        let store = connect(&url, Duration::from_secs(1))
             .await
             .expect("connects");
-        contract(&store).await;
+        contract(&*store).await;
         // Migrations are idempotent: a second host connecting changes nothing.
-        let again = PgStore::connect(&url, Duration::from_secs(1))
+        let again = connect(&url, Duration::from_secs(1))
             .await
             .expect("connects again");
         assert_eq!(again.volumes().await.expect("list").len(), 1);
@@ -219,12 +218,11 @@ fn postgresql_keeps_the_contract_and_judges_liveness_by_its_own_clock() {
     .expect("runtime");
 }
 
-#[test]
-fn postgresql_writes_a_hosts_service_rows_in_one_statement_as_put_service_does() {
-    let server = Server::start("put-services");
+fn a_hosts_service_rows_are_written_in_one_statement_as_put_service_does(db: Db) {
+    let server = Server::start_on(db, "put-services");
     let url = server.url.clone();
     run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(1))
+        let store = connect(&url, Duration::from_secs(1))
             .await
             .expect("connects");
         let row = |backend, host, state| ServicePut {
@@ -307,29 +305,30 @@ fn postgresql_writes_a_hosts_service_rows_in_one_statement_as_put_service_does()
     .expect("runtime");
 }
 
-#[test]
-fn a_database_outage_is_an_error_naming_it_and_work_resumes_when_it_returns() {
-    let server = Server::start("outage");
+fn a_database_outage_is_an_error_naming_it_and_work_resumes_when_it_returns(db: Db) {
+    let server = Server::start_on(db, "outage");
     let url = server.url.clone();
     run_real(async {
-        let store = PgStore::connect(&url, Duration::from_secs(10))
+        let store = connect(&url, Duration::from_secs(10))
             .await
             .expect("connects");
         store
             .insert_volume("v1", "lvm-1", 1, "available")
             .await
             .expect("insert");
-        server.pg_ctl("stop");
+        server.stop_now();
         let started = std::time::Instant::now();
         let error = store.volumes().await.expect_err("the server is down");
         assert!(started.elapsed() < Duration::from_secs(8), "no hang");
         assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
         assert!(error.to_string().contains("127.0.0.1"), "{error}");
         // The pooled connection is found closed; a new one is refused.
-        assert!(error.to_string().contains("closed"), "says why: {error}");
+        if db == Db::Postgres {
+            assert!(error.to_string().contains("closed"), "says why: {error}");
+        }
         let error = store.volumes().await.expect_err("still down");
         assert!(error.to_string().contains("refused"), "says why: {error}");
-        server.pg_ctl("start");
+        server.start_again();
         // The pool reconnects by itself.
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -352,26 +351,37 @@ fn a_database_outage_is_an_error_naming_it_and_work_resumes_when_it_returns() {
 #[test]
 fn a_bad_url_or_a_closed_port_says_what_is_wrong_without_the_password() {
     run_real(async {
-        let Err(error) =
-            PgStore::connect("mysql://root:hunter2@db/cinder", Duration::from_secs(1)).await
-        else {
-            panic!("not postgresql")
+        let refused = |url: &'static str| async move {
+            match connect(url, Duration::from_secs(1)).await {
+                Ok(_) => panic!("{url} connected"),
+                Err(error) => error,
+            }
         };
+        let error = refused("oracle://scott:hunter2@db/orcl").await;
         let said = error.to_string();
-        assert!(said.contains("expected postgresql://"), "{said}");
+        assert!(matches!(error, StoreError::BadUrl { .. }), "{error:?}");
+        assert!(
+            said.contains("postgresql://") && said.contains("mysql+pymysql://"),
+            "{said}"
+        );
         assert!(!said.contains("hunter2"), "{said}");
-        let Err(error) = PgStore::connect(
+        for url in [
             "postgresql://rekindle:hunter2@127.0.0.1:1/postgres",
-            Duration::from_secs(1),
-        )
-        .await
-        else {
-            panic!("nothing listens on port 1")
-        };
-        assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+            "mysql+pymysql://rekindle:hunter2@127.0.0.1:1/cinder",
+        ] {
+            let error = refused(url).await;
+            assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+            let said = error.to_string();
+            assert!(said.contains("127.0.0.1:1"), "{said}");
+            assert!(said.contains("refused"), "says why: {said}");
+            assert!(!said.contains("hunter2"), "{said}");
+        }
+        let error = refused("mysql+pymysql://cinder:hunter2@db/cinder?ssl_ca=/etc/ca.pem").await;
         let said = error.to_string();
-        assert!(said.contains("127.0.0.1:1"), "{said}");
-        assert!(!said.contains("hunter2"), "{said}");
+        assert!(
+            said.contains("ssl_ca") && !said.contains("hunter2"),
+            "{said}"
+        );
     })
     .expect("runtime");
 }
@@ -379,13 +389,12 @@ fn a_bad_url_or_a_closed_port_says_what_is_wrong_without_the_password() {
 /// A write whose answer the client-side deadline cut off (the server froze
 /// with it) is never committed later: thawed, the server finds its
 /// transaction abandoned, not a statement to commit on its own.
-#[test]
-fn postgresql_never_commits_a_write_after_its_deadline_cut_it_off() {
-    let server = Server::start("late-write");
+fn a_write_is_never_committed_after_its_deadline_cut_it_off(db: Db) {
+    let server = Server::start_on(db, "late-write");
     let url = server.url.clone();
     let pids_later = server.pids_later();
     run_real(async move {
-        let store = PgStore::connect(&url, Duration::from_secs(1))
+        let store = connect(&url, Duration::from_secs(1))
             .await
             .expect("connects");
         // A pooled connection, warm (its server process is among the pids).
@@ -416,3 +425,10 @@ fn postgresql_never_commits_a_write_after_its_deadline_cut_it_off() {
     })
     .expect("runtime");
 }
+
+on_each_database!(
+    a_fleet_database_keeps_the_contract_and_judges_liveness_by_its_own_clock,
+    a_hosts_service_rows_are_written_in_one_statement_as_put_service_does,
+    a_database_outage_is_an_error_naming_it_and_work_resumes_when_it_returns,
+    a_write_is_never_committed_after_its_deadline_cut_it_off,
+);

@@ -5,22 +5,17 @@ mod common;
 
 use std::time::Duration;
 
-use common::Server;
+use common::{Db, Server};
 use rekindle::runtime::run_real;
-use rekindle::store::PgStore;
+use rekindle::store::connect;
 use rekindle::store::requests::Answer;
 
-#[test]
-fn a_request_wakes_its_host_at_once_and_is_answered_once() {
-    let server = Server::start("requests");
+fn a_request_wakes_its_host_at_once_and_is_answered_once(db: Db) {
+    let server = Server::start_on(db, "requests");
     let url = server.url.clone();
     run_real(async move {
-        let fleet = PgStore::connect(&url, Duration::from_secs(10))
-            .await
-            .expect("cli");
-        let host = PgStore::connect(&url, Duration::from_secs(10))
-            .await
-            .expect("host");
+        let fleet = connect(&url, Duration::from_secs(10)).await.expect("cli");
+        let host = connect(&url, Duration::from_secs(10)).await.expect("host");
         // Made while nobody listens: found at the first wake-up.
         let early = fleet
             .request_reload("node-1", Some(7))
@@ -72,28 +67,23 @@ fn a_request_wakes_its_host_at_once_and_is_answered_once() {
     .expect("runtime");
 }
 
-#[test]
-fn the_listener_comes_back_after_a_database_outage() {
-    let server = Server::start("listen-outage");
+fn the_listener_comes_back_after_a_database_outage(db: Db) {
+    let server = Server::start_on(db, "listen-outage");
     let url = server.url.clone();
     run_real(async {
-        let host = PgStore::connect(&url, Duration::from_secs(10))
-            .await
-            .expect("host");
+        let host = connect(&url, Duration::from_secs(10)).await.expect("host");
         let mut wake = host.listen_for_reloads("node-1");
         wake.recv().await.expect("first wake-up");
-        server.pg_ctl("stop");
+        server.stop_now();
         tokio::time::sleep(Duration::from_millis(500)).await;
-        server.pg_ctl("start");
+        server.start_again();
         // Re-listening wakes the host once (requests may have been missed) ...
         tokio::time::timeout(Duration::from_secs(10), wake.recv())
             .await
             .expect("re-listened")
             .expect("open");
         // ... and notifications reach it again.
-        let fleet = PgStore::connect(&url, Duration::from_secs(10))
-            .await
-            .expect("cli");
+        let fleet = connect(&url, Duration::from_secs(10)).await.expect("cli");
         fleet.request_reload("node-1", None).await.expect("request");
         tokio::time::timeout(Duration::from_secs(3), wake.recv())
             .await
@@ -102,3 +92,8 @@ fn the_listener_comes_back_after_a_database_outage() {
     })
     .expect("runtime");
 }
+
+on_each_database!(
+    a_request_wakes_its_host_at_once_and_is_answered_once,
+    the_listener_comes_back_after_a_database_outage,
+);

@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -16,7 +17,7 @@ use thiserror::Error;
 use super::rollout::{HostPhase, Observation, Outcome, Rollout, Wait};
 use crate::store::requests::RequestId;
 use crate::store::rollouts::{HostRecord, RolloutRow, RolloutState};
-use crate::store::{PgStore, StoreError};
+use crate::store::{FleetStore, StoreError};
 
 /// Prints a line on stdout; a closed pipe (`| head -3`) is not a panic.
 macro_rules! say {
@@ -81,16 +82,16 @@ pub struct ReloadArgs {
 
 /// Reads `[database] connection` (and `service_down_time`) from `config`
 /// and connects.
-async fn open(config: &Path) -> Result<(PgStore, Duration), FleetError> {
+async fn open(config: &Path) -> Result<(Rc<dyn FleetStore>, Duration), FleetError> {
     let loaded = crate::config::load_config(&crate::config::ConfigSource::File(config.into()))
         .map_err(FleetError::Usage)?;
     let Some(url) = loaded.database else {
         return Err(FleetError::Usage(format!(
-            "{}: no [database] connection: fleet commands need the PostgreSQL database the hosts share ([database] connection = postgresql://...)",
+            "{}: no [database] connection: fleet commands need the database the hosts share ([database] connection = postgresql://... or mysql+pymysql://...)",
             config.display()
         )));
     };
-    let store = PgStore::connect(&url, loaded.service_down_time).await?;
+    let store = crate::store::connect(&url, loaded.service_down_time).await?;
     Ok((store, loaded.service_down_time))
 }
 
@@ -110,7 +111,7 @@ fn human(d: Duration) -> String {
 
 /// A rollout being driven: the planner plus what the records need.
 struct Driver<'a> {
-    store: &'a PgStore,
+    store: &'a dyn FleetStore,
     service_down_time: Duration,
     id: i64,
     plan: Rollout,
@@ -571,15 +572,15 @@ pub async fn reload(args: ReloadArgs) -> Result<u8, FleetError> {
     }
     let (store, service_down_time) = open(&args.config).await?;
     let mut driver = match args.resume {
-        Some(id) => resume(&store, service_down_time, id).await?,
-        None => start(&store, service_down_time, &args, min_ready).await?,
+        Some(id) => resume(&*store, service_down_time, id).await?,
+        None => start(&*store, service_down_time, &args, min_ready).await?,
     };
     driver.progress_deadline = progress_deadline;
     driver.run().await
 }
 
 async fn start<'a>(
-    store: &'a PgStore,
+    store: &'a dyn FleetStore,
     service_down_time: Duration,
     args: &ReloadArgs,
     min_ready: Duration,
@@ -668,7 +669,7 @@ async fn start<'a>(
 }
 
 async fn resume(
-    store: &PgStore,
+    store: &dyn FleetStore,
     service_down_time: Duration,
     id: i64,
 ) -> Result<Driver<'_>, FleetError> {

@@ -1,5 +1,5 @@
 //! The daemon's side of a rolling reload: listens for reload requests to this host in
-//! PostgreSQL, reloads its own config file, and answers each request with the report.
+//! the fleet's database, reloads its own config file, and answers each request with the report.
 //!
 //! The listener never takes the daemon down: a database that cannot be
 //! reached is retried every few seconds (connecting, listening, claiming
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::engine::{EngineHandle, Reload};
 use crate::event::BackendResult;
-use crate::store::PgStore;
+use crate::store::FleetStore;
 use crate::store::requests::{Answer, RequestId};
 use crate::{ReloadOutcome, ReloadReport};
 
@@ -28,7 +28,7 @@ pub fn spawn_connecting(
 ) {
     actix::spawn(async move {
         let store = loop {
-            match PgStore::connect(&url, service_down_time).await {
+            match crate::store::connect(&url, service_down_time).await {
                 Ok(store) => break store,
                 Err(error) => {
                     tracing::warn!(%error, "reload listener cannot reach the records database; retrying");
@@ -37,7 +37,7 @@ pub fn spawn_connecting(
             }
         };
         tracing::info!(%host, "listening for fleet reload requests");
-        spawn_reload_listener(Rc::new(store), host, engine);
+        spawn_reload_listener(store, host, engine);
     });
 }
 
@@ -46,7 +46,7 @@ pub fn spawn_connecting(
 /// request, and answers each with whether every backend ended as intended
 /// and a JSON report (`{"summary": "...", "outcome": ...}`). Returns at
 /// once; stops when the engine has stopped.
-pub fn spawn_reload_listener(store: Rc<PgStore>, host: String, engine: Rc<EngineHandle>) {
+pub fn spawn_reload_listener(store: Rc<dyn FleetStore>, host: String, engine: Rc<EngineHandle>) {
     actix::spawn(async move {
         let mut wake = store.listen_for_reloads(&host);
         while wake.recv().await.is_some() {

@@ -18,7 +18,7 @@ use crate::event::Event;
 use crate::notify::Notifier;
 use crate::status::ServiceBeat;
 use crate::store::cluster::{Claimed, Epoch, Work};
-use crate::store::{End, PgStore, RecordStore, ServicePut, StoreError};
+use crate::store::{End, FleetStore, ServicePut, StoreError};
 
 /// One service row as the heartbeat writer keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +31,7 @@ struct Row {
 
 /// This host in the fleet.
 pub struct Member {
-    store: Rc<PgStore>,
+    store: Rc<dyn FleetStore>,
     host: String,
     cluster: String,
     epoch: Epoch,
@@ -81,12 +81,12 @@ impl Member {
         cluster: Option<&str>,
         service_down_time: Duration,
     ) -> Result<Member, StoreError> {
-        let store = PgStore::connect(url, service_down_time).await?;
+        let store = crate::store::connect(url, service_down_time).await?;
         let cluster = cluster.unwrap_or(host).to_string();
         let sent = actix::clock::Instant::now();
         let epoch = store.register_host(host, &cluster).await?;
         Ok(Member {
-            store: Rc::new(store),
+            store,
             host: host.to_string(),
             cluster,
             epoch,
@@ -151,7 +151,7 @@ impl Member {
     }
 
     /// The shared records.
-    pub fn store(&self) -> Rc<PgStore> {
+    pub fn store(&self) -> Rc<dyn FleetStore> {
         self.store.clone()
     }
 
@@ -177,7 +177,7 @@ impl Member {
 
     /// A sink for [`crate::EngineBuilder::service_rows`]: the newest rows go
     /// to a writer task that stores them (all in one statement,
-    /// [`PgStore::put_services`]), then this host's heartbeat (both
+    /// [`crate::store::ClusterRecords::put_services`]), then this host's heartbeat (both
     /// stamped by the server). The sink never waits: while the database is
     /// slow, only the newest rows are kept. Call inside the actix system.
     pub fn row_sink(&self) -> impl Fn(&[ServiceBeat<'_>]) + 'static {
@@ -311,7 +311,7 @@ impl Member {
 
     /// Writes one kept outcome (see [`Member::write_pending`]): its
     /// status and what goes with it, in the one fenced statement
-    /// ([`PgStore::finish_work`]).
+    /// ([`crate::store::ClusterRecords::finish_work`]).
     async fn write_outcome(&self, work: &Work, end: &End) -> Result<(), StoreError> {
         let written = self.finish(work, end).await?;
         let status = match work.kind.as_str() {

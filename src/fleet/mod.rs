@@ -1,16 +1,17 @@
-//! Fleet mode: many hosts on one PostgreSQL. The rolling reload's planner is pure
-//! (`rollout`); the daemon's listener, the command's driver and the records live beside it.
+//! Fleet mode: many hosts on one database (PostgreSQL or MariaDB). The rolling reload's
+//! planner is pure (`rollout`); the listener, the command's driver and the member beside it.
 
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 // Plumbing of the `rekindle` binary, not public API: hidden, may change.
 #[doc(hidden)]
 pub mod command;
-#[cfg(feature = "postgres")]
+pub mod database;
+#[cfg(feature = "fleet")]
 pub mod listener;
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 pub mod member;
 pub mod outcome;
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 pub mod pending;
 pub mod rollout;
 

@@ -1,16 +1,20 @@
-//! Active/Active clusters on PostgreSQL: hosts with fencing epochs, work in progress
-//! recorded with its owner (Cinder's `workers`), and the exactly-once claim of a dead host's work.
+//! Active/Active clusters in the shared records: hosts with fencing epochs, work in progress
+//! with its owner (Cinder's `workers`), the exactly-once claim of a dead host's work.
 //!
-//! Every decision is one SQL statement, never a check in the client then an
-//! act: a claim is `UPDATE workers ... WHERE owner = dead AND epoch = its
-//! epoch AND its heartbeat is stale by the server's clock RETURNING ...`,
-//! so of two survivors racing, exactly one gets each row. A host's writes
-//! to work it owns carry its epoch; once a survivor has claimed the work (or
-//! the host restarted with a new epoch), they change nothing.
+//! The contract every fleet database keeps ([`ClusterRecords`]): each
+//! decision is taken by the database atomically, never by a check in the
+//! client then an act. A claim takes a dead host's rows only while its
+//! heartbeat is stale by the server's clock, so of two survivors racing,
+//! exactly one gets each row; a host's writes to work it owns carry its
+//! epoch, and once a survivor has claimed the work (or the host restarted
+//! with a new epoch), they change nothing. PostgreSQL does each in one
+//! statement; MariaDB in one transaction whose first statement locks the
+//! rows it decides on (it has no writable CTEs nor `UPDATE ... RETURNING`).
 
 use std::time::Duration;
 
-use super::postgres::{PgStore, millis};
+use async_trait::async_trait;
+
 use super::{End, ServiceRow, StoreError};
 
 /// A host's incarnation: bumped every time the host registers (starts), so
@@ -40,230 +44,101 @@ pub struct Claimed {
     pub dead_host: String,
 }
 
-impl PgStore {
+/// One service row for [`ClusterRecords::put_services`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServicePut<'a> {
+    /// The backend.
+    pub backend: &'a str,
+    /// `cinder-volume` or `cinder-backup`.
+    pub binary: &'a str,
+    /// `host@backend` or `host`.
+    pub host: &'a str,
+    /// `up` or `down`.
+    pub state: &'a str,
+}
+
+/// The rows of `rows` to write, a (host, backend) given twice keeping its
+/// last row, by (host, backend).
+pub(crate) fn last_service_rows<'a, 'b>(rows: &'b [ServicePut<'a>]) -> Vec<&'b ServicePut<'a>> {
+    let mut last: std::collections::BTreeMap<(&str, &str), &ServicePut<'_>> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        last.insert((row.host, row.backend), row);
+    }
+    last.into_values().collect()
+}
+
+/// Hosts, their heartbeats and their work, in the fleet's database.
+#[async_trait(?Send)]
+pub trait ClusterRecords {
     /// Registers this host's start in `cluster`: its epoch is one more than
     /// any it had before. Heartbeats and work carry it.
-    pub async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, StoreError> {
-        let row = self
-            .query_one(
-                "INSERT INTO hosts (host, cluster, epoch, heartbeat, renewed_since)
-                 VALUES ($1, $2, 1, now(), now())
-                 ON CONFLICT (host) DO UPDATE SET cluster = $2, epoch = hosts.epoch + 1,
-                     heartbeat = now(), renewed_since = now()
-                 RETURNING epoch",
-                &[&host, &cluster],
-            )
-            .await?;
-        Ok(Epoch(row.get(0)))
-    }
+    async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, StoreError>;
 
-    /// Stamps this host alive (the server's `now()`); a renewal more than
+    /// Stamps this host alive (the server's clock); a renewal more than
     /// `allowed_gap` after the previous one starts a new run of renewals
     /// ([`crate::fleet::outcome::continues_run`]). False if a newer
     /// incarnation of the host registered since: this one must stop.
-    pub async fn host_heartbeat(
+    async fn host_heartbeat(
         &self,
         host: &str,
         epoch: Epoch,
         allowed_gap: Duration,
-    ) -> Result<bool, StoreError> {
-        let n = self
-            .execute(
-                "UPDATE hosts SET renewed_since = CASE
-                     WHEN now() - heartbeat <= make_interval(secs => $3::bigint / 1000.0)
-                     THEN renewed_since ELSE now() END,
-                   heartbeat = now()
-                 WHERE host = $1 AND epoch = $2",
-                &[&host, &epoch.0, &millis(allowed_gap)],
-            )
-            .await?;
-        Ok(n == 1)
-    }
+    ) -> Result<bool, StoreError>;
+
+    /// Records every one of `rows`' heartbeats at once, each stamped with
+    /// the server's clock: what [`super::RecordStore::put_service`] does for
+    /// one row, in one statement for a host's whole beat. A (host, backend)
+    /// given twice keeps its last row.
+    async fn put_services(&self, rows: &[ServicePut<'_>]) -> Result<(), StoreError>;
 
     /// Records that `host` (at `epoch`) started `work` in `cluster`.
-    pub async fn begin_work(
+    async fn begin_work(
         &self,
         host: &str,
         epoch: Epoch,
         cluster: &str,
         work: &Work,
-    ) -> Result<(), StoreError> {
-        self.execute(
-            "INSERT INTO workers (kind, id, status, cluster, owner, epoch) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&work.kind, &work.id, &work.status, &cluster, &host, &epoch.0],
-        )
-        .await
-        .map(drop)
-    }
+    ) -> Result<(), StoreError>;
 
-    /// Ends `work` as its owner with `end`, in one statement, only if
-    /// `host` at `epoch` still owns it: drops the worker row, sets the
-    /// record's final status and size (or removes it, with its
-    /// attachments, for `deleted`) and puts a backup's source back from
-    /// `backing-up`. False means a survivor claimed it (and resolved the
-    /// record): nothing was written.
-    pub async fn finish_work(
+    /// Ends `work` as its owner with `end`, atomically, only if `host` at
+    /// `epoch` still owns it: drops the worker row, sets the record's final
+    /// status and size (or removes it, with its attachments, for
+    /// `deleted`) and puts a backup's source back from `backing-up`. False
+    /// means a survivor claimed it (and resolved the record): nothing was
+    /// written.
+    async fn finish_work(
         &self,
         host: &str,
         epoch: Epoch,
         work: &Work,
         end: &End,
-    ) -> Result<bool, StoreError> {
-        let (table, attachments) = match work.kind.as_str() {
-            "volume" => (
-                "volumes",
-                "DELETE FROM attachments WHERE $5 = 'deleted' AND volume_id IN (SELECT id FROM owned)",
-            ),
-            "backup" => ("backups", "SELECT 1"),
-            other => {
-                return Err(StoreError::Query {
-                    url: self.url().to_string(),
-                    reason: format!("unknown kind of work {other:?}"),
-                });
-            }
-        };
-        let sql = format!(
-            "WITH owned AS (
-                 DELETE FROM workers WHERE kind = $1 AND id = $2 AND owner = $3 AND epoch = $4
-                 RETURNING id),
-             kept AS (
-                 UPDATE {table} SET status = $5, size_bytes = COALESCE($6, size_bytes), updated_at = now()
-                 WHERE $5 <> 'deleted' AND id IN (SELECT id FROM owned)),
-             gone AS (DELETE FROM {table} WHERE $5 = 'deleted' AND id IN (SELECT id FROM owned)),
-             unattached AS ({attachments}),
-             source AS (
-                 UPDATE volumes SET status = $8, updated_at = now()
-                 WHERE id = $7 AND status = 'backing-up' AND EXISTS (SELECT 1 FROM owned))
-             SELECT count(*) FROM owned"
-        );
-        let size = end.size_bytes.map(|b| i64::try_from(b).unwrap_or(i64::MAX));
-        let (source, back) = match &end.source {
-            Some(s) => (Some(s.volume_id.as_str()), Some(s.status.as_str())),
-            None => (None, None),
-        };
-        let row = self
-            .query_one(
-                &sql,
-                &[
-                    &work.kind,
-                    &work.id,
-                    &host,
-                    &epoch.0,
-                    &end.status,
-                    &size,
-                    &source,
-                    &back,
-                ],
-            )
-            .await?;
-        Ok(row.get::<_, i64>(0) == 1)
-    }
+    ) -> Result<bool, StoreError>;
 
     /// Every service row of the fleet with its host's cluster (a host that
     /// never registered one is a cluster of its own); a row is `up` only
     /// if its host said so within `service_down_time` of the server's
-    /// `now()`, as [`crate::store::RecordStore::services`] decides.
-    pub async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT s.service_binary, s.host, s.backend,
-                        CASE WHEN s.state = 'up'
-                               AND now() - s.heartbeat <= make_interval(secs => $1::bigint / 1000.0)
-                             THEN 'up' ELSE 'down' END,
-                        to_char(s.heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
-                        COALESCE(h.cluster, split_part(s.host, '@', 1))
-                 FROM services s LEFT JOIN hosts h ON h.host = split_part(s.host, '@', 1)
-                 ORDER BY s.host, s.backend",
-                &[&self.down_time_millis()],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    ServiceRow {
-                        binary: r.get(0),
-                        host: r.get(1),
-                        backend: r.get(2),
-                        state: r.get(3),
-                        updated_at: r.get(4),
-                    },
-                    r.get(5),
-                )
-            })
-            .collect())
-    }
+    /// clock, as [`super::RecordStore::services`] decides.
+    async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, StoreError>;
 
     /// Takes back the work `host` left under an earlier epoch that no
     /// survivor claimed (it restarted before anyone noticed it was down):
     /// it now carries `epoch`, and is returned for resolving.
-    pub async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, StoreError> {
-        let rows = self
-            .query(
-                "UPDATE workers SET epoch = $2, updated_at = now()
-                 WHERE owner = $1 AND epoch < $2 RETURNING kind, id, status",
-                &[&host, &epoch.0],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Work {
-                kind: r.get(0),
-                id: r.get(1),
-                status: r.get(2),
-            })
-            .collect())
-    }
+    async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, StoreError>;
 
     /// Claims, for `survivor` at `epoch`, the work of every host of
     /// `cluster` whose heartbeat is older than `service_down_time` by the
     /// server's clock, provided the survivor itself renewed within its
     /// `allowed_gap` in a run of renewals at least `service_down_time` long
     /// ([`crate::fleet::outcome::may_claim`]: after an outage of the
-    /// database, its owner gets to write what it kept first). One
-    /// statement: two survivors racing never both get a row.
-    pub async fn claim_dead_work(
+    /// database, its owner gets to write what it kept first). Atomic: two
+    /// survivors racing never both get a row.
+    async fn claim_dead_work(
         &self,
         survivor: &str,
         epoch: Epoch,
         cluster: &str,
         service_down_time: Duration,
         allowed_gap: Duration,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        let rows = self
-            .query(
-                "WITH me AS (
-                     SELECT 1 FROM hosts WHERE host = $1 AND epoch = $2
-                       AND now() - heartbeat <= make_interval(secs => $5::bigint / 1000.0)
-                       AND now() - renewed_since >= make_interval(secs => $4::bigint / 1000.0)),
-                 dead AS (
-                     SELECT w.kind, w.id, w.owner FROM workers w JOIN hosts h
-                       ON h.host = w.owner AND h.epoch = w.epoch
-                     WHERE w.cluster = $3 AND w.owner <> $1 AND EXISTS (SELECT 1 FROM me)
-                       AND now() - h.heartbeat > make_interval(secs => $4::bigint / 1000.0)
-                     FOR UPDATE OF w SKIP LOCKED)
-                 UPDATE workers w SET owner = $1, epoch = $2, updated_at = now()
-                 FROM dead WHERE w.kind = dead.kind AND w.id = dead.id
-                 RETURNING w.kind, w.id, w.status, dead.owner",
-                &[
-                    &survivor,
-                    &epoch.0,
-                    &cluster,
-                    &millis(service_down_time),
-                    &millis(allowed_gap),
-                ],
-            )
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Claimed {
-                work: Work {
-                    kind: r.get(0),
-                    id: r.get(1),
-                    status: r.get(2),
-                },
-                dead_host: r.get(3),
-            })
-            .collect())
-    }
+    ) -> Result<Vec<Claimed>, StoreError>;
 }

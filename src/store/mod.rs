@@ -1,17 +1,21 @@
 //! The records interface: one async trait over volumes, exports, attachments, backups
-//! and service rows, implemented by the embedded SQLite records and by PostgreSQL.
+//! and service rows, implemented by the embedded SQLite records, PostgreSQL and MariaDB.
 //!
 //! Every method writes before it returns (durable before acknowledged). A
 //! store that cannot be reached answers [`StoreError::Unavailable`]: a
 //! recoverable failure of the records, never a crash.
 
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 pub mod cluster;
+#[cfg(feature = "fleet")]
+mod fleet;
+#[cfg(feature = "mariadb")]
+pub mod mariadb;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 pub mod requests;
-#[cfg(feature = "postgres")]
+#[cfg(feature = "fleet")]
 pub mod rollouts;
 mod sqlite;
 
@@ -19,8 +23,18 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 pub use crate::records::{AttachmentRow, BackupRow, ExportRow, Recovered, ServiceRow, VolumeRow};
+#[cfg(feature = "fleet")]
+pub use cluster::{ClusterRecords, ServicePut};
+#[cfg(feature = "fleet")]
+pub use fleet::{FleetStore, connect};
+#[cfg(feature = "mariadb")]
+pub use mariadb::MariaDbStore;
 #[cfg(feature = "postgres")]
-pub use postgres::{PgStore, ServicePut};
+pub use postgres::PgStore;
+#[cfg(feature = "fleet")]
+pub use requests::ReloadRequests;
+#[cfg(feature = "fleet")]
+pub use rollouts::RolloutRecords;
 
 /// How an operation ends its work on one record: the final status and what
 /// is written with it, together (in a fleet, in one fenced statement; kept
@@ -92,8 +106,9 @@ pub enum StoreError {
 }
 
 /// Durable records. Implemented by [`crate::records::Records`] (SQLite
-/// under `state_dir`) and [`PgStore`] (`[database] connection =
-/// postgresql://...`); the same contract tests run against both.
+/// under `state_dir`) and, for a fleet, by `PgStore` (`[database]
+/// connection = postgresql://...`) and `MariaDbStore` (`mysql+pymysql://...`);
+/// the same contract tests run against all three.
 #[async_trait(?Send)]
 pub trait RecordStore {
     /// Inserts a volume.

@@ -1,37 +1,146 @@
-//! Test support shared by integration tests: a private PostgreSQL server, waits that end
-//! on a positive observation, and the address a daemon's log says it serves HTTP on.
+//! Test support shared by integration tests: a private PostgreSQL or MariaDB server, waits
+//! that end on a positive observation, and the address a daemon's log says it serves HTTP on.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::Command;
 
-/// A private PostgreSQL on loopback for this test process, stopped when dropped.
+/// A database a fleet keeps its records in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Postgres,
+    MariaDb,
+}
+
+impl Db {
+    /// The script that starts and stops a private server of this kind.
+    fn script(self) -> &'static str {
+        match self {
+            Db::Postgres => concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-server"),
+            Db::MariaDb => concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mariadb-server"),
+        }
+    }
+
+    /// A short name, for scratch paths.
+    pub fn short(self) -> &'static str {
+        match self {
+            Db::Postgres => "pg",
+            Db::MariaDb => "maria",
+        }
+    }
+
+    /// The Debian package `./scripts/test` installs for it.
+    fn package(self) -> &'static str {
+        match self {
+            Db::Postgres => "postgresql",
+            Db::MariaDb => "mariadb-server",
+        }
+    }
+}
+
+/// Runs each named test function (taking a [`Db`]) once per database: a
+/// module per test with `postgresql` and `mariadb` cases.
+#[macro_export]
+macro_rules! on_each_database {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn postgresql() {
+                super::$name($crate::common::Db::Postgres)
+            }
+            #[test]
+            fn mariadb() {
+                super::$name($crate::common::Db::MariaDb)
+            }
+        }
+    )*};
+}
+
+/// A private database server on loopback for this test process, stopped
+/// when dropped.
 pub struct Server {
     dir: PathBuf,
+    /// Which database.
+    pub db: Db,
     /// Its URL.
     pub url: String,
 }
 
 impl Server {
+    /// A private PostgreSQL.
     pub fn start(name: &str) -> Server {
-        let dir = std::env::temp_dir().join(format!("rekindle-pg-{name}-{}", std::process::id()));
+        Server::start_on(Db::Postgres, name)
+    }
+
+    /// `name` made this server's own: tests of the same name on two
+    /// databases run side by side, their scratch files apart.
+    pub fn own(&self, name: &str) -> String {
+        format!("{name}-{}", self.db.short())
+    }
+
+    /// A private server of `db`.
+    pub fn start_on(db: Db, name: &str) -> Server {
+        let kind = db.short();
+        let dir =
+            std::env::temp_dir().join(format!("rekindle-{kind}-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-server"))
+        let out = Command::new(db.script())
             .arg("start")
             .arg(&dir)
             .output()
-            .expect("scripts/pg-server runs");
+            .expect("the server script runs");
         assert!(
             out.status.success(),
-            "a private PostgreSQL must start (./scripts/test installs the Debian package postgresql): {}",
+            "a private {db:?} must start (./scripts/test installs the Debian package {}): {}",
+            db.package(),
             String::from_utf8_lossy(&out.stderr)
         );
         let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        Server { dir, url }
+        Server { dir, db, url }
+    }
+
+    /// Stops the server at once, as a crash would (PostgreSQL's immediate
+    /// shutdown, MariaDB's SIGKILL): an outage begins.
+    pub fn stop_now(&self) {
+        match self.db {
+            Db::Postgres => self.pg_ctl("stop"),
+            Db::MariaDb => {
+                for pid in self.pids() {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                wait_value(
+                    "MariaDB to exit",
+                    std::time::Duration::from_secs(10),
+                    || {
+                        let gone = self
+                            .pids()
+                            .iter()
+                            .all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists());
+                        gone.then_some(())
+                    },
+                );
+            }
+        }
+    }
+
+    /// Starts it again on the same port and data: the outage ends.
+    pub fn start_again(&self) {
+        match self.db {
+            Db::Postgres => self.pg_ctl("start"),
+            Db::MariaDb => {
+                let status = Command::new(self.db.script())
+                    .arg("restart")
+                    .arg(&self.dir)
+                    .status()
+                    .expect("mariadb-server restart");
+                assert!(status.success(), "MariaDB restarts");
+            }
+        }
     }
 
     /// `pg_ctl stop` (immediate) or `start`: an outage and its end.
     pub fn pg_ctl(&self, action: &str) {
+        assert_eq!(self.db, Db::Postgres, "pg_ctl is PostgreSQL's");
         let mut command = if rustix_is_root() {
             let mut c = Command::new("runuser");
             c.args(["-u", "postgres", "--", "pg_ctl"]);
@@ -53,29 +162,64 @@ impl Server {
 }
 
 impl Server {
-    /// The server's processes (the postmaster and its children), for
-    /// stalling it with SIGSTOP.
+    /// One SQL query's rows, each row's columns joined by `|`, through the
+    /// database's own client (`psql`, `mariadb`).
+    pub fn sql(&self, sql: &str) -> Vec<String> {
+        let out = match self.db {
+            Db::Postgres => Command::new("psql")
+                .args(["-X", "-A", "-t", "-F", "|", "-c", sql])
+                .arg(&self.url)
+                .output()
+                .expect("psql runs (Debian package postgresql-client)"),
+            Db::MariaDb => Command::new("mariadb")
+                .arg("--no-defaults")
+                .arg("-S")
+                .arg(self.dir.join("sock"))
+                .args(["-uroot", "-N", "-B", "-D", "cinder", "-e", sql])
+                .output()
+                .expect("mariadb runs (Debian package mariadb-client)"),
+        };
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.replace('\t', "|"))
+            .filter(|l| !l.is_empty())
+            .collect()
+    }
+
+    /// The server's processes (PostgreSQL's postmaster and its children,
+    /// MariaDB's one process), for stalling it with SIGSTOP.
     pub fn pids(&self) -> Vec<u32> {
-        server_pids(&self.dir)
+        server_pids(self.db, &self.dir)
     }
 
     /// [`Server::pids`], as a function to call later (from another thread
     /// or runtime): the children then running.
     pub fn pids_later(&self) -> impl Fn() -> Vec<u32> + Send + 'static {
-        let dir = self.dir.clone();
-        move || server_pids(&dir)
+        let (db, dir) = (self.db, self.dir.clone());
+        move || server_pids(db, &dir)
     }
 }
 
-fn server_pids(dir: &std::path::Path) -> Vec<u32> {
-    let pid_file =
-        std::fs::read_to_string(dir.join("data/postmaster.pid")).expect("postmaster.pid");
+fn server_pids(db: Db, dir: &std::path::Path) -> Vec<u32> {
+    let pid_file = match db {
+        Db::Postgres => dir.join("data/postmaster.pid"),
+        Db::MariaDb => dir.join("pid"),
+    };
+    let pid_file = std::fs::read_to_string(pid_file).expect("the server's pid file");
     let postmaster: u32 = pid_file
         .lines()
         .next()
         .and_then(|l| l.trim().parse().ok())
-        .expect("postmaster pid");
+        .expect("the server's pid");
     let mut pids = vec![postmaster];
+    if db == Db::MariaDb {
+        return pids;
+    }
     for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -103,7 +247,7 @@ fn rustix_is_root() -> bool {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-server"))
+        let _ = Command::new(self.db.script())
             .arg("stop")
             .arg(&self.dir)
             .status();

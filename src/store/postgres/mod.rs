@@ -14,8 +14,15 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    AttachmentRow, BackupRow, ExportRow, RecordStore, ServiceRow, StoreError, VolumeRow, redact,
+    AttachmentRow, BackupRow, ExportRow, FleetStore, RecordStore, ServiceRow, StoreError,
+    VolumeRow, redact,
 };
+
+mod cluster;
+mod requests;
+mod rollouts;
+
+pub use requests::CHANNEL;
 
 /// Schema migrations, in order; each runs once, in a transaction, under an
 /// advisory lock (hosts starting together do not race).
@@ -358,83 +365,6 @@ impl PgStore {
         )
         .await
     }
-
-    /// Drops every rekindle table (tests start each from an empty schema).
-    #[doc(hidden)]
-    pub async fn reset(&self) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        client
-            .batch_execute(
-                "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, reload_requests, rollouts, rekindle_migrations",
-            )
-            .await
-            .map_err(|e| self.error(e))?;
-        drop(client);
-        self.migrate().await
-    }
-}
-
-/// One service row for [`PgStore::put_services`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServicePut<'a> {
-    /// The backend.
-    pub backend: &'a str,
-    /// `cinder-volume` or `cinder-backup`.
-    pub binary: &'a str,
-    /// `host@backend` or `host`.
-    pub host: &'a str,
-    /// `up` or `down`.
-    pub state: &'a str,
-}
-
-impl PgStore {
-    /// Records every one of `rows`' heartbeats in ONE statement (arrays
-    /// unnested server-side), each stamped with the server's `now()`: what
-    /// [`RecordStore::put_service`] does for one row, at a fraction of the
-    /// database's work for a host's whole beat. A (host, backend) given
-    /// twice keeps its last row.
-    ///
-    /// # Errors
-    /// As every write: `Unavailable` when the server cannot be reached.
-    pub async fn put_services(&self, rows: &[ServicePut<'_>]) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        // ON CONFLICT may not touch a row twice in one statement: the last wins.
-        let mut last: std::collections::BTreeMap<(&str, &str), &ServicePut<'_>> =
-            std::collections::BTreeMap::new();
-        for row in rows {
-            last.insert((row.host, row.backend), row);
-        }
-        let mut columns: [Vec<&str>; 4] = Default::default();
-        for row in last.values() {
-            columns[0].push(row.host);
-            columns[1].push(row.backend);
-            columns[2].push(row.binary);
-            columns[3].push(row.state);
-        }
-        self.with_client(async |client| {
-            let statement = client
-                .prepare_cached(
-                    "INSERT INTO services (host, backend, service_binary, state, heartbeat)
-                     SELECT h, b, s, st, now()
-                     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[]) AS r(h, b, s, st)
-                     ON CONFLICT (host, backend) DO UPDATE
-                     SET service_binary = EXCLUDED.service_binary, state = EXCLUDED.state, heartbeat = now()",
-                )
-                .await
-                .map_err(|e| self.error(e))?;
-            client
-                .execute(
-                    &statement,
-                    &[&columns[0], &columns[1], &columns[2], &columns[3]],
-                )
-                .await
-                .map(drop)
-                .map_err(|e| self.error(e))
-        })
-        .await
-    }
 }
 
 fn size(bytes: u64) -> i64 {
@@ -743,5 +673,25 @@ impl RecordStore for PgStore {
                 updated_at: stamp(r.get(4)),
             })
             .collect())
+    }
+}
+
+#[async_trait(?Send)]
+impl FleetStore for PgStore {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Drops every rekindle table (tests start each from an empty schema).
+    async fn reset(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .batch_execute(
+                "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, reload_requests, rollouts, rekindle_migrations",
+            )
+            .await
+            .map_err(|e| self.error(e))?;
+        drop(client);
+        self.migrate().await
     }
 }

@@ -1,0 +1,62 @@
+//! The fleet's records as one interface ([`FleetStore`]) and the one place that picks the
+//! database from `[database] connection`: PostgreSQL or MariaDB (MySQL), same contract.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::cluster::ClusterRecords;
+use super::requests::ReloadRequests;
+use super::rollouts::RolloutRecords;
+use super::{RecordStore, StoreError};
+use crate::fleet::database::Dialect;
+
+/// Everything a fleet keeps in its shared database: the records of
+/// [`RecordStore`], hosts and their work ([`ClusterRecords`]), reload
+/// requests ([`ReloadRequests`]) and rollouts ([`RolloutRecords`]).
+/// Implemented by [`super::PgStore`] and [`super::MariaDbStore`]; the same
+/// contract tests run against both.
+#[async_trait(?Send)]
+pub trait FleetStore: RecordStore + ClusterRecords + ReloadRequests + RolloutRecords {
+    /// The database's URL, password removed.
+    fn url(&self) -> &str;
+
+    /// Drops every rekindle table and migrates again (tests start each
+    /// from an empty schema).
+    #[doc(hidden)]
+    async fn reset(&self) -> Result<(), StoreError>;
+}
+
+/// Connects to the fleet's database named by `url` (`[database]
+/// connection`, Cinder's form) and brings its schema up to date.
+/// `service_down_time` decides when a heartbeat is too old.
+///
+/// # Errors
+/// `BadUrl` for a URL of a dialect rekindle does not speak or this build
+/// was made without, or one that does not parse; `Unavailable` when the
+/// server cannot be reached; `Query` when a migration fails.
+pub async fn connect(
+    url: &str,
+    service_down_time: Duration,
+) -> Result<Rc<dyn FleetStore>, StoreError> {
+    let dialect = Dialect::of(url).map_err(|reason| StoreError::BadUrl {
+        url: crate::config::redact(url),
+        reason,
+    })?;
+    match dialect {
+        #[cfg(feature = "postgres")]
+        Dialect::Postgres => Ok(Rc::new(
+            super::PgStore::connect(url, service_down_time).await?,
+        )),
+        #[cfg(feature = "mariadb")]
+        Dialect::MariaDb => Ok(Rc::new(
+            super::MariaDbStore::connect(url, service_down_time).await?,
+        )),
+        #[allow(unreachable_patterns)]
+        other => Err(StoreError::BadUrl {
+            url: crate::config::redact(url),
+            reason: other.not_built().to_string(),
+        }),
+    }
+}
