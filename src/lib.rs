@@ -85,7 +85,7 @@
 //!
 //! # Features
 //!
-//! `default = ["cli", "sqlite", "qemu", "posix", "systemd"]`. With
+//! `default = ["cli", "sqlite", "qemu", "posix", "systemd", "postgres", "mariadb"]`. With
 //! `default-features = false` the crate is the engine alone: [`lifecycle`],
 //! [`driver`] (traits, options, registry, the `fault` driver), [`actors`],
 //! [`config`], [`sim`] and [`check`], on actix, tokio, serde, serde_json,
@@ -103,8 +103,12 @@
 //! - `qemu`: the `qemu` volume driver; it records its exports, so it implies `sqlite`.
 //! - `posix`: the `posix` backup driver.
 //! - `systemd`: sd_notify readiness; without it [`systemd::Systemd`] never sends.
-//! - `postgres`: fleet records in PostgreSQL (`[database] connection`):
-//!   `store::postgres`, the fleet's member, listener and rollouts; implies `sqlite`.
+//! - `fleet`: fleet mode whatever the database: `store::FleetStore`, the
+//!   fleet's member, listener and rollouts; implies `sqlite`. Turned on by:
+//! - `postgres`: fleet records in PostgreSQL (`[database] connection =
+//!   postgresql://...`): `store::postgres`.
+//! - `mariadb`: fleet records in MariaDB or MySQL (`[database] connection =
+//!   mysql+pymysql://...`, Cinder's form): `store::mariadb`, on sqlx.
 //! - `http`: the daemon's `http_listen` (`http`): Prometheus metrics
 //!   (`metrics`, on prometheus-client) and the `/healthz` and `/readyz`
 //!   probes, served by hyper.

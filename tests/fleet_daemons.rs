@@ -438,13 +438,24 @@ fn a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved(db: Db) {
     }
 }
 
-#[test]
-fn the_fleet_demo_starts_three_hosts_in_one_cluster_and_stops_them() {
-    let dir = std::env::temp_dir().join(format!("rekindle-fleet-demo-{}", std::process::id()));
+fn the_fleet_demo_starts_three_hosts_in_one_cluster_and_stops_them(db: Db) {
+    let dir = std::env::temp_dir().join(format!(
+        "rekindle-fleet-demo-{}-{}",
+        db.short(),
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fleet-demo");
     let out = Command::new(script)
         .arg("start")
+        .args([
+            "--db",
+            if db == Db::MariaDb {
+                "mariadb"
+            } else {
+                "postgresql"
+            },
+        ])
         .arg(&dir)
         .env("REKINDLE", BIN)
         .output()
@@ -476,6 +487,12 @@ fn the_fleet_demo_starts_three_hosts_in_one_cluster_and_stops_them() {
         "three hosts, two backends each, all up:\n{text}"
     );
     assert!(text.contains("fleet reload --config"), "{text}");
+    let named = if db == Db::MariaDb {
+        "private MariaDB"
+    } else {
+        "private PostgreSQL"
+    };
+    assert!(text.contains(named), "{text}");
     assert!(stop.status.success());
     assert_eq!(pids.len(), 3);
     for pid in pids {
@@ -1246,4 +1263,5 @@ on_each_database!(
     a_dead_hosts_create_and_backup_are_claimed_once_and_stay_resolved,
     a_rolling_reload_keeps_all_but_one_replica_ready_and_halts_at_a_bad_file,
     a_frozen_database_is_refused_within_the_deadline_and_status_says_so,
+    the_fleet_demo_starts_three_hosts_in_one_cluster_and_stops_them,
 );

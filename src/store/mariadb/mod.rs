@@ -39,9 +39,6 @@ pub use options::connect_options;
 /// reused: the server rolls its transaction back.
 pub const STATEMENT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// How long a connection may take to open (a refused one fails at once).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
 /// Connections kept open between statements, at most (as many may be in use).
 const POOL_SIZE: usize = 4;
 
@@ -175,20 +172,13 @@ impl MariaDbStore {
         ))
     }
 
-    /// A fresh connection, its session set as every statement here expects.
+    /// A fresh connection, its session set as every statement here
+    /// expects (the caller bounds how long it may take; a refused one
+    /// fails at once).
     async fn open(&self) -> Result<MySqlConnection, StoreError> {
-        let mut connection = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            MySqlConnection::connect_with(&self.options),
-        )
-        .await
-        .map_err(|_| {
-            self.unavailable(format!(
-                "no connection within {}",
-                humantime::format_duration(CONNECT_TIMEOUT)
-            ))
-        })?
-        .map_err(|e| self.error(e))?;
+        let mut connection = MySqlConnection::connect_with(&self.options)
+            .await
+            .map_err(|e| self.error(e))?;
         sqlx::raw_sql(
             "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; SET SESSION innodb_lock_wait_timeout = 5",
         )
@@ -214,10 +204,15 @@ impl MariaDbStore {
         let mut connection = match idle {
             Some(connection) => connection,
             None => {
+                // Opening one counts against the same deadline (a frozen
+                // server accepts the TCP connection and never greets).
                 let left = STATEMENT_DEADLINE.saturating_sub(started.elapsed());
-                tokio::time::timeout(left, self.open())
-                    .await
-                    .map_err(|_| self.overdue())??
+                tokio::time::timeout(left, self.open()).await.map_err(|_| {
+                    self.unavailable(format!(
+                        "no answer within {} (the server is frozen or unreachable): no connection could be had",
+                        humantime::format_duration(STATEMENT_DEADLINE)
+                    ))
+                })??
             }
         };
         let left = STATEMENT_DEADLINE.saturating_sub(started.elapsed());
