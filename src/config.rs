@@ -176,9 +176,7 @@ impl Sections {
                     key,
                     format!("\"{value}\": not an option of [database] (known: connection)"),
                 ));
-            } else if let Err(problem) = crate::fleet::database::Dialect::of(value)
-                .and_then(|d| if d.built() { Ok(d) } else { Err(d.not_built()) })
-            {
+            } else if let Err(problem) = database_url(value) {
                 problems.push(self.invalid(
                     "database",
                     "connection",
@@ -876,6 +874,22 @@ pub fn load_plan(source: &ConfigSource) -> Result<Plan, String> {
 /// The `state_dir` of `source`, if it sets one.
 pub fn state_dir(source: &ConfigSource) -> Result<Option<PathBuf>, String> {
     load_config(source).map(|c| c.state_dir)
+}
+
+/// `[database] connection`, checked as far as it can be without a
+/// connection: a dialect this build speaks, and for MariaDB the URL's
+/// parts and parameters (`crate::store::mariadb::connect_options`).
+fn database_url(url: &str) -> Result<(), String> {
+    use crate::fleet::database::Dialect;
+    let dialect = Dialect::of(url)?;
+    if !dialect.built() {
+        return Err(dialect.not_built());
+    }
+    #[cfg(feature = "mariadb")]
+    if dialect == Dialect::MariaDb {
+        crate::store::mariadb::connect_options(url)?;
+    }
+    Ok(())
 }
 
 /// `url` without its password, for messages and logs.

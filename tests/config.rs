@@ -343,3 +343,42 @@ fn every_problem_is_said_once_and_nothing_bad_passes_silently() {
         ]
     );
 }
+
+#[test]
+fn a_database_url_of_another_dialect_or_with_parameters_rekindle_cannot_honour_is_refused() {
+    let with = |url: &str| {
+        format!(
+            "[DEFAULT]\nenabled_backends = a\ncluster = c1\n[database]\nconnection = {url}\n[a]\nvolume_driver = fault\n"
+        )
+    };
+    let e = error(&with("oracle://scott:tiger@db/orcl"));
+    assert!(
+        e.starts_with("cinder.conf: [database] connection: \"oracle://scott:***@db/orcl\": unsupported database dialect \"oracle\": rekindle speaks postgresql://, mysql+pymysql://"),
+        "{e}"
+    );
+    let e = error(&with("sqlite:////var/lib/cinder/cinder.sqlite"));
+    assert!(e.contains("remove [database] connection"), "{e}");
+    for (url, feature) in [
+        ("postgresql://rekindle@db:5432/cinder", "postgres"),
+        (
+            "mysql+pymysql://cinder:secret@db.example/cinder?charset=utf8",
+            "mariadb",
+        ),
+    ] {
+        match Config::parse(&with(url), "cinder.conf") {
+            Ok(config) => assert_eq!(config.database.as_deref(), Some(url)),
+            Err(e) => assert!(
+                e.to_string()
+                    .contains(&format!("Cargo feature `{feature}`")),
+                "{url}: {e}"
+            ),
+        }
+    }
+    if cfg!(feature = "mariadb") {
+        let e = error(&with(
+            "mysql+pymysql://cinder:secret@db/cinder?ssl_ca=/etc/ca.pem",
+        ));
+        assert!(e.contains("ssl_ca: this rekindle has no TLS client"), "{e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
+}

@@ -20,7 +20,7 @@ use crate::store::{End, ServiceRow, StoreError};
 impl ClusterRecords for PgStore {
     /// Records every one of `rows`' heartbeats in ONE statement (arrays
     /// unnested server-side), each stamped with the server's `now()`: what
-    /// [`RecordStore::put_service`] does for one row, at a fraction of the
+    /// [`crate::store::RecordStore::put_service`] does for one row, at a fraction of the
     /// database's work for a host's whole beat. A (host, backend) given
     /// twice keeps its last row.
     ///
