@@ -61,8 +61,6 @@ impl ClusterRecords for PgStore {
         .await
     }
 
-    /// Registers this host's start in `cluster`: its epoch is one more than
-    /// any it had before. Heartbeats and work carry it.
     async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, StoreError> {
         let row = self
             .query_one(
@@ -100,7 +98,6 @@ impl ClusterRecords for PgStore {
         Ok(n == 1)
     }
 
-    /// Records that `host` (at `epoch`) started `work` in `cluster`.
     async fn begin_work(
         &self,
         host: &str,
@@ -179,10 +176,6 @@ impl ClusterRecords for PgStore {
         Ok(row.get::<_, i64>(0) == 1)
     }
 
-    /// Every service row of the fleet with its host's cluster (a host that
-    /// never registered one is a cluster of its own); a row is `up` only
-    /// if its host said so within `service_down_time` of the server's
-    /// `now()`, as [`crate::store::RecordStore::services`] decides.
     async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, StoreError> {
         let rows = self
             .query(
@@ -214,9 +207,6 @@ impl ClusterRecords for PgStore {
             .collect())
     }
 
-    /// Takes back the work `host` left under an earlier epoch that no
-    /// survivor claimed (it restarted before anyone noticed it was down):
-    /// it now carries `epoch`, and is returned for resolving.
     async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, StoreError> {
         let rows = self
             .query(
@@ -235,13 +225,6 @@ impl ClusterRecords for PgStore {
             .collect())
     }
 
-    /// Claims, for `survivor` at `epoch`, the work of every host of
-    /// `cluster` whose heartbeat is older than `service_down_time` by the
-    /// server's clock, provided the survivor itself renewed within its
-    /// `allowed_gap` in a run of renewals at least `service_down_time` long
-    /// ([`crate::fleet::outcome::may_claim`]: after an outage of the
-    /// database, its owner gets to write what it kept first). One
-    /// statement: two survivors racing never both get a row.
     async fn claim_dead_work(
         &self,
         survivor: &str,

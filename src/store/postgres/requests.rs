@@ -18,8 +18,6 @@ pub const CHANNEL: &str = "rekindle_reload";
 
 #[async_trait(?Send)]
 impl ReloadRequests for PgStore {
-    /// Asks `host` to reload its own file (as part of `rollout`, if any):
-    /// the row and the notification commit together.
     async fn request_reload(
         &self,
         host: &str,
@@ -34,8 +32,6 @@ impl ReloadRequests for PgStore {
         .await
     }
 
-    /// Claims `host`'s pending requests (also those made while it was not
-    /// listening), oldest first; each is claimed once.
     async fn take_reload_requests(&self, host: &str) -> Result<Vec<RequestId>, StoreError> {
         let rows = self
             .query(
@@ -49,7 +45,6 @@ impl ReloadRequests for PgStore {
         Ok(ids)
     }
 
-    /// Writes a host's answer.
     async fn answer_reload(&self, id: RequestId, answer: &Answer) -> Result<(), StoreError> {
         self.execute(
             "UPDATE reload_requests SET state = 'answered', as_intended = $2, report = $3,
@@ -60,7 +55,6 @@ impl ReloadRequests for PgStore {
         .map(drop)
     }
 
-    /// The answer to a request, once there is one.
     async fn reload_answer(&self, id: RequestId) -> Result<Option<Answer>, StoreError> {
         let rows = self
             .query(

@@ -44,9 +44,6 @@ impl PgStore {
 
 #[async_trait(?Send)]
 impl RolloutRecords for PgStore {
-    /// Every host the records know (registered hosts and hosts with
-    /// service rows, whose `host` is `name@backend` or `name`), by cluster
-    /// then name; `alive` by the server's clock.
     async fn fleet_hosts(&self, service_down_time: Duration) -> Result<Vec<FleetHost>, StoreError> {
         let rows = self
             .query(
@@ -70,9 +67,6 @@ impl RolloutRecords for PgStore {
             .collect())
     }
 
-    /// True if `backends` of `host` (`None`: every backend it has a row
-    /// for, at least one) each have a service row that is `up` with a
-    /// heartbeat within `service_down_time` of the server's `now()`.
     async fn host_ready(
         &self,
         host: &str,
@@ -98,9 +92,6 @@ impl RolloutRecords for PgStore {
         })
     }
 
-    /// Records a new rollout (`running`), driven by `driver`, and returns
-    /// its id. Refused (`None`) while another rollout is running: one
-    /// statement, so two commands starting together do not both start.
     async fn insert_rollout(
         &self,
         cluster: Option<&str>,
@@ -133,9 +124,6 @@ impl RolloutRecords for PgStore {
         .await
     }
 
-    /// Makes `driver` the command driving running rollout `id` (a resume):
-    /// the command that drove it before can no longer write to it. `None`
-    /// if there is no such rollout or it is not running.
     async fn take_over_rollout(
         &self,
         id: i64,
@@ -152,9 +140,6 @@ impl RolloutRecords for PgStore {
             .filter(|r| r.state == RolloutState::Running && r.driver == driver))
     }
 
-    /// Records a rollout's progress. Only a `running` rollout still driven
-    /// by `driver` changes: false if it was abandoned or taken over
-    /// (resumed by another command) meanwhile.
     async fn update_rollout(
         &self,
         id: i64,
@@ -174,7 +159,6 @@ impl RolloutRecords for PgStore {
         Ok(n == 1)
     }
 
-    /// One rollout.
     async fn rollout(&self, id: i64) -> Result<Option<RolloutRow>, StoreError> {
         let rows = self
             .query(&format!("{ROLLOUT} WHERE id = $1"), &[&id])
@@ -182,7 +166,6 @@ impl RolloutRecords for PgStore {
         rows.first().map(|r| self.rollout_row(r)).transpose()
     }
 
-    /// Every rollout, latest first.
     async fn rollouts(&self) -> Result<Vec<RolloutRow>, StoreError> {
         let rows = self
             .query(&format!("{ROLLOUT} ORDER BY id DESC"), &[])
@@ -190,11 +173,6 @@ impl RolloutRecords for PgStore {
         rows.iter().map(|r| self.rollout_row(r)).collect()
     }
 
-    /// Asks `host` to reload as part of rollout `id`, only while `driver`
-    /// drives it (the rollout's row is locked meanwhile, so a take-over
-    /// waits). Once per host and rollout: a host already asked in this
-    /// rollout gets no second request, its first is returned. `None` if
-    /// the rollout is not running or is driven by another command.
     async fn request_reload_in_rollout(
         &self,
         id: i64,
@@ -230,9 +208,6 @@ impl RolloutRecords for PgStore {
         .await
     }
 
-    /// Marks a running rollout abandoned (its hosts keep whatever config
-    /// they have) and cancels its requests no host has claimed yet, in one
-    /// statement. False if it is not running.
     async fn abandon_rollout(&self, id: i64, message: &str) -> Result<bool, StoreError> {
         let row = self
             .query_one(
