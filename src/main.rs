@@ -170,7 +170,7 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
-    /// Many hosts on one PostgreSQL (`[database] connection`): rolling reloads.
+    /// Many hosts on one database (`[database] connection`, PostgreSQL or MariaDB): rolling reloads.
     #[cfg(feature = "fleet")]
     Fleet {
         #[command(subcommand)]
@@ -276,9 +276,14 @@ enum ConfigAction {
 
 #[derive(Debug, Subcommand)]
 enum ModelAction {
-    /// Print the Promela transition table (model/lifecycle_table.pml).
+    /// Print the lifecycle from the real `step`: the Promela transition
+    /// table (model/lifecycle_table.pml), or a picture of it.
     Export {
-        /// Plant the known bug in the exported table.
+        /// What to print: `promela` (spin's table), `mermaid` (the README's
+        /// state diagram) or `dot` (Graphviz).
+        #[arg(long, value_enum, default_value = "promela")]
+        format: rekindle::check::diagram::Format,
+        /// Plant the known bug in the exported table (Promela only).
         #[arg(long)]
         plant_bug: bool,
     },
@@ -839,9 +844,19 @@ fn main() -> ExitCode {
             }
         }
         Command::Model {
-            action: ModelAction::Export { plant_bug },
+            action: ModelAction::Export { format, plant_bug },
         } => {
-            print!("{}", rekindle::check::export::promela_table(plant_bug));
+            use rekindle::check::diagram::{Format, diagram};
+            match format {
+                Format::Promela => print!("{}", rekindle::check::export::promela_table(plant_bug)),
+                _ if plant_bug => {
+                    eprintln!(
+                        "rekindle model export: --plant-bug changes spin's table only: use it with --format promela"
+                    );
+                    return ExitCode::from(2);
+                }
+                picture => print!("{}", diagram(picture)),
+            }
             ExitCode::SUCCESS
         }
         Command::Volume {

@@ -127,3 +127,21 @@ fn the_dashboard_and_the_alerts_use_only_exported_metrics() {
     }
     assert!(unknown.is_empty(), "not exported: {unknown:?}");
 }
+
+/// The README's lifecycle picture is a fresh `rekindle model export
+/// --format mermaid`: it cannot drift from the code.
+#[test]
+fn the_readmes_lifecycle_diagram_is_a_fresh_export() {
+    use rekindle::check::diagram::{Format, diagram};
+    let readme = include_str!("../README.md");
+    let block = readme
+        .split("```mermaid\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a ```mermaid block");
+    assert_eq!(
+        block,
+        diagram(Format::Mermaid),
+        "README.md's lifecycle diagram is stale: replace its ```mermaid block with `rekindle model export --format mermaid`"
+    );
+}

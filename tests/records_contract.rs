@@ -426,7 +426,40 @@ fn a_write_is_never_committed_after_its_deadline_cut_it_off(db: Db) {
     .expect("runtime");
 }
 
+/// A database that already holds another application's tables named as
+/// rekindle's (Cinder's own database: `volumes`, `services`, ...) is
+/// refused, naming them, and left as it was.
+fn another_applications_database_is_refused_and_left_untouched(db: Db) {
+    let server = Server::start_on(db, "foreign");
+    server.sql("CREATE TABLE volumes (id VARCHAR(36) PRIMARY KEY, display_name VARCHAR(255))");
+    server.sql("CREATE TABLE services (id INTEGER PRIMARY KEY, topic VARCHAR(255))");
+    let url = server.url.clone();
+    let error = run_real(async move {
+        match connect(&url, Duration::from_secs(1)).await {
+            Ok(_) => panic!("a foreign schema was used"),
+            Err(error) => error,
+        }
+    })
+    .expect("runtime");
+    let said = error.to_string();
+    assert!(matches!(error, StoreError::Query { .. }), "{error:?}");
+    assert!(
+        said.contains("(services, volumes)")
+            && said.contains("give rekindle a database of its own"),
+        "{said}"
+    );
+    let tables = match db {
+        Db::Postgres => server.sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+        ),
+        Db::MariaDb => server
+            .sql("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE()"),
+    };
+    assert_eq!(tables, ["2"], "nothing was created");
+}
+
 on_each_database!(
+    another_applications_database_is_refused_and_left_untouched,
     a_fleet_database_keeps_the_contract_and_judges_liveness_by_its_own_clock,
     a_hosts_service_rows_are_written_in_one_statement_as_put_service_does,
     a_database_outage_is_an_error_naming_it_and_work_resumes_when_it_returns,

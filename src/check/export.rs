@@ -113,14 +113,14 @@ fn concrete(lc: &Lifecycle, index: usize) -> Option<Event> {
 }
 
 /// One row: the next state per event and the setup flags.
-struct Row {
-    next: [u16; EVENTS.len()],
+pub(super) struct Row {
+    pub(super) next: [u16; EVENTS.len()],
     runs: [bool; EVENTS.len()],
     aborts: [bool; EVENTS.len()],
 }
 
 /// The reachable abstract states and their rows.
-fn explore(plant_bug: bool) -> (Vec<Lifecycle>, Vec<Row>) {
+pub(super) fn explore(plant_bug: bool) -> (Vec<Lifecycle>, Vec<Row>) {
     let policy = Policy {
         reinit_driver_count: 0,
         ..Policy::default()

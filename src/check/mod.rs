@@ -14,6 +14,7 @@ pub mod abstraction;
 mod canonical;
 mod compose;
 pub mod config_file;
+pub mod diagram;
 #[doc(hidden)]
 pub mod export;
 #[doc(hidden)]

@@ -105,8 +105,12 @@ fn phase_word(phase: &HostPhase) -> &'static str {
     }
 }
 
+/// `d` as an operator reads it: to the millisecond.
 fn human(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    humantime::format_duration(Duration::from_millis(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    ))
+    .to_string()
 }
 
 /// A rollout being driven: the planner plus what the records need.

@@ -60,3 +60,14 @@ pub async fn connect(
         }),
     }
 }
+
+/// Why a database whose tables are named as rekindle's, without its
+/// `rekindle_migrations`, is not used: it belongs to another application
+/// (Cinder's own database has `volumes`, `services`, `backups` and
+/// `workers`), and nothing is changed in it.
+pub(crate) fn foreign_tables(tables: &[String]) -> String {
+    format!(
+        "this database already has tables named as rekindle's ({}) but no rekindle_migrations: it belongs to another application (Cinder's own database?); give rekindle a database of its own, e.g. CREATE DATABASE rekindle",
+        tables.join(", ")
+    )
+}

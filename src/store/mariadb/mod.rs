@@ -145,6 +145,9 @@ impl MariaDbStore {
                     db.code().unwrap_or(std::borrow::Cow::Borrowed("?"))
                 ),
             },
+            sqlx::Error::Protocol(message) if message.contains("EOF") => self.unavailable(
+                "the server closed the connection (it stopped, restarted or dropped this client)",
+            ),
             sqlx::Error::Io(_)
             | sqlx::Error::Tls(_)
             | sqlx::Error::Protocol(_)

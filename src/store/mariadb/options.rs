@@ -1,6 +1,7 @@
 //! A Cinder `[database] connection` URL for MariaDB (`mysql+pymysql://user:pw@host:port/db?...`)
 //! read into the client's options: what is honoured, what is ignored, what is refused.
 
+use sqlx::ConnectOptions;
 use sqlx::mysql::MySqlConnectOptions;
 
 /// Query parameters of PyMySQL / SQLAlchemy URLs that change nothing here
@@ -37,28 +38,59 @@ const IGNORED: &[&str] = &[
 /// reach the database over a trusted network or a local socket), or
 /// carries a parameter rekindle does not know.
 pub fn connect_options(url: &str) -> Result<MySqlConnectOptions, String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("not a valid URL: {e}"))?;
-    let decode = |s: &str| {
+    // SQLAlchemy writes a socket-only URL with no host (`user@/db?unix_socket=...`).
+    let url = match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            if authority.ends_with('@') {
+                format!("{scheme}://{authority}localhost{path}")
+            } else {
+                url.to_string()
+            }
+        }
+        None => url.to_string(),
+    };
+    let parsed = url::Url::parse(&url).map_err(|e| {
+        format!(
+            "not a valid URL: {e} (a password or user with @ : / % # ? & = or spaces must be percent-encoded, @ as %40)"
+        )
+    })?;
+    let decode = |what: &str, s: &str| {
+        let escapes_ok = s
+            .split('%')
+            .skip(1)
+            .all(|rest| rest.len() >= 2 && rest.as_bytes()[..2].iter().all(u8::is_ascii_hexdigit));
         percent_encoding::percent_decode_str(s)
             .decode_utf8()
+            .ok()
+            .filter(|_| escapes_ok)
             .map(|d| d.into_owned())
-            .map_err(|_| format!("\"{s}\" is not valid percent-encoded UTF-8"))
+            .ok_or_else(|| {
+                format!("the {what} is not valid percent-encoding (write a % as %25, @ as %40)")
+            })
     };
-    let mut options = MySqlConnectOptions::new().charset("utf8mb4");
-    if !parsed.username().is_empty() {
-        options = options.username(&decode(parsed.username())?);
+    if parsed.username().is_empty() {
+        return Err(
+            "names no user: write it as mysql+pymysql://USER:PASSWORD@host/database".to_string(),
+        );
     }
+    // sqlx logs slow statements (their SQL) at WARN: rekindle says what
+    // failed in its own words instead.
+    let mut options = MySqlConnectOptions::new()
+        .disable_statement_logging()
+        .charset("utf8mb4")
+        .username(&decode("user", parsed.username())?);
     if let Some(password) = parsed.password() {
-        options = options.password(&decode(password)?);
+        options = options.password(&decode("password", password)?);
     }
     if let Some(host) = parsed.host_str().filter(|h| !h.is_empty()) {
         options = options.host(host.trim_start_matches('[').trim_end_matches(']'));
     }
     options = options.port(parsed.port().unwrap_or(3306));
-    let database = decode(parsed.path().trim_start_matches('/'))?;
+    let database = decode("database name", parsed.path().trim_start_matches('/'))?;
     if database.is_empty() {
         return Err(
-            "names no database: end it with the database, as in mysql+pymysql://cinder@db.example/cinder"
+            "names no database: end it with the database, as in mysql+pymysql://rekindle@db.example/rekindle"
                 .to_string(),
         );
     }
@@ -93,10 +125,16 @@ pub fn connect_options(url: &str) -> Result<MySqlConnectOptions, String> {
                     "{key}: this rekindle has no TLS client for MariaDB; reach the database over a trusted network or a local socket (unix_socket=...) and remove the ssl_* parameters"
                 ));
             }
+            "password" | "passwd" | "user" => {
+                return Err(format!(
+                    "{key}: give the user and password before the host (mysql+pymysql://USER:PASSWORD@host/database), not as a parameter"
+                ));
+            }
             other if IGNORED.contains(&other) => ignored.push(other.to_string()),
+            // The value is not repeated: it may be a secret.
             other => {
                 return Err(format!(
-                    "{other}={value}: not a parameter rekindle knows (it honours charset and unix_socket, ignores {})",
+                    "{other}: not a parameter rekindle knows (it honours charset and unix_socket, ignores {})",
                     IGNORED.join(", ")
                 ));
             }
@@ -149,12 +187,31 @@ mod tests {
                 "mysql+pymysql://c@db/cinder?charset=latin1",
                 "charset=latin1",
             ),
-            ("mysql+pymysql://c@db/cinder?colour=blue", "colour=blue"),
+            (
+                "mysql+pymysql://c@db/cinder?colour=blue",
+                "colour: not a parameter",
+            ),
             ("mysql+pymysql://c@db/", "names no database"),
-            ("mysql+pymysql://c@db:notaport/cinder", "not a valid URL"),
+            (
+                "mysql+pymysql://c@db:notaport/cinder",
+                "must be percent-encoded",
+            ),
+            ("mysql+pymysql://db.example/cinder", "names no user"),
+            (
+                "mysql+pymysql://c:p%zzss@db/cinder",
+                "password is not valid percent-encoding",
+            ),
+            (
+                "mysql+pymysql://c@db/cinder?password=topsecret",
+                "password: give the user",
+            ),
         ] {
             let error = connect_options(url).expect_err(url);
             assert!(error.contains(names), "{url}: {error}");
+            assert!(
+                !error.contains("topsecret") && !error.contains("zz"),
+                "{error}"
+            );
         }
     }
 }

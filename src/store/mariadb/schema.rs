@@ -84,47 +84,91 @@ const MIGRATIONS: &[&[&str]] = &[&[
 /// Every table, for [`crate::store::FleetStore::reset`].
 pub(super) const DROP_ALL: &str = "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, reload_requests, rollouts, rekindle_locks, rekindle_migrations";
 
-/// The named lock migrations run under; how long a host waits for it, in seconds.
-const MIGRATION_LOCK: &str = "rekindle.migrate";
+/// The named lock migrations run under (named locks are the server's:
+/// this one is per database); how long a host waits for it, in seconds.
+const MIGRATION_LOCK: &str = "CONCAT('rekindle.migrate.', DATABASE())";
 const MIGRATION_LOCK_WAIT_S: i64 = 4;
+
+/// The tables migration 1 creates (see [`crate::store::foreign_tables`]).
+const OWN_TABLES: &[&str] = &[
+    "volumes",
+    "exports",
+    "attachments",
+    "backups",
+    "services",
+    "hosts",
+    "workers",
+    "reload_requests",
+    "rollouts",
+];
+
+/// What a migration attempt found.
+enum Migrated {
+    Done,
+    LockHeld,
+    /// Tables of another application: nothing was changed.
+    Foreign(Vec<String>),
+}
 
 impl MariaDbStore {
     /// Brings the schema up to date: under `GET_LOCK` (held by this
     /// connection only, released when it closes), applies each migration
     /// newer than the recorded version, recording it after.
     pub(super) async fn migrate(&self) -> Result<(), StoreError> {
-        let locked = self
+        let migrated = self
             .with_connection(async |c| {
-                let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-                    .bind(MIGRATION_LOCK)
-                    .bind(MIGRATION_LOCK_WAIT_S)
-                    .fetch_one(&mut *c)
-                    .await?;
+                let got: Option<i64> =
+                    sqlx::query_scalar(&format!("SELECT GET_LOCK({MIGRATION_LOCK}, ?)"))
+                        .bind(MIGRATION_LOCK_WAIT_S)
+                        .fetch_one(&mut *c)
+                        .await?;
                 if got != Some(1) {
-                    return Ok(false);
+                    return Ok(Migrated::LockHeld);
                 }
                 let applied = apply(c).await;
-                sqlx::query("SELECT RELEASE_LOCK(?)")
-                    .bind(MIGRATION_LOCK)
+                sqlx::query(&format!("SELECT RELEASE_LOCK({MIGRATION_LOCK})"))
                     .execute(&mut *c)
                     .await?;
-                applied.map(|()| true)
+                applied
             })
             .await?;
-        if locked {
-            Ok(())
-        } else {
-            Err(StoreError::Query {
-                url: self.url().to_string(),
-                reason: format!(
-                    "another host has held the migration lock ({MIGRATION_LOCK}) for over {MIGRATION_LOCK_WAIT_S}s"
-                ),
-            })
+        let refused = |reason: String| StoreError::Query {
+            url: self.url().to_string(),
+            reason,
+        };
+        match migrated {
+            Migrated::Done => Ok(()),
+            Migrated::LockHeld => Err(refused(format!(
+                "another host has been migrating this database's schema for over {MIGRATION_LOCK_WAIT_S}s (lock rekindle.migrate.DATABASE held); retrying"
+            ))),
+            Migrated::Foreign(tables) => Err(refused(crate::store::foreign_tables(&tables))),
         }
     }
 }
 
-async fn apply(c: &mut sqlx::MySqlConnection) -> Result<(), sqlx::Error> {
+async fn apply(c: &mut sqlx::MySqlConnection) -> Result<Migrated, sqlx::Error> {
+    let ours: Option<i64> = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables
+         WHERE table_schema = DATABASE() AND table_name = 'rekindle_migrations'",
+    )
+    .fetch_optional(&mut *c)
+    .await?;
+    if ours == Some(0) {
+        let list = OWN_TABLES
+            .iter()
+            .map(|t| format!("'{t}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let found: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables
+             WHERE table_schema = DATABASE() AND table_name IN ({list}) ORDER BY table_name"
+        ))
+        .fetch_all(&mut *c)
+        .await?;
+        if !found.is_empty() {
+            return Ok(Migrated::Foreign(found));
+        }
+    }
     sqlx::query(table!(
         "CREATE TABLE IF NOT EXISTS rekindle_migrations (
          version INT PRIMARY KEY, applied_at DATETIME(6) NOT NULL)"
@@ -154,5 +198,5 @@ async fn apply(c: &mut sqlx::MySqlConnection) -> Result<(), sqlx::Error> {
         .await?;
         tx.commit().await?;
     }
-    Ok(())
+    Ok(Migrated::Done)
 }

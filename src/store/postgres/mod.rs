@@ -85,6 +85,19 @@ ALTER TABLE hosts ADD COLUMN renewed_since TIMESTAMPTZ NOT NULL DEFAULT now();
 /// discarded, never returned to the pool.
 pub const STATEMENT_DEADLINE: Duration = Duration::from_secs(5);
 
+/// The tables the first migration creates (see [`crate::store::foreign_tables`]).
+const OWN_TABLES: &[&str] = &[
+    "volumes",
+    "exports",
+    "attachments",
+    "backups",
+    "services",
+    "hosts",
+    "workers",
+    "reload_requests",
+    "rollouts",
+];
+
 /// The advisory lock key migrations run under ("rekindle" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7265_6b69_6e64_6c65;
 
@@ -246,6 +259,27 @@ impl PgStore {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
                 .await
                 .map_err(|e| self.error(e))?;
+            // Another application's tables (Cinder's own database has
+            // volumes, services, backups, workers): nothing is changed.
+            let foreign: Vec<String> = tx
+                .query(
+                    "SELECT table_name::text FROM information_schema.tables
+                     WHERE table_schema = current_schema() AND table_name = ANY($1)
+                       AND to_regclass('rekindle_migrations') IS NULL
+                     ORDER BY table_name",
+                    &[&OWN_TABLES],
+                )
+                .await
+                .map_err(|e| self.error(e))?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            if !foreign.is_empty() {
+                return Err(StoreError::Query {
+                    url: self.url.clone(),
+                    reason: crate::store::foreign_tables(&foreign),
+                });
+            }
             tx.batch_execute(
                 "CREATE TABLE IF NOT EXISTS rekindle_migrations (
                      version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
