@@ -61,6 +61,20 @@ pub async fn connect(
     }
 }
 
+/// The tables the first migration creates, on every dialect: found
+/// without `rekindle_migrations`, they belong to another application.
+pub(crate) const OWN_TABLES: &[&str] = &[
+    "volumes",
+    "exports",
+    "attachments",
+    "backups",
+    "services",
+    "hosts",
+    "workers",
+    "reload_requests",
+    "rollouts",
+];
+
 /// Why a database whose tables are named as rekindle's, without its
 /// `rekindle_migrations`, is not used: it belongs to another application
 /// (Cinder's own database has `volumes`, `services`, `backups` and

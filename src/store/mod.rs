@@ -26,9 +26,9 @@ pub use crate::records::{AttachmentRow, BackupRow, ExportRow, Recovered, Service
 #[cfg(feature = "fleet")]
 pub use cluster::{ClusterRecords, ServicePut};
 #[cfg(feature = "fleet")]
-pub(crate) use fleet::foreign_tables;
-#[cfg(feature = "fleet")]
 pub use fleet::{FleetStore, connect};
+#[cfg(feature = "fleet")]
+pub(crate) use fleet::{OWN_TABLES, foreign_tables};
 #[cfg(feature = "mariadb")]
 pub use mariadb::MariaDbStore;
 #[cfg(feature = "postgres")]

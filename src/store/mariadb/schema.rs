@@ -89,19 +89,6 @@ pub(super) const DROP_ALL: &str = "DROP TABLE IF EXISTS volumes, exports, attach
 const MIGRATION_LOCK: &str = "CONCAT('rekindle.migrate.', DATABASE())";
 const MIGRATION_LOCK_WAIT_S: i64 = 4;
 
-/// The tables migration 1 creates (see [`crate::store::foreign_tables`]).
-const OWN_TABLES: &[&str] = &[
-    "volumes",
-    "exports",
-    "attachments",
-    "backups",
-    "services",
-    "hosts",
-    "workers",
-    "reload_requests",
-    "rollouts",
-];
-
 /// What a migration attempt found.
 enum Migrated {
     Done,
@@ -154,7 +141,7 @@ async fn apply(c: &mut sqlx::MySqlConnection) -> Result<Migrated, sqlx::Error> {
     .fetch_optional(&mut *c)
     .await?;
     if ours == Some(0) {
-        let list = OWN_TABLES
+        let list = crate::store::OWN_TABLES
             .iter()
             .map(|t| format!("'{t}'"))
             .collect::<Vec<_>>()

@@ -85,19 +85,6 @@ ALTER TABLE hosts ADD COLUMN renewed_since TIMESTAMPTZ NOT NULL DEFAULT now();
 /// discarded, never returned to the pool.
 pub const STATEMENT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// The tables the first migration creates (see [`crate::store::foreign_tables`]).
-const OWN_TABLES: &[&str] = &[
-    "volumes",
-    "exports",
-    "attachments",
-    "backups",
-    "services",
-    "hosts",
-    "workers",
-    "reload_requests",
-    "rollouts",
-];
-
 /// The advisory lock key migrations run under ("rekindle" in ASCII).
 const MIGRATION_LOCK: i64 = 0x7265_6b69_6e64_6c65;
 
@@ -267,7 +254,7 @@ impl PgStore {
                      WHERE table_schema = current_schema() AND table_name = ANY($1)
                        AND to_regclass('rekindle_migrations') IS NULL
                      ORDER BY table_name",
-                    &[&OWN_TABLES],
+                    &[&crate::store::OWN_TABLES],
                 )
                 .await
                 .map_err(|e| self.error(e))?
