@@ -138,7 +138,7 @@ pub mod event;
 pub mod fleet;
 #[cfg(feature = "http")]
 pub mod http;
-pub mod lifecycle;
+pub use rekindle_core::lifecycle;
 // Plumbing of the `rekindle` binary, not public API: hidden, may change.
 #[doc(hidden)]
 pub mod listing;

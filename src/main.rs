@@ -274,6 +274,28 @@ enum ConfigAction {
     },
 }
 
+/// `rekindle model export --format`: the core's [`rekindle::check::diagram::Format`]
+/// as the command line spells it (the core has no argument parser).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    /// The Promela transition table spin checks (`model/lifecycle_table.pml`).
+    Promela,
+    /// A Mermaid `stateDiagram-v2` (GitHub renders it in Markdown).
+    Mermaid,
+    /// A Graphviz digraph (`dot -Tsvg`).
+    Dot,
+}
+
+impl From<ExportFormat> for rekindle::check::diagram::Format {
+    fn from(format: ExportFormat) -> Self {
+        match format {
+            ExportFormat::Promela => Self::Promela,
+            ExportFormat::Mermaid => Self::Mermaid,
+            ExportFormat::Dot => Self::Dot,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum ModelAction {
     /// Print the lifecycle from the real `step`: the Promela transition
@@ -282,7 +304,7 @@ enum ModelAction {
         /// What to print: `promela` (spin's table), `mermaid` (the README's
         /// state diagram) or `dot` (Graphviz).
         #[arg(long, value_enum, default_value = "promela")]
-        format: rekindle::check::diagram::Format,
+        format: ExportFormat,
         /// Plant the known bug in the exported table (Promela only).
         #[arg(long)]
         plant_bug: bool,
@@ -847,7 +869,7 @@ fn main() -> ExitCode {
             action: ModelAction::Export { format, plant_bug },
         } => {
             use rekindle::check::diagram::{Format, diagram};
-            match format {
+            match Format::from(format) {
                 Format::Promela => print!("{}", rekindle::check::export::promela_table(plant_bug)),
                 _ if plant_bug => {
                     eprintln!(

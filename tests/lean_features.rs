@@ -23,7 +23,7 @@ const FORBIDDEN: [&str; 12] = [
 ];
 
 /// The direct dependencies of the lean build, each with why the engine needs it.
-const ALLOWED_DIRECT: [(&str, &str); 16] = [
+const ALLOWED_DIRECT: [(&str, &str); 14] = [
     ("actix", "the actors"),
     (
         "tokio",
@@ -38,11 +38,9 @@ const ALLOWED_DIRECT: [(&str, &str); 16] = [
     ),
     ("humantime", "durations in config and messages"),
     (
-        "arrayvec",
-        "the core's inline effect list (a step does not allocate)",
+        "rekindle-core",
+        "the lifecycle, its invariants and the checker's search",
     ),
-    ("smallvec", "the checker's successor lists"),
-    ("rustc-hash", "the checker's visited-state sets"),
     ("async-trait", "the driver traits"),
     (
         "futures-util",
@@ -57,11 +55,12 @@ const ALLOWED_DIRECT: [(&str, &str); 16] = [
     ("strsim", "\"did you mean\" for misspelt options"),
 ];
 
-fn lean_tree(depth: Option<u32>) -> String {
+/// `cargo tree` of `package` without default features, normal dependencies only.
+fn tree_of(package: &str, depth: Option<u32>) -> String {
     let mut command = Command::new(env!("CARGO"));
     command
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["tree", "--quiet", "--offline", "--locked"])
+        .args(["tree", "--quiet", "--offline", "--locked", "-p", package])
         .args(["--no-default-features", "-e", "normal", "--prefix", "none"])
         .args(["--format", "{p}"]);
     if let Some(depth) = depth {
@@ -74,6 +73,45 @@ fn lean_tree(depth: Option<u32>) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8")
+}
+
+fn lean_tree(depth: Option<u32>) -> String {
+    tree_of("rekindle", depth)
+}
+
+/// What may never be in the core's tree: a runtime, a clock's or a socket's
+/// crate, a database client, an argument parser.
+const IMPURE: [&str; 10] = [
+    "actix",
+    "tokio",
+    "futures-util",
+    "rusqlite",
+    "tokio-postgres",
+    "sqlx",
+    "hyper",
+    "clap",
+    "libc",
+    "rustix",
+];
+
+#[test]
+fn the_core_links_no_runtime_clock_or_io_crate() {
+    let tree = tree_of("rekindle-core", None);
+    let names = crate_names(&tree);
+    assert!(
+        names.contains(&"thiserror"),
+        "unexpected cargo tree output:\n{tree}"
+    );
+    let found: Vec<&str> = IMPURE
+        .iter()
+        .copied()
+        .filter(|name| names.contains(name))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "rekindle-core pulls {found:?}: the core is pure (no runtime, clock or I/O); \
+         put what needs them in the engine\n{tree}"
+    );
 }
 
 fn crate_names(tree: &str) -> Vec<&str> {

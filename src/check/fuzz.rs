@@ -1,38 +1,8 @@
 //! Fuzz entry points shared by the cargo-fuzz targets and the corpus replay tests:
-//! arbitrary event sequences through the checker's world, the cinder.conf parser,
-//! and connector JSON. None may panic; invariants must hold.
+//! arbitrary event sequences through the checker's world (from the core), the
+//! cinder.conf parser, and connector JSON. None may panic; invariants must hold.
 
-use super::{CheckOptions, deliver, initial, moves};
-
-/// Feeds `data` as a sequence of environment choices to one or two backends
-/// (stale timers and late setup results included). Panics if an invariant
-/// breaks: that is a finding.
-pub fn step_events(data: &[u8]) {
-    let Some((&shape, choices)) = data.split_first() else {
-        return;
-    };
-    let options = CheckOptions {
-        max_attempts: u32::from(shape % 4),
-        max_inflight: u32::from((shape >> 2) % 3),
-        backends: 1 + usize::from((shape >> 4) % 2),
-        ..CheckOptions::default()
-    };
-    let mut world = initial(&options);
-    for pair in choices.chunks(2) {
-        let backend = usize::from(pair[0]) % world.len();
-        let available = moves(&world[backend], &options);
-        if available.is_empty() {
-            continue;
-        }
-        let pick = usize::from(*pair.get(1).unwrap_or(&0)) % available.len();
-        let (event, now) = &available[pick];
-        match deliver(&world[backend], event, *now, false) {
-            Ok(Some(next)) => world[backend] = next,
-            Ok(None) => {}
-            Err(violation) => panic!("invariant broken: {violation}"),
-        }
-    }
-}
+pub use rekindle_core::check::fuzz::step_events;
 
 /// Parses `data` as a cinder.conf; a valid one must also make a plan, and
 /// the whole-file check (every problem, driver options included) must not

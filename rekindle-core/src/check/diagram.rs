@@ -14,7 +14,6 @@ use super::export::{EVENTS, NONE, explore};
 
 /// How `rekindle model export` prints the lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Format {
     /// The Promela transition table spin checks (`model/lifecycle_table.pml`).
     Promela,
