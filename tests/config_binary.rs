@@ -185,7 +185,7 @@ fn a_sighup_with_a_bad_qemu_option_is_rejected_and_the_attached_volume_keeps_ser
     let dir = scratch("qemu");
     std::fs::create_dir_all(dir.join("volumes")).expect("volumes dir");
     let config = format!(
-        "[DEFAULT]\nenabled_backends = b1\nhost = test\n[b1]\nvolume_driver = qemu\nvolumes_dir = {}\nexport_port_range = 21900-21919\n",
+        "[DEFAULT]\nenabled_backends = b1\nhost = test\n[b1]\nvolume_driver = qemu\nvolumes_dir = {}\nexport_port_range = 23100-23119\n",
         dir.join("volumes").display()
     );
     std::fs::write(dir.join("cinder.conf"), &config).expect("config");
