@@ -2,65 +2,25 @@
 //! `status`, reloads on a real SIGHUP (sent with `kill`), rejects a broken file,
 //! and exits 0 on SIGTERM. Notifications are read from the file it writes.
 
+#[path = "common/daemon.rs"]
+mod daemon;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rekindle-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
+use daemon::{BIN, Daemon, count, kill, notifications_in, scratch};
 
 fn notifications(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("notifications.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("every line is JSON"))
-        .collect()
+    notifications_in(&dir.join("notifications.jsonl"))
 }
 
 fn wait_for(dir: &Path, what: &str, pred: impl Fn(&[serde_json::Value]) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if pred(&notifications(dir)) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!(
-        "timed out waiting for {what}; notifications: {:#?}",
-        notifications(dir)
+    daemon::wait_until(
+        what,
+        || pred(&notifications(dir)),
+        || format!("notifications: {:#?}", notifications(dir)),
     );
-}
-
-fn count(events: &[serde_json::Value], event_type: &str) -> usize {
-    events
-        .iter()
-        .filter(|e| e["event_type"] == event_type)
-        .count()
-}
-
-fn kill(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([signal, &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success());
 }
 
 const CONFIG: &str = "[DEFAULT]\nenabled_backends = a, b\nhost = test\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\n";
@@ -70,24 +30,8 @@ fn sighup_reloads_a_changed_backend_and_a_broken_file_is_rejected() {
     let dir = scratch("sighup");
     let config = dir.join("cinder.conf");
     std::fs::write(&config, CONFIG).expect("write config");
-    let socket = dir.join("control.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .arg("--notifications")
-        .arg(dir.join("notifications.jsonl"))
-        .arg("--control")
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("daemon starts");
-    let pid = child.id();
-    let mut daemon = Daemon {
-        child,
-        dir: dir.clone(),
-    };
+    let mut daemon = Daemon::start(&dir, &[]);
+    let (socket, pid) = (daemon.socket(), daemon.pid());
     wait_for(&dir, "both backends ready", |e| {
         count(e, "driver.init.end") == 2
     });
@@ -95,7 +39,7 @@ fn sighup_reloads_a_changed_backend_and_a_broken_file_is_rejected() {
     let mode = std::fs::metadata(&socket)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
     assert_eq!(mode.expect("socket exists") & 0o777, 0o600);
-    let status = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    let status = Command::new(BIN)
         .args(["status", "--json", "--control"])
         .arg(&socket)
         .output()
@@ -159,7 +103,7 @@ fn a_broken_config_at_start_is_a_clear_error_and_exit_1() {
     let dir = scratch("broken");
     let config = dir.join("cinder.conf");
     std::fs::write(&config, "[DEFAULT]\nenabled_backends = a\n").expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    let out = Command::new(BIN)
         .arg("run")
         .arg("--config")
         .arg(&config)
@@ -187,7 +131,7 @@ fn under_systemd_it_speaks_the_notify_reload_protocol() {
     socket
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
-    let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    let child = Command::new(BIN)
         .arg("run")
         .arg("--config")
         .arg(&config)
@@ -263,32 +207,14 @@ fn daemon(name: &str, config_text: &str) -> (Daemon, PathBuf, PathBuf) {
     let dir = scratch(name);
     let config = dir.join("cinder.conf");
     std::fs::write(&config, config_text).expect("write config");
-    let socket = dir.join("control.sock");
-    let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .arg("--notifications")
-        .arg(dir.join("notifications.jsonl"))
-        .arg("--control")
-        .arg(&socket)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("daemon starts");
-    (
-        Daemon {
-            child,
-            dir: dir.clone(),
-        },
-        config,
-        socket,
-    )
+    let daemon = Daemon::start(&dir, &[]);
+    let socket = daemon.socket();
+    (daemon, config, socket)
 }
 
 /// Runs `rekindle reload` with `args`; returns its exit status and stdout.
 fn reload(socket: &Path, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    let out = Command::new(BIN)
         .arg("reload")
         .args(args)
         .arg("--control")
@@ -328,7 +254,7 @@ fn rekindle_reload_waits_for_the_outcome_and_exits_by_it() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("injected setup failure"), "{line}");
     // status: Ready, on an older config than the file's.
-    let status = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    let status = Command::new(BIN)
         .args(["status", "--json", "--control"])
         .arg(&socket)
         .output()
@@ -379,7 +305,7 @@ fn a_removal_with_work_in_flight_past_its_deadline_is_aborted_exit_3() {
     wait_for(&dir, "both backends ready", |e| {
         count(e, "driver.init.end") == 2
     });
-    let create = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    let create = Command::new(BIN)
         .args([
             "volume",
             "create",

@@ -2,128 +2,24 @@
 //! a reload with a bad option rejected while the backend (and its attached volume)
 //! keeps serving, and a start-up where one bad backend does not stop the other.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+#[path = "common/daemon.rs"]
+mod daemon;
 
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
+use daemon::{Daemon, rekindle, scratch};
+
+fn start(dir: &std::path::Path) -> Daemon {
+    Daemon::start(dir, &[])
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Exports outlive the daemon by design: stop this test's own
-        // `qemu-nbd` servers (found by their image path, killed by pid), so a
-        // failed test leaves nothing running that holds its files or fds.
-        let dir = self.dir.display().to_string();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-            let cmdline = String::from_utf8_lossy(&cmdline);
-            if cmdline.starts_with("qemu-nbd") && cmdline.contains(&dir) {
-                let _ = Command::new("kill").arg(entry.file_name()).status();
-            }
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rekindle-cfg-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
-fn rekindle(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args(args)
-        .output()
-        .expect("rekindle runs")
-}
-
-fn start(dir: &Path) -> Daemon {
-    let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .arg("run")
-        .arg("--config")
-        .arg(dir.join("cinder.conf"))
-        .arg("--notifications")
-        .arg(dir.join("notifications.jsonl"))
-        .arg("--control")
-        .arg(dir.join("control.sock"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("daemon starts");
-    Daemon {
-        child,
-        dir: dir.to_path_buf(),
-    }
-}
-
-impl Daemon {
-    fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rekindle"))
-            .args(args)
-            .arg("--control")
-            .arg(self.dir.join("control.sock"))
-            .output()
-            .expect("cli runs")
-    }
-
-    fn ok(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON output")
-    }
-
-    fn backend(&self, name: &str) -> serde_json::Value {
-        let out = self.cli(&["status", "--json"]);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| {
-                v["backends"]
-                    .as_array()
-                    .and_then(|b| b.iter().find(|b| b["name"] == name).cloned())
-            })
-            .unwrap_or_default()
-    }
-
-    fn wait(&self, what: &str, done: impl Fn(&Daemon) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if done(self) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("timed out waiting for {what}");
-    }
-
-    fn notifications(&self, event_type: &str) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.join("notifications.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|e| e["event_type"] == event_type)
-            .collect()
-    }
-
-    fn rejected(&self) -> String {
-        self.wait("reload.rejected", |d| {
-            !d.notifications("reload.rejected").is_empty()
-        });
-        self.notifications("reload.rejected")[0]["payload"]["error"]
-            .as_str()
-            .expect("error text")
-            .to_string()
-    }
+/// The error text of the first `reload.rejected`, once it is written.
+fn rejected(daemon: &Daemon) -> String {
+    daemon.wait("reload.rejected", |d| {
+        !d.notices("reload.rejected").is_empty()
+    });
+    daemon.notices("reload.rejected")[0]["payload"]["error"]
+        .as_str()
+        .expect("error text")
+        .to_string()
 }
 
 #[test]
@@ -208,12 +104,8 @@ fn a_sighup_with_a_bad_qemu_option_is_rejected_and_the_attached_volume_keeps_ser
         format!("{config}volume_format = qcow3\n"),
     )
     .expect("edit");
-    let hup = Command::new("kill")
-        .args(["-HUP", &daemon.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(hup.success());
-    let error = daemon.rejected();
+    daemon.signal("-HUP");
+    let error = rejected(&daemon);
     assert_eq!(
         error,
         format!(
@@ -221,11 +113,11 @@ fn a_sighup_with_a_bad_qemu_option_is_rejected_and_the_attached_volume_keeps_ser
             dir.join("cinder.conf").display()
         )
     );
-    assert!(daemon.notifications("reload.start").is_empty());
+    assert!(daemon.notices("reload.start").is_empty());
     // Still serving, and never re-initialized.
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(daemon.backend("b1")["state"], "ready");
-    assert_eq!(daemon.notifications("driver.init.start").len(), 1);
+    assert_eq!(daemon.notices("driver.init.start").len(), 1);
     daemon.ok(&["volume", "detach", &id]);
     let created = daemon.ok(&["volume", "create", "--size", "1M", "--backend", "b1"]);
     assert!(created["id"].is_string(), "{created}");
@@ -245,7 +137,7 @@ fn a_reload_request_with_a_bad_fault_option_is_rejected_and_the_backend_stays_re
     .expect("edit");
     let out = daemon.cli(&["reload"]);
     assert!(!out.status.success(), "a rejected reload is a failure");
-    let error = daemon.rejected();
+    let error = rejected(&daemon);
     assert_eq!(
         error,
         format!(

@@ -2,9 +2,10 @@
 //! PostgreSQL, and `rekindle fleet reload` rolls over them (service rows played by the test).
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -14,20 +15,7 @@ use rekindle::runtime::run_real;
 use rekindle::store::FleetStore;
 use rekindle::store::requests::Answer;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
-
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+use daemon::{BIN, Daemon};
 
 fn config_text(host: &str, url: &str, b_extra: &str) -> String {
     format!(
@@ -36,42 +24,13 @@ fn config_text(host: &str, url: &str, b_extra: &str) -> String {
 }
 
 fn start_daemon(server: &Server, name: &str, host: &str) -> Daemon {
-    let url = &server.url;
-    let dir = std::env::temp_dir().join(format!(
-        "rekindle-fleet-{}-{}",
-        server.own(name),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    std::fs::write(dir.join("cinder.conf"), config_text(host, url, "")).expect("config");
-    let child = Command::new(BIN)
-        .arg("run")
-        .arg("--config")
-        .arg(dir.join("cinder.conf"))
-        .arg("--notifications")
-        .arg(dir.join("notifications.jsonl"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("daemon starts");
-    let daemon = Daemon { child, dir };
-    wait_for(&daemon.dir, "both backends ready", |text| {
-        text.matches("\"driver.init.end\"").count() >= 2
-    });
+    let daemon = Daemon::on(
+        &format!("fleet-{}", server.own(name)),
+        &config_text(host, &server.url, ""),
+        &[],
+    );
+    daemon.wait_notices("driver.init.end", 2);
     daemon
-}
-
-fn wait_for(dir: &Path, what: &str, pred: impl Fn(&str) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        let text = std::fs::read_to_string(dir.join("notifications.jsonl")).unwrap_or_default();
-        if pred(&text) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
 }
 
 /// Asks `host` to reload through the database and waits for its answer.

@@ -4,58 +4,34 @@
 #![cfg(feature = "http")]
 
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use common::wait_value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
+use daemon::{BIN, Daemon};
 
-struct Daemon {
-    child: Child,
-    dir: PathBuf,
+/// `rekindle run` on `config` in a fresh directory named after `name`.
+fn start(name: &str, config: &str, args: &[&str]) -> Daemon {
+    Daemon::on(&format!("http-{name}"), config, args)
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Daemon {
-    /// Starts `rekindle run` on `config` (written to a fresh dir) with
-    /// `args`, logging to `log`.
-    fn start(name: &str, config: &str, args: &[&str]) -> Daemon {
-        let dir = std::env::temp_dir().join(format!("rekindle-http-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("c.conf"), config).expect("config");
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(dir.join("c.conf"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("log")).expect("log"))
-            .spawn()
-            .expect("daemon starts");
-        Daemon { child, dir }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-
+/// Where the daemon's HTTP listener serves, read off its log.
+trait Listener {
     /// The addresses it said it serves on, in order.
+    fn addresses(&self) -> Vec<String>;
+    /// Waits until it serves (its log names the address).
+    fn serving(&self) -> String;
+}
+
+impl Listener for Daemon {
     fn addresses(&self) -> Vec<String> {
         common::http_addresses(&self.dir.join("log"))
     }
 
-    /// Waits until it serves (its log names the address).
     fn serving(&self) -> String {
         wait_value("the listener's address", Duration::from_secs(20), || {
             self.addresses().last().cloned()
@@ -94,7 +70,7 @@ const CONFIG: &str = "[DEFAULT]\nenabled_backends = late, gives_up, sick\nperiod
 
 #[test]
 fn readyz_follows_a_backend_through_failure_and_recovery_and_metrics_say_it() {
-    let daemon = Daemon::start("readyz", CONFIG, &[]);
+    let daemon = start("readyz", CONFIG, &[]);
     let base = format!("http://{}", daemon.serving());
     // Not Ready yet: 503 naming `late` and why.
     let (code, body) = curl(&format!("{base}/readyz?backend=late"));
@@ -163,14 +139,8 @@ fn readyz_follows_a_backend_through_failure_and_recovery_and_metrics_say_it() {
 
 #[test]
 fn every_metric_is_served_once_things_happen() {
-    let dir = std::env::temp_dir().join(format!("rekindle-http-all-{}", std::process::id()));
-    let _ = std::fs::create_dir_all(&dir);
-    let sock = dir.join("sock");
-    let daemon = Daemon::start(
-        "all",
-        CONFIG,
-        &["--control", sock.to_str().expect("utf-8 path")],
-    );
+    let daemon = start("all", CONFIG, &[]);
+    let sock = daemon.socket();
     let base = format!("http://{}", daemon.serving());
     let cli = |args: &[&str]| {
         Command::new(BIN)
@@ -238,14 +208,13 @@ fn every_metric_is_served_once_things_happen() {
         "{text}"
     );
     assert!(text.trim_end().ends_with("# EOF"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_listener_that_cannot_bind_stops_the_start_in_words() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let address = taken.local_addr().expect("address").to_string();
-    let mut daemon = Daemon::start(
+    let mut daemon = start(
         "taken",
         "[DEFAULT]\nenabled_backends = a\n[a]\nvolume_driver = fault\n",
         &["--http-listen", &address],
@@ -263,7 +232,7 @@ fn a_listener_that_cannot_bind_stops_the_start_in_words() {
 
 #[test]
 fn a_bad_http_listen_is_a_config_error_naming_it() {
-    let mut daemon = Daemon::start(
+    let mut daemon = start(
         "bad",
         "[DEFAULT]\nenabled_backends = a\nhttp_listen = localhost\n[a]\nvolume_driver = fault\n",
         &[],
@@ -284,7 +253,7 @@ fn a_reload_moves_the_listener_only_when_its_option_changed() {
             "[DEFAULT]\nenabled_backends = a\nhttp_listen = {listen}\n[a]\nvolume_driver = fault\n"
         )
     };
-    let daemon = Daemon::start("moves", &config("127.0.0.1:0"), &[]);
+    let daemon = start("moves", &config("127.0.0.1:0"), &[]);
     let first = daemon.serving();
     let pid = daemon.child.id().to_string();
     let hup = || {
@@ -308,11 +277,7 @@ fn a_reload_moves_the_listener_only_when_its_option_changed() {
     assert_eq!(daemon.addresses(), vec![first.clone()]);
     // Changed: the new address serves, the old one stops.
     let port = free_port();
-    std::fs::write(
-        daemon.dir.join("c.conf"),
-        config(&format!("127.0.0.1:{port}")),
-    )
-    .expect("edit");
+    std::fs::write(daemon.config(), config(&format!("127.0.0.1:{port}"))).expect("edit");
     hup();
     let second = wait_value("the new listener", Duration::from_secs(20), || {
         daemon.addresses().get(1).cloned()

@@ -10,21 +10,19 @@
 //! fix installed its handlers only after reading its config and starting its actors,
 //! and died to a SIGHUP up to about 5 ms after spawn (measured by hand).
 
-use std::path::{Path, PathBuf};
+#[path = "common/daemon.rs"]
+mod daemon;
+
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use daemon::{BIN, scratch};
+
 const CONFIG: &str = "[DEFAULT]\nenabled_backends = a\nhost = test\n[a]\nvolume_driver = fault\n";
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rekindle-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    dir
-}
-
 fn spawn(dir: &Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    Command::new(BIN)
         .arg("run")
         .arg("--config")
         .arg(dir.join("cinder.conf"))

@@ -1,14 +1,17 @@
 //! The real binary's start-up log: it counts the configured backends and, with stderr
 //! not a terminal (a file, journald), carries no colour escapes.
 
+#[path = "common/daemon.rs"]
+mod daemon;
+
 use std::process::{Command, Stdio};
+
+use daemon::{BIN, scratch};
 use std::time::{Duration, Instant};
 
 #[test]
 fn the_start_up_log_counts_configured_backends_in_plain_text() {
-    let dir = std::env::temp_dir().join(format!("rekindle-startup-log-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let dir = scratch("startup-log");
     let config = dir.join("cinder.conf");
     std::fs::write(
         &config,
@@ -16,7 +19,7 @@ fn the_start_up_log_counts_configured_backends_in_plain_text() {
     )
     .expect("config");
     let log = dir.join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    let mut child = Command::new(BIN)
         .arg("run")
         .arg("--config")
         .arg(&config)
@@ -57,9 +60,7 @@ fn the_start_up_log_counts_configured_backends_in_plain_text() {
 
 #[test]
 fn a_busy_or_impossible_control_socket_refuses_start_up_in_one_line() {
-    let dir = std::env::temp_dir().join(format!("rekindle-busy-socket-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let dir = scratch("busy-socket");
     let config = dir.join("cinder.conf");
     std::fs::write(
         &config,
@@ -67,7 +68,7 @@ fn a_busy_or_impossible_control_socket_refuses_start_up_in_one_line() {
     )
     .expect("config");
     let socket = dir.join("control.sock");
-    let mut first = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+    let mut first = Command::new(BIN)
         .arg("run")
         .arg("--config")
         .arg(&config)
@@ -89,7 +90,7 @@ fn a_busy_or_impossible_control_socket_refuses_start_up_in_one_line() {
             "No such file or directory",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_rekindle"))
+        let out = Command::new(BIN)
             .arg("run")
             .arg("--config")
             .arg(&config)
