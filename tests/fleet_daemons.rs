@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Db, Server, wait_value};
+use common::{Db, Server, signal, wait_value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
 
@@ -304,7 +304,7 @@ fn a_database_stalled_for_two_seconds_shows_no_host_down() {
         let stopper = std::thread::spawn({
             let pids = server.pids();
             move || {
-                signal(&pids, "-STOP");
+                common::freeze(&pids);
                 std::thread::sleep(Duration::from_secs(2));
                 signal(&pids, "-CONT");
             }
@@ -325,12 +325,6 @@ fn a_database_stalled_for_two_seconds_shows_no_host_down() {
             std::thread::sleep(Duration::from_millis(100));
         }
         stopper.join().expect("stopper");
-    }
-}
-
-fn signal(pids: &[u32], sig: &str) {
-    for pid in pids {
-        let _ = Command::new("kill").arg(sig).arg(pid.to_string()).status();
     }
 }
 
@@ -784,7 +778,7 @@ struct Frozen(Vec<u32>);
 
 impl Frozen {
     fn freeze(pids: Vec<u32>) -> Frozen {
-        signal(&pids, "-STOP");
+        common::freeze(&pids);
         Frozen(pids)
     }
 }

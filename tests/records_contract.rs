@@ -400,17 +400,9 @@ fn a_write_is_never_committed_after_its_deadline_cut_it_off(db: Db) {
         // A pooled connection, warm (its server process is among the pids).
         assert!(store.volumes().await.expect("list").is_empty());
         let pids = pids_later();
-        let signal = |sig: &str| {
-            for pid in &pids {
-                let _ = std::process::Command::new("kill")
-                    .arg(sig)
-                    .arg(pid.to_string())
-                    .status();
-            }
-        };
-        signal("-STOP");
+        common::freeze(&pids);
         let write = store.insert_volume("v-late", "b", 1, "creating").await;
-        signal("-CONT");
+        common::signal(&pids, "-CONT");
         match write {
             Err(StoreError::Unavailable { reason, .. }) => {
                 assert!(reason.contains("no answer within 5s"), "{reason}")

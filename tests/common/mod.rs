@@ -282,3 +282,37 @@ pub fn http_addresses(log: &std::path::Path) -> Vec<String> {
         .map(|a| a.trim().to_string())
         .collect()
 }
+
+/// Sends `signal` (`-STOP`, `-CONT`, ...) to each of `pids` with kill(1).
+pub fn signal(pids: &[u32], signal: &str) {
+    for pid in pids {
+        let _ = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status();
+    }
+}
+
+/// Stops `pids` (SIGSTOP) and returns once the kernel shows every thread
+/// of each stopped (`T` in `/proc/PID/task/TID/stat`): kill(2) only queues
+/// the signal, and a server thread already running could still answer a
+/// request sent at once.
+pub fn freeze(pids: &[u32]) {
+    signal(pids, "-STOP");
+    let stopped = |pid: &u32| {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task"));
+        let tasks: Vec<_> = tasks.into_iter().flatten().flatten().collect();
+        !tasks.is_empty()
+            && tasks.iter().all(|task| {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().next())
+                    == Some("T")
+            })
+    };
+    wait_value(
+        "the server's processes to be stopped",
+        std::time::Duration::from_secs(10),
+        || pids.iter().all(stopped).then_some(()),
+    );
+}
