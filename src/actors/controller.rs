@@ -21,6 +21,7 @@ use super::signal::ControlSignal;
 use crate::event::Event;
 pub use crate::event::{BackendResult, PlanDiff};
 use crate::lifecycle::{ConfigId, StateName};
+use crate::plan::reload::{ReloadDecision, ReloadState, ReloadSteps, decide};
 pub use crate::plan::{BackendPlan, Loader, Plan};
 use crate::status::StaleConfig;
 use crate::systemd::Systemd;
@@ -329,40 +330,47 @@ impl Controller {
 
     fn reload(&mut self, ctx: &mut Context<Self>) -> ReloadOutcome {
         let now = self.shell.clock.now();
-        if self.shutting_down {
-            tracing::warn!("reload refused: the service is shutting down");
-            self.shell.notifier.emit(
-                None,
-                now,
-                Event::ReloadRefused {
-                    reason: "the service is shutting down".to_string(),
-                },
-            );
-            self.systemd.status("stopping; reload refused");
-            return ReloadOutcome::ShuttingDown;
-        }
-        if self.reloading {
-            self.follow_up = true;
-            tracing::info!(
-                running = self.config,
-                "reload queued: one follow-up reload runs when the running one settles"
-            );
-            self.shell.notifier.emit(
-                None,
-                now,
-                Event::ReloadCoalesced {
-                    running_config: self.config,
-                },
-            );
-            self.systemd.status(&format!(
-                "reloading config {}; one more reload queued",
-                self.config
-            ));
-            return ReloadOutcome::Coalesced;
-        }
-        let plan = match (self.loader)().and_then(|plan| self.check_reload(plan)) {
-            Ok(plan) => plan,
-            Err(error) => {
+        let state = ReloadState {
+            shutting_down: self.shutting_down,
+            reloading: self.reloading,
+            config: self.config,
+        };
+        let decision = decide(state, &self.plan, || {
+            (self.loader)().and_then(|plan| self.check_reload(plan))
+        });
+        match decision {
+            ReloadDecision::Refuse => {
+                tracing::warn!("reload refused: the service is shutting down");
+                self.shell.notifier.emit(
+                    None,
+                    now,
+                    Event::ReloadRefused {
+                        reason: "the service is shutting down".to_string(),
+                    },
+                );
+                self.systemd.status("stopping; reload refused");
+                ReloadOutcome::ShuttingDown
+            }
+            ReloadDecision::Coalesce => {
+                self.follow_up = true;
+                tracing::info!(
+                    running = self.config,
+                    "reload queued: one follow-up reload runs when the running one settles"
+                );
+                self.shell.notifier.emit(
+                    None,
+                    now,
+                    Event::ReloadCoalesced {
+                        running_config: self.config,
+                    },
+                );
+                self.systemd.status(&format!(
+                    "reloading config {}; one more reload queued",
+                    self.config
+                ));
+                ReloadOutcome::Coalesced
+            }
+            ReloadDecision::Reject { error } => {
                 tracing::error!(%error, "reload rejected; the old config keeps serving");
                 self.shell.notifier.emit(
                     None,
@@ -379,14 +387,29 @@ impl Controller {
                         self.status_line()
                     ));
                 }
-                return ReloadOutcome::Rejected { error };
+                ReloadOutcome::Rejected { error }
             }
-        };
+            ReloadDecision::Apply(steps) => self.apply_reload(*steps, ctx),
+        }
+    }
+
+    /// Carries out [`decide`]'s steps: drains and reloads the kept
+    /// backends, removes and starts the others, and reports when every one
+    /// has settled ([`ReloadSettled`]).
+    fn apply_reload(&mut self, steps: ReloadSteps, ctx: &mut Context<Self>) -> ReloadOutcome {
+        let now = self.shell.clock.now();
+        let ReloadSteps {
+            config,
+            diff,
+            reload,
+            remove,
+            add,
+            old,
+            plan,
+        } = steps;
         self.systemd.reloading();
         self.reloading = true;
-        self.config += 1;
-        let config = self.config;
-        let diff = self.plan.diff(&plan);
+        self.config = config;
         tracing::info!(
             config,
             added = diff.added.len(),
@@ -404,16 +427,13 @@ impl Controller {
             },
         );
         let mut settle = Vec::new();
-        let mut old = BTreeMap::new();
-        for name in diff.changed.iter().chain(&diff.unchanged) {
-            let (Some(addr), Some(backend)) = (self.drivers.get(name), plan.backends.get(name))
-            else {
+        for (name, backend, changed) in reload {
+            let Some(addr) = self.drivers.get(&name) else {
                 continue;
             };
-            let changed = diff.changed.contains(name);
             addr.do_send(Reload {
                 config,
-                spec: backend.spec.clone(),
+                spec: backend.spec,
                 policy: backend.policy,
                 changed,
             });
@@ -422,17 +442,17 @@ impl Controller {
             } else {
                 Change::Unchanged
             };
-            settle.push(when_settled(name.clone(), change, addr, false));
+            settle.push(when_settled(name, change, addr, false));
         }
-        for name in &diff.removed {
+        for name in remove {
             // A removal drains like a reload: the backend stays routed (its
             // operations are refused as draining) until it has stopped, and
             // stays altogether if its drain deadline passes first.
-            if let Some(addr) = self.drivers.get(name) {
+            if let Some(addr) = self.drivers.get(&name) {
                 addr.do_send(Remove);
                 // Unrouted as soon as it stopped, not when every backend
                 // of the reload has settled.
-                let settled = when_settled(name.clone(), Change::Removed, addr, false);
+                let settled = when_settled(name, Change::Removed, addr, false);
                 let (publisher, service, scheduler) = (
                     self.publisher.clone(),
                     self.service.clone(),
@@ -449,28 +469,13 @@ impl Controller {
                 }));
             }
         }
-        for name in diff.changed.iter().chain(&diff.removed) {
-            if let Some(backend) = self.plan.backends.get(name) {
-                old.insert(name.clone(), backend.clone());
+        self.plan = plan;
+        for (name, backend) in add {
+            self.spawn_backend(&name, &backend);
+            if let Some(addr) = self.drivers.get(&name) {
+                settle.push(when_settled(name, Change::Added, addr, true));
             }
         }
-        let old_plan = std::mem::replace(&mut self.plan, plan);
-        for name in &diff.added {
-            if let Some(backend) = self.plan.backends.get(name).cloned() {
-                self.spawn_backend(name, &backend);
-                if let Some(addr) = self.drivers.get(name) {
-                    settle.push(when_settled(name.clone(), Change::Added, addr, true));
-                }
-            }
-        }
-        // Service-level timing options keep their running values until a
-        // restart (reported in reload.end), so the plan keeps them too.
-        self.plan.host = old_plan.host;
-        self.plan.periodic_interval = old_plan.periodic_interval;
-        self.plan.report_interval = old_plan.report_interval;
-        self.plan.service_down_time = old_plan.service_down_time;
-        self.plan.backup_initialization_timeout = old_plan.backup_initialization_timeout;
-        self.plan.jitter_seed = old_plan.jitter_seed;
         let outcome = ReloadOutcome::Started {
             config,
             diff: diff.clone(),

@@ -1,6 +1,8 @@
 //! What to run: the [`Plan`] (host, service intervals, and each backend's driver
 //! spec and policy) that config produces and the actors and the front door consume.
 
+pub mod reload;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
