@@ -280,12 +280,10 @@ impl EngineBuilder {
     }
 
     /// The daemon's path: a config already loaded (and logged) from `source`.
+    /// Plumbing of the `rekindle` binary, not public API: hidden, may change.
     #[cfg(feature = "cli")]
-    pub(crate) fn loaded_config(
-        mut self,
-        config: crate::config::Config,
-        source: ConfigSource,
-    ) -> Self {
+    #[doc(hidden)]
+    pub fn loaded_config(mut self, config: crate::config::Config, source: ConfigSource) -> Self {
         self.loaded = Some(config);
         self.source = Some(source);
         self
@@ -293,11 +291,10 @@ impl EngineBuilder {
 
     /// The daemon's path: `seen` gets each config a reload reads from the
     /// file (the file is read once per reload, by the engine).
+    /// Plumbing of the `rekindle` binary, not public API: hidden, may change.
     #[cfg(feature = "cli")]
-    pub(crate) fn on_config_reloaded(
-        mut self,
-        seen: impl Fn(&crate::config::Config) + 'static,
-    ) -> Self {
+    #[doc(hidden)]
+    pub fn on_config_reloaded(mut self, seen: impl Fn(&crate::config::Config) + 'static) -> Self {
         self.config_seen = Some(Rc::new(seen));
         self
     }

@@ -89,15 +89,16 @@
 //! `default-features = false` the crate is the engine alone: [`lifecycle`],
 //! [`driver`] (traits, options, registry, the `fault` driver), [`actors`],
 //! [`config`], [`sim`] and [`check`], on actix, tokio, serde, serde_json,
-//! thiserror, tracing and humantime (plus small pure helpers: arrayvec for the
-//! core's inline effects, smallvec and rustc-hash for the checker, rust-ini for
-//! cinder.conf, strsim, serde_path_to_error, futures-util, async-trait, libc).
+//! thiserror, tracing and humantime (plus `rekindle-core`, the pure core and
+//! the checker's search; rust-ini for cinder.conf, strsim,
+//! serde_path_to_error, futures-util, async-trait, libc).
 //!
 //! - `cli`: the `rekindle` binary (clap, indicatif, tracing-subscriber), the
-//!   daemon and its control socket; implies `sqlite` and `http`. The binary's plumbing
-//!   (`daemon`, `control`, `wait`, `demo`, `listing`, `table`, and the
-//!   checker's `export` and `fuzz`) is hidden from these docs and is not
-//!   public API.
+//!   daemon and its control socket (modules of the binary, `src/bin/rekindle/`,
+//!   not of this library); implies `sqlite` and `http`. What the binary
+//!   shares with the library (`listing`, `table`, the checker's `export`
+//!   and `fuzz`, two hooks on `EngineBuilder`) is hidden from these docs and
+//!   is not public API.
 //! - `sqlite`: durable records in a bundled SQLite (`records`) and the
 //!   `manager`, which records operations before acknowledging them.
 //! - `qemu`: the `qemu` volume driver; it records its exports, so it implies `sqlite`.
@@ -121,17 +122,6 @@ pub mod actors;
 pub mod check;
 pub mod clock;
 pub mod config;
-#[cfg(feature = "cli")]
-// Plumbing of the `rekindle` binary, not public API: hidden, may change.
-#[doc(hidden)]
-pub mod control;
-#[cfg(feature = "cli")]
-// Plumbing of the `rekindle` binary, not public API: hidden, may change.
-#[doc(hidden)]
-pub mod daemon;
-// Plumbing of the `rekindle` binary, not public API: hidden, may change.
-#[doc(hidden)]
-pub mod demo;
 pub mod driver;
 pub mod engine;
 pub mod event;
@@ -163,10 +153,6 @@ pub mod systemd;
 // Plumbing of the `rekindle` binary, not public API: hidden, may change.
 #[doc(hidden)]
 pub mod table;
-#[cfg(feature = "cli")]
-// Plumbing of the `rekindle` binary, not public API: hidden, may change.
-#[doc(hidden)]
-pub mod wait;
 
 pub use actors::{
     BackendResult, Handles, Operation, OperationError, OperationOutput, ReloadOutcome, ReloadReport,

@@ -1,10 +1,6 @@
 //! Fleet mode: many hosts on one database (PostgreSQL or MariaDB). The rolling reload's
 //! planner is pure (`rollout`); the listener, the command's driver and the member beside it.
 
-#[cfg(feature = "fleet")]
-// Plumbing of the `rekindle` binary, not public API: hidden, may change.
-#[doc(hidden)]
-pub mod command;
 pub mod database;
 #[cfg(feature = "fleet")]
 pub mod listener;

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use actix::prelude::*;
 use thiserror::Error;
 
-use crate::actors::SignalActor;
-use crate::actors::signal::SignalListeners;
-use crate::systemd::Systemd;
+use rekindle::actors::SignalActor;
+use rekindle::actors::signal::SignalListeners;
+use rekindle::systemd::Systemd;
 
 /// `rekindle run` options.
 #[derive(Debug, Clone)]
@@ -32,43 +32,42 @@ pub enum DaemonError {
     Config(String),
     /// The engine cannot start (the notifications file cannot be opened, ...).
     #[error(transparent)]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(#[from] rekindle::engine::EngineError),
     /// The control socket cannot be served.
     #[error(transparent)]
     Control(#[from] crate::control::ControlError),
     /// The records database cannot be opened.
     #[error(transparent)]
-    Records(#[from] crate::records::RecordsError),
+    Records(#[from] rekindle::records::RecordsError),
     /// The state dir is another daemon's, or cannot be made.
     #[error(transparent)]
-    StateDir(#[from] crate::state_dir::StateDirError),
+    StateDir(#[from] rekindle::state_dir::StateDirError),
     /// The outcomes a fleet host kept for the database cannot be read.
     #[cfg(feature = "fleet")]
     #[error(transparent)]
-    Pending(#[from] crate::fleet::pending::PendingError),
+    Pending(#[from] rekindle::fleet::pending::PendingError),
     /// The HTTP listener cannot listen where it was told to.
     #[error(transparent)]
-    Http(#[from] crate::http::HttpError),
+    Http(#[from] rekindle::http::HttpError),
     /// The signal handlers cannot be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     /// The runtime cannot start.
     #[error(transparent)]
-    Runtime(#[from] crate::runtime::RuntimeError),
+    Runtime(#[from] rekindle::runtime::RuntimeError),
 }
 
-pub use crate::config::{ConfigSource, EMBEDDED_CONFIG, load_config, load_plan, state_dir};
-pub use crate::engine::jitter_seed;
+pub use rekindle::config::{ConfigSource, load_config};
 
 /// Runs the daemon until SIGTERM/SIGINT (or a shutdown request) completes.
 ///
 /// The binary blocks the control signals first thing
-/// ([`crate::actors::signal::hold_control_signals`]); their handlers are
+/// ([`rekindle::actors::signal::hold_control_signals`]); their handlers are
 /// installed here before the config is read, so a signal at any instant is
 /// handled: a SIGHUP during start-up becomes one reload once the service runs,
 /// a SIGTERM a graceful shutdown.
 pub fn run(options: RunOptions) -> Result<(), DaemonError> {
-    crate::runtime::run_real(async move {
+    rekindle::runtime::run_real(async move {
         let signals = SignalListeners::install().map_err(DaemonError::Signals)?;
         let config = load_config(&options.config).map_err(DaemonError::Config)?;
         if let Some(configured) = config.service_down_time_raised_from {
@@ -82,7 +81,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // The state dir is this daemon's before anything reads or changes
         // it (recovery, exports): a second daemon on it exits here.
         let _state_dir = match &config.state_dir {
-            Some(dir) => Some(crate::state_dir::StateDirLock::acquire(dir)?),
+            Some(dir) => Some(rekindle::state_dir::StateDirLock::acquire(dir)?),
             None => None,
         };
         // Bound before anything starts: a busy or impossible path refuses
@@ -93,7 +92,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         };
         let http_listen = options.http_listen.or(config.http_listen);
         let http = match http_listen {
-            Some(address) => Some(crate::http::HttpListener::bind(address)?),
+            Some(address) => Some(rekindle::http::HttpListener::bind(address)?),
             None => None,
         };
         let configured = config.plan().backends.len();
@@ -103,8 +102,8 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             .clone()
             .map(|url| (url, config.service_down_time, config.host.clone()));
         let records = match &config.state_dir {
-            Some(dir) => crate::records::Records::open(dir)?,
-            None => crate::records::Records::in_memory()?,
+            Some(dir) => rekindle::records::Records::open(dir)?,
+            None => rekindle::records::Records::in_memory()?,
         };
         let records = std::rc::Rc::new(records);
         // In a fleet, the host joins the database in the background: the
@@ -117,8 +116,8 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // overwritten unread).
         #[cfg(feature = "fleet")]
         let pending = match (&config.database, &config.state_dir) {
-            (Some(_), Some(dir)) => crate::fleet::pending::PendingOutcomes::open(dir)?,
-            _ => crate::fleet::pending::PendingOutcomes::in_memory(),
+            (Some(_), Some(dir)) => rekindle::fleet::pending::PendingOutcomes::open(dir)?,
+            _ => rekindle::fleet::pending::PendingOutcomes::in_memory(),
         };
         #[cfg(feature = "fleet")]
         let joining = config.database.clone().map(|url| {
@@ -129,7 +128,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // `http_listen` as each reload read it (the engine reads the file
         // once per reload; nothing here reads it again).
         let reloaded_http_listen: ReloadedHttpListen = std::rc::Rc::default();
-        let mut engine = crate::engine::Engine::builder()
+        let mut engine = rekindle::engine::Engine::builder()
             .loaded_config(config, options.config.clone())
             .records(records.clone())
             .systemd(Systemd::from_env());
@@ -153,7 +152,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         let handles = engine.handles().clone();
         // Metrics count every notification from here on; the HTTP listener
         // (when configured) serves them with the probes.
-        let metrics = std::rc::Rc::new(crate::metrics::Metrics::new(
+        let metrics = std::rc::Rc::new(rekindle::metrics::Metrics::new(
             handles.shell.board.clone(),
             handles.shell.clock,
         ));
@@ -181,20 +180,25 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // the database is down, never stops the daemon).
         #[cfg(feature = "fleet")]
         if let Some((url, service_down_time, host)) = fleet {
-            crate::fleet::listener::spawn_connecting(url, service_down_time, host, engine.clone());
+            rekindle::fleet::listener::spawn_connecting(
+                url,
+                service_down_time,
+                host,
+                engine.clone(),
+            );
         }
         SignalActor::with_listeners(handles.controller.clone().recipient(), signals).start();
         #[cfg(feature = "fleet")]
         let manager = match joining {
             Some((url, config, rows)) => {
-                let manager = crate::manager::Manager::waiting_for_fleet(handles.clone(), &url);
+                let manager = rekindle::manager::Manager::waiting_for_fleet(handles.clone(), &url);
                 spawn_join(url, config, rows, pending, manager.clone(), handles.clone());
                 manager
             }
-            None => crate::manager::Manager::new(handles.clone(), records.clone()),
+            None => rekindle::manager::Manager::new(handles.clone(), records.clone()),
         };
         #[cfg(not(feature = "fleet"))]
-        let manager = crate::manager::Manager::new(handles.clone(), records.clone());
+        let manager = rekindle::manager::Manager::new(handles.clone(), records.clone());
         spawn_metrics_refresh(
             metrics.clone(),
             manager.clone(),
@@ -241,23 +245,23 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
 /// fleet's hosts and rollouts and this host's fencing (the last answer is
 /// kept while the database does not answer).
 fn spawn_metrics_refresh(
-    metrics: std::rc::Rc<crate::metrics::Metrics>,
-    manager: crate::manager::Manager,
-    records: std::rc::Rc<crate::records::Records>,
-    board: crate::status::StatusBoard,
+    metrics: std::rc::Rc<rekindle::metrics::Metrics>,
+    manager: rekindle::manager::Manager,
+    records: std::rc::Rc<rekindle::records::Records>,
+    board: rekindle::status::StatusBoard,
     (report_interval, service_down_time): (std::time::Duration, std::time::Duration),
 ) {
     let _ = (&manager, service_down_time);
     actix::spawn(async move {
         let mut ticks = actix::clock::interval(report_interval);
         #[cfg(feature = "fleet")]
-        let mut fleet = crate::metrics::FleetView::default();
+        let mut fleet = rekindle::metrics::FleetView::default();
         loop {
             ticks.tick().await;
             let exports = board
                 .backends()
                 .iter()
-                .filter(|b| b.kind == crate::driver::Kind::Volume)
+                .filter(|b| b.kind == rekindle::driver::Kind::Volume)
                 .map(|b| records.exports(&b.name).map(|e| e.len() as u64))
                 .sum::<Result<u64, _>>()
                 .ok();
@@ -272,7 +276,7 @@ fn spawn_metrics_refresh(
                 if let Ok(rollouts) = store.rollouts().await {
                     fleet.rollouts_running = rollouts
                         .iter()
-                        .filter(|r| r.state == crate::store::rollouts::RolloutState::Running)
+                        .filter(|r| r.state == rekindle::store::rollouts::RolloutState::Running)
                         .count() as u64;
                 }
                 fleet.fenced = member.fenced().is_some();
@@ -294,14 +298,14 @@ type ReloadedHttpListen = std::rc::Rc<std::cell::Cell<Option<Option<std::net::So
 fn follow_http_listen(
     reloaded: ReloadedHttpListen,
     configured: Option<std::net::SocketAddr>,
-    serving: Option<crate::http::Serving>,
-    handles: crate::actors::Handles,
-    metrics: std::rc::Rc<crate::metrics::Metrics>,
+    serving: Option<rekindle::http::Serving>,
+    handles: rekindle::actors::Handles,
+    metrics: std::rc::Rc<rekindle::metrics::Metrics>,
 ) {
     let state = std::rc::Rc::new(std::cell::RefCell::new((configured, serving)));
     let notifier = handles.shell.notifier.clone();
     notifier.on_notice(move |notice| {
-        if !matches!(notice.event, crate::event::Event::ReloadEnd(_)) {
+        if !matches!(notice.event, rekindle::event::Event::ReloadEnd(_)) {
             return;
         }
         // A reload whose file did not load leaves the listener as it is.
@@ -314,7 +318,7 @@ fn follow_http_listen(
                 return;
             }
             let next = match wanted {
-                Some(address) => match crate::http::HttpListener::bind(address)
+                Some(address) => match rekindle::http::HttpListener::bind(address)
                     .and_then(|l| l.serve(handles, metrics))
                 {
                     Ok(serving) => Some(serving),
@@ -338,7 +342,7 @@ fn follow_http_listen(
 /// Where the engine's service rows go once the host has joined its fleet.
 #[cfg(feature = "fleet")]
 type RowSlot =
-    std::rc::Rc<std::cell::RefCell<Option<Box<dyn Fn(&[crate::status::ServiceBeat<'_>])>>>>;
+    std::rc::Rc<std::cell::RefCell<Option<Box<dyn Fn(&[rekindle::status::ServiceBeat<'_>])>>>>;
 
 /// Joins the fleet database in the background: a database that does not
 /// answer (not up yet, an outage) is retried every 2 s with one log line
@@ -349,17 +353,17 @@ type RowSlot =
 #[cfg(feature = "fleet")]
 fn spawn_join(
     url: String,
-    config: crate::config::Config,
+    config: rekindle::config::Config,
     rows: RowSlot,
-    pending: crate::fleet::pending::PendingOutcomes,
-    manager: crate::manager::Manager,
-    handles: crate::actors::Handles,
+    pending: rekindle::fleet::pending::PendingOutcomes,
+    manager: rekindle::manager::Manager,
+    handles: rekindle::actors::Handles,
 ) {
-    use crate::store::StoreError;
+    use rekindle::store::StoreError;
     actix::spawn(async move {
         let mut pending = Some(pending);
         let member = loop {
-            match crate::fleet::member::Member::join(
+            match rekindle::fleet::member::Member::join(
                 &url,
                 &config.host,
                 config.cluster.as_deref(),
@@ -390,9 +394,9 @@ fn spawn_join(
         // fleet's (else this host would be missing from it until its next
         // heartbeat).
         let own = handles.shell.board.services();
-        let puts: Vec<crate::store::ServicePut<'_>> = own
+        let puts: Vec<rekindle::store::ServicePut<'_>> = own
             .iter()
-            .map(|s| crate::store::ServicePut {
+            .map(|s| rekindle::store::ServicePut {
                 backend: &s.backend,
                 binary: &s.binary,
                 host: &s.host,
@@ -443,8 +447,8 @@ fn spawn_join(
 /// time.
 #[cfg(feature = "fleet")]
 fn spawn_claims(
-    member: std::rc::Rc<crate::fleet::member::Member>,
-    handles: crate::actors::Handles,
+    member: std::rc::Rc<rekindle::fleet::member::Member>,
+    handles: rekindle::actors::Handles,
     (report_interval, service_down_time): (std::time::Duration, std::time::Duration),
 ) {
     actix::spawn(async move {
@@ -464,7 +468,7 @@ fn spawn_claims(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use rekindle::engine::jitter_seed;
 
     #[test]
     fn the_default_jitter_seed_differs_between_starts_even_on_one_host() {
@@ -477,12 +481,12 @@ mod tests {
     #[test]
     fn a_configured_jitter_seed_is_reproducible() {
         let text = "[DEFAULT]\nreinit_backoff_jitter_seed = 42\nenabled_backends = a\n[a]\nvolume_driver = fault\n";
-        let config = crate::config::Config::parse(text, "t.conf").expect("valid");
+        let config = rekindle::config::Config::parse(text, "t.conf").expect("valid");
         assert_eq!(config.jitter_seed, Some(42));
         let plan = config.plan();
         assert_eq!(jitter_seed(plan.jitter_seed, "x"), 42);
         assert_eq!(jitter_seed(plan.jitter_seed, "y"), 42);
-        let bad = crate::config::Config::parse(&text.replace("= 42", "= soon"), "t.conf")
+        let bad = rekindle::config::Config::parse(&text.replace("= 42", "= soon"), "t.conf")
             .expect_err("not a number");
         assert_eq!(
             bad.to_string(),
@@ -496,7 +500,7 @@ mod tests {
     #[test]
     fn a_raised_service_down_time_is_kept_for_the_start_up_log() {
         let text = "[DEFAULT]\nreport_interval = 10s\nservice_down_time = 5s\nenabled_backends = a\n[a]\nvolume_driver = fault\n";
-        let config = crate::config::Config::parse(text, "t.conf").expect("valid");
+        let config = rekindle::config::Config::parse(text, "t.conf").expect("valid");
         assert_eq!(
             config.service_down_time_raised_from,
             Some(std::time::Duration::from_secs(5))

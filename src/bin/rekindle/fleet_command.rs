@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::rollout::{HostPhase, Observation, Outcome, Rollout, Wait};
-use crate::store::requests::RequestId;
-use crate::store::rollouts::{HostRecord, RolloutRow, RolloutState};
-use crate::store::{FleetStore, StoreError};
+use rekindle::fleet::rollout::{HostPhase, Observation, Outcome, Rollout, Wait};
+use rekindle::store::requests::RequestId;
+use rekindle::store::rollouts::{HostRecord, RolloutRow, RolloutState};
+use rekindle::store::{FleetStore, StoreError};
 
 /// Prints a line on stdout; a closed pipe (`| head -3`) is not a panic.
 macro_rules! say {
@@ -83,15 +83,16 @@ pub struct ReloadArgs {
 /// Reads `[database] connection` (and `service_down_time`) from `config`
 /// and connects.
 async fn open(config: &Path) -> Result<(Rc<dyn FleetStore>, Duration), FleetError> {
-    let loaded = crate::config::load_config(&crate::config::ConfigSource::File(config.into()))
-        .map_err(FleetError::Usage)?;
+    let loaded =
+        rekindle::config::load_config(&rekindle::config::ConfigSource::File(config.into()))
+            .map_err(FleetError::Usage)?;
     let Some(url) = loaded.database else {
         return Err(FleetError::Usage(format!(
             "{}: no [database] connection: fleet commands need the database the hosts share ([database] connection = postgresql://... or mysql+pymysql://...)",
             config.display()
         )));
     };
-    let store = crate::store::connect(&url, loaded.service_down_time).await?;
+    let store = rekindle::store::connect(&url, loaded.service_down_time).await?;
     Ok((store, loaded.service_down_time))
 }
 
@@ -791,7 +792,7 @@ pub fn table(rows: &[RolloutRow]) -> String {
             ]
         })
         .collect();
-    crate::table::render(
+    rekindle::table::render(
         &[
             "ID",
             "State",

@@ -11,9 +11,9 @@ use thiserror::Error;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as AsyncBufReader};
 use tokio::net::UnixListener;
 
-use crate::actors::controller::{RequestReload, RequestReloadAndWait};
-use crate::actors::{Handles, ReloadOutcome};
-use crate::status::{BackendStatus, ServiceStatus};
+use rekindle::actors::Handles;
+use rekindle::actors::controller::{RequestReload, RequestReloadAndWait};
+use rekindle::status::{BackendStatus, ServiceStatus};
 
 /// The longest request line the server reads.
 pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
@@ -55,7 +55,7 @@ pub enum Request {
         /// The volume.
         id: String,
         /// The attaching host.
-        connector: Box<crate::driver::Connector>,
+        connector: Box<rekindle::driver::Connector>,
     },
     /// Detach hosts from a volume: one (`connector`), every one (`all`), or
     /// the only one (neither).
@@ -64,7 +64,7 @@ pub enum Request {
         id: String,
         /// The detaching host.
         #[serde(default)]
-        connector: Option<Box<crate::driver::Connector>>,
+        connector: Option<Box<rekindle::driver::Connector>>,
         /// Detach every host.
         #[serde(default)]
         all: bool,
@@ -119,9 +119,9 @@ pub enum Request {
         /// The new status.
         state: String,
     },
-    /// Every volume (rows of [`crate::listing::VolumeListRow`]).
+    /// Every volume (rows of [`rekindle::listing::VolumeListRow`]).
     VolumeList,
-    /// Every backup (rows of [`crate::listing::BackupListRow`]).
+    /// Every backup (rows of [`rekindle::listing::BackupListRow`]).
     BackupList,
 }
 
@@ -135,7 +135,7 @@ pub struct StatusReport {
     /// Set while the records cannot be written: every service row is down
     /// and its Updated At is the last heartbeat written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records_fault: Option<crate::status::RecordsFault>,
+    pub records_fault: Option<rekindle::status::RecordsFault>,
     /// Set when the fleet's database did not answer this `status`: why,
     /// and that the service rows shown are this host's own, as it last
     /// heartbeated them (their Updated At says how old).
@@ -310,7 +310,7 @@ pub fn filter_services(report: &mut StatusReport, host: Option<&str>, cluster: O
 /// starts, so a busy or impossible path refuses start-up with one line.
 pub struct ControlSocket {
     listener: UnixListener,
-    metrics: Option<std::rc::Rc<crate::metrics::Metrics>>,
+    metrics: Option<std::rc::Rc<rekindle::metrics::Metrics>>,
 }
 
 impl Request {
@@ -376,13 +376,13 @@ impl ControlSocket {
     }
 
     /// Counts and times every user operation answered here in `metrics`.
-    pub fn with_metrics(mut self, metrics: std::rc::Rc<crate::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: std::rc::Rc<rekindle::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
     /// Answers requests until the system stops.
-    pub fn serve(self, handles: Handles, manager: Option<crate::manager::Manager>) {
+    pub fn serve(self, handles: Handles, manager: Option<rekindle::manager::Manager>) {
         let (listener, metrics) = (self.listener, self.metrics);
         actix::spawn(async move {
             loop {
@@ -406,22 +406,11 @@ impl ControlSocket {
     }
 }
 
-/// Binds and serves the control socket at `path` until the system stops
-/// ([`ControlSocket::bind`] then [`ControlSocket::serve`]).
-pub fn serve(
-    path: &Path,
-    handles: Handles,
-    manager: Option<crate::manager::Manager>,
-) -> Result<(), ControlError> {
-    ControlSocket::bind(path)?.serve(handles, manager);
-    Ok(())
-}
-
 async fn answer(
     stream: tokio::net::UnixStream,
     handles: Handles,
-    manager: Option<crate::manager::Manager>,
-    metrics: Option<&crate::metrics::Metrics>,
+    manager: Option<rekindle::manager::Manager>,
+    metrics: Option<&rekindle::metrics::Metrics>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -452,23 +441,23 @@ async fn answer(
 async fn handle(
     request: Request,
     handles: &Handles,
-    manager: Option<&crate::manager::Manager>,
+    manager: Option<&rekindle::manager::Manager>,
 ) -> Response {
     // A fleet host that fenced itself starts nothing.
-    let operation = |manager: Option<&crate::manager::Manager>| {
+    let operation = |manager: Option<&rekindle::manager::Manager>| {
         let manager = manager
             .cloned()
             .ok_or_else(|| "this daemon keeps no records (no manager)".to_string())?;
         manager.fence().map_err(|e| e.to_string())?;
         Ok::<_, String>(manager)
     };
-    let done = |result: Result<serde_json::Value, crate::manager::ManagerError>| match result {
+    let done = |result: Result<serde_json::Value, rekindle::manager::ManagerError>| match result {
         Ok(value) => Response::Done { value },
         // The driver's work succeeded and its outcome is kept until the
         // fleet's database answers: the client is told the outcome, by id,
         // with its record pending (exit 0: it is durable and will be
         // written). An error outcome stays an error.
-        Err(crate::manager::ManagerError::Pending {
+        Err(rekindle::manager::ManagerError::Pending {
             kind,
             id,
             to,
@@ -616,7 +605,7 @@ async fn handle(
 }
 
 /// A list's rows as a JSON array.
-fn rows<T: Serialize>(result: Result<Vec<T>, crate::manager::ManagerError>) -> Response {
+fn rows<T: Serialize>(result: Result<Vec<T>, rekindle::manager::ManagerError>) -> Response {
     match result.map(serde_json::to_value) {
         Ok(Ok(value)) => Response::Done { value },
         Ok(Err(error)) => Response::Error {
@@ -631,7 +620,7 @@ fn rows<T: Serialize>(result: Result<Vec<T>, crate::manager::ManagerError>) -> R
 /// Answers a started backup or restore: when it ends, or at once (it then
 /// carries on in the daemon, its outcome in the records and `backup show`).
 async fn started(
-    started: Result<crate::manager::Started, crate::manager::ManagerError>,
+    started: Result<rekindle::manager::Started, rekindle::manager::ManagerError>,
     background: bool,
 ) -> Response {
     let started = match started {
@@ -643,7 +632,7 @@ async fn started(
         }
     };
     let result = if background {
-        let crate::manager::Started { accepted, run } = started;
+        let rekindle::manager::Started { accepted, run } = started;
         actix::spawn(async move {
             if let Err(error) = run.await {
                 tracing::warn!(%error, "a backup operation run in the background failed");
@@ -714,7 +703,7 @@ pub fn render_status(report: &StatusReport) -> String {
     } else {
         &["Binary", "Host", "Backend", "State", "Updated At"]
     };
-    let mut out = crate::table::render(headers, &services);
+    let mut out = rekindle::table::render(headers, &services);
     if let Some(fault) = &report.fleet_fault {
         out.push_str(&format!("Fleet database did not answer: {fault}\n"));
     }
@@ -746,7 +735,7 @@ pub fn render_status(report: &StatusReport) -> String {
             ]
         })
         .collect();
-    out.push_str(&crate::table::render(
+    out.push_str(&rekindle::table::render(
         &[
             "Backend",
             "Kind",
@@ -783,7 +772,7 @@ fn next_retry(b: &BackendRow, now: std::time::SystemTime) -> String {
         .as_deref()
         .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
     {
-        return match crate::refusal::in_and_at(at, now) {
+        return match rekindle::refusal::in_and_at(at, now) {
             (Some(left), clock) => format!("in {left} ({clock})"),
             (None, clock) => format!("due now ({clock})"),
         };
@@ -793,12 +782,6 @@ fn next_retry(b: &BackendRow, now: std::time::SystemTime) -> String {
         _ if b.gave_up => "none: budget spent; reload to retry".to_string(),
         _ => "-".to_string(),
     }
-}
-
-/// Tells whether a reload outcome means success (see
-/// [`ReloadOutcome::exit_code`]).
-pub fn reload_accepted(outcome: &ReloadOutcome) -> bool {
-    outcome.exit_code() == 0
 }
 
 /// The exit status `rekindle reload` gives for an outcome as the socket
@@ -860,7 +843,7 @@ pub fn render_reload(outcome: &serde_json::Value) -> String {
                     ),
                     "aborted" => format!(
                         "drain deadline passed with {} in flight; the old config keeps serving",
-                        crate::status::operations(b["in_flight"].as_u64().unwrap_or(0) as u32)
+                        rekindle::status::operations(b["in_flight"].as_u64().unwrap_or(0) as u32)
                     ),
                     "added" if b["ready"] == true => "ready".to_string(),
                     "added" => format!(
@@ -871,7 +854,7 @@ pub fn render_reload(outcome: &serde_json::Value) -> String {
                     "removed" => "stopped".to_string(),
                     "removal_aborted" => format!(
                         "drain deadline passed with {} in flight; it keeps serving and the next reload tries again",
-                        crate::status::operations(b["in_flight"].as_u64().unwrap_or(0) as u32)
+                        rekindle::status::operations(b["in_flight"].as_u64().unwrap_or(0) as u32)
                     ),
                     _ => String::new(),
                 };
@@ -965,7 +948,7 @@ mod tests {
         };
         let table = render_status(&report);
         assert!(!table.contains("Records cannot be written"), "{table}");
-        report.records_fault = Some(crate::status::RecordsFault {
+        report.records_fault = Some(rekindle::status::RecordsFault {
             error: "state_dir /s cannot be written: read-only file system".to_string(),
             since: "2026-12-02T13:00:00Z".to_string(),
         });

@@ -4,9 +4,16 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod control;
+mod daemon;
+mod demo;
+#[cfg(feature = "fleet")]
+mod fleet_command;
+mod wait;
+
+use crate::control::{Request, Response};
+use crate::daemon::{ConfigSource, RunOptions};
 use clap::{Parser, Subcommand};
-use rekindle::control::{self, Request, Response};
-use rekindle::daemon::{self, ConfigSource, RunOptions};
 
 /// rekindle keeps storage drivers alive.
 #[derive(Debug, Parser)]
@@ -228,7 +235,7 @@ enum FleetAction {
 /// Runs a fleet command; errors print as `rekindle: ...` with their exit status.
 #[cfg(feature = "fleet")]
 fn fleet(action: FleetAction) -> ExitCode {
-    use rekindle::fleet::command;
+    use crate::fleet_command as command;
     let result = rekindle::runtime::run_real(async move {
         match action {
             FleetAction::Reload {
@@ -537,8 +544,8 @@ fn wait_for(control: &std::path::Path, request: Request) -> ExitCode {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let display = rekindle::wait::Display::for_stdout();
-    match rekindle::wait::follow(control, &id, &volume, work, display, &mut std::io::stdout()) {
+    let display = crate::wait::Display::for_stdout();
+    match crate::wait::follow(control, &id, &volume, work, display, &mut std::io::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&error),
     }
@@ -908,7 +915,7 @@ fn main() -> ExitCode {
         } => wait_for(&control, backup_request(action)),
         Command::Backup { control, action } => operate(&control, Ok(backup_request(action))),
         Command::Demo => {
-            print!("{}", rekindle::demo::scripted_lifecycle());
+            print!("{}", crate::demo::scripted_lifecycle());
             ExitCode::SUCCESS
         }
         Command::Config {

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::lifecycle::{DriverError, Effect, Event, Lifecycle, Moment, Policy};
+use rekindle::lifecycle::{DriverError, Effect, Event, Lifecycle, Moment, Policy};
 
 /// Runs the script and returns the timeline, one line per transition.
 pub fn scripted_lifecycle() -> String {
@@ -47,7 +47,7 @@ fn next_event(
     failures_left: &mut u32,
     reloaded: &mut bool,
 ) -> Option<Event> {
-    use crate::lifecycle::{State, Timer, TimerKind};
+    use rekindle::lifecycle::{State, Timer, TimerKind};
     Some(match lc.state() {
         State::Uninitialized => Event::Start,
         State::Initializing(s) | State::Reloading(s) if *failures_left > 0 => {
@@ -95,7 +95,7 @@ fn describe(effects: &[Effect]) -> String {
             Effect::AbortSetup { .. } => "abort setup".to_string(),
             Effect::ScheduleTimer { timer, at } => format!("timer {:?} at {at}", timer.kind),
             Effect::PublishCapabilities { .. } => "publish capabilities".to_string(),
-            Effect::Notify(n) => crate::Event::from(n).event_type().to_string(),
+            Effect::Notify(n) => rekindle::Event::from(n).event_type().to_string(),
             Effect::Stop => "stop".to_string(),
         })
         .collect();
