@@ -85,18 +85,20 @@
 //!
 //! # Features
 //!
-//! `default = ["cli", "sqlite", "qemu", "posix", "systemd", "postgres", "mariadb"]`. With
-//! `default-features = false` the crate is the engine alone: [`lifecycle`],
+//! `default = []`: the crate is the engine alone: [`lifecycle`],
 //! [`driver`] (traits, options, registry, the `fault` driver), [`actors`],
 //! [`config`], [`sim`] and [`check`], on actix, tokio, serde, serde_json,
 //! thiserror, tracing and humantime (plus `rekindle-core`, the pure core and
 //! the checker's search; rust-ini for cinder.conf, strsim,
 //! serde_path_to_error, futures-util, async-trait, libc).
 //!
-//! - `cli`: the `rekindle` binary (clap, indicatif, tracing-subscriber), the
-//!   daemon and its control socket (modules of the binary, `src/bin/rekindle/`,
-//!   not of this library); implies `sqlite` and `http`. What the binary
-//!   shares with the library (`listing`, `table`, the checker's `export`
+//! Each integration is a feature; the `rekindle` binary is its own crate
+//! (`rekindle-cli/`: the daemon, its control socket, the commands) and turns
+//! on every one.
+//!
+//! - `cli`: what the binary needs of the engine (the simulator's progress
+//!   bars with indicatif, the daemon's hooks); implies `sqlite` and `http`.
+//!   What the binary shares with the library (`listing`, `table`, the checker's `export`
 //!   and `fuzz`, two hooks on `EngineBuilder`) is hidden from these docs and
 //!   is not public API.
 //! - `sqlite`: durable records in a bundled SQLite (`records`) and the

@@ -5,6 +5,17 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// The repository's top directory: this file serves the engine's suites
+/// (`tests/`) and the binary's (`rekindle-cli/tests/`).
+pub fn repository() -> PathBuf {
+    let package = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    if package.join("scripts").is_dir() {
+        package.to_path_buf()
+    } else {
+        package.join("..")
+    }
+}
+
 /// A database a fleet keeps its records in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Db {
@@ -14,11 +25,11 @@ pub enum Db {
 
 impl Db {
     /// The script that starts and stops a private server of this kind.
-    fn script(self) -> &'static str {
-        match self {
-            Db::Postgres => concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-server"),
-            Db::MariaDb => concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/mariadb-server"),
-        }
+    fn script(self) -> PathBuf {
+        repository().join(match self {
+            Db::Postgres => "scripts/pg-server",
+            Db::MariaDb => "scripts/mariadb-server",
+        })
     }
 
     /// A short name, for scratch paths.

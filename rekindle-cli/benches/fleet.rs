@@ -27,7 +27,7 @@
 //!
 //! The binary is copied aside first (the target directory is shared).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader};

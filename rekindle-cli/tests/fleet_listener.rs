@@ -1,6 +1,7 @@
 //! Real `rekindle run` daemons with `[database] connection` answer reload requests through
 //! PostgreSQL, and `rekindle fleet reload` rolls over them (service rows played by the test).
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 #[path = "common/daemon.rs"]
 mod daemon;

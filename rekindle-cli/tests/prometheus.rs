@@ -5,8 +5,7 @@
 //! alerts on it pending (not Ready, `for: 5m`) and firing (retries
 //! exhausted).
 
-#![cfg(feature = "http")]
-
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -69,7 +68,7 @@ fn prometheus_scrapes_the_backend_state_and_fires_the_alerts() {
         common::http_addresses(&log).pop()
     });
     let alerts =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/monitoring/alerts.yml");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/monitoring/alerts.yml");
     std::fs::write(
         dir.join("prometheus.yml"),
         format!(

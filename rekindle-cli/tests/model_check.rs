@@ -111,13 +111,13 @@ fn the_planted_bug_is_found_with_a_shortest_counter_example() {
 fn the_committed_spin_table_is_a_fresh_export_of_the_code() {
     let committed = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/model/lifecycle_table.pml"
+        "/../model/lifecycle_table.pml"
     ))
     .expect("model/lifecycle_table.pml");
     let fresh = rekindle::check::export::promela_table(false);
     assert!(
         committed == fresh,
-        "model/lifecycle_table.pml is stale: run `cargo run -- model export > model/lifecycle_table.pml`"
+        "model/lifecycle_table.pml is stale: run `cargo run -p rekindle-cli -- model export > model/lifecycle_table.pml`"
     );
 }
 
@@ -134,7 +134,7 @@ fn spin_proves_the_properties_and_catches_the_planted_bug() {
         spin_installed(),
         "spin is not installed: install the Debian package `spin` (./scripts/test does it)"
     );
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/model/check.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../model/check.sh");
     let out = Command::new("bash")
         .arg(script)
         .output()
@@ -324,7 +324,10 @@ fn check_config_refuses_an_invalid_file_with_exit_2_naming_the_problem() {
 #[test]
 fn check_config_conflicts_with_max_attempts() {
     let (code, _, err) = check_config(
-        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cinder.conf")),
+        std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/cinder.conf"
+        )),
         &["--max-attempts", "3"],
     );
     assert_eq!(code, Some(2), "{err}");

@@ -61,7 +61,7 @@ fn config_check_prints_every_problem_and_exits_1_and_a_clean_file_exits_0() {
     let out = rekindle(&["config", "check", &path]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 
-    let embedded = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/cinder.conf");
+    let embedded = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/cinder.conf");
     let out = rekindle(&["config", "check", embedded]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 

@@ -1,6 +1,7 @@
 //! `rekindle fleet reload|status` (the binary) against a real PostgreSQL and fake hosts that a
 //! test thread plays in the database: host and service rows, heartbeats, answers to requests.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::process::{Command, Output, Stdio};

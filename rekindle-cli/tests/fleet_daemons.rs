@@ -5,6 +5,7 @@
 //! one `[database] connection`; `status` is asked of a survivor, as an
 //! operator would.
 
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use std::path::PathBuf;
@@ -439,7 +440,7 @@ fn the_fleet_demo_starts_three_hosts_in_one_cluster_and_stops_them(db: Db) {
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&dir);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/fleet-demo");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/fleet-demo");
     let out = Command::new(script)
         .arg("start")
         .args([
@@ -1208,7 +1209,6 @@ fn a_database_restart_mid_extend_keeps_the_new_size_with_the_outcome() {
 
 /// A fleet host's /metrics say what the fleet's records say: hosts up and
 /// down (by the database's clock), its own fencing and heartbeat round trip.
-#[cfg(feature = "http")]
 #[test]
 fn a_fleet_hosts_metrics_follow_the_fleet() {
     let server = Server::start("metrics");

@@ -1,8 +1,7 @@
 //! `rekindle run` with `http_listen`, tried with `curl` as an operator's probes would:
 //! `/readyz` through a backend's failure and recovery, `/metrics`, bind failures, reloads.
 
-#![cfg(feature = "http")]
-
+#[path = "../../tests/common/mod.rs"]
 mod common;
 #[path = "common/daemon.rs"]
 mod daemon;
