@@ -17,7 +17,7 @@ use crate::driver::{BackupRecord, Connector, Kind, Volume};
 use crate::event::Event;
 use crate::lifecycle::StateName;
 use crate::listing::{BackupListRow, VolumeListRow};
-use crate::progress::{Operations, Report, Reporter, Work};
+use crate::progress::{BackupWork, Operations, Report, Reporter};
 use crate::records::RecordsError;
 use crate::store::{End, Source};
 use crate::store::{RecordStore, StoreError};
@@ -972,7 +972,7 @@ impl Manager {
         // corrected from what the driver reports once the call ends.
         self.records()?.set_backup_reached(&id, true).await?;
         let report = Report {
-            work: Work::Create,
+            work: BackupWork::Create,
             backup_id: id.clone(),
             volume_id: volume_id.to_string(),
             progress: record.progress.clone(),
@@ -980,7 +980,7 @@ impl Manager {
         };
         self.operations.start(
             &id,
-            Work::Create,
+            BackupWork::Create,
             volume_id,
             report.progress.clone(),
             row.size_bytes,
@@ -1164,7 +1164,7 @@ impl Manager {
             progress: Default::default(),
         };
         let report = Report {
-            work: Work::Restore,
+            work: BackupWork::Restore,
             backup_id: backup_id.to_string(),
             volume_id: volume_id.to_string(),
             progress: record.progress.clone(),
@@ -1172,7 +1172,7 @@ impl Manager {
         };
         self.operations.start(
             backup_id,
-            Work::Restore,
+            BackupWork::Restore,
             volume_id,
             report.progress.clone(),
             backup.size_bytes,

@@ -20,27 +20,27 @@ pub const PERIOD: Duration = Duration::from_secs(1);
 /// A long operation on a backup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Work {
+pub enum BackupWork {
     /// `backup create`.
     Create,
     /// `backup restore`.
     Restore,
 }
 
-impl Work {
+impl BackupWork {
     /// `create` or `restore`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Work::Create => "create",
-            Work::Restore => "restore",
+            BackupWork::Create => "create",
+            BackupWork::Restore => "restore",
         }
     }
 
     /// The event type of its progress notifications.
     pub fn event_type(self) -> &'static str {
         match self {
-            Work::Create => "backup.createprogress",
-            Work::Restore => "backup.restoreprogress",
+            BackupWork::Create => "backup.createprogress",
+            BackupWork::Restore => "backup.restoreprogress",
         }
     }
 }
@@ -89,13 +89,13 @@ impl Snapshot {
 #[derive(Debug, Clone)]
 enum Entry {
     Running {
-        work: Work,
+        work: BackupWork,
         volume_id: String,
         progress: Progress,
         bytes_total: u64,
     },
     Ended {
-        work: Work,
+        work: BackupWork,
         volume_id: String,
         error: Option<String>,
     },
@@ -113,7 +113,7 @@ impl Operations {
     pub fn start(
         &self,
         backup_id: &str,
-        work: Work,
+        work: BackupWork,
         volume_id: &str,
         progress: Progress,
         bytes_total: u64,
@@ -203,7 +203,7 @@ impl Operations {
 #[derive(Debug, Clone)]
 pub struct Report {
     /// Create or restore.
-    pub work: Work,
+    pub work: BackupWork,
     /// The backup.
     pub backup_id: String,
     /// The source volume (create) or the target volume (restore).
@@ -235,8 +235,8 @@ impl Reporter {
             bytes_total: snapshot.bytes_total,
         };
         let event = match report.work {
-            Work::Create => crate::event::Event::BackupCreateProgress(payload),
-            Work::Restore => crate::event::Event::BackupRestoreProgress(payload),
+            BackupWork::Create => crate::event::Event::BackupCreateProgress(payload),
+            BackupWork::Restore => crate::event::Event::BackupRestoreProgress(payload),
         };
         self.notifier
             .emit(Some(self.backend), self.clock.now(), event);
@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(Snapshot::running(&progress, 0).percent, 0);
         assert_eq!(Snapshot::finished(1024).percent, 100);
         let table = Operations::default();
-        table.start("b1", Work::Restore, "v2", progress, 1024);
+        table.start("b1", BackupWork::Restore, "v2", progress, 1024);
         let shown = table.show("b1");
         assert_eq!(shown["progress"]["bytes_done"], 1024);
         assert_eq!(shown["operation"]["state"], "running");
@@ -317,7 +317,7 @@ mod tests {
 
     fn report(progress: &Progress) -> Report {
         Report {
-            work: Work::Create,
+            work: BackupWork::Create,
             backup_id: "b1".into(),
             volume_id: "v1".into(),
             progress: progress.clone(),

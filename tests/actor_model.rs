@@ -13,7 +13,7 @@ use actix::clock::sleep;
 use actix::prelude::*;
 use proptest::prelude::*;
 use rekindle::actors::driver_actor::{
-    GetLifecycle, Observation, Reload, Shutdown, Start, Tick, spec,
+    GetLifecycle, Observed, ReloadBackend, Shutdown, Start, Tick, spec,
 };
 use rekindle::actors::{DriverActor, Operation, Shell};
 use rekindle::clock::ServiceClock;
@@ -130,7 +130,7 @@ fn run(steps: &[Step], count: u32) -> (Trace, Lifecycle, Policy) {
         let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
         let mut shell = Shell::new(clock, Notifier::in_memory(clock), registry);
         shell.observer = Some(Rc::new(move |o| {
-            if let Observation::Transition {
+            if let Observed::Transition {
                 at, event, effects, ..
             } = o
             {
@@ -150,7 +150,7 @@ fn run(steps: &[Step], count: u32) -> (Trace, Lifecycle, Policy) {
                 Step::Tick => addr.do_send(Tick),
                 Step::Reload(changed) => {
                     config += 1;
-                    addr.do_send(Reload {
+                    addr.do_send(ReloadBackend {
                         config,
                         spec: the_spec.clone(),
                         policy,

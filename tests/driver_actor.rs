@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use actix::clock::sleep;
 use actix::prelude::*;
-use rekindle::actors::driver_actor::{GetLifecycle, Reload, Shutdown, Start, spec};
+use rekindle::actors::driver_actor::{GetLifecycle, ReloadBackend, Shutdown, Start, spec};
 use rekindle::actors::{DriverActor, Operation, OperationError, OperationOutput, Shell};
 use rekindle::clock::ServiceClock;
 use rekindle::driver::registry::AnyDriver;
@@ -431,7 +431,7 @@ fn reload_with_in_flight_operations_drains_first_then_reloads() {
         let op = addr.send(Operation::CreateVolume(volume("v1")));
         let op = actix::spawn(op);
         sleep(Duration::from_secs(1)).await;
-        addr.do_send(Reload {
+        addr.do_send(ReloadBackend {
             config: 2,
             spec: spec("slow", Kind::Volume, "fault", &[]),
             policy: Policy::default(),

@@ -12,6 +12,8 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader as Async
 use tokio::net::UnixListener;
 
 use rekindle::actors::Handles;
+
+use crate::exit::Exit;
 use rekindle::actors::controller::{RequestReload, RequestReloadAndWait};
 use rekindle::status::{BackendStatus, ServiceStatus};
 
@@ -785,12 +787,13 @@ fn next_retry(b: &BackendRow, now: std::time::SystemTime) -> String {
 }
 
 /// The exit status `rekindle reload` gives for an outcome as the socket
-/// carries it (JSON): 0 = as intended (or only started / queued), 1 = nothing
-/// applied (rejected, shutting down, unknown), 3 = a backend rolled back,
-/// failed, or its reload or removal was aborted.
-pub fn reload_exit_code(outcome: &serde_json::Value) -> u8 {
+/// carries it (JSON): as intended (or only started / queued), nothing
+/// applied (rejected, shutting down, unknown), or a backend rolled back,
+/// failed, or its reload or removal was aborted. The daemon's side of the
+/// same rule is `ReloadOutcome::exit_code`.
+pub fn reload_exit(outcome: &serde_json::Value) -> Exit {
     match outcome["outcome"].as_str() {
-        Some("started" | "coalesced") => 0,
+        Some("started" | "coalesced") => Exit::Ok,
         Some("finished") => {
             let intended = outcome["backends"].as_object().is_some_and(|backends| {
                 backends.values().all(|b| match b["result"].as_str() {
@@ -799,9 +802,13 @@ pub fn reload_exit_code(outcome: &serde_json::Value) -> u8 {
                     _ => false,
                 })
             });
-            if intended { 0 } else { 3 }
+            if intended {
+                Exit::Ok
+            } else {
+                Exit::NotAsIntended
+            }
         }
-        _ => 1,
+        _ => Exit::Failed,
     }
 }
 
@@ -819,7 +826,7 @@ pub fn render_reload(outcome: &serde_json::Value) -> String {
                 } else {
                     ""
                 },
-                if reload_exit_code(outcome) == 0 {
+                if reload_exit(outcome) == Exit::Ok {
                     "every backend ended as intended"
                 } else {
                     "NOT every backend ended as intended"

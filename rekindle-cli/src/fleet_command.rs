@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+use crate::exit::Exit;
+
 use rekindle::fleet::rollout::{HostPhase, Observation, Outcome, Rollout, Wait};
 use rekindle::store::requests::RequestId;
 use rekindle::store::rollouts::{HostRecord, RolloutRow, RolloutState};
@@ -53,11 +55,11 @@ pub enum FleetError {
 }
 
 impl FleetError {
-    /// The exit status: 2 for bad usage, 1 otherwise.
-    pub fn exit_code(&self) -> u8 {
+    /// The exit status: bad usage, or failed.
+    pub fn exit(&self) -> Exit {
         match self {
-            FleetError::Usage(_) => 2,
-            FleetError::Store(_) | FleetError::Refused(_) => 1,
+            FleetError::Usage(_) => Exit::Usage,
+            FleetError::Store(_) | FleetError::Refused(_) => Exit::Failed,
         }
     }
 }
@@ -421,7 +423,7 @@ impl Driver<'_> {
     }
 
     /// Drives the rollout to its end: 0 finished, 1 halted.
-    async fn run(mut self) -> Result<u8, FleetError> {
+    async fn run(mut self) -> Result<Exit, FleetError> {
         loop {
             match self.tick().await {
                 Ok(true) => {
@@ -507,7 +509,7 @@ impl Driver<'_> {
         )
     }
 
-    async fn finish(&self, outcome: Outcome) -> Result<u8, FleetError> {
+    async fn finish(&self, outcome: Outcome) -> Result<Exit, FleetError> {
         let (state, message, code) = match outcome {
             Outcome::Done => (
                 RolloutState::Finished,
@@ -517,7 +519,7 @@ impl Driver<'_> {
                     if self.plan.hosts.len() == 1 { "" } else { "s" },
                     human(self.plan.min_ready)
                 ),
-                0,
+                Exit::Ok,
             ),
             Outcome::Halted {
                 host,
@@ -535,7 +537,7 @@ impl Driver<'_> {
                 if !unconfirmed.is_empty() {
                     message.push_str(&format!("; not confirmed: {}", unconfirmed.join(", ")));
                 }
-                (RolloutState::Halted, message, 1)
+                (RolloutState::Halted, message, Exit::Failed)
             }
         };
         loop {
@@ -556,7 +558,7 @@ impl Driver<'_> {
 }
 
 /// `rekindle fleet reload`: exit 0 finished, 1 halted or refused, 2 bad usage.
-pub async fn reload(args: ReloadArgs) -> Result<u8, FleetError> {
+pub async fn reload(args: ReloadArgs) -> Result<Exit, FleetError> {
     let min_ready = humantime::parse_duration(&args.min_ready)
         .map_err(|e| FleetError::Usage(format!("--min-ready {:?}: {e}", args.min_ready)))?;
     if args.max_unavailable == 0 {
@@ -760,7 +762,7 @@ async fn resume(
 }
 
 /// `rekindle fleet status`: the rollouts, latest first, as a table or JSON.
-pub async fn status(config: &Path, json: bool) -> Result<u8, FleetError> {
+pub async fn status(config: &Path, json: bool) -> Result<Exit, FleetError> {
     let (store, _) = open(config).await?;
     let rows = store.rollouts().await?;
     if json {
@@ -771,7 +773,7 @@ pub async fn status(config: &Path, json: bool) -> Result<u8, FleetError> {
         use std::io::Write as _;
         let _ = write!(std::io::stdout(), "{}", table(&rows));
     }
-    Ok(0)
+    Ok(Exit::Ok)
 }
 
 /// The rollouts as `rekindle status` prints tables.
@@ -809,7 +811,7 @@ pub fn table(rows: &[RolloutRow]) -> String {
 
 /// `rekindle fleet abandon ID`: marks a running rollout abandoned and
 /// cancels its requests not yet claimed by a host.
-pub async fn abandon(config: &Path, id: i64) -> Result<u8, FleetError> {
+pub async fn abandon(config: &Path, id: i64) -> Result<Exit, FleetError> {
     let (store, _) = open(config).await?;
     if store
         .abandon_rollout(
@@ -819,7 +821,7 @@ pub async fn abandon(config: &Path, id: i64) -> Result<u8, FleetError> {
         .await?
     {
         say!("rollout {id} abandoned");
-        Ok(0)
+        Ok(Exit::Ok)
     } else {
         Err(FleetError::Refused(format!(
             "rollout {id} is not running: nothing to abandon"
@@ -894,7 +896,7 @@ mod tests {
 
     #[test]
     fn bad_usage_exits_2_and_everything_else_1() {
-        assert_eq!(FleetError::Usage("x".into()).exit_code(), 2);
-        assert_eq!(FleetError::Refused("x".into()).exit_code(), 1);
+        assert_eq!(FleetError::Usage("x".into()).exit(), Exit::Usage);
+        assert_eq!(FleetError::Refused("x".into()).exit(), Exit::Failed);
     }
 }

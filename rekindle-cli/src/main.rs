@@ -7,12 +7,14 @@ use std::process::ExitCode;
 mod control;
 mod daemon;
 mod demo;
+mod exit;
 #[cfg(feature = "fleet")]
 mod fleet_command;
 mod wait;
 
 use crate::control::{Request, Response};
 use crate::daemon::{ConfigSource, RunOptions};
+use crate::exit::Exit;
 use clap::{Parser, Subcommand};
 
 /// rekindle keeps storage drivers alive.
@@ -261,10 +263,10 @@ fn fleet(action: FleetAction) -> ExitCode {
         }
     });
     match result {
-        Ok(Ok(code)) => ExitCode::from(code),
+        Ok(Ok(exit)) => exit.into(),
         Ok(Err(error)) => {
             eprintln!("rekindle: {error}");
-            ExitCode::from(error.exit_code())
+            error.exit().into()
         }
         Err(error) => fail(&error),
     }
@@ -519,15 +521,15 @@ fn list<T: serde::de::DeserializeOwned + serde::Serialize>(
     } else {
         print!("{}", table(&rows));
     }
-    ExitCode::SUCCESS
+    Exit::Ok.into()
 }
 
 /// `backup create --wait` / `backup restore --wait`: starts the operation
 /// in the daemon, then follows it until it ends.
 fn wait_for(control: &std::path::Path, request: Request) -> ExitCode {
     let work = match request {
-        Request::BackupRestore { .. } => rekindle::progress::Work::Restore,
-        _ => rekindle::progress::Work::Create,
+        Request::BackupRestore { .. } => rekindle::progress::BackupWork::Restore,
+        _ => rekindle::progress::BackupWork::Create,
     };
     let accepted = match control::request(control, &request) {
         Ok(Response::Done { value }) => value,
@@ -546,7 +548,7 @@ fn wait_for(control: &std::path::Path, request: Request) -> ExitCode {
         .to_string();
     let display = crate::wait::Display::for_stdout();
     match crate::wait::follow(control, &id, &volume, work, display, &mut std::io::stdout()) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Exit::Ok.into(),
         Err(error) => fail(&error),
     }
 }
@@ -554,7 +556,7 @@ fn wait_for(control: &std::path::Path, request: Request) -> ExitCode {
 /// Prints `rekindle: <error>` and returns a failure exit code.
 fn fail(error: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("rekindle: {error}");
-    ExitCode::FAILURE
+    Exit::Failed.into()
 }
 
 /// Sends a user operation and prints its JSON result.
@@ -563,7 +565,7 @@ fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitC
         Ok(request) => request,
         Err(error) => {
             eprintln!("rekindle: {error}");
-            return ExitCode::from(2);
+            return Exit::Usage.into();
         }
     };
     match control::request(control, &request) {
@@ -572,7 +574,7 @@ fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitC
                 "{}",
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             );
-            ExitCode::SUCCESS
+            Exit::Ok.into()
         }
         Ok(Response::Error { message }) => fail(&message),
         Ok(other) => fail(&format!("unexpected answer: {other:?}")),
@@ -610,15 +612,16 @@ fn check_config(file: &std::path::Path, options: &rekindle::check::CheckOptions)
             // Written, not print!: a closed pipe must not become a panic.
             let _ = write!(std::io::stdout().lock(), "{}", result.render());
             if result.passed() {
-                ExitCode::SUCCESS
+                Exit::Ok
             } else {
-                ExitCode::FAILURE
+                Exit::Failed
             }
+            .into()
         }
         Err(error) => {
             eprintln!("{error}");
             eprintln!("rekindle check: {}: not checked", file.display());
-            ExitCode::from(2)
+            Exit::Usage.into()
         }
     }
 }
@@ -695,10 +698,15 @@ fn main() -> ExitCode {
         // Other commands keep the default actions (Ctrl-C stops them).
         rekindle::actors::signal::release_control_signals();
     }
-    // The daemon logs its lifecycle; other commands print results and only
-    // log warnings (RUST_LOG overrides both).
-    // A simulation reports everything it finds in its own output.
-    let default_level = match cli.command {
+    init_logging(&cli.command);
+    run(cli.command)
+}
+
+/// The daemon logs its lifecycle; other commands print results and only log
+/// warnings; a simulation reports everything it finds in its own output
+/// (RUST_LOG overrides all three).
+fn init_logging(command: &Command) {
+    let default_level = match command {
         Command::Run { .. } => "info",
         Command::Sim { .. } => "off",
         _ => "warn",
@@ -712,69 +720,33 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    match cli.command {
+}
+
+/// Runs one command; its exit status.
+fn run(command: Command) -> ExitCode {
+    match command {
         Command::Run {
             config,
             notifications,
             control,
             http_listen,
-        } => {
-            let options = RunOptions {
-                config: config.map_or(ConfigSource::Embedded, ConfigSource::File),
-                notifications,
-                control,
-                http_listen,
-            };
-            match daemon::run(options) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(error) => {
-                    eprintln!("rekindle: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => run_daemon(RunOptions {
+            config: config.map_or(ConfigSource::Embedded, ConfigSource::File),
+            notifications,
+            control,
+            http_listen,
+        }),
         Command::Status {
             control,
             json,
             host,
             cluster,
-        } => match control::request(&control, &Request::Status).map(|answer| match answer {
-            Response::Status(mut report) => {
-                control::filter_services(&mut report, host.as_deref(), cluster.as_deref());
-                Response::Status(report)
-            }
-            other => other,
-        }) {
-            Ok(Response::Status(report)) if json => match serde_json::to_string_pretty(&report) {
-                Ok(text) => {
-                    println!("{text}");
-                    ExitCode::SUCCESS
-                }
-                Err(error) => fail(&error),
-            },
-            Ok(Response::Status(report)) => {
-                print!("{}", control::render_status(&report));
-                ExitCode::SUCCESS
-            }
-            Ok(other) => fail(&format!("unexpected answer: {other:?}")),
-            Err(error) => fail(&error),
-        },
+        } => status(&control, json, host.as_deref(), cluster.as_deref()),
         Command::Reload {
             control,
             no_wait,
             json,
-        } => match control::request(&control, &Request::Reload { wait: !no_wait }) {
-            Ok(Response::Reload { outcome }) => {
-                if json {
-                    println!("{outcome}");
-                } else {
-                    print!("{}", control::render_reload(&outcome));
-                }
-                ExitCode::from(control::reload_exit_code(&outcome))
-            }
-            Ok(other) => fail(&format!("unexpected answer: {other:?}")),
-            Err(error) => fail(&error),
-        },
+        } => reload(&control, !no_wait, json),
         Command::Sim {
             seed,
             seeds,
@@ -786,40 +758,18 @@ fn main() -> ExitCode {
             keep_events,
             plant_bug,
             jobs,
-        } => {
-            let args = match sim_args(
-                seed,
-                seeds,
-                backends,
-                &duration,
-                &faults,
-                svg,
-                check_determinism,
-                keep_events,
-                plant_bug,
-            ) {
-                Ok(args) => rekindle::sim::cli::SimArgs { jobs, ..args },
-                Err(error) => {
-                    eprintln!("rekindle sim: {error}");
-                    return ExitCode::from(2);
-                }
-            };
-            rekindle::sim::quiet_injected_panics();
-            match rekindle::sim::cli::run(&args) {
-                Ok((text, passed)) => {
-                    print!("{text}");
-                    if passed {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    }
-                }
-                Err(error) => {
-                    eprintln!("rekindle sim: {error}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => sim(sim_args(
+            seed,
+            seeds,
+            backends,
+            &duration,
+            &faults,
+            svg,
+            check_determinism,
+            keep_events,
+            plant_bug,
+        )
+        .map(|args| rekindle::sim::cli::SimArgs { jobs, ..args })),
         Command::Check {
             max_attempts,
             config,
@@ -830,28 +780,9 @@ fn main() -> ExitCode {
             max_states,
             product,
             max_memory,
-        } => {
-            let max_memory = max_memory.unwrap_or_else(half_of_this_machine);
-            if let Some(file) = config {
-                let options = rekindle::check::CheckOptions {
-                    max_inflight,
-                    backends,
-                    dfs,
-                    plant_bug,
-                    max_states,
-                    product,
-                    max_memory,
-                    ..rekindle::check::CheckOptions::default()
-                };
-                return check_config(&file, &options);
-            }
-            if max_attempts == 0 {
-                eprintln!(
-                    "rekindle check: --max-attempts must be at least 1 (0 = unlimited has no bound)"
-                );
-                return ExitCode::from(2);
-            }
-            let options = rekindle::check::CheckOptions {
+        } => check(
+            config,
+            rekindle::check::CheckOptions {
                 max_attempts,
                 policy: None,
                 max_inflight,
@@ -860,34 +791,12 @@ fn main() -> ExitCode {
                 plant_bug,
                 max_states,
                 product,
-                max_memory,
-            };
-            let report = rekindle::check::check_with_progress(&options, &mut |progress| {
-                eprintln!("{}", progress.render());
-            });
-            print!("{}", report.render());
-            if report.violation.is_some() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
-        }
+                max_memory: max_memory.unwrap_or_else(half_of_this_machine),
+            },
+        ),
         Command::Model {
             action: ModelAction::Export { format, plant_bug },
-        } => {
-            use rekindle::check::diagram::{Format, diagram};
-            match Format::from(format) {
-                Format::Promela => print!("{}", rekindle::check::export::promela_table(plant_bug)),
-                _ if plant_bug => {
-                    eprintln!(
-                        "rekindle model export: --plant-bug changes spin's table only: use it with --format promela"
-                    );
-                    return ExitCode::from(2);
-                }
-                picture => print!("{}", diagram(picture)),
-            }
-            ExitCode::SUCCESS
-        }
+        } => model_export(format.into(), plant_bug),
         Command::Volume {
             control,
             action: VolumeAction::List { json },
@@ -916,28 +825,154 @@ fn main() -> ExitCode {
         Command::Backup { control, action } => operate(&control, Ok(backup_request(action))),
         Command::Demo => {
             print!("{}", crate::demo::scripted_lifecycle());
-            ExitCode::SUCCESS
+            Exit::Ok.into()
         }
         Command::Config {
             action: ConfigAction::Check { file },
-        } => {
-            use std::io::Write;
-            let registry = rekindle::driver::DriverRegistry::with_builtin();
-            let problems = rekindle::config::check_file(&file, &registry);
-            // Written, not println!: a closed pipe (`| head -1`) must not
-            // turn the verdict into a panic; the exit status still says it.
-            let mut out = std::io::stdout().lock();
-            if problems.is_empty() {
-                let _ = writeln!(out, "{}: no problems", file.display());
-                ExitCode::SUCCESS
-            } else {
-                for problem in &problems {
-                    let _ = writeln!(out, "{problem}");
-                }
-                ExitCode::FAILURE
-            }
-        }
+        } => config_check(&file),
         #[cfg(feature = "fleet")]
         Command::Fleet { action } => fleet(action),
+    }
+}
+
+/// `rekindle run`: the daemon, until a signal stops it.
+fn run_daemon(options: RunOptions) -> ExitCode {
+    match daemon::run(options) {
+        Ok(()) => Exit::Ok.into(),
+        Err(error) => fail(&error),
+    }
+}
+
+/// `rekindle status`: the report (only `host` / `cluster`'s services if
+/// given), as a table or JSON.
+fn status(
+    control: &std::path::Path,
+    json: bool,
+    host: Option<&str>,
+    cluster: Option<&str>,
+) -> ExitCode {
+    match control::request(control, &Request::Status) {
+        Ok(Response::Status(mut report)) => {
+            control::filter_services(&mut report, host, cluster);
+            if !json {
+                print!("{}", control::render_status(&report));
+                return Exit::Ok.into();
+            }
+            match serde_json::to_string_pretty(&report) {
+                Ok(text) => {
+                    println!("{text}");
+                    Exit::Ok.into()
+                }
+                Err(error) => fail(&error),
+            }
+        }
+        Ok(other) => fail(&format!("unexpected answer: {other:?}")),
+        Err(error) => fail(&error),
+    }
+}
+
+/// `rekindle reload`: the outcome (waited for unless `--no-wait`); exit by
+/// [`control::reload_exit`].
+fn reload(control: &std::path::Path, wait: bool, json: bool) -> ExitCode {
+    match control::request(control, &Request::Reload { wait }) {
+        Ok(Response::Reload { outcome }) => {
+            if json {
+                println!("{outcome}");
+            } else {
+                print!("{}", control::render_reload(&outcome));
+            }
+            control::reload_exit(&outcome).into()
+        }
+        Ok(other) => fail(&format!("unexpected answer: {other:?}")),
+        Err(error) => fail(&error),
+    }
+}
+
+/// `rekindle sim`: the summary; exit 1 if a seed broke an invariant, 2 for
+/// bad arguments.
+fn sim(args: Result<rekindle::sim::cli::SimArgs, String>) -> ExitCode {
+    let args = match args {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("rekindle sim: {error}");
+            return Exit::Usage.into();
+        }
+    };
+    rekindle::sim::quiet_injected_panics();
+    match rekindle::sim::cli::run(&args) {
+        Ok((text, passed)) => {
+            print!("{text}");
+            if passed { Exit::Ok } else { Exit::Failed }.into()
+        }
+        Err(error) => {
+            eprintln!("rekindle sim: {error}");
+            Exit::Failed.into()
+        }
+    }
+}
+
+/// `rekindle check`: the report; exit 1 on a violation, 2 for bad
+/// arguments. With `--config`, the file's policies instead of
+/// `--max-attempts` (see [`check_config`]).
+fn check(config: Option<PathBuf>, options: rekindle::check::CheckOptions) -> ExitCode {
+    if let Some(file) = config {
+        let defaults = rekindle::check::CheckOptions::default();
+        return check_config(
+            &file,
+            &rekindle::check::CheckOptions {
+                max_attempts: defaults.max_attempts,
+                policy: defaults.policy,
+                ..options
+            },
+        );
+    }
+    if options.max_attempts == 0 {
+        eprintln!("rekindle check: --max-attempts must be at least 1 (0 = unlimited has no bound)");
+        return Exit::Usage.into();
+    }
+    let report = rekindle::check::check_with_progress(&options, &mut |progress| {
+        eprintln!("{}", progress.render());
+    });
+    print!("{}", report.render());
+    if report.violation.is_some() {
+        Exit::Failed
+    } else {
+        Exit::Ok
+    }
+    .into()
+}
+
+/// `rekindle model export`: spin's table, or a picture of it.
+fn model_export(format: rekindle::check::diagram::Format, plant_bug: bool) -> ExitCode {
+    use rekindle::check::diagram::{Format, diagram};
+    match format {
+        Format::Promela => print!("{}", rekindle::check::export::promela_table(plant_bug)),
+        _ if plant_bug => {
+            eprintln!(
+                "rekindle model export: --plant-bug changes spin's table only: use it with --format promela"
+            );
+            return Exit::Usage.into();
+        }
+        picture => print!("{}", diagram(picture)),
+    }
+    Exit::Ok.into()
+}
+
+/// `rekindle config check FILE`: every problem, one a line; exit 1 if any.
+fn config_check(file: &std::path::Path) -> ExitCode {
+    use std::io::Write;
+    let registry = rekindle::driver::DriverRegistry::with_builtin();
+    let problems = rekindle::config::check_file(file, &registry);
+    // Written, not println!: a closed pipe (`| head -1`) must not
+    // turn the verdict into a panic; the exit status still says it.
+    let mut out = std::io::stdout().lock();
+    if problems.is_empty() {
+        let _ = writeln!(out, "{}: no problems", file.display());
+        Exit::Ok.into()
+    } else {
+        for problem in &problems {
+            let _ = writeln!(out, "{problem}");
+        }
+        Exit::Failed.into()
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::control::{self, ControlError, Request, Response};
-use rekindle::progress::Work;
+use rekindle::progress::BackupWork;
 use rekindle::table::human_size;
 
 /// How often the record is read.
@@ -76,13 +76,13 @@ struct Seen {
     known: bool,
 }
 
-fn read(value: &Value, work: Work) -> Seen {
+fn read(value: &Value, work: BackupWork) -> Seen {
     let status = value["status"].as_str().unwrap_or_default().to_string();
     let operation = &value["operation"];
     let running = operation["state"] == "running"
         || matches!(
             (work, status.as_str()),
-            (Work::Create, "creating") | (Work::Restore, "restoring")
+            (BackupWork::Create, "creating") | (BackupWork::Restore, "restoring")
         );
     let progress = &value["progress"];
     Seen {
@@ -128,7 +128,7 @@ pub fn follow(
     control: &Path,
     backup_id: &str,
     volume_id: &str,
-    work: Work,
+    work: BackupWork,
     display: Display,
     out: &mut dyn Write,
 ) -> Result<(), WaitError> {
@@ -138,8 +138,8 @@ pub fn follow(
         reason,
     };
     let label = match work {
-        Work::Create => format!("backup {backup_id}: create from {volume_id}"),
-        Work::Restore => format!("backup {backup_id}: restore into {volume_id}"),
+        BackupWork::Create => format!("backup {backup_id}: create from {volume_id}"),
+        BackupWork::Restore => format!("backup {backup_id}: restore into {volume_id}"),
     };
     let bar = (display == Display::Bar).then(|| {
         let bar = indicatif::ProgressBar::with_draw_target(
@@ -178,10 +178,10 @@ pub fn follow(
     };
     let failed = match (work, &seen.error) {
         (_, Some(reason)) => Some(reason.clone()),
-        (Work::Create, None) if seen.status != "available" => {
+        (BackupWork::Create, None) if seen.status != "available" => {
             Some(format!("the backup is {}", seen.status))
         }
-        (Work::Restore, None) if !seen.known => {
+        (BackupWork::Restore, None) if !seen.known => {
             return Err(lost(
                 "the daemon no longer knows it (restarted?); read the volume's status".to_string(),
             ));
@@ -199,8 +199,8 @@ pub fn follow(
         });
     }
     let outcome = match work {
-        Work::Create => "available",
-        Work::Restore => "restored",
+        BackupWork::Create => "available",
+        BackupWork::Restore => "restored",
     };
     let text = format!(
         "{}: {outcome}",

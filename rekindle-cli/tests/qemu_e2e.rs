@@ -166,10 +166,11 @@ fn kill_9_in_the_middle_of_a_backup_is_resolved_at_restart() {
         .stderr(Stdio::null())
         .spawn()
         .expect("backup starts");
-    // Wait until chunks are being written, then kill -9 the daemon.
+    // Wait until chunks are being written (seen, not assumed), then kill -9
+    // the daemon.
     let dir = node.dir.join("backups");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
         let writing = std::fs::read_dir(&dir)
             .ok()
             .and_then(|mut d| d.find_map(Result::ok))
@@ -177,6 +178,11 @@ fn kill_9_in_the_middle_of_a_backup_is_resolved_at_restart() {
         if writing {
             break;
         }
+        assert!(
+            Instant::now() < deadline,
+            "the backup never began writing chunks in {}",
+            dir.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let status = Command::new("kill")

@@ -12,7 +12,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::driver_actor::{
-    DriverActor, Reload, Remove, Settled, Shell, Shutdown, Start, WhenSettled,
+    DriverActor, ReloadBackend, Remove, Settled, Shell, Shutdown, Start, WhenSettled,
 };
 use super::publisher::{Publisher, Track, Untrack};
 use super::scheduler::{ForgetBackend, Scheduler};
@@ -431,7 +431,7 @@ impl Controller {
             let Some(addr) = self.drivers.get(&name) else {
                 continue;
             };
-            addr.do_send(Reload {
+            addr.do_send(ReloadBackend {
                 config,
                 spec: backend.spec,
                 policy: backend.policy,

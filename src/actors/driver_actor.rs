@@ -19,13 +19,13 @@ use crate::lifecycle::{
 use crate::notify::Notifier;
 use crate::status::{BackendStatus, InFlight, StaleConfig, StatusBoard};
 
-use super::driver_call::{CallSlot, DriverCall, Started, WrongKind, guarded, panicked};
+use super::driver_call::{CallSlot, DriverCall, FirstPoll, WrongKind, guarded, panicked};
 pub use super::operation::{Operation, OperationError, OperationOutput};
 use super::scheduler::CapabilitiesReport;
 
 /// One step of one backend's lifecycle, as seen by an [`Observer`].
 #[derive(Debug)]
-pub enum Observation<'a> {
+pub enum Observed<'a> {
     /// An accepted transition.
     Transition {
         /// The backend.
@@ -53,7 +53,7 @@ pub enum Observation<'a> {
 }
 
 /// Sees every step of every driver actor (simulator, invariant checks).
-pub type Observer = std::rc::Rc<dyn Fn(&Observation<'_>)>;
+pub type Observer = std::rc::Rc<dyn Fn(&Observed<'_>)>;
 
 /// What every driver actor shares with the rest of the shell.
 #[derive(Clone)]
@@ -128,7 +128,7 @@ pub struct Remove;
 /// A reload: the backend's new spec, its policy, and whether it changed.
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "()")]
-pub struct Reload {
+pub struct ReloadBackend {
     /// Which config.
     pub config: ConfigId,
     /// The backend's spec in that config.
@@ -249,7 +249,7 @@ impl DriverActor {
                 let before = self.lifecycle.clone();
                 match self.lifecycle.apply_into(event.clone(), now, &mut effects) {
                     Ok(()) => {
-                        observer(&Observation::Transition {
+                        observer(&Observed::Transition {
                             backend: &self.spec.backend,
                             at: now,
                             before: &before,
@@ -259,7 +259,7 @@ impl DriverActor {
                         });
                     }
                     Err(refused) => {
-                        observer(&Observation::Refused {
+                        observer(&Observed::Refused {
                             backend: &self.spec.backend,
                             at: now,
                             refused: &refused,
@@ -643,11 +643,13 @@ fn backup_notification(
     now: Moment,
     n: &Notification,
 ) {
-    use crate::event::{BackupInitFailure, Event};
+    // The engine's notification events, not the core's input events this
+    // module otherwise speaks of.
+    use crate::event::{self, BackupInitFailure};
     let event = match n {
-        Notification::InitEnd { attempt } => Event::BackupInitSuccess { attempt: *attempt },
+        Notification::InitEnd { attempt } => event::Event::BackupInitSuccess { attempt: *attempt },
         Notification::InitError { attempt, error } => {
-            Event::BackupInitFailure(BackupInitFailure::Attempt {
+            event::Event::BackupInitFailure(BackupInitFailure::Attempt {
                 attempt: *attempt,
                 class: error.class().as_str().to_string(),
                 message: error.to_string(),
@@ -711,9 +713,9 @@ impl Handler<Remove> for DriverActor {
     }
 }
 
-impl Handler<Reload> for DriverActor {
+impl Handler<ReloadBackend> for DriverActor {
     type Result = ();
-    fn handle(&mut self, msg: Reload, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: ReloadBackend, ctx: &mut Context<Self>) {
         if !msg.changed {
             // The file's section is the config this backend runs on.
             self.set_stale_config(None);
@@ -775,7 +777,7 @@ impl Handler<Operation> for DriverActor {
             // A driver call that completes on its first poll is finished
             // inline, without a round through the context (nobody can see
             // the count between in and out: it is not published).
-            Started::Finished(result) => {
+            FirstPoll::Finished(result) => {
                 if let Err(refused) = self.count_operation(false, ctx) {
                     tracing::error!(backend = %self.spec.backend, %refused, "operation finish refused");
                 }
@@ -786,7 +788,7 @@ impl Handler<Operation> for DriverActor {
             // done.
             // Its deadline is watched: past it, the call is abandoned, the
             // operation fails in words and the backend has lost its health.
-            Started::Running(call) => {
+            FirstPoll::Running(call) => {
                 self.publish_in_flight();
                 let epoch = match self.lifecycle.state() {
                     crate::lifecycle::State::Ready(r) => r.epoch,

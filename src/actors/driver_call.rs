@@ -138,7 +138,7 @@ async fn perform(call: DriverCall) -> CallResult {
 }
 
 /// How a started call went on its first poll.
-pub enum Started {
+pub enum FirstPoll {
     /// It finished (a panic is already a recoverable [`DriverError`]).
     Finished(CallResult),
     /// It is still running; poll this to its end (panics still unwind out
@@ -156,7 +156,7 @@ pub struct CallSlot {
 impl CallSlot {
     /// Starts `call` and polls it once (with a waker that does nothing: a
     /// pending call is polled again, with the real waker, by its runner).
-    pub fn start(&mut self, call: DriverCall) -> Started {
+    pub fn start(&mut self, call: DriverCall) -> FirstPoll {
         self.slot
             .get_or_insert_with(|| {
                 Box::new(Reused {
@@ -171,7 +171,7 @@ impl CallSlot {
 /// [`CallSlot`]'s erased implementation: the future type of [`perform`]
 /// cannot be named in a struct field, so it is a type parameter here.
 trait StartCall {
-    fn start(&mut self, call: DriverCall) -> Started;
+    fn start(&mut self, call: DriverCall) -> FirstPoll;
 }
 
 /// A spare box for the call future. Between calls it holds the last
@@ -187,7 +187,7 @@ where
     F: Future<Output = CallResult> + 'static,
     P: Fn(DriverCall) -> F,
 {
-    fn start(&mut self, call: DriverCall) -> Started {
+    fn start(&mut self, call: DriverCall) -> FirstPoll {
         let future = (self.perform)(call);
         let mut slot = match self.spare.take() {
             Some(mut spare) => {
@@ -201,11 +201,11 @@ where
         match polled {
             Ok(Poll::Ready(result)) => {
                 self.spare = Some(slot);
-                Started::Finished(result)
+                FirstPoll::Finished(result)
             }
-            Ok(Poll::Pending) => Started::Running(slot),
+            Ok(Poll::Pending) => FirstPoll::Running(slot),
             // A future that panicked is not polled or reused again.
-            Err(panic) => Started::Finished(Err(panicked(panic))),
+            Err(panic) => FirstPoll::Finished(Err(panicked(panic))),
         }
     }
 }
@@ -317,10 +317,10 @@ mod tests {
         slot.spare.as_ref().map(|b| &**b as *const F)
     }
 
-    fn finished(started: Started) -> CallResult {
+    fn finished(started: FirstPoll) -> CallResult {
         match started {
-            Started::Finished(result) => result,
-            Started::Running(_) => panic!("expected the call to finish on its first poll"),
+            FirstPoll::Finished(result) => result,
+            FirstPoll::Running(_) => panic!("expected the call to finish on its first poll"),
         }
     }
 
@@ -343,7 +343,7 @@ mod tests {
     fn a_pending_call_takes_the_box_and_finishes_when_polled_again() {
         let mut slot = reused(perform);
         finished(slot.start(create("instant"))).expect("instant call");
-        let Started::Running(running) = slot.start(create("slow")) else {
+        let FirstPoll::Running(running) = slot.start(create("slow")) else {
             panic!("a slow call is still running after its first poll");
         };
         assert_eq!(spare_at(&slot), None, "the running call took the box");
@@ -383,7 +383,7 @@ mod tests {
     #[test]
     fn a_panic_after_the_first_poll_unwinds_out_of_the_running_call() {
         let mut slot = reused(perform);
-        let Started::Running(running) = slot.start(create("late-panic")) else {
+        let FirstPoll::Running(running) = slot.start(create("late-panic")) else {
             panic!("still running after its first poll");
         };
         let caught = std::panic::catch_unwind(AssertUnwindSafe(|| {

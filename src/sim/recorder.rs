@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::actors::driver_actor::Observation;
+use crate::actors::driver_actor::Observed;
 use crate::actors::{OperationError, OperationOutput};
 use crate::driver::DriverRegistry;
 use crate::driver::fault::{Probe, Probes};
@@ -200,9 +200,9 @@ impl Recorder {
     }
 
     /// Observes one step of one driver actor.
-    pub fn observe(&mut self, observation: &Observation<'_>) {
+    pub fn observe(&mut self, observation: &Observed<'_>) {
         match observation {
-            Observation::Transition {
+            Observed::Transition {
                 backend,
                 at,
                 before,
@@ -210,7 +210,7 @@ impl Recorder {
                 after,
                 effects,
             } => self.transition(backend, *at, before, event, after, effects),
-            Observation::Refused {
+            Observed::Refused {
                 backend,
                 at,
                 refused,
@@ -506,7 +506,7 @@ mod tests {
         let before = ready();
         let event = Event::OperationStarted;
         let (after, effects) = before.step(event.clone(), Moment::ZERO).expect("accepted");
-        let observation = Observation::Transition {
+        let observation = Observed::Transition {
             backend: "backup",
             at: Moment::ZERO,
             before: &before,
@@ -528,7 +528,7 @@ mod tests {
             recorder.violations
         );
         // Another backend's health is its own.
-        recorder.observe(&Observation::Transition {
+        recorder.observe(&Observed::Transition {
             backend: "other",
             at: Moment::ZERO,
             before: &before,
