@@ -99,19 +99,30 @@ const IMPURE: [&str; 10] = [
     "rustix",
 ];
 
-#[test]
-fn the_core_links_no_runtime_clock_or_io_crate() {
-    let tree = tree_of("rekindle-core", None);
+/// The crates of `banned` in `package`'s tree (which must hold `expected`,
+/// so an empty answer from `cargo tree` is never taken for a clean tree).
+fn banned_in(
+    package: &str,
+    expected: &str,
+    banned: &[&'static str],
+) -> (Vec<&'static str>, String) {
+    let tree = tree_of(package, None);
     let names = crate_names(&tree);
     assert!(
-        names.contains(&"thiserror"),
-        "unexpected cargo tree output:\n{tree}"
+        names.contains(&expected),
+        "unexpected cargo tree output for {package}:\n{tree}"
     );
-    let found: Vec<&str> = IMPURE
+    let found = banned
         .iter()
         .copied()
         .filter(|name| names.contains(name))
         .collect();
+    (found, tree)
+}
+
+#[test]
+fn the_core_links_no_runtime_clock_or_io_crate() {
+    let (found, tree) = banned_in("rekindle-core", "thiserror", &IMPURE);
     assert!(
         found.is_empty(),
         "rekindle-core pulls {found:?}: the core is pure (no runtime, clock or I/O); \
@@ -127,17 +138,7 @@ fn crate_names(tree: &str) -> Vec<&str> {
 
 #[test]
 fn without_feature_flags_no_crate_of_the_binary_sqlite_a_database_client_or_systemd_is_built() {
-    let tree = lean_tree(None);
-    let names = crate_names(&tree);
-    assert!(
-        names.contains(&"actix"),
-        "unexpected cargo tree output:\n{tree}"
-    );
-    let found: Vec<&str> = FORBIDDEN
-        .iter()
-        .copied()
-        .filter(|name| names.contains(name))
-        .collect();
+    let (found, tree) = banned_in("rekindle", "actix", &FORBIDDEN);
     assert!(
         found.is_empty(),
         "`rekindle` without feature flags pulls {found:?}: put them behind their feature\n{tree}"
