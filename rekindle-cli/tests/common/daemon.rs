@@ -7,7 +7,7 @@
 #![allow(dead_code)] // each suite uses a part
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -205,22 +205,6 @@ impl Daemon {
     /// Sends `signal` (`-HUP`, `-TERM`, ...).
     pub fn signal(&self, signal: &str) {
         kill(self.pid(), signal);
-    }
-
-    /// Waits for it to exit by itself (at most [`PATIENCE`]).
-    pub fn exit_status(&mut self) -> ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon did not exit; log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 
