@@ -878,7 +878,7 @@ pub fn state_dir(source: &ConfigSource) -> Result<Option<PathBuf>, String> {
 
 /// `[database] connection`, checked as far as it can be without a
 /// connection: a dialect this build speaks, and for MariaDB the URL's
-/// parts and parameters (`crate::store::mariadb::connect_options`).
+/// parts and parameters (`crate::records::mariadb::connect_options`).
 fn database_url(url: &str) -> Result<(), String> {
     use crate::fleet::database::Dialect;
     let dialect = Dialect::of(url)?;
@@ -887,7 +887,7 @@ fn database_url(url: &str) -> Result<(), String> {
     }
     #[cfg(feature = "mariadb")]
     if dialect == Dialect::MariaDb {
-        crate::store::mariadb::connect_options(url)?;
+        crate::records::mariadb::connect_options(url)?;
     }
     Ok(())
 }

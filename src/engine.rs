@@ -122,7 +122,10 @@ pub struct EngineBuilder {
     clock: Option<ServiceClock>,
     systemd: Systemd,
     #[cfg(feature = "sqlite")]
-    records: Option<Rc<crate::records::Records>>,
+    records: Option<(
+        Rc<dyn crate::records::RecordStore>,
+        Rc<dyn crate::records::ServiceRows>,
+    )>,
 }
 
 /// The engine: [`Engine::builder`] is where every embedding starts.
@@ -362,10 +365,15 @@ impl EngineBuilder {
         self
     }
 
-    /// Durable records (service rows; the qemu driver's exports). Feature `sqlite`.
+    /// Durable records: this host's service rows, written on each
+    /// heartbeat, and the qemu driver's exports (a
+    /// [`crate::records::SqliteStore`], or your own store). Feature `sqlite`.
     #[cfg(feature = "sqlite")]
-    pub fn records(mut self, records: Rc<crate::records::Records>) -> Self {
-        self.records = Some(records);
+    pub fn records<R>(mut self, records: Rc<R>) -> Self
+    where
+        R: crate::records::RecordStore + crate::records::ServiceRows + 'static,
+    {
+        self.records = Some((records.clone(), records));
         self
     }
 
@@ -397,7 +405,7 @@ impl EngineBuilder {
             notifier.subscribe(subscriber);
         }
         #[cfg(feature = "sqlite")]
-        let builtin = || DriverRegistry::with_records(self.records.clone());
+        let builtin = || DriverRegistry::with_records(self.records.as_ref().map(|r| r.0.clone()));
         #[cfg(not(feature = "sqlite"))]
         let builtin = DriverRegistry::with_builtin;
         let mut registry = self.registry.unwrap_or_else(builtin);
@@ -408,7 +416,7 @@ impl EngineBuilder {
         shell.service_rows = self.service_rows;
         #[cfg(feature = "sqlite")]
         let shell = Shell {
-            records: self.records,
+            records: self.records.map(|r| r.1),
             ..shell
         };
         let seed = jitter_seed(

@@ -106,12 +106,12 @@
 //! - `qemu`: the `qemu` volume driver; it records its exports, so it implies `sqlite`.
 //! - `posix`: the `posix` backup driver.
 //! - `systemd`: sd_notify readiness; without it [`systemd::Systemd`] never sends.
-//! - `fleet`: fleet mode whatever the database: `store::FleetStore`, the
+//! - `fleet`: fleet mode whatever the database: `records::FleetStore`, the
 //!   fleet's member, listener and rollouts; implies `sqlite`. Turned on by:
 //! - `postgres`: fleet records in PostgreSQL (`[database] connection =
-//!   postgresql://...`): `store::postgres`.
+//!   postgresql://...`): `records::postgres`.
 //! - `mariadb`: fleet records in MariaDB or MySQL (`[database] connection =
-//!   mysql+pymysql://...`, Cinder's form): `store::mariadb`, on sqlx.
+//!   mysql+pymysql://...`, Cinder's form): `records::mariadb`, on sqlx.
 //! - `http`: the daemon's `http_listen` (`http`): Prometheus metrics
 //!   (`metrics`, on prometheus-client) and the `/healthz` and `/readyz`
 //!   probes, served by hyper.
@@ -146,11 +146,7 @@ pub mod records;
 pub mod refusal;
 pub mod runtime;
 pub mod sim;
-#[cfg(feature = "sqlite")]
-pub mod state_dir;
 pub mod status;
-#[cfg(feature = "sqlite")]
-pub mod store;
 pub mod systemd;
 // Plumbing of the `rekindle` binary, not public API: hidden, may change.
 #[doc(hidden)]

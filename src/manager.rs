@@ -18,9 +18,8 @@ use crate::event::Event;
 use crate::lifecycle::StateName;
 use crate::listing::{BackupListRow, VolumeListRow};
 use crate::progress::{BackupWork, Operations, Report, Reporter};
-use crate::records::RecordsError;
-use crate::store::{End, Source};
-use crate::store::{RecordStore, StoreError};
+use crate::records::{End, Source};
+use crate::records::{RecordStore, RecordsError};
 
 /// Why a user operation failed.
 #[derive(Debug, Error)]
@@ -38,7 +37,7 @@ pub enum ManagerError {
     /// The records database failed (or cannot be reached: a recoverable
     /// failure of the records, named with the database).
     #[error(transparent)]
-    Records(#[from] StoreError),
+    Records(#[from] RecordsError),
     /// In a fleet, this host lost the work while its driver ran (it was
     /// paused, or cut off from the database, for longer than
     /// `service_down_time`) and a survivor resolved the record: that
@@ -91,12 +90,6 @@ pub enum ManagerError {
         /// Where the outcome is kept, in words.
         kept_in: String,
     },
-}
-
-impl From<RecordsError> for ManagerError {
-    fn from(e: RecordsError) -> Self {
-        ManagerError::Records(StoreError::Sqlite(e))
-    }
 }
 
 /// Carries out user operations for one service.
@@ -315,7 +308,7 @@ impl Manager {
     async fn begin(&self, kind: &str, id: &str, status: &str) -> Result<(), ManagerError> {
         #[cfg(feature = "fleet")]
         if let Some(member) = self.member() {
-            let work = crate::store::cluster::Work {
+            let work = crate::records::cluster::Work {
                 kind: kind.to_string(),
                 id: id.to_string(),
                 status: status.to_string(),
@@ -340,7 +333,7 @@ impl Manager {
         let to = end.status.as_str();
         #[cfg(feature = "fleet")]
         if let Some(member) = self.member() {
-            let work = crate::store::cluster::Work {
+            let work = crate::records::cluster::Work {
                 kind: kind.to_string(),
                 id: id.to_string(),
                 status: from.to_string(),

@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Db, Server};
-use rekindle::records::{ExportRow, Records};
+use rekindle::records::{ExportRow, SqliteStore};
+use rekindle::records::{RecordStore, RecordsError, ServicePut, connect};
 use rekindle::runtime::run_real;
-use rekindle::store::{RecordStore, ServicePut, StoreError, connect};
 
 /// The contract, run against one store.
 async fn contract(store: &dyn RecordStore) {
@@ -177,7 +177,7 @@ async fn contract(store: &dyn RecordStore) {
 #[test]
 fn the_embedded_records_keep_the_contract() {
     run_real(async {
-        let records = Records::in_memory().expect("sqlite");
+        let records = SqliteStore::in_memory().expect("sqlite");
         contract(&records).await;
     })
     .expect("runtime");
@@ -247,7 +247,7 @@ fn a_hosts_service_rows_are_written_in_one_statement_as_put_service_does(db: Db)
             ])
             .await
             .expect("beat");
-        let states = |rows: Vec<rekindle::store::ServiceRow>| {
+        let states = |rows: Vec<rekindle::records::ServiceRow>| {
             rows.into_iter()
                 .map(|r| (r.host, r.backend, r.binary, r.state))
                 .collect::<Vec<_>>()
@@ -320,7 +320,10 @@ fn a_database_outage_is_an_error_naming_it_and_work_resumes_when_it_returns(db: 
         let started = std::time::Instant::now();
         let error = store.volumes().await.expect_err("the server is down");
         assert!(started.elapsed() < Duration::from_secs(8), "no hang");
-        assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+        assert!(
+            matches!(error, RecordsError::Unavailable { .. }),
+            "{error:?}"
+        );
         assert!(error.to_string().contains("127.0.0.1"), "{error}");
         // The pooled connection is found closed; a new one is refused.
         if db == Db::Postgres {
@@ -359,7 +362,7 @@ fn a_bad_url_or_a_closed_port_says_what_is_wrong_without_the_password() {
         };
         let error = refused("oracle://scott:hunter2@db/orcl").await;
         let said = error.to_string();
-        assert!(matches!(error, StoreError::BadUrl { .. }), "{error:?}");
+        assert!(matches!(error, RecordsError::BadUrl { .. }), "{error:?}");
         assert!(
             said.contains("postgresql://") && said.contains("mysql+pymysql://"),
             "{said}"
@@ -370,7 +373,10 @@ fn a_bad_url_or_a_closed_port_says_what_is_wrong_without_the_password() {
             "mysql+pymysql://rekindle:hunter2@127.0.0.1:1/cinder",
         ] {
             let error = refused(url).await;
-            assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+            assert!(
+                matches!(error, RecordsError::Unavailable { .. }),
+                "{error:?}"
+            );
             let said = error.to_string();
             assert!(said.contains("127.0.0.1:1"), "{said}");
             assert!(said.contains("refused"), "says why: {said}");
@@ -404,7 +410,7 @@ fn a_write_is_never_committed_after_its_deadline_cut_it_off(db: Db) {
         let write = store.insert_volume("v-late", "b", 1, "creating").await;
         common::signal(&pids, "-CONT");
         match write {
-            Err(StoreError::Unavailable { reason, .. }) => {
+            Err(RecordsError::Unavailable { reason, .. }) => {
                 assert!(reason.contains("no answer within 5s"), "{reason}")
             }
             other => panic!("a frozen server's write is refused by its deadline: {other:?}"),
@@ -434,7 +440,7 @@ fn another_applications_database_is_refused_and_left_untouched(db: Db) {
     })
     .expect("runtime");
     let said = error.to_string();
-    assert!(matches!(error, StoreError::Query { .. }), "{error:?}");
+    assert!(matches!(error, RecordsError::Query { .. }), "{error:?}");
     assert!(
         said.contains("(services, volumes)")
             && said.contains("give rekindle a database of its own"),

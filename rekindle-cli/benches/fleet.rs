@@ -38,9 +38,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{Db, Server};
+use rekindle::records::cluster::Epoch;
+use rekindle::records::{FleetStore, ServicePut};
 use rekindle::runtime::run_real;
-use rekindle::store::cluster::Epoch;
-use rekindle::store::{FleetStore, ServicePut};
 
 /// The copy of the binary this run uses.
 static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -489,7 +489,7 @@ fn heartbeat_cpu(url: &str, postmaster: u32, run: Duration, per_row: bool) -> (f
     run_real(async move {
         let mut hosts = Vec::new();
         for h in 0..HOSTS {
-            let store = rekindle::store::connect(&url, Duration::from_secs(25))
+            let store = rekindle::records::connect(&url, Duration::from_secs(25))
                 .await
                 .expect("connect");
             let host = format!("sim-{h:03}");

@@ -41,7 +41,7 @@ pub enum DaemonError {
     Records(#[from] rekindle::records::RecordsError),
     /// The state dir is another daemon's, or cannot be made.
     #[error(transparent)]
-    StateDir(#[from] rekindle::state_dir::StateDirError),
+    StateDir(#[from] rekindle::records::state_dir::StateDirError),
     /// The outcomes a fleet host kept for the database cannot be read.
     #[cfg(feature = "fleet")]
     #[error(transparent)]
@@ -81,7 +81,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // The state dir is this daemon's before anything reads or changes
         // it (recovery, exports): a second daemon on it exits here.
         let _state_dir = match &config.state_dir {
-            Some(dir) => Some(rekindle::state_dir::StateDirLock::acquire(dir)?),
+            Some(dir) => Some(rekindle::records::state_dir::StateDirLock::acquire(dir)?),
             None => None,
         };
         // Bound before anything starts: a busy or impossible path refuses
@@ -102,8 +102,8 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             .clone()
             .map(|url| (url, config.service_down_time, config.host.clone()));
         let records = match &config.state_dir {
-            Some(dir) => rekindle::records::Records::open(dir)?,
-            None => rekindle::records::Records::in_memory()?,
+            Some(dir) => rekindle::records::SqliteStore::open(dir)?,
+            None => rekindle::records::SqliteStore::in_memory()?,
         };
         let records = std::rc::Rc::new(records);
         // In a fleet, the host joins the database in the background: the
@@ -247,7 +247,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
 fn spawn_metrics_refresh(
     metrics: std::rc::Rc<rekindle::metrics::Metrics>,
     manager: rekindle::manager::Manager,
-    records: std::rc::Rc<rekindle::records::Records>,
+    records: std::rc::Rc<dyn rekindle::records::RecordStore>,
     board: rekindle::status::StatusBoard,
     (report_interval, service_down_time): (std::time::Duration, std::time::Duration),
 ) {
@@ -258,13 +258,16 @@ fn spawn_metrics_refresh(
         let mut fleet = rekindle::metrics::FleetView::default();
         loop {
             ticks.tick().await;
-            let exports = board
-                .backends()
-                .iter()
-                .filter(|b| b.kind == rekindle::driver::Kind::Volume)
-                .map(|b| records.exports(&b.name).map(|e| e.len() as u64))
-                .sum::<Result<u64, _>>()
-                .ok();
+            let mut exports = Some(0);
+            for backend in board.backends() {
+                if backend.kind != rekindle::driver::Kind::Volume {
+                    continue;
+                }
+                exports = match (exports, records.exports(&backend.name).await) {
+                    (Some(n), Ok(rows)) => Some(n + rows.len() as u64),
+                    _ => None,
+                };
+            }
             metrics.set_exports_alive(exports);
             #[cfg(feature = "fleet")]
             if let Some(member) = manager.member() {
@@ -276,7 +279,7 @@ fn spawn_metrics_refresh(
                 if let Ok(rollouts) = store.rollouts().await {
                     fleet.rollouts_running = rollouts
                         .iter()
-                        .filter(|r| r.state == rekindle::store::rollouts::RolloutState::Running)
+                        .filter(|r| r.state == rekindle::records::rollouts::RolloutState::Running)
                         .count() as u64;
                 }
                 fleet.fenced = member.fenced().is_some();
@@ -359,7 +362,7 @@ fn spawn_join(
     manager: rekindle::manager::Manager,
     handles: rekindle::actors::Handles,
 ) {
-    use rekindle::store::StoreError;
+    use rekindle::records::RecordsError;
     actix::spawn(async move {
         let mut pending = Some(pending);
         let member = loop {
@@ -378,7 +381,7 @@ fn spawn_join(
                             .renewing_every(config.report_interval, config.service_down_time),
                     );
                 }
-                Err(error @ StoreError::Unavailable { .. }) => {
+                Err(error @ RecordsError::Unavailable { .. }) => {
                     tracing::warn!(%error, "waiting for the fleet database");
                     actix::clock::sleep(std::time::Duration::from_secs(2)).await;
                 }
@@ -394,9 +397,9 @@ fn spawn_join(
         // fleet's (else this host would be missing from it until its next
         // heartbeat).
         let own = handles.shell.board.services();
-        let puts: Vec<rekindle::store::ServicePut<'_>> = own
+        let puts: Vec<rekindle::records::ServicePut<'_>> = own
             .iter()
-            .map(|s| rekindle::store::ServicePut {
+            .map(|s| rekindle::records::ServicePut {
                 backend: &s.backend,
                 binary: &s.binary,
                 host: &s.host,

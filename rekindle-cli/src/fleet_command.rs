@@ -17,9 +17,9 @@ use thiserror::Error;
 use crate::exit::Exit;
 
 use rekindle::fleet::rollout::{HostPhase, Observation, Outcome, Rollout, Wait};
-use rekindle::store::requests::RequestId;
-use rekindle::store::rollouts::{HostRecord, RolloutRow, RolloutState};
-use rekindle::store::{FleetStore, StoreError};
+use rekindle::records::requests::RequestId;
+use rekindle::records::rollouts::{HostRecord, RolloutRow, RolloutState};
+use rekindle::records::{FleetStore, RecordsError};
 
 /// Prints a line on stdout; a closed pipe (`| head -3`) is not a panic.
 macro_rules! say {
@@ -47,7 +47,7 @@ pub enum FleetError {
     Usage(String),
     /// The records database failed (exit 1).
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] RecordsError),
     /// The request was refused (exit 1): a rollout is already running,
     /// there is nothing to reload or resume, ...
     #[error("{0}")]
@@ -94,7 +94,7 @@ async fn open(config: &Path) -> Result<(Rc<dyn FleetStore>, Duration), FleetErro
             config.display()
         )));
     };
-    let store = rekindle::store::connect(&url, loaded.service_down_time).await?;
+    let store = rekindle::records::connect(&url, loaded.service_down_time).await?;
     Ok((store, loaded.service_down_time))
 }
 
@@ -432,7 +432,7 @@ impl Driver<'_> {
                     }
                 }
                 Ok(false) => {}
-                Err(FleetError::Store(StoreError::Unavailable { url, reason })) => {
+                Err(FleetError::Store(RecordsError::Unavailable { url, reason })) => {
                     eprintln!(
                         "rekindle: records database {url} is unavailable ({reason}); retrying"
                     );
@@ -543,7 +543,7 @@ impl Driver<'_> {
         loop {
             match self.save(state, &message).await {
                 Ok(()) => break,
-                Err(FleetError::Store(StoreError::Unavailable { url, reason })) => {
+                Err(FleetError::Store(RecordsError::Unavailable { url, reason })) => {
                     eprintln!(
                         "rekindle: records database {url} is unavailable ({reason}); retrying"
                     );

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Db, Server};
+use rekindle::records::FleetStore;
+use rekindle::records::requests::Answer;
 use rekindle::runtime::run_real;
-use rekindle::store::FleetStore;
-use rekindle::store::requests::Answer;
 
 use daemon::{BIN, Daemon};
 
@@ -58,7 +58,7 @@ fn a_daemon_reloads_its_own_file_on_a_request_and_answers_with_the_report(db: Db
     let url = server.url.clone();
     let config = daemon.dir.join("cinder.conf");
     run_real(async move {
-        let store = rekindle::store::connect(&url, Duration::from_secs(60))
+        let store = rekindle::records::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         let answer = ask(&*store, "node-a").await;
@@ -106,7 +106,7 @@ fn a_daemon_started_while_the_database_is_down_answers_once_it_is_back(db: Db) {
     server.start_again();
     let url = server.url.clone();
     run_real(async move {
-        let store = rekindle::store::connect(&url, Duration::from_secs(60))
+        let store = rekindle::records::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         let answer = ask(&*store, "node-a").await;
@@ -125,7 +125,7 @@ fn heartbeats(url: &str, hosts: &[&str]) -> (Arc<AtomicBool>, std::thread::JoinH
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
         run_real(async move {
-            let store = rekindle::store::connect(&url, Duration::from_secs(60))
+            let store = rekindle::records::connect(&url, Duration::from_secs(60))
                 .await
                 .expect("connect");
             for host in &hosts {
@@ -179,7 +179,7 @@ fn fleet_reload_rolls_over_two_real_daemons_and_halts_at_a_broken_file(db: Db) {
     // Nothing changed: no backend to wait for beyond min_ready.
     let url = server.url.clone();
     let hosts = run_real(async move {
-        let store = rekindle::store::connect(&url, Duration::from_secs(60))
+        let store = rekindle::records::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         store.rollouts().await.expect("rollouts")[0].hosts.clone()

@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{Db, Server};
+use rekindle::records::requests::Answer;
 use rekindle::runtime::run_real;
-use rekindle::store::requests::Answer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
 
@@ -53,7 +53,7 @@ impl Fakes {
             let bad = bad.map(str::to_string);
             std::thread::spawn(move || {
                 run_real(async move {
-                    let store = rekindle::store::connect(&url, Duration::from_secs(60))
+                    let store = rekindle::records::connect(&url, Duration::from_secs(60))
                         .await
                         .expect("fake hosts connect");
                     let mut down_until: Vec<Option<Instant>> = vec![None; hosts.len()];
@@ -319,14 +319,14 @@ fn a_killed_rollout_resumes_without_asking_done_hosts_again(db: Db) {
     first.wait().expect("reaped");
     let url = server.url.clone();
     let (id, state) = run_real(async move {
-        let store = rekindle::store::connect(&url, Duration::from_secs(60))
+        let store = rekindle::records::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         let rows = store.rollouts().await.expect("rollouts");
         (rows[0].id, rows[0].state)
     })
     .expect("runtime");
-    assert_eq!(state, rekindle::store::rollouts::RolloutState::Running);
+    assert_eq!(state, rekindle::records::rollouts::RolloutState::Running);
     // A new rollout is refused while this one is running.
     let refused = rekindle(&["fleet", "reload", "--config", config_arg]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
@@ -368,7 +368,7 @@ fn abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests(db: Db) {
     let config_arg = config.to_str().expect("utf-8 path");
     let url = server.url.clone();
     let id = run_real(async move {
-        let store = rekindle::store::connect(&url, Duration::from_secs(60))
+        let store = rekindle::records::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         store.register_host("node-1", "c1").await.expect("register");
@@ -388,7 +388,7 @@ fn abandon_marks_a_running_rollout_and_cancels_its_unclaimed_requests(db: Db) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let url = server.url.clone();
     let pending = run_real(async move {
-        let store = rekindle::store::connect(&url, Duration::from_secs(60))
+        let store = rekindle::records::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         store.take_reload_requests("node-1").await.expect("take")
@@ -427,7 +427,7 @@ fn a_resume_takes_over_from_a_command_that_still_runs(db: Db) {
     }
     let url = server.url.clone();
     let id = run_real(async move {
-        let store = rekindle::store::connect(&url, Duration::from_secs(60))
+        let store = rekindle::records::connect(&url, Duration::from_secs(60))
             .await
             .expect("connect");
         store.rollouts().await.expect("rollouts")[0].id

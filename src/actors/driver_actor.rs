@@ -75,7 +75,7 @@ pub struct Shell {
     pub service: Option<Recipient<super::service::BackendChanged>>,
     /// Durable records (service rows are written here when set).
     #[cfg(feature = "sqlite")]
-    pub records: Option<std::rc::Rc<crate::records::Records>>,
+    pub records: Option<std::rc::Rc<dyn crate::records::ServiceRows>>,
     /// Told every service row at each heartbeat and on each change (fleet
     /// records, an embedder's own monitoring).
     pub service_rows: Option<super::service::RowSink>,

@@ -88,7 +88,7 @@ pub struct Service {
     backends: BTreeMap<String, Backend>,
     backup_timeout_reported: bool,
     #[cfg(feature = "sqlite")]
-    records: Option<std::rc::Rc<crate::records::Records>>,
+    records: Option<std::rc::Rc<dyn crate::records::ServiceRows>>,
     rows: Option<RowSink>,
 }
 
@@ -139,7 +139,10 @@ impl Service {
 
     /// Also writes service rows to `records` on every heartbeat.
     #[cfg(feature = "sqlite")]
-    pub fn with_records(mut self, records: Option<std::rc::Rc<crate::records::Records>>) -> Self {
+    pub fn with_records(
+        mut self,
+        records: Option<std::rc::Rc<dyn crate::records::ServiceRows>>,
+    ) -> Self {
         self.records = records;
         self
     }
@@ -176,7 +179,7 @@ impl Service {
             for ((name, backend), up) in backends.iter().zip(&ups) {
                 let state = if *up { "up" } else { "down" };
                 if let Err(error) =
-                    records.put_service(name, backend.binary, &backend.host, state, &stamp)
+                    records.beat_service(name, backend.binary, &backend.host, state, &stamp)
                 {
                     tracing::error!(%error, "cannot record the service heartbeat: service rows are down until it can");
                     fault = Some(error.to_string());
@@ -310,7 +313,7 @@ impl Service {
         if let Some(records) = &self.records {
             let state = if up { "up" } else { "down" };
             if let Err(error) =
-                records.put_service(name, backend.binary, &backend.host, state, &stamp)
+                records.beat_service(name, backend.binary, &backend.host, state, &stamp)
             {
                 tracing::error!(%error, "cannot record the service row");
                 written = false;

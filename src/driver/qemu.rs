@@ -22,7 +22,7 @@ use super::{
     VolumeDriver, VolumeId, VolumeLocation,
 };
 use crate::lifecycle::DriverError;
-use crate::records::{ExportRow, Records};
+use crate::records::{ExportRow, RecordStore};
 
 /// The driver's version, reported in capabilities.
 pub const VERSION: &str = "1.0.0";
@@ -130,7 +130,7 @@ pub struct QemuDriver {
     ports: RangeInclusive<u16>,
     qemu_img: String,
     qemu_nbd: String,
-    records: Option<Rc<Records>>,
+    records: Option<Rc<dyn RecordStore>>,
     exports: RefCell<BTreeMap<VolumeId, Export>>,
     /// Held while an export is started, repaired or removed, so a
     /// publisher tick's check and an attach never race on one export.
@@ -143,7 +143,7 @@ impl QemuDriver {
     /// [`OPTIONS`]; bad values are fatal `Config` errors naming the option.
     pub fn from_context(
         ctx: &DriverContext,
-        records: Option<Rc<Records>>,
+        records: Option<Rc<dyn RecordStore>>,
     ) -> Result<Self, DriverError> {
         let read = OptionReader::new("qemu", OPTIONS, &ctx.spec);
         Ok(QemuDriver {
@@ -293,7 +293,7 @@ impl QemuDriver {
                 port: export.port,
                 connector_host,
             };
-            if let Err(e) = records.put_export(&row) {
+            if let Err(e) = records.put_export(&row).await {
                 export.stop(volume_id).await;
                 return Err(other(format!(
                     "volume {volume_id}'s export was stopped: its record cannot be written: {e}"
@@ -342,7 +342,11 @@ impl QemuDriver {
         let Some(records) = &self.records else {
             return Ok(());
         };
-        for row in records.exports(&self.backend).map_err(Self::record_error)? {
+        for row in records
+            .exports(&self.backend)
+            .await
+            .map_err(Self::record_error)?
+        {
             let path = self.path(&row.volume_id)?;
             let alive = pid_alive(row.pid, &row.volume_id);
             if !path.exists() {
@@ -351,6 +355,7 @@ impl QemuDriver {
                 }
                 records
                     .delete_export(&row.volume_id)
+                    .await
                     .map_err(Self::record_error)?;
                 tracing::warn!(backend = %self.backend, volume = %row.volume_id, "export removed: its volume is gone");
                 continue;
@@ -454,6 +459,7 @@ impl QemuDriver {
         let connector_host = match &self.records {
             Some(records) => records
                 .export(volume_id)
+                .await
                 .map_err(Self::record_error)?
                 .map(|row| row.connector_host)
                 .unwrap_or_default(),
@@ -649,6 +655,7 @@ impl VolumeDriver for QemuDriver {
         if let Some(records) = &self.records {
             records
                 .delete_export(&volume.id)
+                .await
                 .map_err(Self::record_error)?;
         }
         let export = self.exports.borrow_mut().remove(&volume.id);

@@ -183,7 +183,7 @@ impl DriverRegistry {
     /// [`DriverRegistry::with_builtin`] whose `qemu` driver records its
     /// exports in `records` (so they survive restarts).
     #[cfg(feature = "sqlite")]
-    pub fn with_records(records: Option<Rc<crate::records::Records>>) -> Self {
+    pub fn with_records(records: Option<Rc<dyn crate::records::RecordStore>>) -> Self {
         let mut registry = DriverRegistry::default();
         #[cfg(feature = "qemu")]
         registry.register_qemu(records);
@@ -194,7 +194,7 @@ impl DriverRegistry {
     }
 
     #[cfg(feature = "qemu")]
-    fn register_qemu(&mut self, records: Option<Rc<crate::records::Records>>) {
+    fn register_qemu(&mut self, records: Option<Rc<dyn crate::records::RecordStore>>) {
         self.register(Kind::Volume, "qemu", super::qemu::OPTIONS, move |ctx| {
             let driver = super::qemu::QemuDriver::from_context(ctx, records.clone())?;
             Ok(AnyDriver::Volume(Rc::new(driver)))

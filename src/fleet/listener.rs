@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::engine::{EngineHandle, Reload};
 use crate::event::BackendResult;
-use crate::store::FleetStore;
-use crate::store::requests::{Answer, RequestId};
+use crate::records::FleetStore;
+use crate::records::requests::{Answer, RequestId};
 use crate::{ReloadOutcome, ReloadReport};
 
 /// How long to wait before trying the database again after a failure.
@@ -28,7 +28,7 @@ pub fn spawn_connecting(
 ) {
     actix::spawn(async move {
         let store = loop {
-            match crate::store::connect(&url, service_down_time).await {
+            match crate::records::connect(&url, service_down_time).await {
                 Ok(store) => break store,
                 Err(error) => {
                     tracing::warn!(%error, "reload listener cannot reach the records database; retrying");

@@ -2,7 +2,7 @@
 //! writes its service rows and heartbeats, and claims and resolves dead members' work.
 //!
 //! Every write that decides something is one statement in the database
-//! (`crate::store::cluster`): heartbeats are stamped with the server's
+//! (`crate::records::cluster`): heartbeats are stamped with the server's
 //! `now()`, claims are exactly-once, an owner's finish is fenced by its
 //! epoch. Nothing here blocks an actor: writes run on local tasks, and a
 //! database that does not answer is logged and tried again next time.
@@ -16,9 +16,9 @@ use super::outcome::{KeptFate, kept_fate};
 use super::pending::{PendingError, PendingOutcome, PendingOutcomes};
 use crate::event::Event;
 use crate::notify::Notifier;
+use crate::records::cluster::{Claimed, Epoch, Work};
+use crate::records::{End, FleetStore, RecordsError, ServicePut};
 use crate::status::ServiceBeat;
-use crate::store::cluster::{Claimed, Epoch, Work};
-use crate::store::{End, FleetStore, ServicePut, StoreError};
 
 /// One service row as the heartbeat writer keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,8 +80,8 @@ impl Member {
         host: &str,
         cluster: Option<&str>,
         service_down_time: Duration,
-    ) -> Result<Member, StoreError> {
-        let store = crate::store::connect(url, service_down_time).await?;
+    ) -> Result<Member, RecordsError> {
+        let store = crate::records::connect(url, service_down_time).await?;
         let cluster = cluster.unwrap_or(host).to_string();
         let sent = actix::clock::Instant::now();
         let epoch = store.register_host(host, &cluster).await?;
@@ -177,7 +177,7 @@ impl Member {
 
     /// A sink for [`crate::EngineBuilder::service_rows`]: the newest rows go
     /// to a writer task that stores them (all in one statement,
-    /// [`crate::store::ClusterRecords::put_services`]), then this host's heartbeat (both
+    /// [`crate::records::ClusterRecords::put_services`]), then this host's heartbeat (both
     /// stamped by the server). The sink never waits: while the database is
     /// slow, only the newest rows are kept. Call inside the actix system.
     pub fn row_sink(&self) -> impl Fn(&[ServiceBeat<'_>]) + 'static {
@@ -238,7 +238,7 @@ impl Member {
 
     /// Records that this host started `work` (its record is in
     /// `work.status`), so a survivor can resolve it if this host dies.
-    pub async fn begin(&self, work: &Work) -> Result<(), StoreError> {
+    pub async fn begin(&self, work: &Work) -> Result<(), RecordsError> {
         self.store
             .begin_work(&self.host, self.epoch, &self.cluster, work)
             .await
@@ -246,7 +246,7 @@ impl Member {
 
     /// Ends `work` with `end`, fenced: false if a survivor claimed it
     /// meanwhile (its resolution stands, nothing was written).
-    pub async fn finish(&self, work: &Work, end: &End) -> Result<bool, StoreError> {
+    pub async fn finish(&self, work: &Work, end: &End) -> Result<bool, RecordsError> {
         self.store
             .finish_work(&self.host, self.epoch, work, end)
             .await
@@ -258,14 +258,14 @@ impl Member {
     /// # Errors
     /// Any other failure of the database, or the outcome cannot be kept
     /// (then the database's error is returned, and nothing is kept).
-    pub async fn end(&self, work: &Work, end: &End) -> Result<Ended, StoreError> {
+    pub async fn end(&self, work: &Work, end: &End) -> Result<Ended, RecordsError> {
         match self.finish(work, end).await {
             Ok(true) => Ok(Ended::Written),
             Ok(false) => {
                 self.superseded.set(self.superseded.get() + 1);
                 Ok(Ended::Superseded)
             }
-            Err(error @ StoreError::Unavailable { .. }) => {
+            Err(error @ RecordsError::Unavailable { .. }) => {
                 let outcome = PendingOutcome::new(&work.kind, &work.id, &work.status, end);
                 if let Err(keep) = self.pending.keep(outcome) {
                     tracing::error!(%keep, "the outcome cannot be kept either");
@@ -299,7 +299,7 @@ impl Member {
             };
             match self.write_outcome(&work, &outcome.end()).await {
                 Ok(()) => self.pending.forget(&outcome.kind, &outcome.id)?,
-                Err(StoreError::Unavailable { .. }) => break,
+                Err(RecordsError::Unavailable { .. }) => break,
                 Err(error) => {
                     tracing::warn!(kind = %outcome.kind, id = %outcome.id, %error, "cannot write a pending outcome now; trying again");
                     break;
@@ -311,8 +311,8 @@ impl Member {
 
     /// Writes one kept outcome (see [`Member::write_pending`]): its
     /// status and what goes with it, in the one fenced statement
-    /// ([`crate::store::ClusterRecords::finish_work`]).
-    async fn write_outcome(&self, work: &Work, end: &End) -> Result<(), StoreError> {
+    /// ([`crate::records::ClusterRecords::finish_work`]).
+    async fn write_outcome(&self, work: &Work, end: &End) -> Result<(), RecordsError> {
         let written = self.finish(work, end).await?;
         let status = match work.kind.as_str() {
             "volume" => self.store.volume(&work.id).await?.map(|v| v.status),
@@ -340,7 +340,7 @@ impl Member {
         service_down_time: Duration,
         notifier: &Notifier,
         now: crate::lifecycle::Moment,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<usize, RecordsError> {
         let claimed = self
             .store
             .claim_dead_work(
@@ -364,7 +364,7 @@ impl Member {
         &self,
         notifier: &Notifier,
         now: crate::lifecycle::Moment,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<usize, RecordsError> {
         let mine = self.store.adopt_own_work(&self.host, self.epoch).await?;
         let count = mine.len();
         for work in mine {
@@ -393,7 +393,7 @@ impl Member {
         claim: Claimed,
         notifier: &Notifier,
         now: crate::lifecycle::Moment,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         let Claimed { work, dead_host } = claim;
         let to = resolution(&work.kind, &work.status);
         // Side records first (a backup's source or target volume); then the

@@ -1,7 +1,7 @@
 //! The fleet's outcome rule as pure functions (no clock, no I/O): when a survivor may claim
 //! a host's work, and what becomes of an outcome a host kept because the database did not answer.
 //!
-//! The PostgreSQL statements in `crate::store::cluster` implement exactly
+//! The PostgreSQL statements in `crate::records::cluster` implement exactly
 //! these predicates (each one statement, on the server's clock); the tests
 //! below explore every order of final write, database outage, claim, host
 //! pause, partition and restart over a model of those records, and check

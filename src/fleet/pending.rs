@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::store::{End, Source};
+use crate::records::{End, Source};
 
 /// The file in the state dir.
 pub const FILE: &str = "pending-outcomes.json";
@@ -112,7 +112,7 @@ impl PendingOutcomes {
             Err(e) => {
                 return Err(PendingError::Read {
                     path,
-                    reason: crate::state_dir::in_words(&e),
+                    reason: crate::records::state_dir::in_words(&e),
                 });
             }
         };
@@ -174,7 +174,7 @@ impl PendingOutcomes {
         };
         let failed = |e: std::io::Error| PendingError::Write {
             path: path.clone(),
-            reason: crate::state_dir::in_words(&e),
+            reason: crate::records::state_dir::in_words(&e),
         };
         if list.is_empty() {
             return match std::fs::remove_file(path) {

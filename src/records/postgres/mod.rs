@@ -14,7 +14,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use super::{
-    AttachmentRow, BackupRow, ExportRow, FleetStore, RecordStore, ServiceRow, StoreError,
+    AttachmentRow, BackupRow, ExportRow, FleetStore, RecordStore, RecordsError, ServiceRow,
     VolumeRow, redact,
 };
 
@@ -121,15 +121,15 @@ impl PgStore {
     /// `BadUrl` for a URL that does not parse or is not PostgreSQL;
     /// `Unavailable` when the server cannot be reached; `Query` when a
     /// migration fails.
-    pub async fn connect(url: &str, service_down_time: Duration) -> Result<PgStore, StoreError> {
+    pub async fn connect(url: &str, service_down_time: Duration) -> Result<PgStore, RecordsError> {
         let shown = redact(url);
         if !(url.starts_with("postgresql://") || url.starts_with("postgres://")) {
-            return Err(StoreError::BadUrl {
+            return Err(RecordsError::BadUrl {
                 url: shown,
                 reason: "expected postgresql://user@host:port/database".to_string(),
             });
         }
-        let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::BadUrl {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| RecordsError::BadUrl {
             url: shown.clone(),
             reason: format!("{e}"),
         })?;
@@ -157,7 +157,7 @@ impl PgStore {
             .create_timeout(Some(STATEMENT_DEADLINE))
             .recycle_timeout(Some(STATEMENT_DEADLINE))
             .build()
-            .map_err(|e| StoreError::BadUrl {
+            .map_err(|e| RecordsError::BadUrl {
                 url: shown.clone(),
                 reason: e.to_string(),
             })?;
@@ -171,8 +171,8 @@ impl PgStore {
         Ok(store)
     }
 
-    fn unavailable(&self, reason: impl std::fmt::Display) -> StoreError {
-        StoreError::Unavailable {
+    fn unavailable(&self, reason: impl std::fmt::Display) -> RecordsError {
+        RecordsError::Unavailable {
             url: self.url.clone(),
             reason: reason.to_string(),
         }
@@ -180,9 +180,9 @@ impl PgStore {
 
     /// A server error is a query problem; anything else (closed, refused,
     /// timed out) means the database is unavailable.
-    fn error(&self, e: tokio_postgres::Error) -> StoreError {
+    fn error(&self, e: tokio_postgres::Error) -> RecordsError {
         match e.as_db_error() {
-            Some(db) => StoreError::Query {
+            Some(db) => RecordsError::Query {
                 url: self.url.clone(),
                 reason: format!("{} ({})", db.message(), db.code().code()),
             },
@@ -199,7 +199,7 @@ impl PgStore {
         }
     }
 
-    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Object, RecordsError> {
         self.pool.get().await.map_err(|e| match e {
             deadpool_postgres::PoolError::Backend(e) => self.error(e),
             // The pool's waits are as long as a statement's deadline.
@@ -216,8 +216,8 @@ impl PgStore {
     /// then discarded (a frozen server's connection is never reused).
     pub(super) async fn with_client<T>(
         &self,
-        work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
+        work: impl AsyncFnOnce(&mut deadpool_postgres::Object) -> Result<T, RecordsError>,
+    ) -> Result<T, RecordsError> {
         let overdue = || {
             self.unavailable(format!(
                 "no answer within {} (the server is frozen or unreachable)",
@@ -240,7 +240,7 @@ impl PgStore {
         }
     }
 
-    async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<(), RecordsError> {
         self.with_client(async |client| {
             let tx = client.transaction().await.map_err(|e| self.error(e))?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
@@ -254,7 +254,7 @@ impl PgStore {
                      WHERE table_schema = current_schema() AND table_name = ANY($1)
                        AND to_regclass('rekindle_migrations') IS NULL
                      ORDER BY table_name",
-                    &[&crate::store::OWN_TABLES],
+                    &[&crate::records::OWN_TABLES],
                 )
                 .await
                 .map_err(|e| self.error(e))?
@@ -262,9 +262,9 @@ impl PgStore {
                 .map(|r| r.get(0))
                 .collect();
             if !foreign.is_empty() {
-                return Err(StoreError::Query {
+                return Err(RecordsError::Query {
                     url: self.url.clone(),
-                    reason: crate::store::foreign_tables(&foreign),
+                    reason: crate::records::foreign_tables(&foreign),
                 });
             }
             tx.batch_execute(
@@ -306,7 +306,7 @@ impl PgStore {
         &self.config
     }
 
-    pub(super) fn failed(&self, e: tokio_postgres::Error) -> StoreError {
+    pub(super) fn failed(&self, e: tokio_postgres::Error) -> RecordsError {
         self.error(e)
     }
 
@@ -333,7 +333,7 @@ impl PgStore {
         sql: &str,
         run: impl AsyncFnOnce(&tokio_postgres::Transaction<'_>) -> Result<T, tokio_postgres::Error>,
         read: impl AsyncFnOnce(&deadpool_postgres::Object) -> Result<T, tokio_postgres::Error>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, RecordsError> {
         if Self::reads_only(sql) {
             return self
                 .with_client(async |client| read(client).await.map_err(|e| self.error(e)))
@@ -352,7 +352,7 @@ impl PgStore {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<tokio_postgres::Row, StoreError> {
+    ) -> Result<tokio_postgres::Row, RecordsError> {
         self.statement(
             sql,
             async |tx| tx.query_one(sql, params).await,
@@ -365,7 +365,7 @@ impl PgStore {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, RecordsError> {
         self.statement(
             sql,
             async |tx| tx.execute(sql, params).await,
@@ -378,7 +378,7 @@ impl PgStore {
         &self,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    ) -> Result<Vec<tokio_postgres::Row>, RecordsError> {
         self.statement(
             sql,
             async |tx| tx.query(sql, params).await,
@@ -437,7 +437,7 @@ impl RecordStore for PgStore {
         backend: &str,
         size_bytes: u64,
         status: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO volumes (id, backend, size_bytes, status) VALUES ($1, $2, $3, $4)",
             &[&id, &backend, &size(size_bytes), &status],
@@ -446,7 +446,7 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
+    async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE volumes SET status = $2, updated_at = now() WHERE id = $1",
             &[&id, &status],
@@ -455,7 +455,7 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), StoreError> {
+    async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE volumes SET size_bytes = $2, updated_at = now() WHERE id = $1",
             &[&id, &size(size_bytes)],
@@ -464,7 +464,7 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn delete_volume(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_volume(&self, id: &str) -> Result<(), RecordsError> {
         self.with_client(async |client| {
             let tx = client.transaction().await.map_err(|e| self.error(e))?;
             tx.execute("DELETE FROM attachments WHERE volume_id = $1", &[&id])
@@ -478,19 +478,19 @@ impl RecordStore for PgStore {
         .await
     }
 
-    async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, StoreError> {
+    async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, RecordsError> {
         let rows = self
             .query(&format!("{VOLUME} WHERE id = $1"), &[&id])
             .await?;
         Ok(rows.first().map(volume_row))
     }
 
-    async fn volumes(&self) -> Result<Vec<VolumeRow>, StoreError> {
+    async fn volumes(&self) -> Result<Vec<VolumeRow>, RecordsError> {
         let rows = self.query(&format!("{VOLUME} ORDER BY id"), &[]).await?;
         Ok(rows.iter().map(volume_row).collect())
     }
 
-    async fn put_export(&self, e: &ExportRow) -> Result<(), StoreError> {
+    async fn put_export(&self, e: &ExportRow) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO exports (volume_id, backend, pid, host, port, connector_host)
              VALUES ($1, $2, $3, $4, $5, $6)
@@ -508,14 +508,14 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, StoreError> {
+    async fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, RecordsError> {
         let rows = self
             .query(&format!("{EXPORT} WHERE volume_id = $1"), &[&volume_id])
             .await?;
         Ok(rows.first().map(export_row))
     }
 
-    async fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, StoreError> {
+    async fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, RecordsError> {
         let rows = self
             .query(
                 &format!("{EXPORT} WHERE backend = $1 ORDER BY volume_id"),
@@ -525,7 +525,7 @@ impl RecordStore for PgStore {
         Ok(rows.iter().map(export_row).collect())
     }
 
-    async fn delete_export(&self, volume_id: &str) -> Result<(), StoreError> {
+    async fn delete_export(&self, volume_id: &str) -> Result<(), RecordsError> {
         self.execute("DELETE FROM exports WHERE volume_id = $1", &[&volume_id])
             .await
             .map(drop)
@@ -536,7 +536,7 @@ impl RecordStore for PgStore {
         volume_id: &str,
         connector_host: &str,
         connector: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO attachments (volume_id, connector_host, connector) VALUES ($1, $2, $3)
              ON CONFLICT (volume_id, connector_host) DO UPDATE SET connector = $3",
@@ -546,7 +546,7 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, StoreError> {
+    async fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, RecordsError> {
         let rows = self
             .query(
                 "SELECT volume_id, connector_host, connector, attached_at FROM attachments
@@ -569,7 +569,7 @@ impl RecordStore for PgStore {
         &self,
         volume_id: &str,
         connector_host: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "DELETE FROM attachments WHERE volume_id = $1 AND connector_host = $2",
             &[&volume_id, &connector_host],
@@ -578,7 +578,7 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), StoreError> {
+    async fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO backups (id, volume_id, status) VALUES ($1, $2, 'creating')",
             &[&id, &volume_id],
@@ -593,7 +593,7 @@ impl RecordStore for PgStore {
         status: &str,
         size_bytes: Option<u64>,
         restore_target: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE backups SET status = $2, size_bytes = COALESCE($3, size_bytes),
                  restore_target = $4, updated_at = now() WHERE id = $1",
@@ -605,7 +605,7 @@ impl RecordStore for PgStore {
 
     /// `updated_at` goes back to the row's own stamp (RFC 3339, as this
     /// store reads it out).
-    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), StoreError> {
+    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE volumes SET status = $2,
                     updated_at = CAST($3::text AS timestamptz) WHERE id = $1",
@@ -615,7 +615,7 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), StoreError> {
+    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE backups SET status = $2, restore_target = $3,
                     updated_at = CAST($4::text AS timestamptz) WHERE id = $1",
@@ -625,7 +625,7 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), StoreError> {
+    async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE backups SET reached_backend = $2, updated_at = now() WHERE id = $1",
             &[&id, &reached],
@@ -634,19 +634,19 @@ impl RecordStore for PgStore {
         .map(drop)
     }
 
-    async fn backup(&self, id: &str) -> Result<Option<BackupRow>, StoreError> {
+    async fn backup(&self, id: &str) -> Result<Option<BackupRow>, RecordsError> {
         let rows = self
             .query(&format!("{BACKUP} WHERE id = $1"), &[&id])
             .await?;
         Ok(rows.first().map(backup_row))
     }
 
-    async fn backups(&self) -> Result<Vec<BackupRow>, StoreError> {
+    async fn backups(&self) -> Result<Vec<BackupRow>, RecordsError> {
         let rows = self.query(&format!("{BACKUP} ORDER BY id"), &[]).await?;
         Ok(rows.iter().map(backup_row).collect())
     }
 
-    async fn delete_backup(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_backup(&self, id: &str) -> Result<(), RecordsError> {
         self.execute("DELETE FROM backups WHERE id = $1", &[&id])
             .await
             .map(drop)
@@ -661,7 +661,7 @@ impl RecordStore for PgStore {
         host: &str,
         state: &str,
         _updated_at: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO services (host, backend, service_binary, state, heartbeat) VALUES ($1, $2, $3, $4, now())
              ON CONFLICT (host, backend) DO UPDATE SET service_binary = $3, state = $4, heartbeat = now()",
@@ -673,7 +673,7 @@ impl RecordStore for PgStore {
 
     /// A row is `up` only if its host said so and its heartbeat is within
     /// `service_down_time` of the server's `now()`.
-    async fn services(&self) -> Result<Vec<ServiceRow>, StoreError> {
+    async fn services(&self) -> Result<Vec<ServiceRow>, RecordsError> {
         let rows = self
             .query(
                 "SELECT service_binary, host, backend,
@@ -704,7 +704,7 @@ impl FleetStore for PgStore {
     }
 
     /// Drops every rekindle table (tests start each from an empty schema).
-    async fn reset(&self) -> Result<(), StoreError> {
+    async fn reset(&self) -> Result<(), RecordsError> {
         let client = self.client().await?;
         client
             .batch_execute(

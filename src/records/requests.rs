@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use super::StoreError;
+use super::RecordsError;
 
 /// How often a host on a database without notifications (MariaDB) looks
 /// for reload requests to it: one indexed read.
@@ -39,17 +39,17 @@ pub trait ReloadRequests {
         &self,
         host: &str,
         rollout: Option<i64>,
-    ) -> Result<RequestId, StoreError>;
+    ) -> Result<RequestId, RecordsError>;
 
     /// Claims `host`'s pending requests (also those made while it was not
     /// listening), oldest first; each is claimed once.
-    async fn take_reload_requests(&self, host: &str) -> Result<Vec<RequestId>, StoreError>;
+    async fn take_reload_requests(&self, host: &str) -> Result<Vec<RequestId>, RecordsError>;
 
     /// Writes a host's answer.
-    async fn answer_reload(&self, id: RequestId, answer: &Answer) -> Result<(), StoreError>;
+    async fn answer_reload(&self, id: RequestId, answer: &Answer) -> Result<(), RecordsError>;
 
     /// The answer to a request, once there is one.
-    async fn reload_answer(&self, id: RequestId) -> Result<Option<Answer>, StoreError>;
+    async fn reload_answer(&self, id: RequestId) -> Result<Option<Answer>, RecordsError>;
 
     /// Wakes `host` for its reload requests: the receiver gets `()` when
     /// there may be one to take (at once when listening starts, and again

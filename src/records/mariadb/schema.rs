@@ -4,7 +4,7 @@
 use sqlx::Connection;
 
 use super::MariaDbStore;
-use crate::store::StoreError;
+use crate::records::RecordsError;
 
 /// The options every table is made with: InnoDB (row locks, transactions),
 /// utf8mb4 with the binary collation (ids compare byte by byte).
@@ -81,7 +81,7 @@ const MIGRATIONS: &[&[&str]] = &[&[
     "INSERT IGNORE INTO rekindle_locks (name) VALUES ('rollouts')",
 ]];
 
-/// Every table, for [`crate::store::FleetStore::reset`].
+/// Every table, for [`crate::records::FleetStore::reset`].
 pub(super) const DROP_ALL: &str = "DROP TABLE IF EXISTS volumes, exports, attachments, backups, services, hosts, workers, reload_requests, rollouts, rekindle_locks, rekindle_migrations";
 
 /// The named lock migrations run under (named locks are the server's:
@@ -101,7 +101,7 @@ impl MariaDbStore {
     /// Brings the schema up to date: under `GET_LOCK` (held by this
     /// connection only, released when it closes), applies each migration
     /// newer than the recorded version, recording it after.
-    pub(super) async fn migrate(&self) -> Result<(), StoreError> {
+    pub(super) async fn migrate(&self) -> Result<(), RecordsError> {
         let migrated = self
             .with_connection(async |c| {
                 let got: Option<i64> =
@@ -119,7 +119,7 @@ impl MariaDbStore {
                 applied
             })
             .await?;
-        let refused = |reason: String| StoreError::Query {
+        let refused = |reason: String| RecordsError::Query {
             url: self.url().to_string(),
             reason,
         };
@@ -128,7 +128,7 @@ impl MariaDbStore {
             Migrated::LockHeld => Err(refused(format!(
                 "another host has been migrating this database's schema for over {MIGRATION_LOCK_WAIT_S}s (lock rekindle.migrate.DATABASE held); retrying"
             ))),
-            Migrated::Foreign(tables) => Err(refused(crate::store::foreign_tables(&tables))),
+            Migrated::Foreign(tables) => Err(refused(crate::records::foreign_tables(&tables))),
         }
     }
 }
@@ -141,7 +141,7 @@ async fn apply(c: &mut sqlx::MySqlConnection) -> Result<Migrated, sqlx::Error> {
     .fetch_optional(&mut *c)
     .await?;
     if ours == Some(0) {
-        let list = crate::store::OWN_TABLES
+        let list = crate::records::OWN_TABLES
             .iter()
             .map(|t| format!("'{t}'"))
             .collect::<Vec<_>>()

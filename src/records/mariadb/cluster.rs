@@ -1,4 +1,4 @@
-//! Active/Active clusters on MariaDB (`crate::store::cluster`'s contract): each decision one
+//! Active/Active clusters on MariaDB (`crate::records::cluster`'s contract): each decision one
 //! transaction whose first statement locks the rows it decides on, stamps on the server's clock.
 
 use std::time::Duration;
@@ -7,8 +7,10 @@ use async_trait::async_trait;
 use sqlx::Row;
 
 use super::{Bind, MariaDbStore, bind, fresh, micros, stamp, text};
-use crate::store::cluster::{Claimed, ClusterRecords, Epoch, ServicePut, Work, last_service_rows};
-use crate::store::{End, ServiceRow, StoreError};
+use crate::records::cluster::{
+    Claimed, ClusterRecords, Epoch, ServicePut, Work, last_service_rows,
+};
+use crate::records::{End, RecordsError, ServiceRow};
 
 /// The table a kind of work's record lives in.
 fn table(kind: &str) -> Option<&'static str> {
@@ -21,7 +23,7 @@ fn table(kind: &str) -> Option<&'static str> {
 
 #[async_trait(?Send)]
 impl ClusterRecords for MariaDbStore {
-    async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, StoreError> {
+    async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, RecordsError> {
         self.transaction(async |c| {
             sqlx::query(
                 "INSERT INTO hosts (host, cluster, epoch, heartbeat, renewed_since)
@@ -51,7 +53,7 @@ impl ClusterRecords for MariaDbStore {
         host: &str,
         epoch: Epoch,
         allowed_gap: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RecordsError> {
         let n = self
             .execute(
                 concat!(
@@ -72,7 +74,7 @@ impl ClusterRecords for MariaDbStore {
     }
 
     /// One multi-row `INSERT ... ON DUPLICATE KEY UPDATE`.
-    async fn put_services(&self, rows: &[ServicePut<'_>]) -> Result<(), StoreError> {
+    async fn put_services(&self, rows: &[ServicePut<'_>]) -> Result<(), RecordsError> {
         let rows = last_service_rows(rows);
         if rows.is_empty() {
             return Ok(());
@@ -104,7 +106,7 @@ impl ClusterRecords for MariaDbStore {
         epoch: Epoch,
         cluster: &str,
         work: &Work,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO workers (kind, id, status, cluster, owner, epoch, updated_at)
              VALUES (?, ?, ?, ?, ?, ?, UTC_TIMESTAMP(6))",
@@ -130,7 +132,7 @@ impl ClusterRecords for MariaDbStore {
         epoch: Epoch,
         work: &Work,
         end: &End,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RecordsError> {
         let Some(table) = table(&work.kind) else {
             return Err(self.bad_row(format!("unknown kind of work {:?}", work.kind)));
         };
@@ -186,7 +188,7 @@ impl ClusterRecords for MariaDbStore {
         .await
     }
 
-    async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, StoreError> {
+    async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, RecordsError> {
         let rows = self
             .fetch(
                 concat!(
@@ -216,7 +218,7 @@ impl ClusterRecords for MariaDbStore {
         })
     }
 
-    async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, StoreError> {
+    async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, RecordsError> {
         let rows = self
             .transaction(async |c| {
                 let rows = sqlx::query(
@@ -259,7 +261,7 @@ impl ClusterRecords for MariaDbStore {
         cluster: &str,
         service_down_time: Duration,
         allowed_gap: Duration,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<Vec<Claimed>, RecordsError> {
         let down = micros(service_down_time);
         let rows = self
             .transaction(async |c| {

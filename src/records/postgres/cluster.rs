@@ -1,4 +1,4 @@
-//! Active/Active clusters on PostgreSQL (`crate::store::cluster`'s contract): each decision
+//! Active/Active clusters on PostgreSQL (`crate::records::cluster`'s contract): each decision
 //! one SQL statement, heartbeats on the server's `now()`.
 //!
 //! Every decision is one SQL statement, never a check in the client then an
@@ -13,20 +13,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{PgStore, millis};
-use crate::store::cluster::{Claimed, ClusterRecords, Epoch, ServicePut, Work, last_service_rows};
-use crate::store::{End, ServiceRow, StoreError};
+use crate::records::cluster::{
+    Claimed, ClusterRecords, Epoch, ServicePut, Work, last_service_rows,
+};
+use crate::records::{End, RecordsError, ServiceRow};
 
 #[async_trait(?Send)]
 impl ClusterRecords for PgStore {
     /// Records every one of `rows`' heartbeats in ONE statement (arrays
     /// unnested server-side), each stamped with the server's `now()`: what
-    /// [`crate::store::RecordStore::put_service`] does for one row, at a fraction of the
+    /// [`crate::records::RecordStore::put_service`] does for one row, at a fraction of the
     /// database's work for a host's whole beat. A (host, backend) given
     /// twice keeps its last row.
     ///
     /// # Errors
     /// As every write: `Unavailable` when the server cannot be reached.
-    async fn put_services(&self, rows: &[ServicePut<'_>]) -> Result<(), StoreError> {
+    async fn put_services(&self, rows: &[ServicePut<'_>]) -> Result<(), RecordsError> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -61,7 +63,7 @@ impl ClusterRecords for PgStore {
         .await
     }
 
-    async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, StoreError> {
+    async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, RecordsError> {
         let row = self
             .query_one(
                 "INSERT INTO hosts (host, cluster, epoch, heartbeat, renewed_since)
@@ -84,7 +86,7 @@ impl ClusterRecords for PgStore {
         host: &str,
         epoch: Epoch,
         allowed_gap: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RecordsError> {
         let n = self
             .execute(
                 "UPDATE hosts SET renewed_since = CASE
@@ -104,7 +106,7 @@ impl ClusterRecords for PgStore {
         epoch: Epoch,
         cluster: &str,
         work: &Work,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO workers (kind, id, status, cluster, owner, epoch) VALUES ($1, $2, $3, $4, $5, $6)",
             &[&work.kind, &work.id, &work.status, &cluster, &host, &epoch.0],
@@ -125,7 +127,7 @@ impl ClusterRecords for PgStore {
         epoch: Epoch,
         work: &Work,
         end: &End,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RecordsError> {
         let (table, attachments) = match work.kind.as_str() {
             "volume" => (
                 "volumes",
@@ -133,7 +135,7 @@ impl ClusterRecords for PgStore {
             ),
             "backup" => ("backups", "SELECT 1"),
             other => {
-                return Err(StoreError::Query {
+                return Err(RecordsError::Query {
                     url: self.url().to_string(),
                     reason: format!("unknown kind of work {other:?}"),
                 });
@@ -176,7 +178,7 @@ impl ClusterRecords for PgStore {
         Ok(row.get::<_, i64>(0) == 1)
     }
 
-    async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, StoreError> {
+    async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, RecordsError> {
         let rows = self
             .query(
                 "SELECT s.service_binary, s.host, s.backend,
@@ -207,7 +209,7 @@ impl ClusterRecords for PgStore {
             .collect())
     }
 
-    async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, StoreError> {
+    async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, RecordsError> {
         let rows = self
             .query(
                 "UPDATE workers SET epoch = $2, updated_at = now()
@@ -232,7 +234,7 @@ impl ClusterRecords for PgStore {
         cluster: &str,
         service_down_time: Duration,
         allowed_gap: Duration,
-    ) -> Result<Vec<Claimed>, StoreError> {
+    ) -> Result<Vec<Claimed>, RecordsError> {
         let rows = self
             .query(
                 "WITH me AS (

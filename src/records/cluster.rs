@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{End, ServiceRow, StoreError};
+use super::{End, RecordsError, ServiceRow};
 
 /// A host's incarnation: bumped every time the host registers (starts), so
 /// a host that comes back never writes with the epoch its work was claimed
@@ -73,7 +73,7 @@ pub(crate) fn last_service_rows<'a, 'b>(rows: &'b [ServicePut<'a>]) -> Vec<&'b S
 pub trait ClusterRecords {
     /// Registers this host's start in `cluster`: its epoch is one more than
     /// any it had before. Heartbeats and work carry it.
-    async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, StoreError>;
+    async fn register_host(&self, host: &str, cluster: &str) -> Result<Epoch, RecordsError>;
 
     /// Stamps this host alive (the server's clock); a renewal more than
     /// `allowed_gap` after the previous one starts a new run of renewals
@@ -84,13 +84,13 @@ pub trait ClusterRecords {
         host: &str,
         epoch: Epoch,
         allowed_gap: Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, RecordsError>;
 
     /// Records every one of `rows`' heartbeats at once, each stamped with
     /// the server's clock: what [`super::RecordStore::put_service`] does for
     /// one row, in one statement for a host's whole beat. A (host, backend)
     /// given twice keeps its last row.
-    async fn put_services(&self, rows: &[ServicePut<'_>]) -> Result<(), StoreError>;
+    async fn put_services(&self, rows: &[ServicePut<'_>]) -> Result<(), RecordsError>;
 
     /// Records that `host` (at `epoch`) started `work` in `cluster`.
     async fn begin_work(
@@ -99,7 +99,7 @@ pub trait ClusterRecords {
         epoch: Epoch,
         cluster: &str,
         work: &Work,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), RecordsError>;
 
     /// Ends `work` as its owner with `end`, atomically, only if `host` at
     /// `epoch` still owns it: drops the worker row, sets the record's final
@@ -113,18 +113,18 @@ pub trait ClusterRecords {
         epoch: Epoch,
         work: &Work,
         end: &End,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, RecordsError>;
 
     /// Every service row of the fleet with its host's cluster (a host that
     /// never registered one is a cluster of its own); a row is `up` only
     /// if its host said so within `service_down_time` of the server's
     /// clock, as [`super::RecordStore::services`] decides.
-    async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, StoreError>;
+    async fn fleet_services(&self) -> Result<Vec<(ServiceRow, String)>, RecordsError>;
 
     /// Takes back the work `host` left under an earlier epoch that no
     /// survivor claimed (it restarted before anyone noticed it was down):
     /// it now carries `epoch`, and is returned for resolving.
-    async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, StoreError>;
+    async fn adopt_own_work(&self, host: &str, epoch: Epoch) -> Result<Vec<Work>, RecordsError>;
 
     /// Claims, for `survivor` at `epoch`, the work of every host of
     /// `cluster` whose heartbeat is older than `service_down_time` by the
@@ -140,5 +140,5 @@ pub trait ClusterRecords {
         cluster: &str,
         service_down_time: Duration,
         allowed_gap: Duration,
-    ) -> Result<Vec<Claimed>, StoreError>;
+    ) -> Result<Vec<Claimed>, RecordsError>;
 }

@@ -1,4 +1,4 @@
-//! Rolling reloads as records on MariaDB (`crate::store::rollouts`' contract): the hosts as
+//! Rolling reloads as records on MariaDB (`crate::records::rollouts`' contract): the hosts as
 //! JSON text, a start serialized by a locked row of `rekindle_locks`.
 
 use std::time::Duration;
@@ -9,9 +9,9 @@ use sqlx::mysql::MySqlRow;
 
 use super::requests::insert_request;
 use super::{Bind, MariaDbStore, bind, micros, stamp, text};
-use crate::store::StoreError;
-use crate::store::requests::RequestId;
-use crate::store::rollouts::{FleetHost, HostRecord, RolloutRecords, RolloutRow, RolloutState};
+use crate::records::RecordsError;
+use crate::records::requests::RequestId;
+use crate::records::rollouts::{FleetHost, HostRecord, RolloutRecords, RolloutRow, RolloutState};
 
 const ROLLOUT: &str = concat!(
     "SELECT id, cluster, max_unavailable, min_ready_ms, state, hosts, message, ",
@@ -22,7 +22,7 @@ const ROLLOUT: &str = concat!(
 );
 
 impl MariaDbStore {
-    fn rollout_row(&self, r: &MySqlRow) -> Result<RolloutRow, StoreError> {
+    fn rollout_row(&self, r: &MySqlRow) -> Result<RolloutRow, RecordsError> {
         let row = || -> Result<_, sqlx::Error> {
             Ok((
                 r.try_get::<i64, _>(0)?,
@@ -57,7 +57,10 @@ impl MariaDbStore {
 
 #[async_trait(?Send)]
 impl RolloutRecords for MariaDbStore {
-    async fn fleet_hosts(&self, service_down_time: Duration) -> Result<Vec<FleetHost>, StoreError> {
+    async fn fleet_hosts(
+        &self,
+        service_down_time: Duration,
+    ) -> Result<Vec<FleetHost>, RecordsError> {
         let rows = self
             .fetch(
                 "SELECT host, MAX(cluster),
@@ -84,7 +87,7 @@ impl RolloutRecords for MariaDbStore {
         host: &str,
         backends: Option<&[String]>,
         service_down_time: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RecordsError> {
         if backends.is_some_and(<[String]>::is_empty) {
             return Ok(true);
         }
@@ -121,7 +124,7 @@ impl RolloutRecords for MariaDbStore {
         min_ready: Duration,
         hosts: &[HostRecord],
         driver: &str,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<i64>, RecordsError> {
         let hosts = serde_json::to_string(hosts).map_err(|e| self.bad_row(e))?;
         let max = i64::from(max_unavailable);
         let min_ready = i64::try_from(min_ready.as_millis()).unwrap_or(i64::MAX);
@@ -158,7 +161,7 @@ impl RolloutRecords for MariaDbStore {
         &self,
         id: i64,
         driver: &str,
-    ) -> Result<Option<RolloutRow>, StoreError> {
+    ) -> Result<Option<RolloutRow>, RecordsError> {
         self.execute(
             "UPDATE rollouts SET driver = ?, updated_at = UTC_TIMESTAMP(6) WHERE id = ? AND state = 'running'",
             &[Bind::Text(driver), Bind::Int(id)],
@@ -177,7 +180,7 @@ impl RolloutRecords for MariaDbStore {
         state: RolloutState,
         hosts: &[HostRecord],
         message: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RecordsError> {
         let hosts = serde_json::to_string(hosts).map_err(|e| self.bad_row(e))?;
         let n = self
             .execute(
@@ -195,14 +198,14 @@ impl RolloutRecords for MariaDbStore {
         Ok(n == 1)
     }
 
-    async fn rollout(&self, id: i64) -> Result<Option<RolloutRow>, StoreError> {
+    async fn rollout(&self, id: i64) -> Result<Option<RolloutRow>, RecordsError> {
         let rows = self
             .fetch(&format!("{ROLLOUT} WHERE id = ?"), &[Bind::Int(id)])
             .await?;
         rows.first().map(|r| self.rollout_row(r)).transpose()
     }
 
-    async fn rollouts(&self) -> Result<Vec<RolloutRow>, StoreError> {
+    async fn rollouts(&self) -> Result<Vec<RolloutRow>, RecordsError> {
         let rows = self
             .fetch(&format!("{ROLLOUT} ORDER BY id DESC"), &[])
             .await?;
@@ -214,7 +217,7 @@ impl RolloutRecords for MariaDbStore {
         id: i64,
         driver: &str,
         host: &str,
-    ) -> Result<Option<RequestId>, StoreError> {
+    ) -> Result<Option<RequestId>, RecordsError> {
         self.transaction(async |c| {
             let ours = sqlx::query(
                 "SELECT 1 FROM rollouts WHERE id = ? AND driver = ? AND state = 'running' FOR UPDATE",
@@ -242,7 +245,7 @@ impl RolloutRecords for MariaDbStore {
         .await
     }
 
-    async fn abandon_rollout(&self, id: i64, message: &str) -> Result<bool, StoreError> {
+    async fn abandon_rollout(&self, id: i64, message: &str) -> Result<bool, RecordsError> {
         self.transaction(async |c| {
             let n = sqlx::query(
                 "UPDATE rollouts SET state = 'abandoned', message = ?, updated_at = UTC_TIMESTAMP(6)

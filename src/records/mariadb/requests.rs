@@ -1,4 +1,4 @@
-//! Reload requests on MariaDB (`crate::store::requests`' contract): no notifications, so a
+//! Reload requests on MariaDB (`crate::records::requests`' contract): no notifications, so a
 //! host polls the requests table every `REQUEST_POLL`, one indexed read.
 
 use async_trait::async_trait;
@@ -6,8 +6,8 @@ use sqlx::Row;
 use tokio::sync::mpsc;
 
 use super::{Bind, MariaDbStore, text};
-use crate::store::StoreError;
-use crate::store::requests::{Answer, REQUEST_POLL, ReloadRequests, RequestId};
+use crate::records::RecordsError;
+use crate::records::requests::{Answer, REQUEST_POLL, ReloadRequests, RequestId};
 
 /// Inserts a reload request for `host` on `c` (in its transaction), its id.
 pub(super) async fn insert_request(
@@ -33,12 +33,12 @@ impl ReloadRequests for MariaDbStore {
         &self,
         host: &str,
         rollout: Option<i64>,
-    ) -> Result<RequestId, StoreError> {
+    ) -> Result<RequestId, RecordsError> {
         self.transaction(async |c| insert_request(c, host, rollout).await)
             .await
     }
 
-    async fn take_reload_requests(&self, host: &str) -> Result<Vec<RequestId>, StoreError> {
+    async fn take_reload_requests(&self, host: &str) -> Result<Vec<RequestId>, RecordsError> {
         let ids = self
             .transaction(async |c| {
                 let rows = sqlx::query(
@@ -63,7 +63,7 @@ impl ReloadRequests for MariaDbStore {
         Ok(ids)
     }
 
-    async fn answer_reload(&self, id: RequestId, answer: &Answer) -> Result<(), StoreError> {
+    async fn answer_reload(&self, id: RequestId, answer: &Answer) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE reload_requests SET state = 'answered', as_intended = ?, report = ?,
                  answered_at = UTC_TIMESTAMP(6) WHERE id = ?",
@@ -77,7 +77,7 @@ impl ReloadRequests for MariaDbStore {
         .map(drop)
     }
 
-    async fn reload_answer(&self, id: RequestId) -> Result<Option<Answer>, StoreError> {
+    async fn reload_answer(&self, id: RequestId) -> Result<Option<Answer>, RecordsError> {
         let rows = self
             .fetch(
                 "SELECT as_intended, report FROM reload_requests WHERE id = ? AND state = 'answered'",

@@ -1,4 +1,4 @@
-//! Rolling reloads as records in PostgreSQL (`crate::store::rollouts`' contract): the
+//! Rolling reloads as records in PostgreSQL (`crate::records::rollouts`' contract): the
 //! rollout's hosts as JSONB, a start serialized by a table lock.
 
 use std::time::{Duration, SystemTime};
@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use super::{PgStore, millis};
-use crate::store::StoreError;
-use crate::store::requests::RequestId;
-use crate::store::rollouts::{FleetHost, HostRecord, RolloutRecords, RolloutRow, RolloutState};
+use crate::records::RecordsError;
+use crate::records::requests::RequestId;
+use crate::records::rollouts::{FleetHost, HostRecord, RolloutRecords, RolloutRow, RolloutState};
 
 fn stamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
@@ -17,14 +17,14 @@ fn stamp(t: SystemTime) -> String {
 const ROLLOUT: &str = "SELECT id, cluster, max_unavailable, min_ready_ms, state, hosts::text, message, started_at, updated_at, driver FROM rollouts";
 
 impl PgStore {
-    fn bad_row(&self, reason: impl std::fmt::Display) -> StoreError {
-        StoreError::Query {
+    fn bad_row(&self, reason: impl std::fmt::Display) -> RecordsError {
+        RecordsError::Query {
             url: self.url().to_string(),
             reason: reason.to_string(),
         }
     }
 
-    fn rollout_row(&self, r: &tokio_postgres::Row) -> Result<RolloutRow, StoreError> {
+    fn rollout_row(&self, r: &tokio_postgres::Row) -> Result<RolloutRow, RecordsError> {
         let hosts: String = r.get(5);
         Ok(RolloutRow {
             id: r.get(0),
@@ -44,7 +44,10 @@ impl PgStore {
 
 #[async_trait(?Send)]
 impl RolloutRecords for PgStore {
-    async fn fleet_hosts(&self, service_down_time: Duration) -> Result<Vec<FleetHost>, StoreError> {
+    async fn fleet_hosts(
+        &self,
+        service_down_time: Duration,
+    ) -> Result<Vec<FleetHost>, RecordsError> {
         let rows = self
             .query(
                 "WITH seen AS (
@@ -72,7 +75,7 @@ impl RolloutRecords for PgStore {
         host: &str,
         backends: Option<&[String]>,
         service_down_time: Duration,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RecordsError> {
         if backends.is_some_and(<[String]>::is_empty) {
             return Ok(true);
         }
@@ -99,7 +102,7 @@ impl RolloutRecords for PgStore {
         min_ready: Duration,
         hosts: &[HostRecord],
         driver: &str,
-    ) -> Result<Option<i64>, StoreError> {
+    ) -> Result<Option<i64>, RecordsError> {
         let hosts = serde_json::to_string(hosts).map_err(|e| self.bad_row(e))?;
         let max = i32::try_from(max_unavailable).unwrap_or(i32::MAX);
         self.with_client(async |client| {
@@ -128,7 +131,7 @@ impl RolloutRecords for PgStore {
         &self,
         id: i64,
         driver: &str,
-    ) -> Result<Option<RolloutRow>, StoreError> {
+    ) -> Result<Option<RolloutRow>, RecordsError> {
         self.execute(
             "UPDATE rollouts SET driver = $2, updated_at = now() WHERE id = $1 AND state = 'running'",
             &[&id, &driver],
@@ -147,7 +150,7 @@ impl RolloutRecords for PgStore {
         state: RolloutState,
         hosts: &[HostRecord],
         message: &str,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<bool, RecordsError> {
         let hosts = serde_json::to_string(hosts).map_err(|e| self.bad_row(e))?;
         let n = self
             .execute(
@@ -159,14 +162,14 @@ impl RolloutRecords for PgStore {
         Ok(n == 1)
     }
 
-    async fn rollout(&self, id: i64) -> Result<Option<RolloutRow>, StoreError> {
+    async fn rollout(&self, id: i64) -> Result<Option<RolloutRow>, RecordsError> {
         let rows = self
             .query(&format!("{ROLLOUT} WHERE id = $1"), &[&id])
             .await?;
         rows.first().map(|r| self.rollout_row(r)).transpose()
     }
 
-    async fn rollouts(&self) -> Result<Vec<RolloutRow>, StoreError> {
+    async fn rollouts(&self) -> Result<Vec<RolloutRow>, RecordsError> {
         let rows = self
             .query(&format!("{ROLLOUT} ORDER BY id DESC"), &[])
             .await?;
@@ -178,7 +181,7 @@ impl RolloutRecords for PgStore {
         id: i64,
         driver: &str,
         host: &str,
-    ) -> Result<Option<RequestId>, StoreError> {
+    ) -> Result<Option<RequestId>, RecordsError> {
         self.with_client(async |client| {
             let tx = client.transaction().await.map_err(|e| self.failed(e))?;
             let ours = tx
@@ -208,7 +211,7 @@ impl RolloutRecords for PgStore {
         .await
     }
 
-    async fn abandon_rollout(&self, id: i64, message: &str) -> Result<bool, StoreError> {
+    async fn abandon_rollout(&self, id: i64, message: &str) -> Result<bool, RecordsError> {
         let row = self
             .query_one(
                 "WITH r AS (

@@ -1,8 +1,8 @@
-//! The records interface: one async trait over volumes, exports, attachments, backups
-//! and service rows, implemented by the embedded SQLite records, PostgreSQL and MariaDB.
+//! The records: one async interface (`RecordStore`), one error, one row type per
+//! record; implemented by the embedded SQLite store, PostgreSQL and MariaDB.
 //!
 //! Every method writes before it returns (durable before acknowledged). A
-//! store that cannot be reached answers [`StoreError::Unavailable`]: a
+//! store that cannot be reached answers [`RecordsError::Unavailable`]: a
 //! recoverable failure of the records, never a crash.
 
 #[cfg(feature = "fleet")]
@@ -17,12 +17,13 @@ pub mod postgres;
 pub mod requests;
 #[cfg(feature = "fleet")]
 pub mod rollouts;
+mod rows;
 mod sqlite;
+pub mod state_dir;
 
 use async_trait::async_trait;
 use thiserror::Error;
 
-pub use crate::records::{AttachmentRow, BackupRow, ExportRow, Recovered, ServiceRow, VolumeRow};
 #[cfg(feature = "fleet")]
 pub use cluster::{ClusterRecords, ServicePut};
 #[cfg(feature = "fleet")]
@@ -37,6 +38,8 @@ pub use postgres::PgStore;
 pub use requests::ReloadRequests;
 #[cfg(feature = "fleet")]
 pub use rollouts::RolloutRecords;
+pub use rows::{AttachmentRow, BackupRow, ExportRow, Recovered, ServiceRow, VolumeRow};
+pub use sqlite::SqliteStore;
 
 /// How an operation ends its work on one record: the final status and what
 /// is written with it, together (in a fleet, in one fenced statement; kept
@@ -75,10 +78,22 @@ impl End {
 
 /// Why the records could not be read or written.
 #[derive(Debug, Error)]
-pub enum StoreError {
-    /// The embedded SQLite database failed (names the file).
-    #[error(transparent)]
-    Sqlite(#[from] crate::records::RecordsError),
+pub enum RecordsError {
+    /// The embedded SQLite database failed: names the file and, when the
+    /// state dir cannot be written, why ("no space left on device",
+    /// "read-only file system") rather than SQLite's "disk I/O error".
+    #[error("records database {}: {}", path.display(), match condition { Some(c) => c.clone(), None => source.to_string() })]
+    Sqlite {
+        /// The database file (`:memory:` for tests).
+        path: std::path::PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+        /// Why the state dir cannot be written, when the SQLite error was
+        /// an I/O, full-disk or read-only failure and a probe write there
+        /// failed.
+        condition: Option<String>,
+    },
     /// The database cannot be reached now (connection refused, timed out,
     /// the server is restarting): operations are refused with this reason
     /// and work resumes when it answers again.
@@ -107,7 +122,7 @@ pub enum StoreError {
     },
 }
 
-/// Durable records. Implemented by [`crate::records::Records`] (SQLite
+/// Durable records. Implemented by [`SqliteStore`] (SQLite
 /// under `state_dir`) and, for a fleet, by `PgStore` (`[database]
 /// connection = postgresql://...`) and `MariaDbStore` (`mysql+pymysql://...`);
 /// the same contract tests run against all three.
@@ -120,29 +135,29 @@ pub trait RecordStore {
         backend: &str,
         size_bytes: u64,
         status: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), RecordsError>;
     /// Sets a volume's status.
-    async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), StoreError>;
+    async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), RecordsError>;
     /// Puts a volume row's status and `updated_at` back as they were (an
     /// operation turned away before its driver).
-    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), StoreError>;
+    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), RecordsError>;
     /// Sets a volume's size in bytes.
-    async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), StoreError>;
+    async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), RecordsError>;
     /// Deletes a volume (and any attachment left on it).
-    async fn delete_volume(&self, id: &str) -> Result<(), StoreError>;
+    async fn delete_volume(&self, id: &str) -> Result<(), RecordsError>;
     /// One volume.
-    async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, StoreError>;
+    async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, RecordsError>;
     /// Every volume, by id.
-    async fn volumes(&self) -> Result<Vec<VolumeRow>, StoreError>;
+    async fn volumes(&self) -> Result<Vec<VolumeRow>, RecordsError>;
 
     /// Records (or replaces) an export.
-    async fn put_export(&self, export: &ExportRow) -> Result<(), StoreError>;
+    async fn put_export(&self, export: &ExportRow) -> Result<(), RecordsError>;
     /// The export of a volume.
-    async fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, StoreError>;
+    async fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, RecordsError>;
     /// Every export of a backend, by volume.
-    async fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, StoreError>;
+    async fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, RecordsError>;
     /// Forgets an export.
-    async fn delete_export(&self, volume_id: &str) -> Result<(), StoreError>;
+    async fn delete_export(&self, volume_id: &str) -> Result<(), RecordsError>;
 
     /// Records (or refreshes) `connector_host`'s attachment of a volume.
     async fn put_attachment(
@@ -150,18 +165,18 @@ pub trait RecordStore {
         volume_id: &str,
         connector_host: &str,
         connector: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), RecordsError>;
     /// A volume's attachments, oldest first.
-    async fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, StoreError>;
+    async fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, RecordsError>;
     /// Forgets `connector_host`'s attachment of a volume.
     async fn delete_attachment(
         &self,
         volume_id: &str,
         connector_host: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), RecordsError>;
 
     /// Inserts a backup in `creating`.
-    async fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), StoreError>;
+    async fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), RecordsError>;
     /// Updates a backup's status (and size in bytes, once known; the restore
     /// target while restoring).
     async fn set_backup(
@@ -170,18 +185,18 @@ pub trait RecordStore {
         status: &str,
         size_bytes: Option<u64>,
         restore_target: Option<&str>,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), RecordsError>;
     /// Puts a backup row's status, restore target and `updated_at` back as
     /// they were (an operation turned away before its driver).
-    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), StoreError>;
+    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), RecordsError>;
     /// Marks whether a backup's data reached the store.
-    async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), StoreError>;
+    async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), RecordsError>;
     /// One backup.
-    async fn backup(&self, id: &str) -> Result<Option<BackupRow>, StoreError>;
+    async fn backup(&self, id: &str) -> Result<Option<BackupRow>, RecordsError>;
     /// Every backup, by id.
-    async fn backups(&self) -> Result<Vec<BackupRow>, StoreError>;
+    async fn backups(&self) -> Result<Vec<BackupRow>, RecordsError>;
     /// Deletes a backup.
-    async fn delete_backup(&self, id: &str) -> Result<(), StoreError>;
+    async fn delete_backup(&self, id: &str) -> Result<(), RecordsError>;
 
     /// Records a service row's heartbeat. SQLite stamps it with
     /// `updated_at` (this host's clock); PostgreSQL with the server's
@@ -193,9 +208,9 @@ pub trait RecordStore {
         host: &str,
         state: &str,
         updated_at: &str,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), RecordsError>;
     /// Service rows, by host then backend.
-    async fn services(&self) -> Result<Vec<ServiceRow>, StoreError>;
+    async fn services(&self) -> Result<Vec<ServiceRow>, RecordsError>;
 
     /// Resolves records a crash left in transitional states, as Cinder
     /// does: backup `creating` -> `error`; `restoring` -> `available` (and
@@ -203,7 +218,7 @@ pub trait RecordStore {
     /// deletion resumes); volume `creating` -> `error`, `backing-up` ->
     /// `in-use` if it has attachments, else `available`, `extending` ->
     /// `error_extending`, `deleting` resumes.
-    async fn recover(&self) -> Result<Vec<Recovered>, StoreError> {
+    async fn recover(&self) -> Result<Vec<Recovered>, RecordsError> {
         let mut recovered = Vec::new();
         for backup in self.backups().await? {
             let to = match backup.status.as_str() {
@@ -261,6 +276,26 @@ pub trait RecordStore {
 }
 
 pub use crate::config::redact;
+
+/// This host's service rows as its heartbeat writes them: synchronously, on
+/// the service actor's tick, so that a row is written before anyone is told
+/// (the embedded store; a fleet's rows are written off the actor by its
+/// member, through [`ClusterRecords`]).
+pub trait ServiceRows {
+    /// Writes the service row of `backend` (`binary`, `host`, `state` `up`
+    /// or `down`, `updated_at` RFC 3339).
+    ///
+    /// # Errors
+    /// The records cannot be written.
+    fn beat_service(
+        &self,
+        backend: &str,
+        binary: &str,
+        host: &str,
+        state: &str,
+        updated_at: &str,
+    ) -> Result<(), RecordsError>;
+}
 
 #[cfg(test)]
 mod tests {

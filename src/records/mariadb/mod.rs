@@ -1,7 +1,7 @@
 //! Records in MariaDB or MySQL (`[database] connection = mysql+pymysql://...`, Cinder's
 //! form): the fleet's shared records on the database OpenStack operators already run.
 //!
-//! The contract is PostgreSQL's ([`crate::store::FleetStore`]); what differs
+//! The contract is PostgreSQL's ([`crate::records::FleetStore`]); what differs
 //! is how MariaDB keeps it. Liveness stamps are the server's
 //! `UTC_TIMESTAMP(6)`, never a host's clock. Every write runs in its own
 //! transaction, committed only once it answered within
@@ -22,7 +22,8 @@ use sqlx::{Connection, Row};
 use tokio::sync::Semaphore;
 
 use super::{
-    AttachmentRow, BackupRow, ExportRow, FleetStore, RecordStore, ServiceRow, StoreError, VolumeRow,
+    AttachmentRow, BackupRow, ExportRow, FleetStore, RecordStore, RecordsError, ServiceRow,
+    VolumeRow,
 };
 
 mod cluster;
@@ -100,9 +101,9 @@ impl MariaDbStore {
     pub async fn connect(
         url: &str,
         service_down_time: Duration,
-    ) -> Result<MariaDbStore, StoreError> {
+    ) -> Result<MariaDbStore, RecordsError> {
         let shown = crate::config::redact(url);
-        let options = connect_options(url).map_err(|reason| StoreError::BadUrl {
+        let options = connect_options(url).map_err(|reason| RecordsError::BadUrl {
             url: shown.clone(),
             reason,
         })?;
@@ -126,8 +127,8 @@ impl MariaDbStore {
         micros(self.service_down_time)
     }
 
-    fn unavailable(&self, reason: impl std::fmt::Display) -> StoreError {
-        StoreError::Unavailable {
+    fn unavailable(&self, reason: impl std::fmt::Display) -> RecordsError {
+        RecordsError::Unavailable {
             url: self.url.clone(),
             reason: reason.to_string(),
         }
@@ -135,9 +136,9 @@ impl MariaDbStore {
 
     /// A server's error is a query problem; a lost or refused connection
     /// means the database is unavailable.
-    pub(super) fn error(&self, e: sqlx::Error) -> StoreError {
+    pub(super) fn error(&self, e: sqlx::Error) -> RecordsError {
         match e {
-            sqlx::Error::Database(db) => StoreError::Query {
+            sqlx::Error::Database(db) => RecordsError::Query {
                 url: self.url.clone(),
                 reason: format!(
                     "{} ({})",
@@ -154,21 +155,21 @@ impl MariaDbStore {
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::WorkerCrashed => self.unavailable(e),
-            other => StoreError::Query {
+            other => RecordsError::Query {
                 url: self.url.clone(),
                 reason: other.to_string(),
             },
         }
     }
 
-    pub(super) fn bad_row(&self, reason: impl std::fmt::Display) -> StoreError {
-        StoreError::Query {
+    pub(super) fn bad_row(&self, reason: impl std::fmt::Display) -> RecordsError {
+        RecordsError::Query {
             url: self.url.clone(),
             reason: reason.to_string(),
         }
     }
 
-    fn overdue(&self) -> StoreError {
+    fn overdue(&self) -> RecordsError {
         self.unavailable(format!(
             "no answer within {} (the server is frozen or unreachable)",
             humantime::format_duration(STATEMENT_DEADLINE)
@@ -178,7 +179,7 @@ impl MariaDbStore {
     /// A fresh connection, its session set as every statement here
     /// expects (the caller bounds how long it may take; a refused one
     /// fails at once).
-    async fn open(&self) -> Result<MySqlConnection, StoreError> {
+    async fn open(&self) -> Result<MySqlConnection, RecordsError> {
         let mut connection = MySqlConnection::connect_with(&self.options)
             .await
             .map_err(|e| self.error(e))?;
@@ -197,7 +198,7 @@ impl MariaDbStore {
     pub(super) async fn with_connection<T>(
         &self,
         work: impl AsyncFnOnce(&mut MySqlConnection) -> Result<T, sqlx::Error>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, RecordsError> {
         let started = tokio::time::Instant::now();
         let _permit = tokio::time::timeout(STATEMENT_DEADLINE, self.permits.acquire())
             .await
@@ -247,7 +248,7 @@ impl MariaDbStore {
     pub(super) async fn transaction<T>(
         &self,
         work: impl AsyncFnOnce(&mut MySqlConnection) -> Result<T, sqlx::Error>,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, RecordsError> {
         self.with_connection(async |connection| {
             let mut tx = connection.begin().await?;
             let answer = work(&mut tx).await?;
@@ -259,7 +260,7 @@ impl MariaDbStore {
 
     /// One write statement with `binds`, in its own transaction: the rows
     /// it matched.
-    pub(super) async fn execute(&self, sql: &str, binds: &[Bind<'_>]) -> Result<u64, StoreError> {
+    pub(super) async fn execute(&self, sql: &str, binds: &[Bind<'_>]) -> Result<u64, RecordsError> {
         self.transaction(async |c| {
             Ok(bind(sqlx::query(sql), binds)
                 .execute(&mut *c)
@@ -274,7 +275,7 @@ impl MariaDbStore {
         &self,
         sql: &str,
         binds: &[Bind<'_>],
-    ) -> Result<Vec<MySqlRow>, StoreError> {
+    ) -> Result<Vec<MySqlRow>, RecordsError> {
         self.with_connection(async |c| bind(sqlx::query(sql), binds).fetch_all(&mut *c).await)
             .await
     }
@@ -360,7 +361,7 @@ impl MariaDbStore {
         &self,
         rows: &[MySqlRow],
         row: impl Fn(&MySqlRow) -> Result<T, sqlx::Error>,
-    ) -> Result<Vec<T>, StoreError> {
+    ) -> Result<Vec<T>, RecordsError> {
         rows.iter()
             .map(|r| row(r).map_err(|e| self.error(e)))
             .collect()
@@ -390,7 +391,7 @@ impl RecordStore for MariaDbStore {
         backend: &str,
         size_bytes: u64,
         status: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO volumes (id, backend, size_bytes, status, updated_at)
              VALUES (?, ?, ?, ?, UTC_TIMESTAMP(6))",
@@ -405,7 +406,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), StoreError> {
+    async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE volumes SET status = ?, updated_at = UTC_TIMESTAMP(6) WHERE id = ?",
             &[Bind::Text(status), Bind::Text(id)],
@@ -414,7 +415,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), StoreError> {
+    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), RecordsError> {
         self.execute(
             &format!("UPDATE volumes SET status = ?, updated_at = {FROM_STAMP} WHERE id = ?"),
             &[
@@ -427,7 +428,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), StoreError> {
+    async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE volumes SET size_bytes = ?, updated_at = UTC_TIMESTAMP(6) WHERE id = ?",
             &[Bind::Int(size(size_bytes)), Bind::Text(id)],
@@ -436,7 +437,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn delete_volume(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_volume(&self, id: &str) -> Result<(), RecordsError> {
         self.transaction(async |c| {
             sqlx::query("DELETE FROM attachments WHERE volume_id = ?")
                 .bind(id)
@@ -451,19 +452,19 @@ impl RecordStore for MariaDbStore {
         .await
     }
 
-    async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, StoreError> {
+    async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, RecordsError> {
         let rows = self
             .fetch(&format!("{VOLUME} WHERE id = ?"), &[Bind::Text(id)])
             .await?;
         Ok(self.rows(&rows, volume_row)?.pop())
     }
 
-    async fn volumes(&self) -> Result<Vec<VolumeRow>, StoreError> {
+    async fn volumes(&self) -> Result<Vec<VolumeRow>, RecordsError> {
         let rows = self.fetch(&format!("{VOLUME} ORDER BY id"), &[]).await?;
         self.rows(&rows, volume_row)
     }
 
-    async fn put_export(&self, e: &ExportRow) -> Result<(), StoreError> {
+    async fn put_export(&self, e: &ExportRow) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO exports (volume_id, backend, pid, host, port, connector_host)
              VALUES (?, ?, ?, ?, ?, ?)
@@ -482,7 +483,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, StoreError> {
+    async fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, RecordsError> {
         let rows = self
             .fetch(
                 &format!("{EXPORT} WHERE volume_id = ?"),
@@ -492,7 +493,7 @@ impl RecordStore for MariaDbStore {
         Ok(self.rows(&rows, export_row)?.pop())
     }
 
-    async fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, StoreError> {
+    async fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, RecordsError> {
         let rows = self
             .fetch(
                 &format!("{EXPORT} WHERE backend = ? ORDER BY volume_id"),
@@ -502,7 +503,7 @@ impl RecordStore for MariaDbStore {
         self.rows(&rows, export_row)
     }
 
-    async fn delete_export(&self, volume_id: &str) -> Result<(), StoreError> {
+    async fn delete_export(&self, volume_id: &str) -> Result<(), RecordsError> {
         self.execute(
             "DELETE FROM exports WHERE volume_id = ?",
             &[Bind::Text(volume_id)],
@@ -516,7 +517,7 @@ impl RecordStore for MariaDbStore {
         volume_id: &str,
         connector_host: &str,
         connector: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO attachments (volume_id, connector_host, connector, attached_at)
              VALUES (?, ?, ?, UTC_TIMESTAMP(6))
@@ -531,7 +532,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, StoreError> {
+    async fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, RecordsError> {
         let rows = self
             .fetch(
                 concat!(
@@ -556,7 +557,7 @@ impl RecordStore for MariaDbStore {
         &self,
         volume_id: &str,
         connector_host: &str,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "DELETE FROM attachments WHERE volume_id = ? AND connector_host = ?",
             &[Bind::Text(volume_id), Bind::Text(connector_host)],
@@ -565,7 +566,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), StoreError> {
+    async fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), RecordsError> {
         self.execute(
             "INSERT INTO backups (id, volume_id, status, updated_at)
              VALUES (?, ?, 'creating', UTC_TIMESTAMP(6))",
@@ -581,7 +582,7 @@ impl RecordStore for MariaDbStore {
         status: &str,
         size_bytes: Option<u64>,
         restore_target: Option<&str>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE backups SET status = ?, size_bytes = COALESCE(?, size_bytes),
                  restore_target = ?, updated_at = UTC_TIMESTAMP(6) WHERE id = ?",
@@ -596,7 +597,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), StoreError> {
+    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), RecordsError> {
         self.execute(
             &format!(
                 "UPDATE backups SET status = ?, restore_target = ?, updated_at = {FROM_STAMP} WHERE id = ?"
@@ -612,7 +613,7 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), StoreError> {
+    async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE backups SET reached_backend = ?, updated_at = UTC_TIMESTAMP(6) WHERE id = ?",
             &[Bind::Bool(reached), Bind::Text(id)],
@@ -621,19 +622,19 @@ impl RecordStore for MariaDbStore {
         .map(drop)
     }
 
-    async fn backup(&self, id: &str) -> Result<Option<BackupRow>, StoreError> {
+    async fn backup(&self, id: &str) -> Result<Option<BackupRow>, RecordsError> {
         let rows = self
             .fetch(&format!("{BACKUP} WHERE id = ?"), &[Bind::Text(id)])
             .await?;
         Ok(self.rows(&rows, backup_row)?.pop())
     }
 
-    async fn backups(&self) -> Result<Vec<BackupRow>, StoreError> {
+    async fn backups(&self) -> Result<Vec<BackupRow>, RecordsError> {
         let rows = self.fetch(&format!("{BACKUP} ORDER BY id"), &[]).await?;
         self.rows(&rows, backup_row)
     }
 
-    async fn delete_backup(&self, id: &str) -> Result<(), StoreError> {
+    async fn delete_backup(&self, id: &str) -> Result<(), RecordsError> {
         self.execute("DELETE FROM backups WHERE id = ?", &[Bind::Text(id)])
             .await
             .map(drop)
@@ -648,9 +649,9 @@ impl RecordStore for MariaDbStore {
         host: &str,
         state: &str,
         _updated_at: &str,
-    ) -> Result<(), StoreError> {
-        use crate::store::ClusterRecords;
-        self.put_services(&[crate::store::ServicePut {
+    ) -> Result<(), RecordsError> {
+        use crate::records::ClusterRecords;
+        self.put_services(&[crate::records::ServicePut {
             backend,
             binary,
             host,
@@ -661,7 +662,7 @@ impl RecordStore for MariaDbStore {
 
     /// A row is `up` only if its host said so and its heartbeat is within
     /// `service_down_time` of the server's clock.
-    async fn services(&self) -> Result<Vec<ServiceRow>, StoreError> {
+    async fn services(&self) -> Result<Vec<ServiceRow>, RecordsError> {
         let rows = self
             .fetch(
                 concat!(
@@ -693,7 +694,7 @@ impl FleetStore for MariaDbStore {
         &self.url
     }
 
-    async fn reset(&self) -> Result<(), StoreError> {
+    async fn reset(&self) -> Result<(), RecordsError> {
         self.with_connection(async |c| {
             sqlx::raw_sql(schema::DROP_ALL).execute(&mut *c).await?;
             Ok(())

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use super::cluster::ClusterRecords;
 use super::requests::ReloadRequests;
 use super::rollouts::RolloutRecords;
-use super::{RecordStore, StoreError};
+use super::{RecordStore, RecordsError};
 use crate::fleet::database::Dialect;
 
 /// Everything a fleet keeps in its shared database: the records of
@@ -25,7 +25,7 @@ pub trait FleetStore: RecordStore + ClusterRecords + ReloadRequests + RolloutRec
     /// Drops every rekindle table and migrates again (tests start each
     /// from an empty schema).
     #[doc(hidden)]
-    async fn reset(&self) -> Result<(), StoreError>;
+    async fn reset(&self) -> Result<(), RecordsError>;
 }
 
 /// Connects to the fleet's database named by `url` (`[database]
@@ -39,8 +39,8 @@ pub trait FleetStore: RecordStore + ClusterRecords + ReloadRequests + RolloutRec
 pub async fn connect(
     url: &str,
     service_down_time: Duration,
-) -> Result<Rc<dyn FleetStore>, StoreError> {
-    let dialect = Dialect::of(url).map_err(|reason| StoreError::BadUrl {
+) -> Result<Rc<dyn FleetStore>, RecordsError> {
+    let dialect = Dialect::of(url).map_err(|reason| RecordsError::BadUrl {
         url: crate::config::redact(url),
         reason,
     })?;
@@ -54,7 +54,7 @@ pub async fn connect(
             super::MariaDbStore::connect(url, service_down_time).await?,
         )),
         #[allow(unreachable_patterns)]
-        other => Err(StoreError::BadUrl {
+        other => Err(RecordsError::BadUrl {
             url: crate::config::redact(url),
             reason: other.not_built().to_string(),
         }),

@@ -1,5 +1,5 @@
 //! Reload requests through PostgreSQL: a request row per host plus `NOTIFY` in the same
-//! transaction, so the host reacts at once (`crate::store::requests`' contract).
+//! transaction, so the host reacts at once (`crate::records::requests`' contract).
 
 use std::time::Duration;
 
@@ -10,8 +10,8 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use async_trait::async_trait;
 
 use super::PgStore;
-use crate::store::StoreError;
-use crate::store::requests::{Answer, ReloadRequests, RequestId};
+use crate::records::RecordsError;
+use crate::records::requests::{Answer, ReloadRequests, RequestId};
 
 /// The `NOTIFY` channel; the payload is the host asked.
 pub const CHANNEL: &str = "rekindle_reload";
@@ -22,7 +22,7 @@ impl ReloadRequests for PgStore {
         &self,
         host: &str,
         rollout: Option<i64>,
-    ) -> Result<RequestId, StoreError> {
+    ) -> Result<RequestId, RecordsError> {
         self.with_client(async |client| {
             let tx = client.transaction().await.map_err(|e| self.failed(e))?;
             let id = self.insert_request(&tx, host, rollout).await?;
@@ -32,7 +32,7 @@ impl ReloadRequests for PgStore {
         .await
     }
 
-    async fn take_reload_requests(&self, host: &str) -> Result<Vec<RequestId>, StoreError> {
+    async fn take_reload_requests(&self, host: &str) -> Result<Vec<RequestId>, RecordsError> {
         let rows = self
             .query(
                 "UPDATE reload_requests SET state = 'running'
@@ -45,7 +45,7 @@ impl ReloadRequests for PgStore {
         Ok(ids)
     }
 
-    async fn answer_reload(&self, id: RequestId, answer: &Answer) -> Result<(), StoreError> {
+    async fn answer_reload(&self, id: RequestId, answer: &Answer) -> Result<(), RecordsError> {
         self.execute(
             "UPDATE reload_requests SET state = 'answered', as_intended = $2, report = $3,
                  answered_at = now() WHERE id = $1",
@@ -55,7 +55,7 @@ impl ReloadRequests for PgStore {
         .map(drop)
     }
 
-    async fn reload_answer(&self, id: RequestId) -> Result<Option<Answer>, StoreError> {
+    async fn reload_answer(&self, id: RequestId) -> Result<Option<Answer>, RecordsError> {
         let rows = self
             .query(
                 "SELECT as_intended, report FROM reload_requests WHERE id = $1 AND state = 'answered'",
@@ -100,7 +100,7 @@ impl PgStore {
         tx: &tokio_postgres::Transaction<'_>,
         host: &str,
         rollout: Option<i64>,
-    ) -> Result<RequestId, StoreError> {
+    ) -> Result<RequestId, RecordsError> {
         let row = tx
             .query_one(
                 "INSERT INTO reload_requests (host, rollout) VALUES ($1, $2) RETURNING id",

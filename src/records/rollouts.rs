@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::StoreError;
+use super::RecordsError;
 use super::requests::RequestId;
 
 /// Where a rollout is.
@@ -107,7 +107,10 @@ pub trait RolloutRecords {
     /// Every host the records know (registered hosts and hosts with
     /// service rows, whose `host` is `name@backend` or `name`), by cluster
     /// (hosts without one last) then name; `alive` by the server's clock.
-    async fn fleet_hosts(&self, service_down_time: Duration) -> Result<Vec<FleetHost>, StoreError>;
+    async fn fleet_hosts(
+        &self,
+        service_down_time: Duration,
+    ) -> Result<Vec<FleetHost>, RecordsError>;
 
     /// True if `backends` of `host` (`None`: every backend it has a row
     /// for, at least one) each have a service row that is `up` with a
@@ -117,7 +120,7 @@ pub trait RolloutRecords {
         host: &str,
         backends: Option<&[String]>,
         service_down_time: Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, RecordsError>;
 
     /// Records a new rollout (`running`), driven by `driver`, and returns
     /// its id. Refused (`None`) while another rollout is running: atomic,
@@ -129,7 +132,7 @@ pub trait RolloutRecords {
         min_ready: Duration,
         hosts: &[HostRecord],
         driver: &str,
-    ) -> Result<Option<i64>, StoreError>;
+    ) -> Result<Option<i64>, RecordsError>;
 
     /// Makes `driver` the command driving running rollout `id` (a resume):
     /// the command that drove it before can no longer write to it. `None`
@@ -138,7 +141,7 @@ pub trait RolloutRecords {
         &self,
         id: i64,
         driver: &str,
-    ) -> Result<Option<RolloutRow>, StoreError>;
+    ) -> Result<Option<RolloutRow>, RecordsError>;
 
     /// Records a rollout's progress. Only a `running` rollout still driven
     /// by `driver` changes: false if it was abandoned or taken over
@@ -150,13 +153,13 @@ pub trait RolloutRecords {
         state: RolloutState,
         hosts: &[HostRecord],
         message: &str,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, RecordsError>;
 
     /// One rollout.
-    async fn rollout(&self, id: i64) -> Result<Option<RolloutRow>, StoreError>;
+    async fn rollout(&self, id: i64) -> Result<Option<RolloutRow>, RecordsError>;
 
     /// Every rollout, latest first.
-    async fn rollouts(&self) -> Result<Vec<RolloutRow>, StoreError>;
+    async fn rollouts(&self) -> Result<Vec<RolloutRow>, RecordsError>;
 
     /// Asks `host` to reload as part of rollout `id`, only while `driver`
     /// drives it (the rollout's row is locked meanwhile, so a take-over
@@ -168,10 +171,10 @@ pub trait RolloutRecords {
         id: i64,
         driver: &str,
         host: &str,
-    ) -> Result<Option<RequestId>, StoreError>;
+    ) -> Result<Option<RequestId>, RecordsError>;
 
     /// Marks a running rollout abandoned (its hosts keep whatever config
     /// they have) and cancels its requests no host has claimed yet,
     /// atomically. False if it is not running.
-    async fn abandon_rollout(&self, id: i64, message: &str) -> Result<bool, StoreError>;
+    async fn abandon_rollout(&self, id: i64, message: &str) -> Result<bool, RecordsError>;
 }

@@ -1,144 +1,43 @@
-//! Records: durable volume, export, backup and service rows in embedded SQLite
-//! (one connection owner; every state change is written before it is acknowledged).
+//! The embedded records: SQLite implements the records interface directly (one
+//! connection owner; every state change is written before it is acknowledged).
 
 use std::path::{Path, PathBuf};
 
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use serde::Serialize;
-use thiserror::Error;
 
-/// A database problem, naming the file, and what it stands for in the
-/// state dir when that cannot be written ("no space left on device",
-/// "read-only file system") rather than SQLite's "disk I/O error".
-#[derive(Debug, Error)]
-#[error("records database {path}: {}", match condition { Some(c) => c.clone(), None => source.to_string() })]
-pub struct RecordsError {
-    /// The database file (`:memory:` for tests).
-    pub path: PathBuf,
-    /// The SQLite error.
-    #[source]
-    pub source: rusqlite::Error,
-    /// Why the state dir cannot be written, when the SQLite error was an
-    /// I/O, full-disk or read-only failure and a probe write there failed.
-    pub condition: Option<String>,
-}
+use super::{
+    AttachmentRow, BackupRow, ExportRow, RecordStore, RecordsError, ServiceRow, ServiceRows,
+    VolumeRow,
+};
 
-impl RecordsError {
-    fn new(path: PathBuf, source: rusqlite::Error) -> RecordsError {
-        use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
-        let io_failure = matches!(
-            source.sqlite_error_code(),
-            Some(SystemIoFailure | DiskFull | ReadOnly | CannotOpen)
-        );
-        let condition = match path.parent() {
-            Some(dir) if io_failure && path != Path::new(":memory:") => {
-                crate::state_dir::write_fault(dir)
-            }
-            _ => None,
-        };
-        RecordsError {
-            path,
-            source,
-            condition,
+/// The records error for SQLite's `source` on the database at `path`,
+/// naming what the state dir stands for when it cannot be written ("no
+/// space left on device", "read-only file system") rather than SQLite's
+/// "disk I/O error".
+fn sqlite_error(path: PathBuf, source: rusqlite::Error) -> RecordsError {
+    use rusqlite::ErrorCode::{CannotOpen, DiskFull, ReadOnly, SystemIoFailure};
+    let io_failure = matches!(
+        source.sqlite_error_code(),
+        Some(SystemIoFailure | DiskFull | ReadOnly | CannotOpen)
+    );
+    let condition = match path.parent() {
+        Some(dir) if io_failure && path != Path::new(":memory:") => {
+            super::state_dir::write_fault(dir)
         }
+        _ => None,
+    };
+    RecordsError::Sqlite {
+        path,
+        source,
+        condition,
     }
 }
 
-/// A volume row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct VolumeRow {
-    /// UUID.
-    pub id: String,
-    /// Backend that holds it.
-    pub backend: String,
-    /// Size in bytes.
-    pub size_bytes: u64,
-    /// `creating`, `available`, `in-use`, `deleting`, `error`, ...
-    pub status: String,
-    /// Last update (RFC 3339).
-    pub updated_at: String,
-}
-
-/// An export row: a running NBD server for a volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ExportRow {
-    /// The exported volume.
-    pub volume_id: String,
-    /// Its backend.
-    pub backend: String,
-    /// The server's process id.
-    pub pid: u32,
-    /// Where it listens.
-    pub host: String,
-    /// Its port.
-    pub port: u16,
-    /// The connector host it was exported for.
-    pub connector_host: String,
-}
-
-/// An attachment: one host using a volume (Cinder's attachments API). A
-/// volume is `in-use` while it has any; its export stays until the last goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AttachmentRow {
-    /// The attached volume.
-    pub volume_id: String,
-    /// The connector's `host` (one attachment per host and volume).
-    pub connector_host: String,
-    /// The whole connector, as JSON (handed to `terminate_connection`).
-    pub connector: String,
-    /// When it was attached (RFC 3339).
-    pub attached_at: String,
-}
-
-/// A backup row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BackupRow {
-    /// UUID.
-    pub id: String,
-    /// Source volume.
-    pub volume_id: String,
-    /// `creating`, `available`, `restoring`, `deleting`, `error`.
-    pub status: String,
-    /// Bytes backed up.
-    pub size_bytes: u64,
-    /// Whether any data reached the backup store.
-    pub reached_backend: bool,
-    /// The volume a restore writes to, while restoring.
-    pub restore_target: Option<String>,
-    /// Last update (RFC 3339).
-    pub updated_at: String,
-}
-
-/// A service row, like `cinder service-list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceRow {
-    /// `cinder-volume` or `cinder-backup`.
-    pub binary: String,
-    /// `host@backend` or `host`.
-    pub host: String,
-    /// The backend.
-    pub backend: String,
-    /// `up` or `down`.
-    pub state: String,
-    /// Last heartbeat.
-    pub updated_at: String,
-}
-
-/// A record a crash left in a transitional state, and what it became.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Recovered {
-    /// `volume` or `backup`.
-    pub kind: &'static str,
-    /// Its id.
-    pub id: String,
-    /// The status it was left in.
-    pub from: String,
-    /// The status it was resolved to (`deleting` = the deletion resumes).
-    pub to: String,
-}
-
-/// The records database.
-pub struct Records {
+/// The embedded records: SQLite at `state_dir/rekindle.sqlite` (one
+/// connection owner; each call a local, synchronous write done before its
+/// future resolves).
+pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
 }
@@ -166,27 +65,27 @@ CREATE TABLE IF NOT EXISTS services (
     state TEXT NOT NULL, updated_at TEXT NOT NULL);
 ";
 
-impl Records {
+impl SqliteStore {
     /// Opens (creating) `state_dir/rekindle.sqlite`.
-    pub fn open(state_dir: &Path) -> Result<Records, RecordsError> {
+    pub fn open(state_dir: &Path) -> Result<SqliteStore, RecordsError> {
         let path = state_dir.join("rekindle.sqlite");
-        let fail = |source| RecordsError::new(path.clone(), source);
+        let fail = |source| sqlite_error(path.clone(), source);
         std::fs::create_dir_all(state_dir)
             .map_err(|e| fail(rusqlite::Error::ToSqlConversionFailure(Box::new(e))))?;
         let conn = Connection::open(&path).map_err(fail)?;
-        Records::init(conn, path)
+        SqliteStore::init(conn, path)
     }
 
     /// An in-memory database (tests, simulations).
-    pub fn in_memory() -> Result<Records, RecordsError> {
+    pub fn in_memory() -> Result<SqliteStore, RecordsError> {
         let path = PathBuf::from(":memory:");
-        let conn = Connection::open_in_memory()
-            .map_err(|source| RecordsError::new(path.clone(), source))?;
-        Records::init(conn, path)
+        let conn =
+            Connection::open_in_memory().map_err(|source| sqlite_error(path.clone(), source))?;
+        SqliteStore::init(conn, path)
     }
 
-    fn init(conn: Connection, path: PathBuf) -> Result<Records, RecordsError> {
-        let records = Records { conn, path };
+    fn init(conn: Connection, path: PathBuf) -> Result<SqliteStore, RecordsError> {
+        let records = SqliteStore { conn, path };
         // Durable before acknowledged: WAL with a full sync on commit.
         records
             .conn
@@ -225,11 +124,14 @@ impl Records {
     }
 
     fn error(&self, source: rusqlite::Error) -> RecordsError {
-        RecordsError::new(self.path.clone(), source)
+        sqlite_error(self.path.clone(), source)
     }
+}
 
+#[async_trait(?Send)]
+impl RecordStore for SqliteStore {
     /// Inserts a volume.
-    pub fn insert_volume(
+    async fn insert_volume(
         &self,
         id: &str,
         backend: &str,
@@ -246,7 +148,7 @@ impl Records {
     }
 
     /// Sets a volume's status.
-    pub fn set_volume_status(&self, id: &str, status: &str) -> Result<(), RecordsError> {
+    async fn set_volume_status(&self, id: &str, status: &str) -> Result<(), RecordsError> {
         self.conn
             .execute(
                 "UPDATE volumes SET status = ?2, updated_at = ?3 WHERE id = ?1",
@@ -258,7 +160,7 @@ impl Records {
 
     /// Puts a volume row back as it was before an operation that never
     /// reached its driver: the status and update time it had.
-    pub fn put_back_volume(&self, row: &VolumeRow) -> Result<(), RecordsError> {
+    async fn put_back_volume(&self, row: &VolumeRow) -> Result<(), RecordsError> {
         self.conn
             .execute(
                 "UPDATE volumes SET status = ?2, updated_at = ?3 WHERE id = ?1",
@@ -269,7 +171,7 @@ impl Records {
     }
 
     /// Sets a volume's size.
-    pub fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), RecordsError> {
+    async fn set_volume_size(&self, id: &str, size_bytes: u64) -> Result<(), RecordsError> {
         self.conn
             .execute(
                 "UPDATE volumes SET size_bytes = ?2, updated_at = ?3 WHERE id = ?1",
@@ -280,7 +182,7 @@ impl Records {
     }
 
     /// Deletes a volume row (and any attachment left on it).
-    pub fn delete_volume(&self, id: &str) -> Result<(), RecordsError> {
+    async fn delete_volume(&self, id: &str) -> Result<(), RecordsError> {
         self.conn
             .execute("DELETE FROM attachments WHERE volume_id = ?1", params![id])
             .and_then(|_| {
@@ -292,7 +194,7 @@ impl Records {
     }
 
     /// Records (or refreshes) `connector_host`'s attachment of a volume.
-    pub fn put_attachment(
+    async fn put_attachment(
         &self,
         volume_id: &str,
         connector_host: &str,
@@ -308,7 +210,7 @@ impl Records {
     }
 
     /// A volume's attachments, oldest first.
-    pub fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, RecordsError> {
+    async fn attachments(&self, volume_id: &str) -> Result<Vec<AttachmentRow>, RecordsError> {
         let mut stmt = self
             .conn
             .prepare("SELECT volume_id, connector_host, connector, attached_at FROM attachments WHERE volume_id = ?1 ORDER BY attached_at, connector_host")
@@ -320,7 +222,7 @@ impl Records {
     }
 
     /// Forgets `connector_host`'s attachment of a volume.
-    pub fn delete_attachment(
+    async fn delete_attachment(
         &self,
         volume_id: &str,
         connector_host: &str,
@@ -335,7 +237,7 @@ impl Records {
     }
 
     /// One volume.
-    pub fn volume(&self, id: &str) -> Result<Option<VolumeRow>, RecordsError> {
+    async fn volume(&self, id: &str) -> Result<Option<VolumeRow>, RecordsError> {
         self.conn
             .query_row(
                 "SELECT id, backend, size_bytes, status, updated_at FROM volumes WHERE id = ?1",
@@ -347,7 +249,7 @@ impl Records {
     }
 
     /// Every volume, by id.
-    pub fn volumes(&self) -> Result<Vec<VolumeRow>, RecordsError> {
+    async fn volumes(&self) -> Result<Vec<VolumeRow>, RecordsError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, backend, size_bytes, status, updated_at FROM volumes ORDER BY id")
@@ -357,7 +259,7 @@ impl Records {
     }
 
     /// Records (or replaces) an export.
-    pub fn put_export(&self, e: &ExportRow) -> Result<(), RecordsError> {
+    async fn put_export(&self, e: &ExportRow) -> Result<(), RecordsError> {
         self.conn
             .execute(
                 "INSERT OR REPLACE INTO exports (volume_id, backend, pid, host, port, connector_host) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -368,7 +270,7 @@ impl Records {
     }
 
     /// The export of a volume.
-    pub fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, RecordsError> {
+    async fn export(&self, volume_id: &str) -> Result<Option<ExportRow>, RecordsError> {
         self.conn
             .query_row(
                 "SELECT volume_id, backend, pid, host, port, connector_host FROM exports WHERE volume_id = ?1",
@@ -380,7 +282,7 @@ impl Records {
     }
 
     /// Every export of a backend.
-    pub fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, RecordsError> {
+    async fn exports(&self, backend: &str) -> Result<Vec<ExportRow>, RecordsError> {
         let mut stmt = self
             .conn
             .prepare("SELECT volume_id, backend, pid, host, port, connector_host FROM exports WHERE backend = ?1 ORDER BY volume_id")
@@ -392,7 +294,7 @@ impl Records {
     }
 
     /// Forgets an export.
-    pub fn delete_export(&self, volume_id: &str) -> Result<(), RecordsError> {
+    async fn delete_export(&self, volume_id: &str) -> Result<(), RecordsError> {
         self.conn
             .execute(
                 "DELETE FROM exports WHERE volume_id = ?1",
@@ -403,7 +305,7 @@ impl Records {
     }
 
     /// Inserts a backup in `creating`.
-    pub fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), RecordsError> {
+    async fn insert_backup(&self, id: &str, volume_id: &str) -> Result<(), RecordsError> {
         self.conn
             .execute(
                 "INSERT INTO backups (id, volume_id, status, size_bytes, reached_backend, restore_target, updated_at) VALUES (?1, ?2, 'creating', 0, 0, NULL, ?3)",
@@ -414,7 +316,7 @@ impl Records {
     }
 
     /// Updates a backup's status (and size, once known).
-    pub fn set_backup(
+    async fn set_backup(
         &self,
         id: &str,
         status: &str,
@@ -432,7 +334,7 @@ impl Records {
 
     /// Puts a backup row back as it was before an operation that never
     /// reached its driver: the status, restore target and update time it had.
-    pub fn put_back_backup(&self, row: &BackupRow) -> Result<(), RecordsError> {
+    async fn put_back_backup(&self, row: &BackupRow) -> Result<(), RecordsError> {
         self.conn
             .execute(
                 "UPDATE backups SET status = ?2, restore_target = ?3, updated_at = ?4 WHERE id = ?1",
@@ -444,7 +346,7 @@ impl Records {
 
     /// Marks that a backup's data reached the store (it is no longer
     /// deletable without the driver).
-    pub fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), RecordsError> {
+    async fn set_backup_reached(&self, id: &str, reached: bool) -> Result<(), RecordsError> {
         self.conn
             .execute(
                 "UPDATE backups SET reached_backend = ?2, updated_at = ?3 WHERE id = ?1",
@@ -455,7 +357,7 @@ impl Records {
     }
 
     /// One backup.
-    pub fn backup(&self, id: &str) -> Result<Option<BackupRow>, RecordsError> {
+    async fn backup(&self, id: &str) -> Result<Option<BackupRow>, RecordsError> {
         self.conn
             .query_row(
                 "SELECT id, volume_id, status, size_bytes, reached_backend, restore_target, updated_at FROM backups WHERE id = ?1",
@@ -467,7 +369,7 @@ impl Records {
     }
 
     /// Every backup, by id.
-    pub fn backups(&self) -> Result<Vec<BackupRow>, RecordsError> {
+    async fn backups(&self) -> Result<Vec<BackupRow>, RecordsError> {
         let mut stmt = self
             .conn
             .prepare("SELECT id, volume_id, status, size_bytes, reached_backend, restore_target, updated_at FROM backups ORDER BY id")
@@ -477,7 +379,7 @@ impl Records {
     }
 
     /// Deletes a backup row.
-    pub fn delete_backup(&self, id: &str) -> Result<(), RecordsError> {
+    async fn delete_backup(&self, id: &str) -> Result<(), RecordsError> {
         self.conn
             .execute("DELETE FROM backups WHERE id = ?1", params![id])
             .map(drop)
@@ -485,7 +387,7 @@ impl Records {
     }
 
     /// Records a service row (heartbeat).
-    pub fn put_service(
+    async fn put_service(
         &self,
         backend: &str,
         binary: &str,
@@ -493,17 +395,11 @@ impl Records {
         state: &str,
         updated_at: &str,
     ) -> Result<(), RecordsError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO services (backend, binary, host, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![backend, binary, host, state, updated_at],
-            )
-            .map(drop)
-            .map_err(|e| self.error(e))
+        self.beat_service(backend, binary, host, state, updated_at)
     }
 
     /// Service rows, by backend.
-    pub fn services(&self) -> Result<Vec<ServiceRow>, RecordsError> {
+    async fn services(&self) -> Result<Vec<ServiceRow>, RecordsError> {
         let mut stmt = self
             .conn
             .prepare(
@@ -522,6 +418,25 @@ impl Records {
             })
             .map_err(|e| self.error(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
+    }
+}
+
+impl ServiceRows for SqliteStore {
+    fn beat_service(
+        &self,
+        backend: &str,
+        binary: &str,
+        host: &str,
+        state: &str,
+        updated_at: &str,
+    ) -> Result<(), RecordsError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO services (backend, binary, host, state, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![backend, binary, host, state, updated_at],
+            )
+            .map(drop)
+            .map_err(|e| self.error(e))
     }
 }
 
@@ -571,130 +486,161 @@ fn backup_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BackupRow> {
 mod tests {
     use super::*;
 
+    /// Runs a test of the embedded store (its futures are ready at once).
+    fn block_on<T>(test: impl std::future::Future<Output = T>) -> T {
+        futures_util::FutureExt::now_or_never(test).expect("the embedded store answers at once")
+    }
+
     #[test]
     fn a_crash_mid_backup_and_mid_restore_is_resolved_as_cinder_does() {
-        let r = Records::in_memory().expect("db");
-        r.insert_volume("v1", "qemu", 1, "available")
-            .expect("insert");
-        r.insert_volume("v2", "qemu", 1, "available")
-            .expect("insert");
-        r.insert_volume("v3", "qemu", 1, "creating")
-            .expect("insert");
-        r.insert_backup("b1", "v1").expect("insert");
-        r.insert_backup("b2", "v1").expect("insert");
-        r.set_backup("b2", "restoring", Some(10), Some("v2"))
-            .expect("update");
-        r.insert_backup("b3", "v1").expect("insert");
-        r.set_backup("b3", "deleting", None, None).expect("update");
-        // The one crash-recovery algorithm, `RecordStore::recover`.
-        let recovered = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime")
-            .block_on(crate::store::RecordStore::recover(&r))
-            .expect("recover");
-        let status = |id: &str| r.backup(id).expect("read").expect("exists").status;
-        assert_eq!(status("b1"), "error");
-        assert_eq!(status("b2"), "available");
-        assert_eq!(status("b3"), "deleting");
-        assert_eq!(
-            r.volume("v2").expect("read").expect("exists").status,
-            "error_restoring"
-        );
-        assert_eq!(
-            r.volume("v3").expect("read").expect("exists").status,
-            "error"
-        );
-        assert_eq!(
-            r.volume("v1").expect("read").expect("exists").status,
-            "available"
-        );
-        assert_eq!(recovered.len(), 5, "{recovered:?}");
+        block_on(async {
+            let r = SqliteStore::in_memory().expect("db");
+            r.insert_volume("v1", "qemu", 1, "available")
+                .await
+                .expect("insert");
+            r.insert_volume("v2", "qemu", 1, "available")
+                .await
+                .expect("insert");
+            r.insert_volume("v3", "qemu", 1, "creating")
+                .await
+                .expect("insert");
+            r.insert_backup("b1", "v1").await.expect("insert");
+            r.insert_backup("b2", "v1").await.expect("insert");
+            r.set_backup("b2", "restoring", Some(10), Some("v2"))
+                .await
+                .expect("update");
+            r.insert_backup("b3", "v1").await.expect("insert");
+            r.set_backup("b3", "deleting", None, None)
+                .await
+                .expect("update");
+            // The one crash-recovery algorithm, `RecordStore::recover`.
+            let recovered = r.recover().await.expect("recover");
+            assert_eq!(
+                r.backup("b1").await.expect("read").expect("exists").status,
+                "error"
+            );
+            assert_eq!(
+                r.backup("b2").await.expect("read").expect("exists").status,
+                "available"
+            );
+            assert_eq!(
+                r.backup("b3").await.expect("read").expect("exists").status,
+                "deleting"
+            );
+            assert_eq!(
+                r.volume("v2").await.expect("read").expect("exists").status,
+                "error_restoring"
+            );
+            assert_eq!(
+                r.volume("v3").await.expect("read").expect("exists").status,
+                "error"
+            );
+            assert_eq!(
+                r.volume("v1").await.expect("read").expect("exists").status,
+                "available"
+            );
+            assert_eq!(recovered.len(), 5, "{recovered:?}");
+        })
     }
 
     #[test]
     fn attachments_are_per_host_and_survive_reopening() {
-        let dir = std::env::temp_dir().join(format!("rekindle-attach-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        {
-            let r = Records::open(&dir).expect("open");
-            r.insert_volume("v1", "qemu", 1, "in-use").expect("insert");
-            r.put_attachment("v1", "src", r#"{"host":"src"}"#)
-                .expect("attach");
-            r.put_attachment("v1", "dst", r#"{"host":"dst"}"#)
-                .expect("attach");
-            r.put_attachment("v1", "dst", r#"{"host":"dst"}"#)
-                .expect("attach again");
-            r.delete_attachment("v1", "src").expect("detach");
-        }
-        let r = Records::open(&dir).expect("reopen");
-        let hosts: Vec<String> = r
-            .attachments("v1")
-            .expect("read")
-            .into_iter()
-            .map(|a| a.connector_host)
-            .collect();
-        assert_eq!(hosts, ["dst"]);
-        r.delete_volume("v1").expect("delete");
-        assert!(r.attachments("v1").expect("read").is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
+        block_on(async {
+            let dir = std::env::temp_dir().join(format!("rekindle-attach-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            {
+                let r = SqliteStore::open(&dir).expect("open");
+                r.insert_volume("v1", "qemu", 1, "in-use")
+                    .await
+                    .expect("insert");
+                r.put_attachment("v1", "src", r#"{"host":"src"}"#)
+                    .await
+                    .expect("attach");
+                r.put_attachment("v1", "dst", r#"{"host":"dst"}"#)
+                    .await
+                    .expect("attach");
+                r.put_attachment("v1", "dst", r#"{"host":"dst"}"#)
+                    .await
+                    .expect("attach again");
+                r.delete_attachment("v1", "src").await.expect("detach");
+            }
+            let r = SqliteStore::open(&dir).expect("reopen");
+            let hosts: Vec<String> = r
+                .attachments("v1")
+                .await
+                .expect("read")
+                .into_iter()
+                .map(|a| a.connector_host)
+                .collect();
+            assert_eq!(hosts, ["dst"]);
+            r.delete_volume("v1").await.expect("delete");
+            assert!(r.attachments("v1").await.expect("read").is_empty());
+            let _ = std::fs::remove_dir_all(&dir);
+        })
     }
 
     #[test]
     fn a_state_dir_from_before_attachments_gets_one_per_in_use_export_once() {
-        let dir = std::env::temp_dir().join(format!("rekindle-legacy-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("dir");
-        {
-            // The schema as it was before attachments.
-            let conn = Connection::open(dir.join("rekindle.sqlite")).expect("open");
-            conn.execute_batch(&SCHEMA.replace("attachments", "unused_attachments"))
-                .expect("old schema");
-            conn.execute_batch(
-                "INSERT INTO volumes VALUES ('v1', 'qemu', 1, 'in-use', 'then');
+        block_on(async {
+            let dir = std::env::temp_dir().join(format!("rekindle-legacy-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("dir");
+            {
+                // The schema as it was before attachments.
+                let conn = Connection::open(dir.join("rekindle.sqlite")).expect("open");
+                conn.execute_batch(&SCHEMA.replace("attachments", "unused_attachments"))
+                    .expect("old schema");
+                conn.execute_batch(
+                    "INSERT INTO volumes VALUES ('v1', 'qemu', 1, 'in-use', 'then');
                  INSERT INTO volumes VALUES ('v2', 'qemu', 1, 'available', 'then');
                  INSERT INTO exports VALUES ('v1', 'qemu', 7, '127.0.0.1', 10809, 'c1');
                  INSERT INTO exports VALUES ('v2', 'qemu', 8, '127.0.0.1', 10810, 'c2');",
-            )
-            .expect("old rows");
-        }
-        let r = Records::open(&dir).expect("migrate");
-        let v1 = r.attachments("v1").expect("read");
-        assert_eq!(v1.len(), 1);
-        assert_eq!(v1[0].connector_host, "c1");
-        assert_eq!(v1[0].connector, r#"{"host":"c1"}"#);
-        assert!(r.attachments("v2").expect("read").is_empty());
-        // Once only: a detached host is not brought back by the next open.
-        r.delete_attachment("v1", "c1").expect("detach");
-        drop(r);
-        let r = Records::open(&dir).expect("reopen");
-        assert!(r.attachments("v1").expect("read").is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
+                )
+                .expect("old rows");
+            }
+            let r = SqliteStore::open(&dir).expect("migrate");
+            let v1 = r.attachments("v1").await.expect("read");
+            assert_eq!(v1.len(), 1);
+            assert_eq!(v1[0].connector_host, "c1");
+            assert_eq!(v1[0].connector, r#"{"host":"c1"}"#);
+            assert!(r.attachments("v2").await.expect("read").is_empty());
+            // Once only: a detached host is not brought back by the next open.
+            r.delete_attachment("v1", "c1").await.expect("detach");
+            drop(r);
+            let r = SqliteStore::open(&dir).expect("reopen");
+            assert!(r.attachments("v1").await.expect("read").is_empty());
+            let _ = std::fs::remove_dir_all(&dir);
+        })
     }
 
     #[test]
     fn rows_survive_reopening_the_file() {
-        let dir = std::env::temp_dir().join(format!("rekindle-records-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        {
-            let r = Records::open(&dir).expect("open");
-            r.insert_volume("v1", "qemu", 42, "available")
-                .expect("insert");
-            r.put_export(&ExportRow {
-                volume_id: "v1".into(),
-                backend: "qemu".into(),
-                pid: 7,
-                host: "127.0.0.1".into(),
-                port: 10809,
-                connector_host: "c1".into(),
-            })
-            .expect("export");
-        }
-        let r = Records::open(&dir).expect("reopen");
-        assert_eq!(
-            r.volume("v1").expect("read").map(|v| v.size_bytes),
-            Some(42)
-        );
-        assert_eq!(r.exports("qemu").expect("read").len(), 1);
-        let _ = std::fs::remove_dir_all(&dir);
+        block_on(async {
+            let dir = std::env::temp_dir().join(format!("rekindle-records-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            {
+                let r = SqliteStore::open(&dir).expect("open");
+                r.insert_volume("v1", "qemu", 42, "available")
+                    .await
+                    .expect("insert");
+                r.put_export(&ExportRow {
+                    volume_id: "v1".into(),
+                    backend: "qemu".into(),
+                    pid: 7,
+                    host: "127.0.0.1".into(),
+                    port: 10809,
+                    connector_host: "c1".into(),
+                })
+                .await
+                .expect("export");
+            }
+            let r = SqliteStore::open(&dir).expect("reopen");
+            assert_eq!(
+                r.volume("v1").await.expect("read").map(|v| v.size_bytes),
+                Some(42)
+            );
+            assert_eq!(r.exports("qemu").await.expect("read").len(), 1);
+            let _ = std::fs::remove_dir_all(&dir);
+        })
     }
 }
