@@ -11,8 +11,8 @@ use actix::prelude::*;
 use rekindle::actors::driver_actor::{Start, spec};
 use rekindle::actors::{DriverActor, Operation};
 use rekindle::driver::{Kind, Volume};
+use rekindle::engine::runtime::run_real;
 use rekindle::lifecycle::{Policy, StateName};
-use rekindle::runtime::run_real;
 
 #[path = "common/instant.rs"]
 mod instant;

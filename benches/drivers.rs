@@ -17,7 +17,7 @@ use rekindle::driver::{
     BackupDriver, BackupRecord, Connector, DriverContext, DriverSpec, Kind, Volume, VolumeDriver,
     VolumeLocation,
 };
-use rekindle::runtime::run_real;
+use rekindle::engine::runtime::run_real;
 
 const GIB: u64 = 1 << 30;
 /// Rounds of each measurement; the best of each is kept.

@@ -14,12 +14,12 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use rekindle::actors::driver_actor::{Start, spec};
 use rekindle::actors::{DriverActor, Operation};
-use rekindle::clock::ServiceClock;
 use rekindle::driver::{Kind, Volume};
+use rekindle::engine::clock::ServiceClock;
+use rekindle::engine::runtime::run_real;
+use rekindle::events::status::{BackendStatus, StatusBoard};
 use rekindle::lifecycle::{Moment, Policy, StateName};
-use rekindle::metrics::{Format, Metrics};
-use rekindle::runtime::run_real;
-use rekindle::status::{BackendStatus, StatusBoard};
+use rekindle::watch::metrics::{Format, Metrics};
 
 #[path = "common/instant.rs"]
 mod instant;

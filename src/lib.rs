@@ -51,7 +51,7 @@
 //!     }
 //! }
 //!
-//! rekindle::runtime::run_virtual(async {
+//! rekindle::engine::runtime::run_virtual(async {
 //!     let engine = Engine::builder()
 //!         .volume_backend("array-1", Array)
 //!         .subscribe(Audit.start().recipient())
@@ -122,35 +122,19 @@
 
 pub mod actors;
 pub mod check;
-pub mod clock;
 pub mod config;
 pub mod driver;
 pub mod engine;
-pub mod event;
+pub mod events;
 pub mod fleet;
-#[cfg(feature = "http")]
-pub mod http;
 pub use rekindle_core::lifecycle;
-// Plumbing of the `rekindle` binary, not public API: hidden, may change.
-#[doc(hidden)]
-pub mod listing;
-#[cfg(feature = "sqlite")]
-pub mod manager;
-#[cfg(feature = "http")]
-pub mod metrics;
-pub mod notify;
+pub mod operations;
 pub mod plan;
-pub mod progress;
 #[cfg(feature = "sqlite")]
 pub mod records;
-pub mod refusal;
-pub mod runtime;
 pub mod sim;
-pub mod status;
-pub mod systemd;
-// Plumbing of the `rekindle` binary, not public API: hidden, may change.
-#[doc(hidden)]
-pub mod table;
+#[cfg(feature = "http")]
+pub mod watch;
 
 pub use actors::{
     BackendResult, Handles, Operation, OperationError, OperationOutput, ReloadOutcome, ReloadReport,
@@ -160,7 +144,7 @@ pub use driver::{
     DriverEvent, DriverEvents, DriverRegistry, DriverSpec, Kind, Volume, VolumeDriver, VolumeId,
 };
 pub use engine::{Engine, EngineBuilder, EngineError, EngineHandle, JitterSeed, Reload};
-pub use event::{Event, Notice};
+pub use events::status::BackendStatus;
+pub use events::{Event, Notice};
 pub use lifecycle::{DriverError, Policy, StateName};
 pub use plan::{BackendPlan, Plan};
-pub use status::BackendStatus;

@@ -16,14 +16,14 @@ use rekindle::actors::driver_actor::{
     GetLifecycle, Observed, ReloadBackend, Shutdown, Start, Tick, spec,
 };
 use rekindle::actors::{DriverActor, Operation, Shell};
-use rekindle::clock::ServiceClock;
 use rekindle::driver::registry::AnyDriver;
 use rekindle::driver::{
     Capabilities, ConnectionInfo, Connector, DriverRegistry, Kind, Volume, VolumeDriver,
 };
+use rekindle::engine::clock::ServiceClock;
+use rekindle::engine::runtime::run_virtual;
+use rekindle::events::notify::Notifier;
 use rekindle::lifecycle::{DriverError, Effect, Event, Lifecycle, Moment, Policy, TimerKind};
-use rekindle::notify::Notifier;
-use rekindle::runtime::run_virtual;
 
 #[derive(Debug, Clone, Copy)]
 enum Outcome {

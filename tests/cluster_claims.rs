@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Db, Server};
+use rekindle::engine::runtime::run_real;
 use rekindle::records::cluster::{Epoch, Work};
 use rekindle::records::{End, FleetStore, Source, connect};
-use rekindle::runtime::run_real;
 
 const DOWN: Duration = Duration::from_millis(300);
 /// The gap between a survivor's renewals these tests allow: they renew

@@ -75,7 +75,7 @@ fn backup_periodic_initialization_is_explained_with_its_default() {
 #[cfg(feature = "http")]
 #[test]
 fn every_metric_has_a_row_and_every_row_a_metric() {
-    use rekindle::metrics::Metrics;
+    use rekindle::watch::metrics::Metrics;
     let all: Vec<&str> = Metrics::NAMES
         .iter()
         .chain(&Metrics::FLEET_NAMES)
@@ -107,7 +107,7 @@ fn every_metric_has_a_row_and_every_row_a_metric() {
 #[cfg(feature = "http")]
 #[test]
 fn the_dashboard_and_the_alerts_use_only_exported_metrics() {
-    use rekindle::metrics::Metrics;
+    use rekindle::watch::metrics::Metrics;
     let dashboard = include_str!("../docs/monitoring/grafana-dashboard.json");
     let alerts = include_str!("../docs/monitoring/alerts.yml");
     let json: serde_json::Value = serde_json::from_str(dashboard).expect("the dashboard is JSON");

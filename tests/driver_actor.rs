@@ -7,12 +7,12 @@ use actix::clock::sleep;
 use actix::prelude::*;
 use rekindle::actors::driver_actor::{GetLifecycle, ReloadBackend, Shutdown, Start, spec};
 use rekindle::actors::{DriverActor, Operation, OperationError, OperationOutput, Shell};
-use rekindle::clock::ServiceClock;
 use rekindle::driver::registry::AnyDriver;
 use rekindle::driver::{Connector, DriverRegistry, Kind, Volume};
+use rekindle::engine::clock::ServiceClock;
+use rekindle::engine::runtime::run_virtual;
+use rekindle::events::notify::Notifier;
 use rekindle::lifecycle::{DriverError, Policy, StateName};
-use rekindle::notify::Notifier;
-use rekindle::runtime::run_virtual;
 
 struct Rig {
     shell: Shell,

@@ -9,12 +9,12 @@ use std::time::Duration;
 use actix::clock::sleep;
 use rekindle::actors::controller::RequestReload;
 use rekindle::actors::{Handles, ReloadOutcome};
-use rekindle::clock::ServiceClock;
 use rekindle::config::{self, Config};
 use rekindle::driver::options::{OptionDecl, OptionDefault, Rule};
 use rekindle::driver::{DriverRegistry, Kind};
+use rekindle::engine::clock::ServiceClock;
+use rekindle::engine::runtime::run_virtual;
 use rekindle::lifecycle::StateName;
-use rekindle::runtime::run_virtual;
 
 fn check(text: &str) -> Vec<String> {
     config::check(text, "cinder.conf", &DriverRegistry::with_builtin())

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use async_trait::async_trait;
-use rekindle::clock::ServiceClock;
-use rekindle::runtime::run_virtual;
+use rekindle::engine::clock::ServiceClock;
+use rekindle::engine::runtime::run_virtual;
 use rekindle::{
     Capabilities, ConnectionInfo, Connector, DriverError, Engine, EngineError, Event, Notice,
     Operation, OperationOutput, Policy, Reload, ReloadOutcome, StateName, Volume, VolumeDriver,
@@ -202,7 +202,7 @@ impl Handler<Notice> for Slow {
 
 #[test]
 fn a_slow_subscriber_never_holds_up_a_driver_and_its_drops_are_counted() {
-    rekindle::runtime::run_real(async {
+    rekindle::engine::runtime::run_real(async {
         let arbiter = Arbiter::new();
         let slow = Slow::start_in_arbiter(&arbiter.handle(), |_| Slow);
         let mut builder = Engine::builder().subscribe(slow.recipient());

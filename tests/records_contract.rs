@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Db, Server};
+use rekindle::engine::runtime::run_real;
 use rekindle::records::{ExportRow, SqliteStore};
 use rekindle::records::{RecordStore, RecordsError, ServicePut, connect};
-use rekindle::runtime::run_real;
 
 /// The contract, run against one store.
 async fn contract(store: &dyn RecordStore) {

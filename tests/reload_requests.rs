@@ -6,9 +6,9 @@ mod common;
 use std::time::Duration;
 
 use common::{Db, Server};
+use rekindle::engine::runtime::run_real;
 use rekindle::records::connect;
 use rekindle::records::requests::Answer;
-use rekindle::runtime::run_real;
 
 fn a_request_wakes_its_host_at_once_and_is_answered_once(db: Db) {
     let server = Server::start_on(db, "requests");

@@ -14,11 +14,11 @@ use rekindle::actors::driver_actor::spec;
 use rekindle::actors::service::Route;
 use rekindle::actors::signal::ControlSignal;
 use rekindle::actors::{Handles, Operation, OperationOutput, Plan, ReloadOutcome};
-use rekindle::clock::ServiceClock;
 use rekindle::driver::{DriverRegistry, Kind, Volume};
+use rekindle::engine::clock::ServiceClock;
+use rekindle::engine::runtime::run_virtual;
+use rekindle::events::notify::Record;
 use rekindle::lifecycle::{Policy, StateName};
-use rekindle::notify::Record;
-use rekindle::runtime::run_virtual;
 
 type Source = Rc<RefCell<Result<Plan, String>>>;
 
@@ -624,7 +624,7 @@ fn a_reload_whose_new_config_fails_rolls_back_to_the_old_instance() {
         assert!(
             matches!(
                 row.stale_config,
-                Some(rekindle::status::StaleConfig::RolledBack { .. })
+                Some(rekindle::events::status::StaleConfig::RolledBack { .. })
             ),
             "{row:?}"
         );

@@ -4,13 +4,13 @@
 use std::rc::Rc;
 
 use rekindle::actors::Shell;
-use rekindle::clock::ServiceClock;
 use rekindle::driver::registry::AnyDriver;
 use rekindle::driver::{
     Capabilities, ConnectionInfo, Connector, DriverRegistry, Kind, Volume, VolumeDriver,
 };
+use rekindle::engine::clock::ServiceClock;
+use rekindle::events::notify::Notifier;
 use rekindle::lifecycle::DriverError;
-use rekindle::notify::Notifier;
 
 /// A driver whose every call returns at once: the bench measures the actor.
 pub struct Instant0;

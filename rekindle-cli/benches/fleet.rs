@@ -38,9 +38,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{Db, Server};
+use rekindle::engine::runtime::run_real;
 use rekindle::records::cluster::Epoch;
 use rekindle::records::{FleetStore, ServicePut};
-use rekindle::runtime::run_real;
 
 /// The copy of the binary this run uses.
 static BIN: OnceLock<PathBuf> = OnceLock::new();

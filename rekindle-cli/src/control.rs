@@ -15,7 +15,7 @@ use rekindle::actors::Handles;
 
 use crate::exit::Exit;
 use rekindle::actors::controller::{RequestReload, RequestReloadAndWait};
-use rekindle::status::{BackendStatus, ServiceStatus};
+use rekindle::events::status::{BackendStatus, ServiceStatus};
 
 /// The longest request line the server reads.
 pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
@@ -121,9 +121,9 @@ pub enum Request {
         /// The new status.
         state: String,
     },
-    /// Every volume (rows of [`rekindle::listing::VolumeListRow`]).
+    /// Every volume (rows of [`rekindle::operations::listing::VolumeListRow`]).
     VolumeList,
-    /// Every backup (rows of [`rekindle::listing::BackupListRow`]).
+    /// Every backup (rows of [`rekindle::operations::listing::BackupListRow`]).
     BackupList,
 }
 
@@ -137,7 +137,7 @@ pub struct StatusReport {
     /// Set while the records cannot be written: every service row is down
     /// and its Updated At is the last heartbeat written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub records_fault: Option<rekindle::status::RecordsFault>,
+    pub records_fault: Option<rekindle::events::status::RecordsFault>,
     /// Set when the fleet's database did not answer this `status`: why,
     /// and that the service rows shown are this host's own, as it last
     /// heartbeated them (their Updated At says how old).
@@ -312,7 +312,7 @@ pub fn filter_services(report: &mut StatusReport, host: Option<&str>, cluster: O
 /// starts, so a busy or impossible path refuses start-up with one line.
 pub struct ControlSocket {
     listener: UnixListener,
-    metrics: Option<std::rc::Rc<rekindle::metrics::Metrics>>,
+    metrics: Option<std::rc::Rc<rekindle::watch::metrics::Metrics>>,
 }
 
 impl Request {
@@ -378,13 +378,13 @@ impl ControlSocket {
     }
 
     /// Counts and times every user operation answered here in `metrics`.
-    pub fn with_metrics(mut self, metrics: std::rc::Rc<rekindle::metrics::Metrics>) -> Self {
+    pub fn with_metrics(mut self, metrics: std::rc::Rc<rekindle::watch::metrics::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
     }
 
     /// Answers requests until the system stops.
-    pub fn serve(self, handles: Handles, manager: Option<rekindle::manager::Manager>) {
+    pub fn serve(self, handles: Handles, manager: Option<rekindle::operations::Manager>) {
         let (listener, metrics) = (self.listener, self.metrics);
         actix::spawn(async move {
             loop {
@@ -411,8 +411,8 @@ impl ControlSocket {
 async fn answer(
     stream: tokio::net::UnixStream,
     handles: Handles,
-    manager: Option<rekindle::manager::Manager>,
-    metrics: Option<&rekindle::metrics::Metrics>,
+    manager: Option<rekindle::operations::Manager>,
+    metrics: Option<&rekindle::watch::metrics::Metrics>,
 ) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
@@ -443,23 +443,24 @@ async fn answer(
 async fn handle(
     request: Request,
     handles: &Handles,
-    manager: Option<&rekindle::manager::Manager>,
+    manager: Option<&rekindle::operations::Manager>,
 ) -> Response {
     // A fleet host that fenced itself starts nothing.
-    let operation = |manager: Option<&rekindle::manager::Manager>| {
+    let operation = |manager: Option<&rekindle::operations::Manager>| {
         let manager = manager
             .cloned()
             .ok_or_else(|| "this daemon keeps no records (no manager)".to_string())?;
         manager.fence().map_err(|e| e.to_string())?;
         Ok::<_, String>(manager)
     };
-    let done = |result: Result<serde_json::Value, rekindle::manager::ManagerError>| match result {
+    let done = |result: Result<serde_json::Value, rekindle::operations::ManagerError>| match result
+    {
         Ok(value) => Response::Done { value },
         // The driver's work succeeded and its outcome is kept until the
         // fleet's database answers: the client is told the outcome, by id,
         // with its record pending (exit 0: it is durable and will be
         // written). An error outcome stays an error.
-        Err(rekindle::manager::ManagerError::Pending {
+        Err(rekindle::operations::ManagerError::Pending {
             kind,
             id,
             to,
@@ -607,7 +608,7 @@ async fn handle(
 }
 
 /// A list's rows as a JSON array.
-fn rows<T: Serialize>(result: Result<Vec<T>, rekindle::manager::ManagerError>) -> Response {
+fn rows<T: Serialize>(result: Result<Vec<T>, rekindle::operations::ManagerError>) -> Response {
     match result.map(serde_json::to_value) {
         Ok(Ok(value)) => Response::Done { value },
         Ok(Err(error)) => Response::Error {
@@ -622,7 +623,7 @@ fn rows<T: Serialize>(result: Result<Vec<T>, rekindle::manager::ManagerError>) -
 /// Answers a started backup or restore: when it ends, or at once (it then
 /// carries on in the daemon, its outcome in the records and `backup show`).
 async fn started(
-    started: Result<rekindle::manager::Started, rekindle::manager::ManagerError>,
+    started: Result<rekindle::operations::Started, rekindle::operations::ManagerError>,
     background: bool,
 ) -> Response {
     let started = match started {
@@ -634,7 +635,7 @@ async fn started(
         }
     };
     let result = if background {
-        let rekindle::manager::Started { accepted, run } = started;
+        let rekindle::operations::Started { accepted, run } = started;
         actix::spawn(async move {
             if let Err(error) = run.await {
                 tracing::warn!(%error, "a backup operation run in the background failed");
@@ -705,7 +706,7 @@ pub fn render_status(report: &StatusReport) -> String {
     } else {
         &["Binary", "Host", "Backend", "State", "Updated At"]
     };
-    let mut out = rekindle::table::render(headers, &services);
+    let mut out = crate::table::render(headers, &services);
     if let Some(fault) = &report.fleet_fault {
         out.push_str(&format!("Fleet database did not answer: {fault}\n"));
     }
@@ -737,7 +738,7 @@ pub fn render_status(report: &StatusReport) -> String {
             ]
         })
         .collect();
-    out.push_str(&rekindle::table::render(
+    out.push_str(&crate::table::render(
         &[
             "Backend",
             "Kind",
@@ -774,7 +775,7 @@ fn next_retry(b: &BackendRow, now: std::time::SystemTime) -> String {
         .as_deref()
         .and_then(|t| humantime::parse_rfc3339_weak(t).ok())
     {
-        return match rekindle::refusal::in_and_at(at, now) {
+        return match rekindle::events::refusal::in_and_at(at, now) {
             (Some(left), clock) => format!("in {left} ({clock})"),
             (None, clock) => format!("due now ({clock})"),
         };
@@ -850,7 +851,9 @@ pub fn render_reload(outcome: &serde_json::Value) -> String {
                     ),
                     "aborted" => format!(
                         "drain deadline passed with {} in flight; the old config keeps serving",
-                        rekindle::status::operations(b["in_flight"].as_u64().unwrap_or(0) as u32)
+                        rekindle::events::status::operations(
+                            b["in_flight"].as_u64().unwrap_or(0) as u32
+                        )
                     ),
                     "added" if b["ready"] == true => "ready".to_string(),
                     "added" => format!(
@@ -861,7 +864,9 @@ pub fn render_reload(outcome: &serde_json::Value) -> String {
                     "removed" => "stopped".to_string(),
                     "removal_aborted" => format!(
                         "drain deadline passed with {} in flight; it keeps serving and the next reload tries again",
-                        rekindle::status::operations(b["in_flight"].as_u64().unwrap_or(0) as u32)
+                        rekindle::events::status::operations(
+                            b["in_flight"].as_u64().unwrap_or(0) as u32
+                        )
                     ),
                     _ => String::new(),
                 };
@@ -955,7 +960,7 @@ mod tests {
         };
         let table = render_status(&report);
         assert!(!table.contains("Records cannot be written"), "{table}");
-        report.records_fault = Some(rekindle::status::RecordsFault {
+        report.records_fault = Some(rekindle::events::status::RecordsFault {
             error: "state_dir /s cannot be written: read-only file system".to_string(),
             since: "2026-12-02T13:00:00Z".to_string(),
         });

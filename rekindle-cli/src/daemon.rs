@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use rekindle::actors::SignalActor;
 use rekindle::actors::signal::SignalListeners;
-use rekindle::systemd::Systemd;
+use rekindle::engine::systemd::Systemd;
 
 /// `rekindle run` options.
 #[derive(Debug, Clone)]
@@ -48,13 +48,13 @@ pub enum DaemonError {
     Pending(#[from] rekindle::fleet::pending::PendingError),
     /// The HTTP listener cannot listen where it was told to.
     #[error(transparent)]
-    Http(#[from] rekindle::http::HttpError),
+    Http(#[from] rekindle::watch::http::HttpError),
     /// The signal handlers cannot be installed.
     #[error("cannot install signal handlers: {0}")]
     Signals(std::io::Error),
     /// The runtime cannot start.
     #[error(transparent)]
-    Runtime(#[from] rekindle::runtime::RuntimeError),
+    Runtime(#[from] rekindle::engine::runtime::RuntimeError),
 }
 
 pub use rekindle::config::{ConfigSource, load_config};
@@ -67,7 +67,7 @@ pub use rekindle::config::{ConfigSource, load_config};
 /// handled: a SIGHUP during start-up becomes one reload once the service runs,
 /// a SIGTERM a graceful shutdown.
 pub fn run(options: RunOptions) -> Result<(), DaemonError> {
-    rekindle::runtime::run_real(async move {
+    rekindle::engine::runtime::run_real(async move {
         let signals = SignalListeners::install().map_err(DaemonError::Signals)?;
         let config = load_config(&options.config).map_err(DaemonError::Config)?;
         if let Some(configured) = config.service_down_time_raised_from {
@@ -92,7 +92,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         };
         let http_listen = options.http_listen.or(config.http_listen);
         let http = match http_listen {
-            Some(address) => Some(rekindle::http::HttpListener::bind(address)?),
+            Some(address) => Some(rekindle::watch::http::HttpListener::bind(address)?),
             None => None,
         };
         let configured = config.plan().backends.len();
@@ -152,7 +152,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         let handles = engine.handles().clone();
         // Metrics count every notification from here on; the HTTP listener
         // (when configured) serves them with the probes.
-        let metrics = std::rc::Rc::new(rekindle::metrics::Metrics::new(
+        let metrics = std::rc::Rc::new(rekindle::watch::metrics::Metrics::new(
             handles.shell.board.clone(),
             handles.shell.clock,
         ));
@@ -191,14 +191,15 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         #[cfg(feature = "fleet")]
         let manager = match joining {
             Some((url, config, rows)) => {
-                let manager = rekindle::manager::Manager::waiting_for_fleet(handles.clone(), &url);
+                let manager =
+                    rekindle::operations::Manager::waiting_for_fleet(handles.clone(), &url);
                 spawn_join(url, config, rows, pending, manager.clone(), handles.clone());
                 manager
             }
-            None => rekindle::manager::Manager::new(handles.clone(), records.clone()),
+            None => rekindle::operations::Manager::new(handles.clone(), records.clone()),
         };
         #[cfg(not(feature = "fleet"))]
-        let manager = rekindle::manager::Manager::new(handles.clone(), records.clone());
+        let manager = rekindle::operations::Manager::new(handles.clone(), records.clone());
         spawn_metrics_refresh(
             metrics.clone(),
             manager.clone(),
@@ -245,17 +246,17 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
 /// fleet's hosts and rollouts and this host's fencing (the last answer is
 /// kept while the database does not answer).
 fn spawn_metrics_refresh(
-    metrics: std::rc::Rc<rekindle::metrics::Metrics>,
-    manager: rekindle::manager::Manager,
+    metrics: std::rc::Rc<rekindle::watch::metrics::Metrics>,
+    manager: rekindle::operations::Manager,
     records: std::rc::Rc<dyn rekindle::records::RecordStore>,
-    board: rekindle::status::StatusBoard,
+    board: rekindle::events::status::StatusBoard,
     (report_interval, service_down_time): (std::time::Duration, std::time::Duration),
 ) {
     let _ = (&manager, service_down_time);
     actix::spawn(async move {
         let mut ticks = actix::clock::interval(report_interval);
         #[cfg(feature = "fleet")]
-        let mut fleet = rekindle::metrics::FleetView::default();
+        let mut fleet = rekindle::watch::metrics::FleetView::default();
         loop {
             ticks.tick().await;
             let mut exports = Some(0);
@@ -301,14 +302,14 @@ type ReloadedHttpListen = std::rc::Rc<std::cell::Cell<Option<Option<std::net::So
 fn follow_http_listen(
     reloaded: ReloadedHttpListen,
     configured: Option<std::net::SocketAddr>,
-    serving: Option<rekindle::http::Serving>,
+    serving: Option<rekindle::watch::http::Serving>,
     handles: rekindle::actors::Handles,
-    metrics: std::rc::Rc<rekindle::metrics::Metrics>,
+    metrics: std::rc::Rc<rekindle::watch::metrics::Metrics>,
 ) {
     let state = std::rc::Rc::new(std::cell::RefCell::new((configured, serving)));
     let notifier = handles.shell.notifier.clone();
     notifier.on_notice(move |notice| {
-        if !matches!(notice.event, rekindle::event::Event::ReloadEnd(_)) {
+        if !matches!(notice.event, rekindle::events::Event::ReloadEnd(_)) {
             return;
         }
         // A reload whose file did not load leaves the listener as it is.
@@ -321,7 +322,7 @@ fn follow_http_listen(
                 return;
             }
             let next = match wanted {
-                Some(address) => match rekindle::http::HttpListener::bind(address)
+                Some(address) => match rekindle::watch::http::HttpListener::bind(address)
                     .and_then(|l| l.serve(handles, metrics))
                 {
                     Ok(serving) => Some(serving),
@@ -344,8 +345,9 @@ fn follow_http_listen(
 
 /// Where the engine's service rows go once the host has joined its fleet.
 #[cfg(feature = "fleet")]
-type RowSlot =
-    std::rc::Rc<std::cell::RefCell<Option<Box<dyn Fn(&[rekindle::status::ServiceBeat<'_>])>>>>;
+type RowSlot = std::rc::Rc<
+    std::cell::RefCell<Option<Box<dyn Fn(&[rekindle::events::status::ServiceBeat<'_>])>>>,
+>;
 
 /// Joins the fleet database in the background: a database that does not
 /// answer (not up yet, an outage) is retried every 2 s with one log line
@@ -359,7 +361,7 @@ fn spawn_join(
     config: rekindle::config::Config,
     rows: RowSlot,
     pending: rekindle::fleet::pending::PendingOutcomes,
-    manager: rekindle::manager::Manager,
+    manager: rekindle::operations::Manager,
     handles: rekindle::actors::Handles,
 ) {
     use rekindle::records::RecordsError;

@@ -794,7 +794,7 @@ pub fn table(rows: &[RolloutRow]) -> String {
             ]
         })
         .collect();
-    rekindle::table::render(
+    crate::table::render(
         &[
             "ID",
             "State",

@@ -11,6 +11,7 @@ mod demo;
 mod exit;
 #[cfg(feature = "fleet")]
 mod fleet_command;
+mod table;
 mod wait;
 
 use crate::control::{Request, Response};
@@ -26,7 +27,7 @@ use crate::args::{BackupAction, Cli, Command, ConfigAction, ModelAction, VolumeA
 #[cfg(feature = "fleet")]
 fn fleet(action: FleetAction) -> ExitCode {
     use crate::fleet_command as command;
-    let result = rekindle::runtime::run_real(async move {
+    let result = rekindle::engine::runtime::run_real(async move {
         match action {
             FleetAction::Reload {
                 config,
@@ -145,8 +146,8 @@ fn list<T: serde::de::DeserializeOwned + serde::Serialize>(
 /// in the daemon, then follows it until it ends.
 fn wait_for(control: &std::path::Path, request: Request) -> ExitCode {
     let work = match request {
-        Request::BackupRestore { .. } => rekindle::progress::BackupWork::Restore,
-        _ => rekindle::progress::BackupWork::Create,
+        Request::BackupRestore { .. } => rekindle::operations::progress::BackupWork::Restore,
+        _ => rekindle::operations::progress::BackupWork::Create,
     };
     let accepted = match control::request(control, &request) {
         Ok(Response::Done { value }) => value,
@@ -414,7 +415,7 @@ fn run(command: Command) -> ExitCode {
             &control,
             Request::VolumeList,
             json,
-            rekindle::listing::render_volumes,
+            crate::table::render_volumes,
         ),
         Command::Volume { control, action } => operate(&control, volume_request(action)),
         Command::Backup {
@@ -424,7 +425,7 @@ fn run(command: Command) -> ExitCode {
             &control,
             Request::BackupList,
             json,
-            rekindle::listing::render_backups,
+            crate::table::render_backups,
         ),
         Command::Backup {
             control,

@@ -9,8 +9,8 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::control::{self, ControlError, Request, Response};
-use rekindle::progress::BackupWork;
-use rekindle::table::human_size;
+use crate::table::human_size;
+use rekindle::operations::progress::BackupWork;
 
 /// How often the record is read.
 const POLL: Duration = Duration::from_millis(200);

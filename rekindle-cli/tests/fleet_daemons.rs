@@ -1235,7 +1235,7 @@ fn a_fleet_hosts_metrics_follow_the_fleet() {
             .then_some(text)
         },
     );
-    for name in rekindle::metrics::Metrics::FLEET_NAMES {
+    for name in rekindle::watch::metrics::Metrics::FLEET_NAMES {
         assert!(
             text.contains(&format!("# TYPE {name} ")),
             "{name} not served:\n{text}"

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::{Db, Server};
+use rekindle::engine::runtime::run_real;
 use rekindle::records::FleetStore;
 use rekindle::records::requests::Answer;
-use rekindle::runtime::run_real;
 
 use daemon::{BIN, Daemon};
 

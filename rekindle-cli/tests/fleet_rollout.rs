@@ -11,8 +11,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::{Db, Server};
+use rekindle::engine::runtime::run_real;
 use rekindle::records::requests::Answer;
-use rekindle::runtime::run_real;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rekindle");
 

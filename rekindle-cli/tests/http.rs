@@ -174,7 +174,7 @@ fn every_metric_is_served_once_things_happen() {
             .then_some(text)
         },
     );
-    let missing: Vec<&str> = rekindle::metrics::Metrics::NAMES
+    let missing: Vec<&str> = rekindle::watch::metrics::Metrics::NAMES
         .iter()
         .copied()
         .filter(|name| !text.contains(&format!("# TYPE {name} ")))

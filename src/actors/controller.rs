@@ -18,13 +18,13 @@ use super::publisher::{Publisher, Track, Untrack};
 use super::scheduler::{ForgetBackend, Scheduler};
 use super::service::{AddBackend, Heartbeat, RemoveBackend, Service};
 use super::signal::ControlSignal;
-use crate::event::Event;
-pub use crate::event::{BackendResult, PlanDiff};
+use crate::engine::systemd::Systemd;
+use crate::events::Event;
+use crate::events::status::StaleConfig;
+pub use crate::events::{BackendResult, PlanDiff};
 use crate::lifecycle::{ConfigId, StateName};
 use crate::plan::reload::{ReloadDecision, ReloadState, ReloadSteps, decide};
 pub use crate::plan::{BackendPlan, Loader, Plan};
-use crate::status::StaleConfig;
-use crate::systemd::Systemd;
 
 /// What a reload request led to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -704,7 +704,7 @@ impl Handler<ReloadSettled> for Controller {
         self.shell.notifier.emit(
             None,
             now,
-            Event::ReloadEnd(Box::new(crate::event::ReloadEnd {
+            Event::ReloadEnd(Box::new(crate::events::ReloadEnd {
                 config: msg.config,
                 ok,
                 added: msg.diff.added.clone(),

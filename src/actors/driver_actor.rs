@@ -9,15 +9,15 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
-use crate::clock::ServiceClock;
 use crate::driver::registry::AnyDriver;
 use crate::driver::{Capabilities, DriverContext, DriverRegistry, DriverSpec, Kind};
+use crate::engine::clock::ServiceClock;
+use crate::events::notify::Notifier;
+use crate::events::status::{BackendStatus, InFlight, StaleConfig, StatusBoard};
 use crate::lifecycle::{
     ConfigId, DriverError, Effect, Effects, Event, Generation, Lifecycle, Moment, Notification,
     Policy, Refused, StateName, Timer,
 };
-use crate::notify::Notifier;
-use crate::status::{BackendStatus, InFlight, StaleConfig, StatusBoard};
 
 use super::driver_call::{CallSlot, DriverCall, FirstPoll, WrongKind, guarded, panicked};
 pub use super::operation::{Operation, OperationError, OperationOutput};
@@ -590,7 +590,7 @@ impl DriverActor {
             ),
             _ => (None, state.setup().map(|s| clock.wall(s.deadline))),
         };
-        let situation = crate::refusal::Situation {
+        let situation = crate::events::refusal::Situation {
             state: state.name(),
             attempt: state.attempt(),
             gave_up: state.gave_up(),
@@ -600,7 +600,7 @@ impl DriverActor {
             until,
         };
         let now = self.shell.clock.wall(self.shell.clock.now());
-        OperationError::Refused(Box::new(crate::refusal::Refusal::new(
+        OperationError::Refused(Box::new(crate::events::refusal::Refusal::new(
             &self.spec.backend,
             operation,
             refused,
@@ -638,18 +638,18 @@ impl DriverActor {
 
 /// The backup-init spec's notifications, on top of the driver-level ones.
 fn backup_notification(
-    notifier: &crate::notify::Notifier,
+    notifier: &crate::events::notify::Notifier,
     backend: &str,
     now: Moment,
     n: &Notification,
 ) {
     // The engine's notification events, not the core's input events this
     // module otherwise speaks of.
-    use crate::event::{self, BackupInitFailure};
+    use crate::events::{self, BackupInitFailure};
     let event = match n {
-        Notification::InitEnd { attempt } => event::Event::BackupInitSuccess { attempt: *attempt },
+        Notification::InitEnd { attempt } => events::Event::BackupInitSuccess { attempt: *attempt },
         Notification::InitError { attempt, error } => {
-            event::Event::BackupInitFailure(BackupInitFailure::Attempt {
+            events::Event::BackupInitFailure(BackupInitFailure::Attempt {
                 attempt: *attempt,
                 class: error.class().as_str().to_string(),
                 message: error.to_string(),

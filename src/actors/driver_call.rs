@@ -509,7 +509,7 @@ mod deadline_tests {
 
     #[test]
     fn a_call_past_its_limit_is_abandoned_in_words_and_one_within_it_answers() {
-        crate::runtime::run_virtual(async {
+        crate::engine::runtime::run_virtual(async {
             let started = actix::clock::Instant::now();
             let hung: Result<(), DriverError> = within(
                 Duration::from_secs(60),

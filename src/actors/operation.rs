@@ -106,9 +106,9 @@ pub enum OperationOutput {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum OperationError {
     /// The backend is not Ready: what was refused, the backend, its state in
-    /// words and what happens next (see [`crate::refusal::Refusal`]).
+    /// words and what happens next (see [`crate::events::refusal::Refusal`]).
     #[error("{0}")]
-    Refused(Box<crate::refusal::Refusal>),
+    Refused(Box<crate::events::refusal::Refusal>),
     /// The driver failed the operation (or turned its input away, as a
     /// connector missing a field): named, as every refusal is.
     #[error("{operation} failed: backend `{backend}`: {error}")]

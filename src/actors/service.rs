@@ -5,15 +5,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::event::{BackupInitFailure, Event, ServiceRowChange};
+use crate::events::{BackupInitFailure, Event, ServiceRowChange};
 use actix::prelude::*;
 
 use super::driver_actor::{DriverActor, Operation, OperationError, OperationOutput};
-use crate::clock::ServiceClock;
 use crate::driver::Kind;
+use crate::engine::clock::ServiceClock;
+use crate::events::notify::Notifier;
+use crate::events::status::{Beat, ServiceBeat, StatusBoard};
 use crate::lifecycle::{Moment, StateName};
-use crate::notify::Notifier;
-use crate::status::{Beat, ServiceBeat, StatusBoard};
 
 /// Timing of the service's heartbeat.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

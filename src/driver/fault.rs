@@ -631,7 +631,7 @@ mod tests {
     use super::*;
     use crate::actors::driver_actor::spec;
     use crate::driver::Kind;
-    use crate::runtime::run_virtual;
+    use crate::engine::runtime::run_virtual;
 
     fn backup_driver(options: &[(&str, &str)]) -> (FaultDriver, Rc<Probe>) {
         let ctx = DriverContext {

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::engine::{EngineHandle, Reload};
-use crate::event::BackendResult;
+use crate::events::BackendResult;
 use crate::records::FleetStore;
 use crate::records::requests::{Answer, RequestId};
 use crate::{ReloadOutcome, ReloadReport};

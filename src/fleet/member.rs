@@ -14,11 +14,11 @@ use tokio::sync::watch;
 
 use super::outcome::{KeptFate, kept_fate};
 use super::pending::{PendingError, PendingOutcome, PendingOutcomes};
-use crate::event::Event;
-use crate::notify::Notifier;
+use crate::events::Event;
+use crate::events::notify::Notifier;
+use crate::events::status::ServiceBeat;
 use crate::records::cluster::{Claimed, Epoch, Work};
 use crate::records::{End, FleetStore, RecordsError, ServicePut};
-use crate::status::ServiceBeat;
 
 /// One service row as the heartbeat writer keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]

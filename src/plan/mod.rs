@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::driver::DriverSpec;
-use crate::event::PlanDiff;
+use crate::events::PlanDiff;
 use crate::lifecycle::Policy;
 
 /// One backend as the plan runs it.

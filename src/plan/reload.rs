@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::{BackendPlan, Plan};
-use crate::event::PlanDiff;
+use crate::events::PlanDiff;
 
 /// What the controller is doing when a reload is requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

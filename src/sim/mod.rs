@@ -32,12 +32,12 @@ use tokio::sync::oneshot;
 use crate::actors::service::Route;
 use crate::actors::signal::ControlSignal;
 use crate::actors::{Controller, Operation, OperationError, Shell};
-use crate::clock::ServiceClock;
 use crate::driver::{BackupRecord, DriverRegistry, Kind, Volume};
-use crate::notify::Notifier;
+use crate::engine::clock::ServiceClock;
+use crate::engine::runtime::{RuntimeError, run_virtual};
+use crate::engine::systemd::Systemd;
+use crate::events::notify::Notifier;
 use crate::plan::{Loader, Plan};
-use crate::runtime::{RuntimeError, run_virtual};
-use crate::systemd::Systemd;
 
 pub use recorder::Recorder;
 pub use report::SimReport;

@@ -9,10 +9,10 @@ use crate::actors::driver_actor::Observed;
 use crate::actors::{OperationError, OperationOutput};
 use crate::driver::DriverRegistry;
 use crate::driver::fault::{Probe, Probes};
+use crate::events::notify::Notifier;
 use crate::lifecycle::{
     Effect, Event, EventName, Generation, Moment, Notification, StateName, invariants,
 };
-use crate::notify::Notifier;
 use crate::plan::Plan;
 
 use super::Action;

@@ -36,9 +36,9 @@ use proptest::prelude::*;
 use super::{Action, Scripted, SimReport, Simulation};
 use crate::driver::registry::AnyDriver;
 use crate::driver::{DriverContext, DriverRegistry, DriverSpec, Kind, VolumeDriver};
+use crate::engine::runtime::RuntimeError;
 use crate::lifecycle::{DriverError, Policy};
 use crate::plan::{BackendPlan, Plan};
-use crate::runtime::RuntimeError;
 
 /// `n` hours.
 pub fn hours(n: u64) -> Duration {

@@ -1,10 +1,14 @@
-//! Events: the notification contract as Rust types (`Event`, one variant per
+//! Events: what the engine tells the world. The notification contract as Rust types (`Event`, one variant per
 //! `event_type`, its payload's fields) and `Notice`, one delivered event.
 //!
 //! A [`Notice`] serializes to exactly one line of the notifications file:
 //! `{"event_type", "backend", "timestamp", "payload"}`. Subscribers (an
 //! embedder's actors, given to [`crate::EngineBuilder::subscribe`]) receive
 //! each as an actix message.
+
+pub mod notify;
+pub mod refusal;
+pub mod status;
 
 use std::collections::BTreeMap;
 

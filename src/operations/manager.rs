@@ -14,10 +14,10 @@ use crate::actors::service::Route;
 use crate::actors::{Handles, Operation, OperationError, OperationOutput};
 use crate::config::BACKUP_BACKEND;
 use crate::driver::{BackupRecord, Connector, Kind, Volume};
-use crate::event::Event;
+use crate::events::Event;
 use crate::lifecycle::StateName;
-use crate::listing::{BackupListRow, VolumeListRow};
-use crate::progress::{BackupWork, Operations, Report, Reporter};
+use crate::operations::listing::{BackupListRow, VolumeListRow};
+use crate::operations::progress::{BackupWork, Operations, Report, Reporter};
 use crate::records::{End, Source};
 use crate::records::{RecordStore, RecordsError};
 
@@ -871,7 +871,7 @@ impl Manager {
             )),
             Some(b) if b.state == StateName::Ready => Ok(()),
             Some(b) => {
-                let situation = crate::refusal::Situation {
+                let situation = crate::events::refusal::Situation {
                     state: b.state,
                     attempt: b.attempt,
                     gave_up: b.gave_up,
@@ -892,7 +892,7 @@ impl Manager {
                     operation,
                     format_args!(
                         "the backup service is down: {}; {untouched}",
-                        crate::refusal::describe(&situation, now)
+                        crate::events::refusal::describe(&situation, now)
                     ),
                 ))
             }
@@ -1059,7 +1059,7 @@ impl Manager {
                 self.handles.shell.notifier.emit(
                     Some(BACKUP_BACKEND),
                     self.handles.shell.clock.now(),
-                    crate::event::Event::BackupCreateError {
+                    crate::events::Event::BackupCreateError {
                         backup_id: id.to_string(),
                         volume_id: volume_id.to_string(),
                         reached_backend: reached,

@@ -10,9 +10,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::clock::ServiceClock;
 use crate::driver::backup::Progress;
-use crate::notify::Notifier;
+use crate::engine::clock::ServiceClock;
+use crate::events::notify::Notifier;
 
 /// How often a running operation reports its progress, at most.
 pub const PERIOD: Duration = Duration::from_secs(1);
@@ -227,7 +227,7 @@ pub struct Reporter {
 
 impl Reporter {
     fn line(&self, report: &Report, snapshot: Snapshot) {
-        let payload = crate::event::BackupProgress {
+        let payload = crate::events::BackupProgress {
             backup_id: report.backup_id.clone(),
             volume_id: report.volume_id.clone(),
             percent: snapshot.percent,
@@ -235,8 +235,8 @@ impl Reporter {
             bytes_total: snapshot.bytes_total,
         };
         let event = match report.work {
-            BackupWork::Create => crate::event::Event::BackupCreateProgress(payload),
-            BackupWork::Restore => crate::event::Event::BackupRestoreProgress(payload),
+            BackupWork::Create => crate::events::Event::BackupCreateProgress(payload),
+            BackupWork::Restore => crate::events::Event::BackupRestoreProgress(payload),
         };
         self.notifier
             .emit(Some(self.backend), self.clock.now(), event);
@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn lines_come_once_a_period_while_bytes_move_then_a_last_one_at_100() {
-        crate::runtime::run_virtual(lines_on_virtual_time()).expect("runtime");
+        crate::engine::runtime::run_virtual(lines_on_virtual_time()).expect("runtime");
     }
 
     fn report(progress: &Progress) -> Report {

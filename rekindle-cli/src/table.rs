@@ -1,6 +1,8 @@
 //! Plain-text tables as the CLI prints them (`status`, `volume list`, `backup list`):
 //! left-aligned columns two spaces apart, and byte sizes in an operator's units.
 
+use rekindle::operations::listing::{BackupListRow, VolumeListRow};
+
 /// Renders `header` and `rows` as left-aligned columns, two spaces apart,
 /// one line each (trailing spaces trimmed), each line ending in `\n`.
 /// A row shorter than the header leaves its missing cells empty; cells
@@ -54,6 +56,54 @@ pub fn human_size(bytes: u64) -> String {
     format!("{number} {}", UNITS[unit])
 }
 
+/// The `volume list` table, or `no volumes` when there is none.
+pub fn render_volumes(rows: &[VolumeListRow]) -> String {
+    if rows.is_empty() {
+        return "no volumes\n".to_string();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|v| {
+            vec![
+                v.id.clone(),
+                v.status.clone(),
+                human_size(v.size_bytes),
+                v.backend.clone(),
+                if v.attached_to.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.attached_to.join(", ")
+                },
+                v.updated_at.clone(),
+            ]
+        })
+        .collect();
+    render(
+        &["ID", "Status", "Size", "Backend", "Attached to", "Updated"],
+        &cells,
+    )
+}
+
+/// The `backup list` table, or `no backups` when there is none.
+pub fn render_backups(rows: &[BackupListRow]) -> String {
+    if rows.is_empty() {
+        return "no backups\n".to_string();
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|b| {
+            vec![
+                b.id.clone(),
+                b.status.clone(),
+                human_size(b.size_bytes),
+                b.volume_id.clone(),
+                b.updated_at.clone(),
+            ]
+        })
+        .collect();
+    render(&["ID", "Status", "Size", "Volume", "Updated"], &cells)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +135,43 @@ mod tests {
         assert_eq!(human_size(1_288_490_189), "1.2 GiB");
         assert_eq!(human_size(1_277_752_771), "1.19 GiB");
         assert_eq!(human_size(u64::MAX), "16383.99 PiB");
+    }
+
+    #[test]
+    fn a_volume_table_names_its_columns_and_reads_sizes_and_hosts() {
+        let rows = vec![
+            VolumeListRow {
+                id: "v1".into(),
+                status: "in-use".into(),
+                size_bytes: 1 << 30,
+                backend: "qemu-1".into(),
+                attached_to: vec!["compute-src".into(), "compute-dst".into()],
+                updated_at: "2026-12-01T00:00:00.000Z".into(),
+            },
+            VolumeListRow {
+                id: "v2".into(),
+                status: "available".into(),
+                size_bytes: 512 << 20,
+                backend: "qemu-1".into(),
+                attached_to: Vec::new(),
+                updated_at: "2026-12-01T00:00:01.000Z".into(),
+            },
+        ];
+        let text = render_volumes(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "ID  Status     Size     Backend  Attached to               Updated"
+        );
+        assert_eq!(
+            lines[1],
+            "v1  in-use     1 GiB    qemu-1   compute-src, compute-dst  2026-12-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            lines[2],
+            "v2  available  512 MiB  qemu-1   -                         2026-12-01T00:00:01.000Z"
+        );
+        assert_eq!(render_volumes(&[]), "no volumes\n");
+        assert_eq!(render_backups(&[]), "no backups\n");
     }
 }

@@ -21,7 +21,7 @@ use thiserror::Error;
 
 use crate::actors::Handles;
 use crate::lifecycle::StateName;
-use crate::metrics::{Format, Metrics};
+use crate::watch::metrics::{Format, Metrics};
 
 /// How long `/healthz` waits for the controller to answer.
 pub const LIVENESS_DEADLINE: Duration = Duration::from_secs(1);

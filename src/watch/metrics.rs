@@ -22,9 +22,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::event::{Event, Notice};
+use crate::events::status::StatusBoard;
+use crate::events::{Event, Notice};
 use crate::lifecycle::{Moment, StateName};
-use crate::status::StatusBoard;
 
 /// A backend's event.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -124,7 +124,7 @@ impl Format {
 pub struct Metrics {
     registry: Registry,
     board: StatusBoard,
-    clock: crate::clock::ServiceClock,
+    clock: crate::engine::clock::ServiceClock,
     /// The status board (and what the daemon set) as last read, encoded
     /// by [`BoardCollector`].
     snapshot: Arc<Mutex<Snapshot>>,
@@ -197,7 +197,7 @@ impl Metrics {
     /// Metrics of the service whose statuses are on `board`, timed by
     /// `clock`; the last successful reload is taken to be now (the config
     /// loaded at start), as Prometheus' own metric does.
-    pub fn new(board: StatusBoard, clock: crate::clock::ServiceClock) -> Metrics {
+    pub fn new(board: StatusBoard, clock: crate::engine::clock::ServiceClock) -> Metrics {
         let mut registry = Registry::default();
         let m = Metrics {
             registry: Registry::default(),
@@ -430,7 +430,7 @@ impl Metrics {
 
     /// Counts the bytes a backup's or restore's progress says were moved
     /// since its last report.
-    fn moved(&self, progress: &crate::event::BackupProgress, work: &'static str) {
+    fn moved(&self, progress: &crate::events::BackupProgress, work: &'static str) {
         let Ok(mut seen) = self.progress.lock() else {
             return;
         };
@@ -731,7 +731,7 @@ fn unix_seconds(at: SystemTime) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::BackupProgress;
+    use crate::events::BackupProgress;
 
     fn progress(id: &str, done: u64, total: u64) -> Notice {
         Notice {
@@ -749,7 +749,7 @@ mod tests {
 
     #[test]
     fn backup_bytes_count_what_each_report_adds_once() {
-        let clock = crate::clock::ServiceClock::start();
+        let clock = crate::engine::clock::ServiceClock::start();
         let metrics = Metrics::new(StatusBoard::default(), clock);
         for notice in [
             progress("b1", 100, 300),

@@ -13,6 +13,10 @@
 //! # Ok(()) }
 //! ```
 
+pub mod clock;
+pub mod runtime;
+pub mod systemd;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -27,17 +31,17 @@ use crate::actors::controller::{GetPlan, RequestReloadAndWait};
 use crate::actors::service::Route;
 use crate::actors::signal::ControlSignal;
 use crate::actors::{Controller, Handles, Operation, OperationError, OperationOutput, Shell};
-use crate::clock::ServiceClock;
 use crate::config::ConfigSource;
 use crate::driver::options::OptionDecl;
 use crate::driver::registry::AnyDriver;
 use crate::driver::{BackupDriver, DriverContext, DriverRegistry, DriverSpec, Kind, VolumeDriver};
-use crate::event::Notice;
+use crate::engine::clock::ServiceClock;
+use crate::engine::systemd::Systemd;
+use crate::events::Notice;
+use crate::events::notify::Notifier;
+use crate::events::status::BackendStatus;
 use crate::lifecycle::{DriverError, Policy};
-use crate::notify::Notifier;
 use crate::plan::{BackendPlan, Loader, Plan};
-use crate::status::BackendStatus;
-use crate::systemd::Systemd;
 
 /// A fixed seed for the retry jitter (`reinit_backoff_jitter_seed`), for
 /// reproducible runs. Without one, each start draws its seed from OS entropy
@@ -353,7 +357,7 @@ impl EngineBuilder {
     /// service's actor: it must not block.
     pub fn service_rows(
         mut self,
-        sink: impl Fn(&[crate::status::ServiceBeat<'_>]) + 'static,
+        sink: impl Fn(&[crate::events::status::ServiceBeat<'_>]) + 'static,
     ) -> Self {
         self.service_rows = Some(Rc::new(sink));
         self

@@ -12,8 +12,8 @@ use actix::Recipient;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::clock::ServiceClock;
-use crate::event::{Event, Notice};
+use crate::engine::clock::ServiceClock;
+use crate::events::{Event, Notice};
 use crate::lifecycle::{Moment, Notification};
 
 /// How many notifications the in-memory history keeps (the file keeps all).
