@@ -130,7 +130,6 @@ pub mod fleet;
 pub use rekindle_core::lifecycle;
 pub mod operations;
 pub mod plan;
-#[cfg(feature = "sqlite")]
 pub mod records;
 pub mod sim;
 #[cfg(feature = "http")]

@@ -16,6 +16,10 @@ use rekindle::actors::Handles;
 use crate::exit::Exit;
 use rekindle::actors::controller::{RequestReload, RequestReloadAndWait};
 use rekindle::events::status::{BackendStatus, ServiceStatus};
+use rekindle::operations::listing::{BackupListRow, VolumeListRow};
+use rekindle::operations::{Answer, Detach, Manager, ManagerError, Started};
+use rekindle::records::{BackupStatus, VolumeStatus};
+use rekindle::{BackendResult, ReloadOutcome};
 
 /// The longest request line the server reads.
 pub const MAX_REQUEST_BYTES: u64 = 1 << 20;
@@ -35,8 +39,8 @@ pub enum Request {
     },
     /// Create a volume.
     VolumeCreate {
-        /// `1G`, `512M`, bytes.
-        size: String,
+        /// Its size in bytes (the client reads `1G`, `512M`).
+        size_bytes: u64,
         /// The backend.
         backend: String,
     },
@@ -44,8 +48,8 @@ pub enum Request {
     VolumeExtend {
         /// The volume.
         id: String,
-        /// The new size (`2G`, bytes).
-        size: String,
+        /// The new size in bytes.
+        size_bytes: u64,
     },
     /// Delete a volume.
     VolumeDelete {
@@ -64,12 +68,8 @@ pub enum Request {
     VolumeDetach {
         /// The volume.
         id: String,
-        /// The detaching host.
-        #[serde(default)]
-        connector: Option<Box<rekindle::driver::Connector>>,
-        /// Detach every host.
-        #[serde(default)]
-        all: bool,
+        /// Which hosts.
+        which: Box<Detach>,
     },
     /// Back a volume up.
     BackupCreate {
@@ -108,7 +108,7 @@ pub enum Request {
         /// The volume.
         id: String,
         /// The new status.
-        state: String,
+        state: VolumeStatus,
         /// Detach every host and remove the export first (refused
         /// without it while any is live).
         #[serde(default)]
@@ -119,11 +119,11 @@ pub enum Request {
         /// The backup.
         id: String,
         /// The new status.
-        state: String,
+        state: BackupStatus,
     },
-    /// Every volume (rows of [`rekindle::operations::listing::VolumeListRow`]).
+    /// Every volume.
     VolumeList,
-    /// Every backup (rows of [`rekindle::operations::listing::BackupListRow`]).
+    /// Every backup.
     BackupList,
 }
 
@@ -240,13 +240,23 @@ pub enum Response {
     Status(StatusReport),
     /// What the reload request led to.
     Reload {
-        /// The outcome, as JSON.
-        outcome: serde_json::Value,
+        /// The outcome.
+        outcome: ReloadOutcome,
     },
     /// A user operation succeeded.
     Done {
-        /// What it returned.
-        value: serde_json::Value,
+        /// What it answered.
+        answer: Answer,
+    },
+    /// `volume list`.
+    Volumes {
+        /// Every volume, by id.
+        rows: Vec<VolumeListRow>,
+    },
+    /// `backup list`.
+    Backups {
+        /// Every backup, by id.
+        rows: Vec<BackupListRow>,
     },
     /// The request failed.
     Error {
@@ -340,7 +350,9 @@ impl Response {
     /// (its record waits for the fleet database) or `error`.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Response::Done { value } if value["record"] == "pending" => "pending",
+            Response::Done {
+                answer: Answer::Pending(_),
+            } => "pending",
             Response::Error { .. } => "error",
             _ => "ok",
         }
@@ -440,192 +452,168 @@ async fn answer(
     write.shutdown().await
 }
 
-async fn handle(
-    request: Request,
-    handles: &Handles,
-    manager: Option<&rekindle::operations::Manager>,
-) -> Response {
-    // A fleet host that fenced itself starts nothing.
-    let operation = |manager: Option<&rekindle::operations::Manager>| {
-        let manager = manager
-            .cloned()
-            .ok_or_else(|| "this daemon keeps no records (no manager)".to_string())?;
-        manager.fence().map_err(|e| e.to_string())?;
-        Ok::<_, String>(manager)
-    };
-    let done = |result: Result<serde_json::Value, rekindle::operations::ManagerError>| match result
-    {
-        Ok(value) => Response::Done { value },
-        // The driver's work succeeded and its outcome is kept until the
-        // fleet's database answers: the client is told the outcome, by id,
-        // with its record pending (exit 0: it is durable and will be
-        // written). An error outcome stays an error.
-        Err(rekindle::operations::ManagerError::Pending {
-            kind,
-            id,
-            to,
-            reason,
-            kept_in,
-        }) if !to.starts_with("error") => Response::Done {
-            value: serde_json::json!({
-                "id": id,
-                "kind": kind,
-                "status": to,
-                "record": "pending",
-                "note": format!(
-                    "the records database did not answer ({reason}); this host writes `{to}` as soon as it answers ({kept_in}), before any survivor may claim the work, unless this host itself stays paused or cut off from a database that answers the others for service_down_time (then a survivor's resolution stands, as `rekindle {kind} list` shows)"
-                ),
-            }),
-        },
-        Err(error) => Response::Error {
-            message: error.to_string(),
-        },
-    };
+async fn handle(request: Request, handles: &Handles, manager: Option<&Manager>) -> Response {
     match request {
-        Request::VolumeCreate { size, backend } => match operation(manager) {
-            Ok(m) => done(m.create_volume(&size, &backend).await),
-            Err(message) => Response::Error { message },
+        Request::Status => Response::Status(status(handles, manager).await),
+        Request::Reload { wait } => reload(handles, wait).await,
+        operation => match manager {
+            // A fleet host that fenced itself starts nothing.
+            Some(manager) => match manager.fence() {
+                Ok(()) => operate(operation, manager).await,
+                Err(error) => Response::Error {
+                    message: error.to_string(),
+                },
+            },
+            None => Response::Error {
+                message: "this daemon keeps no records (no manager)".to_string(),
+            },
         },
-        Request::VolumeExtend { id, size } => match operation(manager) {
-            Ok(m) => done(m.extend_volume(&id, &size).await),
-            Err(message) => Response::Error { message },
-        },
-        Request::VolumeDelete { id } => match operation(manager) {
-            Ok(m) => done(m.delete_volume(&id).await),
-            Err(message) => Response::Error { message },
-        },
-        Request::VolumeAttach { id, connector } => match operation(manager) {
-            Ok(m) => done(m.attach(&id, *connector).await),
-            Err(message) => Response::Error { message },
-        },
-        Request::VolumeDetach { id, connector, all } => match operation(manager) {
-            Ok(m) => done(m.detach(&id, connector.map(|c| *c), all).await),
-            Err(message) => Response::Error { message },
-        },
-        Request::BackupCreate { volume, background } => match operation(manager) {
-            Ok(m) => started(m.start_backup(&volume).await, background).await,
-            Err(message) => Response::Error { message },
-        },
+    }
+}
+
+/// Carries out a user operation on `manager`.
+async fn operate(request: Request, m: &Manager) -> Response {
+    match request {
+        Request::VolumeCreate {
+            size_bytes,
+            backend,
+        } => done(
+            m.create_volume(size_bytes, &backend)
+                .await
+                .map(Answer::Volume),
+        ),
+        Request::VolumeExtend { id, size_bytes } => {
+            done(m.extend_volume(&id, size_bytes).await.map(Answer::Volume))
+        }
+        Request::VolumeDelete { id } => done(m.delete_volume(&id).await.map(Answer::Volume)),
+        Request::VolumeAttach { id, connector } => done(m.attach(&id, *connector).await),
+        Request::VolumeDetach { id, which } => {
+            done(m.detach(&id, *which).await.map(Answer::Volume))
+        }
+        Request::BackupCreate { volume, background } => {
+            started(m.start_backup(&volume).await, background).await
+        }
         Request::BackupRestore {
             backup,
             volume,
             background,
-        } => match operation(manager) {
-            Ok(m) => started(m.start_restore(&backup, &volume).await, background).await,
-            Err(message) => Response::Error { message },
-        },
-        Request::BackupShow { id } => match operation(manager) {
-            Ok(m) => done(m.show_backup(&id).await),
-            Err(message) => Response::Error { message },
-        },
-        Request::BackupDelete { id } => match operation(manager) {
-            Ok(m) => done(m.delete_backup(&id).await),
-            Err(message) => Response::Error { message },
-        },
-        Request::VolumeResetState { id, state, force } => match operation(manager) {
-            Ok(m) => done(m.reset_volume_state(&id, &state, force).await),
-            Err(message) => Response::Error { message },
-        },
-        Request::BackupResetState { id, state } => match operation(manager) {
-            Ok(m) => done(m.reset_backup_state(&id, &state).await),
-            Err(message) => Response::Error { message },
-        },
-        Request::VolumeList => match operation(manager) {
-            Ok(m) => rows(m.list_volumes().await),
-            Err(message) => Response::Error { message },
-        },
-        Request::BackupList => match operation(manager) {
-            Ok(m) => rows(m.list_backups().await),
-            Err(message) => Response::Error { message },
-        },
-        Request::Status => {
-            let mut report = status_report(handles);
-            // In a fleet, the services are every host's, read from the
-            // shared records with liveness by the database's clock.
-            if let Some(fleet) = match manager {
-                Some(m) => m.fleet_services().await,
-                None => None,
-            } {
-                match fleet {
-                    Ok(rows) => {
-                        report.services = rows
-                            .into_iter()
-                            .map(|(row, cluster)| ServiceRow {
-                                binary: row.binary,
-                                host: row.host,
-                                backend: row.backend,
-                                state: row.state,
-                                updated_at: row.updated_at,
-                                cluster: Some(cluster),
-                            })
-                            .collect()
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "fleet services unavailable; showing this host's");
-                        let oldest = report
-                            .services
-                            .iter()
-                            .filter_map(|s| humantime::parse_rfc3339_weak(&s.updated_at).ok())
-                            .min();
-                        let age = oldest
-                            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
-                            .map(|d| {
-                                format!(
-                                    "; the oldest was written {} ago",
-                                    humantime::format_duration(std::time::Duration::from_secs(
-                                        d.as_secs()
-                                    ))
-                                )
-                            })
-                            .unwrap_or_default();
-                        report.fleet_fault = Some(if report.services.is_empty() {
-                            format!(
-                                "{error}: this host has not heartbeated yet, so no service row is shown"
-                            )
-                        } else {
-                            format!(
-                                "{error}: showing only this host's service rows, as it last heartbeated them{age}"
-                            )
-                        });
-                    }
-                }
-            }
-            Response::Status(report)
+        } => started(m.start_restore(&backup, &volume).await, background).await,
+        Request::BackupShow { id } => done(m.show_backup(&id).await.map(Answer::Shown)),
+        Request::BackupDelete { id } => done(m.delete_backup(&id).await.map(Answer::Backup)),
+        Request::VolumeResetState { id, state, force } => done(
+            m.reset_volume_state(&id, state, force)
+                .await
+                .map(Answer::Volume),
+        ),
+        Request::BackupResetState { id, state } => {
+            done(m.reset_backup_state(&id, state).await.map(Answer::Backup))
         }
-        Request::Reload { wait } => match if wait {
-            handles.controller.send(RequestReloadAndWait).await
-        } else {
-            handles.controller.send(RequestReload).await
-        } {
-            Ok(outcome) => Response::Reload {
-                outcome: serde_json::to_value(&outcome).unwrap_or_default(),
-            },
+        Request::VolumeList => match m.list_volumes().await {
+            Ok(rows) => Response::Volumes { rows },
             Err(error) => Response::Error {
-                message: format!("the controller is gone: {error}"),
+                message: error.to_string(),
+            },
+        },
+        Request::BackupList => match m.list_backups().await {
+            Ok(rows) => Response::Backups { rows },
+            Err(error) => Response::Error {
+                message: error.to_string(),
+            },
+        },
+        Request::Status | Request::Reload { .. } => Response::Error {
+            message: "not a user operation".to_string(),
+        },
+    }
+}
+
+/// An operation's answer: done, or its error; a pending outcome that is not
+/// an error is told as done, its record pending (exit 0: it is durable and
+/// will be written).
+fn done(result: Result<Answer, ManagerError>) -> Response {
+    match result {
+        Ok(answer) => Response::Done { answer },
+        Err(error) => match error.pending_answer() {
+            Some(pending) => Response::Done {
+                answer: Answer::Pending(pending),
+            },
+            None => Response::Error {
+                message: error.to_string(),
             },
         },
     }
 }
 
-/// A list's rows as a JSON array.
-fn rows<T: Serialize>(result: Result<Vec<T>, rekindle::operations::ManagerError>) -> Response {
-    match result.map(serde_json::to_value) {
-        Ok(Ok(value)) => Response::Done { value },
-        Ok(Err(error)) => Response::Error {
-            message: error.to_string(),
-        },
+/// Asks the controller for a reload, answering at once or once it settled.
+async fn reload(handles: &Handles, wait: bool) -> Response {
+    let outcome = if wait {
+        handles.controller.send(RequestReloadAndWait).await
+    } else {
+        handles.controller.send(RequestReload).await
+    };
+    match outcome {
+        Ok(outcome) => Response::Reload { outcome },
         Err(error) => Response::Error {
-            message: error.to_string(),
+            message: format!("the controller is gone: {error}"),
         },
     }
+}
+
+/// The status report; in a fleet, the services are every host's, read from
+/// the shared records with liveness by the database's clock.
+async fn status(handles: &Handles, manager: Option<&Manager>) -> StatusReport {
+    let mut report = status_report(handles);
+    let fleet = match manager {
+        Some(m) => m.fleet_services().await,
+        None => None,
+    };
+    match fleet {
+        None => {}
+        Some(Ok(rows)) => {
+            report.services = rows
+                .into_iter()
+                .map(|(row, cluster)| ServiceRow {
+                    binary: row.binary,
+                    host: row.host,
+                    backend: row.backend,
+                    state: row.state,
+                    updated_at: row.updated_at,
+                    cluster: Some(cluster),
+                })
+                .collect()
+        }
+        Some(Err(error)) => {
+            tracing::warn!(%error, "fleet services unavailable; showing this host's");
+            report.fleet_fault = Some(fleet_fault(&error, &report.services));
+        }
+    }
+    report
+}
+
+/// Why `status` shows only this host's service rows (`services`), and how
+/// old the oldest of them is.
+fn fleet_fault(error: &ManagerError, services: &[ServiceRow]) -> String {
+    if services.is_empty() {
+        return format!("{error}: this host has not heartbeated yet, so no service row is shown");
+    }
+    let oldest = services
+        .iter()
+        .filter_map(|s| humantime::parse_rfc3339_weak(&s.updated_at).ok())
+        .min();
+    let age = oldest
+        .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+        .map(|d| {
+            format!(
+                "; the oldest was written {} ago",
+                humantime::format_duration(std::time::Duration::from_secs(d.as_secs()))
+            )
+        })
+        .unwrap_or_default();
+    format!("{error}: showing only this host's service rows, as it last heartbeated them{age}")
 }
 
 /// Answers a started backup or restore: when it ends, or at once (it then
 /// carries on in the daemon, its outcome in the records and `backup show`).
-async fn started(
-    started: Result<rekindle::operations::Started, rekindle::operations::ManagerError>,
-    background: bool,
-) -> Response {
+async fn started(started: Result<Started, ManagerError>, background: bool) -> Response {
     let started = match started {
         Ok(started) => started,
         Err(error) => {
@@ -635,7 +623,7 @@ async fn started(
         }
     };
     let result = if background {
-        let rekindle::operations::Started { accepted, run } = started;
+        let Started { accepted, run } = started;
         actix::spawn(async move {
             if let Err(error) = run.await {
                 tracing::warn!(%error, "a backup operation run in the background failed");
@@ -646,7 +634,7 @@ async fn started(
         started.run.await
     };
     match result {
-        Ok(value) => Response::Done { value },
+        Ok(answer) => Response::Done { answer },
         Err(error) => Response::Error {
             message: error.to_string(),
         },
@@ -787,114 +775,91 @@ fn next_retry(b: &BackendRow, now: std::time::SystemTime) -> String {
     }
 }
 
-/// The exit status `rekindle reload` gives for an outcome as the socket
-/// carries it (JSON): as intended (or only started / queued), nothing
-/// applied (rejected, shutting down, unknown), or a backend rolled back,
-/// failed, or its reload or removal was aborted. The daemon's side of the
-/// same rule is `ReloadOutcome::exit_code`.
-pub fn reload_exit(outcome: &serde_json::Value) -> Exit {
-    match outcome["outcome"].as_str() {
-        Some("started" | "coalesced") => Exit::Ok,
-        Some("finished") => {
-            let intended = outcome["backends"].as_object().is_some_and(|backends| {
-                backends.values().all(|b| match b["result"].as_str() {
-                    Some("unchanged" | "reloaded" | "removed") => true,
-                    Some("added") => b["ready"] == true,
-                    _ => false,
-                })
-            });
-            if intended {
-                Exit::Ok
-            } else {
-                Exit::NotAsIntended
-            }
+/// The exit status `rekindle reload` gives for `outcome`: the daemon's rule,
+/// [`ReloadOutcome::exit_code`] (as intended, or only started or queued;
+/// nothing applied; a backend rolled back, failed, or its reload or removal
+/// was aborted), named.
+pub fn reload_exit(outcome: &ReloadOutcome) -> Exit {
+    match outcome.exit_code() {
+        0 => Exit::Ok,
+        1 => Exit::Failed,
+        _ => Exit::NotAsIntended,
+    }
+}
+
+/// One backend's line of `rekindle reload`, after its name and result.
+fn reload_detail(result: &BackendResult) -> String {
+    let error = |e: &Option<String>| e.clone().unwrap_or_else(|| "-".to_string());
+    match result {
+        BackendResult::Unchanged { state } | BackendResult::Reloaded { state } => {
+            format!("state {state}")
         }
-        _ => Exit::Failed,
+        BackendResult::RolledBack { error } => {
+            format!("the new config failed to set up, the old config serves again: {error}")
+        }
+        BackendResult::Failed { state, error: e } => format!("state {state}: {}", error(e)),
+        BackendResult::Aborted { in_flight } => format!(
+            "drain deadline passed with {} in flight; the old config keeps serving",
+            rekindle::events::status::operations(*in_flight)
+        ),
+        BackendResult::Added { ready: true, .. } => "ready".to_string(),
+        BackendResult::Added {
+            state, error: e, ..
+        } => format!("not ready: state {state}: {}", error(e)),
+        BackendResult::Removed => "stopped".to_string(),
+        BackendResult::RemovalAborted { in_flight } => format!(
+            "drain deadline passed with {} in flight; it keeps serving and the next reload tries again",
+            rekindle::events::status::operations(*in_flight)
+        ),
     }
 }
 
 /// The human-readable `rekindle reload`: the outcome, then one line per
 /// backend (`b1  rolled_back  the new config failed: ...`).
-pub fn render_reload(outcome: &serde_json::Value) -> String {
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or("?").to_string();
-    match outcome["outcome"].as_str() {
-        Some("finished") => {
+pub fn render_reload(outcome: &ReloadOutcome) -> String {
+    match outcome {
+        ReloadOutcome::Finished(report) => {
             let mut out = format!(
                 "reload of config {}{}: {}\n",
-                outcome["config"],
-                if outcome["coalesced"] == true {
+                report.config,
+                if report.coalesced {
                     " (coalesced with a reload already running)"
                 } else {
                     ""
                 },
-                if reload_exit(outcome) == Exit::Ok {
+                if report.as_intended() {
                     "every backend ended as intended"
                 } else {
                     "NOT every backend ended as intended"
                 }
             );
-            let empty = serde_json::Map::new();
-            let backends = outcome["backends"].as_object().unwrap_or(&empty);
-            let width = backends.keys().map(String::len).max().unwrap_or(0);
-            for (name, b) in backends {
-                let result = text(&b["result"]);
-                let detail = match result.as_str() {
-                    "unchanged" | "reloaded" => format!("state {}", text(&b["state"])),
-                    "rolled_back" => format!(
-                        "the new config failed to set up, the old config serves again: {}",
-                        text(&b["error"])
-                    ),
-                    "failed" => format!(
-                        "state {}: {}",
-                        text(&b["state"]),
-                        b["error"].as_str().unwrap_or("-")
-                    ),
-                    "aborted" => format!(
-                        "drain deadline passed with {} in flight; the old config keeps serving",
-                        rekindle::events::status::operations(
-                            b["in_flight"].as_u64().unwrap_or(0) as u32
-                        )
-                    ),
-                    "added" if b["ready"] == true => "ready".to_string(),
-                    "added" => format!(
-                        "not ready: state {}: {}",
-                        text(&b["state"]),
-                        b["error"].as_str().unwrap_or("-")
-                    ),
-                    "removed" => "stopped".to_string(),
-                    "removal_aborted" => format!(
-                        "drain deadline passed with {} in flight; it keeps serving and the next reload tries again",
-                        rekindle::events::status::operations(
-                            b["in_flight"].as_u64().unwrap_or(0) as u32
-                        )
-                    ),
-                    _ => String::new(),
-                };
-                out.push_str(&format!("{name:<width$}  {result:<15}  {detail}\n"));
+            let width = report.backends.keys().map(String::len).max().unwrap_or(0);
+            for (name, result) in &report.backends {
+                out.push_str(&format!(
+                    "{name:<width$}  {:<15}  {}\n",
+                    result.name(),
+                    reload_detail(result)
+                ));
             }
-            if let Some(options) = outcome["restart_required"]
-                .as_array()
-                .filter(|options| !options.is_empty())
-            {
-                let names: Vec<String> = options.iter().map(text).collect();
-                out.push_str(&format!("restart required for: {}\n", names.join(", ")));
+            if !report.restart_required.is_empty() {
+                out.push_str(&format!(
+                    "restart required for: {}\n",
+                    report.restart_required.join(", ")
+                ));
             }
             out
         }
-        Some("started") => format!(
-            "reload of config {} started (not waiting for its outcome)\n",
-            outcome["config"]
-        ),
-        Some("coalesced") => {
+        ReloadOutcome::Started { config, .. } => {
+            format!("reload of config {config} started (not waiting for its outcome)\n")
+        }
+        ReloadOutcome::Coalesced => {
             "a reload is running; one follow-up reload will run after it (not waiting)\n"
                 .to_string()
         }
-        Some("rejected") => format!(
-            "reload rejected, the old config keeps serving: {}\n",
-            text(&outcome["error"])
-        ),
-        Some("shutting_down") => "reload refused: the daemon is shutting down\n".to_string(),
-        _ => format!("unexpected reload answer: {outcome}\n"),
+        ReloadOutcome::Rejected { error } => {
+            format!("reload rejected, the old config keeps serving: {error}\n")
+        }
+        ReloadOutcome::ShuttingDown => "reload refused: the daemon is shutting down\n".to_string(),
     }
 }
 

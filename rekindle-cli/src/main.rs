@@ -61,24 +61,55 @@ fn fleet(action: FleetAction) -> ExitCode {
     }
 }
 
-fn volume_request(action: VolumeAction) -> Result<Request, String> {
+/// A request the command line cannot make, with the exit status it gives:
+/// a file that cannot be read is a usage error (2); a value the daemon
+/// would refuse is refused here the same way (1), before it is sent.
+type Unsent = (Exit, String);
+
+/// `size` (`1G`, `512M`, bytes) in bytes, or `operation` refused naming
+/// `--size` and what was expected.
+fn size_bytes(operation: &str, size: &str, expected: &str) -> Result<u64, Unsent> {
+    rekindle::driver::options::parse_size(size)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| {
+            (
+                Exit::Failed,
+                format!("{operation} refused: --size {size:?}: expected {expected}"),
+            )
+        })
+}
+
+fn volume_request(action: VolumeAction) -> Result<Request, Unsent> {
+    let usage = |message: String| (Exit::Usage, message);
+    let refused = |error: rekindle::operations::ManagerError| (Exit::Failed, error.to_string());
     Ok(match action {
-        VolumeAction::Create { size, backend } => Request::VolumeCreate { size, backend },
-        VolumeAction::Extend { id, size } => Request::VolumeExtend { id, size },
+        VolumeAction::Create { size, backend } => Request::VolumeCreate {
+            size_bytes: size_bytes("volume create", &size, "a size such as 1G or 512M")?,
+            backend,
+        },
+        VolumeAction::Extend { id, size } => Request::VolumeExtend {
+            size_bytes: size_bytes("volume extend", &size, "a size such as 2G or 1536M")?,
+            id,
+        },
         VolumeAction::Delete { id } => Request::VolumeDelete { id },
-        VolumeAction::ResetState { id, state, force } => {
-            Request::VolumeResetState { id, state, force }
-        }
+        VolumeAction::ResetState { id, state, force } => Request::VolumeResetState {
+            id,
+            state: rekindle::operations::settable_volume_status(&state).map_err(refused)?,
+            force,
+        },
         VolumeAction::Attach { id, connector } => Request::VolumeAttach {
             id,
-            connector: Box::new(read_connector(&connector)?),
+            connector: Box::new(read_connector(&connector).map_err(usage)?),
         },
         VolumeAction::Detach { id, connector, all } => Request::VolumeDetach {
             id,
-            connector: connector
-                .map(|path| read_connector(&path).map(Box::new))
-                .transpose()?,
-            all,
+            which: Box::new(match (connector, all) {
+                (Some(path), _) => {
+                    rekindle::operations::Detach::Host(read_connector(&path).map_err(usage)?)
+                }
+                (None, true) => rekindle::operations::Detach::All,
+                (None, false) => rekindle::operations::Detach::Only,
+            }),
         },
         VolumeAction::List { .. } => Request::VolumeList,
     })
@@ -92,8 +123,8 @@ fn read_connector(path: &std::path::Path) -> Result<rekindle::driver::Connector,
         .map_err(|e| format!("--connector {}: {e}", path.display()))
 }
 
-fn backup_request(action: BackupAction) -> Request {
-    match action {
+fn backup_request(action: BackupAction) -> Result<Request, Unsent> {
+    Ok(match action {
         BackupAction::Create { volume, wait } => Request::BackupCreate {
             volume,
             background: wait,
@@ -109,27 +140,30 @@ fn backup_request(action: BackupAction) -> Request {
         },
         BackupAction::Show { id } => Request::BackupShow { id },
         BackupAction::Delete { id } => Request::BackupDelete { id },
-        BackupAction::ResetState { id, state } => Request::BackupResetState { id, state },
+        BackupAction::ResetState { id, state } => Request::BackupResetState {
+            id,
+            state: rekindle::operations::settable_backup_status(&state)
+                .map_err(|error| (Exit::Failed, error.to_string()))?,
+        },
         BackupAction::List { .. } => Request::BackupList,
-    }
+    })
 }
 
 /// Prints a list as a table, or as its JSON array of rows (`json`).
-fn list<T: serde::de::DeserializeOwned + serde::Serialize>(
+fn list<T: serde::Serialize>(
     control: &std::path::Path,
     request: Request,
     json: bool,
+    rows: fn(Response) -> Option<Vec<T>>,
     table: fn(&[T]) -> String,
 ) -> ExitCode {
-    let value = match control::request(control, &request) {
-        Ok(Response::Done { value }) => value,
+    let rows = match control::request(control, &request) {
         Ok(Response::Error { message }) => return fail(&message),
-        Ok(other) => return fail(&format!("unexpected answer: {other:?}")),
+        Ok(response) => match rows(response) {
+            Some(rows) => rows,
+            None => return fail(&"unexpected answer from the daemon: not the list asked for"),
+        },
         Err(error) => return fail(&error),
-    };
-    let rows: Vec<T> = match serde_json::from_value(value) {
-        Ok(rows) => rows,
-        Err(error) => return fail(&format!("unexpected list from the daemon: {error}")),
     };
     if json {
         match serde_json::to_string_pretty(&rows) {
@@ -150,20 +184,13 @@ fn wait_for(control: &std::path::Path, request: Request) -> ExitCode {
         _ => rekindle::operations::progress::BackupWork::Create,
     };
     let accepted = match control::request(control, &request) {
-        Ok(Response::Done { value }) => value,
+        Ok(Response::Done { answer }) => answer,
         Ok(Response::Error { message }) => return fail(&message),
         Ok(other) => return fail(&format!("unexpected answer: {other:?}")),
         Err(error) => return fail(&error),
     };
-    let id = accepted["id"]
-        .as_str()
-        .or_else(|| accepted["backup_id"].as_str())
-        .unwrap_or_default()
-        .to_string();
-    let volume = accepted["volume_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let id = accepted.id().unwrap_or_default().to_string();
+    let volume = accepted.volume_id().unwrap_or_default().to_string();
     let display = crate::wait::Display::for_stdout();
     match crate::wait::follow(control, &id, &volume, work, display, &mut std::io::stdout()) {
         Ok(()) => Exit::Ok.into(),
@@ -178,19 +205,19 @@ fn fail(error: &dyn std::fmt::Display) -> ExitCode {
 }
 
 /// Sends a user operation and prints its JSON result.
-fn operate(control: &std::path::Path, request: Result<Request, String>) -> ExitCode {
+fn operate(control: &std::path::Path, request: Result<Request, Unsent>) -> ExitCode {
     let request = match request {
         Ok(request) => request,
-        Err(error) => {
+        Err((exit, error)) => {
             eprintln!("rekindle: {error}");
-            return Exit::Usage.into();
+            return exit.into();
         }
     };
     match control::request(control, &request) {
-        Ok(Response::Done { value }) => {
+        Ok(Response::Done { answer }) => {
             println!(
                 "{}",
-                serde_json::to_string_pretty(&value).unwrap_or_default()
+                serde_json::to_string_pretty(&answer.to_json()).unwrap_or_default()
             );
             Exit::Ok.into()
         }
@@ -415,6 +442,10 @@ fn run(command: Command) -> ExitCode {
             &control,
             Request::VolumeList,
             json,
+            |response| match response {
+                Response::Volumes { rows } => Some(rows),
+                _ => None,
+            },
             crate::table::render_volumes,
         ),
         Command::Volume { control, action } => operate(&control, volume_request(action)),
@@ -425,6 +456,10 @@ fn run(command: Command) -> ExitCode {
             &control,
             Request::BackupList,
             json,
+            |response| match response {
+                Response::Backups { rows } => Some(rows),
+                _ => None,
+            },
             crate::table::render_backups,
         ),
         Command::Backup {
@@ -432,8 +467,14 @@ fn run(command: Command) -> ExitCode {
             action:
                 action @ (BackupAction::Create { wait: true, .. }
                 | BackupAction::Restore { wait: true, .. }),
-        } => wait_for(&control, backup_request(action)),
-        Command::Backup { control, action } => operate(&control, Ok(backup_request(action))),
+        } => match backup_request(action) {
+            Ok(request) => wait_for(&control, request),
+            Err((exit, error)) => {
+                eprintln!("rekindle: {error}");
+                exit.into()
+            }
+        },
+        Command::Backup { control, action } => operate(&control, backup_request(action)),
         Command::Demo => {
             print!("{}", crate::demo::scripted_lifecycle());
             Exit::Ok.into()
@@ -488,7 +529,7 @@ fn reload(control: &std::path::Path, wait: bool, json: bool) -> ExitCode {
     match control::request(control, &Request::Reload { wait }) {
         Ok(Response::Reload { outcome }) => {
             if json {
-                println!("{outcome}");
+                println!("{}", serde_json::to_value(&outcome).unwrap_or_default());
             } else {
                 print!("{}", control::render_reload(&outcome));
             }

@@ -5,11 +5,12 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use thiserror::Error;
 
 use crate::control::{self, ControlError, Request, Response};
 use crate::table::human_size;
+use rekindle::operations::Answer;
+use rekindle::operations::answer::{BackupShown, OperationState};
 use rekindle::operations::progress::BackupWork;
 
 /// How often the record is read.
@@ -76,35 +77,34 @@ struct Seen {
     known: bool,
 }
 
-fn read(value: &Value, work: BackupWork) -> Seen {
-    let status = value["status"].as_str().unwrap_or_default().to_string();
-    let operation = &value["operation"];
-    let running = operation["state"] == "running"
+fn read(shown: &BackupShown, work: BackupWork) -> Seen {
+    let status = shown.record.status.clone();
+    let operation = shown.operation.as_ref();
+    let running = operation.is_some_and(|o| o.state == OperationState::Running)
         || matches!(
             (work, status.as_str()),
             (BackupWork::Create, "creating") | (BackupWork::Restore, "restoring")
         );
-    let progress = &value["progress"];
+    let progress = shown.progress.as_ref();
     Seen {
         running,
-        percent: progress["percent"].as_u64().unwrap_or(0),
-        bytes_done: progress["bytes_done"].as_u64().unwrap_or(0),
-        bytes_total: progress["bytes_total"]
-            .as_u64()
-            .or_else(|| value["size_bytes"].as_u64())
-            .unwrap_or(0),
+        percent: progress.map_or(0, |p| u64::from(p.percent)),
+        bytes_done: progress.map_or(0, |p| p.bytes_done),
+        bytes_total: progress.map_or(shown.record.size_bytes, |p| p.bytes_total),
         status,
-        error: operation["error"].as_str().map(str::to_string),
-        known: operation.is_object(),
+        error: operation.and_then(|o| o.error.clone()),
+        known: operation.is_some(),
     }
 }
 
-fn show(control: &Path, backup_id: &str) -> Result<Value, String> {
+fn show(control: &Path, backup_id: &str) -> Result<BackupShown, String> {
     let request = Request::BackupShow {
         id: backup_id.to_string(),
     };
     match control::request(control, &request) {
-        Ok(Response::Done { value }) => Ok(value),
+        Ok(Response::Done {
+            answer: Answer::Shown(shown),
+        }) => Ok(shown),
         Ok(Response::Error { message }) => Err(message),
         Ok(other) => Err(format!("unexpected answer: {other:?}")),
         Err(error @ (ControlError::Socket { .. } | ControlError::Protocol { .. })) => {

@@ -27,7 +27,7 @@ use crate::plan::reload::{ReloadDecision, ReloadState, ReloadSteps, decide};
 pub use crate::plan::{BackendPlan, Loader, Plan};
 
 /// What a reload request led to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ReloadOutcome {
     /// The new config is valid and is being applied.
@@ -67,7 +67,7 @@ impl ReloadOutcome {
 }
 
 /// What one reload did, per backend (`reload.end`, `rekindle reload`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ReloadReport {
     /// The config the reload applied.
     pub config: ConfigId,

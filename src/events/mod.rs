@@ -481,7 +481,7 @@ impl Serialize for Notice {
 }
 
 /// How a new plan differs from the running one, per backend.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct PlanDiff {
     /// Backends to start.
     pub added: Vec<String>,
@@ -496,7 +496,7 @@ pub struct PlanDiff {
 }
 
 /// How one backend ended a reload.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum BackendResult {
     /// Its section did not change; it keeps serving (or was set up again).

@@ -7,19 +7,21 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
 use thiserror::Error;
 
+use super::answer::{
+    Answer, BackupAnswer, BackupShown, PendingAnswer, RestoreAnswer, RestoreStatus, VolumeAnswer,
+};
+use super::listing::{BackupListRow, VolumeListRow};
 use crate::actors::service::Route;
 use crate::actors::{Handles, Operation, OperationError, OperationOutput};
 use crate::config::BACKUP_BACKEND;
 use crate::driver::{BackupRecord, Connector, Kind, Volume};
 use crate::events::Event;
 use crate::lifecycle::StateName;
-use crate::operations::listing::{BackupListRow, VolumeListRow};
 use crate::operations::progress::{BackupWork, Operations, Report, Reporter};
+use crate::records::{BackupStatus, RecordStore, RecordsError, VolumeStatus};
 use crate::records::{End, Source};
-use crate::records::{RecordStore, RecordsError};
 
 /// Why a user operation failed.
 #[derive(Debug, Error)]
@@ -107,13 +109,69 @@ pub struct Manager {
 }
 
 /// A backup or restore that was checked and recorded: `accepted` is what
-/// the requester may be told at once (`id` or `backup_id`, `volume_id`,
-/// `status`); `run` performs it and answers as the blocking call does.
+/// the requester may be told at once; `run` performs it and answers as the
+/// blocking call does.
 pub struct Started {
-    /// The answer once recorded (`status` `creating` or `restoring`).
-    pub accepted: Value,
+    /// The answer once recorded (a backup `creating`, a restore `restoring`).
+    pub accepted: Answer,
     /// The driver call and the record updates after it.
-    pub run: Pin<Box<dyn Future<Output = Result<Value, ManagerError>>>>,
+    pub run: Pin<Box<dyn Future<Output = Result<Answer, ManagerError>>>>,
+}
+
+/// Which hosts `volume detach` detaches.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detach {
+    /// The host this connector names (its `host`).
+    Host(Connector),
+    /// Every attached host.
+    All,
+    /// The one attached host (refused when several are attached, so a live
+    /// migration's destination is not cut off by mistake).
+    Only,
+}
+
+/// `state` as a volume status an operator may set by hand, or
+/// `volume reset-state` refused, naming the statuses that may be set.
+///
+/// # Errors
+/// [`ManagerError::Invalid`] for any other word.
+pub fn settable_volume_status(state: &str) -> Result<VolumeStatus, ManagerError> {
+    state
+        .parse()
+        .ok()
+        .filter(|s| VolumeStatus::SETTABLE.contains(s))
+        .ok_or_else(|| not_settable("volume reset-state", state, &VolumeStatus::SETTABLE))
+}
+
+/// `state` as a backup status an operator may set by hand (`available` or
+/// `error`, as Cinder's `backup-reset-state`), or `backup reset-state`
+/// refused.
+///
+/// # Errors
+/// [`ManagerError::Invalid`] for any other word.
+pub fn settable_backup_status(state: &str) -> Result<BackupStatus, ManagerError> {
+    const SETTABLE: [BackupStatus; 2] = [BackupStatus::Available, BackupStatus::Error];
+    state
+        .parse()
+        .ok()
+        .filter(|s| SETTABLE.contains(s))
+        .ok_or_else(|| not_settable("backup reset-state", state, &SETTABLE))
+}
+
+fn not_settable<S: std::fmt::Display>(
+    operation: &str,
+    state: &str,
+    settable: &[S],
+) -> ManagerError {
+    let names: Vec<String> = settable.iter().map(ToString::to_string).collect();
+    refused(
+        operation,
+        format_args!(
+            "\"{state}\" is not a status to set by hand (one of {})",
+            names.join(", ")
+        ),
+    )
 }
 
 /// The connector's host: attachments are recorded per host.
@@ -142,23 +200,14 @@ fn refused(operation: &str, why: impl std::fmt::Display) -> ManagerError {
     invalid(format!("{operation} refused: {why}"))
 }
 
-/// What a volume in a transitional status is busy with, in words (`None`
-/// for a status no operation holds). Cinder refuses the same operations
-/// on a volume in these statuses.
-fn busy_with(status: &str) -> Option<&'static str> {
-    match status {
-        "creating" => Some("it is being created"),
-        "deleting" => Some("it is being deleted"),
-        "extending" => Some("it is being extended"),
-        "backing-up" => Some("a backup of it is in progress"),
-        "restoring-backup" => Some("a restore into it is in progress"),
-        _ => None,
-    }
-}
-
 /// `operation` refused when `row` is busy, naming what it is busy with.
 fn refuse_busy(operation: &str, row: &crate::records::VolumeRow) -> Result<(), ManagerError> {
-    match busy_with(&row.status) {
+    match row
+        .status
+        .parse::<VolumeStatus>()
+        .ok()
+        .and_then(VolumeStatus::busy_with)
+    {
         Some(work) => Err(refused(
             operation,
             format_args!(
@@ -175,6 +224,32 @@ impl ManagerError {
     /// called (see [`OperationError::before_driver`]): nothing was done.
     pub fn before_driver(&self) -> bool {
         matches!(self, ManagerError::Operation(e) if e.before_driver())
+    }
+
+    /// What the requester is told when the driver's work succeeded and its
+    /// outcome is kept until the fleet's database answers: the outcome, by
+    /// id, with its record pending (durable: it will be written). `None`
+    /// for any other error, and for a pending outcome that is an error
+    /// (that stays an error).
+    pub fn pending_answer(&self) -> Option<PendingAnswer> {
+        match self {
+            ManagerError::Pending {
+                kind,
+                id,
+                to,
+                reason,
+                kept_in,
+            } if !to.starts_with("error") => Some(PendingAnswer {
+                id: id.clone(),
+                kind: kind.clone(),
+                status: to.clone(),
+                record: "pending".to_string(),
+                note: format!(
+                    "the records database did not answer ({reason}); this host writes `{to}` as soon as it answers ({kept_in}), before any survivor may claim the work, unless this host itself stays paused or cut off from a database that answers the others for service_down_time (then a survivor's resolution stands, as `rekindle {kind} list` shows)"
+                ),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -495,6 +570,13 @@ impl Manager {
         if !matches!(result, Err(e) if e.before_driver()) {
             return Ok(false);
         }
+        self.put_back(marked).await?;
+        Ok(true)
+    }
+
+    /// Puts every marked record back exactly as it was (see
+    /// [`Manager::settle`]).
+    async fn put_back(&self, marked: &[Marked]) -> Result<(), ManagerError> {
         for record in marked {
             // The work ends first (in a fleet, its worker row goes), then
             // the row is put back exactly as it was.
@@ -525,7 +607,7 @@ impl Manager {
                 }
             }
         }
-        Ok(true)
+        Ok(())
     }
 
     /// The volume `id`, or `operation` refused: no such volume.
@@ -552,28 +634,36 @@ impl Manager {
             .ok_or_else(|| refused(operation, format_args!("no backup {id}")))
     }
 
-    /// Creates a volume of `size` (`1G`, `512M`, bytes) on `backend`.
-    pub async fn create_volume(&self, size: &str, backend: &str) -> Result<Value, ManagerError> {
-        let size_bytes = crate::driver::options::parse_size(size)
-            .filter(|s| *s > 0)
-            .ok_or_else(|| {
-                refused(
-                    "volume create",
-                    format_args!("--size {size:?}: expected a size such as 1G or 512M"),
-                )
-            })?;
+    /// Creates a volume of `size_bytes` (more than 0) on the volume
+    /// backend `backend`; answers it `available`.
+    ///
+    /// # Errors
+    /// Refused (nothing recorded) for a size of 0 or an unknown backend;
+    /// the backend's refusal or failure (a failure leaves the record `error`).
+    pub async fn create_volume(
+        &self,
+        size_bytes: u64,
+        backend: &str,
+    ) -> Result<VolumeAnswer, ManagerError> {
+        if size_bytes == 0 {
+            return Err(refused(
+                "volume create",
+                "a volume of 0 bytes: give its size",
+            ));
+        }
         let kind = self.handles.shell.board.backend(backend).map(|b| b.kind);
         if kind != Some(Kind::Volume) {
             return Err(refused(
                 "volume create",
-                format_args!("--backend {backend:?}: no volume backend of that name"),
+                format_args!("backend {backend:?}: no volume backend of that name"),
             ));
         }
         let id = uuid::Uuid::new_v4().hyphenated().to_string();
         self.records()?
-            .insert_volume(&id, backend, size_bytes, "creating")
+            .insert_volume(&id, backend, size_bytes, VolumeStatus::Creating.as_str())
             .await?;
-        self.begin("volume", &id, "creating").await?;
+        self.begin("volume", &id, VolumeStatus::Creating.as_str())
+            .await?;
         let marked = Marked::NewVolume(id.clone());
         let result = self
             .route(
@@ -581,11 +671,15 @@ impl Manager {
                 Operation::CreateVolume(Volume::new(&id, size_bytes)),
             )
             .await;
-        // Turned away before the driver: no record of a volume that never
-        // existed.
-        if self.settle(&[marked], &result).await? {
-            return result.map(|_| Value::Null);
-        }
+        let result = match result {
+            // Turned away before the driver: no record of a volume that
+            // never existed.
+            Err(error) if error.before_driver() => {
+                self.put_back(&[marked]).await?;
+                return Err(error);
+            }
+            result => result,
+        };
         match result {
             Ok(_) => {
                 self.end(
@@ -597,9 +691,11 @@ impl Manager {
                     "the driver's volume is kept under that record (`volume delete` removes both)",
                 )
                 .await?;
-                Ok(
-                    json!({ "id": id, "backend": backend, "size_bytes": size_bytes, "status": "available" }),
-                )
+                Ok(VolumeAnswer {
+                    backend: Some(backend.to_string()),
+                    size_bytes: Some(size_bytes),
+                    ..VolumeAnswer::new(&id, VolumeStatus::Available)
+                })
             }
             Err(error) => {
                 // Failed in the driver: kept as error.
@@ -610,8 +706,12 @@ impl Manager {
         }
     }
 
-    /// Deletes a volume.
-    pub async fn delete_volume(&self, id: &str) -> Result<Value, ManagerError> {
+    /// Deletes a volume (not while attached or busy); answers it `deleted`.
+    ///
+    /// # Errors
+    /// Refused (nothing changed) for an unknown, busy or attached volume;
+    /// the backend's refusal or failure.
+    pub async fn delete_volume(&self, id: &str) -> Result<VolumeAnswer, ManagerError> {
         let row = self.volume(id, "volume delete").await?;
         // A deletion left `deleting` (a driver failure, a crash) may run again.
         if row.status != "deleting" {
@@ -642,24 +742,31 @@ impl Manager {
             "the driver deleted the volume: delete it again to remove the record",
         )
         .await?;
-        Ok(json!({ "id": id, "status": "deleted" }))
+        Ok(VolumeAnswer::new(id, VolumeStatus::Deleted))
     }
 
-    /// Grows a volume to `size` (`2G`, bytes); only available volumes.
-    pub async fn extend_volume(&self, id: &str, size: &str) -> Result<Value, ManagerError> {
+    /// Grows an available volume to `size_bytes`; answers its new size.
+    ///
+    /// # Errors
+    /// Refused (nothing changed) for an unknown or busy volume, one not
+    /// `available`, or a size not larger than its own; the backend's
+    /// refusal or failure (a failure leaves it `error_extending`).
+    pub async fn extend_volume(
+        &self,
+        id: &str,
+        size_bytes: u64,
+    ) -> Result<VolumeAnswer, ManagerError> {
         let row = self.volume(id, "volume extend").await?;
         refuse_busy("volume extend", &row)?;
-        let size_bytes = crate::driver::options::parse_size(size)
-            .filter(|s| *s > row.size_bytes)
-            .ok_or_else(|| {
-                refused(
-                    "volume extend",
-                    format_args!(
-                        "--size {size:?}: expected a size larger than the volume's {} bytes",
-                        row.size_bytes
-                    ),
-                )
-            })?;
+        if size_bytes <= row.size_bytes {
+            return Err(refused(
+                "volume extend",
+                format_args!(
+                    "a new size of {size_bytes} bytes: expected a size larger than the volume's {} bytes",
+                    row.size_bytes
+                ),
+            ));
+        }
         if row.status != "available" {
             return Err(refused(
                 "volume extend",
@@ -676,10 +783,14 @@ impl Manager {
                 Operation::ExtendVolume(Volume::new(id, row.size_bytes), size_bytes),
             )
             .await;
-        if self.settle(&[marked], &result).await? {
+        let result = match result {
             // Turned away before the driver: the volume is as it was.
-            return result.map(|_| Value::Null);
-        }
+            Err(error) if error.before_driver() => {
+                self.put_back(&[marked]).await?;
+                return Err(error);
+            }
+            result => result,
+        };
         match result {
             Ok(_) => {
                 self.end(
@@ -694,7 +805,10 @@ impl Manager {
                     "the driver extended the volume and the record has its new size",
                 )
                 .await?;
-                Ok(json!({ "id": id, "size_bytes": size_bytes, "status": "available" }))
+                Ok(VolumeAnswer {
+                    size_bytes: Some(size_bytes),
+                    ..VolumeAnswer::new(id, VolumeStatus::Available)
+                })
             }
             Err(error) => {
                 self.finish("volume", id, "extending", &End::to("error_extending"))
@@ -708,7 +822,12 @@ impl Manager {
     /// records the attachment of `connector`'s host (Cinder's attachments
     /// API: one per host; attaching the same host again is idempotent and
     /// returns the same, live, endpoint).
-    pub async fn attach(&self, id: &str, connector: Connector) -> Result<Value, ManagerError> {
+    ///
+    /// # Errors
+    /// Refused (nothing changed) for an unknown or busy volume, one neither
+    /// `available` nor `in-use`, or a connector without a host; the
+    /// backend's refusal or failure.
+    pub async fn attach(&self, id: &str, connector: Connector) -> Result<Answer, ManagerError> {
         let row = self.volume(id, "volume attach").await?;
         refuse_busy("volume attach", &row)?;
         if row.status != "available" && row.status != "in-use" {
@@ -736,7 +855,7 @@ impl Manager {
             .await?;
         self.records()?.set_volume_status(id, "in-use").await?;
         match output {
-            OperationOutput::Connection(info) => Ok(serde_json::to_value(info).unwrap_or_default()),
+            OperationOutput::Connection(info) => Ok(Answer::Connection(*info)),
             other => Err(invalid(format!(
                 "unexpected answer from the driver: {other:?}"
             ))),
@@ -748,23 +867,22 @@ impl Manager {
     /// attached, so a live migration's destination is not cut off by
     /// mistake). Each host gets `terminate_connection`; the last one also
     /// `remove_export`. The volume stays `in-use` while any host remains.
-    pub async fn detach(
-        &self,
-        id: &str,
-        connector: Option<Connector>,
-        all: bool,
-    ) -> Result<Value, ManagerError> {
+    ///
+    /// # Errors
+    /// Refused (nothing changed) for an unknown or busy volume, a host not
+    /// attached, or [`Detach::Only`] with several hosts attached; the
+    /// backend's refusal or failure.
+    pub async fn detach(&self, id: &str, which: Detach) -> Result<VolumeAnswer, ManagerError> {
         let row = self.volume(id, "volume detach").await?;
         refuse_busy("volume detach", &row)?;
-        self.detach_row(row, connector, all).await
+        self.detach_row(row, which).await
     }
 
     async fn detach_row(
         &self,
         row: crate::records::VolumeRow,
-        connector: Option<Connector>,
-        all: bool,
-    ) -> Result<Value, ManagerError> {
+        which: Detach,
+    ) -> Result<VolumeAnswer, ManagerError> {
         let id = row.id.as_str();
         let attachments = self.records()?.attachments(id).await?;
         let hosts = || {
@@ -774,14 +892,8 @@ impl Manager {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let targets: Vec<&crate::records::AttachmentRow> = match (&connector, all) {
-            (Some(_), true) => {
-                return Err(refused(
-                    "volume detach",
-                    "give either --connector (one host) or --all (every host), not both",
-                ));
-            }
-            (Some(c), false) => {
+        let targets: Vec<&crate::records::AttachmentRow> = match &which {
+            Detach::Host(c) => {
                 let host = attaching_host(c, "volume detach")?;
                 let found: Vec<_> = attachments
                     .iter()
@@ -802,18 +914,22 @@ impl Manager {
                 }
                 found
             }
-            (None, true) => attachments.iter().collect(),
-            (None, false) if attachments.len() > 1 => {
+            Detach::All => attachments.iter().collect(),
+            Detach::Only if attachments.len() > 1 => {
                 return Err(refused(
                     "volume detach",
                     format_args!(
-                        "volume {id} is attached to {} hosts ({}); name one with --connector FILE, or detach every host with --all",
+                        "volume {id} is attached to {} hosts ({}); name the host to detach (its connector), or detach every host",
                         attachments.len(),
                         hosts()
                     ),
                 ));
             }
-            (None, false) => attachments.iter().collect(),
+            Detach::Only => attachments.iter().collect(),
+        };
+        let connector = match which {
+            Detach::Host(connector) => Some(connector),
+            Detach::All | Detach::Only => None,
         };
         let volume = Volume::new(id, row.size_bytes);
         let mut remaining = attachments.len();
@@ -848,8 +964,14 @@ impl Manager {
                 .await?;
             remaining -= 1;
         }
-        let status = if remaining > 0 { "in-use" } else { "available" };
-        self.records()?.set_volume_status(id, status).await?;
+        let status = if remaining > 0 {
+            VolumeStatus::InUse
+        } else {
+            VolumeStatus::Available
+        };
+        self.records()?
+            .set_volume_status(id, status.as_str())
+            .await?;
         let attached: Vec<String> = self
             .records()?
             .attachments(id)
@@ -857,7 +979,10 @@ impl Manager {
             .into_iter()
             .map(|a| a.connector_host)
             .collect();
-        Ok(json!({ "id": id, "status": status, "attached_to": attached }))
+        Ok(VolumeAnswer {
+            attached_to: Some(attached),
+            ..VolumeAnswer::new(id, status)
+        })
     }
 
     /// Whether the backup service can take `operation` ("backup create",
@@ -915,7 +1040,7 @@ impl Manager {
     ///
     /// Errors: as [`Manager::start_backup`], or the driver call failed (the
     /// backup is then `error`).
-    pub async fn create_backup(&self, volume_id: &str) -> Result<Value, ManagerError> {
+    pub async fn create_backup(&self, volume_id: &str) -> Result<Answer, ManagerError> {
         self.start_backup(volume_id).await?.run.await
     }
 
@@ -978,7 +1103,10 @@ impl Manager {
             report.progress.clone(),
             row.size_bytes,
         );
-        let accepted = json!({ "id": id, "volume_id": volume_id, "status": "creating" });
+        let accepted = Answer::Backup(BackupAnswer {
+            volume_id: Some(volume_id.to_string()),
+            ..BackupAnswer::new(&id, BackupStatus::Creating)
+        });
         let manager = self.clone();
         let volume_id = volume_id.to_string();
         let run = async move {
@@ -1017,7 +1145,7 @@ impl Manager {
         size_bytes: u64,
         progress: &crate::driver::backup::Progress,
         result: Result<OperationOutput, ManagerError>,
-    ) -> Result<Value, ManagerError> {
+    ) -> Result<Answer, ManagerError> {
         let volume_id = source.volume_id.clone();
         match result {
             Ok(_) => {
@@ -1040,7 +1168,10 @@ impl Manager {
                 self.operations
                     .end(id, ended.as_ref().err().map(ToString::to_string));
                 ended?;
-                Ok(json!({ "id": id, "volume_id": volume_id, "status": "available" }))
+                Ok(Answer::Backup(BackupAnswer {
+                    volume_id: Some(volume_id),
+                    ..BackupAnswer::new(id, BackupStatus::Available)
+                }))
             }
             Err(error) => {
                 let reached = !error.before_driver() && progress.wrote();
@@ -1075,7 +1206,7 @@ impl Manager {
     /// done (see [`Manager::start_restore`]).
     ///
     /// Errors: as [`Manager::start_restore`], or the driver call failed.
-    pub async fn restore(&self, backup_id: &str, volume_id: &str) -> Result<Value, ManagerError> {
+    pub async fn restore(&self, backup_id: &str, volume_id: &str) -> Result<Answer, ManagerError> {
         self.start_restore(backup_id, volume_id).await?.run.await
     }
 
@@ -1170,8 +1301,11 @@ impl Manager {
             report.progress.clone(),
             backup.size_bytes,
         );
-        let accepted =
-            json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restoring" });
+        let accepted = Answer::Restore(RestoreAnswer {
+            backup_id: backup_id.to_string(),
+            volume_id: volume_id.to_string(),
+            status: RestoreStatus::Restoring,
+        });
         let manager = self.clone();
         let (backup_id, volume_id) = (backup_id.to_string(), volume_id.to_string());
         let run = async move {
@@ -1202,7 +1336,7 @@ impl Manager {
         marked: &[Marked],
         progress: &crate::driver::backup::Progress,
         result: Result<OperationOutput, ManagerError>,
-    ) -> Result<Value, ManagerError> {
+    ) -> Result<Answer, ManagerError> {
         let put_back = self.settle(marked, &result).await?;
         // The backup's end and the volume's are each written or kept: one
         // the database did not answer does not leave the other unwritten.
@@ -1236,7 +1370,11 @@ impl Manager {
                 if let Some(pending) = backup_pending {
                     return Err(pending);
                 }
-                Ok(json!({ "backup_id": backup_id, "volume_id": volume_id, "status": "restored" }))
+                Ok(Answer::Restore(RestoreAnswer {
+                    backup_id: backup_id.to_string(),
+                    volume_id: volume_id.to_string(),
+                    status: RestoreStatus::Restored,
+                }))
             }
             Err(error) => {
                 // Cinder's word for a volume a failed restore changed; one
@@ -1284,23 +1422,14 @@ impl Manager {
     pub async fn reset_volume_state(
         &self,
         id: &str,
-        state: &str,
+        state: VolumeStatus,
         force: bool,
-    ) -> Result<Value, ManagerError> {
-        const ALLOWED: [&str; 4] = ["available", "in-use", "error", "error_restoring"];
-        if !ALLOWED.contains(&state) {
-            return Err(refused(
-                "volume reset-state",
-                format_args!(
-                    "\"{state}\" is not a status to set by hand (one of {})",
-                    ALLOWED.join(", ")
-                ),
-            ));
-        }
+    ) -> Result<VolumeAnswer, ManagerError> {
+        let state = settable_volume_status(state.as_str())?;
         let row = self.volume(id, "volume reset-state").await?;
         let attached = self.attached_hosts(id).await?;
         let exported = self.records()?.export(id).await?.is_some();
-        if state != "in-use" && (exported || !attached.is_empty()) {
+        if state != VolumeStatus::InUse && (exported || !attached.is_empty()) {
             if !force {
                 return Err(refused(
                     "volume reset-state",
@@ -1314,11 +1443,14 @@ impl Manager {
                     ),
                 ));
             }
-            self.detach_row(row.clone(), None, true).await?;
+            self.detach_row(row.clone(), Detach::All).await?;
         }
         // An admin's word ends any work on it (in a fleet, its worker row).
-        self.finish("volume", id, "", &End::to(state)).await?;
-        self.records()?.set_volume_status(id, state).await?;
+        self.finish("volume", id, "", &End::to(state.as_str()))
+            .await?;
+        self.records()?
+            .set_volume_status(id, state.as_str())
+            .await?;
         self.handles.shell.notifier.emit(
             Some(&row.backend),
             self.handles.shell.clock.now(),
@@ -1328,7 +1460,10 @@ impl Manager {
                 to: state.to_string(),
             },
         );
-        Ok(json!({ "id": id, "from": row.status, "status": state }))
+        Ok(VolumeAnswer {
+            from: Some(row.status),
+            ..VolumeAnswer::new(id, state)
+        })
     }
 
     /// Sets a backup record's status by hand, as Cinder's
@@ -1336,20 +1471,18 @@ impl Manager {
     /// (`backup.reset_state`); nothing is called on a driver.
     ///
     /// Errors: no such backup, or a status outside that list.
-    pub async fn reset_backup_state(&self, id: &str, state: &str) -> Result<Value, ManagerError> {
-        const ALLOWED: [&str; 2] = ["available", "error"];
-        if !ALLOWED.contains(&state) {
-            return Err(refused(
-                "backup reset-state",
-                format_args!(
-                    "\"{state}\" is not a status to set by hand (one of {})",
-                    ALLOWED.join(", ")
-                ),
-            ));
-        }
+    pub async fn reset_backup_state(
+        &self,
+        id: &str,
+        state: BackupStatus,
+    ) -> Result<BackupAnswer, ManagerError> {
+        let state = settable_backup_status(state.as_str())?;
         let backup = self.backup(id, "backup reset-state").await?;
-        self.finish("backup", id, "", &End::to(state)).await?;
-        self.records()?.set_backup(id, state, None, None).await?;
+        self.finish("backup", id, "", &End::to(state.as_str()))
+            .await?;
+        self.records()?
+            .set_backup(id, state.as_str(), None, None)
+            .await?;
         self.handles.shell.notifier.emit(
             Some(BACKUP_BACKEND),
             self.handles.shell.clock.now(),
@@ -1359,17 +1492,23 @@ impl Manager {
                 to: state.to_string(),
             },
         );
-        Ok(json!({ "id": id, "from": backup.status, "status": state }))
+        Ok(BackupAnswer {
+            from: Some(backup.status),
+            ..BackupAnswer::new(id, state)
+        })
     }
 
     /// Deletes a backup. One in `error` that never reached the backup store
     /// is deleted without the driver (even while the backup service is down).
-    pub async fn delete_backup(&self, id: &str) -> Result<Value, ManagerError> {
+    pub async fn delete_backup(&self, id: &str) -> Result<BackupAnswer, ManagerError> {
         let backup = self.backup(id, "backup delete").await?;
         if backup.status == "error" && !backup.reached_backend {
             self.records()?.delete_backup(id).await?;
             self.operations.forget(id);
-            return Ok(json!({ "id": id, "status": "deleted", "reached_backend": false }));
+            return Ok(BackupAnswer {
+                reached_backend: Some(false),
+                ..BackupAnswer::new(id, BackupStatus::Deleted)
+            });
         }
         if backup.status == "creating" || backup.status == "restoring" {
             return Err(refused(
@@ -1400,7 +1539,7 @@ impl Manager {
         )
         .await?;
         self.operations.forget(id);
-        Ok(json!({ "id": id, "status": "deleted" }))
+        Ok(BackupAnswer::new(id, BackupStatus::Deleted))
     }
 
     /// One backup's record, with `progress` (`percent`, `bytes_done`,
@@ -1409,17 +1548,18 @@ impl Manager {
     /// `volume_id`, `state`, `error`).
     ///
     /// Errors: no such backup; the records database failed.
-    pub async fn show_backup(&self, id: &str) -> Result<Value, ManagerError> {
-        let backup = self
+    pub async fn show_backup(&self, id: &str) -> Result<BackupShown, ManagerError> {
+        let record = self
             .records()?
             .backup(id)
             .await?
             .ok_or_else(|| invalid(format!("no backup {id}")))?;
-        let mut value = serde_json::to_value(backup).unwrap_or_default();
-        if let Value::Object(fields) = &mut value {
-            fields.extend(self.operations.show(id));
-        }
-        Ok(value)
+        let (progress, operation) = self.operations.show(id);
+        Ok(BackupShown {
+            record,
+            progress,
+            operation,
+        })
     }
 
     /// The connector hosts `volume_id` is attached to (its attachments,

@@ -7,8 +7,8 @@ use std::future::Future;
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::answer::{OperationState, ShownOperation};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::driver::backup::Progress;
 use crate::engine::clock::ServiceClock;
@@ -155,47 +155,44 @@ impl Operations {
         self.0.borrow_mut().remove(backup_id);
     }
 
-    /// What `backup show` adds to the record: `progress` (a [`Snapshot`])
-    /// while an operation runs, and `operation`: `{"work": "create" |
-    /// "restore", "volume_id", "state": "running" | "succeeded" | "failed",
-    /// "error"}` for the running or last-ended one. Empty when the daemon
-    /// ran none on this backup since it started.
-    pub fn show(&self, backup_id: &str) -> serde_json::Map<String, Value> {
-        let mut out = serde_json::Map::new();
+    /// What `backup show` adds to the record: `progress` while an
+    /// operation runs, and the running or last-ended `operation` (`None`
+    /// when the daemon ran none on this backup since it started).
+    pub fn show(&self, backup_id: &str) -> (Option<Snapshot>, Option<ShownOperation>) {
         match self.0.borrow().get(backup_id) {
-            None => {}
+            None => (None, None),
             Some(Entry::Running {
                 work,
                 volume_id,
                 progress,
                 bytes_total,
-            }) => {
-                out.insert(
-                    "progress".into(),
-                    json!(Snapshot::running(progress, *bytes_total)),
-                );
-                out.insert(
-                    "operation".into(),
-                    json!({ "work": work, "volume_id": volume_id, "state": "running", "error": null }),
-                );
-            }
+            }) => (
+                Some(Snapshot::running(progress, *bytes_total)),
+                Some(ShownOperation {
+                    work: *work,
+                    volume_id: volume_id.clone(),
+                    state: OperationState::Running,
+                    error: None,
+                }),
+            ),
             Some(Entry::Ended {
                 work,
                 volume_id,
                 error,
-            }) => {
-                let state = if error.is_some() {
-                    "failed"
-                } else {
-                    "succeeded"
-                };
-                out.insert(
-                    "operation".into(),
-                    json!({ "work": work, "volume_id": volume_id, "state": state, "error": error }),
-                );
-            }
+            }) => (
+                None,
+                Some(ShownOperation {
+                    work: *work,
+                    volume_id: volume_id.clone(),
+                    state: if error.is_some() {
+                        OperationState::Failed
+                    } else {
+                        OperationState::Succeeded
+                    },
+                    error: error.clone(),
+                }),
+            ),
         }
-        out
     }
 }
 
@@ -297,17 +294,23 @@ mod tests {
         assert_eq!(Snapshot::finished(1024).percent, 100);
         let table = Operations::default();
         table.start("b1", BackupWork::Restore, "v2", progress, 1024);
-        let shown = table.show("b1");
-        assert_eq!(shown["progress"]["bytes_done"], 1024);
-        assert_eq!(shown["operation"]["state"], "running");
+        let (progress, operation) = table.show("b1");
+        assert_eq!(progress.map(|p| p.bytes_done), Some(1024));
+        assert_eq!(operation.map(|o| o.state), Some(OperationState::Running));
         table.end("b1", Some("disk full".into()));
-        let shown = table.show("b1");
-        assert!(shown.get("progress").is_none());
-        assert_eq!(shown["operation"]["state"], "failed");
-        assert_eq!(shown["operation"]["error"], "disk full");
-        assert_eq!(shown["operation"]["volume_id"], "v2");
+        let (progress, operation) = table.show("b1");
+        assert!(progress.is_none());
+        assert_eq!(
+            operation,
+            Some(ShownOperation {
+                work: BackupWork::Restore,
+                volume_id: "v2".into(),
+                state: OperationState::Failed,
+                error: Some("disk full".into()),
+            })
+        );
         table.forget("b1");
-        assert!(table.show("b1").is_empty());
+        assert_eq!(table.show("b1"), (None, None));
     }
 
     #[test]

@@ -18,8 +18,11 @@ pub mod requests;
 #[cfg(feature = "fleet")]
 pub mod rollouts;
 mod rows;
+#[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
 pub mod state_dir;
+mod status;
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -39,7 +42,9 @@ pub use requests::ReloadRequests;
 #[cfg(feature = "fleet")]
 pub use rollouts::RolloutRecords;
 pub use rows::{AttachmentRow, BackupRow, ExportRow, Recovered, ServiceRow, VolumeRow};
+#[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+pub use status::{BackupStatus, UnknownStatus, VolumeStatus};
 
 /// How an operation ends its work on one record: the final status and what
 /// is written with it, together (in a fleet, in one fenced statement; kept
@@ -82,6 +87,7 @@ pub enum RecordsError {
     /// The embedded SQLite database failed: names the file and, when the
     /// state dir cannot be written, why ("no space left on device",
     /// "read-only file system") rather than SQLite's "disk I/O error".
+    #[cfg(feature = "sqlite")]
     #[error("records database {}: {}", path.display(), match condition { Some(c) => c.clone(), None => source.to_string() })]
     Sqlite {
         /// The database file (`:memory:` for tests).

@@ -1,10 +1,10 @@
 //! The rows of the records, one type per record (volumes, exports, attachments,
 //! backups, services) and what crash recovery resolved; every store returns these.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A volume row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeRow {
     /// UUID.
     pub id: String,
@@ -19,7 +19,7 @@ pub struct VolumeRow {
 }
 
 /// An export row: a running NBD server for a volume.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExportRow {
     /// The exported volume.
     pub volume_id: String,
@@ -37,7 +37,7 @@ pub struct ExportRow {
 
 /// An attachment: one host using a volume (Cinder's attachments API). A
 /// volume is `in-use` while it has any; its export stays until the last goes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttachmentRow {
     /// The attached volume.
     pub volume_id: String,
@@ -50,7 +50,7 @@ pub struct AttachmentRow {
 }
 
 /// A backup row.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRow {
     /// UUID.
     pub id: String,
@@ -69,7 +69,7 @@ pub struct BackupRow {
 }
 
 /// A service row, like `cinder service-list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRow {
     /// `cinder-volume` or `cinder-backup`.
     pub binary: String,

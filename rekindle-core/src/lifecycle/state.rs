@@ -166,7 +166,9 @@ pub enum State {
 }
 
 /// The stable name of a state, as printed by `rekindle status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 #[allow(missing_docs)] // one per `State` variant (Failed split by class), documented there
 pub enum StateName {
