@@ -57,6 +57,71 @@ fn write_volume(path: &Path) {
     file.sync_all().expect("sync");
 }
 
+/// The baseline, best of two: a plain `cp` of the volume, then `sync` of
+/// the copy, because a backup is only done once its data is durable
+/// (rekindle fsyncs every chunk); and the unsynced cp (often an in-kernel
+/// copy within the page cache).
+fn cp_baseline(volume_path: &std::path::Path, dir: &std::path::Path) -> (Duration, Duration) {
+    let mut cp = Duration::MAX;
+    let mut cp_unsynced = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let copy = dir.join("copy.raw");
+        let started = Instant::now();
+        let status = Command::new("cp")
+            .arg(volume_path)
+            .arg(&copy)
+            .status()
+            .expect("cp runs");
+        assert!(status.success());
+        cp_unsynced = cp_unsynced.min(started.elapsed());
+        let status = Command::new("sync").arg(&copy).status().expect("sync runs");
+        assert!(status.success());
+        cp = cp.min(started.elapsed());
+        let _ = std::fs::remove_file(&copy);
+    }
+    (cp, cp_unsynced)
+}
+
+/// The time of one `initialize_connection` of an exported qemu volume,
+/// averaged over 10,000 calls.
+async fn connection_info_per_call(dir: &std::path::Path, id: &str) -> Duration {
+    let volumes = dir.join("volumes");
+    std::fs::create_dir_all(&volumes).expect("volumes dir");
+    let qemu = QemuDriver::from_context(
+        &context(
+            Kind::Volume,
+            "qemu",
+            &[
+                ("volumes_dir", volumes.display().to_string()),
+                ("export_port_range", "22809-22829".to_string()),
+            ],
+        ),
+        None,
+    )
+    .expect("qemu driver");
+    qemu.do_setup().await.expect("qemu setup");
+    let small = Volume::new(id, 16 << 20);
+    qemu.create_volume(&small).await.expect("create");
+    let connector = Connector {
+        host: Some("bench".into()),
+        ip: Some("127.0.0.1".into()),
+        ..Connector::default()
+    };
+    qemu.create_export(&small, &connector)
+        .await
+        .expect("export");
+    let calls = 10_000u32;
+    let started = Instant::now();
+    for _ in 0..calls {
+        qemu.initialize_connection(&small, &connector)
+            .await
+            .expect("connection info");
+    }
+    let per_call = started.elapsed() / calls;
+    qemu.remove_export(&small).await.expect("remove export");
+    per_call
+}
+
 fn main() {
     let dir = std::env::temp_dir().join(format!("rekindle-bench-drivers-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -64,27 +129,7 @@ fn main() {
     let volume_path = dir.join("volume.raw");
     write_volume(&volume_path);
     let results = run_real(async {
-        // The baseline, best of two: a plain `cp` of the same file, then
-        // `sync` of the copy, because a backup is only done once its data is
-        // durable (rekindle fsyncs every chunk). The unsynced cp (often an
-        // in-kernel copy within the page cache) is printed too.
-        let mut cp = Duration::MAX;
-        let mut cp_unsynced = Duration::MAX;
-        for _ in 0..ROUNDS {
-            let copy = dir.join("copy.raw");
-            let started = Instant::now();
-            let status = Command::new("cp")
-                .arg(&volume_path)
-                .arg(&copy)
-                .status()
-                .expect("cp runs");
-            assert!(status.success());
-            cp_unsynced = cp_unsynced.min(started.elapsed());
-            let status = Command::new("sync").arg(&copy).status().expect("sync runs");
-            assert!(status.success());
-            cp = cp.min(started.elapsed());
-            let _ = std::fs::remove_file(&copy);
-        }
+        let (cp, cp_unsynced) = cp_baseline(&volume_path, &dir);
         let backup_driver = PosixBackupDriver::from_context(&context(
             Kind::Backup,
             "posix",
@@ -149,40 +194,7 @@ fn main() {
             .is_ok_and(|s| s.success());
         assert!(same, "restored data differs");
 
-        let volumes = dir.join("volumes");
-        std::fs::create_dir_all(&volumes).expect("volumes dir");
-        let qemu = QemuDriver::from_context(
-            &context(
-                Kind::Volume,
-                "qemu",
-                &[
-                    ("volumes_dir", volumes.display().to_string()),
-                    ("export_port_range", "22809-22829".to_string()),
-                ],
-            ),
-            None,
-        )
-        .expect("qemu driver");
-        qemu.do_setup().await.expect("qemu setup");
-        let small = Volume::new(id, 16 << 20);
-        qemu.create_volume(&small).await.expect("create");
-        let connector = Connector {
-            host: Some("bench".into()),
-            ip: Some("127.0.0.1".into()),
-            ..Connector::default()
-        };
-        qemu.create_export(&small, &connector)
-            .await
-            .expect("export");
-        let calls = 10_000u32;
-        let started = Instant::now();
-        for _ in 0..calls {
-            qemu.initialize_connection(&small, &connector)
-                .await
-                .expect("connection info");
-        }
-        let per_call = started.elapsed() / calls;
-        qemu.remove_export(&small).await.expect("remove export");
+        let per_call = connection_info_per_call(&dir, id).await;
         (cp, cp_unsynced, backup, restore, per_call)
     })
     .expect("runtime");

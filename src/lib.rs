@@ -71,15 +71,25 @@
 //!
 //! # Layout
 //!
-//! - [`lifecycle`]: the sans-IO driver state machine (`Lifecycle::step`). Imports
-//!   nothing from the rest of the crate.
-//! - [`engine`]: the front door ([`Engine::builder`], [`EngineHandle`]);
-//!   [`plan`]: what to run ([`Plan`], [`BackendPlan`]), which config produces
-//!   and the engine and actors consume.
-//! - [`event`]: the notification contract as types ([`Event`], [`Notice`]).
-//! - [`driver`]: the driver traits ([`VolumeDriver`], [`BackupDriver`]) and the
-//!   built-in drivers; [`actors`]: the actix shell; [`sim`] and [`check`]: the
-//!   simulator and the model checker.
+//! One module per layer, inner to outer:
+//!
+//! - [`lifecycle`]: the sans-IO driver state machine (`Lifecycle::step`), from
+//!   the `rekindle-core` crate; it imports nothing of this crate.
+//! - [`driver`]: the driver traits ([`VolumeDriver`], [`BackupDriver`]),
+//!   their options and registry, and the built-in drivers.
+//! - [`records`]: the records interface ([`records::RecordStore`]), its rows,
+//!   status words and error; the embedded SQLite store (feature `sqlite`).
+//! - [`events`]: what the engine tells the world ([`Event`], [`Notice`]), the
+//!   status board and refusals in an operator's words.
+//! - [`plan`]: what to run ([`Plan`], [`BackendPlan`]) and the pure reload
+//!   decision; [`config`]: cinder.conf to a validated plan.
+//! - [`actors`]: the actix shell that performs what the core decides.
+//! - [`engine`]: the front door ([`Engine::builder`], [`EngineHandle`]), its
+//!   clock and runtimes.
+//! - [`operations`]: user operations on volumes and backups, typed, recorded
+//!   before they are acknowledged; [`fleet`]: many hosts on one database.
+//! - [`sim`] and [`check`]: the simulator and the model checker; `watch`
+//!   (feature `http`): metrics and probes.
 //!
 //! See `ARCHITECTURE.md` for the map of layers and what each may import.
 //!
@@ -98,22 +108,23 @@
 //!
 //! - `cli`: what the binary needs of the engine (the simulator's progress
 //!   bars with indicatif, the daemon's hooks); implies `sqlite` and `http`.
-//!   What the binary shares with the library (`listing`, `table`, the checker's `export`
-//!   and `fuzz`, two hooks on `EngineBuilder`) is hidden from these docs and
-//!   is not public API.
-//! - `sqlite`: durable records in a bundled SQLite (`records`) and the
-//!   `manager`, which records operations before acknowledging them.
+//!   What the binary shares with the library (the checker's `export` and
+//!   `fuzz`, two hooks on `EngineBuilder`) is hidden from these docs and is
+//!   not public API.
+//! - `sqlite`: durable records in a bundled SQLite (`records::SqliteStore`)
+//!   and the operations' `Manager`, which records operations before
+//!   acknowledging them.
 //! - `qemu`: the `qemu` volume driver; it records its exports, so it implies `sqlite`.
 //! - `posix`: the `posix` backup driver.
-//! - `systemd`: sd_notify readiness; without it [`systemd::Systemd`] never sends.
+//! - `systemd`: sd_notify readiness; without it [`engine::systemd::Systemd`] never sends.
 //! - `fleet`: fleet mode whatever the database: `records::FleetStore`, the
 //!   fleet's member, listener and rollouts; implies `sqlite`. Turned on by:
 //! - `postgres`: fleet records in PostgreSQL (`[database] connection =
 //!   postgresql://...`): `records::postgres`.
 //! - `mariadb`: fleet records in MariaDB or MySQL (`[database] connection =
 //!   mysql+pymysql://...`, Cinder's form): `records::mariadb`, on sqlx.
-//! - `http`: the daemon's `http_listen` (`http`): Prometheus metrics
-//!   (`metrics`, on prometheus-client) and the `/healthz` and `/readyz`
+//! - `http`: the daemon's `http_listen` (`watch::http`): Prometheus metrics
+//!   (`watch::metrics`, on prometheus-client) and the `/healthz` and `/readyz`
 //!   probes, served by hyper.
 //! - `proptest`: `sim::strategy`, proptest strategies over simulations of
 //!   your own driver (not in the defaults).

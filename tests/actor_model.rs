@@ -4,6 +4,10 @@
 //! through the pure `Lifecycle::step` to the same states and effects, timers must fire
 //! exactly when scheduled, and every setup must complete or be aborted. Shrinks.
 
+#[path = "common/drivers.rs"]
+mod drivers;
+
+use drivers::{Script, Scripted};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
@@ -17,9 +21,7 @@ use rekindle::actors::driver_actor::{
 };
 use rekindle::actors::{DriverActor, Operation, Shell};
 use rekindle::driver::registry::AnyDriver;
-use rekindle::driver::{
-    Capabilities, ConnectionInfo, Connector, DriverRegistry, Kind, Volume, VolumeDriver,
-};
+use rekindle::driver::{DriverRegistry, Kind, Volume};
 use rekindle::engine::clock::ServiceClock;
 use rekindle::engine::runtime::run_virtual;
 use rekindle::events::notify::Notifier;
@@ -34,12 +36,12 @@ enum Outcome {
 }
 
 /// A driver whose setups take their outcome from a queue the test fills.
-struct Scripted {
+struct Queued {
     outcomes: Rc<RefCell<VecDeque<Outcome>>>,
 }
 
 #[async_trait::async_trait(?Send)]
-impl VolumeDriver for Scripted {
+impl Script for Queued {
     async fn do_setup(&self) -> Result<(), DriverError> {
         let next = self
             .outcomes
@@ -57,30 +59,11 @@ impl VolumeDriver for Scripted {
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
         Ok(())
     }
-    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
-        Ok(Capabilities::default())
-    }
     async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         sleep(Duration::from_secs(volume.size_bytes)).await;
         Ok(())
     }
     async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn initialize_connection(
-        &self,
-        _: &Volume,
-        _: &Connector,
-    ) -> Result<ConnectionInfo, DriverError> {
-        Err(DriverError::Other("unused".into()))
-    }
-    async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
         Ok(())
     }
 }
@@ -123,9 +106,9 @@ fn run(steps: &[Step], count: u32) -> (Trace, Lifecycle, Policy) {
         let queue = outcomes.clone();
         let mut registry = DriverRegistry::with_builtin();
         registry.register(Kind::Volume, "scripted", &[], move |_| {
-            Ok(AnyDriver::Volume(Rc::new(Scripted {
+            Ok(AnyDriver::Volume(Rc::new(Scripted(Queued {
                 outcomes: queue.clone(),
-            })))
+            }))))
         });
         let clock = ServiceClock::start_at(std::time::UNIX_EPOCH);
         let mut shell = Shell::new(clock, Notifier::in_memory(clock), registry);

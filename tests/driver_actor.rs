@@ -1,6 +1,10 @@
 //! DriverActor on virtual time: retries at +1s, +2s, +4s, fatal errors, panics,
 //! hung setups, operations refused unless Ready, the connector reaching create_export.
 
+#[path = "common/drivers.rs"]
+mod drivers;
+
+use drivers::{Script, Scripted};
 use std::time::Duration;
 
 use actix::clock::sleep;
@@ -176,7 +180,7 @@ struct PanickyDriver {
 }
 
 #[async_trait::async_trait(?Send)]
-impl rekindle::driver::VolumeDriver for PanickyDriver {
+impl Script for PanickyDriver {
     async fn do_setup(&self) -> Result<(), DriverError> {
         if self.setup_panics {
             panic!("driver bug: index out of bounds")
@@ -185,9 +189,6 @@ impl rekindle::driver::VolumeDriver for PanickyDriver {
     }
     async fn check_for_setup_error(&self) -> Result<(), DriverError> {
         Ok(())
-    }
-    async fn get_volume_stats(&self) -> Result<rekindle::driver::Capabilities, DriverError> {
-        Ok(Default::default())
     }
     async fn create_volume(&self, volume: &Volume) -> Result<(), DriverError> {
         match volume.id.as_str() {
@@ -202,31 +203,15 @@ impl rekindle::driver::VolumeDriver for PanickyDriver {
     async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
         Ok(())
     }
-    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn initialize_connection(
-        &self,
-        _: &Volume,
-        _: &Connector,
-    ) -> Result<rekindle::driver::ConnectionInfo, DriverError> {
-        Err(DriverError::Other("unused".into()))
-    }
-    async fn terminate_connection(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
 }
 
 /// A rig and a started backend "p" on a [`PanickyDriver`].
 fn start_panicky(setup_panics: bool) -> (Rig, Addr<DriverActor>) {
     let mut registry = DriverRegistry::with_builtin();
     registry.register(Kind::Volume, "panicky", &[], move |_| {
-        Ok(AnyDriver::Volume(std::rc::Rc::new(PanickyDriver {
-            setup_panics,
-        })))
+        Ok(AnyDriver::Volume(std::rc::Rc::new(Scripted(
+            PanickyDriver { setup_panics },
+        ))))
     });
     let rig = Rig::new(registry);
     let addr = DriverActor::new(

@@ -1,18 +1,21 @@
 //! The front door as an embedder uses it: a 30-line driver, the builder, typed events
 //! to a subscriber (the same lines as the notifications file), reload, shutdown.
 
+#[path = "common/drivers.rs"]
+mod drivers;
+
+use drivers::{Script, Scripted};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use async_trait::async_trait;
 use rekindle::engine::clock::ServiceClock;
 use rekindle::engine::runtime::run_virtual;
 use rekindle::{
-    Capabilities, ConnectionInfo, Connector, DriverError, Engine, EngineError, Event, Notice,
-    Operation, OperationOutput, Policy, Reload, ReloadOutcome, StateName, Volume, VolumeDriver,
+    DriverError, Engine, EngineError, Event, Notice, Operation, OperationOutput, Policy, Reload,
+    ReloadOutcome, StateName, Volume,
 };
 
 /// A minimal in-memory volume driver whose array answers on the third try.
@@ -22,17 +25,14 @@ struct Memory {
     volumes: RefCell<BTreeMap<String, u64>>,
 }
 
-#[async_trait(?Send)]
-impl VolumeDriver for Memory {
+#[async_trait::async_trait(?Send)]
+impl Script for Memory {
     async fn do_setup(&self) -> Result<(), DriverError> {
         self.tries.set(self.tries.get() + 1);
         match self.tries.get() {
             1 | 2 => Err(DriverError::backend("array not answering yet")),
             _ => Ok(()),
         }
-    }
-    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
-        Ok(Capabilities::default())
     }
     async fn create_volume(&self, v: &Volume) -> Result<(), DriverError> {
         self.volumes
@@ -43,22 +43,6 @@ impl VolumeDriver for Memory {
     async fn delete_volume(&self, v: &Volume) -> Result<(), DriverError> {
         self.volumes.borrow_mut().remove(v.id.as_str());
         Ok(())
-    }
-    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn initialize_connection(
-        &self,
-        _: &Volume,
-        _: &Connector,
-    ) -> Result<ConnectionInfo, DriverError> {
-        Ok(ConnectionInfo {
-            driver_volume_type: "memory".into(),
-            data: BTreeMap::new(),
-        })
     }
 }
 
@@ -99,7 +83,7 @@ fn an_embedded_driver_is_retried_until_ready_and_every_event_reaches_a_subscribe
         let collector = Collector { seen: collected }.start();
         let engine = Engine::builder()
             .host("node-1")
-            .volume_backend("memory-1", Memory::default())
+            .volume_backend("memory-1", Scripted(Memory::default()))
             .policy(Policy::default())
             .clock(ServiceClock::start_at(std::time::UNIX_EPOCH))
             .subscribe(collector.recipient())
@@ -207,7 +191,7 @@ fn a_slow_subscriber_never_holds_up_a_driver_and_its_drops_are_counted() {
         let slow = Slow::start_in_arbiter(&arbiter.handle(), |_| Slow);
         let mut builder = Engine::builder().subscribe(slow.recipient());
         for n in 0..8 {
-            builder = builder.volume_backend(&format!("m-{n}"), Memory::default());
+            builder = builder.volume_backend(&format!("m-{n}"), Scripted(Memory::default()));
         }
         let engine = builder.start().expect("starts");
         let started = std::time::Instant::now();
@@ -240,24 +224,24 @@ fn a_slow_subscriber_never_holds_up_a_driver_and_its_drops_are_counted() {
 #[test]
 fn a_builder_that_does_not_add_up_says_what_is_wrong() {
     let outside = Engine::builder()
-        .volume_backend("a", Memory::default())
+        .volume_backend("a", Scripted(Memory::default()))
         .start();
     assert!(matches!(outside, Err(EngineError::NoSystem)));
     run_virtual(async {
         let errors = [
             Engine::builder().start().err(),
             Engine::builder()
-                .volume_backend("a", Memory::default())
-                .volume_backend("a", Memory::default())
+                .volume_backend("a", Scripted(Memory::default()))
+                .volume_backend("a", Scripted(Memory::default()))
                 .start()
                 .err(),
             Engine::builder()
-                .volume_backend("a", Memory::default())
+                .volume_backend("a", Scripted(Memory::default()))
                 .backend_policy("b", Policy::default())
                 .start()
                 .err(),
             Engine::builder()
-                .volume_backend("a", Memory::default())
+                .volume_backend("a", Scripted(Memory::default()))
                 .config_file("/nonexistent/cinder.conf")
                 .start()
                 .err(),

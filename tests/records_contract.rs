@@ -12,6 +12,39 @@ use rekindle::records::{RecordStore, RecordsError, ServicePut, connect};
 
 /// The contract, run against one store.
 async fn contract(store: &dyn RecordStore) {
+    volumes_contract(store).await;
+    exports_and_attachments_contract(store).await;
+    backups_contract(store).await;
+    // Deleting a volume removes what was left attached.
+    store.delete_volume("v1").await.expect("delete");
+    assert!(store.attachments("v1").await.expect("read").is_empty());
+    assert!(store.volume("v1").await.expect("read").is_none());
+
+    // Service rows: one per host and backend.
+    store
+        .put_service(
+            "lvm-1",
+            "cinder-volume",
+            "node-1@lvm-1",
+            "up",
+            "2026-01-01T00:00:00Z",
+        )
+        .await
+        .expect("heartbeat");
+    let rows = store.services().await.expect("services");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (
+            rows[0].binary.as_str(),
+            rows[0].host.as_str(),
+            rows[0].state.as_str()
+        ),
+        ("cinder-volume", "node-1@lvm-1", "up")
+    );
+}
+
+/// Volumes: inserted, updated, read, listed by id; ids unique.
+async fn volumes_contract(store: &dyn RecordStore) {
     // Volumes.
     store
         .insert_volume("v1", "lvm-1", 1 << 30, "creating")
@@ -48,7 +81,10 @@ async fn contract(store: &dyn RecordStore) {
             .is_err(),
         "ids are unique"
     );
+}
 
+/// Exports, one per volume replaced in place; attachments per host.
+async fn exports_and_attachments_contract(store: &dyn RecordStore) {
     // Exports: one per volume, replaced in place.
     let export = ExportRow {
         volume_id: "v1".into(),
@@ -99,7 +135,10 @@ async fn contract(store: &dyn RecordStore) {
     let left = store.attachments("v1").await.expect("read");
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].connector, r#"{"host":"src","ip":"10.0.0.1"}"#);
+}
 
+/// Backups, and crash recovery of what a crash left transitional.
+async fn backups_contract(store: &dyn RecordStore) {
     // Backups and crash recovery.
     store.insert_backup("b1", "v1").await.expect("backup");
     store.insert_backup("b2", "v1").await.expect("backup");
@@ -145,33 +184,6 @@ async fn contract(store: &dyn RecordStore) {
     assert_eq!(recovered.len(), 3, "{recovered:?}");
     store.delete_backup("b1").await.expect("delete");
     assert_eq!(store.backups().await.expect("list").len(), 1);
-
-    // Deleting a volume removes what was left attached.
-    store.delete_volume("v1").await.expect("delete");
-    assert!(store.attachments("v1").await.expect("read").is_empty());
-    assert!(store.volume("v1").await.expect("read").is_none());
-
-    // Service rows: one per host and backend.
-    store
-        .put_service(
-            "lvm-1",
-            "cinder-volume",
-            "node-1@lvm-1",
-            "up",
-            "2026-01-01T00:00:00Z",
-        )
-        .await
-        .expect("heartbeat");
-    let rows = store.services().await.expect("services");
-    assert_eq!(rows.len(), 1);
-    assert_eq!(
-        (
-            rows[0].binary.as_str(),
-            rows[0].host.as_str(),
-            rows[0].state.as_str()
-        ),
-        ("cinder-volume", "node-1@lvm-1", "up")
-    );
 }
 
 #[test]

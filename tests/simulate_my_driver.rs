@@ -1,13 +1,16 @@
 //! Property-based simulation of a user's own driver (feature `proptest`): a driver with a
 //! planted bug is found by proptest over rekindle's strategies and shrunk to a tiny script.
 
+#[path = "common/drivers.rs"]
+mod drivers;
+
+use drivers::{Script, Scripted};
 use std::cell::Cell;
 use std::rc::Rc;
 
-use async_trait::async_trait;
 use proptest::test_runner::{Config, TestCaseError, TestError, TestRng, TestRunner};
 use rekindle::sim::strategy::{self, Step, hours};
-use rekindle::{Capabilities, ConnectionInfo, Connector, DriverError, Volume, VolumeDriver};
+use rekindle::{DriverError, Volume};
 
 /// An array driver with a planted bug: after it has been set up a second
 /// time (a re-initialization or a reload) it forgets its session, and every
@@ -16,14 +19,11 @@ struct Forgetful {
     setups: Rc<Cell<u32>>,
 }
 
-#[async_trait(?Send)]
-impl VolumeDriver for Forgetful {
+#[async_trait::async_trait(?Send)]
+impl Script for Forgetful {
     async fn do_setup(&self) -> Result<(), DriverError> {
         self.setups.set(self.setups.get() + 1);
         Ok(())
-    }
-    async fn get_volume_stats(&self) -> Result<Capabilities, DriverError> {
-        Ok(Capabilities::default())
     }
     async fn create_volume(&self, _: &Volume) -> Result<(), DriverError> {
         if self.setups.get() > 1 {
@@ -33,22 +33,6 @@ impl VolumeDriver for Forgetful {
     }
     async fn delete_volume(&self, _: &Volume) -> Result<(), DriverError> {
         Ok(())
-    }
-    async fn create_export(&self, _: &Volume, _: &Connector) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn remove_export(&self, _: &Volume) -> Result<(), DriverError> {
-        Ok(())
-    }
-    async fn initialize_connection(
-        &self,
-        _: &Volume,
-        _: &Connector,
-    ) -> Result<ConnectionInfo, DriverError> {
-        Ok(ConnectionInfo {
-            driver_volume_type: "forgetful".into(),
-            data: Default::default(),
-        })
     }
 }
 
@@ -66,7 +50,7 @@ fn check(sim: &strategy::SimCase) -> Result<(), TestCaseError> {
                 .entry(ctx.spec.backend.clone())
                 .or_default()
                 .clone();
-            Ok(Forgetful { setups })
+            Ok(Scripted(Forgetful { setups }))
         })
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     if !report.violations.is_empty() {
@@ -120,9 +104,9 @@ fn a_planted_bug_is_found_and_shrunk_to_a_minimal_script() {
     assert!(check(&minimal).is_err());
     let fixed = minimal
         .run(|_| {
-            Ok(Forgetful {
+            Ok(Scripted(Forgetful {
                 setups: Rc::new(Cell::new(0)),
-            })
+            }))
         })
         .expect("runtime");
     assert!(fixed.violations.is_empty(), "{:?}", fixed.violations);

@@ -70,14 +70,7 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
     rekindle::engine::runtime::run_real(async move {
         let signals = SignalListeners::install().map_err(DaemonError::Signals)?;
         let config = load_config(&options.config).map_err(DaemonError::Config)?;
-        if let Some(configured) = config.service_down_time_raised_from {
-            tracing::warn!(
-                service_down_time = %humantime::format_duration(configured),
-                report_interval = %humantime::format_duration(config.report_interval),
-                raised_to = %humantime::format_duration(config.service_down_time),
-                "service_down_time is not larger than report_interval; using 2.5 x report_interval, as Cinder does"
-            );
-        }
+        warn_if_raised(&config);
         // The state dir is this daemon's before anything reads or changes
         // it (recovery, exports): a second daemon on it exits here.
         let _state_dir = match &config.state_dir {
@@ -86,26 +79,15 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         };
         // Bound before anything starts: a busy or impossible path refuses
         // start-up with one line, and no actor is left half-started.
-        let control = match &options.control {
-            Some(path) => Some(crate::control::ControlSocket::bind(path)?),
-            None => None,
-        };
         let http_listen = options.http_listen.or(config.http_listen);
-        let http = match http_listen {
-            Some(address) => Some(rekindle::watch::http::HttpListener::bind(address)?),
-            None => None,
-        };
+        let (control, http) = bind(options.control.as_deref(), http_listen)?;
         let configured = config.plan().backends.len();
         #[cfg(feature = "fleet")]
         let fleet = config
             .database
             .clone()
             .map(|url| (url, config.service_down_time, config.host.clone()));
-        let records = match &config.state_dir {
-            Some(dir) => rekindle::records::SqliteStore::open(dir)?,
-            None => rekindle::records::SqliteStore::in_memory()?,
-        };
-        let records = std::rc::Rc::new(records);
+        let records = std::rc::Rc::new(open_records(config.state_dir.as_deref())?);
         // In a fleet, the host joins the database in the background: the
         // drivers start at once, operations are refused naming the database
         // until it answers, and its service rows go there from then on.
@@ -128,54 +110,26 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         // `http_listen` as each reload read it (the engine reads the file
         // once per reload; nothing here reads it again).
         let reloaded_http_listen: ReloadedHttpListen = std::rc::Rc::default();
-        let mut engine = rekindle::engine::Engine::builder()
-            .loaded_config(config, options.config.clone())
-            .records(records.clone())
-            .systemd(Systemd::from_env());
         #[cfg(feature = "fleet")]
-        if let Some((_, _, rows)) = &joining {
-            let rows = rows.clone();
-            engine = engine.service_rows(move |beats| {
-                if let Some(sink) = rows.borrow().as_ref() {
-                    sink(beats)
-                }
-            });
-        }
-        if options.http_listen.is_none() {
-            let latest = reloaded_http_listen.clone();
-            engine = engine.on_config_reloaded(move |config| latest.set(Some(config.http_listen)));
-        }
-        if let Some(path) = &options.notifications {
-            engine = engine.notifications_file(path);
-        }
-        let engine = std::rc::Rc::new(engine.start()?);
+        let rows = joining.as_ref().map(|(_, _, rows)| rows.clone());
+        #[cfg(not(feature = "fleet"))]
+        let rows = None;
+        let engine = start_engine(
+            config,
+            &options,
+            records.clone(),
+            rows,
+            &reloaded_http_listen,
+        )?;
         let handles = engine.handles().clone();
-        // Metrics count every notification from here on; the HTTP listener
-        // (when configured) serves them with the probes.
-        let metrics = std::rc::Rc::new(rekindle::watch::metrics::Metrics::new(
-            handles.shell.board.clone(),
-            handles.shell.clock,
-        ));
-        {
-            let metrics = metrics.clone();
-            handles
-                .shell
-                .notifier
-                .on_notice(move |notice| metrics.observe(notice));
-        }
-        let serving = match http {
-            Some(listener) => Some(listener.serve(handles.clone(), metrics.clone())?),
-            None => None,
-        };
-        if options.http_listen.is_none() {
-            follow_http_listen(
-                reloaded_http_listen,
-                http_listen,
-                serving,
-                handles.clone(),
-                metrics.clone(),
-            );
-        }
+        let metrics = start_watching(
+            &handles,
+            http,
+            options
+                .http_listen
+                .is_none()
+                .then_some((reloaded_http_listen, http_listen)),
+        )?;
         // Fleet reload requests (a separate connection pool; retries while
         // the database is down, never stops the daemon).
         #[cfg(feature = "fleet")]
@@ -207,24 +161,13 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
             handles.shell.board.clone(),
             intervals,
         );
-        // In a fleet, recovery runs once the host has joined (its own stale
-        // work only); on one host, now.
-        let recovering = manager.clone();
         #[cfg(feature = "fleet")]
         let recover_now = !fleet_mode;
         #[cfg(not(feature = "fleet"))]
         let recover_now = true;
-        actix::spawn(async move {
-            if !recover_now {
-                return;
-            }
-            if let Err(error) = recovering
-                .recover(std::time::Duration::from_secs(120))
-                .await
-            {
-                tracing::error!(%error, "crash recovery of records failed");
-            }
-        });
+        if recover_now {
+            spawn_recovery(manager.clone());
+        }
         if let Some(control) = control {
             control
                 .with_metrics(metrics.clone())
@@ -239,6 +182,130 @@ pub fn run(options: RunOptions) -> Result<(), DaemonError> {
         System::current().stop();
         Ok(())
     })?
+}
+
+/// The embedded records in `state_dir` (in memory without one).
+fn open_records(
+    state_dir: Option<&std::path::Path>,
+) -> Result<rekindle::records::SqliteStore, DaemonError> {
+    Ok(match state_dir {
+        Some(dir) => rekindle::records::SqliteStore::open(dir)?,
+        None => rekindle::records::SqliteStore::in_memory()?,
+    })
+}
+
+/// Says that `service_down_time` was raised, as Cinder does, when the file
+/// set it no larger than `report_interval`.
+fn warn_if_raised(config: &rekindle::config::Config) {
+    if let Some(configured) = config.service_down_time_raised_from {
+        tracing::warn!(
+            service_down_time = %humantime::format_duration(configured),
+            report_interval = %humantime::format_duration(config.report_interval),
+            raised_to = %humantime::format_duration(config.service_down_time),
+            "service_down_time is not larger than report_interval; using 2.5 x report_interval, as Cinder does"
+        );
+    }
+}
+
+/// Binds the control socket at `control` and the HTTP listener at
+/// `http_listen`, each when given.
+fn bind(
+    control: Option<&std::path::Path>,
+    http_listen: Option<std::net::SocketAddr>,
+) -> Result<
+    (
+        Option<crate::control::ControlSocket>,
+        Option<rekindle::watch::http::HttpListener>,
+    ),
+    DaemonError,
+> {
+    let control = match control {
+        Some(path) => Some(crate::control::ControlSocket::bind(path)?),
+        None => None,
+    };
+    let http = match http_listen {
+        Some(address) => Some(rekindle::watch::http::HttpListener::bind(address)?),
+        None => None,
+    };
+    Ok((control, http))
+}
+
+/// Starts the engine on `config` (as loaded from `options.config`), its
+/// records, `rows` (a fleet's service-row sink, once joined) and the
+/// `http_listen` each reload reads.
+fn start_engine(
+    config: rekindle::config::Config,
+    options: &RunOptions,
+    records: std::rc::Rc<rekindle::records::SqliteStore>,
+    rows: Option<RowSlot>,
+    reloaded_http_listen: &ReloadedHttpListen,
+) -> Result<std::rc::Rc<rekindle::EngineHandle>, DaemonError> {
+    let mut engine = rekindle::engine::Engine::builder()
+        .loaded_config(config, options.config.clone())
+        .records(records.clone())
+        .systemd(Systemd::from_env());
+    if let Some(rows) = rows {
+        engine = engine.service_rows(move |beats| {
+            if let Some(sink) = rows.borrow().as_ref() {
+                sink(beats)
+            }
+        });
+    }
+    if options.http_listen.is_none() {
+        let latest = reloaded_http_listen.clone();
+        engine = engine.on_config_reloaded(move |config| latest.set(Some(config.http_listen)));
+    }
+    if let Some(path) = &options.notifications {
+        engine = engine.notifications_file(path);
+    }
+    Ok(std::rc::Rc::new(engine.start()?))
+}
+
+/// Starts the metrics (counting every notification from here on) and the
+/// HTTP listener when one is bound, which `follow` (the address each
+/// reload reads, and the one started with) moves when a reload changes it.
+fn start_watching(
+    handles: &rekindle::Handles,
+    http: Option<rekindle::watch::http::HttpListener>,
+    follow: Option<(ReloadedHttpListen, Option<std::net::SocketAddr>)>,
+) -> Result<std::rc::Rc<rekindle::watch::metrics::Metrics>, DaemonError> {
+    // Metrics count every notification from here on; the HTTP listener
+    // (when configured) serves them with the probes.
+    let metrics = std::rc::Rc::new(rekindle::watch::metrics::Metrics::new(
+        handles.shell.board.clone(),
+        handles.shell.clock,
+    ));
+    {
+        let metrics = metrics.clone();
+        handles
+            .shell
+            .notifier
+            .on_notice(move |notice| metrics.observe(notice));
+    }
+    let serving = match http {
+        Some(listener) => Some(listener.serve(handles.clone(), metrics.clone())?),
+        None => None,
+    };
+    if let Some((reloaded_http_listen, http_listen)) = follow {
+        follow_http_listen(
+            reloaded_http_listen,
+            http_listen,
+            serving,
+            handles.clone(),
+            metrics.clone(),
+        );
+    }
+    Ok(metrics)
+}
+
+/// Runs crash recovery of this host's records (retried for up to two
+/// minutes while the backends come up).
+fn spawn_recovery(manager: rekindle::operations::Manager) {
+    actix::spawn(async move {
+        if let Err(error) = manager.recover(std::time::Duration::from_secs(120)).await {
+            tracing::error!(%error, "crash recovery of records failed");
+        }
+    });
 }
 
 /// Every `report_interval`, tells the metrics what only the records know:
@@ -344,7 +411,6 @@ fn follow_http_listen(
 }
 
 /// Where the engine's service rows go once the host has joined its fleet.
-#[cfg(feature = "fleet")]
 type RowSlot = std::rc::Rc<
     std::cell::RefCell<Option<Box<dyn Fn(&[rekindle::events::status::ServiceBeat<'_>])>>>,
 >;

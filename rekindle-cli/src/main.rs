@@ -103,13 +103,13 @@ fn volume_request(action: VolumeAction) -> Result<Request, Unsent> {
         },
         VolumeAction::Detach { id, connector, all } => Request::VolumeDetach {
             id,
-            which: Box::new(match (connector, all) {
-                (Some(path), _) => {
-                    rekindle::operations::Detach::Host(read_connector(&path).map_err(usage)?)
-                }
+            which: match (connector, all) {
+                (Some(path), _) => rekindle::operations::Detach::Host(Box::new(
+                    read_connector(&path).map_err(usage)?,
+                )),
                 (None, true) => rekindle::operations::Detach::All,
                 (None, false) => rekindle::operations::Detach::Only,
-            }),
+            },
         },
         VolumeAction::List { .. } => Request::VolumeList,
     })
@@ -435,46 +435,8 @@ fn run(command: Command) -> ExitCode {
         Command::Model {
             action: ModelAction::Export { format, plant_bug },
         } => model_export(format.into(), plant_bug),
-        Command::Volume {
-            control,
-            action: VolumeAction::List { json },
-        } => list(
-            &control,
-            Request::VolumeList,
-            json,
-            |response| match response {
-                Response::Volumes { rows } => Some(rows),
-                _ => None,
-            },
-            crate::table::render_volumes,
-        ),
-        Command::Volume { control, action } => operate(&control, volume_request(action)),
-        Command::Backup {
-            control,
-            action: BackupAction::List { json },
-        } => list(
-            &control,
-            Request::BackupList,
-            json,
-            |response| match response {
-                Response::Backups { rows } => Some(rows),
-                _ => None,
-            },
-            crate::table::render_backups,
-        ),
-        Command::Backup {
-            control,
-            action:
-                action @ (BackupAction::Create { wait: true, .. }
-                | BackupAction::Restore { wait: true, .. }),
-        } => match backup_request(action) {
-            Ok(request) => wait_for(&control, request),
-            Err((exit, error)) => {
-                eprintln!("rekindle: {error}");
-                exit.into()
-            }
-        },
-        Command::Backup { control, action } => operate(&control, backup_request(action)),
+        Command::Volume { control, action } => volume(&control, action),
+        Command::Backup { control, action } => backup(&control, action),
         Command::Demo => {
             print!("{}", crate::demo::scripted_lifecycle());
             Exit::Ok.into()
@@ -484,6 +446,49 @@ fn run(command: Command) -> ExitCode {
         } => config_check(&file),
         #[cfg(feature = "fleet")]
         Command::Fleet { action } => fleet(action),
+    }
+}
+
+/// `rekindle volume ...`: a list, or an operation and its answer.
+fn volume(control: &std::path::Path, action: VolumeAction) -> ExitCode {
+    match action {
+        VolumeAction::List { json } => list(
+            control,
+            Request::VolumeList,
+            json,
+            |response| match response {
+                Response::Volumes { rows } => Some(rows),
+                _ => None,
+            },
+            crate::table::render_volumes,
+        ),
+        action => operate(control, volume_request(action)),
+    }
+}
+
+/// `rekindle backup ...`: a list, an operation followed to its end
+/// (`--wait`), or an operation and its answer.
+fn backup(control: &std::path::Path, action: BackupAction) -> ExitCode {
+    match action {
+        BackupAction::List { json } => list(
+            control,
+            Request::BackupList,
+            json,
+            |response| match response {
+                Response::Backups { rows } => Some(rows),
+                _ => None,
+            },
+            crate::table::render_backups,
+        ),
+        action @ (BackupAction::Create { wait: true, .. }
+        | BackupAction::Restore { wait: true, .. }) => match backup_request(action) {
+            Ok(request) => wait_for(control, request),
+            Err((exit, error)) => {
+                eprintln!("rekindle: {error}");
+                exit.into()
+            }
+        },
+        action => operate(control, backup_request(action)),
     }
 }
 

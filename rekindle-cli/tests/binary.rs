@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemon::{BIN, Daemon, count, kill, notifications_in, scratch};
+use daemon::{BIN, Daemon, count, kill, notifications_in, scratch, spawn_cli};
 
 fn notifications(dir: &Path) -> Vec<serde_json::Value> {
     notifications_in(&dir.join("notifications.jsonl"))
@@ -39,12 +39,7 @@ fn sighup_reloads_a_changed_backend_and_a_broken_file_is_rejected() {
     let mode = std::fs::metadata(&socket)
         .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()));
     assert_eq!(mode.expect("socket exists") & 0o777, 0o600);
-    let status = Command::new(BIN)
-        .args(["status", "--json", "--control"])
-        .arg(&socket)
-        .output()
-        .expect("status runs");
-    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let report = daemon::ok_at(&socket, &["status", "--json"]);
     assert_eq!(report["backends"][0]["name"], "a");
     assert_eq!(report["backends"][0]["state"], "ready");
 
@@ -254,12 +249,7 @@ fn rekindle_reload_waits_for_the_outcome_and_exits_by_it() {
         .unwrap_or_else(|| panic!("{out}"));
     assert!(line.contains("injected setup failure"), "{line}");
     // status: Ready, on an older config than the file's.
-    let status = Command::new(BIN)
-        .args(["status", "--json", "--control"])
-        .arg(&socket)
-        .output()
-        .expect("status runs");
-    let report: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status JSON");
+    let report = daemon::ok_at(&socket, &["status", "--json"]);
     assert_eq!(report["backends"][1]["name"], "b");
     assert_eq!(report["backends"][1]["state"], "ready");
     let stale = report["backends"][1]["config"].as_str().expect("config");
@@ -305,21 +295,10 @@ fn a_removal_with_work_in_flight_past_its_deadline_is_aborted_exit_3() {
     wait_for(&dir, "both backends ready", |e| {
         count(e, "driver.init.end") == 2
     });
-    let create = Command::new(BIN)
-        .args([
-            "volume",
-            "create",
-            "--size",
-            "1M",
-            "--backend",
-            "b",
-            "--control",
-        ])
-        .arg(&socket)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("create runs");
+    let create = spawn_cli(
+        &socket,
+        &["volume", "create", "--size", "1M", "--backend", "b"],
+    );
     std::thread::sleep(Duration::from_millis(500));
     std::fs::write(
         &config,

@@ -145,11 +145,7 @@ fn a_reload_request_with_a_bad_fault_option_is_rejected_and_the_backend_stays_re
             dir.join("cinder.conf").display()
         )
     );
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let printed = daemon::output_text(&out);
     assert!(printed.contains("fault_fail_setup_times"), "{printed}");
     assert_eq!(daemon.backend("f1")["state"], "ready");
     daemon.ok(&["volume", "create", "--size", "1M", "--backend", "f1"]);

@@ -157,11 +157,7 @@ fn heartbeats(url: &str, hosts: &[&str]) -> (Arc<AtomicBool>, std::thread::JoinH
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    daemon::output_text(output)
 }
 
 fn fleet_reload_rolls_over_two_real_daemons_and_halts_at_a_broken_file(db: Db) {

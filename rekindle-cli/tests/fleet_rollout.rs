@@ -3,6 +3,8 @@
 
 #[path = "../../tests/common/mod.rs"]
 mod common;
+#[path = "common/daemon.rs"]
+mod daemon;
 
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -181,11 +183,7 @@ fn rekindle(args: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    daemon::output_text(output)
 }
 
 const HOSTS: [&str; 3] = ["node-1", "node-2", "node-3"];

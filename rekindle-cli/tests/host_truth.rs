@@ -3,9 +3,12 @@
 //! daemon, busy volumes are guarded, the state dir's write faults are named and shown, and
 //! a dead restore's staged copy does not outlive its restart.
 
+#[path = "common/daemon.rs"]
+mod daemon;
 #[path = "common/node.rs"]
 mod node;
 
+use daemon::spawn_cli;
 use node::Node;
 use std::net::TcpStream;
 use std::path::Path;
@@ -15,14 +18,7 @@ use std::time::{Duration, Instant};
 /// Runs the CLI against `node`, giving up (and killing it) after `limit`:
 /// `None` means it did not answer in time.
 fn cli_within(node: &Node, limit: Duration, args: &[&str]) -> Option<Output> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args(args)
-        .arg("--control")
-        .arg(node.dir.join("control.sock"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cli runs");
+    let mut child = spawn_cli(&node.dir.join("control.sock"), args);
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if child.try_wait().expect("try_wait").is_some() {
@@ -42,11 +38,7 @@ fn answered(node: &Node, args: &[&str]) -> Output {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    daemon::output_text(out)
 }
 
 /// The pids of the qemu-nbd servers whose command line names `dir`.
@@ -435,38 +427,24 @@ fn a_second_daemon_on_the_same_state_dir_exits_naming_it_and_changes_nothing() {
     let v1 = node.create("64M");
     let url = node.attach(&v1);
     let first_pid = node.pid();
-    let slow = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args([
-            "volume",
-            "create",
-            "--size",
-            "1G",
-            "--backend",
-            "slow",
-            "--control",
-        ])
-        .arg(node.dir.join("control.sock"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cli");
+    let slow = spawn_cli(
+        &node.dir.join("control.sock"),
+        &["volume", "create", "--size", "1G", "--backend", "slow"],
+    );
     node.wait("the slow create to be recorded", |n| {
         n.ok(&["volume", "list", "--json"])
             .as_array()
             .is_some_and(|rows| rows.iter().any(|r| r["status"] == "creating"))
     });
-    let second = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .arg("run")
-        .arg("--config")
-        .arg(&conf)
-        .arg("--control")
-        .arg(node.dir.join("second.sock"))
-        .arg("--notifications")
-        .arg(node.dir.join("second.jsonl"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("second daemon");
+    let second = daemon::run_command(
+        &conf,
+        &node.dir.join("second.sock"),
+        &node.dir.join("second.jsonl"),
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("second daemon");
     let mut second = Reaped(second);
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
@@ -548,13 +526,10 @@ fn busy_volumes_are_guarded_naming_the_operation_in_progress() {
     let v1 = node.create("64M");
     let conn = connector(&node);
     // The source of a running backup is backing-up.
-    let backup = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args(["backup", "create", &v1, "--wait", "--control"])
-        .arg(node.dir.join("control.sock"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("backup");
+    let backup = spawn_cli(
+        &node.dir.join("control.sock"),
+        &["backup", "create", &v1, "--wait"],
+    );
     wait_status(&node, &v1, "backing-up");
     refused_while_busy(&node, &v1, &conn, "a backup of it is in progress");
     let out = backup.wait_with_output().expect("backup");
@@ -566,13 +541,10 @@ fn busy_volumes_are_guarded_naming_the_operation_in_progress() {
         .to_string();
     // The target of a running restore is restoring-backup.
     let v2 = node.create("64M");
-    let restore = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-        .args(["backup", "restore", &backup_id, &v2, "--wait", "--control"])
-        .arg(node.dir.join("control.sock"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("restore");
+    let restore = spawn_cli(
+        &node.dir.join("control.sock"),
+        &["backup", "restore", &backup_id, &v2, "--wait"],
+    );
     wait_status(&node, &v2, "restoring-backup");
     refused_while_busy(&node, &v2, &conn, "a restore into it is in progress");
     let out = restore.wait_with_output().expect("restore");
@@ -639,15 +611,10 @@ fn a_killed_restore_leaves_no_staged_copy_after_restart() {
         .dir
         .join("volumes")
         .join(format!(".volume-{v2}.raw.restoring"));
-    let _restore = Reaped(
-        Command::new(env!("CARGO_BIN_EXE_rekindle"))
-            .args(["backup", "restore", &backup_id, &v2, "--control"])
-            .arg(node.dir.join("control.sock"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("restore"),
-    );
+    let _restore = Reaped(spawn_cli(
+        &node.dir.join("control.sock"),
+        &["backup", "restore", &backup_id, &v2],
+    ));
     node.wait("the restore to stage its copy", |_| staged.exists());
     let mut daemon = node.daemon.take().expect("daemon");
     daemon.kill().expect("kill -9");

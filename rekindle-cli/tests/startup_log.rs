@@ -6,18 +6,15 @@ mod daemon;
 
 use std::process::{Command, Stdio};
 
-use daemon::{BIN, scratch};
+use daemon::{BIN, scratch_config};
 use std::time::{Duration, Instant};
 
 #[test]
 fn the_start_up_log_counts_configured_backends_in_plain_text() {
-    let dir = scratch("startup-log");
-    let config = dir.join("cinder.conf");
-    std::fs::write(
-        &config,
+    let (dir, config) = scratch_config(
+        "startup-log",
         "[DEFAULT]\nenabled_backends = a, b\nhost = test\nreport_interval = 10s\nservice_down_time = 5s\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\nfault_ready_after = 1h\n",
-    )
-    .expect("config");
+    );
     let log = dir.join("stderr.log");
     let mut child = Command::new(BIN)
         .arg("run")
@@ -60,13 +57,10 @@ fn the_start_up_log_counts_configured_backends_in_plain_text() {
 
 #[test]
 fn a_busy_or_impossible_control_socket_refuses_start_up_in_one_line() {
-    let dir = scratch("busy-socket");
-    let config = dir.join("cinder.conf");
-    std::fs::write(
-        &config,
+    let (dir, config) = scratch_config(
+        "busy-socket",
         "[DEFAULT]\nenabled_backends = a\nhost = test\n[a]\nvolume_driver = fault\n",
-    )
-    .expect("config");
+    );
     let socket = dir.join("control.sock");
     let mut first = Command::new(BIN)
         .arg("run")

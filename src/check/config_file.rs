@@ -168,72 +168,7 @@ impl ConfigCheck {
             "time is abstracted (a duration is zero or positive): backends whose policies differ only in positive timeouts share a policy\n",
         );
         for (i, (group, report)) in self.results.iter().enumerate() {
-            let names = group.names().join(", ");
-            let _ = write!(
-                out,
-                "policy {} of {total} (backends: {names}): {}: {} states, {} transitions, depth {}, {:.2}s",
-                i + 1,
-                group.checked,
-                thousands(report.states as u64),
-                thousands(report.transitions),
-                report.depth,
-                report.elapsed.as_secs_f64(),
-            );
-            if let Some(product) = &report.product {
-                let _ = write!(
-                    out,
-                    " for one backend, {} states for {} composed",
-                    thousands(u64::try_from(product.states).unwrap_or(u64::MAX)),
-                    product.backends
-                );
-            }
-            match report.limit {
-                Some(super::Limit::Memory(_)) => out.push_str(&format!(
-                    ", truncated at the memory budget, {} (not every state explored)",
-                    super::memory_text(report.memory_bytes)
-                )),
-                Some(super::Limit::Depth(max)) => out.push_str(&format!(
-                    ", truncated at the depth-first stack's limit, {max} (not every state explored)"
-                )),
-                Some(super::Limit::States(_)) => {
-                    out.push_str(", truncated at max_states (not every state explored)");
-                }
-                None => {}
-            }
-            match &report.violation {
-                None => out.push_str(", no violation\n"),
-                Some(v) => {
-                    out.push_str(", VIOLATION\n");
-                    let _ = writeln!(out, "  violation: {}", v.message);
-                    let stands = if o.backends.max(1) == 1 {
-                        "backend 0 stands for".to_string()
-                    } else {
-                        format!(
-                            "backends 0 to {} stand for copies of",
-                            o.backends.max(1) - 1
-                        )
-                    };
-                    let _ = writeln!(
-                        out,
-                        "  counter-example ({} steps; {stands} any of: {names}):",
-                        v.trace.len()
-                    );
-                    for (n, step) in v.trace.iter().enumerate() {
-                        let _ = writeln!(out, "    {:>3}. {step}", n + 1);
-                    }
-                }
-            }
-            for (option, values) in group.folded() {
-                let values: Vec<String> = values
-                    .iter()
-                    .map(|(value, names)| format!("{value} ({})", names.join(", ")))
-                    .collect();
-                let _ = writeln!(
-                    out,
-                    "  same checked model, written differently: {option} {}",
-                    values.join(", ")
-                );
-            }
+            self.render_policy(&mut out, i, group, report);
         }
         let states: u64 = self.results.iter().map(|(_, r)| r.states as u64).sum();
         let truncated = self.results.iter().filter(|(_, r)| r.truncated).count();
@@ -277,6 +212,79 @@ impl ConfigCheck {
         }
         out.push('\n');
         out
+    }
+
+    /// One policy's section of the report: its figures, its verdict (the
+    /// counter-example of a violation), and the options it folded.
+    fn render_policy(&self, out: &mut String, i: usize, group: &PolicyGroup, report: &CheckReport) {
+        let o = &self.options;
+        let total = self.results.len();
+        let names = group.names().join(", ");
+        let _ = write!(
+            out,
+            "policy {} of {total} (backends: {names}): {}: {} states, {} transitions, depth {}, {:.2}s",
+            i + 1,
+            group.checked,
+            thousands(report.states as u64),
+            thousands(report.transitions),
+            report.depth,
+            report.elapsed.as_secs_f64(),
+        );
+        if let Some(product) = &report.product {
+            let _ = write!(
+                out,
+                " for one backend, {} states for {} composed",
+                thousands(u64::try_from(product.states).unwrap_or(u64::MAX)),
+                product.backends
+            );
+        }
+        match report.limit {
+            Some(super::Limit::Memory(_)) => out.push_str(&format!(
+                ", truncated at the memory budget, {} (not every state explored)",
+                super::memory_text(report.memory_bytes)
+            )),
+            Some(super::Limit::Depth(max)) => out.push_str(&format!(
+                ", truncated at the depth-first stack's limit, {max} (not every state explored)"
+            )),
+            Some(super::Limit::States(_)) => {
+                out.push_str(", truncated at max_states (not every state explored)");
+            }
+            None => {}
+        }
+        match &report.violation {
+            None => out.push_str(", no violation\n"),
+            Some(v) => {
+                out.push_str(", VIOLATION\n");
+                let _ = writeln!(out, "  violation: {}", v.message);
+                let stands = if o.backends.max(1) == 1 {
+                    "backend 0 stands for".to_string()
+                } else {
+                    format!(
+                        "backends 0 to {} stand for copies of",
+                        o.backends.max(1) - 1
+                    )
+                };
+                let _ = writeln!(
+                    out,
+                    "  counter-example ({} steps; {stands} any of: {names}):",
+                    v.trace.len()
+                );
+                for (n, step) in v.trace.iter().enumerate() {
+                    let _ = writeln!(out, "    {:>3}. {step}", n + 1);
+                }
+            }
+        }
+        for (option, values) in group.folded() {
+            let values: Vec<String> = values
+                .iter()
+                .map(|(value, names)| format!("{value} ({})", names.join(", ")))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  same checked model, written differently: {option} {}",
+                values.join(", ")
+            );
+        }
     }
 }
 

@@ -79,6 +79,16 @@ impl End {
             ..End::default()
         }
     }
+
+    /// A volume's end in `status`.
+    pub fn volume(status: VolumeStatus) -> End {
+        End::to(status.as_str())
+    }
+
+    /// A backup's end in `status`.
+    pub fn backup(status: BackupStatus) -> End {
+        End::to(status.as_str())
+    }
 }
 
 /// Why the records could not be read or written.
@@ -225,56 +235,59 @@ pub trait RecordStore {
     /// `in-use` if it has attachments, else `available`, `extending` ->
     /// `error_extending`, `deleting` resumes.
     async fn recover(&self) -> Result<Vec<Recovered>, RecordsError> {
+        use BackupStatus as B;
+        use VolumeStatus as V;
         let mut recovered = Vec::new();
         for backup in self.backups().await? {
-            let to = match backup.status.as_str() {
-                "creating" => "error",
-                "restoring" => {
+            let to = match backup.status.parse::<B>() {
+                Ok(B::Creating) => B::Error,
+                Ok(B::Restoring) => {
                     if let Some(target) = &backup.restore_target {
                         let from = match self.volume(target).await? {
                             Some(volume) => volume.status,
-                            None => "restoring-backup".to_string(),
+                            None => V::RestoringBackup.to_string(),
                         };
-                        self.set_volume_status(target, "error_restoring").await?;
+                        self.set_volume_status(target, V::ErrorRestoring.as_str())
+                            .await?;
                         recovered.push(Recovered {
                             kind: "volume",
                             id: target.clone(),
                             from,
-                            to: "error_restoring".into(),
+                            to: V::ErrorRestoring.to_string(),
                         });
                     }
-                    "available"
+                    B::Available
                 }
-                "deleting" => "deleting",
+                Ok(B::Deleting) => B::Deleting,
                 _ => continue,
             };
-            if to != backup.status {
-                self.set_backup(&backup.id, to, None, None).await?;
+            if backup.status != to {
+                self.set_backup(&backup.id, to.as_str(), None, None).await?;
             }
             recovered.push(Recovered {
                 kind: "backup",
                 id: backup.id,
                 from: backup.status,
-                to: to.into(),
+                to: to.to_string(),
             });
         }
         for volume in self.volumes().await? {
-            let to = match volume.status.as_str() {
-                "creating" => "error",
-                "deleting" => "deleting",
-                "backing-up" if !self.attachments(&volume.id).await?.is_empty() => "in-use",
-                "backing-up" => "available",
-                "extending" => "error_extending",
+            let to = match volume.status.parse::<V>() {
+                Ok(V::Creating) => V::Error,
+                Ok(V::Deleting) => V::Deleting,
+                Ok(V::BackingUp) if !self.attachments(&volume.id).await?.is_empty() => V::InUse,
+                Ok(V::BackingUp) => V::Available,
+                Ok(V::Extending) => V::ErrorExtending,
                 _ => continue,
             };
-            if to != volume.status {
-                self.set_volume_status(&volume.id, to).await?;
+            if volume.status != to {
+                self.set_volume_status(&volume.id, to.as_str()).await?;
             }
             recovered.push(Recovered {
                 kind: "volume",
                 id: volume.id,
                 from: volume.status,
-                to: to.into(),
+                to: to.to_string(),
             });
         }
         Ok(recovered)

@@ -155,6 +155,8 @@ mod tests {
             "in_use".parse::<VolumeStatus>(),
             Err(UnknownStatus("in_use".into()))
         );
-        assert!("in-use".to_string() == VolumeStatus::InUse);
+        let recorded = String::from("in-use");
+        assert!(recorded == VolumeStatus::InUse);
+        assert!(*"in-use" == VolumeStatus::InUse);
     }
 }

@@ -250,50 +250,7 @@ pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile
             };
             script.push(Scripted { at, action });
         }
-        // SIGHUP storms, each after an edit of the file.
-        let storms = match profile {
-            Profile::Chaos => 2 + secs / 1800,
-            _ => 1 + secs / 7200,
-        };
-        let mut current = plan.clone();
-        let mut storm_times: Vec<u64> = (0..storms).map(|_| rng.below(secs * 1000)).collect();
-        storm_times.sort_unstable();
-        for at_ms in storm_times {
-            let edit = rng.below(100);
-            let written = if edit < 15 {
-                Err(format!(
-                    "cinder.conf: [{}] reinit_driver_count = \"many\": expected a whole number >= 0 (0 = unlimited)",
-                    pick(&mut rng, &volume_names)
-                ))
-            } else {
-                let mut next = current.clone();
-                if edit < 80 {
-                    for _ in 0..1 + rng.below(3) {
-                        let name = pick(&mut rng, &volume_names).clone();
-                        if let Some(b) = next.backends.get_mut(&name) {
-                            let delay = format!("{}s", rng.below(40));
-                            b.spec.options.insert("fault_op_delay".to_string(), delay);
-                        }
-                    }
-                } else if edit < 90 {
-                    let name = pick(&mut rng, &volume_names).clone();
-                    next.backends.remove(&name);
-                }
-                current = next.clone();
-                Ok(next)
-            };
-            let at = Duration::from_millis(at_ms);
-            script.push(Scripted {
-                at,
-                action: Action::WriteConfig(written),
-            });
-            for k in 0..1 + rng.below(4) {
-                script.push(Scripted {
-                    at: at + Duration::from_millis(1 + k * rng.below(3000)),
-                    action: Action::Sighup,
-                });
-            }
-        }
+        storms(&mut rng, secs, profile, &plan, &volume_names, &mut script);
     }
     script.sort_by_key(|s| s.at);
     Simulation {
@@ -305,6 +262,62 @@ pub fn generate(seed: u64, backends: usize, duration: Duration, profile: Profile
         keep: None,
         plant_bug: false,
         progress: None,
+    }
+}
+
+/// SIGHUP storms, each after an edit of the file (one in seven a broken
+/// file), drawn from `rng` after the operations.
+fn storms(
+    rng: &mut Jitter,
+    secs: u64,
+    profile: Profile,
+    plan: &Plan,
+    volume_names: &[String],
+    script: &mut Vec<Scripted>,
+) {
+    // SIGHUP storms, each after an edit of the file.
+    let storms = match profile {
+        Profile::Chaos => 2 + secs / 1800,
+        _ => 1 + secs / 7200,
+    };
+    let mut current = plan.clone();
+    let mut storm_times: Vec<u64> = (0..storms).map(|_| rng.below(secs * 1000)).collect();
+    storm_times.sort_unstable();
+    for at_ms in storm_times {
+        let edit = rng.below(100);
+        let written = if edit < 15 {
+            Err(format!(
+                "cinder.conf: [{}] reinit_driver_count = \"many\": expected a whole number >= 0 (0 = unlimited)",
+                pick(rng, volume_names)
+            ))
+        } else {
+            let mut next = current.clone();
+            if edit < 80 {
+                for _ in 0..1 + rng.below(3) {
+                    let name = pick(rng, volume_names).clone();
+                    if let Some(b) = next.backends.get_mut(&name) {
+                        let delay = format!("{}s", rng.below(40));
+                        b.spec.options.insert("fault_op_delay".to_string(), delay);
+                    }
+                }
+            } else if edit < 90 {
+                let name = pick(rng, volume_names).clone();
+                next.backends.remove(&name);
+            }
+            current = next.clone();
+            Ok(next)
+        };
+        let at = Duration::from_millis(at_ms);
+        script.push(Scripted {
+            at,
+            action: Action::WriteConfig(written),
+        });
+        for k in 0..1 + rng.below(4) {
+            script.push(Scripted {
+                at: at + Duration::from_millis(1 + k * rng.below(3000)),
+                action: Action::Sighup,
+            });
+        }
     }
 }
 

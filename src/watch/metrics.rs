@@ -231,108 +231,7 @@ impl Metrics {
             work_claimed: Counter::default(),
             notifications: Counter::default(),
         };
-        let r = &mut registry;
-        r.register_collector(Box::new(BoardCollector(m.snapshot.clone())));
-        r.register(
-            "rekindle_backend_setup_attempts",
-            "Setups started (do_setup + check_for_setup_error), first ones and re-initializations",
-            m.attempts.clone(),
-        );
-        r.register(
-            "rekindle_backend_setup_failures",
-            "Setups that failed, by error class (recoverable, fatal)",
-            m.failures.clone(),
-        );
-        r.register(
-            "rekindle_backend_retries_scheduled",
-            "Re-initializations scheduled after a recoverable failure",
-            m.retries.clone(),
-        );
-        r.register(
-            "rekindle_backend_retry_budget_exhausted",
-            "Times the backend spent its retry budget (driver.gave_up)",
-            m.exhausted.clone(),
-        );
-        r.register(
-            "rekindle_backend_health_lost",
-            "Times a Ready backend lost its health (a failed or hung health probe, stats call or operation), by class",
-            m.health_lost.clone(),
-        );
-        r.register(
-            "rekindle_reload_requests",
-            "Reloads started (SIGHUP, `rekindle reload`, a fleet request)",
-            m.reloads.clone(),
-        );
-        r.register(
-            "rekindle_reload_outcomes",
-            "How reloads ended: applied (every backend as intended), rolled_back, aborted or failed (the worst of its backends), rejected (a bad file), refused (shutting down), coalesced (into one running)",
-            m.reload_outcomes.clone(),
-        );
-        r.register(
-            "rekindle_reload_backend_outcomes",
-            "How each backend's part of a reload ended: unchanged, reloaded, added, removed, rolled_back, failed, aborted, removal_aborted",
-            m.backend_outcomes.clone(),
-        );
-        r.register(
-            "rekindle_config_last_reload_successful",
-            "1 if the last reload ended as intended for every backend, 0 if it was rejected or did not",
-            m.last_reload_ok.clone(),
-        );
-        r.register(
-            "rekindle_config_last_reload_success_timestamp_seconds",
-            "Unix time of the last reload that ended as intended (the start, until one does)",
-            m.last_reload_success.clone(),
-        );
-        r.register(
-            "rekindle_records_reachable",
-            "1 while the records (SQLite state dir or fleet database) take the heartbeat's writes, else 0",
-            m.records_reachable.clone(),
-        );
-        r.register(
-            "rekindle_operations_in_flight",
-            "User operations (volume create, backup restore, ...) being carried out now",
-            m.operations_in_flight.clone(),
-        );
-        r.register(
-            "rekindle_operations",
-            "User operations answered, by outcome (ok, error, pending: its record waits for the fleet database)",
-            m.operations.clone(),
-        );
-        r.register(
-            "rekindle_operation_duration_seconds",
-            "Time from a user operation's request to its answer, by outcome",
-            m.operation_seconds.clone(),
-        );
-        r.register(
-            "rekindle_exports_restarted",
-            "Exports found dead and restarted",
-            m.exports_restarted.clone(),
-        );
-        r.register(
-            "rekindle_export_restart_failures",
-            "Dead exports that could not be restarted",
-            m.export_restart_failures.clone(),
-        );
-        r.register(
-            "rekindle_work_claimed",
-            "Work of dead fleet members this host claimed and resolved",
-            m.work_claimed.clone(),
-        );
-        r.register(
-            "rekindle_backup_bytes",
-            "Bytes backups (work=backup) and restores (work=restore) moved, as their progress reported them",
-            m.backup_bytes.clone(),
-        );
-        r.register(
-            "rekindle_reload_duration_seconds",
-            "Time from a reload's start to its end: the drain of in-flight operations, the new config's setup, a rollback",
-            m.reload_seconds.clone(),
-        );
-        r.register(
-            "rekindle_notifications",
-            "Notifications emitted",
-            m.notifications.clone(),
-        );
+        m.register(&mut registry);
         // Both series from the start (0 until a backup or restore moves
         // bytes), so that rate() has a start.
         for work in ["backup", "restore"] {
@@ -341,6 +240,111 @@ impl Metrics {
         m.last_reload_ok.set(1);
         m.last_reload_success.set(unix_seconds(SystemTime::now()));
         Metrics { registry, ..m }
+    }
+
+    /// Registers every metric in `r`, with its help text.
+    fn register(&self, r: &mut Registry) {
+        r.register_collector(Box::new(BoardCollector(self.snapshot.clone())));
+        r.register(
+            "rekindle_backend_setup_attempts",
+            "Setups started (do_setup + check_for_setup_error), first ones and re-initializations",
+            self.attempts.clone(),
+        );
+        r.register(
+            "rekindle_backend_setup_failures",
+            "Setups that failed, by error class (recoverable, fatal)",
+            self.failures.clone(),
+        );
+        r.register(
+            "rekindle_backend_retries_scheduled",
+            "Re-initializations scheduled after a recoverable failure",
+            self.retries.clone(),
+        );
+        r.register(
+            "rekindle_backend_retry_budget_exhausted",
+            "Times the backend spent its retry budget (driver.gave_up)",
+            self.exhausted.clone(),
+        );
+        r.register(
+            "rekindle_backend_health_lost",
+            "Times a Ready backend lost its health (a failed or hung health probe, stats call or operation), by class",
+            self.health_lost.clone(),
+        );
+        r.register(
+            "rekindle_reload_requests",
+            "Reloads started (SIGHUP, `rekindle reload`, a fleet request)",
+            self.reloads.clone(),
+        );
+        r.register(
+            "rekindle_reload_outcomes",
+            "How reloads ended: applied (every backend as intended), rolled_back, aborted or failed (the worst of its backends), rejected (a bad file), refused (shutting down), coalesced (into one running)",
+            self.reload_outcomes.clone(),
+        );
+        r.register(
+            "rekindle_reload_backend_outcomes",
+            "How each backend's part of a reload ended: unchanged, reloaded, added, removed, rolled_back, failed, aborted, removal_aborted",
+            self.backend_outcomes.clone(),
+        );
+        r.register(
+            "rekindle_config_last_reload_successful",
+            "1 if the last reload ended as intended for every backend, 0 if it was rejected or did not",
+            self.last_reload_ok.clone(),
+        );
+        r.register(
+            "rekindle_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last reload that ended as intended (the start, until one does)",
+            self.last_reload_success.clone(),
+        );
+        r.register(
+            "rekindle_records_reachable",
+            "1 while the records (SQLite state dir or fleet database) take the heartbeat's writes, else 0",
+            self.records_reachable.clone(),
+        );
+        r.register(
+            "rekindle_operations_in_flight",
+            "User operations (volume create, backup restore, ...) being carried out now",
+            self.operations_in_flight.clone(),
+        );
+        r.register(
+            "rekindle_operations",
+            "User operations answered, by outcome (ok, error, pending: its record waits for the fleet database)",
+            self.operations.clone(),
+        );
+        r.register(
+            "rekindle_operation_duration_seconds",
+            "Time from a user operation's request to its answer, by outcome",
+            self.operation_seconds.clone(),
+        );
+        r.register(
+            "rekindle_exports_restarted",
+            "Exports found dead and restarted",
+            self.exports_restarted.clone(),
+        );
+        r.register(
+            "rekindle_export_restart_failures",
+            "Dead exports that could not be restarted",
+            self.export_restart_failures.clone(),
+        );
+        r.register(
+            "rekindle_work_claimed",
+            "Work of dead fleet members this host claimed and resolved",
+            self.work_claimed.clone(),
+        );
+        r.register(
+            "rekindle_backup_bytes",
+            "Bytes backups (work=backup) and restores (work=restore) moved, as their progress reported them",
+            self.backup_bytes.clone(),
+        );
+        r.register(
+            "rekindle_reload_duration_seconds",
+            "Time from a reload's start to its end: the drain of in-flight operations, the new config's setup, a rollback",
+            self.reload_seconds.clone(),
+        );
+        r.register(
+            "rekindle_notifications",
+            "Notifications emitted",
+            self.notifications.clone(),
+        );
     }
 
     /// Counts what `notice` says happened.

@@ -85,19 +85,16 @@ impl Daemon {
     /// DIR/notifications.jsonl --control DIR/control.sock ARGS`, stderr to
     /// `DIR/log`. `dir` must hold `cinder.conf`.
     pub fn start(dir: &Path, args: &[&str]) -> Daemon {
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(dir.join("cinder.conf"))
-            .arg("--notifications")
-            .arg(dir.join("notifications.jsonl"))
-            .arg("--control")
-            .arg(dir.join("control.sock"))
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("log")).expect("log file"))
-            .spawn()
-            .expect("daemon starts");
+        let child = run_command(
+            &dir.join("cinder.conf"),
+            &dir.join("control.sock"),
+            &dir.join("notifications.jsonl"),
+        )
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("log")).expect("log file"))
+        .spawn()
+        .expect("daemon starts");
         Daemon {
             child,
             dir: dir.to_path_buf(),
@@ -134,23 +131,12 @@ impl Daemon {
 
     /// `rekindle ARGS --control SOCKET`, run to its end.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
-            .args(args)
-            .arg("--control")
-            .arg(self.socket())
-            .output()
-            .expect("cli runs")
+        cli_at(&self.socket(), args)
     }
 
     /// [`Daemon::cli`] that must succeed, its stdout parsed as JSON.
     pub fn ok(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON output")
+        ok_at(&self.socket(), args)
     }
 
     /// Backend `name`'s row of `status --json` (null while it does not answer).
@@ -225,4 +211,71 @@ impl Drop for Daemon {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// `rekindle ARGS --control SOCKET`, run to its end.
+pub fn cli_at(socket: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--control")
+        .arg(socket)
+        .output()
+        .expect("cli runs")
+}
+
+/// [`cli_at`] that must succeed, its stdout parsed as JSON.
+pub fn ok_at(socket: &Path, args: &[&str]) -> serde_json::Value {
+    let out = cli_at(socket, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+/// `rekindle ARGS --control SOCKET` started in the background, its output
+/// piped (read it with `wait_with_output`).
+pub fn spawn_cli(socket: &Path, args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .arg("--control")
+        .arg(socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cli starts")
+}
+
+/// `rekindle run --config CONFIG --control SOCKET --notifications
+/// NOTIFICATIONS`: give it its environment and output, then spawn it.
+pub fn run_command(config: &Path, socket: &Path, notifications: &Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .arg("run")
+        .arg("--config")
+        .arg(config)
+        .arg("--control")
+        .arg(socket)
+        .arg("--notifications")
+        .arg(notifications);
+    command
+}
+
+/// A scratch directory `name` holding `cinder.conf` with `text`: the
+/// directory and the file.
+pub fn scratch_config(name: &str, text: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let config = dir.join("cinder.conf");
+    std::fs::write(&config, text).expect("config");
+    (dir, config)
+}
+
+/// What a command printed, stdout then stderr, as text.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }

@@ -67,41 +67,57 @@ impl Node {
     }
 
     pub fn start(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_rekindle"))
-            .arg("run")
-            .arg("--config")
-            .arg(self.dir.join("cinder.conf"))
-            .arg("--control")
-            .arg(self.dir.join("control.sock"))
-            .arg("--notifications")
-            .arg(self.dir.join("notifications.jsonl"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("daemon starts");
+        let child = crate::daemon::run_command(
+            &self.dir.join("cinder.conf"),
+            &self.dir.join("control.sock"),
+            &self.dir.join("notifications.jsonl"),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("daemon starts");
         self.daemon = Some(child);
         self.wait("the qemu backend to be ready", |n| {
             n.backend_state("qemu-1") == "ready"
         });
     }
 
+    /// `rekindle ARGS` against this node's daemon, run to its end.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_rekindle"))
-            .args(args)
-            .arg("--control")
-            .arg(self.dir.join("control.sock"))
-            .output()
-            .expect("cli runs")
+        crate::daemon::cli_at(&self.dir.join("control.sock"), args)
     }
 
+    /// [`Node::cli`] that must succeed, its stdout parsed as JSON.
     pub fn ok(&self, args: &[&str]) -> serde_json::Value {
-        let out = self.cli(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("JSON output")
+        crate::daemon::ok_at(&self.dir.join("control.sock"), args)
+    }
+
+    /// `rekindle volume ACTION ID --connector FILE`: attach or detach the
+    /// host that the connector in `file` names.
+    pub fn with_connector(&self, action: &str, id: &str, file: &std::path::Path) -> Output {
+        self.cli(&[
+            "volume",
+            action,
+            id,
+            "--connector",
+            file.to_str().expect("utf-8"),
+        ])
+    }
+
+    /// [`Node::with_connector`] that must succeed, its answer parsed.
+    pub fn ok_with_connector(
+        &self,
+        action: &str,
+        id: &str,
+        file: &std::path::Path,
+    ) -> serde_json::Value {
+        self.ok(&[
+            "volume",
+            action,
+            id,
+            "--connector",
+            file.to_str().expect("utf-8"),
+        ])
     }
 
     pub fn status(&self) -> serde_json::Value {
@@ -141,13 +157,7 @@ impl Node {
 
     pub fn attach(&self, id: &str) -> String {
         let connector = self.dir.join("connector.json");
-        let info = self.ok(&[
-            "volume",
-            "attach",
-            id,
-            "--connector",
-            connector.to_str().expect("utf-8"),
-        ]);
+        let info = self.ok_with_connector("attach", id, &connector);
         assert_eq!(info["driver_volume_type"], "nbd");
         let port = info["data"]["port"].as_u64().expect("port");
         assert!((self.ports.0..=self.ports.1).contains(&(port as u16)));
@@ -163,11 +173,7 @@ impl Node {
             .args(["-f", "raw", url, "-c", command])
             .output()
             .expect("qemu-io runs");
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = crate::daemon::output_text(&out);
         assert!(
             out.status.success() && !text.contains("fail"),
             "qemu-io {command}: {text}"

@@ -341,13 +341,7 @@ pub(super) fn search_levels(
         for part in level {
             transitions += part.transitions;
             if let Some((message, parent, step)) = part.violation {
-                let mut trace = vec![describe(&step)];
-                let mut at = parent;
-                while let Some(step) = &parents[at].1 {
-                    trace.push(describe(step));
-                    at = parents[at].0;
-                }
-                trace.reverse();
+                let trace = trace_to(&parents, parent, &step);
                 return CheckReport {
                     states,
                     transitions,
@@ -375,20 +369,7 @@ pub(super) fn search_levels(
                 parents.push((found.parent, found.step.take()));
                 new_states += 1;
             }
-            // A part from a level expanded in one piece is split, so the
-            // next level still spreads over the threads.
-            if part.len() > 2 * SLICE {
-                let mut rest = part.into_iter();
-                loop {
-                    let piece: Vec<Found> = rest.by_ref().take(SLICE).collect();
-                    if piece.is_empty() {
-                        break;
-                    }
-                    next_frontier.push(piece);
-                }
-            } else if !part.is_empty() {
-                next_frontier.push(part);
-            }
+            push_sliced(&mut next_frontier, part);
         }
         states = index.len();
         drop(index);
@@ -417,6 +398,35 @@ pub(super) fn search_levels(
         memory_bytes: memory,
         product: None,
         violation: None,
+    }
+}
+
+/// The steps from the start to `parent` and then `step`, in words.
+fn trace_to(parents: &[(usize, Option<Step>)], parent: usize, step: &Step) -> Vec<String> {
+    let mut trace = vec![describe(step)];
+    let mut at = parent;
+    while let Some(step) = &parents[at].1 {
+        trace.push(describe(step));
+        at = parents[at].0;
+    }
+    trace.reverse();
+    trace
+}
+
+/// Adds `part` to the next level; a part from a level expanded in one
+/// piece is split, so that the next level still spreads over the threads.
+fn push_sliced(next: &mut Level, part: Vec<Found>) {
+    if part.len() > 2 * SLICE {
+        let mut rest = part.into_iter();
+        loop {
+            let piece: Vec<Found> = rest.by_ref().take(SLICE).collect();
+            if piece.is_empty() {
+                break;
+            }
+            next.push(piece);
+        }
+    } else if !part.is_empty() {
+        next.push(part);
     }
 }
 

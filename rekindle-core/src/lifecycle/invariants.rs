@@ -19,41 +19,60 @@ pub struct Violation {
     pub detail: String,
 }
 
-/// Checks one accepted transition `before --event--> after` with `effects`.
+/// A rule broken: its name and what was seen.
+type Broken = (&'static str, String);
+
+/// Checks one accepted transition `before --event--> after` with `effects`:
+/// every rule, in order; the first one broken is the violation.
 pub fn check_transition(
     before: &Lifecycle,
     event: &Event,
     after: &Lifecycle,
     effects: &[Effect],
 ) -> Result<(), Violation> {
-    let fail = |rule: &'static str, detail: String| Violation {
-        rule,
-        from: before.state().name(),
-        event: event.clone(),
-        detail,
-    };
-    let budget = after.policy().reinit_driver_count;
+    in_flight_rules(before, event, after)
+        .and_then(|()| health_rules(before, event, after))
+        .and_then(|()| stop_and_reload_rules(before, event, after))
+        .and_then(|()| retry_rules(after, effects))
+        .and_then(|()| setup_rules(before, event, after, effects))
+        .map_err(|(rule, detail)| Violation {
+            rule,
+            from: before.state().name(),
+            event: event.clone(),
+            detail,
+        })
+}
 
+/// Whether `event` counts an operation out (it finished, or its call was
+/// abandoned at its deadline).
+fn counts_out(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::OperationFinished | Event::OperationTimedOut { .. }
+    )
+}
+
+/// Operations in flight once `event` is accounted for.
+fn remaining(before: &Lifecycle, event: &Event) -> u32 {
+    before.state().in_flight() - u32::from(counts_out(event) && before.state().in_flight() > 0)
+}
+
+/// Operations only when Ready; a reload only with none in flight; no
+/// operation in flight is cut.
+fn in_flight_rules(before: &Lifecycle, event: &Event, after: &Lifecycle) -> Result<(), Broken> {
+    let counts_out = counts_out(event);
+    let remaining = remaining(before, event);
     if matches!(event, Event::OperationStarted) && before.state().name() != StateName::Ready {
-        return Err(fail(
+        return Err((
             "operations only when ready",
             "an operation was accepted".into(),
         ));
     }
-    // An operation that finished, or whose call was abandoned at its
-    // deadline, counts out.
-    let counts_out = matches!(
-        event,
-        Event::OperationFinished | Event::OperationTimedOut { .. }
-    );
-    // In flight once this event is accounted for.
-    let remaining =
-        before.state().in_flight() - u32::from(counts_out && before.state().in_flight() > 0);
     if after.state().name() == StateName::Reloading
         && before.state().name() != StateName::Reloading
         && remaining > 0
     {
-        return Err(fail(
+        return Err((
             "reloading only with zero in-flight",
             format!("{remaining} operations were still in flight"),
         ));
@@ -62,7 +81,7 @@ pub fn check_transition(
         && !(counts_out && after.state().in_flight() + 1 == before.state().in_flight())
         && after.state().name() != StateName::Stopped
     {
-        return Err(fail(
+        return Err((
             "no in-flight operation is cut",
             format!(
                 "in-flight went from {} to {}",
@@ -71,6 +90,11 @@ pub fn check_transition(
             ),
         ));
     }
+    Ok(())
+}
+
+/// A backend that lost its health is not Ready again until set up again.
+fn health_rules(before: &Lifecycle, event: &Event, after: &Lifecycle) -> Result<(), Broken> {
     // A backend that lost its health in this Ready period (a stats call
     // failed, or an operation's call passed its deadline) is not Ready again
     // until a setup succeeds: the loss is acted on when seen, remembered
@@ -97,18 +121,29 @@ pub fn check_transition(
             _ => None,
         };
         if let Some(detail) = detail {
-            return Err(fail(
+            return Err((
                 "a backend that lost its health is not ready until set up again",
                 detail.into(),
             ));
         }
     }
+    Ok(())
+}
+
+/// Only the final shutdown cuts work; a reload never fails a Ready backend
+/// whose old config passes its check, and a rollback returns to it.
+fn stop_and_reload_rules(
+    before: &Lifecycle,
+    event: &Event,
+    after: &Lifecycle,
+) -> Result<(), Broken> {
+    let remaining = remaining(before, event);
     // Only the final shutdown may cut work: a removal by a reload drains,
     // and its deadline passing aborts the removal instead.
     let final_shutdown = matches!(event, Event::ShutdownRequested)
         || matches!(before.state(), State::Draining(d) if d.then == AfterDrain::Shutdown);
     if after.state().name() == StateName::Stopped && remaining > 0 && !final_shutdown {
-        return Err(fail(
+        return Err((
             "only the final shutdown cuts work",
             format!("stopped with {remaining} operations in flight"),
         ));
@@ -126,14 +161,14 @@ pub fn check_transition(
         && before.previous().is_some()
         && before.policy().reload_rollback
     {
-        return Err(fail(
+        return Err((
             "a reload never fails a Ready backend whose old config passes its check",
             "the new config's failure was not rolled back".into(),
         ));
     }
     if before.state().name() == StateName::RollingBack {
         if failed && matches!(event, Event::SetupSucceeded { .. }) {
-            return Err(fail(
+            return Err((
                 "a reload never fails a Ready backend whose old config passes its check",
                 "the old instance passed its check but the driver failed".into(),
             ));
@@ -141,7 +176,7 @@ pub fn check_transition(
         if after.state().name() == StateName::Ready
             && before.previous().map(|p| p.config) != Some(after.config())
         {
-            return Err(fail(
+            return Err((
                 "a rollback returns to the old config",
                 format!(
                     "Ready on config {} after rolling back to {:?}",
@@ -151,19 +186,26 @@ pub fn check_transition(
             ));
         }
     }
+    Ok(())
+}
+
+/// Retries: kept up while recovering from a health loss, within the
+/// budget, never after a fatal error.
+fn retry_rules(after: &Lifecycle, effects: &[Effect]) -> Result<(), Broken> {
+    let budget = after.policy().reinit_driver_count;
     if after.recovering()
         && matches!(
             after.state(),
             State::Failed(Failed::Recoverable { retry: None, .. })
         )
     {
-        return Err(fail(
+        return Err((
             "a driver that lost its health keeps retrying until it is back",
             "gave up while recovering from a health loss".to_string(),
         ));
     }
     if budget > 0 && after.state().attempt() > budget {
-        return Err(fail(
+        return Err((
             "attempts within reinit_driver_count",
             format!("attempt {} > budget {budget}", after.state().attempt()),
         ));
@@ -172,17 +214,24 @@ pub fn check_transition(
         |e| matches!(e, Effect::ScheduleTimer { timer, .. } if timer.kind == TimerKind::Retry),
     );
     if after.state().name() == StateName::FailedFatal && schedules_retry {
-        return Err(fail("fatal never retried", "a retry was scheduled".into()));
+        return Err(("fatal never retried", "a retry was scheduled".into()));
     }
+    Ok(())
+}
+
+/// One setup at a time, and none for a fatal error without a reload.
+fn setup_rules(
+    before: &Lifecycle,
+    event: &Event,
+    after: &Lifecycle,
+    effects: &[Effect],
+) -> Result<(), Broken> {
     let runs = effects
         .iter()
         .filter(|e| matches!(e, Effect::RunSetup { .. }))
         .count();
     if runs > 1 {
-        return Err(fail(
-            "one setup at a time",
-            format!("{runs} setups started"),
-        ));
+        return Err(("one setup at a time", format!("{runs} setups started")));
     }
     if runs == 1 {
         // The setup this event completes is no longer in flight.
@@ -195,7 +244,7 @@ pub fn check_transition(
                 .iter()
                 .any(|e| matches!(e, Effect::AbortSetup { setup } if *setup == old.id));
             if !aborted {
-                return Err(fail(
+                return Err((
                     "one setup at a time",
                     format!("setup {} still in flight when another started", old.id),
                 ));
@@ -204,13 +253,10 @@ pub fn check_transition(
         if before.state().name() == StateName::FailedFatal
             && !matches!(event, Event::ReloadRequested { .. })
         {
-            return Err(fail(
-                "fatal never retried",
-                "setup ran without a reload".into(),
-            ));
+            return Err(("fatal never retried", "setup ran without a reload".into()));
         }
         if after.state().setup().is_none() {
-            return Err(fail(
+            return Err((
                 "one setup at a time",
                 "setup started but state has none".into(),
             ));

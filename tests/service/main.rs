@@ -1,6 +1,13 @@
 //! The whole service on virtual time: reloads (drain, abort, reject, coalesce,
 //! add/remove), budget exhaustion and recovery by reload, service up/down, shutdown.
 
+mod arrays;
+
+#[path = "../common/drivers.rs"]
+mod drivers;
+
+use arrays::{Arrays, on_array, with_arrays};
+use drivers::{Script, Scripted};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -141,6 +148,16 @@ impl Running {
     }
 }
 
+/// A plan of one backend, `name`, of `kind` with `options`.
+fn one(name: &str, kind: Kind, options: &[(&str, &str)]) -> Plan {
+    plan(vec![backend(name, kind, options)])
+}
+
+/// A plan of one volume backend `a` whose operations take `delay`.
+fn delayed(delay: &str) -> Plan {
+    one("a", Kind::Volume, &[("fault_op_delay", delay)])
+}
+
 #[test]
 fn unchanged_backends_are_never_interrupted_and_changed_ones_drain_then_reload() {
     run_virtual(async {
@@ -233,7 +250,7 @@ fn drain_deadline_aborts_the_reload_and_the_old_config_keeps_serving() {
 #[test]
 fn an_invalid_config_is_rejected_and_the_old_one_keeps_serving() {
     run_virtual(async {
-        let svc = start(plan(vec![backend("a", Kind::Volume, &[])]));
+        let svc = start(one("a", Kind::Volume, &[]));
         sleep(Duration::from_secs(1)).await;
         let error =
             "cinder.conf: [a] reinit_driver_count = \"x\": expected a whole number".to_string();
@@ -260,11 +277,7 @@ fn an_invalid_config_is_rejected_and_the_old_one_keeps_serving() {
 #[test]
 fn a_driver_that_gave_up_comes_back_through_a_reload() {
     run_virtual(async {
-        let svc = start(plan(vec![backend(
-            "late",
-            Kind::Volume,
-            &[("fault_ready_after", "10m")],
-        )]));
+        let svc = start(one("late", Kind::Volume, &[("fault_ready_after", "10m")]));
         sleep(Duration::from_secs(60)).await;
         assert_eq!(svc.count("driver.gave_up", "late"), 1);
         sleep(Duration::from_secs(600)).await;
@@ -284,19 +297,11 @@ fn a_driver_that_gave_up_comes_back_through_a_reload() {
 #[test]
 fn a_burst_of_reloads_during_a_reload_is_coalesced_into_one_follow_up() {
     run_virtual(async {
-        let svc = start(plan(vec![backend(
-            "a",
-            Kind::Volume,
-            &[("fault_op_delay", "20s")],
-        )]));
+        let svc = start(delayed("20s"));
         sleep(Duration::from_secs(1)).await;
         let op = svc.create("a", "v1");
         sleep(Duration::from_secs(1)).await;
-        svc.set_config(Ok(plan(vec![backend(
-            "a",
-            Kind::Volume,
-            &[("fault_op_delay", "21s")],
-        )])));
+        svc.set_config(Ok(delayed("21s")));
         assert!(matches!(svc.reload().await, ReloadOutcome::Started { .. }));
         for _ in 0..5 {
             assert_eq!(svc.reload().await, ReloadOutcome::Coalesced);
@@ -317,9 +322,9 @@ fn a_burst_of_reloads_during_a_reload_is_coalesced_into_one_follow_up() {
 #[test]
 fn reload_adds_and_removes_backends() {
     run_virtual(async {
-        let svc = start(plan(vec![backend("old", Kind::Volume, &[])]));
+        let svc = start(one("old", Kind::Volume, &[]));
         sleep(Duration::from_secs(1)).await;
-        svc.set_config(Ok(plan(vec![backend("new", Kind::Volume, &[])])));
+        svc.set_config(Ok(one("new", Kind::Volume, &[])));
         let ReloadOutcome::Started { diff, .. } = svc.reload().await else {
             panic!()
         };
@@ -356,11 +361,11 @@ fn reload_adds_and_removes_backends() {
 #[test]
 fn a_backup_service_is_down_until_its_driver_is_set_up() {
     run_virtual(async {
-        let svc = start(plan(vec![backend(
+        let svc = start(one(
             "backup",
             Kind::Backup,
             &[("fault_ready_after", "150s")],
-        )]));
+        ));
         sleep(Duration::from_secs(20)).await;
         let rows = svc.handles.shell.board.services();
         assert_eq!(rows.len(), 1);
@@ -429,11 +434,7 @@ fn service_rows_follow_the_backend_state_at_once() {
 #[test]
 fn shutdown_drains_in_flight_operations_then_stops() {
     run_virtual(async {
-        let svc = start(plan(vec![backend(
-            "a",
-            Kind::Volume,
-            &[("fault_op_delay", "10s")],
-        )]));
+        let svc = start(delayed("10s"));
         sleep(Duration::from_secs(1)).await;
         let op = svc.create("a", "v1");
         sleep(Duration::from_secs(1)).await;
@@ -473,118 +474,6 @@ fn an_operation_during_shutdown_says_the_backend_has_stopped() {
 }
 
 // ---- Reload rollback, removal drains, the reload report ---------------------
-
-/// Storage arrays a test turns on and off, and which driver instance served
-/// each operation.
-#[derive(Default)]
-struct Arrays {
-    alive: RefCell<std::collections::BTreeSet<String>>,
-    built: std::cell::Cell<u32>,
-    served_by: RefCell<Vec<u32>>,
-}
-
-/// A volume driver on the array named by its `array` option: set up and
-/// checked fine while that array is alive; each instance has a number.
-struct ArrayDriver {
-    arrays: Rc<Arrays>,
-    array: String,
-    instance: u32,
-}
-
-impl ArrayDriver {
-    fn reachable(&self) -> Result<(), rekindle::lifecycle::DriverError> {
-        if self.arrays.alive.borrow().contains(&self.array) {
-            Ok(())
-        } else {
-            Err(rekindle::lifecycle::DriverError::backend(format!(
-                "array {} does not answer",
-                self.array
-            )))
-        }
-    }
-}
-
-#[async_trait::async_trait(?Send)]
-impl rekindle::driver::VolumeDriver for ArrayDriver {
-    async fn do_setup(&self) -> Result<(), rekindle::lifecycle::DriverError> {
-        self.reachable()
-    }
-    async fn check_for_setup_error(&self) -> Result<(), rekindle::lifecycle::DriverError> {
-        self.reachable()
-    }
-    async fn get_volume_stats(
-        &self,
-    ) -> Result<rekindle::driver::Capabilities, rekindle::lifecycle::DriverError> {
-        Ok(Default::default())
-    }
-    async fn create_volume(&self, _: &Volume) -> Result<(), rekindle::lifecycle::DriverError> {
-        self.arrays.served_by.borrow_mut().push(self.instance);
-        Ok(())
-    }
-    async fn delete_volume(&self, _: &Volume) -> Result<(), rekindle::lifecycle::DriverError> {
-        Ok(())
-    }
-    async fn create_export(
-        &self,
-        _: &Volume,
-        _: &rekindle::driver::Connector,
-    ) -> Result<(), rekindle::lifecycle::DriverError> {
-        Ok(())
-    }
-    async fn remove_export(&self, _: &Volume) -> Result<(), rekindle::lifecycle::DriverError> {
-        Ok(())
-    }
-    async fn initialize_connection(
-        &self,
-        _: &Volume,
-        _: &rekindle::driver::Connector,
-    ) -> Result<rekindle::driver::ConnectionInfo, rekindle::lifecycle::DriverError> {
-        Err(rekindle::lifecycle::DriverError::Other("unused".into()))
-    }
-    async fn terminate_connection(
-        &self,
-        _: &Volume,
-        _: &rekindle::driver::Connector,
-    ) -> Result<(), rekindle::lifecycle::DriverError> {
-        Ok(())
-    }
-}
-
-fn with_arrays(arrays: &Rc<Arrays>) -> DriverRegistry {
-    let mut registry = DriverRegistry::with_builtin();
-    let arrays = arrays.clone();
-    use rekindle::driver::options::{OptionDecl, OptionDefault, Rule};
-    const ARRAY: OptionDecl = OptionDecl::new(
-        "array",
-        Rule::Text,
-        OptionDefault::Required,
-        "the array the driver talks to",
-    );
-    registry.register(Kind::Volume, "array", &[ARRAY], move |ctx| {
-        arrays.built.set(arrays.built.get() + 1);
-        Ok(rekindle::driver::registry::AnyDriver::Volume(Rc::new(
-            ArrayDriver {
-                arrays: arrays.clone(),
-                array: ctx.spec.options.get("array").cloned().unwrap_or_default(),
-                instance: arrays.built.get(),
-            },
-        )))
-    });
-    registry
-}
-
-fn on_array(name: &str, array: &str, rollback: bool) -> (String, BackendPlan) {
-    (
-        name.to_string(),
-        BackendPlan {
-            spec: spec(name, Kind::Volume, "array", &[("array", array)]),
-            policy: Policy {
-                reload_rollback: rollback,
-                ..Policy::default()
-            },
-        },
-    )
-}
 
 #[test]
 fn a_reload_whose_new_config_fails_rolls_back_to_the_old_instance() {
@@ -725,7 +614,7 @@ fn a_removal_past_its_drain_deadline_is_aborted_and_the_backend_keeps_serving() 
         sleep(Duration::from_secs(1)).await;
         let op = svc.create("gone", "v1");
         sleep(Duration::from_secs(1)).await;
-        svc.set_config(Ok(plan(vec![backend("stay", Kind::Volume, &[])])));
+        svc.set_config(Ok(one("stay", Kind::Volume, &[])));
         let report = svc.reload_and_wait().await;
         assert_eq!(
             report.backends.get("gone"),
@@ -817,19 +706,11 @@ fn a_clean_reload_reports_every_backend_as_intended() {
 #[test]
 fn a_coalesced_request_is_answered_by_the_follow_up_reload() {
     run_virtual(async {
-        let svc = start(plan(vec![backend(
-            "a",
-            Kind::Volume,
-            &[("fault_op_delay", "10s")],
-        )]));
+        let svc = start(delayed("10s"));
         sleep(Duration::from_secs(1)).await;
         let op = svc.create("a", "v1");
         sleep(Duration::from_secs(1)).await;
-        svc.set_config(Ok(plan(vec![backend(
-            "a",
-            Kind::Volume,
-            &[("fault_op_delay", "5s")],
-        )])));
+        svc.set_config(Ok(delayed("5s")));
         let first = svc.handles.controller.send(RequestReloadAndWait);
         let second = svc.handles.controller.send(RequestReloadAndWait);
         let (first, second) = (first.await.expect("alive"), second.await.expect("alive"));
