@@ -545,7 +545,7 @@ pub fn state_dir(source: &ConfigSource) -> Result<Option<PathBuf>, String> {
 /// connection: a dialect this build speaks, and for MariaDB the URL's
 /// parts and parameters (`crate::records::mariadb::connect_options`).
 fn database_url(url: &str) -> Result<(), String> {
-    use crate::fleet::database::Dialect;
+    use crate::records::database::Dialect;
     let dialect = Dialect::of(url)?;
     if !dialect.built() {
         return Err(dialect.not_built());
@@ -557,16 +557,4 @@ fn database_url(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `url` without its password, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
+pub use crate::records::database::redact;

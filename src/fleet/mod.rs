@@ -1,7 +1,6 @@
 //! Fleet mode: many hosts on one database (PostgreSQL or MariaDB). The rolling reload's
 //! planner is pure (`rollout`); the listener, the command's driver and the member beside it.
 
-pub mod database;
 #[cfg(feature = "fleet")]
 pub mod listener;
 #[cfg(feature = "fleet")]

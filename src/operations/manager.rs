@@ -324,7 +324,7 @@ impl Manager {
     pub fn waiting_for_fleet(handles: Handles, url: &str) -> Self {
         let reason = format!(
             "records database {} is unavailable: this host has not joined the fleet yet (waiting for the database); retry",
-            crate::config::redact(url)
+            crate::records::redact(url)
         );
         Manager {
             handles,

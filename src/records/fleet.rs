@@ -7,10 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::cluster::ClusterRecords;
+use super::database::{Dialect, redact};
 use super::requests::ReloadRequests;
 use super::rollouts::RolloutRecords;
 use super::{RecordStore, RecordsError};
-use crate::fleet::database::Dialect;
 
 /// Everything a fleet keeps in its shared database: the records of
 /// [`RecordStore`], hosts and their work ([`ClusterRecords`]), reload
@@ -41,7 +41,7 @@ pub async fn connect(
     service_down_time: Duration,
 ) -> Result<Rc<dyn FleetStore>, RecordsError> {
     let dialect = Dialect::of(url).map_err(|reason| RecordsError::BadUrl {
-        url: crate::config::redact(url),
+        url: redact(url),
         reason,
     })?;
     match dialect {
@@ -55,7 +55,7 @@ pub async fn connect(
         )),
         #[allow(unreachable_patterns)]
         other => Err(RecordsError::BadUrl {
-            url: crate::config::redact(url),
+            url: redact(url),
             reason: other.not_built().to_string(),
         }),
     }

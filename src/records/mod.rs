@@ -7,6 +7,7 @@
 
 #[cfg(feature = "fleet")]
 pub mod cluster;
+pub mod database;
 #[cfg(feature = "fleet")]
 mod fleet;
 #[cfg(feature = "mariadb")]
@@ -294,7 +295,7 @@ pub trait RecordStore {
     }
 }
 
-pub use crate::config::redact;
+pub use database::redact;
 
 /// This host's service rows as its heartbeat writes them: synchronously, on
 /// the service actor's tick, so that a row is written before anyone is told

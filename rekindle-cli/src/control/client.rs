@@ -1,4 +1,5 @@
-//! The commands' side of the control socket: one request, one response.
+//! The commands' side of the control socket: one request sent, one response read and
+//! parsed, each failure naming the socket.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Tests of `fleet_command`.
+//! Tests of `fleet_command`: what a reload's report says changed, the rollout table
+//! `fleet status` prints, and the exit statuses of its errors.
 
 use super::driver::changed_backends;
 use super::*;

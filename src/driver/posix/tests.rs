@@ -1,4 +1,5 @@
-//! Tests of `posix`.
+//! Tests of the `posix` backup driver: chunks and their checksums, a replace that fails,
+//! a store moved away, the rate limit, sizes.
 
 use super::*;
 

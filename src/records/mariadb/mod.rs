@@ -102,7 +102,7 @@ impl MariaDbStore {
         url: &str,
         service_down_time: Duration,
     ) -> Result<MariaDbStore, RecordsError> {
-        let shown = crate::config::redact(url);
+        let shown = crate::records::redact(url);
         let options = connect_options(url).map_err(|reason| RecordsError::BadUrl {
             url: shown.clone(),
             reason,

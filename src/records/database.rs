@@ -1,5 +1,6 @@
 //! Which database a `[database] connection` URL names (Cinder's SQLAlchemy form), decided
-//! from its scheme alone: pure, so the config check and the store agree.
+//! from its scheme alone, and the URL without its password: pure, so the config check
+//! and the store agree.
 //!
 //! Cinder writes `mysql+pymysql://cinder:secret@db.example/cinder` (kolla,
 //! openstack-helm) or `postgresql://...`; the part after `+` names a Python
@@ -75,6 +76,20 @@ impl Dialect {
             self.name(),
             self.feature()
         )
+    }
+}
+
+/// `url` without its password, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 
