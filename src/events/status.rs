@@ -99,20 +99,9 @@ pub struct BackendStatus {
     pub changed_at: Option<Moment>,
 }
 
-/// One service row, like `cinder service-list`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceStatus {
-    /// `cinder-volume` or `cinder-backup`.
-    pub binary: String,
-    /// `host@backend` for volume backends, `host` for the backup service.
-    pub host: String,
-    /// The backend this row stands for.
-    pub backend: String,
-    /// `up` or `down`.
-    pub state: String,
-    /// Last heartbeat (RFC 3339).
-    pub updated_at: String,
-}
+/// One service row, like `cinder service-list`: the records' row type, as
+/// the board holds it.
+pub use crate::records::ServiceRow as ServiceStatus;
 
 /// What a heartbeat reads of a backend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use rekindle::actors::Handles;
 
 use crate::exit::Exit;
 use rekindle::actors::controller::{RequestReload, RequestReloadAndWait};
-use rekindle::events::status::{BackendStatus, ServiceStatus};
+use rekindle::events::status::BackendStatus;
 use rekindle::operations::listing::{BackupListRow, VolumeListRow};
 use rekindle::operations::{Answer, Detach, Manager, ManagerError, Started};
 use rekindle::records::{BackupStatus, VolumeStatus};
@@ -154,19 +154,13 @@ pub struct StatusReport {
     pub fleet_fault: Option<String>,
 }
 
-/// A service row.
+/// A service row as `status` shows it: the records' row, and its host's
+/// cluster in a fleet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceRow {
-    /// `cinder-volume` or `cinder-backup`.
-    pub binary: String,
-    /// `host@backend` or `host`.
-    pub host: String,
-    /// The backend.
-    pub backend: String,
-    /// `up` or `down`.
-    pub state: String,
-    /// Last heartbeat.
-    pub updated_at: String,
+    /// The row (`binary`, `host`, `backend`, `state`, `updated_at`).
+    #[serde(flatten)]
+    pub row: rekindle::records::ServiceRow,
     /// The host's cluster, in a fleet (`[database] connection`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -209,16 +203,9 @@ fn current() -> String {
     "current".to_string()
 }
 
-impl From<ServiceStatus> for ServiceRow {
-    fn from(s: ServiceStatus) -> Self {
-        ServiceRow {
-            binary: s.binary,
-            host: s.host,
-            backend: s.backend,
-            state: s.state,
-            updated_at: s.updated_at,
-            cluster: None,
-        }
+impl From<rekindle::records::ServiceRow> for ServiceRow {
+    fn from(row: rekindle::records::ServiceRow) -> Self {
+        ServiceRow { row, cluster: None }
     }
 }
 

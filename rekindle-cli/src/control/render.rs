@@ -7,7 +7,7 @@ use super::*;
 /// `cluster`, when given: `rekindle status --host/--cluster`.
 pub fn filter_services(report: &mut StatusReport, host: Option<&str>, cluster: Option<&str>) {
     report.services.retain(|s| {
-        let own_host = s.host.split('@').next().unwrap_or(&s.host);
+        let own_host = s.row.host.split('@').next().unwrap_or(&s.row.host);
         host.is_none_or(|h| own_host == h)
             && cluster.is_none_or(|c| s.cluster.as_deref() == Some(c))
     });
@@ -23,11 +23,15 @@ pub fn render_status(report: &StatusReport) -> String {
         .services
         .iter()
         .map(|s| {
-            let mut row = vec![s.binary.clone(), s.host.clone()];
+            let mut row = vec![s.row.binary.clone(), s.row.host.clone()];
             if fleet {
                 row.push(s.cluster.clone().unwrap_or_else(|| "-".to_string()));
             }
-            row.extend([s.backend.clone(), s.state.clone(), s.updated_at.clone()]);
+            row.extend([
+                s.row.backend.clone(),
+                s.row.state.clone(),
+                s.row.updated_at.clone(),
+            ]);
             row
         })
         .collect();

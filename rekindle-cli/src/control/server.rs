@@ -256,11 +256,7 @@ async fn status(handles: &Handles, manager: Option<&Manager>) -> StatusReport {
             report.services = rows
                 .into_iter()
                 .map(|(row, cluster)| ServiceRow {
-                    binary: row.binary,
-                    host: row.host,
-                    backend: row.backend,
-                    state: row.state,
-                    updated_at: row.updated_at,
+                    row,
                     cluster: Some(cluster),
                 })
                 .collect()
@@ -281,7 +277,7 @@ fn fleet_fault(error: &ManagerError, services: &[ServiceRow]) -> String {
     }
     let oldest = services
         .iter()
-        .filter_map(|s| humantime::parse_rfc3339_weak(&s.updated_at).ok())
+        .filter_map(|s| humantime::parse_rfc3339_weak(&s.row.updated_at).ok())
         .min();
     let age = oldest
         .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
