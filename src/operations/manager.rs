@@ -156,11 +156,14 @@ pub enum Detach {
 /// # Errors
 /// [`ManagerError::Invalid`] for any other word.
 pub fn settable_volume_status(state: &str) -> Result<VolumeStatus, ManagerError> {
-    state
-        .parse()
-        .ok()
-        .filter(|s| VolumeStatus::SETTABLE.contains(s))
-        .ok_or_else(|| not_settable("volume reset-state", state, &VolumeStatus::SETTABLE))
+    match state.parse() {
+        Ok(status) => settable("volume reset-state", status, &VolumeStatus::SETTABLE),
+        Err(_) => Err(not_settable(
+            "volume reset-state",
+            state,
+            &VolumeStatus::SETTABLE,
+        )),
+    }
 }
 
 /// `state` as a backup status an operator may set by hand (`available` or
@@ -170,12 +173,28 @@ pub fn settable_volume_status(state: &str) -> Result<VolumeStatus, ManagerError>
 /// # Errors
 /// [`ManagerError::Invalid`] for any other word.
 pub fn settable_backup_status(state: &str) -> Result<BackupStatus, ManagerError> {
-    const SETTABLE: [BackupStatus; 2] = [BackupStatus::Available, BackupStatus::Error];
-    state
-        .parse()
-        .ok()
-        .filter(|s| SETTABLE.contains(s))
-        .ok_or_else(|| not_settable("backup reset-state", state, &SETTABLE))
+    match state.parse() {
+        Ok(status) => settable("backup reset-state", status, &BackupStatus::SETTABLE),
+        Err(_) => Err(not_settable(
+            "backup reset-state",
+            state,
+            &BackupStatus::SETTABLE,
+        )),
+    }
+}
+
+/// `status` when it is one of `settable`, else `operation` refused naming
+/// them.
+fn settable<S: Copy + PartialEq + std::fmt::Display>(
+    operation: &str,
+    status: S,
+    settable: &[S],
+) -> Result<S, ManagerError> {
+    if settable.contains(&status) {
+        Ok(status)
+    } else {
+        Err(not_settable(operation, &status.to_string(), settable))
+    }
 }
 
 fn not_settable<S: std::fmt::Display>(
@@ -660,5 +679,43 @@ impl Manager {
             .backup(id)
             .await?
             .ok_or_else(|| refused(operation, format_args!("no backup {id}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_statuses_cinder_lets_an_operator_set_are_settable() {
+        assert_eq!(
+            settable_volume_status("in-use").ok(),
+            Some(VolumeStatus::InUse)
+        );
+        assert_eq!(
+            settable_backup_status("error").ok(),
+            Some(BackupStatus::Error)
+        );
+        for (word, refusal) in [
+            ("creating", settable_volume_status("creating").err()),
+            ("gone", settable_volume_status("gone").err()),
+        ] {
+            assert_eq!(
+                refusal.map(|e| e.to_string()).as_deref(),
+                Some(
+                    format!("volume reset-state refused: \"{word}\" is not a status to set by hand (one of available, in-use, error, error_restoring)")
+                        .as_str()
+                )
+            );
+        }
+        assert_eq!(
+            settable_backup_status("restoring")
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some(
+                "backup reset-state refused: \"restoring\" is not a status to set by hand (one of available, error)"
+            )
+        );
     }
 }

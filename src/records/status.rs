@@ -130,6 +130,12 @@ impl VolumeStatus {
     }
 }
 
+impl BackupStatus {
+    /// The statuses an operator may set by hand (`backup reset-state`), as
+    /// Cinder's `backup-reset-state` allows.
+    pub const SETTABLE: [BackupStatus; 2] = [BackupStatus::Available, BackupStatus::Error];
+}
+
 /// A status word that is not one of the record's statuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown status {0:?}")]

@@ -455,7 +455,7 @@ impl Manager {
         id: &str,
         state: BackupStatus,
     ) -> Result<BackupAnswer, ManagerError> {
-        let state = settable_backup_status(state.as_str())?;
+        let state = settable("backup reset-state", state, &BackupStatus::SETTABLE)?;
         let backup = self.backup(id, "backup reset-state").await?;
         self.finish("backup", id, "", &End::to(state.as_str()))
             .await?;

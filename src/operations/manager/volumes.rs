@@ -385,7 +385,7 @@ impl Manager {
         state: VolumeStatus,
         force: bool,
     ) -> Result<VolumeAnswer, ManagerError> {
-        let state = settable_volume_status(state.as_str())?;
+        let state = settable("volume reset-state", state, &VolumeStatus::SETTABLE)?;
         let row = self.volume(id, "volume reset-state").await?;
         let attached = self.attached_hosts(id).await?;
         let exported = self.records()?.export(id).await?.is_some();
