@@ -18,9 +18,11 @@ use rekindle::records::requests::Answer;
 
 use daemon::{BIN, Daemon};
 
+/// A daemon's file: host `host` of cluster `c1` (the cluster the test's
+/// heartbeats register it in, so both agree whichever registers last).
 fn config_text(host: &str, url: &str, b_extra: &str) -> String {
     format!(
-        "[DEFAULT]\nenabled_backends = a, b\nhost = {host}\n[database]\nconnection = {url}\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\n{b_extra}"
+        "[DEFAULT]\nenabled_backends = a, b\nhost = {host}\ncluster = c1\n[database]\nconnection = {url}\n[a]\nvolume_driver = fault\n[b]\nvolume_driver = fault\n{b_extra}"
     )
 }
 
